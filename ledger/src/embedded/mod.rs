@@ -1,0 +1,190 @@
+//! The embedded backend: the same log on sled, for a single process with
+//! nothing else installed. Same semantics as JetStream: per-project optimistic
+//! concurrency, idempotent command ids (kept forever, not just for a window),
+//! global order, live tail, hash chain. Durable on acknowledgement (fsync).
+
+mod keys;
+mod reader;
+mod writer;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::chain::ChainHead;
+use crate::envelope::{Appended, NewEvent};
+use crate::error::LedgerError;
+use crate::log::{EventLog, EventStream, Position};
+use crate::name::ProjectName;
+
+/// Appends waiting for the writer before callers are made to wait.
+const QUEUE_DEPTH: usize = 4096;
+
+/// The sled-backed event log. Cheap to clone.
+#[derive(Clone)]
+pub struct SledLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: sled::Db,
+    tree: sled::Tree,
+    tx: mpsc::Sender<writer::AppendRequest>,
+    head_rx: watch::Receiver<Position>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for SledLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledLog")
+            .field("head", &*self.inner.head_rx.borrow())
+            .finish()
+    }
+}
+
+impl SledLog {
+    /// Opens (or creates) the log in `dir`. Blocking: call at start-up.
+    pub fn open(dir: &Path) -> Result<SledLog, LedgerError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            LedgerError::Misconfigured(format!("cannot create data dir {}: {e}", dir.display()))
+        })?;
+        let db = sled::Config::new()
+            .path(dir)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                    LedgerError::Misconfigured(format!(
+                        "the data dir {} is in use by another Waybill process; \
+                         stop it or choose another --data-dir",
+                        dir.display()
+                    ))
+                }
+                other => LedgerError::Misconfigured(format!(
+                    "cannot open the embedded log in {}: {other}",
+                    dir.display()
+                )),
+            })?;
+        let tree = db.open_tree("log")?;
+        let head = match tree.get(keys::HEAD)? {
+            Some(v) => keys::decode_pos(&v)
+                .ok_or_else(|| LedgerError::Storage("corrupt head key".into()))?,
+            None => Position::ZERO,
+        };
+        let (head_tx, head_rx) = watch::channel(head);
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let writer_tree = tree.clone();
+        let writer = std::thread::Builder::new()
+            .name("waybill-sled-writer".into())
+            .spawn(move || writer::run(writer_tree, rx, head_tx))
+            .map_err(|e| LedgerError::Storage(format!("cannot start writer thread: {e}")))?;
+        tracing::info!(dir = %dir.display(), head = head.0, "opened embedded log");
+        Ok(SledLog {
+            inner: Arc::new(Inner {
+                db,
+                tree,
+                tx,
+                head_rx,
+                writer: Mutex::new(Some(writer)),
+            }),
+        })
+    }
+
+    /// Flushes the store to disk. Appends are already durable; this also
+    /// settles sled's own bookkeeping before a clean shutdown.
+    pub async fn flush(&self) -> Result<(), LedgerError> {
+        let db = self.inner.db.clone();
+        tokio::task::spawn_blocking(move || db.flush().map(|_| ()))
+            .await
+            .map_err(|e| LedgerError::Storage(e.to_string()))?
+            .map_err(LedgerError::from)
+    }
+
+    /// The raw tree, for tests that tamper with the store behind Waybill's back.
+    #[doc(hidden)]
+    pub fn raw_tree(&self) -> sled::Tree {
+        self.inner.tree.clone()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The sender is dropped with `self`, but the writer also holds nothing
+        // else; closing the channel ends its loop. Join it so the last batch is
+        // committed before sled closes.
+        let (dead_tx, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.tx, dead_tx));
+        let handle = self.writer.lock().ok().and_then(|mut h| h.take());
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+        let _ = self.db.flush();
+    }
+}
+
+#[async_trait]
+impl EventLog for SledLog {
+    async fn append(
+        &self,
+        project: &ProjectName,
+        expected: Position,
+        event: NewEvent,
+    ) -> Result<Appended, LedgerError> {
+        event.payload.validate()?;
+        let (reply, rx) = oneshot::channel();
+        let request = writer::AppendRequest {
+            project: project.clone(),
+            expected,
+            event,
+            reply,
+        };
+        self.inner
+            .tx
+            .send(request)
+            .await
+            .map_err(|_| LedgerError::Unavailable("the embedded log is closed".into()))?;
+        rx.await
+            .map_err(|_| LedgerError::Unavailable("the embedded log writer stopped".into()))?
+    }
+
+    async fn project_head(&self, project: &ProjectName) -> Result<ChainHead, LedgerError> {
+        match self.inner.tree.get(keys::project(project.as_str()))? {
+            Some(v) => keys::decode_head(&v)
+                .ok_or_else(|| LedgerError::Storage("corrupt project head".into())),
+            None => Ok(ChainHead::EMPTY),
+        }
+    }
+
+    async fn head(&self) -> Result<Position, LedgerError> {
+        Ok(*self.inner.head_rx.borrow())
+    }
+
+    async fn read_project(
+        &self,
+        project: &ProjectName,
+        from: Position,
+    ) -> Result<EventStream, LedgerError> {
+        let end = self.project_head(project).await?.position;
+        Ok(reader::project_stream(
+            self.inner.tree.clone(),
+            project.as_str().to_string(),
+            from,
+            end,
+        ))
+    }
+
+    async fn read_all(&self, from: Position) -> Result<EventStream, LedgerError> {
+        let end = *self.inner.head_rx.borrow();
+        Ok(reader::range_stream(self.inner.tree.clone(), from, end))
+    }
+
+    async fn tail(&self, from: Position) -> Result<EventStream, LedgerError> {
+        Ok(reader::tail_stream(
+            self.inner.tree.clone(),
+            from,
+            self.inner.head_rx.clone(),
+        ))
+    }
+}

@@ -1,0 +1,156 @@
+//! Reads from the embedded store in chunks, off the async runtime.
+
+use futures::stream::{self, StreamExt};
+use tokio::sync::watch;
+
+use super::keys;
+use crate::chain::ChainHash;
+use crate::envelope::StoredEvent;
+use crate::error::LedgerError;
+use crate::log::{stored_event, EventStream, Position};
+
+/// Events read per blocking call.
+const CHUNK: usize = 1024;
+
+type Chunk = Vec<Result<StoredEvent, LedgerError>>;
+
+fn decode(pos: Position, value: &[u8]) -> Result<StoredEvent, LedgerError> {
+    if value.len() < 32 {
+        return Err(LedgerError::Corrupt {
+            position: pos,
+            reason: "stored value shorter than its hash".into(),
+        });
+    }
+    let stored_hash = ChainHash::from_slice(&value[..32]);
+    stored_event(pos, bytes::Bytes::copy_from_slice(&value[32..]), stored_hash)
+}
+
+/// Events with `from <= position <= end`, at most `CHUNK`.
+fn range_chunk(tree: &sled::Tree, from: Position, end: Position) -> (Chunk, Position) {
+    let mut out = Vec::new();
+    let mut next = from;
+    for item in tree.range(keys::event(from)..=keys::event(end)).take(CHUNK) {
+        match item {
+            Ok((k, v)) => {
+                let Some(pos) = keys::event_pos(&k) else {
+                    continue;
+                };
+                next = pos.next();
+                out.push(decode(pos, &v));
+            }
+            Err(e) => {
+                out.push(Err(e.into()));
+                return (out, end.next());
+            }
+        }
+    }
+    if out.len() < CHUNK {
+        next = end.next();
+    }
+    (out, next)
+}
+
+fn project_chunk(
+    tree: &sled::Tree,
+    project: &str,
+    from: Position,
+    end: Position,
+) -> (Chunk, Position) {
+    let mut out = Vec::new();
+    let mut next = end.next();
+    let range = keys::index(project, from)..=keys::index(project, end);
+    for item in tree.range(range).take(CHUNK) {
+        let result = item.map_err(LedgerError::from).and_then(|(k, _)| {
+            let pos = keys::index_pos(&k)
+                .ok_or_else(|| LedgerError::Storage("corrupt index key".into()))?;
+            next = pos.next();
+            let value = tree
+                .get(keys::event(pos))?
+                .ok_or_else(|| LedgerError::Corrupt {
+                    position: pos,
+                    reason: "indexed event is missing".into(),
+                })?;
+            decode(pos, &value)
+        });
+        let failed = result.is_err();
+        out.push(result);
+        if failed {
+            return (out, end.next());
+        }
+    }
+    if out.len() < CHUNK {
+        next = end.next();
+    }
+    (out, next)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    tokio::task::spawn_blocking(f).await.ok()
+}
+
+/// Every event from `from` to `end` inclusive.
+pub(crate) fn range_stream(tree: sled::Tree, from: Position, end: Position) -> EventStream {
+    let from = from.max(Position(1));
+    stream::unfold(from, move |next| {
+        let tree = tree.clone();
+        async move {
+            if next > end {
+                return None;
+            }
+            let (chunk, next) = blocking(move || range_chunk(&tree, next, end)).await?;
+            Some((stream::iter(chunk), next))
+        }
+    })
+    .flatten()
+    .boxed()
+}
+
+/// The project's events from `from` to `end` inclusive.
+pub(crate) fn project_stream(
+    tree: sled::Tree,
+    project: String,
+    from: Position,
+    end: Position,
+) -> EventStream {
+    let from = from.max(Position(1));
+    stream::unfold(from, move |next| {
+        let tree = tree.clone();
+        let project = project.clone();
+        async move {
+            if next > end {
+                return None;
+            }
+            let (chunk, next) =
+                blocking(move || project_chunk(&tree, &project, next, end)).await?;
+            Some((stream::iter(chunk), next))
+        }
+    })
+    .flatten()
+    .boxed()
+}
+
+/// Every event from `from`, then each new one as it is committed.
+pub(crate) fn tail_stream(
+    tree: sled::Tree,
+    from: Position,
+    head_rx: watch::Receiver<Position>,
+) -> EventStream {
+    let from = from.max(Position(1));
+    stream::unfold((from, head_rx), move |(next, mut head_rx)| {
+        let tree = tree.clone();
+        async move {
+            loop {
+                let head = *head_rx.borrow_and_update();
+                if next <= head {
+                    let (chunk, next) =
+                        blocking(move || range_chunk(&tree, next, head)).await?;
+                    return Some((stream::iter(chunk), (next, head_rx)));
+                }
+                // The sender lives as long as the log; if it is gone, the log closed.
+                head_rx.changed().await.ok()?;
+            }
+        }
+    })
+    .flatten()
+    .boxed()
+}

@@ -1,0 +1,104 @@
+//! The envelope around every event: identity, time, actor, command and
+//! correlation ids, and the chain link.
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::chain::ChainHash;
+use crate::event::EventPayload;
+use crate::log::Position;
+
+/// The authenticated principal behind an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// Who: a user, a token name or a service principal (`svc:auto-promoter`).
+    pub principal: String,
+    /// How they authenticated: `token`, `jwt`, `service`, `anonymous`, ...
+    pub auth_method: String,
+}
+
+impl Actor {
+    /// A service principal acting on its own (reactors, checkpointer).
+    pub fn service(name: &str) -> Actor {
+        Actor {
+            principal: format!("svc:{name}"),
+            auth_method: "service".to_string(),
+        }
+    }
+}
+
+/// What a caller asks the log to append; the log fills in id, time and chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub payload: EventPayload,
+    pub actor: Actor,
+    /// Idempotency key: the same command id is never appended twice.
+    pub command_id: String,
+    /// CloudEvents `subject`: what the event is about.
+    pub subject: String,
+    /// CloudEvents `source`.
+    pub source: String,
+    pub correlation_id: String,
+    pub causation_id: String,
+}
+
+impl NewEvent {
+    /// An event with empty subject, source and correlation.
+    pub fn new(payload: EventPayload, actor: Actor, command_id: impl Into<String>) -> NewEvent {
+        NewEvent {
+            payload,
+            actor,
+            command_id: command_id.into(),
+            subject: String::new(),
+            source: "waybill".to_string(),
+            correlation_id: String::new(),
+            causation_id: String::new(),
+        }
+    }
+}
+
+/// A decoded event as recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// CloudEvents `id` (UUIDv7).
+    pub id: Uuid,
+    pub project: String,
+    /// 1-based index in the project's chain.
+    pub project_seq: u64,
+    pub prev_hash: ChainHash,
+    pub time: DateTime<Utc>,
+    pub source: String,
+    pub subject: String,
+    pub actor: Actor,
+    pub command_id: String,
+    pub correlation_id: String,
+    pub causation_id: String,
+    /// Schema version the payload was written with (before upcasting).
+    pub schema_version: u32,
+    pub payload: EventPayload,
+}
+
+/// An event read back from the log, with its position and the exact bytes stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Global position (the JetStream stream sequence).
+    pub position: Position,
+    /// `SHA-256(prev_hash ‖ bytes)`, computed from what is stored.
+    pub hash: ChainHash,
+    /// The hash the backend stored beside the record, if any (a NATS header).
+    pub stored_hash: Option<ChainHash>,
+    /// The canonical bytes.
+    pub bytes: Bytes,
+    pub event: Event,
+}
+
+/// The outcome of a successful append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub position: Position,
+    pub id: Uuid,
+    pub hash: ChainHash,
+    pub project_seq: u64,
+}

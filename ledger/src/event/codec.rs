@@ -1,0 +1,273 @@
+//! Conversion between domain events and the protobuf record on the wire.
+//! Protobuf stops here: nothing outside this file sees `pb::EventRecord`.
+
+use chrono::{DateTime, Utc};
+use prost::Message;
+use uuid::Uuid;
+use waybill_proto::v1 as pb;
+use waybill_proto::v1::event_record::Payload as P;
+
+use super::payload::*;
+use super::upcast::{upcast, CURRENT_FORMAT_VERSION};
+use super::EventPayload;
+use crate::chain::ChainHash;
+use crate::envelope::{Actor, Event};
+use crate::error::LedgerError;
+
+/// Encodes an event into its canonical bytes (what is stored and hashed).
+pub fn encode_record(event: &Event) -> Vec<u8> {
+    let record = pb::EventRecord {
+        format_version: CURRENT_FORMAT_VERSION,
+        id: event.id.to_string(),
+        project: event.project.clone(),
+        project_seq: event.project_seq,
+        prev_hash: event.prev_hash.0.to_vec(),
+        r#type: event.payload.event_type().ce_type(),
+        schema_version: event.schema_version,
+        time_unix_nanos: event.time.timestamp_nanos_opt().unwrap_or(i64::MAX),
+        source: event.source.clone(),
+        subject: event.subject.clone(),
+        actor: Some(pb::Actor {
+            principal: event.actor.principal.clone(),
+            auth_method: event.actor.auth_method.clone(),
+        }),
+        command_id: event.command_id.clone(),
+        correlation_id: event.correlation_id.clone(),
+        causation_id: event.causation_id.clone(),
+        payload: Some(payload_to_pb(&event.payload)),
+    };
+    record.encode_to_vec()
+}
+
+/// Decodes stored bytes into a domain event, upcasting older schema versions.
+pub fn decode_record(bytes: &[u8]) -> Result<Event, LedgerError> {
+    let record = pb::EventRecord::decode(bytes)
+        .map_err(|e| LedgerError::invalid("event", format!("not a valid record: {e}")))?;
+    let original_version = record.schema_version;
+    let record = upcast(record)?;
+    let mut event = Event::try_from(record)?;
+    event.schema_version = original_version;
+    Ok(event)
+}
+
+impl TryFrom<pb::EventRecord> for Event {
+    type Error = LedgerError;
+
+    fn try_from(r: pb::EventRecord) -> Result<Self, Self::Error> {
+        let id = Uuid::parse_str(&r.id)
+            .map_err(|e| LedgerError::invalid("id", format!("{:?}: {e}", r.id)))?;
+        let prev_hash = ChainHash::from_slice(&r.prev_hash)
+            .ok_or_else(|| LedgerError::invalid("prev_hash", "must be 32 bytes"))?;
+        let payload = r
+            .payload
+            .ok_or_else(|| LedgerError::invalid("payload", "missing"))?;
+        let payload = payload_from_pb(payload)?;
+        if payload.event_type().ce_type() != r.r#type {
+            return Err(LedgerError::invalid(
+                "type",
+                format!("{:?} does not match the payload", r.r#type),
+            ));
+        }
+        let actor = r.actor.unwrap_or_default();
+        Ok(Event {
+            id,
+            project: r.project,
+            project_seq: r.project_seq,
+            prev_hash,
+            time: DateTime::<Utc>::from_timestamp_nanos(r.time_unix_nanos),
+            source: r.source,
+            subject: r.subject,
+            actor: Actor {
+                principal: actor.principal,
+                auth_method: actor.auth_method,
+            },
+            command_id: r.command_id,
+            correlation_id: r.correlation_id,
+            causation_id: r.causation_id,
+            schema_version: r.schema_version,
+            payload,
+        })
+    }
+}
+
+fn artifact_to_pb(a: &Artifact) -> pb::Artifact {
+    let kind = match a.kind {
+        ArtifactKind::Image => pb::artifact::Kind::Image,
+        ArtifactKind::Git => pb::artifact::Kind::Git,
+        ArtifactKind::Chart => pb::artifact::Kind::Chart,
+    };
+    pb::Artifact {
+        kind: kind as i32,
+        name: a.name.clone(),
+        version: a.version.clone(),
+        digest: a.digest.clone(),
+    }
+}
+
+fn artifact_from_pb(a: pb::Artifact) -> Result<Artifact, LedgerError> {
+    let kind = match pb::artifact::Kind::try_from(a.kind) {
+        Ok(pb::artifact::Kind::Image) => ArtifactKind::Image,
+        Ok(pb::artifact::Kind::Git) => ArtifactKind::Git,
+        Ok(pb::artifact::Kind::Chart) => ArtifactKind::Chart,
+        _ => {
+            return Err(LedgerError::invalid(
+                "artifact.kind",
+                format!("unknown kind {}", a.kind),
+            ))
+        }
+    };
+    Ok(Artifact {
+        kind,
+        name: a.name,
+        version: a.version,
+        digest: a.digest,
+    })
+}
+
+fn payload_to_pb(p: &EventPayload) -> P {
+    match p.clone() {
+        EventPayload::PipelineConfigured(e) => P::PipelineConfigured(pb::PipelineConfigured {
+            definition_json: e.definition_json,
+            source_uri: e.source_uri,
+            source_revision: e.source_revision,
+            source_digest: e.source_digest,
+        }),
+        EventPayload::FreightDiscovered(e) => P::FreightDiscovered(pb::FreightDiscovered {
+            freight_id: e.freight_id,
+            warehouse: e.warehouse,
+            artifacts: e.artifacts.iter().map(artifact_to_pb).collect(),
+            alias: e.alias,
+        }),
+        EventPayload::VerificationRecorded(e) => {
+            P::VerificationRecorded(pb::VerificationRecorded {
+                freight_id: e.freight_id,
+                stage: e.stage,
+                check: e.check,
+                passed: e.passed,
+                metrics: e.metrics.into_iter().collect(),
+                evidence_url: e.evidence_url,
+                details: e.details,
+            })
+        }
+        EventPayload::FreightApproved(e) => P::FreightApproved(pb::FreightApproved {
+            freight_id: e.freight_id,
+            stage: e.stage,
+            reason: e.reason,
+            ticket: e.ticket,
+            bypass: e.bypass,
+        }),
+        EventPayload::PromotionRequested(e) => P::PromotionRequested(pb::PromotionRequested {
+            promotion_id: e.promotion_id,
+            stage: e.stage,
+            freight_id: e.freight_id,
+            ticket: e.ticket,
+            reason: e.reason,
+        }),
+        EventPayload::PromotionApproved(e) => P::PromotionApproved(pb::PromotionApproved {
+            promotion_id: e.promotion_id,
+            comment: e.comment,
+        }),
+        EventPayload::PromotionRejected(e) => P::PromotionRejected(pb::PromotionRejected {
+            promotion_id: e.promotion_id,
+            reason: e.reason,
+        }),
+        EventPayload::PromotionStarted(e) => P::PromotionStarted(pb::PromotionStarted {
+            promotion_id: e.promotion_id,
+            executor: e.executor,
+        }),
+        EventPayload::PromotionSucceeded(e) => P::PromotionSucceeded(pb::PromotionSucceeded {
+            promotion_id: e.promotion_id,
+            details: e.details,
+        }),
+        EventPayload::PromotionFailed(e) => P::PromotionFailed(pb::PromotionFailed {
+            promotion_id: e.promotion_id,
+            reason: e.reason,
+            details: e.details,
+        }),
+        EventPayload::PromotionAborted(e) => P::PromotionAborted(pb::PromotionAborted {
+            promotion_id: e.promotion_id,
+            reason: e.reason,
+        }),
+        EventPayload::CheckpointSigned(e) => P::CheckpointSigned(pb::CheckpointSigned {
+            origin: e.origin,
+            tree_size: e.tree_size,
+            root_hash: e.root_hash,
+            signed_note: e.signed_note,
+        }),
+    }
+}
+
+fn payload_from_pb(p: P) -> Result<EventPayload, LedgerError> {
+    Ok(match p {
+        P::PipelineConfigured(e) => EventPayload::PipelineConfigured(PipelineConfigured {
+            definition_json: e.definition_json,
+            source_uri: e.source_uri,
+            source_revision: e.source_revision,
+            source_digest: e.source_digest,
+        }),
+        P::FreightDiscovered(e) => EventPayload::FreightDiscovered(FreightDiscovered {
+            freight_id: e.freight_id,
+            warehouse: e.warehouse,
+            artifacts: e
+                .artifacts
+                .into_iter()
+                .map(artifact_from_pb)
+                .collect::<Result<_, _>>()?,
+            alias: e.alias,
+        }),
+        P::VerificationRecorded(e) => EventPayload::VerificationRecorded(VerificationRecorded {
+            freight_id: e.freight_id,
+            stage: e.stage,
+            check: e.check,
+            passed: e.passed,
+            metrics: e.metrics.into_iter().collect(),
+            evidence_url: e.evidence_url,
+            details: e.details,
+        }),
+        P::FreightApproved(e) => EventPayload::FreightApproved(FreightApproved {
+            freight_id: e.freight_id,
+            stage: e.stage,
+            reason: e.reason,
+            ticket: e.ticket,
+            bypass: e.bypass,
+        }),
+        P::PromotionRequested(e) => EventPayload::PromotionRequested(PromotionRequested {
+            promotion_id: e.promotion_id,
+            stage: e.stage,
+            freight_id: e.freight_id,
+            ticket: e.ticket,
+            reason: e.reason,
+        }),
+        P::PromotionApproved(e) => EventPayload::PromotionApproved(PromotionApproved {
+            promotion_id: e.promotion_id,
+            comment: e.comment,
+        }),
+        P::PromotionRejected(e) => EventPayload::PromotionRejected(PromotionRejected {
+            promotion_id: e.promotion_id,
+            reason: e.reason,
+        }),
+        P::PromotionStarted(e) => EventPayload::PromotionStarted(PromotionStarted {
+            promotion_id: e.promotion_id,
+            executor: e.executor,
+        }),
+        P::PromotionSucceeded(e) => EventPayload::PromotionSucceeded(PromotionSucceeded {
+            promotion_id: e.promotion_id,
+            details: e.details,
+        }),
+        P::PromotionFailed(e) => EventPayload::PromotionFailed(PromotionFailed {
+            promotion_id: e.promotion_id,
+            reason: e.reason,
+            details: e.details,
+        }),
+        P::PromotionAborted(e) => EventPayload::PromotionAborted(PromotionAborted {
+            promotion_id: e.promotion_id,
+            reason: e.reason,
+        }),
+        P::CheckpointSigned(e) => EventPayload::CheckpointSigned(CheckpointSigned {
+            origin: e.origin,
+            tree_size: e.tree_size,
+            root_hash: e.root_hash,
+            signed_note: e.signed_note,
+        }),
+    })
+}

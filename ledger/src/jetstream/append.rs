@@ -1,0 +1,175 @@
+//! Appending with per-project optimistic concurrency and idempotency.
+
+use std::error::Error as _;
+use std::time::Duration;
+
+use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+use async_nats::jetstream::message::PublishMessage;
+
+use super::{read, JetStreamLog, HASH_HEADER};
+use crate::chain::ChainHead;
+use crate::envelope::{Appended, NewEvent};
+use crate::error::LedgerError;
+use crate::log::{seal, Position};
+use crate::name::ProjectName;
+
+/// A concurrent in-flight write on a replicated stream (retried like a conflict).
+const ERR_IN_FLIGHT: u64 = 10164;
+/// Attempts at a publish that keeps meeting 10164.
+const IN_FLIGHT_RETRIES: u32 = 8;
+
+pub(super) async fn append(
+    log: &JetStreamLog,
+    project: &ProjectName,
+    expected: Position,
+    event: NewEvent,
+) -> Result<Appended, LedgerError> {
+    event.payload.validate()?;
+    let name = project.as_str();
+    // The chain link needs the head at `expected`. When the project has moved
+    // past `expected`, the record can never be stored (OCC refuses it), but it
+    // is still published so that the server's dedup answers a retried command.
+    let head = match log.cached_head(name) {
+        Some(head) if head.position == expected => head,
+        _ => {
+            let head = read::fetch_head(log, name).await?;
+            log.cache_head(name, head);
+            if expected > head.position {
+                return Err(LedgerError::Conflict {
+                    actual: head.position,
+                });
+            }
+            if head.position == expected {
+                head
+            } else {
+                ChainHead {
+                    position: expected,
+                    ..ChainHead::EMPTY
+                }
+            }
+        }
+    };
+    let event_type = event.payload.event_type();
+    let sealed = seal(project, &head, event)?;
+    let e = &sealed.event;
+    let subject = format!(
+        "{}.{name}.{}",
+        log.inner.opts.subject_prefix,
+        event_type.subject_token()
+    );
+    let message = PublishMessage::build()
+        .payload(sealed.bytes.clone().into())
+        .message_id(&e.command_id)
+        .expected_last_subject_sequence(expected.0)
+        .header(
+            "Nats-Expected-Last-Subject-Sequence-Subject",
+            log.project_filter(name).as_str(),
+        )
+        .header("ce-specversion", "1.0")
+        .header("ce-id", e.id.to_string().as_str())
+        .header("ce-source", e.source.as_str())
+        .header("ce-type", event_type.ce_type().as_str())
+        .header("ce-time", e.time.to_rfc3339().as_str())
+        .header("ce-subject", e.subject.as_str())
+        .header("Waybill-Project-Seq", e.project_seq.to_string().as_str())
+        .header(HASH_HEADER, sealed.hash.to_hex().as_str());
+
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = match log.inner.js.send_publish(subject.clone(), message.clone()).await {
+            Ok(ack) => ack.await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(ack) if ack.duplicate => {
+                return Err(LedgerError::Duplicate {
+                    original: Position(ack.sequence),
+                })
+            }
+            Ok(ack) => {
+                let position = Position(ack.sequence);
+                log.cache_head(
+                    name,
+                    ChainHead {
+                        position,
+                        hash: sealed.hash,
+                        seq: sealed.event.project_seq,
+                    },
+                );
+                return Ok(sealed.appended(position));
+            }
+            Err(err) => match classify(&err) {
+                Failure::Conflict(actual) => {
+                    log.forget_head(name);
+                    let actual = match actual {
+                        Some(a) => Position(a),
+                        None => read::fetch_head(log, name).await?.position,
+                    };
+                    return Err(LedgerError::Conflict { actual });
+                }
+                Failure::InFlight if attempt < IN_FLIGHT_RETRIES => {
+                    tracing::debug!(project = name, attempt, "concurrent in-flight write; retrying");
+                    tokio::time::sleep(Duration::from_millis(1 << attempt.min(6))).await;
+                }
+                Failure::InFlight => {
+                    log.forget_head(name);
+                    let actual = read::fetch_head(log, name).await?.position;
+                    return Err(LedgerError::Conflict { actual });
+                }
+                Failure::TooLarge => {
+                    return Err(LedgerError::invalid("event", err.to_string()));
+                }
+                Failure::Unavailable => {
+                    log.forget_head(name);
+                    return Err(LedgerError::Unavailable(format!(
+                        "append to {subject} not acknowledged: {err}{}; retry with the same \
+                         command id",
+                        source_text(&err)
+                    )));
+                }
+            },
+        }
+    }
+}
+
+enum Failure {
+    Conflict(Option<u64>),
+    InFlight,
+    TooLarge,
+    Unavailable,
+}
+
+fn jetstream_error(err: &PublishError) -> Option<&async_nats::jetstream::Error> {
+    err.source()?.downcast_ref::<async_nats::jetstream::Error>()
+}
+
+fn source_text(err: &PublishError) -> String {
+    err.source().map(|s| format!(" ({s})")).unwrap_or_default()
+}
+
+fn classify(err: &PublishError) -> Failure {
+    match err.kind() {
+        PublishErrorKind::WrongLastSequence => {
+            // "wrong last sequence: N" names the project's actual last sequence.
+            let actual = jetstream_error(err).and_then(|e| {
+                let text = e.to_string();
+                let digits: String = text
+                    .split("wrong last sequence:")
+                    .nth(1)?
+                    .trim_start()
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                digits.parse().ok()
+            });
+            Failure::Conflict(actual)
+        }
+        PublishErrorKind::MaxPayloadExceeded => Failure::TooLarge,
+        PublishErrorKind::Other => match jetstream_error(err) {
+            Some(e) if e.error_code().0 == ERR_IN_FLIGHT => Failure::InFlight,
+            _ => Failure::Unavailable,
+        },
+        _ => Failure::Unavailable,
+    }
+}

@@ -1,0 +1,180 @@
+//! Reading: chain heads, bounded replays and the live tail, all through
+//! ordered consumers (in order, no gaps, recreated on reconnect).
+
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull, DeliverPolicy};
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
+use futures::stream::{self, StreamExt};
+
+use super::{JetStreamLog, HASH_HEADER};
+use crate::chain::{ChainHash, ChainHead};
+use crate::envelope::StoredEvent;
+use crate::error::LedgerError;
+use crate::log::{stored_event, EventStream, Position};
+
+/// A bounded read gives up waiting for the next message after this long.
+const BOUNDED_IDLE: Duration = Duration::from_secs(10);
+
+fn unavailable(what: &str, e: impl std::fmt::Display) -> LedgerError {
+    LedgerError::Unavailable(format!("{what}: {e}"))
+}
+
+/// The project's chain head, from its last message on the server.
+pub(super) async fn fetch_head(log: &JetStreamLog, project: &str) -> Result<ChainHead, LedgerError> {
+    let filter = log.project_filter(project);
+    match log.inner.stream.get_last_raw_message_by_subject(&filter).await {
+        Ok(msg) => {
+            let position = Position(msg.sequence);
+            let stored = stored_event(position, msg.payload, None)?;
+            Ok(ChainHead {
+                position,
+                hash: stored.hash,
+                seq: stored.event.project_seq,
+            })
+        }
+        Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => {
+            Ok(ChainHead::EMPTY)
+        }
+        Err(e) => Err(unavailable("reading the project head", e)),
+    }
+}
+
+pub(super) async fn stream_last_sequence(log: &JetStreamLog) -> Result<Position, LedgerError> {
+    let info = log
+        .inner
+        .stream
+        .get_info()
+        .await
+        .map_err(|e| unavailable("stream info", e))?;
+    Ok(Position(info.state.last_sequence))
+}
+
+fn to_stored(msg: &async_nats::jetstream::Message) -> Result<StoredEvent, LedgerError> {
+    let info = msg
+        .info()
+        .map_err(|e| LedgerError::Unavailable(format!("malformed delivery: {e}")))?;
+    let position = Position(info.stream_sequence);
+    let stored_hash = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(HASH_HEADER))
+        .and_then(|v| ChainHash::from_hex(v.as_str()));
+    stored_event(position, msg.payload.clone(), stored_hash)
+}
+
+async fn ordered(
+    log: &JetStreamLog,
+    filter: &str,
+    from: Position,
+) -> Result<pull::Ordered, LedgerError> {
+    let consumer = log
+        .inner
+        .stream
+        .create_consumer(pull::OrderedConfig {
+            filter_subject: filter.to_string(),
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: from.0.max(1),
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| unavailable("creating a consumer", e))?;
+    consumer
+        .messages()
+        .await
+        .map_err(|e| unavailable("starting a consumer", e))
+}
+
+/// Events matching `filter` with `from <= position <= end`.
+pub(super) async fn bounded(
+    log: &JetStreamLog,
+    filter: String,
+    from: Position,
+    end: Position,
+) -> Result<EventStream, LedgerError> {
+    let from = from.max(Position(1));
+    if from > end {
+        return Ok(stream::empty().boxed());
+    }
+    let messages = ordered(log, &filter, from).await?;
+    let state = (Some(messages), from);
+    Ok(stream::unfold(state, move |(messages, next)| async move {
+        let mut messages = messages?;
+        if next > end {
+            return None;
+        }
+        match tokio::time::timeout(BOUNDED_IDLE, messages.next()).await {
+            Ok(Some(Ok(msg))) => {
+                let item = to_stored(&msg);
+                let pending = msg.info().map(|i| i.pending).unwrap_or(1);
+                let pos = item.as_ref().map(|s| s.position).unwrap_or(end);
+                // Stop at `end`, or when nothing is pending (e.g. `end` was deleted).
+                let next = if pending == 0 { end.next() } else { pos.next() };
+                Some((item, (Some(messages), next)))
+            }
+            Ok(Some(Err(e))) => Some((Err(unavailable("reading the log", e)), (None, next))),
+            Ok(None) => None,
+            Err(_) => Some((
+                Err(LedgerError::Unavailable(format!(
+                    "no message at position {next} within {BOUNDED_IDLE:?}"
+                ))),
+                (None, next),
+            )),
+        }
+    })
+    .boxed())
+}
+
+/// Every event matching `filter` from `from`, forever. Survives server
+/// restarts: the consumer is recreated from the next expected position, and
+/// anything already delivered is skipped.
+pub(super) fn tail(log: JetStreamLog, filter: String, from: Position) -> EventStream {
+    let from = from.max(Position(1));
+    let state = (log, filter, None::<pull::Ordered>, from, 0u32);
+    stream::unfold(state, |(log, filter, mut messages, mut next, mut failures)| async move {
+        loop {
+            let current = match messages.as_mut() {
+                Some(m) => m,
+                None => match ordered(&log, &filter, next).await {
+                    Ok(m) => {
+                        failures = 0;
+                        messages.insert(m)
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        tracing::warn!(error = %e, position = next.0, "tail: cannot (re)start consumer");
+                        tokio::time::sleep(backoff(failures)).await;
+                        continue;
+                    }
+                },
+            };
+            match current.next().await {
+                Some(Ok(msg)) => {
+                    let item = to_stored(&msg);
+                    match &item {
+                        Ok(ev) if ev.position < next => continue,
+                        Ok(ev) => next = ev.position.next(),
+                        Err(LedgerError::Corrupt { position, .. }) => next = position.next(),
+                        Err(_) => {}
+                    }
+                    return Some((item, (log, filter, messages, next, failures)));
+                }
+                Some(Err(e)) => {
+                    failures += 1;
+                    tracing::warn!(error = %e, position = next.0, "tail: consumer failed; recreating");
+                    messages = None;
+                    tokio::time::sleep(backoff(failures)).await;
+                }
+                None => {
+                    messages = None;
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
+fn backoff(failures: u32) -> Duration {
+    Duration::from_millis((50u64 << failures.min(5)).min(2_000))
+}

@@ -1,0 +1,168 @@
+//! Connecting, checking the server version, and creating or validating the stream.
+
+use async_nats::jetstream::{self, stream};
+
+use super::options::JetStreamOptions;
+use crate::error::LedgerError;
+
+/// The oldest nats-server with subject-filtered optimistic concurrency.
+const MIN_SERVER: (u64, u64) = (2, 11);
+
+pub(crate) async fn connect(opts: &JetStreamOptions) -> Result<async_nats::Client, LedgerError> {
+    let mut connect = async_nats::ConnectOptions::new()
+        .name("waybill")
+        .request_timeout(Some(opts.request_timeout))
+        .connection_timeout(opts.request_timeout);
+    let c = &opts.credentials;
+    if let Some(path) = &c.creds_file {
+        connect = connect.credentials_file(path).await.map_err(|e| {
+            LedgerError::Misconfigured(format!(
+                "cannot read NATS credentials file {}: {e}",
+                path.display()
+            ))
+        })?;
+    }
+    if let (Some(user), Some(password)) = (&c.user, &c.password) {
+        connect = connect.user_and_password(user.clone(), password.clone());
+    }
+    if let Some(token) = &c.token {
+        connect = connect.token(token.clone());
+    }
+    if let Some(seed) = &c.nkey_seed {
+        connect = connect.nkey(seed.clone());
+    }
+    let client = connect.connect(opts.url.as_str()).await.map_err(|e| {
+        LedgerError::Unavailable(format!("cannot connect to NATS at {}: {e}", opts.url))
+    })?;
+    check_version(&client.server_info().version)?;
+    Ok(client)
+}
+
+/// Refuses servers older than 2.11.
+pub fn check_version(version: &str) -> Result<(), LedgerError> {
+    let mut parts = version
+        .trim_start_matches('v')
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u64>().unwrap_or(0));
+    let major = parts.next().unwrap_or(0);
+    let minor = parts.next().unwrap_or(0);
+    if (major, minor) < MIN_SERVER {
+        return Err(LedgerError::Misconfigured(format!(
+            "nats-server {version} is too old: Waybill needs 2.11 or newer for \
+             subject-filtered optimistic concurrency (2.12.3+ with \
+             `jetstream {{ sync_interval: always }}` recommended); upgrade the server"
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn stream_config(opts: &JetStreamOptions) -> stream::Config {
+    stream::Config {
+        name: opts.stream.clone(),
+        description: Some("Waybill promotion ledger (append-only, hash-chained)".into()),
+        subjects: vec![format!("{}.>", opts.subject_prefix)],
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::Limits,
+        num_replicas: opts.replicas,
+        duplicate_window: opts.duplicate_window,
+        deny_delete: true,
+        deny_purge: true,
+        allow_rollup: false,
+        allow_direct: true,
+        max_messages: -1,
+        max_bytes: -1,
+        max_messages_per_subject: -1,
+        ..Default::default()
+    }
+}
+
+/// Creates the stream, or checks that the existing one is safe to use.
+pub(crate) async fn ensure_stream(
+    js: &jetstream::Context,
+    opts: &JetStreamOptions,
+) -> Result<stream::Stream, LedgerError> {
+    match js.get_stream(&opts.stream).await {
+        Ok(mut s) => {
+            let info = s
+                .info()
+                .await
+                .map_err(|e| LedgerError::Unavailable(format!("stream info: {e}")))?;
+            validate(&info.config, opts)?;
+            Ok(s)
+        }
+        Err(e) => match e.kind() {
+            jetstream::context::GetStreamErrorKind::JetStream(err)
+                if err.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+            {
+                create(js, opts).await
+            }
+            _ => Err(classify_get_error(e, opts)),
+        },
+    }
+}
+
+async fn create(
+    js: &jetstream::Context,
+    opts: &JetStreamOptions,
+) -> Result<stream::Stream, LedgerError> {
+    let config = stream_config(opts);
+    tracing::info!(stream = %opts.stream, replicas = opts.replicas, "creating stream");
+    js.create_stream(config)
+        .await
+        .map_err(|e| LedgerError::Unavailable(format!("cannot create stream {}: {e}", opts.stream)))
+}
+
+fn classify_get_error(e: jetstream::context::GetStreamError, opts: &JetStreamOptions) -> LedgerError {
+    let text = e.to_string();
+    if text.contains("not enabled") || text.contains("10039") {
+        LedgerError::Misconfigured(format!(
+            "JetStream is not enabled on the NATS server at {}: start nats-server with -js \
+             (or `jetstream {{}}` in its config)",
+            opts.url
+        ))
+    } else {
+        LedgerError::Unavailable(format!("cannot look up stream {}: {text}", opts.stream))
+    }
+}
+
+/// Checks an existing stream's configuration.
+pub(crate) fn validate(config: &stream::Config, opts: &JetStreamOptions) -> Result<(), LedgerError> {
+    let name = &opts.stream;
+    let mut problems = Vec::new();
+    let wanted = format!("{}.>", opts.subject_prefix);
+    if !config.subjects.iter().any(|s| *s == wanted) {
+        problems.push(format!("its subjects {:?} do not include {wanted:?}", config.subjects));
+    }
+    if config.storage != stream::StorageType::File {
+        problems.push("it uses memory storage, not file storage".to_string());
+    }
+    if config.retention != stream::RetentionPolicy::Limits {
+        problems.push("its retention is not `limits` (events would be removed)".to_string());
+    }
+    if !opts.allow_mutable_stream {
+        if !config.deny_delete {
+            problems.push("it allows deleting messages (deny_delete is off)".to_string());
+        }
+        if !config.deny_purge {
+            problems.push("it allows purging (deny_purge is off)".to_string());
+        }
+    }
+    if config.allow_rollup {
+        problems.push("it allows rollups, which erase history".to_string());
+    }
+    if !config.max_age.is_zero() || config.max_bytes > 0 || config.max_messages > 0 {
+        problems.push("it has an age, size or count limit that would discard events".to_string());
+    }
+    if config.max_messages_per_subject > 0 {
+        problems.push("it keeps only a few messages per subject".to_string());
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(LedgerError::Misconfigured(format!(
+        "the existing stream {name} is not safe for an immutable ledger: {}. \
+         Create it anew with deny_delete, deny_purge, file storage and no limits \
+         (Waybill creates it that way when it is absent), or point --stream at a new name",
+        problems.join("; ")
+    )))
+}

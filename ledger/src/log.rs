@@ -1,0 +1,192 @@
+//! The `EventLog` trait: the one interface both backends implement.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::chain::{ChainHash, ChainHead};
+use crate::envelope::{Appended, Event, NewEvent, StoredEvent};
+use crate::error::LedgerError;
+use crate::event::{encode_record, MAX_RECORD_LEN};
+use crate::name::ProjectName;
+
+/// A global position in the log: the JetStream stream sequence (1-based).
+/// Position 0 means "before the first event".
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Position(pub u64);
+
+impl Position {
+    /// Before the first event.
+    pub const ZERO: Position = Position(0);
+
+    /// The position after this one.
+    pub fn next(self) -> Position {
+        Position(self.0 + 1)
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A stream of events read from the log, in position order.
+pub type EventStream = BoxStream<'static, Result<StoredEvent, LedgerError>>;
+
+/// An append-only, hash-chained event log with optimistic concurrency per project.
+#[async_trait]
+pub trait EventLog: Send + Sync + fmt::Debug {
+    /// Appends `event` to `project` if the project's last position is still
+    /// `expected` (`Position::ZERO` = the project has no events).
+    ///
+    /// Errors: `Conflict{actual}` if the project moved on (nothing written);
+    /// `Duplicate{original}` if the command id was already appended (nothing
+    /// written); `Invalid` for malformed input; `Unavailable` if the log cannot
+    /// be reached.
+    async fn append(
+        &self,
+        project: &ProjectName,
+        expected: Position,
+        event: NewEvent,
+    ) -> Result<Appended, LedgerError>;
+
+    /// The project's chain head: last position, its hash and the event count.
+    async fn project_head(&self, project: &ProjectName) -> Result<ChainHead, LedgerError>;
+
+    /// The position of the last event in the whole log.
+    async fn head(&self) -> Result<Position, LedgerError>;
+
+    /// The project's events from `from` (inclusive) up to its last event at the time of the call.
+    async fn read_project(
+        &self,
+        project: &ProjectName,
+        from: Position,
+    ) -> Result<EventStream, LedgerError>;
+
+    /// Every event from `from` (inclusive) up to the head at the time of the call.
+    async fn read_all(&self, from: Position) -> Result<EventStream, LedgerError>;
+
+    /// Every event from `from` (inclusive), then new events as they are
+    /// appended, forever: in order, without gaps or duplicates, across reconnects.
+    async fn tail(&self, from: Position) -> Result<EventStream, LedgerError>;
+
+    /// The project's last position.
+    async fn last_position(&self, project: &ProjectName) -> Result<Position, LedgerError> {
+        Ok(self.project_head(project).await?.position)
+    }
+}
+
+/// A record ready to be stored: the event, its canonical bytes and chain hash.
+#[derive(Debug)]
+pub(crate) struct Sealed {
+    pub event: Event,
+    pub bytes: Vec<u8>,
+    pub hash: ChainHash,
+}
+
+/// Validates `new` and builds the record that follows `head` in `project`'s chain.
+pub(crate) fn seal(
+    project: &ProjectName,
+    head: &ChainHead,
+    new: NewEvent,
+) -> Result<Sealed, LedgerError> {
+    new.payload.validate()?;
+    if new.command_id.is_empty() || new.command_id.len() > 128 {
+        return Err(LedgerError::invalid(
+            "command_id",
+            "must be 1 to 128 characters",
+        ));
+    }
+    for (field, value) in [
+        ("command_id", &new.command_id),
+        ("correlation_id", &new.correlation_id),
+        ("causation_id", &new.causation_id),
+    ] {
+        if value.len() > 128 || value.bytes().any(|b| !b.is_ascii_graphic()) {
+            return Err(LedgerError::invalid(
+                field,
+                "must be at most 128 printable ASCII characters without spaces",
+            ));
+        }
+    }
+    for (field, value) in [
+        ("subject", &new.subject),
+        ("source", &new.source),
+        ("actor.principal", &new.actor.principal),
+        ("actor.auth_method", &new.actor.auth_method),
+    ] {
+        if value.len() > 256 || value.chars().any(char::is_control) {
+            return Err(LedgerError::invalid(
+                field,
+                "must be at most 256 characters without control characters",
+            ));
+        }
+    }
+    let event_type = new.payload.event_type();
+    let event = Event {
+        id: Uuid::now_v7(),
+        project: project.as_str().to_string(),
+        project_seq: head.seq + 1,
+        prev_hash: head.hash,
+        time: Utc::now(),
+        source: new.source,
+        subject: new.subject,
+        actor: new.actor,
+        command_id: new.command_id,
+        correlation_id: new.correlation_id,
+        causation_id: new.causation_id,
+        schema_version: event_type.schema_version(),
+        payload: new.payload,
+    };
+    let bytes = encode_record(&event);
+    if bytes.len() > MAX_RECORD_LEN {
+        return Err(LedgerError::invalid(
+            "event",
+            format!(
+                "encodes to {} bytes, more than the limit of {MAX_RECORD_LEN}",
+                bytes.len()
+            ),
+        ));
+    }
+    let hash = head.hash.next(&bytes);
+    Ok(Sealed { event, bytes, hash })
+}
+
+impl Sealed {
+    pub(crate) fn appended(&self, position: Position) -> Appended {
+        Appended {
+            position,
+            id: self.event.id,
+            hash: self.hash,
+            project_seq: self.event.project_seq,
+        }
+    }
+}
+
+/// Decodes a stored record into a [`StoredEvent`], computing its chain hash.
+pub(crate) fn stored_event(
+    position: Position,
+    bytes: bytes::Bytes,
+    stored_hash: Option<ChainHash>,
+) -> Result<StoredEvent, LedgerError> {
+    let event = crate::event::decode_record(&bytes).map_err(|e| LedgerError::Corrupt {
+        position,
+        reason: e.to_string(),
+    })?;
+    let hash = event.prev_hash.next(&bytes);
+    Ok(StoredEvent {
+        position,
+        hash,
+        stored_hash,
+        bytes,
+        event,
+    })
+}

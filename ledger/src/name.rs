@@ -1,0 +1,112 @@
+//! Names of projects, stages, warehouses and checks.
+//!
+//! They become NATS subject tokens, so they follow one strict rule:
+//! `[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?` (a DNS label).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::LedgerError;
+
+/// The longest name accepted.
+pub const MAX_NAME_LEN: usize = 63;
+
+/// A validated project, stage, warehouse or check name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Name(String);
+
+/// A project is named like any other entity.
+pub type ProjectName = Name;
+
+impl Name {
+    /// Validates `value` as a name of the given kind (used in the error message).
+    pub fn parse(kind: &'static str, value: impl Into<String>) -> Result<Self, LedgerError> {
+        let value = value.into();
+        match name_problem(&value) {
+            None => Ok(Name(value)),
+            Some(problem) => Err(LedgerError::Invalid {
+                field: kind.to_string(),
+                reason: format!("{value:?} is not a valid {kind} name: {problem}"),
+            }),
+        }
+    }
+
+    /// Validates a project name.
+    pub fn project(value: impl Into<String>) -> Result<Self, LedgerError> {
+        Self::parse("project", value)
+    }
+
+    /// The name as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Checks a name without building one; `None` when it is valid.
+pub fn name_problem(value: &str) -> Option<&'static str> {
+    let bytes = value.as_bytes();
+    if bytes.is_empty() {
+        return Some("it is empty");
+    }
+    if bytes.len() > MAX_NAME_LEN {
+        return Some("it is longer than 63 characters");
+    }
+    if !bytes
+        .iter()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+    {
+        return Some("only lowercase letters, digits and '-' are allowed");
+    }
+    if bytes[0] == b'-' || bytes[bytes.len() - 1] == b'-' {
+        return Some("it must start and end with a letter or digit");
+    }
+    None
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for Name {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Name {
+    type Error = LedgerError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Name::parse("entity", value)
+    }
+}
+
+impl From<Name> for String {
+    fn from(name: Name) -> String {
+        name.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_dns_labels() {
+        for ok in ["a", "p1", "my-project", "0", &"a".repeat(63)] {
+            assert!(name_problem(ok).is_none(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn rejects_subject_hostile_names() {
+        for bad in [
+            "", "-a", "a-", "A", "a.b", "a*", "a>", "a b", "a_b", "é", "a\n", &"a".repeat(64),
+        ] {
+            assert!(Name::project(bad).is_err(), "{bad:?}");
+        }
+    }
+}
