@@ -104,7 +104,18 @@ mod tests {
     #[test]
     fn rejects_subject_hostile_names() {
         for bad in [
-            "", "-a", "a-", "A", "a.b", "a*", "a>", "a b", "a_b", "é", "a\n", &"a".repeat(64),
+            "",
+            "-a",
+            "a-",
+            "A",
+            "a.b",
+            "a*",
+            "a>",
+            "a b",
+            "a_b",
+            "é",
+            "a\n",
+            &"a".repeat(64),
         ] {
             assert!(Name::project(bad).is_err(), "{bad:?}");
         }

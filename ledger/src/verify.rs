@@ -16,11 +16,17 @@ use crate::name::ProjectName;
 pub enum BreakKind {
     /// The record's `prev_hash` is not the hash of the project's previous event:
     /// an event before it was removed, altered or inserted.
-    PrevHash { expected: ChainHash, found: ChainHash },
+    PrevHash {
+        expected: ChainHash,
+        found: ChainHash,
+    },
     /// The record's `project_seq` skips or repeats.
     Sequence { expected: u64, found: u64 },
     /// The hash stored beside the record differs from the one computed from it.
-    StoredHash { computed: ChainHash, stored: ChainHash },
+    StoredHash {
+        computed: ChainHash,
+        stored: ChainHash,
+    },
     /// The record cannot be decoded.
     Undecodable(String),
 }

@@ -66,7 +66,9 @@ pub(crate) fn encode_pos(pos: Position) -> [u8; 8] {
 }
 
 pub(crate) fn decode_pos(value: &[u8]) -> Option<Position> {
-    Some(Position(u64::from_be_bytes(value.get(..8)?.try_into().ok()?)))
+    Some(Position(u64::from_be_bytes(
+        value.get(..8)?.try_into().ok()?,
+    )))
 }
 
 pub(crate) fn encode_head(head: &ChainHead) -> [u8; 48] {

@@ -22,7 +22,11 @@ fn decode(pos: Position, value: &[u8]) -> Result<StoredEvent, LedgerError> {
         });
     }
     let stored_hash = ChainHash::from_slice(&value[..32]);
-    stored_event(pos, bytes::Bytes::copy_from_slice(&value[32..]), stored_hash)
+    stored_event(
+        pos,
+        bytes::Bytes::copy_from_slice(&value[32..]),
+        stored_hash,
+    )
 }
 
 /// Events with `from <= position <= end`, at most `CHUNK`.
@@ -120,8 +124,7 @@ pub(crate) fn project_stream(
             if next > end {
                 return None;
             }
-            let (chunk, next) =
-                blocking(move || project_chunk(&tree, &project, next, end)).await?;
+            let (chunk, next) = blocking(move || project_chunk(&tree, &project, next, end)).await?;
             Some((stream::iter(chunk), next))
         }
     })
@@ -142,8 +145,7 @@ pub(crate) fn tail_stream(
             loop {
                 let head = *head_rx.borrow_and_update();
                 if next <= head {
-                    let (chunk, next) =
-                        blocking(move || range_chunk(&tree, next, head)).await?;
+                    let (chunk, next) = blocking(move || range_chunk(&tree, next, head)).await?;
                     return Some((stream::iter(chunk), (next, head_rx)));
                 }
                 // The sender lives as long as the log; if it is gone, the log closed.

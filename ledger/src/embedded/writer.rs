@@ -80,7 +80,9 @@ pub(crate) fn run(
             Err(err) => {
                 tracing::error!(error = %err, "embedded log batch failed; nothing acknowledged");
                 for req in requests {
-                    let _ = req.reply.send(Err(LedgerError::Unavailable(err.to_string())));
+                    let _ = req
+                        .reply
+                        .send(Err(LedgerError::Unavailable(err.to_string())));
                 }
             }
         }

@@ -46,7 +46,10 @@ fn text_max(field: &str, value: &str, max: usize) -> Result<(), LedgerError> {
             format!("is {} bytes, more than the limit of {max}", value.len()),
         ));
     }
-    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+    if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
         return Err(LedgerError::invalid(field, "contains control characters"));
     }
     Ok(())
@@ -95,7 +98,10 @@ impl EventPayload {
                 for (k, v) in &e.metrics {
                     text("metric name", k)?;
                     if !v.is_finite() {
-                        return Err(LedgerError::invalid("metrics", format!("{k} is not finite")));
+                        return Err(LedgerError::invalid(
+                            "metrics",
+                            format!("{k} is not finite"),
+                        ));
                     }
                 }
                 text("evidence_url", &e.evidence_url)?;

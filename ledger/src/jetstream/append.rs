@@ -6,8 +6,9 @@ use std::time::Duration;
 use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 
-use super::{read, JetStreamLog, HASH_HEADER};
 use crate::chain::ChainHead;
+
+use super::{read, JetStreamLog, HASH_HEADER};
 use crate::envelope::{Appended, NewEvent};
 use crate::error::LedgerError;
 use crate::log::{seal, Position};
@@ -26,27 +27,26 @@ pub(super) async fn append(
 ) -> Result<Appended, LedgerError> {
     event.payload.validate()?;
     let name = project.as_str();
-    // The chain link needs the head at `expected`. When the project has moved
-    // past `expected`, the record can never be stored (OCC refuses it), but it
-    // is still published so that the server's dedup answers a retried command.
+    // The chain link needs the head at `expected`. If the project has moved
+    // past it, the append can only be a conflict, or a retry of a command that
+    // was already appended after `expected` (the server checks the expected
+    // sequence before its dedup window, so Waybill looks for the command id).
     let head = match log.cached_head(name) {
         Some(head) if head.position == expected => head,
         _ => {
             let head = read::fetch_head(log, name).await?;
             log.cache_head(name, head);
-            if expected > head.position {
-                return Err(LedgerError::Conflict {
-                    actual: head.position,
-                });
+            if head.position != expected {
+                return Err(conflict_or_duplicate(
+                    log,
+                    name,
+                    expected,
+                    head.position,
+                    &event.command_id,
+                )
+                .await);
             }
-            if head.position == expected {
-                head
-            } else {
-                ChainHead {
-                    position: expected,
-                    ..ChainHead::EMPTY
-                }
-            }
+            head
         }
     };
     let event_type = event.payload.event_type();
@@ -77,7 +77,12 @@ pub(super) async fn append(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let result = match log.inner.js.send_publish(subject.clone(), message.clone()).await {
+        let result = match log
+            .inner
+            .js
+            .send_publish(subject.clone(), message.clone())
+            .await
+        {
             Ok(ack) => ack.await,
             Err(e) => Err(e),
         };
@@ -106,10 +111,17 @@ pub(super) async fn append(
                         Some(a) => Position(a),
                         None => read::fetch_head(log, name).await?.position,
                     };
-                    return Err(LedgerError::Conflict { actual });
+                    let command_id = &sealed.event.command_id;
+                    return Err(
+                        conflict_or_duplicate(log, name, expected, actual, command_id).await,
+                    );
                 }
                 Failure::InFlight if attempt < IN_FLIGHT_RETRIES => {
-                    tracing::debug!(project = name, attempt, "concurrent in-flight write; retrying");
+                    tracing::debug!(
+                        project = name,
+                        attempt,
+                        "concurrent in-flight write; retrying"
+                    );
                     tokio::time::sleep(Duration::from_millis(1 << attempt.min(6))).await;
                 }
                 Failure::InFlight => {
@@ -131,6 +143,40 @@ pub(super) async fn append(
             },
         }
     }
+}
+
+/// Most events examined for a retried command id before calling it a conflict.
+/// Older retries are answered by the project state's own idempotency record.
+const MAX_DEDUP_SCAN: usize = 1_000;
+
+/// `Duplicate` if `command_id` was appended to the project after `expected`,
+/// else `Conflict{actual}`.
+async fn conflict_or_duplicate(
+    log: &JetStreamLog,
+    project: &str,
+    expected: Position,
+    actual: Position,
+    command_id: &str,
+) -> LedgerError {
+    let conflict = LedgerError::Conflict { actual };
+    let filter = log.project_filter(project);
+    let mut next = expected.next();
+    for _ in 0..MAX_DEDUP_SCAN {
+        if next > actual {
+            break;
+        }
+        match read::next_event(log, &filter, next).await {
+            Ok(Some(ev)) if ev.event.command_id == command_id => {
+                return LedgerError::Duplicate {
+                    original: ev.position,
+                }
+            }
+            Ok(Some(ev)) => next = ev.position.next(),
+            Ok(None) => break,
+            Err(e) => return e,
+        }
+    }
+    conflict
 }
 
 enum Failure {

@@ -86,10 +86,13 @@ mod tests {
             nkey_seed: Some("SUAKEYSEED".into()),
             creds_file: None,
         };
-        let text = format!("{:?}", JetStreamOptions {
-            credentials: creds,
-            ..JetStreamOptions::new("nats://x")
-        });
+        let text = format!(
+            "{:?}",
+            JetStreamOptions {
+                credentials: creds,
+                ..JetStreamOptions::new("nats://x")
+            }
+        );
         assert!(text.contains("alice"));
         for secret in ["hunter2", "s3cr3t-token", "SUAKEYSEED"] {
             assert!(!text.contains(secret), "{secret} leaked in {text}");

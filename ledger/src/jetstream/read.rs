@@ -21,9 +21,17 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> LedgerError {
 }
 
 /// The project's chain head, from its last message on the server.
-pub(super) async fn fetch_head(log: &JetStreamLog, project: &str) -> Result<ChainHead, LedgerError> {
+pub(super) async fn fetch_head(
+    log: &JetStreamLog,
+    project: &str,
+) -> Result<ChainHead, LedgerError> {
     let filter = log.project_filter(project);
-    match log.inner.stream.get_last_raw_message_by_subject(&filter).await {
+    match log
+        .inner
+        .stream
+        .get_last_raw_message_by_subject(&filter)
+        .await
+    {
         Ok(msg) => {
             let position = Position(msg.sequence);
             let stored = stored_event(position, msg.payload, None)?;
@@ -37,6 +45,34 @@ pub(super) async fn fetch_head(log: &JetStreamLog, project: &str) -> Result<Chai
             Ok(ChainHead::EMPTY)
         }
         Err(e) => Err(unavailable("reading the project head", e)),
+    }
+}
+
+/// The first event matching `filter` at or after `from`, read through the
+/// stream leader (so it reflects every acknowledged append).
+pub(super) async fn next_event(
+    log: &JetStreamLog,
+    filter: &str,
+    from: Position,
+) -> Result<Option<StoredEvent>, LedgerError> {
+    let result = log
+        .inner
+        .stream
+        .raw_message_builder()
+        .next_by_subject(filter.to_string())
+        .sequence(from.0.max(1))
+        .send()
+        .await;
+    match result {
+        Ok(msg) => {
+            let stored_hash = msg
+                .headers
+                .get(HASH_HEADER)
+                .and_then(|v| ChainHash::from_hex(v.as_str()));
+            stored_event(Position(msg.sequence), msg.payload, stored_hash).map(Some)
+        }
+        Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => Ok(None),
+        Err(e) => Err(unavailable("reading an event", e)),
     }
 }
 

@@ -72,6 +72,7 @@ pub(crate) fn stream_config(opts: &JetStreamOptions) -> stream::Config {
         max_messages: -1,
         max_bytes: -1,
         max_messages_per_subject: -1,
+        max_consumers: -1,
         ..Default::default()
     }
 }
@@ -112,7 +113,10 @@ async fn create(
         .map_err(|e| LedgerError::Unavailable(format!("cannot create stream {}: {e}", opts.stream)))
 }
 
-fn classify_get_error(e: jetstream::context::GetStreamError, opts: &JetStreamOptions) -> LedgerError {
+fn classify_get_error(
+    e: jetstream::context::GetStreamError,
+    opts: &JetStreamOptions,
+) -> LedgerError {
     let text = e.to_string();
     if text.contains("not enabled") || text.contains("10039") {
         LedgerError::Misconfigured(format!(
@@ -126,12 +130,18 @@ fn classify_get_error(e: jetstream::context::GetStreamError, opts: &JetStreamOpt
 }
 
 /// Checks an existing stream's configuration.
-pub(crate) fn validate(config: &stream::Config, opts: &JetStreamOptions) -> Result<(), LedgerError> {
+pub(crate) fn validate(
+    config: &stream::Config,
+    opts: &JetStreamOptions,
+) -> Result<(), LedgerError> {
     let name = &opts.stream;
     let mut problems = Vec::new();
     let wanted = format!("{}.>", opts.subject_prefix);
     if !config.subjects.iter().any(|s| *s == wanted) {
-        problems.push(format!("its subjects {:?} do not include {wanted:?}", config.subjects));
+        problems.push(format!(
+            "its subjects {:?} do not include {wanted:?}",
+            config.subjects
+        ));
     }
     if config.storage != stream::StorageType::File {
         problems.push("it uses memory storage, not file storage".to_string());

@@ -1,0 +1,205 @@
+//! Behaviours that need a backend's own tools to provoke: server restarts,
+//! unsafe stream configurations, tampering behind Waybill's back, reopening.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+use futures::StreamExt;
+use waybill_ledger::jetstream::check_version;
+use waybill_ledger::testing::NatsServer;
+use waybill_ledger::verify::BreakKind;
+use waybill_ledger::{
+    verify_log, EventLog, JetStreamLog, JetStreamOptions, LedgerError, Position, SledLog,
+};
+
+use super::support::*;
+
+async fn append_n(log: &dyn EventLog, p: &str, n: usize, tag: &str) -> Position {
+    let p = project(p);
+    let mut last = log.last_position(&p).await.expect("head");
+    for i in 0..n {
+        last = log
+            .append(&p, last, approval(&format!("{tag}-{i}")))
+            .await
+            .expect("append")
+            .position;
+    }
+    last
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_tail_survives_a_server_restart() {
+    let mut h = jetstream().await;
+    let log = h.log.clone();
+    append_n(&*log, "tail", 20, "a").await;
+    let mut tail = log.tail(Position(1)).await.expect("tail");
+    let mut seen = Vec::new();
+    while seen.len() < 20 {
+        seen.push(tail.next().await.expect("item").expect("event").position.0);
+    }
+    let server = h.server.as_mut().expect("server");
+    server.kill();
+    server.restart();
+    // The client reconnects by itself; appends succeed again once it has.
+    let p = project("tail");
+    let mut last = Position(20);
+    let mut i = 0;
+    let mut attempts = 0;
+    while i < 20 {
+        match log.append(&p, last, approval(&format!("b-{i}"))).await {
+            Ok(a) => {
+                last = a.position;
+                i += 1;
+            }
+            Err(LedgerError::Unavailable(_)) if attempts < 200 => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("append after restart: {e}"),
+        }
+    }
+    while seen.len() < 40 {
+        let ev = tokio::time::timeout(Duration::from_secs(30), tail.next())
+            .await
+            .expect("tail stalled after restart")
+            .expect("tail ended")
+            .expect("event");
+        seen.push(ev.position.0);
+    }
+    assert_eq!(seen, (1..=40).collect::<Vec<u64>>(), "once each, in order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_refuses_a_stream_that_allows_deletes() {
+    let server = NatsServer::start();
+    let client = async_nats::connect(server.url()).await.expect("connect");
+    let js = jetstream::new(client);
+    js.create_stream(stream::Config {
+        name: "WAYBILL".into(),
+        subjects: vec!["waybill.>".into()],
+        ..Default::default()
+    })
+    .await
+    .expect("create unsafe stream");
+    let err = JetStreamLog::connect(JetStreamOptions::new(server.url()))
+        .await
+        .expect_err("must refuse");
+    let text = err.to_string();
+    assert!(matches!(err, LedgerError::Misconfigured(_)), "{text}");
+    assert!(
+        text.contains("deny_delete") && text.contains("deny_purge"),
+        "{text}"
+    );
+}
+
+#[test]
+fn old_servers_are_refused_with_advice() {
+    for old in ["2.9.10", "2.10.26", "v2.10.0"] {
+        let err = check_version(old).expect_err(old).to_string();
+        assert!(err.contains("2.11"), "{err}");
+    }
+    for ok in ["2.11.0", "2.12.3", "2.15.1", "3.0.0"] {
+        check_version(ok).expect(ok);
+    }
+}
+
+async fn mutable_jetstream(server: &NatsServer) -> JetStreamLog {
+    let client = async_nats::connect(server.url()).await.expect("connect");
+    jetstream::new(client)
+        .create_stream(stream::Config {
+            name: "WAYBILL".into(),
+            subjects: vec!["waybill.>".into()],
+            allow_direct: true,
+            ..Default::default()
+        })
+        .await
+        .expect("create test stream without deny flags");
+    let mut opts = JetStreamOptions::new(server.url());
+    opts.allow_mutable_stream = true;
+    JetStreamLog::connect(opts).await.expect("connect")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_deleted_message_breaks_the_chain() {
+    let server = NatsServer::start();
+    let log = mutable_jetstream(&server).await;
+    append_n(&log, "audit", 10, "x").await;
+    let clean = verify_log(&log, None, |_| {}).await.expect("verify");
+    assert!(clean.first_break.is_none());
+    let s = log.context().get_stream("WAYBILL").await.expect("stream");
+    assert!(s.delete_message(5).await.expect("delete"));
+    let report = verify_log(&log, None, |_| {}).await.expect("verify");
+    let broken = report.first_break.expect("deletion must be detected");
+    assert_eq!(broken.position, Position(6));
+    assert_eq!(broken.project, "audit");
+    assert!(
+        matches!(broken.kind, BreakKind::PrevHash { .. }),
+        "{broken}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_republished_message_breaks_the_chain() {
+    let server = NatsServer::start();
+    let log = mutable_jetstream(&server).await;
+    append_n(&log, "audit", 5, "x").await;
+    // Copy event 2 and publish it again, bypassing Waybill.
+    let s = log.context().get_stream("WAYBILL").await.expect("stream");
+    let original = s.get_raw_message(2).await.expect("get");
+    log.context()
+        .publish(original.subject.clone(), original.payload.clone())
+        .await
+        .expect("publish")
+        .await
+        .expect("ack");
+    append_n(&log, "other", 1, "y").await;
+    let report = verify_log(&log, None, |_| {}).await.expect("verify");
+    let broken = report.first_break.expect("re-publication must be detected");
+    assert_eq!(broken.position, Position(6), "{broken}");
+    assert!(broken.to_string().contains("expected"), "{broken}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sled_tampering_is_detected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = SledLog::open(dir.path()).expect("open");
+    append_n(&log, "audit", 6, "x").await;
+    let tree = log.raw_tree();
+    // Flip a byte inside event 3's record (after its 32-byte stored hash).
+    let key = [b'e', 0, 0, 0, 0, 0, 0, 0, 3];
+    let mut value = tree.get(key).expect("get").expect("event 3").to_vec();
+    let last = value.len() - 1;
+    value[last] ^= 0x01;
+    tree.insert(key, value).expect("tamper");
+    let report = verify_log(&log, None, |_| {}).await.expect("verify");
+    let broken = report.first_break.expect("alteration must be detected");
+    assert_eq!(broken.position, Position(3), "{broken}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sled_survives_reopen_and_refuses_a_second_opener() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let log = SledLog::open(dir.path()).expect("open");
+        append_n(&log, "keep", 25, "k").await;
+        let err = SledLog::open(dir.path()).expect_err("locked");
+        assert!(err.to_string().contains("in use"), "{err}");
+    }
+    let log = SledLog::open(dir.path()).expect("reopen");
+    assert_eq!(log.head().await.expect("head"), Position(25));
+    let head = log.project_head(&project("keep")).await.expect("head");
+    assert_eq!(head.seq, 25);
+    // The chain continues where it stopped.
+    append_n(&log, "keep", 5, "k2").await;
+    let report = verify_log(&log, None, |_| {}).await.expect("verify");
+    assert!(report.first_break.is_none());
+    assert_eq!(report.events, 30);
+    // Dedup survives the restart too.
+    assert!(matches!(
+        log.append(&project("keep"), Position(30), approval("k-0"))
+            .await,
+        Err(LedgerError::Duplicate {
+            original: Position(1)
+        })
+    ));
+}

@@ -1,0 +1,218 @@
+//! The behaviours every backend must share, written once.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use waybill_ledger::{verify_log, EventLog, LedgerError, Position};
+
+use super::support::*;
+
+/// Racing writers with the same expected position: exactly one wins, every
+/// loser is told the winner's position, and the chain stays intact.
+pub async fn racing_writers(log: Arc<dyn EventLog>, races: usize, writers: usize) {
+    let p = project("race");
+    let mut expected = Position::ZERO;
+    for race in 0..races {
+        let mut tasks = Vec::new();
+        for w in 0..writers {
+            let log = log.clone();
+            let p = p.clone();
+            tasks.push(tokio::spawn(async move {
+                log.append(&p, expected, approval(&format!("r{race}-w{w}")))
+                    .await
+            }));
+        }
+        let mut winners = Vec::new();
+        let mut conflicts = Vec::new();
+        for t in tasks {
+            match t.await.expect("task") {
+                Ok(a) => winners.push(a.position),
+                Err(LedgerError::Conflict { actual }) => conflicts.push(actual),
+                Err(e) => panic!("race {race}: unexpected error {e}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "race {race}: winners {winners:?}");
+        assert!(
+            conflicts.iter().all(|a| *a == winners[0]),
+            "race {race}: losers saw {conflicts:?}, winner {winners:?}"
+        );
+        expected = winners[0];
+    }
+    let events = collect_project(&*log, &p).await;
+    assert_eq!(events.len(), races);
+    let report = verify_log(&*log, None, |_| {}).await.expect("verify");
+    assert!(report.first_break.is_none(), "{:?}", report.first_break);
+}
+
+/// A retried command returns the original position and writes nothing.
+pub async fn idempotent_retry(log: Arc<dyn EventLog>) {
+    let p = project("idem");
+    let first = log
+        .append(&p, Position::ZERO, approval("cmd-1"))
+        .await
+        .expect("append");
+    // Same command, same expected position: a plain retry.
+    match log.append(&p, Position::ZERO, approval("cmd-1")).await {
+        Err(LedgerError::Duplicate { original }) => assert_eq!(original, first.position),
+        other => panic!("expected duplicate, got {other:?}"),
+    }
+    // The same retry after the project moved on: still the original.
+    let second = log
+        .append(&p, first.position, approval("cmd-2"))
+        .await
+        .expect("append");
+    match log.append(&p, Position::ZERO, approval("cmd-1")).await {
+        Err(LedgerError::Duplicate { original }) => assert_eq!(original, first.position),
+        other => panic!("expected duplicate, got {other:?}"),
+    }
+    let events = collect(&*log, Position(1)).await;
+    assert_eq!(events.len(), 2, "retries wrote nothing");
+    assert_eq!(log.last_position(&p).await.expect("head"), second.position);
+}
+
+/// Per-project and global order, reads from a position, and the chain links.
+pub async fn ordering(log: Arc<dyn EventLog>) {
+    let projects = [project("alpha"), project("beta"), project("gamma")];
+    let mut heads = BTreeMap::new();
+    let mut appended = Vec::new();
+    for i in 0..60 {
+        let p = &projects[(i * 7) % 3];
+        let expected = heads.get(p.as_str()).copied().unwrap_or(Position::ZERO);
+        let a = log
+            .append(p, expected, request(&format!("o{i}"), "dev"))
+            .await
+            .expect("append");
+        heads.insert(p.as_str().to_string(), a.position);
+        appended.push((p.clone(), a));
+    }
+    let all = collect(&*log, Position(1)).await;
+    assert_eq!(all.len(), 60);
+    for (ev, (p, a)) in all.iter().zip(&appended) {
+        assert_eq!(ev.position, a.position);
+        assert_eq!(ev.event.project, p.as_str());
+        assert_eq!(ev.hash, a.hash);
+        assert_eq!(ev.event.id, a.id);
+    }
+    assert!(all.windows(2).all(|w| w[0].position < w[1].position));
+    for p in &projects {
+        let events = collect_project(&*log, p).await;
+        assert_eq!(events.len(), 20);
+        let seqs: Vec<u64> = events.iter().map(|e| e.event.project_seq).collect();
+        assert_eq!(seqs, (1..=20).collect::<Vec<_>>());
+        for w in events.windows(2) {
+            assert_eq!(w[1].event.prev_hash, w[0].hash, "chain link");
+        }
+        let head = log.project_head(p).await.expect("head");
+        assert_eq!(head.position, events[19].position);
+        assert_eq!(head.hash, events[19].hash);
+        assert_eq!(head.seq, 20);
+    }
+    // Reading from the middle starts exactly there.
+    let mid = all[30].position;
+    let tail_part = collect(&*log, mid).await;
+    assert_eq!(tail_part.len(), 30);
+    assert_eq!(tail_part[0].position, mid);
+    assert_eq!(log.head().await.expect("head"), all[59].position);
+    // Unknown projects are empty.
+    assert_eq!(
+        log.last_position(&project("nobody")).await.expect("head"),
+        Position::ZERO
+    );
+    let report = verify_log(&*log, None, |_| {}).await.expect("verify");
+    assert!(report.first_break.is_none());
+    assert_eq!(report.events, 60);
+    assert_eq!(report.heads.len(), 3);
+}
+
+/// A stale or invented expected position is a conflict that writes nothing.
+pub async fn conflicts(log: Arc<dyn EventLog>) {
+    let p = project("occ");
+    let a = log
+        .append(&p, Position::ZERO, approval("c1"))
+        .await
+        .expect("append");
+    for stale in [Position::ZERO, Position(a.position.0 + 5)] {
+        match log.append(&p, stale, approval(&format!("c-{stale}"))).await {
+            Err(LedgerError::Conflict { actual }) => assert_eq!(actual, a.position),
+            other => panic!("expected conflict for {stale}, got {other:?}"),
+        }
+    }
+    // Another project never conflicts with this one.
+    log.append(&project("other"), Position::ZERO, approval("c2"))
+        .await
+        .expect("independent project");
+    assert_eq!(collect(&*log, Position(1)).await.len(), 2);
+}
+
+/// Malformed input is refused before anything is written.
+pub async fn invalid_input(log: Arc<dyn EventLog>) {
+    for bad in ["Prod", "a.b", "a*", "a>", "a b", "", "-x", "ü", "x\u{7}"] {
+        assert!(waybill_ledger::Name::project(bad).is_err(), "{bad:?}");
+    }
+    let p = project("valid");
+    for (what, event) in [
+        ("stage with a dot", request("i1", "prod.eu")),
+        ("stage with a wildcard", request("i2", "*")),
+        ("upper case stage", request("i3", "Prod")),
+        ("empty command id", request("", "dev")),
+        ("command id with spaces", request("a b", "dev")),
+    ] {
+        match log.append(&p, Position::ZERO, event).await {
+            Err(LedgerError::Invalid { .. }) => {}
+            other => panic!("{what}: expected Invalid, got {other:?}"),
+        }
+    }
+    let mut huge = approval("i4");
+    if let waybill_ledger::EventPayload::PromotionApproved(a) = &mut huge.payload {
+        a.comment = "x".repeat(64 * 1024);
+    }
+    assert!(matches!(
+        log.append(&p, Position::ZERO, huge).await,
+        Err(LedgerError::Invalid { .. })
+    ));
+    assert_eq!(
+        log.head().await.expect("head"),
+        Position::ZERO,
+        "nothing written"
+    );
+}
+
+/// The live tail delivers what exists, then each new event, once and in order.
+pub async fn tail_live(log: Arc<dyn EventLog>) {
+    let p = project("tail");
+    let mut last = Position::ZERO;
+    for i in 0..10 {
+        last = log
+            .append(&p, last, approval(&format!("t{i}")))
+            .await
+            .expect("append")
+            .position;
+    }
+    let mut tail = log.tail(Position(4)).await.expect("tail");
+    let writer = {
+        let log = log.clone();
+        let p = p.clone();
+        tokio::spawn(async move {
+            let mut last = last;
+            for i in 10..60 {
+                last = log
+                    .append(&p, last, approval(&format!("t{i}")))
+                    .await
+                    .expect("append")
+                    .position;
+            }
+        })
+    };
+    let mut seen = Vec::new();
+    while seen.len() < 57 {
+        let ev = tokio::time::timeout(std::time::Duration::from_secs(20), tail.next())
+            .await
+            .expect("tail stalled")
+            .expect("tail ended")
+            .expect("event");
+        seen.push(ev.position.0);
+    }
+    writer.await.expect("writer");
+    assert_eq!(seen, (4..=60).collect::<Vec<u64>>());
+}
