@@ -1,1 +1,55 @@
-fn main() {}
+//! The `waybill` binary: parse the command line, start tracing, dispatch.
+//! Everything else lives in the library crates and the modules below.
+
+mod bench;
+mod cli;
+mod config;
+mod debug;
+mod dump;
+mod open;
+mod serve;
+mod verify;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("WAYBILL_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async {
+        let file = config::FileConfig::load(cli.config.as_deref())?;
+        match cli.command {
+            Command::Serve(args) => serve::run(args, &file).await.map(|()| ExitCode::SUCCESS),
+            Command::Verify(args) => verify::run(args, &file).await,
+            Command::Dump(args) => dump::run(args, &file).await.map(|()| ExitCode::SUCCESS),
+            Command::Bench(args) => bench::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Debug(args) => debug::run(args, &file).await.map(|()| ExitCode::SUCCESS),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -271,3 +271,156 @@ fn payload_from_pb(p: P) -> Result<EventPayload, LedgerError> {
         }),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EventType;
+    use proptest::prelude::*;
+
+    fn sample(payload: EventPayload) -> Event {
+        Event {
+            id: Uuid::now_v7(),
+            project: "shop".into(),
+            project_seq: 3,
+            prev_hash: ChainHash([7; 32]),
+            time: DateTime::<Utc>::from_timestamp_nanos(1_700_000_000_123_456_789),
+            source: "waybill://test".into(),
+            subject: "stage/prod".into(),
+            actor: Actor {
+                principal: "alice".into(),
+                auth_method: "jwt".into(),
+            },
+            command_id: "cmd-1".into(),
+            correlation_id: "corr".into(),
+            causation_id: "cause".into(),
+            schema_version: 1,
+            payload,
+        }
+    }
+
+    fn payload() -> impl Strategy<Value = EventPayload> {
+        let text = "[ -~]{0,40}";
+        prop_oneof![
+            (text, text).prop_map(
+                |(a, b)| EventPayload::PipelineConfigured(PipelineConfigured {
+                    definition_json: a,
+                    source_uri: b,
+                    source_revision: String::new(),
+                    source_digest: String::new(),
+                })
+            ),
+            (text, prop::collection::vec((text, text), 0..4)).prop_map(|(id, arts)| {
+                EventPayload::FreightDiscovered(FreightDiscovered {
+                    freight_id: id,
+                    warehouse: "images".into(),
+                    artifacts: arts
+                        .into_iter()
+                        .map(|(name, version)| Artifact {
+                            kind: ArtifactKind::Image,
+                            name,
+                            version,
+                            digest: "sha256:00".into(),
+                        })
+                        .collect(),
+                    alias: String::new(),
+                })
+            }),
+            (
+                text,
+                any::<bool>(),
+                prop::collection::btree_map("[a-z]{1,8}", -1e9f64..1e9, 0..4)
+            )
+                .prop_map(|(check, passed, metrics)| {
+                    EventPayload::VerificationRecorded(VerificationRecorded {
+                        freight_id: "f".into(),
+                        stage: "dev".into(),
+                        check,
+                        passed,
+                        metrics,
+                        evidence_url: "https://ci/1".into(),
+                        details: String::new(),
+                    })
+                }),
+            (text, any::<bool>()).prop_map(|(reason, bypass)| EventPayload::FreightApproved(
+                FreightApproved {
+                    freight_id: "f".into(),
+                    stage: "prod".into(),
+                    reason,
+                    ticket: "CHG-1".into(),
+                    bypass,
+                }
+            )),
+            (text, text).prop_map(
+                |(p, t)| EventPayload::PromotionRequested(PromotionRequested {
+                    promotion_id: p,
+                    stage: "prod".into(),
+                    freight_id: "f".into(),
+                    ticket: t,
+                    reason: String::new(),
+                })
+            ),
+            text.prop_map(|c| EventPayload::PromotionApproved(PromotionApproved {
+                promotion_id: "p".into(),
+                comment: c,
+            })),
+            text.prop_map(|r| EventPayload::PromotionRejected(PromotionRejected {
+                promotion_id: "p".into(),
+                reason: r,
+            })),
+            text.prop_map(|e| EventPayload::PromotionStarted(PromotionStarted {
+                promotion_id: "p".into(),
+                executor: e,
+            })),
+            text.prop_map(|d| EventPayload::PromotionSucceeded(PromotionSucceeded {
+                promotion_id: "p".into(),
+                details: d,
+            })),
+            (text, text).prop_map(|(r, d)| EventPayload::PromotionFailed(PromotionFailed {
+                promotion_id: "p".into(),
+                reason: r,
+                details: d,
+            })),
+            text.prop_map(|r| EventPayload::PromotionAborted(PromotionAborted {
+                promotion_id: "p".into(),
+                reason: r,
+            })),
+            (any::<u64>(), prop::collection::vec(any::<u8>(), 32)).prop_map(|(n, root)| {
+                EventPayload::CheckpointSigned(CheckpointSigned {
+                    origin: "waybill".into(),
+                    tree_size: n,
+                    root_hash: root,
+                    signed_note: String::new(),
+                })
+            }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn every_payload_round_trips(p in payload()) {
+            let event = sample(p);
+            let bytes = encode_record(&event);
+            let decoded = decode_record(&bytes).expect("decode");
+            prop_assert_eq!(&decoded, &event);
+            // Encoding is deterministic, so the canonical bytes are stable.
+            prop_assert_eq!(encode_record(&decoded), bytes);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode_record(&bytes);
+        }
+    }
+
+    #[test]
+    fn a_type_that_disagrees_with_the_payload_is_refused() {
+        let event = sample(EventPayload::PromotionApproved(PromotionApproved {
+            promotion_id: "p".into(),
+            comment: String::new(),
+        }));
+        let mut record = pb::EventRecord::decode(encode_record(&event).as_slice()).expect("decode");
+        record.r#type = EventType::PromotionRejected.ce_type();
+        assert!(decode_record(&record.encode_to_vec()).is_err());
+    }
+}

@@ -17,7 +17,7 @@ pub trait Upcaster: Send + Sync {
     /// The event type handled.
     fn event_type(&self) -> EventType;
     /// The version read.
-    fn from_version(&self) -> u32;
+    fn source_version(&self) -> u32;
     /// Converts the record in place.
     fn upcast(&self, record: &mut pb::EventRecord) -> Result<(), String>;
 }
@@ -60,10 +60,74 @@ pub fn upcast_with(
         let from = record.schema_version;
         let step = upcasters
             .iter()
-            .find(|u| u.event_type() == event_type && u.from_version() == from)
+            .find(|u| u.event_type() == event_type && u.source_version() == from)
             .ok_or_else(|| corrupt(format!("no upcaster for {event_type} version {from}")))?;
         step.upcast(&mut record).map_err(corrupt)?;
         record.schema_version = from + 1;
     }
     Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A hypothetical version 0 of `PromotionRejected` had no reason; version 1 requires one.
+    struct RejectedV0;
+
+    impl Upcaster for RejectedV0 {
+        fn event_type(&self) -> EventType {
+            EventType::PromotionRejected
+        }
+        fn source_version(&self) -> u32 {
+            0
+        }
+        fn upcast(&self, record: &mut pb::EventRecord) -> Result<(), String> {
+            match &mut record.payload {
+                Some(pb::event_record::Payload::PromotionRejected(r)) if r.reason.is_empty() => {
+                    r.reason = "(no reason recorded before schema v1)".into();
+                    Ok(())
+                }
+                _ => Err("not a v0 rejection".into()),
+            }
+        }
+    }
+
+    fn rejected(version: u32) -> pb::EventRecord {
+        pb::EventRecord {
+            format_version: 1,
+            r#type: EventType::PromotionRejected.ce_type(),
+            schema_version: version,
+            payload: Some(pb::event_record::Payload::PromotionRejected(
+                pb::PromotionRejected {
+                    promotion_id: "p".into(),
+                    reason: String::new(),
+                },
+            )),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn old_versions_are_lifted_on_read() {
+        let up = upcast_with(rejected(0), &[&RejectedV0]).expect("upcast");
+        assert_eq!(up.schema_version, 1);
+        match up.payload {
+            Some(pb::event_record::Payload::PromotionRejected(r)) => {
+                assert!(r.reason.contains("no reason"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn missing_upcasters_and_future_versions_are_refused() {
+        assert!(upcast_with(rejected(0), &[]).is_err());
+        let err = upcast_with(rejected(7), &[]).expect_err("future");
+        assert!(err.to_string().contains("newer"), "{err}");
+        let mut future_format = rejected(1);
+        future_format.format_version = 2;
+        assert!(upcast(future_format).is_err());
+        assert!(upcast(rejected(1)).is_ok());
+    }
 }

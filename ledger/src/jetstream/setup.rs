@@ -137,7 +137,7 @@ pub(crate) fn validate(
     let name = &opts.stream;
     let mut problems = Vec::new();
     let wanted = format!("{}.>", opts.subject_prefix);
-    if !config.subjects.iter().any(|s| *s == wanted) {
+    if !config.subjects.contains(&wanted) {
         problems.push(format!(
             "its subjects {:?} do not include {wanted:?}",
             config.subjects

@@ -14,8 +14,6 @@ use waybill_ledger::{
 pub struct Harness {
     pub log: Arc<dyn EventLog>,
     pub server: Option<NatsServer>,
-    pub sled: Option<SledLog>,
-    pub js: Option<JetStreamLog>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -23,10 +21,8 @@ pub fn sled() -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = SledLog::open(dir.path()).expect("open sled");
     Harness {
-        log: Arc::new(log.clone()),
+        log: Arc::new(log),
         server: None,
-        sled: Some(log),
-        js: None,
         _dir: Some(dir),
     }
 }
@@ -37,10 +33,8 @@ pub async fn jetstream() -> Harness {
         .await
         .expect("connect");
     Harness {
-        log: Arc::new(log.clone()),
+        log: Arc::new(log),
         server: Some(server),
-        sled: None,
-        js: Some(log),
         _dir: None,
     }
 }

@@ -1,0 +1,101 @@
+//! Command-line interface: flags mirror the config file and `WAYBILL_*` variables.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Waybill: an event-sourced promotion ledger.
+#[derive(Debug, Parser)]
+#[command(name = "waybill", version, about)]
+pub struct Cli {
+    /// Config file (TOML); flags and environment variables override it.
+    #[arg(long, global = true, env = "WAYBILL_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Open the log and serve gRPC (health and reflection).
+    Serve(ServeArgs),
+    /// Walk the log and check every project's hash chain.
+    Verify(VerifyArgs),
+    /// Write raw records as JSON lines (for auditors' own tools).
+    Dump(DumpArgs),
+    /// Measure Waybill against raw JetStream.
+    Bench(crate::bench::BenchArgs),
+    /// Internal helpers for tests.
+    #[command(hide = true)]
+    Debug(crate::debug::DebugArgs),
+}
+
+/// Where the log lives.
+#[derive(Debug, Clone, Default, Args)]
+pub struct LogArgs {
+    /// Embedded storage directory (used when no NATS URL is given) [default: ./waybill-data].
+    #[arg(long, env = "WAYBILL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// NATS server URL(s), comma separated; selects the JetStream backend.
+    #[arg(long, env = "WAYBILL_NATS_URL")]
+    pub nats: Option<String>,
+    /// NATS credentials file.
+    #[arg(long, env = "WAYBILL_NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+    /// NATS user (with --nats-password).
+    #[arg(long, env = "WAYBILL_NATS_USER")]
+    pub nats_user: Option<String>,
+    /// NATS password.
+    #[arg(long, env = "WAYBILL_NATS_PASSWORD", hide_env_values = true)]
+    pub nats_password: Option<String>,
+    /// NATS token.
+    #[arg(long, env = "WAYBILL_NATS_TOKEN", hide_env_values = true)]
+    pub nats_token: Option<String>,
+    /// NATS nkey seed.
+    #[arg(long, env = "WAYBILL_NATS_NKEY", hide_env_values = true)]
+    pub nats_nkey: Option<String>,
+    /// JetStream stream name [default: WAYBILL].
+    #[arg(long, env = "WAYBILL_STREAM")]
+    pub stream: Option<String>,
+    /// Replicas when creating the stream [default: 1].
+    #[arg(long, env = "WAYBILL_REPLICAS")]
+    pub replicas: Option<usize>,
+    /// Duplicate window in seconds [default: 600].
+    #[arg(long, env = "WAYBILL_DUPLICATE_WINDOW_SECS")]
+    pub duplicate_window_secs: Option<u64>,
+    /// Accept a stream that allows deletes and purges (tamper tests only).
+    #[arg(long, hide = true)]
+    pub unsafe_allow_mutable_stream: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub log: LogArgs,
+    /// gRPC listen address [default: 127.0.0.1:50051].
+    #[arg(long, env = "WAYBILL_LISTEN")]
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub log: LogArgs,
+    /// Check only this project's chain.
+    #[arg(long)]
+    pub project: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    #[command(flatten)]
+    pub log: LogArgs,
+    /// Only this project's records.
+    #[arg(long)]
+    pub project: Option<String>,
+    /// First position to write.
+    #[arg(long, default_value_t = 1)]
+    pub from: u64,
+}

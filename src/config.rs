@@ -1,0 +1,190 @@
+//! One configuration: defaults, then the config file, then environment
+//! variables and flags (clap merges those two). Validated before anything starts.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use waybill_ledger::jetstream::{JetStreamOptions, NatsCredentials};
+
+use crate::cli::LogArgs;
+
+/// Default gRPC listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+/// Default embedded storage directory.
+pub const DEFAULT_DATA_DIR: &str = "waybill-data";
+
+/// The config file (`waybill.toml`). Every key mirrors a flag.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub nats: NatsFileConfig,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsFileConfig {
+    pub url: Option<String>,
+    pub creds: Option<PathBuf>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+    pub nkey: Option<String>,
+    pub stream: Option<String>,
+    pub replicas: Option<usize>,
+    pub duplicate_window_secs: Option<u64>,
+}
+
+impl std::fmt::Debug for NatsFileConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redact = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
+        f.debug_struct("NatsFileConfig")
+            .field("url", &self.url)
+            .field("creds", &self.creds)
+            .field("user", &self.user)
+            .field("password", &redact(&self.password))
+            .field("token", &redact(&self.token))
+            .field("nkey", &redact(&self.nkey))
+            .field("stream", &self.stream)
+            .field("replicas", &self.replicas)
+            .field("duplicate_window_secs", &self.duplicate_window_secs)
+            .finish()
+    }
+}
+
+impl FileConfig {
+    /// Reads `path`, or returns the defaults when there is none.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<FileConfig> {
+        let Some(path) = path else {
+            return Ok(FileConfig::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+}
+
+/// Which backend to open.
+#[derive(Debug, Clone)]
+pub enum LogConfig {
+    Embedded { data_dir: PathBuf },
+    JetStream(Box<JetStreamOptions>),
+}
+
+/// Merges flags/env over the file and validates the result.
+pub fn log_config(args: &LogArgs, file: &FileConfig) -> anyhow::Result<LogConfig> {
+    let n = &file.nats;
+    let url = args.nats.clone().or_else(|| n.url.clone());
+    let Some(url) = url else {
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or_else(|| file.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        return Ok(LogConfig::Embedded { data_dir });
+    };
+    let mut opts = JetStreamOptions::new(url);
+    opts.credentials = NatsCredentials {
+        creds_file: args.nats_creds.clone().or_else(|| n.creds.clone()),
+        user: args.nats_user.clone().or_else(|| n.user.clone()),
+        password: args.nats_password.clone().or_else(|| n.password.clone()),
+        token: args.nats_token.clone().or_else(|| n.token.clone()),
+        nkey_seed: args.nats_nkey.clone().or_else(|| n.nkey.clone()),
+    };
+    if opts.credentials.user.is_some() != opts.credentials.password.is_some() {
+        bail!("--nats-user and --nats-password go together");
+    }
+    if let Some(stream) = args.stream.clone().or_else(|| n.stream.clone()) {
+        if stream.is_empty()
+            || !stream
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            bail!("invalid stream name {stream:?}: use letters, digits, '-' and '_'");
+        }
+        opts.stream = stream;
+    }
+    if let Some(r) = args.replicas.or(n.replicas) {
+        if !(1..=5).contains(&r) {
+            bail!("replicas must be 1 to 5, not {r}");
+        }
+        opts.replicas = r;
+    }
+    if let Some(secs) = args.duplicate_window_secs.or(n.duplicate_window_secs) {
+        if secs == 0 {
+            bail!("the duplicate window must be at least one second");
+        }
+        opts.duplicate_window = Duration::from_secs(secs);
+    }
+    if args.unsafe_allow_mutable_stream {
+        tracing::warn!("accepting a stream that allows deletes and purges: tests only");
+        opts.allow_mutable_stream = true;
+    }
+    Ok(LogConfig::JetStream(Box::new(opts)))
+}
+
+/// The gRPC listen address.
+pub fn listen_addr(flag: Option<SocketAddr>, file: &FileConfig) -> anyhow::Result<SocketAddr> {
+    match flag.or(file.listen) {
+        Some(addr) => Ok(addr),
+        None => Ok(DEFAULT_LISTEN.parse()?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_to_embedded_storage() {
+        let cfg = log_config(&LogArgs::default(), &FileConfig::default()).expect("config");
+        assert!(
+            matches!(cfg, LogConfig::Embedded { data_dir } if data_dir == Path::new("waybill-data"))
+        );
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let file: FileConfig = toml::from_str(
+            "data_dir = \"/from-file\"\n[nats]\nurl = \"nats://file:4222\"\nreplicas = 3\n",
+        )
+        .expect("parse");
+        let args = LogArgs {
+            nats: Some("nats://flag:4222".into()),
+            ..LogArgs::default()
+        };
+        match log_config(&args, &file).expect("config") {
+            LogConfig::JetStream(o) => {
+                assert_eq!(o.url, "nats://flag:4222");
+                assert_eq!(o.replicas, 3);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(toml::from_str::<FileConfig>("colour = \"blue\"").is_err());
+        let file: FileConfig =
+            toml::from_str("[nats]\nurl = \"nats://x\"\nreplicas = 9\n").expect("parse");
+        assert!(log_config(&LogArgs::default(), &file).is_err());
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let file: FileConfig = toml::from_str(
+            "[nats]\nurl = \"nats://x\"\npassword = \"hunter2\"\ntoken = \"tok-123\"\n",
+        )
+        .expect("parse");
+        let text = format!("{file:?}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("tok-123"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,50 @@
+//! `waybill verify`: walk the log, report the first broken link.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use waybill_ledger::{verify_log, ProjectName};
+
+use crate::cli::VerifyArgs;
+use crate::config::FileConfig;
+use crate::open::open;
+
+/// Exit code when a chain is broken (2 is reserved for errors).
+const BROKEN: u8 = 1;
+
+pub async fn run(args: VerifyArgs, file: &FileConfig) -> anyhow::Result<ExitCode> {
+    let project = args.project.map(ProjectName::project).transpose()?;
+    let log = open(&args.log, file).await?;
+    let started = Instant::now();
+    let mut last_report = Instant::now();
+    let report = verify_log(&*log.log(), project.as_ref(), |checked| {
+        if last_report.elapsed().as_secs() >= 2 {
+            last_report = Instant::now();
+            eprintln!("verified {checked} events...");
+        }
+    })
+    .await?;
+    log.close().await;
+    match report.first_break {
+        None => {
+            println!(
+                "ok: {} events in {} project(s) verified in {:.1?}",
+                report.events,
+                report.heads.len(),
+                started.elapsed()
+            );
+            for (project, head) in &report.heads {
+                println!(
+                    "  {project}: {} events, head at position {} hash {}",
+                    head.seq, head.position, head.hash
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(broken) => {
+            println!("BROKEN: {broken}");
+            println!("  {} events verified before the break", report.events);
+            Ok(ExitCode::from(BROKEN))
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! Shared helpers for the end-to-end tests of the `waybill` binary.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// The binary under test.
+pub fn waybill() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_waybill"));
+    cmd.env("WAYBILL_LOG", "warn");
+    for var in [
+        "WAYBILL_DATA_DIR",
+        "WAYBILL_NATS_URL",
+        "WAYBILL_LISTEN",
+        "WAYBILL_CONFIG",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// Runs `waybill ARGS` to completion.
+pub fn run(args: &[&str]) -> Output {
+    waybill().args(args).output().expect("run waybill")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A running `waybill serve`, killed on drop.
+pub struct Served {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Served {
+    /// Starts `waybill serve ARGS --listen 127.0.0.1:0` and waits for its address.
+    pub fn start(cmd: &mut Command) -> Served {
+        let mut child = cmd
+            .args(["--listen", "127.0.0.1:0"])
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn waybill serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("waybill listening on ") {
+                    let _ = tx.send(Ok(addr.trim().to_string()));
+                } else {
+                    eprintln!("[waybill] {line}");
+                    if line.starts_with("error:") {
+                        let _ = tx.send(Err(line));
+                    }
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Ok(addr)) => addr.parse().expect("address"),
+            Ok(Err(line)) => panic!("waybill serve failed: {line}"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("waybill serve did not report its address");
+            }
+        };
+        Served { child, addr }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
+        for _ in 0..600 {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("waybill did not stop within 30 s of SIGTERM");
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

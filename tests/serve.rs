@@ -1,0 +1,160 @@
+//! `waybill serve`: the gRPC endpoint comes up on either backend, reports
+//! health (following the log's reachability), offers reflection, and stops
+//! cleanly on SIGTERM.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{run, stderr, waybill, Served};
+use futures::StreamExt;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
+use waybill_ledger::testing::NatsServer;
+
+async fn health(endpoint: &str) -> Option<ServingStatus> {
+    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
+        .ok()?
+        .connect()
+        .await
+        .ok()?;
+    let mut client = HealthClient::new(channel);
+    let reply = client
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .ok()?;
+    ServingStatus::try_from(reply.into_inner().status).ok()
+}
+
+async fn wait_for_health(endpoint: &str, want: ServingStatus) {
+    for _ in 0..300 {
+        if health(endpoint).await == Some(want) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("health never became {want:?}");
+}
+
+async fn reflection_services(endpoint: &str) -> Vec<String> {
+    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect reflection");
+    let mut client = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut replies = client
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let reply = replies.next().await.expect("a reply").expect("ok");
+    match reply.message_response {
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            list.service.into_iter().map(|s| s.name).collect()
+        }
+        other => panic!("unexpected reflection reply {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_health_and_reflection_on_embedded_storage() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let served = Served::start(waybill().args(["serve", "--data-dir"]).arg(&data));
+    let endpoint = served.endpoint();
+    wait_for_health(&endpoint, ServingStatus::Serving).await;
+    let services = reflection_services(&endpoint).await;
+    assert!(
+        services.iter().any(|s| s == "grpc.health.v1.Health"),
+        "{services:?}"
+    );
+    let status = served.terminate();
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+    assert!(
+        data.join("db").exists(),
+        "embedded store created in --data-dir"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_dir_comes_from_the_environment_or_a_config_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let from_env = dir.path().join("from-env");
+    let served = Served::start(waybill().env("WAYBILL_DATA_DIR", &from_env).arg("serve"));
+    wait_for_health(&served.endpoint(), ServingStatus::Serving).await;
+    assert!(served.terminate().success());
+    assert!(from_env.join("db").exists());
+
+    let from_file = dir.path().join("from-file");
+    let config = dir.path().join("waybill.toml");
+    std::fs::write(&config, format!("data_dir = {:?}\n", from_file)).expect("write config");
+    let served = Served::start(waybill().arg("--config").arg(&config).arg("serve"));
+    wait_for_health(&served.endpoint(), ServingStatus::Serving).await;
+    assert!(served.terminate().success());
+    assert!(from_file.join("db").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_health_follows_the_server() {
+    let mut nats = NatsServer::start();
+    let served = Served::start(waybill().args(["serve", "--nats", &nats.url()]));
+    let endpoint = served.endpoint();
+    wait_for_health(&endpoint, ServingStatus::Serving).await;
+
+    // The stream was created immutable.
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let mut stream = async_nats::jetstream::new(client)
+        .get_stream("WAYBILL")
+        .await
+        .expect("stream created by waybill");
+    let info = stream.info().await.expect("info");
+    assert!(info.config.deny_delete && info.config.deny_purge);
+    assert_eq!(info.config.subjects, vec!["waybill.>".to_string()]);
+
+    nats.kill();
+    wait_for_health(&endpoint, ServingStatus::NotServing).await;
+    nats.restart();
+    wait_for_health(&endpoint, ServingStatus::Serving).await;
+    assert!(served.terminate().success());
+}
+
+#[test]
+fn bad_configuration_is_refused_with_a_clear_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "colour = \"blue\"\n").expect("write");
+    let out = run(&["--config", config.to_str().expect("utf8"), "serve"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("bad.toml") && err.contains("colour"), "{err}");
+
+    let out = run(&[
+        "serve",
+        "--nats",
+        "nats://127.0.0.1:1",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("cannot connect to NATS"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = run(&["serve", "--nats", "nats://x:4222", "--replicas", "7"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("replicas"), "{}", stderr(&out));
+}
