@@ -188,3 +188,30 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_config_is_valid() {
+        let text = include_str!("../deploy/waybill.example.toml");
+        let file: FileConfig = toml::from_str(text).expect("deploy/waybill.example.toml parses");
+        assert_eq!(file.listen, Some(DEFAULT_LISTEN.parse().expect("addr")));
+        assert!(matches!(
+            log_config(&LogArgs::default(), &file).expect("valid"),
+            LogConfig::Embedded { .. }
+        ));
+        // With the commented NATS section enabled it is valid too.
+        let enabled: String = text
+            .lines()
+            .map(|l| l.strip_prefix("# ").filter(|r| r.starts_with('[') || r.contains(" = ")).unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let file: FileConfig = toml::from_str(&enabled).expect("enabled example parses");
+        match log_config(&LogArgs::default(), &file).expect("valid") {
+            LogConfig::JetStream(o) => assert_eq!(o.replicas, 3),
+            other => panic!("{other:?}"),
+        }
+    }
+}
