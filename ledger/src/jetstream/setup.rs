@@ -31,7 +31,13 @@ pub(crate) async fn connect(opts: &JetStreamOptions) -> Result<async_nats::Clien
     if let Some(seed) = &c.nkey_seed {
         connect = connect.nkey(seed.clone());
     }
-    let client = connect.connect(opts.url.as_str()).await.map_err(|e| {
+    let urls: Vec<&str> = opts
+        .url
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect();
+    let client = connect.connect(urls).await.map_err(|e| {
         LedgerError::Unavailable(format!("cannot connect to NATS at {}: {e}", opts.url))
     })?;
     check_version(&client.server_info().version)?;
