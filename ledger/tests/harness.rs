@@ -62,6 +62,7 @@ async fn options_reach_the_config_and_stop_is_graceful() -> anyhow::Result<()> {
     let options = ServerOptions {
         sync_always: true,
         extra_config: "max_payload: 4096".to_owned(),
+        binary: None,
     };
     let mut server = block_in_place(|| NatsServer::start_with(options));
     let config = std::fs::read_to_string(server.config_path())?;

@@ -61,6 +61,8 @@ pub struct ServerOptions {
     pub sync_always: bool,
     /// Text appended verbatim to the generated config file.
     pub extra_config: String,
+    /// Another nats-server binary than [`nats_server_bin`] (e.g. an old release).
+    pub binary: Option<PathBuf>,
 }
 
 /// Cluster settings of one node, for [`NatsCluster`](super::NatsCluster).
@@ -93,6 +95,7 @@ pub struct NatsServer {
     port: u16,
     http_port: u16,
     clustered: bool,
+    binary: PathBuf,
     config_path: PathBuf,
     log_path: PathBuf,
     store_dir: PathBuf,
@@ -150,6 +153,7 @@ impl NatsServer {
             port: spec.port,
             http_port: spec.http_port,
             clustered: spec.cluster.is_some(),
+            binary: spec.options.binary.clone().unwrap_or_else(nats_server_bin),
             config_path,
             log_path: dir.path().join("server.log"),
             store_dir,
@@ -254,7 +258,7 @@ impl NatsServer {
             .open(&self.log_path)
             .expect("opening the nats-server log file");
         let log_err: File = log.try_clone().expect("duplicating the log file handle");
-        let bin = nats_server_bin();
+        let bin = self.binary.clone();
         let child = Command::new(&bin)
             .arg("--config")
             .arg(&self.config_path)

@@ -203,3 +203,31 @@ async fn sled_survives_reopen_and_refuses_a_second_opener() {
         })
     ));
 }
+
+/// A real nats-server 2.10 (installed by scripts/test as NATS_SERVER_OLD_BIN)
+/// is refused before anything is created on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_refuses_a_real_old_server() {
+    let old = std::env::var("NATS_SERVER_OLD_BIN").unwrap_or_else(|_| {
+        format!(
+            "{}/../.tools/bin/nats-server-2.10.26",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    });
+    assert!(
+        std::path::Path::new(&old).exists(),
+        "{old} is missing: run scripts/install-nats-server 2.10.26 (scripts/test does)"
+    );
+    let server = NatsServer::start_with(waybill_ledger::testing::ServerOptions {
+        binary: Some(old.into()),
+        ..Default::default()
+    });
+    let err = JetStreamLog::connect(JetStreamOptions::new(server.url()))
+        .await
+        .expect_err("2.10 must be refused");
+    assert!(matches!(err, LedgerError::Misconfigured(_)), "{err}");
+    assert!(err.to_string().contains("2.10.26"), "{err}");
+    let client = async_nats::connect(server.url()).await.expect("connect");
+    let streams: Vec<_> = jetstream::new(client).stream_names().collect().await;
+    assert!(streams.is_empty(), "nothing was created: {streams:?}");
+}
