@@ -81,7 +81,7 @@ def field(fs, number, wire, default):
 
 
 def parse_line(line):
-    """(position, record bytes, claimed hash or None, claimed project, claimed seq)."""
+    """(position, record bytes, claimed hashes, claimed project, claimed seq)."""
     obj = json.loads(line)
     if "data" in obj and "seq" in obj:  # `nats stream get --json`
         headers = base64.b64decode(obj.get("hdrs", "")).decode("utf-8", "replace")
@@ -90,10 +90,11 @@ def parse_line(line):
             name, _, value = h.partition(":")
             if name.strip().lower() == "waybill-hash":
                 claimed = value.strip()
-        return int(obj["seq"]), base64.b64decode(obj["data"]), claimed, None, None
-    claimed = obj.get("hash")
-    return (int(obj["position"]), bytes.fromhex(obj["record"]),
-            None if claimed is None else str(claimed),
+        return (int(obj["seq"]), base64.b64decode(obj["data"]),
+                [] if claimed is None else [claimed], None, None)
+    # `hash` is what Waybill computed; `stored_hash` what was stored beside the record.
+    claimed = [str(obj[k]) for k in ("hash", "stored_hash") if obj.get(k) is not None]
+    return (int(obj["position"]), bytes.fromhex(obj["record"]), claimed,
             obj.get("project"), obj.get("project_seq"))
 
 
@@ -102,7 +103,11 @@ def main(argv):
         print("usage: verify-chain.py [DUMP.jsonl]   (stdin when absent)", file=sys.stderr)
         return 2
     try:
-        source = open(argv[1], encoding="utf-8") if len(argv) == 2 else sys.stdin
+        if len(argv) == 2:
+            source = open(argv[1], encoding="utf-8", errors="replace")
+        else:
+            source = sys.stdin
+            source.reconfigure(encoding="utf-8", errors="replace")
     except OSError as e:
         print("error: %s" % e, file=sys.stderr)
         return 2
@@ -120,7 +125,7 @@ def main(argv):
                 continue
             try:
                 pos, record, claimed, dump_project, dump_seq = parse_line(line)
-            except (ValueError, KeyError, TypeError, binascii.Error) as e:
+            except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as e:
                 return broken("line %d" % lineno, "not a dump line (%s)" % e)
             if pos <= last_pos:
                 return broken("position %d" % pos, "not after position %d" % last_pos)
@@ -140,8 +145,9 @@ def main(argv):
             if seq != head_seq + 1:
                 return broken(where, "project_seq expected %d, found %d" % (head_seq + 1, seq))
             digest = hashlib.sha256(head_hash + record).digest()
-            if claimed is not None and claimed.lower() != digest.hex():
-                return broken(where, "hash given %s, recomputed %s" % (claimed, digest.hex()))
+            for given in claimed:
+                if given.lower() != digest.hex():
+                    return broken(where, "hash given %s, recomputed %s" % (given, digest.hex()))
             if dump_project is not None and (dump_project, dump_seq) != (project, seq):
                 return broken(where, "the line says project %s seq %s, the record %s seq %d"
                               % (show(str(dump_project)), dump_seq, show(project), seq))

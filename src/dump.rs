@@ -23,6 +23,10 @@ struct DumpLine<'a> {
     record: String,
     /// SHA-256(prev_hash ‖ record), hex, as Waybill computes it.
     hash: String,
+    /// The hash stored beside the record (NATS header `Waybill-Hash`, or the
+    /// embedded store's prefix), hex; differs from `hash` if the record was altered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stored_hash: Option<String>,
 }
 
 pub async fn run(args: DumpArgs, file: &FileConfig) -> anyhow::Result<()> {
@@ -45,6 +49,7 @@ pub async fn run(args: DumpArgs, file: &FileConfig) -> anyhow::Result<()> {
             event_type,
             record: hex::encode(&ev.bytes),
             hash: ev.hash.to_hex(),
+            stored_hash: ev.stored_hash.map(|h| h.to_hex()),
         };
         serde_json::to_writer(&mut out, &line)?;
         out.write_all(b"\n")?;

@@ -17,7 +17,8 @@ pub enum LedgerError {
         /// Where the original event is.
         original: Position,
     },
-    /// The log cannot be reached; nothing was written (retry with the same command id).
+    /// The log cannot be reached. Nothing was written, except when an append's
+    /// acknowledgement was lost: retrying with the same command id is always safe.
     #[error("event log unavailable: {0}")]
     Unavailable(String),
     /// The input is malformed; nothing was written.
