@@ -205,7 +205,11 @@ mod example_tests {
         // With the commented NATS section enabled it is valid too.
         let enabled: String = text
             .lines()
-            .map(|l| l.strip_prefix("# ").filter(|r| r.starts_with('[') || r.contains(" = ")).unwrap_or(l))
+            .map(|l| {
+                l.strip_prefix("# ")
+                    .filter(|r| r.starts_with('[') || r.contains(" = "))
+                    .unwrap_or(l)
+            })
             .collect::<Vec<_>>()
             .join("\n");
         let file: FileConfig = toml::from_str(&enabled).expect("enabled example parses");
