@@ -10,10 +10,13 @@
 //! - [`jetstream`]: the NATS JetStream backend (production).
 //! - [`embedded`]: the sled backend (the default on a single machine).
 //! - [`verify`]: walking the log and reporting the first broken link.
+//! - [`domain`]: pipeline definitions, project state and `evolve`, the
+//!   availability predicate, freight ids.
 //! - [`name`]: validated project, stage, warehouse and check names.
 //! - `testing` (feature `test-harness`): spawns real nats-server processes.
 
 pub mod chain;
+pub mod domain;
 pub mod embedded;
 pub mod envelope;
 pub mod error;

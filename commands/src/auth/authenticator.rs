@@ -1,0 +1,113 @@
+//! Turning request metadata into a [`Principal`].
+
+use tonic::metadata::MetadataMap;
+
+use super::bearer::{bearer, Credential};
+use super::jwt::JwtVerifier;
+use super::tokens::TokenStore;
+use super::{AuthConfig, AuthError, Authorizer, Principal, Role};
+
+/// Authenticates requests (bearer tokens and JWTs) and holds the [`Authorizer`]
+/// built from the same configuration. Everything is read at construction;
+/// `Debug` shows no secret.
+#[derive(Debug)]
+pub struct Authenticator {
+    tokens: Option<TokenStore>,
+    jwt: Option<JwtVerifier>,
+    authorizer: Authorizer,
+    insecure_dev: bool,
+}
+
+impl Authenticator {
+    /// Validates `config` and reads the tokens file, keys and JWKS it names.
+    pub fn new(config: AuthConfig) -> Result<Authenticator, AuthError> {
+        config.validate()?;
+        let tokens = config
+            .tokens_file
+            .as_deref()
+            .map(TokenStore::load)
+            .transpose()?;
+        let jwt = config.jwt.as_ref().map(JwtVerifier::new).transpose()?;
+        let authorizer = Authorizer::new(config.bindings)?;
+        tracing::info!(
+            tokens = tokens.as_ref().map_or(0, TokenStore::len),
+            jwt_algorithms = ?jwt.as_ref().map(JwtVerifier::algorithms),
+            "authentication configured"
+        );
+        if tokens.is_none() && jwt.is_none() {
+            tracing::warn!("no tokens file and no [jwt]: every request will be refused");
+        }
+        Ok(Authenticator {
+            tokens,
+            jwt,
+            authorizer,
+            insecure_dev: false,
+        })
+    }
+
+    /// `--insecure-dev`: a request without credentials becomes the anonymous
+    /// principal holding every role. Invalid credentials are still refused.
+    pub fn with_insecure_dev(mut self, insecure_dev: bool) -> Authenticator {
+        if insecure_dev {
+            tracing::warn!(
+                "INSECURE DEV MODE: requests without credentials act as `anonymous` with \
+                 every role on every project; never run this outside a local trial"
+            );
+        }
+        self.insecure_dev = insecure_dev;
+        self.authorizer = self.authorizer.with_insecure_dev(insecure_dev);
+        self
+    }
+
+    /// Whether insecure-dev mode is on.
+    pub fn insecure_dev(&self) -> bool {
+        self.insecure_dev
+    }
+
+    /// The role bindings.
+    pub fn authorizer(&self) -> &Authorizer {
+        &self.authorizer
+    }
+
+    /// The principal behind `authorization: Bearer <credential>`.
+    pub fn authenticate(&self, metadata: &MetadataMap) -> Result<Principal, AuthError> {
+        let result = self.identify(metadata);
+        if let Err(err) = &result {
+            tracing::debug!(error = %err, "authentication refused");
+        }
+        result
+    }
+
+    /// Authenticates, then requires `role` on `project` (and `stage`).
+    pub fn authorize(
+        &self,
+        metadata: &MetadataMap,
+        role: Role,
+        project: &str,
+        stage: Option<&str>,
+    ) -> Result<Principal, AuthError> {
+        let principal = self.authenticate(metadata)?;
+        self.authorizer.require(&principal, role, project, stage)?;
+        Ok(principal)
+    }
+
+    fn identify(&self, metadata: &MetadataMap) -> Result<Principal, AuthError> {
+        match bearer(metadata)? {
+            None if self.insecure_dev => Ok(Principal::anonymous()),
+            None => Err(AuthError::unauthenticated(
+                "no credentials: send `authorization: Bearer <token>`",
+            )),
+            Some(Credential::Jwt(token)) => match &self.jwt {
+                Some(jwt) => jwt.verify(token),
+                None => Err(AuthError::unauthenticated(
+                    "JWT authentication is not configured",
+                )),
+            },
+            Some(Credential::Token(token)) => self
+                .tokens
+                .as_ref()
+                .and_then(|tokens| tokens.authenticate(token))
+                .ok_or_else(|| AuthError::unauthenticated("unknown bearer token")),
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! Role bindings: who holds which role on which project and stage.
+
+use std::collections::BTreeSet;
+
+use super::config::BindingConfig;
+use super::{AuthError, AuthMethod, Principal, Role};
+
+/// Decides whether a principal holds a role, from the configured bindings.
+///
+/// A binding applies when one of its subjects matches the principal, its
+/// `projects` is empty or names the project, and its `stages` is empty or names
+/// the stage. A binding restricted to stages never applies to project-level
+/// operations (`stage: None`).
+#[derive(Debug, Clone, Default)]
+pub struct Authorizer {
+    bindings: Vec<BindingConfig>,
+    insecure_dev: bool,
+}
+
+impl Authorizer {
+    /// An authorizer over validated `bindings`.
+    pub fn new(bindings: Vec<BindingConfig>) -> Result<Authorizer, AuthError> {
+        for (index, binding) in bindings.iter().enumerate() {
+            binding.validate(index)?;
+        }
+        Ok(Authorizer {
+            bindings,
+            insecure_dev: false,
+        })
+    }
+
+    /// In insecure-dev mode the anonymous principal holds every role.
+    pub fn with_insecure_dev(mut self, insecure_dev: bool) -> Authorizer {
+        self.insecure_dev = insecure_dev;
+        self
+    }
+
+    /// Whether `principal` holds `role` on `project` (and `stage`, if given).
+    pub fn has_role(
+        &self,
+        principal: &Principal,
+        role: Role,
+        project: &str,
+        stage: Option<&str>,
+    ) -> bool {
+        if principal.method == AuthMethod::Anonymous {
+            return self.insecure_dev;
+        }
+        self.applicable(principal, project, stage)
+            .any(|binding| binding.roles.iter().any(|held| held.implies(role)))
+    }
+
+    /// Like [`Authorizer::has_role`], as a `PermissionDenied` error.
+    pub fn require(
+        &self,
+        principal: &Principal,
+        role: Role,
+        project: &str,
+        stage: Option<&str>,
+    ) -> Result<(), AuthError> {
+        if self.has_role(principal, role, project, stage) {
+            return Ok(());
+        }
+        tracing::debug!(principal = %principal.name, %role, project, stage, "permission denied");
+        Err(AuthError::PermissionDenied {
+            principal: principal.name.clone(),
+            role,
+            project: project.to_string(),
+            stage: stage.map(str::to_string),
+        })
+    }
+
+    /// Every role `principal` holds there, implied ones included.
+    pub fn roles(
+        &self,
+        principal: &Principal,
+        project: &str,
+        stage: Option<&str>,
+    ) -> BTreeSet<Role> {
+        Role::ALL
+            .into_iter()
+            .filter(|role| self.has_role(principal, *role, project, stage))
+            .collect()
+    }
+
+    fn applicable<'a>(
+        &'a self,
+        principal: &'a Principal,
+        project: &'a str,
+        stage: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a BindingConfig> + 'a {
+        self.bindings.iter().filter(move |binding| {
+            let project_ok =
+                binding.projects.is_empty() || binding.projects.iter().any(|p| p == project);
+            let stage_ok = binding.stages.is_empty()
+                || stage.is_some_and(|stage| binding.stages.iter().any(|s| s == stage));
+            project_ok && stage_ok && binding.subjects.iter().any(|s| s.matches(principal))
+        })
+    }
+}

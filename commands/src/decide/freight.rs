@@ -1,0 +1,154 @@
+//! `RecordDiscovery`, `RecordVerification` and `ApproveFreight` (the bypass).
+
+use waybill_ledger::domain::{available_to, freight_id, CommandOutcome, ProjectState, Unavailable};
+use waybill_ledger::event::{FreightApproved, FreightDiscovered, VerificationRecorded};
+use waybill_ledger::EventPayload;
+
+use super::{no_pipeline, stage, Decision};
+use crate::command::{Command, Context};
+use crate::policy::check_ticket;
+use crate::rejection::{Reason, Rejection};
+
+pub(super) fn discover(state: &ProjectState, command: &Command) -> Result<Decision, Rejection> {
+    let Command::RecordDiscovery {
+        warehouse,
+        artifacts,
+        alias,
+    } = command
+    else {
+        unreachable!("dispatched by decide")
+    };
+    let def = state.definition().ok_or_else(|| no_pipeline(state))?;
+    if def.warehouse(warehouse).is_none() {
+        return Err(Rejection::invalid(
+            "warehouse",
+            format!("project {} has no warehouse {warehouse:?}", state.project),
+        ));
+    }
+    if artifacts.is_empty() {
+        return Err(Rejection::invalid("artifacts", "a freight needs at least one artifact"));
+    }
+    let id = freight_id(warehouse, artifacts);
+    if let Some(existing) = state.freight.get(&id) {
+        // Re-discovery of the same contents is the same freight.
+        return Ok(Decision::AlreadyDone(CommandOutcome {
+            position: existing.discovered,
+            event_id: existing.discovered_id,
+        }));
+    }
+    if !alias.is_empty() {
+        if let Some(other) = state.aliases.get(alias) {
+            return Err(Rejection::invalid(
+                "alias",
+                format!("alias {alias:?} already names freight {other}"),
+            ));
+        }
+        if state.freight.contains_key(alias) {
+            return Err(Rejection::invalid("alias", "an alias cannot be a freight id"));
+        }
+    }
+    Ok(Decision::Append {
+        payload: EventPayload::FreightDiscovered(FreightDiscovered {
+            freight_id: id.clone(),
+            warehouse: warehouse.clone(),
+            artifacts: artifacts.clone(),
+            alias: alias.clone(),
+        }),
+        subject: format!("freight/{id}"),
+    })
+}
+
+pub(super) fn verify(state: &ProjectState, command: &Command) -> Result<Decision, Rejection> {
+    let Command::RecordVerification {
+        freight,
+        stage: stage_name,
+        check,
+        passed,
+        metrics,
+        evidence_url,
+        details,
+    } = command
+    else {
+        unreachable!("dispatched by decide")
+    };
+    stage(state, stage_name)?;
+    let f = state
+        .resolve_freight(freight)
+        .ok_or_else(|| Rejection::NotFound {
+            what: "freight",
+            id: freight.clone(),
+        })?;
+    Ok(Decision::Append {
+        payload: EventPayload::VerificationRecorded(VerificationRecorded {
+            freight_id: f.id.clone(),
+            stage: stage_name.clone(),
+            check: check.clone(),
+            passed: *passed,
+            metrics: metrics.clone(),
+            evidence_url: evidence_url.clone(),
+            details: details.clone(),
+        }),
+        subject: format!("stage/{stage_name}/freight/{}", f.id),
+    })
+}
+
+pub(super) fn bypass(
+    state: &ProjectState,
+    ctx: &Context,
+    command: &Command,
+) -> Result<Decision, Rejection> {
+    let Command::ApproveFreight {
+        freight,
+        stage: stage_name,
+        reason,
+        ticket,
+    } = command
+    else {
+        unreachable!("dispatched by decide")
+    };
+    if reason.trim().is_empty() {
+        return Err(Rejection::invalid(
+            "reason",
+            "an emergency bypass needs a reason",
+        ));
+    }
+    let stage_def = stage(state, stage_name)?;
+    let f = state
+        .resolve_freight(freight)
+        .ok_or_else(|| Rejection::NotFound {
+            what: "freight",
+            id: freight.clone(),
+        })?;
+    let policy = &stage_def.policy;
+    if !policy.bypass.is_empty() && !policy.bypass.iter().any(|s| ctx.matches(s)) {
+        return Err(Rejection::policy(
+            Reason::BypassNotAllowed,
+            format!(
+                "{} may not bypass into stage {stage_name}; allowed: {}",
+                ctx.actor.principal,
+                policy.bypass.join(", ")
+            ),
+            [("stage", stage_name.clone())],
+        ));
+    }
+    check_ticket(policy, ticket)?;
+    if let Err(Unavailable::OriginNotRequested { origin, stage }) =
+        available_to(f, stage_def, ctx.now)
+    {
+        return Err(Rejection::policy(
+            Reason::FreightNotAvailable,
+            format!("stage {stage} does not take freight from warehouse {origin}"),
+            [("origin", origin)],
+        ));
+    }
+    Ok(Decision::Append {
+        payload: EventPayload::FreightApproved(FreightApproved {
+            freight_id: f.id.clone(),
+            stage: stage_name.clone(),
+            reason: reason.clone(),
+            ticket: ticket.clone(),
+            bypass: true,
+        }),
+        subject: format!("stage/{stage_name}/freight/{}", f.id),
+    })
+}

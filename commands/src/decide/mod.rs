@@ -1,0 +1,80 @@
+//! `decide(state, context, command) → event or rejection`: every rule, no I/O.
+//! One file per family of commands.
+
+mod approval;
+mod execution;
+mod freight;
+mod pipeline;
+mod promotion;
+
+use sha2::{Digest, Sha256};
+use waybill_ledger::domain::{CommandOutcome, ProjectState, StageDef};
+use waybill_ledger::EventPayload;
+
+use crate::command::{Command, Context};
+use crate::rejection::{Reason, Rejection};
+
+/// What a command comes to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Append this event.
+    Append {
+        payload: EventPayload,
+        /// CloudEvents subject: what the event is about.
+        subject: String,
+    },
+    /// The command (or an identical fact) was already recorded: nothing to append.
+    AlreadyDone(CommandOutcome),
+}
+
+/// Decides `command` against `state`.
+pub fn decide(state: &ProjectState, ctx: &Context, command: &Command) -> Result<Decision, Rejection> {
+    if let Some(outcome) = state.commands.get(&ctx.command_id) {
+        return Ok(Decision::AlreadyDone(*outcome));
+    }
+    match command {
+        Command::ApplyPipeline { .. } => pipeline::apply(state, command),
+        Command::RecordDiscovery { .. } => freight::discover(state, command),
+        Command::RecordVerification { .. } => freight::verify(state, command),
+        Command::ApproveFreight { .. } => freight::bypass(state, ctx, command),
+        Command::RequestPromotion { .. } => promotion::request(state, ctx, command),
+        Command::Rollback { .. } => promotion::rollback(state, ctx, command),
+        Command::ApprovePromotion { .. } => approval::approve(state, ctx, command),
+        Command::RejectPromotion { .. } => approval::reject(state, command),
+        Command::AbortPromotion { .. } => approval::abort(state, command),
+        Command::ReportPromotionResult { .. } => execution::report(state, command),
+    }
+}
+
+/// The project's stage `name`, or `INVALID_ARGUMENT`.
+pub(crate) fn stage<'a>(state: &'a ProjectState, name: &str) -> Result<&'a StageDef, Rejection> {
+    let def = state.definition().ok_or_else(|| {
+        Rejection::invalid(
+            "project",
+            format!("project {:?} has no pipeline; apply one first", state.project),
+        )
+    })?;
+    def.stage(name).ok_or_else(|| {
+        Rejection::invalid(
+            "stage",
+            format!("project {} has no stage {name:?}", state.project),
+        )
+    })
+}
+
+/// A promotion id derived from the command id, so a decision is repeatable.
+pub(crate) fn promotion_id(command_id: &str) -> String {
+    let digest = Sha256::digest(command_id.as_bytes());
+    format!("prm-{}", &hex::encode(digest)[..16])
+}
+
+fn no_pipeline(state: &ProjectState) -> Rejection {
+    Rejection::policy(
+        Reason::NoPipeline,
+        format!("project {:?} has no pipeline", state.project),
+        [],
+    )
+}
+
+#[cfg(test)]
+mod tests;

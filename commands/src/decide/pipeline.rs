@@ -1,0 +1,53 @@
+//! `ApplyPipeline`.
+
+use waybill_ledger::domain::ProjectState;
+use waybill_ledger::event::PipelineConfigured;
+use waybill_ledger::EventPayload;
+
+use super::Decision;
+use crate::command::Command;
+use crate::pipeline_check::check_definition;
+use crate::rejection::Rejection;
+
+pub(super) fn apply(state: &ProjectState, command: &Command) -> Result<Decision, Rejection> {
+    let Command::ApplyPipeline {
+        definition,
+        source_uri,
+        source_revision,
+        source_digest,
+    } = command
+    else {
+        unreachable!("dispatched by decide")
+    };
+    if definition.project != state.project {
+        return Err(Rejection::invalid(
+            "project",
+            format!(
+                "the definition is for project {:?}, not {:?}",
+                definition.project, state.project
+            ),
+        ));
+    }
+    if let Some(problem) = check_definition(definition).into_iter().next() {
+        return Err(Rejection::invalid(&problem.path, problem.message));
+    }
+    let json = definition.to_canonical_json();
+    if let Some(current) = &state.pipeline {
+        if current.definition_json == json {
+            // Re-applying the definition in force is not a new policy version.
+            return Ok(Decision::AlreadyDone(waybill_ledger::domain::CommandOutcome {
+                position: current.version,
+                event_id: current.event_id,
+            }));
+        }
+    }
+    Ok(Decision::Append {
+        payload: EventPayload::PipelineConfigured(PipelineConfigured {
+            definition_json: json,
+            source_uri: source_uri.clone(),
+            source_revision: source_revision.clone(),
+            source_digest: source_digest.clone(),
+        }),
+        subject: format!("pipeline/{}", state.project),
+    })
+}

@@ -1,0 +1,193 @@
+//! `RequestPromotion` and `Rollback`.
+
+use waybill_ledger::domain::{
+    available_to, Freight, ProjectState, PromotionStatus, StageDef, Unavailable,
+};
+use waybill_ledger::event::PromotionRequested;
+use waybill_ledger::EventPayload;
+
+use super::{promotion_id, stage, Decision};
+use crate::command::{Command, Context, FreightSelector};
+use crate::policy::{check_open, check_ticket};
+use crate::rejection::{Reason, Rejection};
+
+pub(super) fn request(
+    state: &ProjectState,
+    ctx: &Context,
+    command: &Command,
+) -> Result<Decision, Rejection> {
+    let Command::RequestPromotion {
+        stage: stage_name,
+        freight,
+        ticket,
+        reason,
+    } = command
+    else {
+        unreachable!("dispatched by decide")
+    };
+    let stage_def = stage(state, stage_name)?;
+    let f = match freight {
+        FreightSelector::Named(name) => {
+            state
+                .resolve_freight(name)
+                .ok_or_else(|| Rejection::NotFound {
+                    what: "freight",
+                    id: name.clone(),
+                })?
+        }
+        FreightSelector::NewestAvailable => newest_available(state, stage_def, ctx)?,
+    };
+    promote(state, ctx, stage_def, f, ticket, reason)
+}
+
+pub(super) fn rollback(
+    state: &ProjectState,
+    ctx: &Context,
+    command: &Command,
+) -> Result<Decision, Rejection> {
+    let Command::Rollback {
+        stage: stage_name,
+        ticket,
+        reason,
+    } = command
+    else {
+        unreachable!("dispatched by decide")
+    };
+    let stage_def = stage(state, stage_name)?;
+    let current = state
+        .stages
+        .get(stage_name)
+        .and_then(|s| s.current.as_ref())
+        .map(|c| c.freight.as_str());
+    let mut succeeded: Vec<_> = state
+        .promotions
+        .values()
+        .filter(|p| p.stage == *stage_name && p.status == PromotionStatus::Succeeded)
+        .collect();
+    succeeded.sort_by_key(|p| std::cmp::Reverse(p.requested));
+    let target = succeeded
+        .iter()
+        .filter(|p| Some(p.freight.as_str()) != current)
+        .filter_map(|p| state.freight.get(&p.freight))
+        .find(|f| available_to(f, stage_def, ctx.now).is_ok())
+        .ok_or_else(|| {
+            Rejection::policy(
+                Reason::NoRollbackTarget,
+                format!("stage {stage_name} has no earlier freight that is still available"),
+                [("stage", stage_name.clone())],
+            )
+        })?;
+    let reason = if reason.is_empty() {
+        "rollback".to_string()
+    } else {
+        reason.clone()
+    };
+    promote(state, ctx, stage_def, target, ticket, &reason)
+}
+
+fn newest_available<'a>(
+    state: &'a ProjectState,
+    stage_def: &StageDef,
+    ctx: &Context,
+) -> Result<&'a Freight, Rejection> {
+    state
+        .freight
+        .values()
+        .filter(|f| available_to(f, stage_def, ctx.now).is_ok())
+        .max_by(|a, b| (a.discovered_at, &a.id).cmp(&(b.discovered_at, &b.id)))
+        .ok_or_else(|| {
+            Rejection::policy(
+                Reason::FreightNotAvailable,
+                format!("no freight is available to stage {}", stage_def.name),
+                [("stage", stage_def.name.clone())],
+            )
+        })
+}
+
+fn promote(
+    state: &ProjectState,
+    ctx: &Context,
+    stage_def: &StageDef,
+    f: &Freight,
+    ticket: &str,
+    reason: &str,
+) -> Result<Decision, Rejection> {
+    let stage_name = &stage_def.name;
+    if let Err(why) = available_to(f, stage_def, ctx.now) {
+        return Err(not_available(&f.id, stage_name, why));
+    }
+    let current = state.stages.get(stage_name).and_then(|s| s.current.as_ref());
+    if current.is_some_and(|c| c.freight == f.id) {
+        return Err(Rejection::policy(
+            Reason::AlreadyCurrent,
+            format!("freight {} is already current in stage {stage_name}", f.id),
+            [("freight", f.id.clone())],
+        ));
+    }
+    if let Some(p) = state.in_flight(stage_name, &f.id) {
+        return Err(Rejection::policy(
+            Reason::AlreadyInFlight,
+            format!(
+                "promotion {} of freight {} into {stage_name} is already {}",
+                p.id,
+                f.id,
+                p.status.name()
+            ),
+            [("promotion", p.id.clone())],
+        ));
+    }
+    let policy = &stage_def.policy;
+    if !ctx.is_service() {
+        check_ticket(policy, ticket)?;
+    }
+    // An emergency bypass of this freight for this stage skips windows and freezes.
+    let bypassed = f
+        .approved_for
+        .get(stage_name)
+        .is_some_and(|a| a.bypass);
+    if !bypassed {
+        check_open(policy, ctx.now)?;
+    }
+    let id = promotion_id(&ctx.command_id);
+    Ok(Decision::Append {
+        payload: EventPayload::PromotionRequested(PromotionRequested {
+            promotion_id: id.clone(),
+            stage: stage_name.clone(),
+            freight_id: f.id.clone(),
+            ticket: ticket.to_string(),
+            reason: reason.to_string(),
+        }),
+        subject: format!("stage/{stage_name}/promotion/{id}"),
+    })
+}
+
+/// `FREIGHT_NOT_AVAILABLE`, naming what is missing.
+pub(crate) fn not_available(freight: &str, stage: &str, why: Unavailable) -> Rejection {
+    let mut details = vec![("freight", freight.to_string()), ("stage", stage.to_string())];
+    match &why {
+        Unavailable::NotVerifiedUpstream { missing } => {
+            details.push(("cause", "NOT_VERIFIED_UPSTREAM".into()));
+            details.push(("upstream", missing.join(",")));
+        }
+        Unavailable::SoakIncomplete {
+            upstream,
+            soaked,
+            required,
+        } => {
+            details.push(("cause", "SOAK_INCOMPLETE".into()));
+            details.push(("upstream", upstream.clone()));
+            details.push(("soaked", soaked.to_string()));
+            details.push(("required_soak", required.to_string()));
+        }
+        Unavailable::OriginNotRequested { origin, .. } => {
+            details.push(("cause", "ORIGIN_NOT_REQUESTED".into()));
+            details.push(("origin", origin.clone()));
+        }
+        _ => {}
+    }
+    Rejection::policy(
+        Reason::FreightNotAvailable,
+        format!("freight {freight} is not available to stage {stage}: {why}"),
+        details,
+    )
+}

@@ -1,0 +1,161 @@
+//! The availability predicate as commands see it: direct, upstream
+//! verification, soak (`>=`), `OneOf` / `All`, approved-for.
+
+use chrono::Duration;
+use waybill_ledger::domain::{check_available, PipelineDefinition, Unavailable};
+
+use super::*;
+
+#[test]
+fn direct_requests_take_freight_straight_from_the_warehouse() {
+    let mut s = Scenario::shop();
+    let f = s.discover("1.0");
+    s.request(robot(), "dev", &f, "");
+}
+
+#[test]
+fn upstream_verification_is_required_and_named() {
+    let mut s = Scenario::shop();
+    let f = s.discover("1.0");
+    let r = s.refused(alice(), promote("staging", &f, ""), Reason::FreightNotAvailable);
+    match r {
+        Rejection::Policy { details, .. } => {
+            assert_eq!(details.get("cause").map(String::as_str), Some("NOT_VERIFIED_UPSTREAM"));
+            assert_eq!(details.get("upstream").map(String::as_str), Some("dev"));
+        }
+        other => panic!("{other:?}"),
+    }
+    s.deploy("dev", &f, &[]);
+    // dev requires no checks: current there means verified there.
+    s.request(robot(), "staging", &f, "");
+}
+
+#[test]
+fn staging_verification_needs_every_required_check_on_the_current_freight() {
+    let mut s = Scenario::shop();
+    let f = s.discover("1.0");
+    s.deploy("dev", &f, &[]);
+    s.deploy("staging", &f, &[]);
+    assert!(!s.state.freight[&f].verified_in.contains_key("staging"));
+    s.ok(robot(), verification(&f, "staging", "integration-tests", false));
+    assert!(!s.state.freight[&f].verified_in.contains_key("staging"));
+    s.ok(robot(), verification(&f, "staging", "integration-tests", true));
+    assert!(s.state.freight[&f].verified_in.contains_key("staging"));
+}
+
+#[test]
+fn soak_compares_with_greater_or_equal() {
+    let mut s = Scenario::shop();
+    let f = s.discover("1.0");
+    s.deploy("dev", &f, &[]);
+    s.deploy("staging", &f, &["integration-tests"]);
+    s.advance(Duration::minutes(59));
+    let r = s.refused(alice(), promote("prod", &f, "CHG-1"), Reason::FreightNotAvailable);
+    match r {
+        Rejection::Policy { details, .. } => {
+            assert_eq!(details.get("cause").map(String::as_str), Some("SOAK_INCOMPLETE"));
+            assert_eq!(details.get("soaked").map(String::as_str), Some("59m"));
+            assert_eq!(details.get("required_soak").map(String::as_str), Some("1h"));
+        }
+        other => panic!("{other:?}"),
+    }
+    s.advance(Duration::minutes(1));
+    assert_eq!(check_available(&s.state, &f, "prod", s.now), Ok(()));
+}
+
+#[test]
+fn soak_is_the_longest_tenure_even_after_the_freight_moved_on() {
+    let mut s = Scenario::shop();
+    let old = s.discover("1.0");
+    s.deploy("dev", &old, &[]);
+    s.deploy("staging", &old, &["integration-tests"]);
+    s.advance(Duration::hours(2));
+    let new = s.discover("2.0");
+    s.deploy("dev", &new, &[]);
+    s.deploy("staging", &new, &["integration-tests"]);
+    s.advance(Duration::hours(5));
+    // The old freight left staging after 2h verified: still soaked enough.
+    assert_eq!(check_available(&s.state, &old, "prod", s.now), Ok(()));
+    let v = &s.state.freight[&old].verified_in["staging"];
+    assert_eq!(v.longest_soak.0, 2 * 3600);
+    assert!(v.since.is_none());
+}
+
+fn two_upstreams(availability: &str) -> Scenario {
+    let def: PipelineDefinition = serde_json::from_str(&format!(
+        r#"{{"project": "shop",
+            "warehouses": [{{"name": "images"}}],
+            "stages": [
+              {{"name": "eu", "requested_freight": [{{"origin": "images", "sources": {{"direct": true}}}}],
+                "policy": {{"mode": "auto"}}}},
+              {{"name": "us", "requested_freight": [{{"origin": "images", "sources": {{"direct": true}}}}],
+                "policy": {{"mode": "auto"}}}},
+              {{"name": "global", "requested_freight": [{{"origin": "images",
+                "sources": {{"stages": ["eu", "us"]}}, "availability": "{availability}"}}]}}
+            ]}}"#
+    ))
+    .expect("definition");
+    let mut s = Scenario::empty();
+    s.ok(alice(), apply(def));
+    s
+}
+
+#[test]
+fn one_of_needs_any_upstream_all_needs_every_upstream() {
+    for (mode, available_after_eu) in [("OneOf", true), ("All", false)] {
+        let mut s = two_upstreams(mode);
+        let f = s.discover("1.0");
+        s.deploy("eu", &f, &[]);
+        let got = check_available(&s.state, &f, "global", s.now);
+        assert_eq!(got.is_ok(), available_after_eu, "{mode}: {got:?}");
+        if !available_after_eu {
+            assert_eq!(
+                got,
+                Err(Unavailable::NotVerifiedUpstream {
+                    missing: vec!["us".into()]
+                })
+            );
+        }
+        s.deploy("us", &f, &[]);
+        assert_eq!(check_available(&s.state, &f, "global", s.now), Ok(()), "{mode}");
+    }
+}
+
+#[test]
+fn freight_from_an_unrequested_warehouse_is_never_available() {
+    let mut s = Scenario::shop();
+    let mut def: PipelineDefinition = serde_json::from_str(PIPELINE).expect("json");
+    def.warehouses.push(serde_json::from_str(r#"{"name": "charts"}"#).expect("wh"));
+    s.ok(alice(), apply(def));
+    let f = match s.ok(
+        robot(),
+        Command::RecordDiscovery {
+            warehouse: "charts".into(),
+            artifacts: image("9"),
+            alias: String::new(),
+        },
+    ) {
+        EventPayload::FreightDiscovered(d) => d.freight_id,
+        other => panic!("{other:?}"),
+    };
+    s.refused(alice(), promote("dev", &f, ""), Reason::FreightNotAvailable);
+}
+
+#[test]
+fn newest_available_is_by_discovery_time() {
+    let mut s = Scenario::shop();
+    let a = s.discover("1.0");
+    s.advance(Duration::minutes(1));
+    let b = s.discover("1.1");
+    let cmd = Command::RequestPromotion {
+        stage: "dev".into(),
+        freight: FreightSelector::NewestAvailable,
+        ticket: String::new(),
+        reason: String::new(),
+    };
+    match s.ok(robot(), cmd) {
+        EventPayload::PromotionRequested(r) => assert_eq!(r.freight_id, b),
+        other => panic!("{other:?}"),
+    }
+    assert_ne!(a, b);
+}

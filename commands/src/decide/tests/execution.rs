@@ -1,0 +1,105 @@
+//! One running promotion per stage, FIFO queue, executor results,
+//! record-only stages, rollback and holds.
+
+use chrono::Duration;
+use waybill_ledger::domain::PromotionStatus;
+
+use super::*;
+
+#[test]
+fn one_runs_at_a_time_and_the_queue_is_first_in_first_out() {
+    let mut s = Scenario::shop();
+    let a = s.discover("1.0");
+    let b = s.discover("1.1");
+    let pa = s.request(robot(), "dev", &a, "");
+    let pb = s.request(robot(), "dev", &b, "");
+    assert_eq!(
+        s.state.stages["dev"].queue.iter().cloned().collect::<Vec<_>>(),
+        vec![pa.clone(), pb.clone()]
+    );
+    let r = s.refused(robot(), report(&pb, PromotionResult::Started), Reason::StageBusy);
+    assert!(r.to_string().contains(&pa), "{r}");
+    s.ok(robot(), report(&pa, PromotionResult::Started));
+    assert_eq!(s.state.stages["dev"].running.as_deref(), Some(pa.as_str()));
+    s.refused(robot(), report(&pb, PromotionResult::Started), Reason::StageBusy);
+    s.refused(robot(), report(&pa, PromotionResult::Started), Reason::PromotionNotPending);
+    s.succeed(&pa);
+    assert_eq!(s.current("dev"), Some(a.clone()));
+    s.ok(robot(), report(&pb, PromotionResult::Started));
+    s.ok(robot(), report(&pb, PromotionResult::Failed));
+    assert_eq!(s.state.promotions[&pb].status, PromotionStatus::Failed);
+    assert!(s.state.stages["dev"].failed.contains(&b));
+    assert_eq!(s.current("dev"), Some(a), "a failure leaves the stage as it was");
+    s.refused(robot(), report(&pb, PromotionResult::Succeeded), Reason::PromotionNotPending);
+}
+
+#[test]
+fn a_freight_already_current_or_in_flight_is_refused() {
+    let mut s = Scenario::shop();
+    let a = s.discover("1.0");
+    let p = s.request(robot(), "dev", &a, "");
+    s.refused(robot(), promote("dev", &a, ""), Reason::AlreadyInFlight);
+    s.succeed(&p);
+    s.refused(robot(), promote("dev", &a, ""), Reason::AlreadyCurrent);
+}
+
+#[test]
+fn record_only_stages_complete_at_authorization() {
+    let mut s = Scenario::shop();
+    let mut def: PipelineDefinition = serde_json::from_str(PIPELINE).expect("json");
+    def.stages[0].record_only = true;
+    s.ok(alice(), apply(def));
+    let a = s.discover("1.0");
+    let p = s.request(robot(), "dev", &a, "");
+    assert_eq!(s.state.promotions[&p].status, PromotionStatus::Succeeded);
+    assert_eq!(s.current("dev"), Some(a));
+    assert!(s.state.stages["dev"].queue.is_empty());
+}
+
+#[test]
+fn rollback_promotes_the_previous_available_freight_and_holds_the_stage() {
+    let mut s = Scenario::shop();
+    let old = s.discover("1.0");
+    s.deploy("dev", &old, &[]);
+    s.advance(Duration::minutes(5));
+    let new = s.discover("2.0");
+    s.deploy("dev", &new, &[]);
+    assert_eq!(s.state.stages["dev"].hold, None, "auto promotions never hold");
+    let rb = match s.ok(
+        alice(),
+        Command::Rollback {
+            stage: "dev".into(),
+            ticket: String::new(),
+            reason: "2.0 is broken".into(),
+        },
+    ) {
+        EventPayload::PromotionRequested(r) => {
+            assert_eq!(r.freight_id, old);
+            r.promotion_id
+        }
+        other => panic!("{other:?}"),
+    };
+    s.succeed(&rb);
+    assert_eq!(s.current("dev"), Some(old.clone()));
+    assert_eq!(s.state.stages["dev"].hold.as_deref(), Some(old.as_str()), "manual rollback holds");
+    // Promoting the candidate (the newest) manually releases the hold.
+    let p = s.request(alice(), "dev", &new, "");
+    s.succeed(&p);
+    assert_eq!(s.state.stages["dev"].hold, None);
+}
+
+#[test]
+fn rollback_without_an_earlier_freight_is_refused() {
+    let mut s = Scenario::shop();
+    let only = s.discover("1.0");
+    s.deploy("dev", &only, &[]);
+    s.refused(
+        alice(),
+        Command::Rollback {
+            stage: "dev".into(),
+            ticket: String::new(),
+            reason: String::new(),
+        },
+        Reason::NoRollbackTarget,
+    );
+}

@@ -1,0 +1,80 @@
+//! Applying pipelines and recording discoveries.
+
+use waybill_ledger::domain::CommandOutcome;
+
+use super::*;
+
+#[test]
+fn a_definition_for_another_project_or_with_problems_is_refused() {
+    let mut s = Scenario::empty();
+    let mut def: PipelineDefinition = serde_json::from_str(PIPELINE).expect("json");
+    def.project = "other".into();
+    s.invalid(alice(), apply(def.clone()));
+    def.project = "shop".into();
+    def.stages[1].requested_freight[0].sources.stages = vec!["qa".into()];
+    let r = s.invalid(alice(), apply(def));
+    assert!(r.to_string().contains("stages[1].requested_freight[0].sources.stages[0]"), "{r}");
+}
+
+#[test]
+fn reapplying_the_same_definition_is_not_a_new_version() {
+    let mut s = Scenario::shop();
+    let version = s.state.policy_version();
+    let def: PipelineDefinition = serde_json::from_str(PIPELINE).expect("json");
+    match s.decide(alice(), apply(def.clone())) {
+        Ok(Decision::AlreadyDone(CommandOutcome { position, .. })) => assert_eq!(position, version),
+        other => panic!("{other:?}"),
+    }
+    let mut changed = def;
+    changed.stages[2].policy.required_approvals = 1;
+    s.ok(alice(), apply(changed));
+    assert!(s.state.policy_version() > version);
+}
+
+#[test]
+fn decisions_use_the_policy_in_force_when_they_were_made() {
+    let mut s = Scenario::shop();
+    let f = ready_for_prod(&mut s, "1.0");
+    let p = s.request(alice(), "prod", &f, "CHG-1");
+    let v1 = s.state.promotions[&p].policy_version;
+    let mut def: PipelineDefinition = serde_json::from_str(PIPELINE).expect("json");
+    def.stages[2].policy.required_approvals = 1;
+    s.ok(alice(), apply(def));
+    assert_eq!(s.state.promotions[&p].policy_version, v1, "recorded version never changes");
+    s.ok(bob(), approve(&p));
+    // Under the new policy one approval suffices.
+    assert_eq!(
+        s.state.promotions[&p].status,
+        waybill_ledger::domain::PromotionStatus::Authorized
+    );
+}
+
+#[test]
+fn rediscovery_is_idempotent_and_aliases_are_unique() {
+    let mut s = Scenario::shop();
+    let f = s.discover("1.0");
+    let first = s.state.freight[&f].discovered;
+    match s.decide(robot(), discover("1.0")) {
+        Ok(Decision::AlreadyDone(o)) => assert_eq!(o.position, first),
+        other => panic!("{other:?}"),
+    }
+    let clash = Command::RecordDiscovery {
+        warehouse: "images".into(),
+        artifacts: image("2.0"),
+        alias: "v1-0".into(),
+    };
+    s.invalid(robot(), clash);
+    let unknown = Command::RecordDiscovery {
+        warehouse: "charts".into(),
+        artifacts: image("2.0"),
+        alias: String::new(),
+    };
+    s.invalid(robot(), unknown);
+}
+
+#[test]
+fn commands_before_any_pipeline_are_refused() {
+    let mut s = Scenario::empty();
+    s.refused(robot(), discover("1.0"), Reason::NoPipeline);
+    s.invalid(alice(), promote("dev", "x", ""));
+}

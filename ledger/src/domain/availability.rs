@@ -1,0 +1,172 @@
+//! The one availability predicate, used by command checks, queries and
+//! auto-promotion alike (DESIGN §1), and the auto-promotion candidate.
+//!
+//! Freight F is available to stage S iff S requests F's origin and one of:
+//! F is approved for S; the request is `direct`; `All`: F is verified and
+//! soaked (`>=`) in every listed upstream; `OneOf`: in at least one.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::duration::Seconds;
+use super::pipeline::{Availability, AutoSelection, Gate, StageDef};
+use super::state::{Freight, ProjectState};
+
+/// Why a freight is not available to a stage.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "reason", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Unavailable {
+    /// The project has no pipeline yet.
+    NoPipeline,
+    UnknownStage { stage: String },
+    UnknownFreight { freight: String },
+    /// The stage does not take freight from this warehouse.
+    OriginNotRequested { origin: String, stage: String },
+    /// Not verified in the listed upstream stages.
+    NotVerifiedUpstream { missing: Vec<String> },
+    /// Verified upstream, but not for long enough.
+    SoakIncomplete {
+        upstream: String,
+        soaked: Seconds,
+        required: Seconds,
+    },
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unavailable::NoPipeline => write!(f, "the project has no pipeline"),
+            Unavailable::UnknownStage { stage } => write!(f, "no stage {stage:?}"),
+            Unavailable::UnknownFreight { freight } => write!(f, "no freight {freight:?}"),
+            Unavailable::OriginNotRequested { origin, stage } => {
+                write!(f, "stage {stage} does not take freight from warehouse {origin}")
+            }
+            Unavailable::NotVerifiedUpstream { missing } => {
+                write!(f, "not verified in upstream stage(s) {}", missing.join(", "))
+            }
+            Unavailable::SoakIncomplete {
+                upstream,
+                soaked,
+                required,
+            } => write!(
+                f,
+                "soaked {soaked} of the required {required} in upstream stage {upstream}"
+            ),
+        }
+    }
+}
+
+/// Is `freight` available to `stage` at `now`?
+pub fn check_available(
+    state: &ProjectState,
+    freight: &str,
+    stage: &str,
+    now: DateTime<Utc>,
+) -> Result<(), Unavailable> {
+    let def = state.definition().ok_or(Unavailable::NoPipeline)?;
+    let stage_def = def.stage(stage).ok_or_else(|| Unavailable::UnknownStage {
+        stage: stage.to_string(),
+    })?;
+    let f = state
+        .freight
+        .get(freight)
+        .ok_or_else(|| Unavailable::UnknownFreight {
+            freight: freight.to_string(),
+        })?;
+    available_to(f, stage_def, now)
+}
+
+/// The predicate on an already resolved freight and stage.
+pub fn available_to(f: &Freight, stage: &StageDef, now: DateTime<Utc>) -> Result<(), Unavailable> {
+    let request = stage
+        .request_for(&f.warehouse)
+        .ok_or_else(|| Unavailable::OriginNotRequested {
+            origin: f.warehouse.clone(),
+            stage: stage.name.clone(),
+        })?;
+    if f.approved_for.contains_key(&stage.name) || request.sources.direct {
+        return Ok(());
+    }
+    let upstreams = &request.sources.stages;
+    let mut missing = Vec::new();
+    let mut short_soak = None;
+    let mut any_ok = false;
+    for up in upstreams {
+        match f.verified_in.get(up) {
+            None => missing.push(up.clone()),
+            Some(v) => {
+                let soaked = v.soak(now);
+                if soaked >= request.required_soak {
+                    any_ok = true;
+                } else if short_soak.is_none() {
+                    short_soak = Some(Unavailable::SoakIncomplete {
+                        upstream: up.clone(),
+                        soaked,
+                        required: request.required_soak,
+                    });
+                }
+            }
+        }
+    }
+    let all_ok = missing.is_empty() && short_soak.is_none() && !upstreams.is_empty();
+    let ok = match request.availability {
+        Availability::OneOf => any_ok,
+        Availability::All => all_ok,
+    };
+    if ok {
+        return Ok(());
+    }
+    if !missing.is_empty() && (request.availability == Availability::All || short_soak.is_none())
+    {
+        return Err(Unavailable::NotVerifiedUpstream { missing });
+    }
+    Err(short_soak.unwrap_or(Unavailable::NotVerifiedUpstream { missing }))
+}
+
+/// Do the stage's gates pass for `f` (checks and metrics recorded anywhere)?
+/// Returns the first gate that does not.
+pub fn gates_pass<'a>(f: &Freight, gates: &'a [Gate]) -> Result<(), &'a Gate> {
+    for gate in gates {
+        let passing = f.checks.iter().filter(|(_, r)| r.passed);
+        let ok = match (&gate.check, &gate.metric) {
+            (Some(check), _) => f
+                .checks
+                .iter()
+                .any(|((_, c), r)| c == check && r.passed),
+            (None, Some(metric)) => passing.into_iter().any(|(_, r)| {
+                r.metrics.get(metric).is_some_and(|v| {
+                    gate.min.is_none_or(|min| *v >= min) && gate.max.is_none_or(|max| *v <= max)
+                })
+            }),
+            (None, None) => true,
+        };
+        if !ok {
+            return Err(gate);
+        }
+    }
+    Ok(())
+}
+
+/// The freight auto-promotion would pick for `stage` at `now`, if any
+/// (availability only; holds, failures and gates are the reactor's business).
+pub fn auto_candidate<'a>(
+    state: &'a ProjectState,
+    stage: &StageDef,
+    now: DateTime<Utc>,
+) -> Option<&'a Freight> {
+    match stage.auto_selection {
+        AutoSelection::NewestFreight => state
+            .freight
+            .values()
+            .filter(|f| available_to(f, stage, now).is_ok())
+            .max_by(|a, b| (a.discovered_at, &a.id).cmp(&(b.discovered_at, &b.id))),
+        AutoSelection::MatchUpstream => {
+            let upstream = stage.upstreams().next()?;
+            let current = state.stages.get(upstream)?.current.as_ref()?;
+            let f = state.freight.get(&current.freight)?;
+            available_to(f, stage, now).ok().map(|()| f)
+        }
+    }
+}

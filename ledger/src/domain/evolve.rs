@@ -1,0 +1,338 @@
+//! `evolve`: applying one event to a project's state. No rules live here —
+//! every decision was made before the event was appended; this only derives
+//! what follows from it (authorization once approvals suffice, the current
+//! freight after a success, verification once every required check passed,
+//! holds after a manual rollback).
+
+use chrono::{DateTime, Utc};
+
+use super::availability::auto_candidate;
+use super::pipeline::PipelineDefinition;
+use super::state::*;
+use crate::envelope::StoredEvent;
+use crate::event::EventPayload;
+
+impl ProjectState {
+    /// Applies `ev`; events at or before the state's position are ignored, so
+    /// re-applying is a no-op.
+    pub fn apply(&mut self, ev: &StoredEvent) {
+        if ev.position <= self.position && self.seq > 0 {
+            return;
+        }
+        let e = &ev.event;
+        let at = e.time;
+        self.position = ev.position;
+        self.seq = e.project_seq;
+        self.commands.insert(
+            e.command_id.clone(),
+            CommandOutcome {
+                position: ev.position,
+                event_id: e.id,
+            },
+        );
+        match &e.payload {
+            EventPayload::PipelineConfigured(p) => {
+                match serde_json::from_str::<PipelineDefinition>(&p.definition_json) {
+                    Ok(definition) => {
+                        for s in &definition.stages {
+                            self.stages.entry(s.name.clone()).or_insert_with(|| StageState {
+                                name: s.name.clone(),
+                                ..StageState::default()
+                            });
+                        }
+                        self.pipeline = Some(AppliedPipeline {
+                            definition,
+                            version: ev.position,
+                            event_id: e.id,
+                            definition_json: p.definition_json.clone(),
+                            at,
+                            source_uri: p.source_uri.clone(),
+                            source_revision: p.source_revision.clone(),
+                        });
+                    }
+                    Err(err) => tracing::error!(
+                        position = ev.position.0,
+                        error = %err,
+                        "recorded pipeline definition does not parse; keeping the previous one"
+                    ),
+                }
+            }
+            EventPayload::FreightDiscovered(d) => {
+                self.freight.entry(d.freight_id.clone()).or_insert_with(|| Freight {
+                    id: d.freight_id.clone(),
+                    warehouse: d.warehouse.clone(),
+                    artifacts: d.artifacts.clone(),
+                    alias: d.alias.clone(),
+                    discovered_at: at,
+                    discovered: ev.position,
+                    discovered_id: e.id,
+                    verified_in: Default::default(),
+                    approved_for: Default::default(),
+                    currently_in: Default::default(),
+                    checks: Default::default(),
+                });
+                if !d.alias.is_empty() {
+                    self.aliases.insert(d.alias.clone(), d.freight_id.clone());
+                }
+            }
+            EventPayload::VerificationRecorded(v) => {
+                if let Some(f) = self.freight.get_mut(&v.freight_id) {
+                    f.checks.insert(
+                        (v.stage.clone(), v.check.clone()),
+                        CheckResult {
+                            passed: v.passed,
+                            at,
+                            metrics: v.metrics.clone(),
+                            evidence_url: v.evidence_url.clone(),
+                            position: ev.position,
+                        },
+                    );
+                }
+                self.refresh_verification(&v.freight_id, &v.stage, at);
+            }
+            EventPayload::FreightApproved(a) => {
+                if let Some(f) = self.freight.get_mut(&a.freight_id) {
+                    f.approved_for.insert(
+                        a.stage.clone(),
+                        FreightApproval {
+                            at,
+                            by: e.actor.principal.clone(),
+                            bypass: a.bypass,
+                            reason: a.reason.clone(),
+                            ticket: a.ticket.clone(),
+                            position: ev.position,
+                        },
+                    );
+                }
+            }
+            EventPayload::PromotionRequested(r) => {
+                self.promotions.insert(
+                    r.promotion_id.clone(),
+                    Promotion {
+                        id: r.promotion_id.clone(),
+                        stage: r.stage.clone(),
+                        freight: r.freight_id.clone(),
+                        requested_by: e.actor.clone(),
+                        requested_at: at,
+                        ticket: r.ticket.clone(),
+                        reason: r.reason.clone(),
+                        approvals: Vec::new(),
+                        status: PromotionStatus::Requested,
+                        policy_version: self.policy_version(),
+                        requested: ev.position,
+                        updated_at: at,
+                        details: String::new(),
+                    },
+                );
+                if let Some(s) = self.stages.get_mut(&r.stage) {
+                    s.last_promotion = Some(r.promotion_id.clone());
+                }
+                self.authorize_if_approved(&r.promotion_id, at);
+            }
+            EventPayload::PromotionApproved(a) => {
+                if let Some(p) = self.promotions.get_mut(&a.promotion_id) {
+                    if p.status == PromotionStatus::Requested
+                        && !p.approvals.iter().any(|x| x.by == e.actor.principal)
+                    {
+                        p.approvals.push(PromotionApproval {
+                            by: e.actor.principal.clone(),
+                            at,
+                            comment: a.comment.clone(),
+                        });
+                        p.updated_at = at;
+                    }
+                }
+                self.authorize_if_approved(&a.promotion_id, at);
+            }
+            EventPayload::PromotionRejected(r) => {
+                self.finish(&r.promotion_id, PromotionStatus::Rejected, &r.reason, at);
+            }
+            EventPayload::PromotionStarted(s) => {
+                if let Some(p) = self.promotions.get_mut(&s.promotion_id) {
+                    p.status = PromotionStatus::Running;
+                    p.updated_at = at;
+                    let stage = p.stage.clone();
+                    if let Some(st) = self.stages.get_mut(&stage) {
+                        st.queue.retain(|id| id != &s.promotion_id);
+                        st.running = Some(s.promotion_id.clone());
+                    }
+                }
+            }
+            EventPayload::PromotionSucceeded(s) => self.succeed(&s.promotion_id, &s.details, at),
+            EventPayload::PromotionFailed(f) => {
+                let details = if f.details.is_empty() {
+                    f.reason.clone()
+                } else {
+                    format!("{}: {}", f.reason, f.details)
+                };
+                if let Some(p) = self.promotions.get(&f.promotion_id) {
+                    let (stage, freight) = (p.stage.clone(), p.freight.clone());
+                    if let Some(st) = self.stages.get_mut(&stage) {
+                        st.failed.insert(freight);
+                    }
+                }
+                self.finish(&f.promotion_id, PromotionStatus::Failed, &details, at);
+            }
+            EventPayload::PromotionAborted(a) => {
+                self.finish(&a.promotion_id, PromotionStatus::Aborted, &a.reason, at);
+            }
+            EventPayload::CheckpointSigned(_) => {}
+        }
+    }
+
+    /// Approvals that count: distinct, and not the requester's under separation of duties.
+    pub fn counted_approvals(&self, promotion: &Promotion) -> usize {
+        let sod = self
+            .definition()
+            .and_then(|d| d.stage(&promotion.stage))
+            .is_none_or(|s| s.policy.separation_of_duties);
+        promotion
+            .approvals
+            .iter()
+            .filter(|a| !sod || a.by != promotion.requested_by.principal)
+            .count()
+    }
+
+    /// Approvals the stage's policy requires.
+    pub fn required_approvals(&self, stage: &str) -> usize {
+        self.definition()
+            .and_then(|d| d.stage(stage))
+            .map(|s| s.policy.required_approvals as usize)
+            .unwrap_or(0)
+    }
+
+    fn authorize_if_approved(&mut self, id: &str, at: DateTime<Utc>) {
+        let Some(p) = self.promotions.get(id) else {
+            return;
+        };
+        if p.status != PromotionStatus::Requested
+            || self.counted_approvals(p) < self.required_approvals(&p.stage)
+        {
+            return;
+        }
+        let stage = p.stage.clone();
+        let record_only = self
+            .definition()
+            .and_then(|d| d.stage(&stage))
+            .is_some_and(|s| s.record_only);
+        if let Some(p) = self.promotions.get_mut(id) {
+            p.status = PromotionStatus::Authorized;
+            p.updated_at = at;
+        }
+        if record_only {
+            self.succeed(id, "record-only stage: completed at authorization", at);
+        } else if let Some(st) = self.stages.get_mut(&stage) {
+            st.queue.push_back(id.to_string());
+        }
+    }
+
+    fn finish(&mut self, id: &str, status: PromotionStatus, details: &str, at: DateTime<Utc>) {
+        let Some(p) = self.promotions.get_mut(id) else {
+            return;
+        };
+        p.status = status;
+        p.updated_at = at;
+        p.details = details.to_string();
+        let stage = p.stage.clone();
+        if let Some(st) = self.stages.get_mut(&stage) {
+            st.queue.retain(|q| q != id);
+            if st.running.as_deref() == Some(id) {
+                st.running = None;
+            }
+        }
+    }
+
+    fn succeed(&mut self, id: &str, details: &str, at: DateTime<Utc>) {
+        let Some(p) = self.promotions.get(id).cloned() else {
+            return;
+        };
+        // A manual promotion of anything but the auto candidate holds the stage;
+        // promoting the candidate releases the hold.
+        let manual = p.requested_by.auth_method != "service";
+        let candidate = self
+            .definition()
+            .and_then(|d| d.stage(&p.stage))
+            .and_then(|s| auto_candidate(self, s, at))
+            .map(|f| f.id.clone());
+        self.finish(id, PromotionStatus::Succeeded, details, at);
+        let previous = self.stages.get(&p.stage).and_then(|s| s.current.clone());
+        if let Some(prev) = &previous {
+            self.end_tenure(&prev.freight, &p.stage, at);
+        }
+        if let Some(st) = self.stages.get_mut(&p.stage) {
+            st.current = Some(Current {
+                freight: p.freight.clone(),
+                since: at,
+                promotion: p.id.clone(),
+                promoted_by: p.requested_by.principal.clone(),
+            });
+            st.failed.remove(&p.freight);
+            if manual {
+                st.hold = match candidate {
+                    Some(c) if c != p.freight => Some(p.freight.clone()),
+                    _ => None,
+                };
+            }
+        }
+        if let Some(f) = self.freight.get_mut(&p.freight) {
+            f.currently_in.insert(p.stage.clone(), at);
+        }
+        self.refresh_verification(&p.freight, &p.stage, at);
+    }
+
+    /// Ends `freight`'s tenure in `stage`, folding its soak into the longest.
+    fn end_tenure(&mut self, freight: &str, stage: &str, at: DateTime<Utc>) {
+        if let Some(f) = self.freight.get_mut(freight) {
+            f.currently_in.remove(stage);
+            if let Some(v) = f.verified_in.get_mut(stage) {
+                v.longest_soak = v.soak(at);
+                v.since = None;
+            }
+        }
+    }
+
+    /// Marks `freight` verified in `stage` when it is current there and every
+    /// required check's latest result passed; a failing result ends the tenure.
+    fn refresh_verification(&mut self, freight: &str, stage: &str, at: DateTime<Utc>) {
+        let Some(required) = self
+            .definition()
+            .and_then(|d| d.stage(stage))
+            .map(|s| s.verification.clone())
+        else {
+            return;
+        };
+        let Some(f) = self.freight.get_mut(freight) else {
+            return;
+        };
+        if !f.currently_in.contains_key(stage) {
+            return;
+        }
+        let all_pass = required.iter().all(|check| {
+            f.checks
+                .get(&(stage.to_string(), check.clone()))
+                .is_some_and(|r| r.passed)
+        });
+        match (all_pass, f.verified_in.get_mut(stage)) {
+            (true, Some(v)) => {
+                if v.since.is_none() {
+                    v.since = Some(at);
+                }
+            }
+            (true, None) => {
+                f.verified_in.insert(
+                    stage.to_string(),
+                    Verified {
+                        at,
+                        since: Some(at),
+                        longest_soak: Default::default(),
+                    },
+                );
+            }
+            (false, Some(v)) => {
+                v.longest_soak = v.soak(at);
+                v.since = None;
+            }
+            (false, None) => {}
+        }
+    }
+}

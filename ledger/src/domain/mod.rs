@@ -1,0 +1,16 @@
+//! The promotion domain shared by the command service and the projections:
+//! pipeline definitions, the state of a project derived from its events
+//! (`evolve`), the availability predicate and the freight id.
+
+mod availability;
+mod duration;
+mod evolve;
+mod freight_id;
+mod pipeline;
+mod state;
+
+pub use availability::{auto_candidate, available_to, check_available, gates_pass, Unavailable};
+pub use duration::Seconds;
+pub use freight_id::{freight_id, FREIGHT_ID_LEN};
+pub use pipeline::*;
+pub use state::*;

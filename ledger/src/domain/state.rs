@@ -1,0 +1,242 @@
+//! The state of one project, derived from its events by [`ProjectState::apply`].
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::duration::Seconds;
+use super::pipeline::PipelineDefinition;
+use crate::envelope::Actor;
+use crate::event::Artifact;
+use crate::log::Position;
+
+/// Everything known about a project at a position of its log.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ProjectState {
+    pub project: String,
+    /// Last event applied.
+    pub position: Position,
+    /// Events applied.
+    pub seq: u64,
+    /// The pipeline and policy in force.
+    pub pipeline: Option<AppliedPipeline>,
+    pub freight: BTreeMap<String, Freight>,
+    /// Alias → freight id.
+    pub aliases: BTreeMap<String, String>,
+    pub stages: BTreeMap<String, StageState>,
+    pub promotions: BTreeMap<String, Promotion>,
+    /// Command id → the event it produced (idempotency, kept for ever).
+    pub commands: HashMap<String, CommandOutcome>,
+}
+
+/// The event a command produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CommandOutcome {
+    pub position: Position,
+    pub event_id: uuid::Uuid,
+}
+
+/// A pipeline definition and when it took effect.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AppliedPipeline {
+    pub definition: PipelineDefinition,
+    /// The position of its `PipelineConfigured`: the policy version.
+    pub version: Position,
+    pub event_id: uuid::Uuid,
+    /// The canonical JSON as recorded.
+    pub definition_json: String,
+    pub at: DateTime<Utc>,
+    pub source_uri: String,
+    pub source_revision: String,
+}
+
+/// A freight and its derived status.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Freight {
+    pub id: String,
+    pub warehouse: String,
+    pub artifacts: Vec<Artifact>,
+    pub alias: String,
+    pub discovered_at: DateTime<Utc>,
+    pub discovered: Position,
+    pub discovered_id: uuid::Uuid,
+    pub verified_in: BTreeMap<String, Verified>,
+    pub approved_for: BTreeMap<String, FreightApproval>,
+    /// Stage → since when the freight has been current there.
+    pub currently_in: BTreeMap<String, DateTime<Utc>>,
+    /// Latest result per (stage, check).
+    pub checks: BTreeMap<(String, String), CheckResult>,
+}
+
+/// Verification of a freight in a stage.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verified {
+    /// When it was first verified there.
+    pub at: DateTime<Utc>,
+    /// Start of the current verified tenure (while still current and passing).
+    pub since: Option<DateTime<Utc>>,
+    /// Longest finished verified tenure.
+    pub longest_soak: Seconds,
+}
+
+impl Verified {
+    /// How long the freight has stayed verified, at `now`: the longest tenure.
+    pub fn soak(&self, now: DateTime<Utc>) -> Seconds {
+        let current = self
+            .since
+            .map(|s| Seconds(u64::try_from((now - s).num_seconds()).unwrap_or(0)))
+            .unwrap_or_default();
+        current.max(self.longest_soak)
+    }
+}
+
+/// A direct approval of a freight for a stage.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FreightApproval {
+    pub at: DateTime<Utc>,
+    pub by: String,
+    pub bypass: bool,
+    pub reason: String,
+    pub ticket: String,
+    pub position: Position,
+}
+
+/// The latest outcome of one check for a freight in a stage.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckResult {
+    pub passed: bool,
+    pub at: DateTime<Utc>,
+    pub metrics: BTreeMap<String, f64>,
+    pub evidence_url: String,
+    pub position: Position,
+}
+
+/// A stage and what runs there.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StageState {
+    pub name: String,
+    pub current: Option<Current>,
+    /// Authorized promotions waiting for the executor, oldest first.
+    pub queue: VecDeque<String>,
+    /// The promotion the executor is running.
+    pub running: Option<String>,
+    /// Freight held by a manual rollback: auto-promotion stays away until the
+    /// candidate is promoted again.
+    pub hold: Option<String>,
+    pub last_promotion: Option<String>,
+    /// Freight whose latest promotion into this stage failed.
+    pub failed: BTreeSet<String>,
+}
+
+/// The freight a stage runs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Current {
+    pub freight: String,
+    pub since: DateTime<Utc>,
+    pub promotion: String,
+    pub promoted_by: String,
+}
+
+/// A promotion and its lifecycle.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Promotion {
+    pub id: String,
+    pub stage: String,
+    pub freight: String,
+    pub requested_by: Actor,
+    pub requested_at: DateTime<Utc>,
+    pub ticket: String,
+    pub reason: String,
+    pub approvals: Vec<PromotionApproval>,
+    pub status: PromotionStatus,
+    /// The policy version in force when it was requested.
+    pub policy_version: Position,
+    pub requested: Position,
+    pub updated_at: DateTime<Utc>,
+    /// Executor or rejection details.
+    pub details: String,
+}
+
+/// One approval of a promotion.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PromotionApproval {
+    pub by: String,
+    pub at: DateTime<Utc>,
+    pub comment: String,
+}
+
+/// Where a promotion is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum PromotionStatus {
+    /// Waiting for approvals.
+    Requested,
+    /// Allowed; queued for the executor.
+    Authorized,
+    Running,
+    Succeeded,
+    Failed,
+    Aborted,
+    Rejected,
+}
+
+impl PromotionStatus {
+    /// Not finished yet.
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            PromotionStatus::Requested | PromotionStatus::Authorized | PromotionStatus::Running
+        )
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PromotionStatus::Requested => "Requested",
+            PromotionStatus::Authorized => "Authorized",
+            PromotionStatus::Running => "Running",
+            PromotionStatus::Succeeded => "Succeeded",
+            PromotionStatus::Failed => "Failed",
+            PromotionStatus::Aborted => "Aborted",
+            PromotionStatus::Rejected => "Rejected",
+        }
+    }
+}
+
+impl ProjectState {
+    /// The state of a project with no events.
+    pub fn new(project: &str) -> ProjectState {
+        ProjectState {
+            project: project.to_string(),
+            ..ProjectState::default()
+        }
+    }
+
+    /// The definition in force, if any.
+    pub fn definition(&self) -> Option<&PipelineDefinition> {
+        self.pipeline.as_ref().map(|p| &p.definition)
+    }
+
+    /// The policy version in force (0 before any pipeline).
+    pub fn policy_version(&self) -> Position {
+        self.pipeline
+            .as_ref()
+            .map(|p| p.version)
+            .unwrap_or(Position::ZERO)
+    }
+
+    /// Resolves a freight id or alias.
+    pub fn resolve_freight(&self, id_or_alias: &str) -> Option<&Freight> {
+        self.freight.get(id_or_alias).or_else(|| {
+            self.aliases
+                .get(id_or_alias)
+                .and_then(|id| self.freight.get(id))
+        })
+    }
+
+    /// Active promotions of `freight` into `stage`.
+    pub fn in_flight(&self, stage: &str, freight: &str) -> Option<&Promotion> {
+        self.promotions
+            .values()
+            .find(|p| p.stage == stage && p.freight == freight && p.status.is_active())
+    }
+}

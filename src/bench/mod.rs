@@ -1,0 +1,41 @@
+//! `waybill bench`: Waybill measured against raw JetStream in the same run,
+//! against the same server, so that the ratios hold on any machine.
+//!
+//! - [`log`]: `bench log`, the event log's append latency, throughput and replay.
+//! - `measure`: the phases of `bench log`; `raw`: the raw JetStream baseline;
+//!   `ledger`: the same workloads through the `EventLog` trait (JetStream and sled).
+//! - `server`: the spawned or existing nats-server; `sample`: the typical event.
+//! - `stats`, `report`: percentiles and rates, the results table.
+//! - `doc`: the marked sections of `docs/BENCHMARKS.md`; `machine`: what ran it.
+
+mod doc;
+mod ledger;
+mod log;
+mod machine;
+mod measure;
+mod raw;
+mod report;
+mod sample;
+mod scratch;
+mod server;
+mod stats;
+
+use clap::{Args, Subcommand};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    command: BenchCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// The event log: append latency, throughput with many writers, full replay.
+    Log(log::LogBenchArgs),
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.command {
+        BenchCommand::Log(args) => log::run(args).await,
+    }
+}

@@ -1,0 +1,229 @@
+//! The baseline: raw JetStream, doing what Waybill does underneath and nothing more.
+//!
+//! A stream with Waybill's configuration (file storage, limits retention,
+//! deny delete/purge, same duplicate window and replicas) under its own name
+//! and subject prefix. An append is one publish with `Nats-Msg-Id` and the
+//! subject-filtered expected sequence (`<prefix>.<project>.>`), then its ack.
+
+use std::future::IntoFuture;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context as _};
+use async_nats::jetstream::consumer::{pull, DeliverPolicy};
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::{stream, Context};
+use bytes::Bytes;
+use futures::StreamExt;
+
+use super::sample::RunId;
+use super::stats::Rate;
+
+/// Acks awaited at once while filling the replay stream.
+const FILL_WINDOW: usize = 1024;
+
+/// A raw stream and the payload every message carries.
+#[derive(Debug, Clone)]
+pub struct RawStream {
+    js: Context,
+    stream: stream::Stream,
+    prefix: String,
+    payload: Bytes,
+}
+
+impl RawStream {
+    /// Creates the stream `name` on subjects `<prefix>.>`, with messages of
+    /// `payload_len` bytes.
+    pub async fn create(
+        js: &Context,
+        name: String,
+        prefix: String,
+        replicas: usize,
+        duplicate_window: Duration,
+        payload_len: usize,
+    ) -> anyhow::Result<RawStream> {
+        let config = stream::Config {
+            name: name.clone(),
+            description: Some("waybill bench: raw JetStream baseline".into()),
+            subjects: vec![format!("{prefix}.>")],
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            num_replicas: replicas,
+            duplicate_window,
+            deny_delete: true,
+            deny_purge: true,
+            allow_rollup: false,
+            allow_direct: true,
+            max_messages: -1,
+            max_bytes: -1,
+            max_messages_per_subject: -1,
+            max_consumers: -1,
+            ..Default::default()
+        };
+        let stream = js
+            .create_stream(config)
+            .await
+            .with_context(|| format!("creating the raw stream {name}"))?;
+        let payload: Vec<u8> = (0..payload_len).map(|i| (i % 251) as u8).collect();
+        Ok(RawStream {
+            js: js.clone(),
+            stream,
+            prefix,
+            payload: Bytes::from(payload),
+        })
+    }
+
+    /// One optimistic-concurrency append to `project`, given its last sequence;
+    /// returns the new sequence.
+    pub async fn append(&self, project: &str, last: u64, msg_id: &str) -> anyhow::Result<u64> {
+        let message = self.message(project, last, msg_id);
+        self.send(project, message).await
+    }
+
+    fn message(&self, project: &str, last: u64, msg_id: &str) -> PublishMessage {
+        exp_headers(PublishMessage::build())
+            .payload(self.payload.clone())
+            .message_id(msg_id)
+            .expected_last_subject_sequence(last)
+            .header(
+                "Nats-Expected-Last-Subject-Sequence-Subject",
+                format!("{}.{project}.>", self.prefix).as_str(),
+            )
+    }
+
+    async fn send(&self, project: &str, message: PublishMessage) -> anyhow::Result<u64> {
+        let subject = format!("{}.{project}.ev", self.prefix);
+        let ack = self
+            .js
+            .send_publish(subject, message)
+            .await
+            .context("raw publish")?
+            .await
+            .context("raw publish ack")?;
+        ensure!(!ack.duplicate, "raw publish was a duplicate");
+        Ok(ack.sequence)
+    }
+
+    /// `n` sequential appends to `project`, each timed from publish to ack.
+    pub async fn latency(
+        &self,
+        run: &RunId,
+        project: &str,
+        last: &mut u64,
+        n: u64,
+    ) -> anyhow::Result<Vec<Duration>> {
+        let mut samples = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let id = run.command_id(project, 0, *last);
+            let message = self.message(project, *last, &id);
+            let started = Instant::now();
+            *last = self.send(project, message).await?;
+            samples.push(started.elapsed());
+        }
+        Ok(samples)
+    }
+
+    /// `writers` concurrent tasks, each appending `per_writer` events in
+    /// sequence to its own project `<tag>-w<n>`.
+    pub async fn throughput(
+        &self,
+        run: &RunId,
+        tag: &str,
+        writers: usize,
+        per_writer: u64,
+    ) -> anyhow::Result<Rate> {
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..writers)
+            .map(|w| {
+                let raw = self.clone();
+                let run = run.clone();
+                let project = format!("{tag}-w{w}");
+                let tag = tag.to_string();
+                tokio::spawn(async move {
+                    let mut last = 0;
+                    for i in 0..per_writer {
+                        last = raw
+                            .append(&project, last, &run.command_id(&tag, w, i))
+                            .await?;
+                    }
+                    anyhow::Ok(())
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.context("raw writer task")??;
+        }
+        Ok(Rate {
+            events: writers as u64 * per_writer,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// Publishes `n` messages over `projects` subjects as fast as the server
+    /// takes them (acks awaited in windows, no expected sequence).
+    pub async fn fill(&self, run: &RunId, n: u64, projects: usize) -> anyhow::Result<()> {
+        let mut acks = Vec::with_capacity(FILL_WINDOW);
+        for i in 0..n {
+            let project = i as usize % projects.max(1);
+            let subject = format!("{}.fill-{project}.ev", self.prefix);
+            let message = exp_headers(PublishMessage::build())
+                .payload(self.payload.clone())
+                .message_id(run.command_id("fill", project, i));
+            acks.push(self.js.send_publish(subject, message).await?.into_future());
+            if acks.len() == FILL_WINDOW {
+                futures::future::try_join_all(acks.drain(..)).await?;
+            }
+        }
+        futures::future::try_join_all(acks).await?;
+        Ok(())
+    }
+
+    /// Reads the whole stream through an ordered pull consumer, touching
+    /// every payload; timed from creating the consumer to the last message.
+    pub async fn replay(&self) -> anyhow::Result<Rate> {
+        let started = Instant::now();
+        let consumer = self
+            .stream
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: format!("{}.>", self.prefix),
+                deliver_policy: DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .context("creating the raw ordered consumer")?;
+        let mut messages = consumer.messages().await?;
+        let mut events = 0u64;
+        let mut touched = 0u64;
+        while let Some(message) = messages.next().await {
+            let message = message.context("raw replay")?;
+            events += 1;
+            touched = touched.wrapping_add(message.payload.len() as u64);
+            touched ^= u64::from(message.payload.first().copied().unwrap_or_default());
+            let pending = message
+                .info()
+                .map_err(|e| anyhow::anyhow!("malformed delivery: {e}"))?
+                .pending;
+            if pending == 0 {
+                break;
+            }
+        }
+        std::hint::black_box(touched);
+        Ok(Rate {
+            events,
+            elapsed: started.elapsed(),
+        })
+    }
+}
+
+fn exp_headers(m: PublishMessage) -> PublishMessage {
+    if std::env::var_os("EXP_HEADERS").is_none() {
+        return m;
+    }
+    m.header("ce-specversion", "1.0")
+        .header("ce-id", "0196a3c2-7d1e-7c3a-9f1b-2a4c6e8f0a1b")
+        .header("ce-source", "waybill")
+        .header("ce-type", "waybill.v1.PromotionRequested")
+        .header("ce-time", "2026-11-29T00:11:27.966785123+00:00")
+        .header("ce-subject", "stage/staging")
+        .header("Waybill-Project-Seq", "123")
+        .header("Waybill-Hash", "5d41402abc4b2a76b9719d911017c592ae2f7c3e5d41402abc4b2a76b9719d91")
+}

@@ -1,0 +1,116 @@
+//! The NATS server under test: one spawned for the run, or an existing one.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, Context};
+use waybill_ledger::testing::{NatsServer, ServerOptions};
+use waybill_ledger::{JetStreamLog, JetStreamOptions};
+
+/// Timeout of JetStream requests, generous so that a slow fsync is measured,
+/// not reported as an error.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where the benchmark's streams live.
+#[derive(Debug)]
+pub struct Target {
+    /// The spawned server (killed on `close`), or `None` for `--nats`.
+    spawned: Option<NatsServer>,
+    url: String,
+    client: async_nats::Client,
+    js: Context,
+    /// Streams to delete on an existing server when the run ends.
+    created: Vec<String>,
+}
+
+impl Target {
+    /// Connects to `url`, or spawns a server on a free port with a temp store.
+    pub async fn open(url: Option<String>, sync_always: bool) -> anyhow::Result<Target> {
+        let (spawned, url) = match url {
+            Some(url) => (None, url),
+            None => {
+                let options = ServerOptions {
+                    sync_always,
+                    ..ServerOptions::default()
+                };
+                // The harness blocks while it polls for readiness, and panics
+                // (with the server's log tail) when the server does not start.
+                let server = tokio::task::spawn_blocking(move || NatsServer::start_with(options))
+                    .await
+                    .context("nats-server did not start (see the message above)")?;
+                let url = server.url();
+                (Some(server), url)
+            }
+        };
+        let client = async_nats::ConnectOptions::new()
+            .name("waybill-bench-raw")
+            .request_timeout(Some(REQUEST_TIMEOUT))
+            .connect(url.as_str())
+            .await
+            .with_context(|| format!("connecting to NATS at {url}"))?;
+        let mut js = jetstream::new(client.clone());
+        js.set_timeout(REQUEST_TIMEOUT);
+        Ok(Target {
+            spawned,
+            url,
+            client,
+            js,
+            created: Vec::new(),
+        })
+    }
+
+    /// Whether the server was spawned for this run.
+    pub fn spawned(&self) -> bool {
+        self.spawned.is_some()
+    }
+
+    /// The server's version, as it announced itself.
+    pub fn version(&self) -> String {
+        self.client.server_info().version
+    }
+
+    /// The raw JetStream context (its own connection).
+    pub fn context(&self) -> &Context {
+        &self.js
+    }
+
+    /// Remembers a stream to delete at the end of the run.
+    pub fn track(&mut self, stream: &str) {
+        self.created.push(stream.to_string());
+    }
+
+    /// Opens a Waybill log on its own stream and subject prefix (its own
+    /// connection, as a Waybill process would have).
+    pub async fn waybill_log(
+        &mut self,
+        stream: String,
+        subject_prefix: String,
+    ) -> anyhow::Result<JetStreamLog> {
+        self.track(&stream);
+        let opts = JetStreamOptions {
+            stream,
+            subject_prefix,
+            request_timeout: REQUEST_TIMEOUT,
+            ..JetStreamOptions::new(self.url.clone())
+        };
+        Ok(JetStreamLog::connect(opts).await?)
+    }
+
+    /// Deletes the run's streams from an existing server, or kills the
+    /// spawned one (its temp store goes with it).
+    pub async fn close(mut self) {
+        if self.spawned.is_none() {
+            for stream in &self.created {
+                if let Err(e) = self.js.delete_stream(stream).await {
+                    tracing::warn!(stream = %stream, error = %e, "cannot delete bench stream");
+                }
+            }
+        }
+        if let Err(e) = self.client.drain().await {
+            tracing::debug!(error = %e, "draining the bench connection failed");
+        }
+        if let Some(server) = self.spawned.take() {
+            let _ = tokio::task::spawn_blocking(move || drop(server)).await;
+        }
+    }
+}
