@@ -13,6 +13,9 @@ pub struct Cli {
     #[arg(long, global = true, env = "WAYBILL_CONFIG")]
     pub config: Option<PathBuf>,
 
+    #[command(flatten)]
+    pub client: crate::client::ClientArgs,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -25,6 +28,11 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Write raw records as JSON lines (for auditors' own tools).
     Dump(DumpArgs),
+    #[command(flatten)]
+    Client(crate::client::ClientCommand),
+    /// Bearer tokens for the tokens file.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Measure Waybill against raw JetStream.
     Bench(crate::bench::BenchArgs),
     /// Internal helpers for tests.
@@ -77,6 +85,18 @@ pub struct ServeArgs {
     /// gRPC listen address [default: 127.0.0.1:50051].
     #[arg(long, env = "WAYBILL_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// Identity and roles (TOML: tokens file, [jwt], [[binding]]).
+    #[arg(long, env = "WAYBILL_AUTH_CONFIG")]
+    pub auth_config: Option<PathBuf>,
+    /// Admit requests without credentials as an anonymous admin. Local trials only.
+    #[arg(long, env = "WAYBILL_INSECURE_DEV")]
+    pub insecure_dev: bool,
+    /// Do not run the auto-promotion reactor in this process.
+    #[arg(long)]
+    pub no_reactors: bool,
+    /// Start the decision clock at this instant (RFC 3339); tests only.
+    #[arg(long, hide = true)]
+    pub clock_start: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Args)]
@@ -98,4 +118,10 @@ pub struct DumpArgs {
     /// First position to write.
     #[arg(long, default_value_t = 1)]
     pub from: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token: prints it once, and the hashed entry for the tokens file.
+    Create(crate::client::TokenArgs),
 }

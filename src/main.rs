@@ -3,6 +3,7 @@
 
 mod bench;
 mod cli;
+mod client;
 mod config;
 mod debug;
 mod dump;
@@ -41,6 +42,10 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args, &file).await.map(|()| ExitCode::SUCCESS),
             Command::Verify(args) => verify::run(args, &file).await,
             Command::Dump(args) => dump::run(args, &file).await.map(|()| ExitCode::SUCCESS),
+            Command::Client(command) => client::run(&cli.client, command).await,
+            Command::Token(cli::TokenCommand::Create(args)) => {
+                client::token::create(&args).map(|()| ExitCode::SUCCESS)
+            }
             Command::Bench(args) => bench::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Debug(args) => debug::run(args, &file).await.map(|()| ExitCode::SUCCESS),
         }

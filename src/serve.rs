@@ -1,11 +1,22 @@
-//! `waybill serve`: open the log, serve gRPC until a shutdown signal.
+//! `waybill serve`: open the log, serve gRPC (commands, health, reflection)
+//! and run the reactors until a shutdown signal.
+//!
+//! Shutdown order: stop accepting, finish in-flight requests, stop the
+//! reactors, then drain NATS / flush sled.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
+use waybill_commands::auth::{AuthConfig, Authenticator};
+use waybill_commands::clock::Clock;
+use waybill_commands::handler::CommandHandler;
+use waybill_commands::reactor::AutoPromoter;
+use waybill_commands::service::CommandGrpc;
 
 use crate::cli::ServeArgs;
 use crate::config::{listen_addr, FileConfig};
@@ -14,8 +25,18 @@ use crate::open::{open, OpenLog};
 /// How often the health service checks that the log answers.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 
+/// Everything `serve` needs besides the listener.
+#[derive(Debug)]
+pub struct Services {
+    pub log: OpenLog,
+    pub auth: Arc<Authenticator>,
+    pub clock: Clock,
+    pub reactors: bool,
+}
+
 pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
     let addr = listen_addr(args.listen, file)?;
+    let auth = authenticator(&args)?;
     let log = open(&args.log, file).await?;
     let listener = TcpListener::bind(addr)
         .await
@@ -24,10 +45,31 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
     // Printed for scripts and tests that pass port 0.
     eprintln!("waybill listening on {local}");
     tracing::info!(addr = %local, backend = backend_name(&log), "serving gRPC");
-    serve(listener, log.clone(), shutdown_signal()).await?;
+    let services = Services {
+        log: log.clone(),
+        auth: Arc::new(auth),
+        clock: args.clock_start.map(Clock::starting_at).unwrap_or_default(),
+        reactors: !args.no_reactors,
+    };
+    serve(listener, services, shutdown_signal()).await?;
     log.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+fn authenticator(args: &ServeArgs) -> anyhow::Result<Authenticator> {
+    let config = match &args.auth_config {
+        Some(path) => AuthConfig::load(path)?,
+        None => AuthConfig::default(),
+    };
+    let auth = Authenticator::new(config)?.with_insecure_dev(args.insecure_dev);
+    if args.auth_config.is_none() && !args.insecure_dev {
+        tracing::warn!(
+            "no --auth-config: every command will be refused as unauthenticated \
+             (give --auth-config FILE, or --insecure-dev for a local trial)"
+        );
+    }
+    Ok(auth)
 }
 
 fn backend_name(log: &OpenLog) -> &'static str {
@@ -37,15 +79,18 @@ fn backend_name(log: &OpenLog) -> &'static str {
     }
 }
 
-/// Serves health and reflection on `listener` until `shutdown` completes.
+/// Serves every gRPC service on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
-    log: OpenLog,
+    services: Services,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_service_status("", ServingStatus::Serving)
+        .await;
+    reporter
+        .set_service_status("waybill.v1.CommandService", ServingStatus::Serving)
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(waybill_proto::FILE_DESCRIPTOR_SET)
@@ -53,23 +98,63 @@ pub async fn serve(
         .build_v1()
         .context("building the reflection service")?;
 
-    let watcher = tokio::spawn(watch_log_health(log, reporter));
+    let log = services.log.log();
+    let authorizer = Arc::new(services.auth.authorizer().clone());
+    let source = format!("waybill://{}", hostname());
+    let handler = CommandHandler::new(log, authorizer, &source).with_clock(services.clock);
+    let commands = CommandGrpc::new(handler.clone(), services.auth.clone());
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(watch_log_health(
+        services.log.clone(),
+        reporter,
+        stopped(stop_rx.clone()),
+    )));
+    if services.reactors {
+        let reactor = AutoPromoter::new(handler);
+        tasks.push(tokio::spawn(reactor.run(stopped(stop_rx.clone()))));
+    }
+
     let result = tonic::transport::Server::builder()
         .add_service(health)
         .add_service(reflection)
+        .add_service(commands.into_server())
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await;
-    watcher.abort();
-    let _ = watcher.await;
+    let _ = stop_tx.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
     result.context("gRPC server failed")
 }
 
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
 /// Turns the health status NOT_SERVING while the log does not answer.
-async fn watch_log_health(log: OpenLog, reporter: tonic_health::server::HealthReporter) {
+async fn watch_log_health(
+    log: OpenLog,
+    reporter: tonic_health::server::HealthReporter,
+    stopped: impl std::future::Future<Output = ()>,
+) {
     let log = log.log();
     let mut serving = true;
+    tokio::pin!(stopped);
     loop {
-        tokio::time::sleep(HEALTH_INTERVAL).await;
+        tokio::select! {
+            () = &mut stopped => return,
+            () = tokio::time::sleep(HEALTH_INTERVAL) => {}
+        }
         let ok = tokio::time::timeout(HEALTH_INTERVAL, log.head())
             .await
             .map(|r| r.is_ok())
@@ -84,6 +169,9 @@ async fn watch_log_health(log: OpenLog, reporter: tonic_health::server::HealthRe
                 ServingStatus::NotServing
             };
             reporter.set_service_status("", status).await;
+            reporter
+                .set_service_status("waybill.v1.CommandService", status)
+                .await;
         }
     }
 }

@@ -25,22 +25,37 @@ pub fn check_definition(def: &PipelineDefinition) -> Vec<Problem> {
     let mut out = Vec::new();
     let mut problem = |path: String, message: String| out.push(Problem { path, message });
     if let Some(p) = name_problem(&def.project) {
-        problem("project".into(), format!("{:?} is not a valid project name: {p}", def.project));
+        problem(
+            "project".into(),
+            format!("{:?} is not a valid project name: {p}", def.project),
+        );
     }
     if def.warehouses.is_empty() {
-        problem("warehouses".into(), "a pipeline needs at least one warehouse".into());
+        problem(
+            "warehouses".into(),
+            "a pipeline needs at least one warehouse".into(),
+        );
     }
     let mut warehouses = BTreeSet::new();
     for (i, w) in def.warehouses.iter().enumerate() {
         if let Some(p) = name_problem(&w.name) {
-            problem(format!("warehouses[{i}].name"), format!("{:?}: {p}", w.name));
+            problem(
+                format!("warehouses[{i}].name"),
+                format!("{:?}: {p}", w.name),
+            );
         }
         if !warehouses.insert(w.name.as_str()) {
-            problem(format!("warehouses[{i}].name"), format!("warehouse {:?} is defined twice", w.name));
+            problem(
+                format!("warehouses[{i}].name"),
+                format!("warehouse {:?} is defined twice", w.name),
+            );
         }
     }
     if def.stages.is_empty() {
-        problem("stages".into(), "a pipeline needs at least one stage".into());
+        problem(
+            "stages".into(),
+            "a pipeline needs at least one stage".into(),
+        );
     }
     let mut stages = BTreeSet::new();
     for (i, s) in def.stages.iter().enumerate() {
@@ -48,7 +63,10 @@ pub fn check_definition(def: &PipelineDefinition) -> Vec<Problem> {
             problem(format!("stages[{i}].name"), format!("{:?}: {p}", s.name));
         }
         if !stages.insert(s.name.as_str()) {
-            problem(format!("stages[{i}].name"), format!("stage {:?} is defined twice", s.name));
+            problem(
+                format!("stages[{i}].name"),
+                format!("stage {:?} is defined twice", s.name),
+            );
         }
     }
     for (i, s) in def.stages.iter().enumerate() {
@@ -72,19 +90,31 @@ fn check_stage(
 ) {
     let at = format!("stages[{i}]");
     if s.requested_freight.is_empty() {
-        problem(format!("{at}.requested_freight"), "a stage must request freight from a warehouse".into());
+        problem(
+            format!("{at}.requested_freight"),
+            "a stage must request freight from a warehouse".into(),
+        );
     }
     let mut origins = BTreeSet::new();
     for (j, r) in s.requested_freight.iter().enumerate() {
         let rat = format!("{at}.requested_freight[{j}]");
         if !warehouses.contains(r.origin.as_str()) {
-            problem(format!("{rat}.origin"), format!("no warehouse {:?}", r.origin));
+            problem(
+                format!("{rat}.origin"),
+                format!("no warehouse {:?}", r.origin),
+            );
         }
         if !origins.insert(r.origin.as_str()) {
-            problem(format!("{rat}.origin"), format!("warehouse {:?} is requested twice", r.origin));
+            problem(
+                format!("{rat}.origin"),
+                format!("warehouse {:?} is requested twice", r.origin),
+            );
         }
         if !r.sources.direct && r.sources.stages.is_empty() {
-            problem(format!("{rat}.sources"), "set `direct: true` or list upstream `stages`".into());
+            problem(
+                format!("{rat}.sources"),
+                "set `direct: true` or list upstream `stages`".into(),
+            );
         }
         for (k, up) in r.sources.stages.iter().enumerate() {
             let path = format!("{rat}.sources.stages[{k}]");
@@ -104,10 +134,16 @@ fn check_stage(
     let mut checks = BTreeSet::new();
     for (j, c) in s.verification.iter().enumerate() {
         if let Some(p) = name_problem(c) {
-            problem(format!("{at}.verification[{j}]"), format!("{c:?} is not a valid check name: {p}"));
+            problem(
+                format!("{at}.verification[{j}]"),
+                format!("{c:?} is not a valid check name: {p}"),
+            );
         }
         if !checks.insert(c.as_str()) {
-            problem(format!("{at}.verification[{j}]"), format!("check {c:?} is listed twice"));
+            problem(
+                format!("{at}.verification[{j}]"),
+                format!("check {c:?} is listed twice"),
+            );
         }
     }
     check_policy(&at, s, problem);
@@ -118,10 +154,16 @@ fn check_policy(at: &str, s: &StageDef, problem: &mut impl FnMut(String, String)
     let pat = format!("{at}.policy");
     match p.mode {
         PolicyMode::Gated if p.gates.is_empty() => {
-            problem(format!("{pat}.gates"), "gated mode needs at least one gate".into());
+            problem(
+                format!("{pat}.gates"),
+                "gated mode needs at least one gate".into(),
+            );
         }
         PolicyMode::Auto | PolicyMode::Manual if !p.gates.is_empty() => {
-            problem(format!("{pat}.gates"), "gates apply only to `mode: gated`".into());
+            problem(
+                format!("{pat}.gates"),
+                "gates apply only to `mode: gated`".into(),
+            );
         }
         _ => {}
     }
@@ -145,7 +187,10 @@ fn check_policy(at: &str, s: &StageDef, problem: &mut impl FnMut(String, String)
             }
             (Some(c), None) => {
                 if gate.min.is_some() || gate.max.is_some() {
-                    problem(path.clone(), "`min`/`max` go with `metric`, not `check`".into());
+                    problem(
+                        path.clone(),
+                        "`min`/`max` go with `metric`, not `check`".into(),
+                    );
                 }
                 if let Some(e) = name_problem(c) {
                     problem(path, format!("{c:?} is not a valid check name: {e}"));
@@ -164,15 +209,24 @@ fn check_policy(at: &str, s: &StageDef, problem: &mut impl FnMut(String, String)
     }
     if let Some(pattern) = &p.ticket_pattern {
         if let Err(e) = compile_ticket_pattern(pattern) {
-            problem(format!("{pat}.ticket_pattern"), format!("not a valid regular expression: {e}"));
+            problem(
+                format!("{pat}.ticket_pattern"),
+                format!("not a valid regular expression: {e}"),
+            );
         }
     }
     if p.timezone.parse::<chrono_tz::Tz>().is_err() {
-        problem(format!("{pat}.timezone"), format!("unknown time zone {:?}", p.timezone));
+        problem(
+            format!("{pat}.timezone"),
+            format!("unknown time zone {:?}", p.timezone),
+        );
     }
     for (w, win) in p.windows.iter().enumerate() {
         if win.start == win.end {
-            problem(format!("{pat}.windows[{w}]"), "a window cannot start when it ends".into());
+            problem(
+                format!("{pat}.windows[{w}]"),
+                "a window cannot start when it ends".into(),
+            );
         }
     }
     for (f, freeze) in p.freezes.iter().enumerate() {

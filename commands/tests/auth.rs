@@ -870,3 +870,10 @@ fn bindings_reject_invalid_scopes() {
     assert!(err.to_string().contains("\"Prod\""), "{err}");
     let _: Vec<BindingConfig> = config.bindings;
 }
+
+#[test]
+fn the_authenticator_can_be_shared_across_tasks() {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<Authenticator>();
+    shareable::<Authorizer>();
+}

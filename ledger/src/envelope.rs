@@ -95,10 +95,25 @@ pub struct StoredEvent {
 }
 
 /// The outcome of a successful append.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Appended {
     pub position: Position,
     pub id: Uuid,
     pub hash: ChainHash,
     pub project_seq: u64,
+    /// The event as recorded (so the caller can apply it without reading it back).
+    pub event: Event,
+}
+
+impl Appended {
+    /// The appended event as it would be read back (without its bytes).
+    pub fn to_stored(&self) -> StoredEvent {
+        StoredEvent {
+            position: self.position,
+            hash: self.hash,
+            stored_hash: Some(self.hash),
+            bytes: Bytes::new(),
+            event: self.event.clone(),
+        }
+    }
 }

@@ -167,6 +167,7 @@ impl Sealed {
             id: self.event.id,
             hash: self.hash,
             project_seq: self.event.project_seq,
+            event: self.event.clone(),
         }
     }
 }

@@ -140,14 +140,8 @@ pub async fn measure(
     let (mut raw_rates, mut wb_rates) = (Vec::new(), Vec::new());
     for round in 0..THROUGHPUT_ROUNDS {
         let tag = format!("tp{round}");
-        let c = cpu();
         raw_rates.push(raw.throughput(&run, &tag, writers, per_writer).await?);
-        let c2 = cpu();
         wb_rates.push(ledger::throughput(&wb, &run, &tag, writers, per_writer).await?);
-        let c3 = cpu();
-        let ev = (writers as u64 * per_writer) as f64;
-        eprintln!("EXP tp raw: client {:.1} us/ev server {:.1} us/ev; waybill: client {:.1} us/ev server {:.1} us/ev",
-            (c2.0-c.0)/ev*1e6, (c2.1-c.1)/ev*1e6, (c3.0-c2.0)/ev*1e6, (c3.1-c2.1)/ev*1e6);
     }
 
     progress.phase(format!(
@@ -191,19 +185,13 @@ pub async fn measure(
     ));
     let (mut raw_passes, mut wb_passes) = (Vec::new(), Vec::new());
     for pass in 0..=REPLAY_PASSES {
-        let c = cpu();
         let raw_pass = raw_replay.replay().await?;
-        let c2 = cpu();
         ensure!(
             raw_pass.events == events,
             "the raw replay read {} messages, expected {events}",
             raw_pass.events
         );
         let wb_pass = ledger::replay(&*wb_replay, events).await?;
-        let c3 = cpu();
-        let ev = events as f64;
-        eprintln!("EXP replay raw: client {:.2} us/ev server {:.2} us/ev; waybill: client {:.2} us/ev server {:.2} us/ev",
-            (c2.0-c.0)/ev*1e6, (c2.1-c.1)/ev*1e6, (c3.0-c2.0)/ev*1e6, (c3.1-c2.1)/ev*1e6);
         if pass > 0 {
             raw_passes.push(raw_pass);
             wb_passes.push(wb_pass);
@@ -277,27 +265,4 @@ mod tests {
             assert_eq!(sum, total);
         }
     }
-}
-
-fn stat_secs(path: &str) -> f64 {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let rest = text.rsplit_once(')').map(|x| x.1).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ut: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    let st: f64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    (ut + st) / 100.0
-}
-
-fn cpu() -> (f64, f64) {
-    let mut server = 0.0;
-    if let Ok(rd) = std::fs::read_dir("/proc") {
-        for e in rd.flatten() {
-            let p = e.path();
-            let cmd = std::fs::read(p.join("cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmd).contains("waybill-nats-") {
-                server += stat_secs(&p.join("stat").to_string_lossy());
-            }
-        }
-    }
-    (stat_secs("/proc/self/stat"), server)
 }

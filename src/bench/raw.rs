@@ -80,7 +80,7 @@ impl RawStream {
     }
 
     fn message(&self, project: &str, last: u64, msg_id: &str) -> PublishMessage {
-        exp_headers(PublishMessage::build())
+        PublishMessage::build()
             .payload(self.payload.clone())
             .message_id(msg_id)
             .expected_last_subject_sequence(last)
@@ -165,7 +165,7 @@ impl RawStream {
         for i in 0..n {
             let project = i as usize % projects.max(1);
             let subject = format!("{}.fill-{project}.ev", self.prefix);
-            let message = exp_headers(PublishMessage::build())
+            let message = PublishMessage::build()
                 .payload(self.payload.clone())
                 .message_id(run.command_id("fill", project, i));
             acks.push(self.js.send_publish(subject, message).await?.into_future());
@@ -212,18 +212,4 @@ impl RawStream {
             elapsed: started.elapsed(),
         })
     }
-}
-
-fn exp_headers(m: PublishMessage) -> PublishMessage {
-    if std::env::var_os("EXP_HEADERS").is_none() {
-        return m;
-    }
-    m.header("ce-specversion", "1.0")
-        .header("ce-id", "0196a3c2-7d1e-7c3a-9f1b-2a4c6e8f0a1b")
-        .header("ce-source", "waybill")
-        .header("ce-type", "waybill.v1.PromotionRequested")
-        .header("ce-time", "2026-11-29T00:11:27.966785123+00:00")
-        .header("ce-subject", "stage/staging")
-        .header("Waybill-Project-Seq", "123")
-        .header("Waybill-Hash", "5d41402abc4b2a76b9719d911017c592ae2f7c3e5d41402abc4b2a76b9719d91")
 }

@@ -1,15 +1,22 @@
 //! The NATS server under test: one spawned for the run, or an existing one.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::jetstream::{self, Context};
+use async_nats::Event;
+use tokio::sync::Notify;
 use waybill_ledger::testing::{NatsServer, ServerOptions};
 use waybill_ledger::{JetStreamLog, JetStreamOptions};
 
 /// Timeout of JetStream requests, generous so that a slow fsync is measured,
 /// not reported as an error.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long `close` waits for the drained connection to close before it
+/// stops the spawned server anyway.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where the benchmark's streams live.
 #[derive(Debug)]
@@ -19,6 +26,8 @@ pub struct Target {
     url: String,
     client: async_nats::Client,
     js: Context,
+    /// Notified when the connection has closed after a drain.
+    closed: Arc<Notify>,
     /// Streams to delete on an existing server when the run ends.
     created: Vec<String>,
 }
@@ -42,9 +51,20 @@ impl Target {
                 (Some(server), url)
             }
         };
+        let closed = Arc::new(Notify::new());
+        let on_close = Arc::clone(&closed);
         let client = async_nats::ConnectOptions::new()
             .name("waybill-bench-raw")
             .request_timeout(Some(REQUEST_TIMEOUT))
+            .event_callback(move |event| {
+                let on_close = Arc::clone(&on_close);
+                async move {
+                    match event {
+                        Event::Closed => on_close.notify_one(),
+                        other => tracing::debug!(event = %other, "bench connection"),
+                    }
+                }
+            })
             .connect(url.as_str())
             .await
             .with_context(|| format!("connecting to NATS at {url}"))?;
@@ -55,6 +75,7 @@ impl Target {
             url,
             client,
             js,
+            closed,
             created: Vec::new(),
         })
     }
@@ -106,8 +127,13 @@ impl Target {
                 }
             }
         }
-        if let Err(e) = self.client.drain().await {
-            tracing::debug!(error = %e, "draining the bench connection failed");
+        // Wait for the connection to close, so that stopping the server does
+        // not look like a failure.
+        match self.client.drain().await {
+            Ok(()) => {
+                let _ = tokio::time::timeout(DRAIN_TIMEOUT, self.closed.notified()).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "draining the bench connection failed"),
         }
         if let Some(server) = self.spawned.take() {
             let _ = tokio::task::spawn_blocking(move || drop(server)).await;

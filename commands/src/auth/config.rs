@@ -295,7 +295,7 @@ pub(crate) fn read_toml<T: DeserializeOwned>(path: &Path, what: &str) -> Result<
     toml::from_str(&text).map_err(|err| {
         let at = match err.span() {
             Some(span) => {
-                let before = &text[..span.start.min(text.len())];
+                let before = text.get(..span.start).unwrap_or(&text);
                 let line = before.matches('\n').count() + 1;
                 let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
                 format!(":{line}:{column}")

@@ -35,19 +35,23 @@ impl JwtVerifier {
     pub(crate) fn new(config: &JwtConfig) -> Result<JwtVerifier, AuthError> {
         let keys = KeySet::load(config)?;
         let available = keys.algorithms();
-        let mut allowed: Vec<JwtAlgorithm> = if config.algorithms.is_empty() {
-            JwtAlgorithm::ALL
-                .into_iter()
-                .filter(|alg| available.contains(alg))
-                .collect()
-        } else {
-            config.algorithms.clone()
-        };
-        allowed.dedup();
-        if let Some(alg) = allowed.iter().find(|alg| !available.contains(alg)) {
-            return Err(AuthError::config(format!(
-                "[jwt]: algorithm {alg} is allowed but no configured key verifies it"
-            )));
+        let mut allowed: Vec<JwtAlgorithm> = Vec::new();
+        if config.algorithms.is_empty() {
+            allowed.extend(
+                JwtAlgorithm::ALL
+                    .into_iter()
+                    .filter(|alg| available.contains(alg)),
+            );
+        }
+        for alg in &config.algorithms {
+            if !available.contains(alg) {
+                return Err(AuthError::config(format!(
+                    "[jwt]: algorithm {alg} is allowed but no configured key verifies it"
+                )));
+            }
+            if !allowed.contains(alg) {
+                allowed.push(*alg);
+            }
         }
         let validations = allowed
             .into_iter()

@@ -72,7 +72,10 @@ pub(super) fn reject(state: &ProjectState, command: &Command) -> Result<Decision
         unreachable!("dispatched by decide")
     };
     let p = find(state, promotion)?;
-    if !matches!(p.status, PromotionStatus::Requested | PromotionStatus::Authorized) {
+    if !matches!(
+        p.status,
+        PromotionStatus::Requested | PromotionStatus::Authorized
+    ) {
         return Err(not_pending(p, "awaiting approval or execution"));
     }
     Ok(Decision::Append {

@@ -27,7 +27,10 @@ pub(super) fn report(state: &ProjectState, command: &Command) -> Result<Decision
             return Err(Rejection::policy(
                 Reason::ApprovalsMissing,
                 format!("promotion {} has {have} of {need} approvals", p.id),
-                [("approvals", have.to_string()), ("required", need.to_string())],
+                [
+                    ("approvals", have.to_string()),
+                    ("required", need.to_string()),
+                ],
             ));
         }
         PromotionStatus::Authorized => may_run(state, p)?,
@@ -85,7 +88,10 @@ fn may_run(state: &ProjectState, p: &Promotion) -> Result<(), Rejection> {
     match stage.queue.front() {
         Some(first) if *first != p.id => Err(Rejection::policy(
             Reason::StageBusy,
-            format!("promotion {first} is ahead of {} in stage {}'s queue", p.id, p.stage),
+            format!(
+                "promotion {first} is ahead of {} in stage {}'s queue",
+                p.id, p.stage
+            ),
             [("ahead", first.clone())],
         )),
         _ => Ok(()),

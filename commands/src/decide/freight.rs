@@ -26,7 +26,10 @@ pub(super) fn discover(state: &ProjectState, command: &Command) -> Result<Decisi
         ));
     }
     if artifacts.is_empty() {
-        return Err(Rejection::invalid("artifacts", "a freight needs at least one artifact"));
+        return Err(Rejection::invalid(
+            "artifacts",
+            "a freight needs at least one artifact",
+        ));
     }
     let id = freight_id(warehouse, artifacts);
     if let Some(existing) = state.freight.get(&id) {
@@ -44,7 +47,10 @@ pub(super) fn discover(state: &ProjectState, command: &Command) -> Result<Decisi
             ));
         }
         if state.freight.contains_key(alias) {
-            return Err(Rejection::invalid("alias", "an alias cannot be a freight id"));
+            return Err(Rejection::invalid(
+                "alias",
+                "an alias cannot be a freight id",
+            ));
         }
     }
     Ok(Decision::Append {

@@ -28,7 +28,11 @@ pub enum Decision {
 }
 
 /// Decides `command` against `state`.
-pub fn decide(state: &ProjectState, ctx: &Context, command: &Command) -> Result<Decision, Rejection> {
+pub fn decide(
+    state: &ProjectState,
+    ctx: &Context,
+    command: &Command,
+) -> Result<Decision, Rejection> {
     if let Some(outcome) = state.commands.get(&ctx.command_id) {
         return Ok(Decision::AlreadyDone(*outcome));
     }
@@ -51,7 +55,10 @@ pub(crate) fn stage<'a>(state: &'a ProjectState, name: &str) -> Result<&'a Stage
     let def = state.definition().ok_or_else(|| {
         Rejection::invalid(
             "project",
-            format!("project {:?} has no pipeline; apply one first", state.project),
+            format!(
+                "project {:?} has no pipeline; apply one first",
+                state.project
+            ),
         )
     })?;
     def.stage(name).ok_or_else(|| {
@@ -63,7 +70,7 @@ pub(crate) fn stage<'a>(state: &'a ProjectState, name: &str) -> Result<&'a Stage
 }
 
 /// A promotion id derived from the command id, so a decision is repeatable.
-pub(crate) fn promotion_id(command_id: &str) -> String {
+pub fn promotion_id(command_id: &str) -> String {
     let digest = Sha256::digest(command_id.as_bytes());
     format!("prm-{}", &hex::encode(digest)[..16])
 }

@@ -35,10 +35,12 @@ pub(super) fn apply(state: &ProjectState, command: &Command) -> Result<Decision,
     if let Some(current) = &state.pipeline {
         if current.definition_json == json {
             // Re-applying the definition in force is not a new policy version.
-            return Ok(Decision::AlreadyDone(waybill_ledger::domain::CommandOutcome {
-                position: current.version,
-                event_id: current.event_id,
-            }));
+            return Ok(Decision::AlreadyDone(
+                waybill_ledger::domain::CommandOutcome {
+                    position: current.version,
+                    event_id: current.event_id,
+                },
+            ));
         }
     }
     Ok(Decision::Append {

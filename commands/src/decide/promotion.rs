@@ -116,7 +116,10 @@ fn promote(
     if let Err(why) = available_to(f, stage_def, ctx.now) {
         return Err(not_available(&f.id, stage_name, why));
     }
-    let current = state.stages.get(stage_name).and_then(|s| s.current.as_ref());
+    let current = state
+        .stages
+        .get(stage_name)
+        .and_then(|s| s.current.as_ref());
     if current.is_some_and(|c| c.freight == f.id) {
         return Err(Rejection::policy(
             Reason::AlreadyCurrent,
@@ -141,10 +144,7 @@ fn promote(
         check_ticket(policy, ticket)?;
     }
     // An emergency bypass of this freight for this stage skips windows and freezes.
-    let bypassed = f
-        .approved_for
-        .get(stage_name)
-        .is_some_and(|a| a.bypass);
+    let bypassed = f.approved_for.get(stage_name).is_some_and(|a| a.bypass);
     if !bypassed {
         check_open(policy, ctx.now)?;
     }
@@ -163,7 +163,10 @@ fn promote(
 
 /// `FREIGHT_NOT_AVAILABLE`, naming what is missing.
 pub(crate) fn not_available(freight: &str, stage: &str, why: Unavailable) -> Rejection {
-    let mut details = vec![("freight", freight.to_string()), ("stage", stage.to_string())];
+    let mut details = vec![
+        ("freight", freight.to_string()),
+        ("stage", stage.to_string()),
+    ];
     match &why {
         Unavailable::NotVerifiedUpstream { missing } => {
             details.push(("cause", "NOT_VERIFIED_UPSTREAM".into()));

@@ -8,10 +8,12 @@ use crate::rejection::{Reason, Rejection};
 
 /// Parses the policy's time zone (checked when the pipeline was applied).
 pub fn time_zone(policy: &PromotionPolicy) -> Result<Tz, Rejection> {
-    policy
-        .timezone
-        .parse::<Tz>()
-        .map_err(|_| Rejection::invalid("timezone", format!("unknown time zone {:?}", policy.timezone)))
+    policy.timezone.parse::<Tz>().map_err(|_| {
+        Rejection::invalid(
+            "timezone",
+            format!("unknown time zone {:?}", policy.timezone),
+        )
+    })
 }
 
 /// Refuses a promotion during a freeze or outside every window.
@@ -44,10 +46,17 @@ pub fn check_open(policy: &PromotionPolicy, now: DateTime<Utc>) -> Result<(), Re
         details.push(("until", n.to_rfc3339()));
     }
     let message = match next {
-        Some(n) => format!("outside every promotion window; the next opens at {}", n.to_rfc3339()),
+        Some(n) => format!(
+            "outside every promotion window; the next opens at {}",
+            n.to_rfc3339()
+        ),
         None => "outside every promotion window".to_string(),
     };
-    Err(Rejection::policy(Reason::PromotionWindowClosed, message, details))
+    Err(Rejection::policy(
+        Reason::PromotionWindowClosed,
+        message,
+        details,
+    ))
 }
 
 fn in_window(w: &Window, local: NaiveDateTime) -> bool {
@@ -153,7 +162,10 @@ mod tests {
         match err {
             Rejection::Policy { details, .. } => {
                 // Monday 00:00 Berlin = Sunday 23:00 UTC.
-                assert_eq!(details.get("until").map(String::as_str), Some("2026-12-06T23:00:00+00:00"));
+                assert_eq!(
+                    details.get("until").map(String::as_str),
+                    Some("2026-12-06T23:00:00+00:00")
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -165,17 +177,29 @@ mod tests {
     fn windows_say_when_they_open_next() {
         let mut p = policy("UTC");
         p.windows.push(Window {
-            days: vec![Weekday::Mon, Weekday::Tue, Weekday::Wed, Weekday::Thu, Weekday::Fri],
+            days: vec![
+                Weekday::Mon,
+                Weekday::Tue,
+                Weekday::Wed,
+                Weekday::Thu,
+                Weekday::Fri,
+            ],
             start: NaiveTime::from_hms_opt(9, 0, 0).expect("time"),
             end: NaiveTime::from_hms_opt(17, 0, 0).expect("time"),
         });
         assert!(check_open(&p, utc("2026-12-02T10:00:00Z")).is_ok());
         let err = check_open(&p, utc("2026-12-02T18:00:00Z")).expect_err("closed");
         assert_eq!(err.reason(), Some(Reason::PromotionWindowClosed));
-        assert!(err.to_string().contains("2026-12-03T09:00:00+00:00"), "{err}");
+        assert!(
+            err.to_string().contains("2026-12-03T09:00:00+00:00"),
+            "{err}"
+        );
         // Friday evening: next window is Monday.
         let err = check_open(&p, utc("2026-12-04T18:00:00Z")).expect_err("closed");
-        assert!(err.to_string().contains("2026-12-07T09:00:00+00:00"), "{err}");
+        assert!(
+            err.to_string().contains("2026-12-07T09:00:00+00:00"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -189,7 +213,10 @@ mod tests {
         });
         let err = check_open(&p, utc("2026-12-24T12:00:00Z")).expect_err("frozen");
         assert!(err.to_string().contains("year-end"), "{err}");
-        assert!(err.to_string().contains("2027-01-02T00:00:00+00:00"), "{err}");
+        assert!(
+            err.to_string().contains("2027-01-02T00:00:00+00:00"),
+            "{err}"
+        );
         assert!(check_open(&p, utc("2027-01-02T00:00:00Z")).is_ok());
     }
 }

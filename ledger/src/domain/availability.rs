@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::duration::Seconds;
-use super::pipeline::{Availability, AutoSelection, Gate, StageDef};
+use super::pipeline::{AutoSelection, Availability, Gate, StageDef};
 use super::state::{Freight, ProjectState};
 
 /// Why a freight is not available to a stage.
@@ -20,12 +20,21 @@ use super::state::{Freight, ProjectState};
 pub enum Unavailable {
     /// The project has no pipeline yet.
     NoPipeline,
-    UnknownStage { stage: String },
-    UnknownFreight { freight: String },
+    UnknownStage {
+        stage: String,
+    },
+    UnknownFreight {
+        freight: String,
+    },
     /// The stage does not take freight from this warehouse.
-    OriginNotRequested { origin: String, stage: String },
+    OriginNotRequested {
+        origin: String,
+        stage: String,
+    },
     /// Not verified in the listed upstream stages.
-    NotVerifiedUpstream { missing: Vec<String> },
+    NotVerifiedUpstream {
+        missing: Vec<String>,
+    },
     /// Verified upstream, but not for long enough.
     SoakIncomplete {
         upstream: String,
@@ -41,10 +50,17 @@ impl fmt::Display for Unavailable {
             Unavailable::UnknownStage { stage } => write!(f, "no stage {stage:?}"),
             Unavailable::UnknownFreight { freight } => write!(f, "no freight {freight:?}"),
             Unavailable::OriginNotRequested { origin, stage } => {
-                write!(f, "stage {stage} does not take freight from warehouse {origin}")
+                write!(
+                    f,
+                    "stage {stage} does not take freight from warehouse {origin}"
+                )
             }
             Unavailable::NotVerifiedUpstream { missing } => {
-                write!(f, "not verified in upstream stage(s) {}", missing.join(", "))
+                write!(
+                    f,
+                    "not verified in upstream stage(s) {}",
+                    missing.join(", ")
+                )
             }
             Unavailable::SoakIncomplete {
                 upstream,
@@ -80,12 +96,13 @@ pub fn check_available(
 
 /// The predicate on an already resolved freight and stage.
 pub fn available_to(f: &Freight, stage: &StageDef, now: DateTime<Utc>) -> Result<(), Unavailable> {
-    let request = stage
-        .request_for(&f.warehouse)
-        .ok_or_else(|| Unavailable::OriginNotRequested {
-            origin: f.warehouse.clone(),
-            stage: stage.name.clone(),
-        })?;
+    let request =
+        stage
+            .request_for(&f.warehouse)
+            .ok_or_else(|| Unavailable::OriginNotRequested {
+                origin: f.warehouse.clone(),
+                stage: stage.name.clone(),
+            })?;
     if f.approved_for.contains_key(&stage.name) || request.sources.direct {
         return Ok(());
     }
@@ -118,8 +135,7 @@ pub fn available_to(f: &Freight, stage: &StageDef, now: DateTime<Utc>) -> Result
     if ok {
         return Ok(());
     }
-    if !missing.is_empty() && (request.availability == Availability::All || short_soak.is_none())
-    {
+    if !missing.is_empty() && (request.availability == Availability::All || short_soak.is_none()) {
         return Err(Unavailable::NotVerifiedUpstream { missing });
     }
     Err(short_soak.unwrap_or(Unavailable::NotVerifiedUpstream { missing }))
@@ -131,10 +147,7 @@ pub fn gates_pass<'a>(f: &Freight, gates: &'a [Gate]) -> Result<(), &'a Gate> {
     for gate in gates {
         let passing = f.checks.iter().filter(|(_, r)| r.passed);
         let ok = match (&gate.check, &gate.metric) {
-            (Some(check), _) => f
-                .checks
-                .iter()
-                .any(|((_, c), r)| c == check && r.passed),
+            (Some(check), _) => f.checks.iter().any(|((_, c), r)| c == check && r.passed),
             (None, Some(metric)) => passing.into_iter().any(|(_, r)| {
                 r.metrics.get(metric).is_some_and(|v| {
                     gate.min.is_none_or(|min| *v >= min) && gate.max.is_none_or(|max| *v <= max)

@@ -54,7 +54,9 @@ impl FromStr for Seconds {
             number.clear();
         }
         if !number.is_empty() {
-            return Err(format!("{text:?}: the last number has no unit (s, m, h or d)"));
+            return Err(format!(
+                "{text:?}: the last number has no unit (s, m, h or d)"
+            ));
         }
         Ok(Seconds(total))
     }

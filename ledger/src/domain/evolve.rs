@@ -35,10 +35,12 @@ impl ProjectState {
                 match serde_json::from_str::<PipelineDefinition>(&p.definition_json) {
                     Ok(definition) => {
                         for s in &definition.stages {
-                            self.stages.entry(s.name.clone()).or_insert_with(|| StageState {
-                                name: s.name.clone(),
-                                ..StageState::default()
-                            });
+                            self.stages
+                                .entry(s.name.clone())
+                                .or_insert_with(|| StageState {
+                                    name: s.name.clone(),
+                                    ..StageState::default()
+                                });
                         }
                         self.pipeline = Some(AppliedPipeline {
                             definition,
@@ -58,19 +60,21 @@ impl ProjectState {
                 }
             }
             EventPayload::FreightDiscovered(d) => {
-                self.freight.entry(d.freight_id.clone()).or_insert_with(|| Freight {
-                    id: d.freight_id.clone(),
-                    warehouse: d.warehouse.clone(),
-                    artifacts: d.artifacts.clone(),
-                    alias: d.alias.clone(),
-                    discovered_at: at,
-                    discovered: ev.position,
-                    discovered_id: e.id,
-                    verified_in: Default::default(),
-                    approved_for: Default::default(),
-                    currently_in: Default::default(),
-                    checks: Default::default(),
-                });
+                self.freight
+                    .entry(d.freight_id.clone())
+                    .or_insert_with(|| Freight {
+                        id: d.freight_id.clone(),
+                        warehouse: d.warehouse.clone(),
+                        artifacts: d.artifacts.clone(),
+                        alias: d.alias.clone(),
+                        discovered_at: at,
+                        discovered: ev.position,
+                        discovered_id: e.id,
+                        verified_in: Default::default(),
+                        approved_for: Default::default(),
+                        currently_in: Default::default(),
+                        checks: Default::default(),
+                    });
                 if !d.alias.is_empty() {
                     self.aliases.insert(d.alias.clone(), d.freight_id.clone());
                 }

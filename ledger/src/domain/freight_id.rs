@@ -55,7 +55,11 @@ mod tests {
             digest: "abc123".into(),
         };
         let a = freight_id("images", &[image("1.0"), git.clone()]);
-        assert_eq!(a, freight_id("images", &[git.clone(), image("1.0")]), "order-free");
+        assert_eq!(
+            a,
+            freight_id("images", &[git.clone(), image("1.0")]),
+            "order-free"
+        );
         assert_eq!(a.len(), FREIGHT_ID_LEN);
         assert_ne!(a, freight_id("images", &[image("1.1"), git.clone()]));
         assert_ne!(a, freight_id("other", &[image("1.0"), git]));

@@ -243,7 +243,9 @@ impl PipelineDefinition {
 impl StageDef {
     /// The request for freight from `warehouse`, if the stage takes it.
     pub fn request_for(&self, warehouse: &str) -> Option<&FreightRequest> {
-        self.requested_freight.iter().find(|r| r.origin == warehouse)
+        self.requested_freight
+            .iter()
+            .find(|r| r.origin == warehouse)
     }
 
     /// Every upstream stage this stage takes freight from.

@@ -11,9 +11,17 @@ fn prod_needs_a_matching_ticket() {
     let mut s = Scenario::shop();
     let f = ready_for_prod(&mut s, "1.0");
     s.refused(alice(), promote("prod", &f, ""), Reason::TicketRequired);
-    let r = s.refused(alice(), promote("prod", &f, "JIRA-7"), Reason::TicketInvalid);
+    let r = s.refused(
+        alice(),
+        promote("prod", &f, "JIRA-7"),
+        Reason::TicketInvalid,
+    );
     assert!(r.to_string().contains("CHG-\\d+"), "{r}");
-    s.refused(alice(), promote("prod", &f, "CHG-12x"), Reason::TicketInvalid);
+    s.refused(
+        alice(),
+        promote("prod", &f, "CHG-12x"),
+        Reason::TicketInvalid,
+    );
     s.request(alice(), "prod", &f, "CHG-12");
 }
 
@@ -27,7 +35,11 @@ fn two_distinct_approvers_other_than_the_requester() {
     s.ok(bob(), approve(&p));
     s.refused(bob(), approve(&p), Reason::AlreadyApproved);
     assert_eq!(s.state.promotions[&p].status, PromotionStatus::Requested);
-    let r = s.refused(robot(), report(&p, PromotionResult::Started), Reason::ApprovalsMissing);
+    let r = s.refused(
+        robot(),
+        report(&p, PromotionResult::Started),
+        Reason::ApprovalsMissing,
+    );
     assert!(r.to_string().contains("1 of 2"), "{r}");
     s.ok(carol(), approve(&p));
     assert_eq!(s.state.promotions[&p].status, PromotionStatus::Authorized);
@@ -56,9 +68,14 @@ fn weekend_freeze_refuses_and_says_until_when() {
     s.advance(Duration::days(3));
     let r = s.refused(alice(), promote("prod", &f, "CHG-1"), Reason::StageFrozen);
     match r {
-        Rejection::Policy { details, message, .. } => {
+        Rejection::Policy {
+            details, message, ..
+        } => {
             assert!(message.contains("weekend"), "{message}");
-            assert_eq!(details.get("until").map(String::as_str), Some("2026-12-07T00:00:00+00:00"));
+            assert_eq!(
+                details.get("until").map(String::as_str),
+                Some("2026-12-07T00:00:00+00:00")
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -75,7 +92,11 @@ fn windows_close_promotions_outside_them() {
     s.ok(alice(), apply(def));
     let f = ready_for_prod(&mut s, "1.0");
     s.advance(Duration::hours(8)); // Wednesday 19:00
-    let r = s.refused(alice(), promote("prod", &f, "CHG-1"), Reason::PromotionWindowClosed);
+    let r = s.refused(
+        alice(),
+        promote("prod", &f, "CHG-1"),
+        Reason::PromotionWindowClosed,
+    );
     assert!(r.to_string().contains("2026-12-03T09:00:00+00:00"), "{r}");
 }
 
@@ -118,11 +139,15 @@ fn unknown_stage_and_promotion_are_malformed_or_missing() {
     let f = s.discover("1.0");
     s.invalid(alice(), promote("qa", &f, ""));
     match s.decide(alice(), approve("prm-nope")) {
-        Err(Rejection::NotFound { what: "promotion", .. }) => {}
+        Err(Rejection::NotFound {
+            what: "promotion", ..
+        }) => {}
         other => panic!("{other:?}"),
     }
     match s.decide(alice(), promote("dev", "no-such-freight", "")) {
-        Err(Rejection::NotFound { what: "freight", .. }) => {}
+        Err(Rejection::NotFound {
+            what: "freight", ..
+        }) => {}
         other => panic!("{other:?}"),
     }
 }

@@ -17,10 +17,17 @@ fn direct_requests_take_freight_straight_from_the_warehouse() {
 fn upstream_verification_is_required_and_named() {
     let mut s = Scenario::shop();
     let f = s.discover("1.0");
-    let r = s.refused(alice(), promote("staging", &f, ""), Reason::FreightNotAvailable);
+    let r = s.refused(
+        alice(),
+        promote("staging", &f, ""),
+        Reason::FreightNotAvailable,
+    );
     match r {
         Rejection::Policy { details, .. } => {
-            assert_eq!(details.get("cause").map(String::as_str), Some("NOT_VERIFIED_UPSTREAM"));
+            assert_eq!(
+                details.get("cause").map(String::as_str),
+                Some("NOT_VERIFIED_UPSTREAM")
+            );
             assert_eq!(details.get("upstream").map(String::as_str), Some("dev"));
         }
         other => panic!("{other:?}"),
@@ -37,9 +44,15 @@ fn staging_verification_needs_every_required_check_on_the_current_freight() {
     s.deploy("dev", &f, &[]);
     s.deploy("staging", &f, &[]);
     assert!(!s.state.freight[&f].verified_in.contains_key("staging"));
-    s.ok(robot(), verification(&f, "staging", "integration-tests", false));
+    s.ok(
+        robot(),
+        verification(&f, "staging", "integration-tests", false),
+    );
     assert!(!s.state.freight[&f].verified_in.contains_key("staging"));
-    s.ok(robot(), verification(&f, "staging", "integration-tests", true));
+    s.ok(
+        robot(),
+        verification(&f, "staging", "integration-tests", true),
+    );
     assert!(s.state.freight[&f].verified_in.contains_key("staging"));
 }
 
@@ -50,10 +63,17 @@ fn soak_compares_with_greater_or_equal() {
     s.deploy("dev", &f, &[]);
     s.deploy("staging", &f, &["integration-tests"]);
     s.advance(Duration::minutes(59));
-    let r = s.refused(alice(), promote("prod", &f, "CHG-1"), Reason::FreightNotAvailable);
+    let r = s.refused(
+        alice(),
+        promote("prod", &f, "CHG-1"),
+        Reason::FreightNotAvailable,
+    );
     match r {
         Rejection::Policy { details, .. } => {
-            assert_eq!(details.get("cause").map(String::as_str), Some("SOAK_INCOMPLETE"));
+            assert_eq!(
+                details.get("cause").map(String::as_str),
+                Some("SOAK_INCOMPLETE")
+            );
             assert_eq!(details.get("soaked").map(String::as_str), Some("59m"));
             assert_eq!(details.get("required_soak").map(String::as_str), Some("1h"));
         }
@@ -117,7 +137,11 @@ fn one_of_needs_any_upstream_all_needs_every_upstream() {
             );
         }
         s.deploy("us", &f, &[]);
-        assert_eq!(check_available(&s.state, &f, "global", s.now), Ok(()), "{mode}");
+        assert_eq!(
+            check_available(&s.state, &f, "global", s.now),
+            Ok(()),
+            "{mode}"
+        );
     }
 }
 
@@ -125,7 +149,8 @@ fn one_of_needs_any_upstream_all_needs_every_upstream() {
 fn freight_from_an_unrequested_warehouse_is_never_available() {
     let mut s = Scenario::shop();
     let mut def: PipelineDefinition = serde_json::from_str(PIPELINE).expect("json");
-    def.warehouses.push(serde_json::from_str(r#"{"name": "charts"}"#).expect("wh"));
+    def.warehouses
+        .push(serde_json::from_str(r#"{"name": "charts"}"#).expect("wh"));
     s.ok(alice(), apply(def));
     let f = match s.ok(
         robot(),

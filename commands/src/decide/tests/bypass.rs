@@ -28,7 +28,11 @@ fn bypass_skips_upstream_and_the_freeze_and_is_flagged() {
     let mut s = Scenario::shop();
     let f = s.discover("1.0");
     s.advance(Duration::days(3)); // Saturday
-    s.refused(alice(), promote("prod", &f, "CHG-9"), Reason::FreightNotAvailable);
+    s.refused(
+        alice(),
+        promote("prod", &f, "CHG-9"),
+        Reason::FreightNotAvailable,
+    );
     s.ok(alice(), bypass(&f, "payments outage", "CHG-9"));
     let approval = &s.state.freight[&f].approved_for["prod"];
     assert!(approval.bypass);
@@ -49,7 +53,11 @@ fn bypass_may_be_limited_to_named_subjects() {
     def.stages[2].policy.bypass = vec!["group:sre".into(), "user:bob".into()];
     s.ok(alice(), apply(def));
     let f = s.discover("1.0");
-    s.refused(alice(), bypass(&f, "outage", "CHG-1"), Reason::BypassNotAllowed);
+    s.refused(
+        alice(),
+        bypass(&f, "outage", "CHG-1"),
+        Reason::BypassNotAllowed,
+    );
     s.ok(bob(), bypass(&f, "outage", "CHG-1"));
     let g = s.discover("1.1");
     let ctx = Context {

@@ -14,23 +14,47 @@ fn one_runs_at_a_time_and_the_queue_is_first_in_first_out() {
     let pa = s.request(robot(), "dev", &a, "");
     let pb = s.request(robot(), "dev", &b, "");
     assert_eq!(
-        s.state.stages["dev"].queue.iter().cloned().collect::<Vec<_>>(),
+        s.state.stages["dev"]
+            .queue
+            .iter()
+            .cloned()
+            .collect::<Vec<_>>(),
         vec![pa.clone(), pb.clone()]
     );
-    let r = s.refused(robot(), report(&pb, PromotionResult::Started), Reason::StageBusy);
+    let r = s.refused(
+        robot(),
+        report(&pb, PromotionResult::Started),
+        Reason::StageBusy,
+    );
     assert!(r.to_string().contains(&pa), "{r}");
     s.ok(robot(), report(&pa, PromotionResult::Started));
     assert_eq!(s.state.stages["dev"].running.as_deref(), Some(pa.as_str()));
-    s.refused(robot(), report(&pb, PromotionResult::Started), Reason::StageBusy);
-    s.refused(robot(), report(&pa, PromotionResult::Started), Reason::PromotionNotPending);
+    s.refused(
+        robot(),
+        report(&pb, PromotionResult::Started),
+        Reason::StageBusy,
+    );
+    s.refused(
+        robot(),
+        report(&pa, PromotionResult::Started),
+        Reason::PromotionNotPending,
+    );
     s.succeed(&pa);
     assert_eq!(s.current("dev"), Some(a.clone()));
     s.ok(robot(), report(&pb, PromotionResult::Started));
     s.ok(robot(), report(&pb, PromotionResult::Failed));
     assert_eq!(s.state.promotions[&pb].status, PromotionStatus::Failed);
     assert!(s.state.stages["dev"].failed.contains(&b));
-    assert_eq!(s.current("dev"), Some(a), "a failure leaves the stage as it was");
-    s.refused(robot(), report(&pb, PromotionResult::Succeeded), Reason::PromotionNotPending);
+    assert_eq!(
+        s.current("dev"),
+        Some(a),
+        "a failure leaves the stage as it was"
+    );
+    s.refused(
+        robot(),
+        report(&pb, PromotionResult::Succeeded),
+        Reason::PromotionNotPending,
+    );
 }
 
 #[test]
@@ -64,7 +88,10 @@ fn rollback_promotes_the_previous_available_freight_and_holds_the_stage() {
     s.advance(Duration::minutes(5));
     let new = s.discover("2.0");
     s.deploy("dev", &new, &[]);
-    assert_eq!(s.state.stages["dev"].hold, None, "auto promotions never hold");
+    assert_eq!(
+        s.state.stages["dev"].hold, None,
+        "auto promotions never hold"
+    );
     let rb = match s.ok(
         alice(),
         Command::Rollback {
@@ -81,7 +108,11 @@ fn rollback_promotes_the_previous_available_freight_and_holds_the_stage() {
     };
     s.succeed(&rb);
     assert_eq!(s.current("dev"), Some(old.clone()));
-    assert_eq!(s.state.stages["dev"].hold.as_deref(), Some(old.as_str()), "manual rollback holds");
+    assert_eq!(
+        s.state.stages["dev"].hold.as_deref(),
+        Some(old.as_str()),
+        "manual rollback holds"
+    );
     // Promoting the candidate (the newest) manually releases the hold.
     let p = s.request(alice(), "dev", &new, "");
     s.succeed(&p);

@@ -199,7 +199,12 @@ impl Scenario {
     }
 
     pub fn current(&self, stage: &str) -> Option<String> {
-        self.state.stages.get(stage)?.current.as_ref().map(|c| c.freight.clone())
+        self.state
+            .stages
+            .get(stage)?
+            .current
+            .as_ref()
+            .map(|c| c.freight.clone())
     }
 }
 

@@ -13,7 +13,11 @@ fn a_definition_for_another_project_or_with_problems_is_refused() {
     def.project = "shop".into();
     def.stages[1].requested_freight[0].sources.stages = vec!["qa".into()];
     let r = s.invalid(alice(), apply(def));
-    assert!(r.to_string().contains("stages[1].requested_freight[0].sources.stages[0]"), "{r}");
+    assert!(
+        r.to_string()
+            .contains("stages[1].requested_freight[0].sources.stages[0]"),
+        "{r}"
+    );
 }
 
 #[test]
@@ -40,7 +44,10 @@ fn decisions_use_the_policy_in_force_when_they_were_made() {
     let mut def: PipelineDefinition = serde_json::from_str(PIPELINE).expect("json");
     def.stages[2].policy.required_approvals = 1;
     s.ok(alice(), apply(def));
-    assert_eq!(s.state.promotions[&p].policy_version, v1, "recorded version never changes");
+    assert_eq!(
+        s.state.promotions[&p].policy_version, v1,
+        "recorded version never changes"
+    );
     s.ok(bob(), approve(&p));
     // Under the new policy one approval suffices.
     assert_eq!(

@@ -1,0 +1,246 @@
+//! Executing a command: authorize, decide on the cached project state, append
+//! with the expected position, and on a conflict catch up and decide again.
+//!
+//! Project states are cached and assumed fresh (one round trip per command);
+//! the log's optimistic concurrency check is what makes that safe with several
+//! command replicas. Within one process, commands on a project are serialized
+//! by that project's async mutex, so they never conflict with each other;
+//! different projects never wait for each other.
+
+mod roles;
+
+pub use roles::required_role;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use uuid::Uuid;
+use waybill_ledger::domain::ProjectState;
+use waybill_ledger::{EventLog, LedgerError, NewEvent, Position, ProjectName};
+
+use crate::auth::{AuthError, Authorizer, Principal};
+use crate::clock::Clock;
+use crate::command::{Command, Context};
+use crate::decide::{decide, Decision};
+use crate::rejection::Rejection;
+
+/// Conflicts tolerated before a command gives up with `ABORTED`.
+pub const MAX_ATTEMPTS: u32 = 16;
+
+/// Why a command did not produce (or find) an event.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The project kept moving; nothing was appended.
+    #[error("gave up after {attempts} conflicting attempts; retry")]
+    Aborted { attempts: u32 },
+    /// The log is unreachable.
+    #[error("event log unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<LedgerError> for CommandError {
+    fn from(e: LedgerError) -> Self {
+        match e {
+            LedgerError::Unavailable(m) => CommandError::Unavailable(m),
+            LedgerError::Invalid { field, reason } => CommandError::Rejected(Rejection::Invalid {
+                field,
+                message: reason,
+            }),
+            other => CommandError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// The result of a command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub event_id: Uuid,
+    pub position: Position,
+    /// Nothing new was appended (a retry, or the fact was already recorded).
+    pub already_done: bool,
+    /// The event appended, when one was.
+    pub payload: Option<waybill_ledger::EventPayload>,
+}
+
+/// Executes commands against the log. Cheap to clone.
+#[derive(Clone)]
+pub struct CommandHandler {
+    log: Arc<dyn EventLog>,
+    authorizer: Arc<Authorizer>,
+    source: String,
+    clock: Clock,
+    states: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<ProjectState>>>>>,
+}
+
+impl std::fmt::Debug for CommandHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandHandler")
+            .field("log", &self.log)
+            .finish()
+    }
+}
+
+impl CommandHandler {
+    /// A handler appending to `log`; `source` is the CloudEvents source of its events.
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        authorizer: Arc<Authorizer>,
+        source: &str,
+    ) -> CommandHandler {
+        CommandHandler {
+            log,
+            authorizer,
+            source: source.to_string(),
+            clock: Clock::System,
+            states: Arc::default(),
+        }
+    }
+
+    /// Uses `clock` for "now" in every decision.
+    pub fn with_clock(mut self, clock: Clock) -> CommandHandler {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock decisions use.
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    /// The log commands are appended to.
+    pub fn log(&self) -> &Arc<dyn EventLog> {
+        &self.log
+    }
+
+    fn slot(&self, project: &str) -> Arc<tokio::sync::Mutex<ProjectState>> {
+        // A poisoned map only means another thread panicked while inserting;
+        // the map itself is still consistent.
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        states
+            .entry(project.to_string())
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(ProjectState::new(project))))
+            .clone()
+    }
+
+    /// Holds the project's command lock until the guard is dropped (tests use
+    /// it to show that other projects are not blocked).
+    #[doc(hidden)]
+    pub async fn hold_project(
+        &self,
+        project: &ProjectName,
+    ) -> tokio::sync::OwnedMutexGuard<ProjectState> {
+        self.slot(project.as_str()).lock_owned().await
+    }
+
+    /// A copy of the project's state, caught up with the log.
+    pub async fn state(&self, project: &ProjectName) -> Result<ProjectState, CommandError> {
+        let slot = self.slot(project.as_str());
+        let mut state = slot.lock().await;
+        catch_up(&*self.log, project, &mut state).await?;
+        Ok(state.clone())
+    }
+
+    /// Authorizes and executes `command` on `project` for `principal`.
+    /// `command_id` is the idempotency key (generated when the caller gave none).
+    pub async fn execute(
+        &self,
+        project: &ProjectName,
+        principal: &Principal,
+        command: Command,
+        command_id: Option<String>,
+    ) -> Result<Outcome, CommandError> {
+        let command_id = command_id
+            .filter(|k| !k.is_empty())
+            .unwrap_or_else(|| Uuid::now_v7().to_string());
+        let slot = self.slot(project.as_str());
+        let mut state = slot.lock().await;
+        if state.seq == 0 {
+            catch_up(&*self.log, project, &mut state).await?;
+        }
+        for attempt in 1..=MAX_ATTEMPTS {
+            let (role, stage) = required_role(&state, &command);
+            if principal.service_name().is_none() {
+                self.authorizer
+                    .require(principal, role, project.as_str(), stage)?;
+            }
+            let ctx = Context {
+                actor: principal.actor(),
+                groups: principal.groups.clone(),
+                now: self.clock.now(),
+                command_id: command_id.clone(),
+            };
+            let (payload, subject) = match decide(&state, &ctx, &command)? {
+                Decision::AlreadyDone(o) => {
+                    return Ok(Outcome {
+                        event_id: o.event_id,
+                        position: o.position,
+                        already_done: true,
+                        payload: None,
+                    })
+                }
+                Decision::Append { payload, subject } => (payload, subject),
+            };
+            let mut event = NewEvent::new(payload.clone(), ctx.actor.clone(), &command_id);
+            event.subject = subject;
+            event.source = self.source.clone();
+            match self.log.append(project, state.position, event).await {
+                Ok(appended) => {
+                    state.apply(&appended.to_stored());
+                    return Ok(Outcome {
+                        event_id: appended.id,
+                        position: appended.position,
+                        already_done: false,
+                        payload: Some(payload),
+                    });
+                }
+                Err(LedgerError::Conflict { actual }) => {
+                    tracing::debug!(project = %project, attempt, actual = actual.0, "conflict; re-deciding");
+                    catch_up(&*self.log, project, &mut state).await?;
+                }
+                Err(LedgerError::Duplicate { original }) => {
+                    catch_up(&*self.log, project, &mut state).await?;
+                    let event_id = state
+                        .commands
+                        .get(&command_id)
+                        .map(|o| o.event_id)
+                        .unwrap_or_default();
+                    return Ok(Outcome {
+                        event_id,
+                        position: original,
+                        already_done: true,
+                        payload: None,
+                    });
+                }
+                Err(e) => {
+                    // The cached state may be behind whatever did get written.
+                    *state = ProjectState::new(project.as_str());
+                    return Err(e.into());
+                }
+            }
+        }
+        Err(CommandError::Aborted {
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+}
+
+/// Applies the project's events after `state.position`.
+async fn catch_up(
+    log: &dyn EventLog,
+    project: &ProjectName,
+    state: &mut ProjectState,
+) -> Result<(), CommandError> {
+    let mut events = log.read_project(project, state.position.next()).await?;
+    while let Some(ev) = events.next().await {
+        let ev = ev?;
+        state.apply(&ev);
+    }
+    Ok(())
+}

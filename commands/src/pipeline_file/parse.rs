@@ -1,0 +1,174 @@
+//! Reading a pipeline file: limits, YAML, the definition's shape, then its rules.
+
+use waybill_ledger::domain::PipelineDefinition;
+
+use super::error::{PipelineFileError, PipelineFileErrors};
+use super::path::parse_path;
+use super::tree::{Pos, Tree};
+use super::yaml_error;
+use crate::pipeline_check::check_definition;
+
+/// Largest pipeline file accepted: definitions are small, and a limit keeps a
+/// hostile file from costing the server memory or time.
+pub const MAX_PIPELINE_FILE_BYTES: usize = 512 * 1024;
+
+/// Reads the pipeline definition in `text`, named `source_name` in errors.
+///
+/// On failure every error says where (`source_name`, line, column), what is
+/// wrong and, when it is about one value, that value's path. A file that is
+/// not one YAML document of the right shape (bad syntax, an unknown field, a
+/// wrong type, an unreadable duration or time) gets one error; a definition
+/// that reads but breaks the rules of [`check_definition`] gets one error per
+/// problem, in file order.
+pub fn parse_pipeline(
+    source_name: &str,
+    text: &str,
+) -> Result<PipelineDefinition, PipelineFileErrors> {
+    let error = |at: Pos, path: Option<String>, message: String| PipelineFileError {
+        file: source_name.to_string(),
+        line: at.line,
+        column: at.column,
+        path,
+        message,
+    };
+    let one = |at: Pos, path: Option<String>, message: String| {
+        PipelineFileErrors::one(error(at, path, message))
+    };
+    if text.len() > MAX_PIPELINE_FILE_BYTES {
+        return Err(one(
+            Pos::START,
+            None,
+            format!(
+                "the file is {} bytes; a pipeline file may be at most 512 KiB ({MAX_PIPELINE_FILE_BYTES} bytes)",
+                text.len()
+            ),
+        ));
+    }
+    let tree = Tree::read(text).map_err(|e| one(e.at, None, e.message))?;
+    if let Some(second) = tree.documents.get(1) {
+        return Err(one(
+            second.start,
+            None,
+            "a second YAML document starts here; a pipeline file holds exactly one".into(),
+        ));
+    }
+    if tree.is_empty() {
+        let at = tree.documents.first().map_or(Pos::START, |d| d.start);
+        return Err(one(
+            at,
+            None,
+            "the file holds no pipeline definition (expected `project`, `warehouses` and `stages`)"
+                .into(),
+        ));
+    }
+    let definition: PipelineDefinition = serde_saphyr::from_str_with_options(text, yaml_options())
+        .map_err(|e| {
+            let (at, path, message) = yaml_error::describe(&tree, &e);
+            one(at, path, message)
+        })?;
+    let mut errors: Vec<PipelineFileError> = check_definition(&definition)
+        .into_iter()
+        .map(|problem| {
+            let at = parse_path(&problem.path).map_or(Pos::START, |path| tree.locate(&path).0);
+            error(
+                at,
+                Some(problem.path),
+                yaml_error::one_line(&problem.message),
+            )
+        })
+        .collect();
+    if errors.is_empty() {
+        return Ok(definition);
+    }
+    errors.sort_by_key(|e| (e.line, e.column));
+    Err(PipelineFileErrors(errors))
+}
+
+/// YAML 1.2 booleans only (`yes` and `on` are refused rather than guessed), and
+/// errors without the crate's own snippet: the caller renders them.
+fn yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        strict_booleans: true,
+        with_snippet: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "\
+project: shop
+warehouses:
+  - name: images
+policies:
+";
+
+    fn first_error(text: &str) -> PipelineFileError {
+        let errors = parse_pipeline("p.yaml", text).expect_err("refused");
+        errors.0.into_iter().next().expect("at least one error")
+    }
+
+    #[test]
+    fn a_problem_in_merged_policy_points_where_it_is_written() {
+        let text = "\
+project: shop
+warehouses:
+  - name: images
+stages:
+  - name: dev
+    requested_freight:
+      - {origin: images, sources: {direct: true}}
+    policy: &common
+      timezone: Europe/Berln
+  - name: prod
+    requested_freight:
+      - {origin: images, sources: {stages: [dev]}}
+    policy:
+      <<: *common
+      mode: manual
+";
+        let errors = parse_pipeline("p.yaml", text).expect_err("bad time zone");
+        let at: Vec<(usize, usize, Option<&str>)> = errors
+            .iter()
+            .map(|e| (e.line, e.column, e.path.as_deref()))
+            .collect();
+        assert_eq!(
+            at,
+            [
+                (9, 17, Some("stages[0].policy.timezone")),
+                (9, 17, Some("stages[1].policy.timezone")),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unknown_top_level_field_is_named() {
+        let e = first_error(&format!("{BASE}  - name: dev\n"));
+        assert_eq!((e.line, e.column), (4, 1));
+        assert_eq!(e.path.as_deref(), Some("policies"));
+        assert!(e.message.contains("unknown field `policies`"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_top_level_field_points_at_the_top() {
+        let e = first_error("project: shop\nwarehouses: [{name: images}]\n");
+        assert_eq!((e.line, e.column, e.path.as_deref()), (1, 1, None));
+        assert!(e.message.contains("missing field `stages`"), "{e}");
+    }
+
+    #[test]
+    fn a_syntax_error_points_where_the_parser_stopped() {
+        let e = first_error("project: shop\nwarehouses: [{name: images}\nstages: []\n");
+        assert_eq!(e.path, None);
+        assert_eq!(e.line, 3, "{e}");
+    }
+
+    #[test]
+    fn the_limit_is_on_bytes() {
+        let text = format!("# {}\n", "é".repeat(MAX_PIPELINE_FILE_BYTES / 2));
+        assert!(text.chars().count() < MAX_PIPELINE_FILE_BYTES);
+        let e = first_error(&text);
+        assert!(e.message.contains("at most 512 KiB"), "{e}");
+    }
+}

@@ -1,0 +1,306 @@
+//! The command gRPC service: authenticate, convert, execute, reply.
+
+mod convert;
+mod status;
+
+pub use status::{status, ERROR_DOMAIN, REASON_KEY};
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+use waybill_ledger::domain::freight_id;
+use waybill_ledger::{EventPayload, ProjectName};
+use waybill_proto::v1 as pb;
+use waybill_proto::v1::command_service_server::CommandService;
+
+use crate::auth::Authenticator;
+use crate::command::Command;
+use crate::decide::promotion_id;
+use crate::handler::{CommandError, CommandHandler, Outcome};
+use crate::pipeline_file::{parse_pipeline, source_digest};
+use crate::rejection::Rejection;
+
+/// Largest pipeline file accepted over the API.
+const MAX_YAML: usize = 512 * 1024;
+
+/// Serves `waybill.v1.CommandService`.
+#[derive(Debug, Clone)]
+pub struct CommandGrpc {
+    handler: CommandHandler,
+    auth: Arc<Authenticator>,
+}
+
+impl CommandGrpc {
+    pub fn new(handler: CommandHandler, auth: Arc<Authenticator>) -> CommandGrpc {
+        CommandGrpc { handler, auth }
+    }
+
+    /// Wraps this service for tonic.
+    pub fn into_server(self) -> pb::command_service_server::CommandServiceServer<CommandGrpc> {
+        pb::command_service_server::CommandServiceServer::new(self)
+    }
+
+    async fn run<T>(
+        &self,
+        request: &Request<T>,
+        project: Result<ProjectName, Rejection>,
+        command: Result<Command, Rejection>,
+        key: &str,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let principal = self
+            .auth
+            .authenticate(request.metadata())
+            .map_err(Status::from)?;
+        let run = async {
+            let project = project?;
+            let command = command?;
+            let command_id = convert::command_id(key)?;
+            let outcome = self
+                .handler
+                .execute(
+                    &project,
+                    &principal,
+                    command.clone(),
+                    Some(command_id.clone()),
+                )
+                .await?;
+            Ok::<_, CommandError>(reply(&project, &command, &command_id, outcome))
+        };
+        match run.await {
+            Ok(reply) => Ok(Response::new(reply)),
+            Err(e) => {
+                tracing::debug!(principal = %principal.name, error = %e, "command refused");
+                Err(status(&e))
+            }
+        }
+    }
+}
+
+fn reply(
+    project: &ProjectName,
+    command: &Command,
+    command_id: &str,
+    o: Outcome,
+) -> pb::CommandReply {
+    let mut reply = pb::CommandReply {
+        event_id: o.event_id.to_string(),
+        position: o.position.0,
+        already_done: o.already_done,
+        project: project.to_string(),
+        ..Default::default()
+    };
+    match (&o.payload, command) {
+        (Some(EventPayload::FreightDiscovered(d)), _) => reply.freight_id = d.freight_id.clone(),
+        (
+            _,
+            Command::RecordDiscovery {
+                warehouse,
+                artifacts,
+                ..
+            },
+        ) => {
+            reply.freight_id = freight_id(warehouse, artifacts);
+        }
+        (Some(EventPayload::PromotionRequested(r)), _) => {
+            reply.promotion_id = r.promotion_id.clone()
+        }
+        (_, Command::RequestPromotion { .. } | Command::Rollback { .. }) => {
+            reply.promotion_id = promotion_id(command_id);
+        }
+        _ => {}
+    }
+    reply
+}
+
+#[tonic::async_trait]
+impl CommandService for CommandGrpc {
+    async fn apply_pipeline(
+        &self,
+        request: Request<pb::ApplyPipelineRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let r = request.get_ref();
+        let source = if r.source_uri.is_empty() {
+            "pipeline.yaml"
+        } else {
+            &r.source_uri
+        };
+        let parsed = if r.yaml.len() > MAX_YAML {
+            Err(Rejection::invalid(
+                "yaml",
+                format!("the file is larger than {MAX_YAML} bytes"),
+            ))
+        } else {
+            parse_pipeline(source, &r.yaml).map_err(|e| Rejection::invalid("yaml", e.to_string()))
+        };
+        let (project, command) = match parsed {
+            Ok(definition) => (
+                convert::project(&definition.project),
+                Ok(Command::ApplyPipeline {
+                    definition,
+                    source_uri: r.source_uri.clone(),
+                    source_revision: r.source_revision.clone(),
+                    source_digest: source_digest(&r.yaml),
+                }),
+            ),
+            Err(e) => (Err(e.clone()), Err(e)),
+        };
+        self.run(&request, project, command, &r.idempotency_key)
+            .await
+    }
+
+    async fn record_discovery(
+        &self,
+        request: Request<pb::RecordDiscoveryRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let r = request.get_ref();
+        self.run(
+            &request,
+            convert::project(&r.project),
+            convert::discovery(r),
+            &r.idempotency_key,
+        )
+        .await
+    }
+
+    async fn record_verification(
+        &self,
+        request: Request<pb::RecordVerificationRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let r = request.get_ref();
+        self.run(
+            &request,
+            convert::project(&r.project),
+            convert::verification(r),
+            &r.idempotency_key,
+        )
+        .await
+    }
+
+    async fn request_promotion(
+        &self,
+        request: Request<pb::RequestPromotionRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let r = request.get_ref();
+        self.run(
+            &request,
+            convert::project(&r.project),
+            convert::promotion(r),
+            &r.idempotency_key,
+        )
+        .await
+    }
+
+    async fn approve_promotion(
+        &self,
+        request: Request<pb::PromotionDecisionRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let r = request.get_ref();
+        let command = convert::id("promotion_id", &r.promotion_id).map(|promotion| {
+            Command::ApprovePromotion {
+                promotion,
+                comment: r.comment.clone(),
+            }
+        });
+        self.run(
+            &request,
+            convert::project(&r.project),
+            command,
+            &r.idempotency_key,
+        )
+        .await
+    }
+
+    async fn reject_promotion(
+        &self,
+        request: Request<pb::PromotionDecisionRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let r = request.get_ref();
+        let command = convert::id("promotion_id", &r.promotion_id).map(|promotion| {
+            Command::RejectPromotion {
+                promotion,
+                reason: r.comment.clone(),
+            }
+        });
+        self.run(
+            &request,
+            convert::project(&r.project),
+            command,
+            &r.idempotency_key,
+        )
+        .await
+    }
+
+    async fn abort_promotion(
+        &self,
+        request: Request<pb::PromotionDecisionRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let r = request.get_ref();
+        let command =
+            convert::id("promotion_id", &r.promotion_id).map(|promotion| Command::AbortPromotion {
+                promotion,
+                reason: r.comment.clone(),
+            });
+        self.run(
+            &request,
+            convert::project(&r.project),
+            command,
+            &r.idempotency_key,
+        )
+        .await
+    }
+
+    async fn approve_freight(
+        &self,
+        request: Request<pb::ApproveFreightRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let r = request.get_ref();
+        let command = (|| {
+            Ok(Command::ApproveFreight {
+                freight: convert::id("freight", &r.freight)?,
+                stage: convert::name("stage", &r.stage)?,
+                reason: r.reason.clone(),
+                ticket: r.ticket.clone(),
+            })
+        })();
+        self.run(
+            &request,
+            convert::project(&r.project),
+            command,
+            &r.idempotency_key,
+        )
+        .await
+    }
+
+    async fn report_promotion_result(
+        &self,
+        request: Request<pb::ReportPromotionResultRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let r = request.get_ref();
+        self.run(
+            &request,
+            convert::project(&r.project),
+            convert::result(r),
+            &r.idempotency_key,
+        )
+        .await
+    }
+
+    async fn rollback(
+        &self,
+        request: Request<pb::RollbackRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let r = request.get_ref();
+        let command = convert::name("stage", &r.stage).map(|stage| Command::Rollback {
+            stage,
+            ticket: r.ticket.clone(),
+            reason: r.reason.clone(),
+        });
+        self.run(
+            &request,
+            convert::project(&r.project),
+            command,
+            &r.idempotency_key,
+        )
+        .await
+    }
+}

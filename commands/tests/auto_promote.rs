@@ -1,0 +1,223 @@
+//! The auto-promotion reactor on a real log: freight available to an auto
+//! stage is promoted; gated stages wait for their gates; a failed promotion is
+//! never retried; two replicas never request the same promotion twice.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use waybill_commands::auth::{Authorizer, Principal};
+use waybill_commands::handler::CommandHandler;
+use waybill_commands::reactor::AutoPromoter;
+use waybill_commands::{Command, PromotionResult};
+use waybill_ledger::domain::{PipelineDefinition, ProjectState};
+use waybill_ledger::event::{Artifact, ArtifactKind};
+use waybill_ledger::testing::NatsServer;
+use waybill_ledger::{
+    EventLog, EventPayload, JetStreamLog, JetStreamOptions, Position, ProjectName, SledLog,
+};
+
+const PIPELINE: &str = r#"{
+  "project": "shop",
+  "warehouses": [{"name": "images"}],
+  "stages": [
+    {"name": "dev", "requested_freight": [{"origin": "images", "sources": {"direct": true}}],
+     "verification": ["integration-tests"], "policy": {"mode": "auto"}},
+    {"name": "staging", "requested_freight": [{"origin": "images", "sources": {"stages": ["dev"]}}],
+     "record_only": true,
+     "policy": {"mode": "gated", "gates": [{"check": "integration-tests"}]}}
+  ]
+}"#;
+
+fn handler(log: Arc<dyn EventLog>) -> CommandHandler {
+    let authorizer = Authorizer::new(vec![])
+        .expect("authorizer")
+        .with_insecure_dev(true);
+    CommandHandler::new(log, Arc::new(authorizer), "waybill://test")
+}
+
+fn project() -> ProjectName {
+    ProjectName::project("shop").expect("name")
+}
+
+async fn run(
+    h: &CommandHandler,
+    who: &Principal,
+    c: Command,
+) -> waybill_commands::handler::Outcome {
+    h.execute(&project(), who, c, None).await.expect("command")
+}
+
+fn discover(tag: &str) -> Command {
+    Command::RecordDiscovery {
+        warehouse: "images".into(),
+        artifacts: vec![Artifact {
+            kind: ArtifactKind::Image,
+            name: "shop".into(),
+            version: tag.into(),
+            digest: String::new(),
+        }],
+        alias: String::new(),
+    }
+}
+
+/// Polls the log until `f(state)` holds (bounded).
+async fn until(h: &CommandHandler, what: &str, f: impl Fn(&ProjectState) -> bool) -> ProjectState {
+    for _ in 0..200 {
+        let s = h.state(&project()).await.expect("state");
+        if f(&s) {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn scenario(log: Arc<dyn EventLog>) {
+    let admin = Principal::anonymous();
+    let ci = Principal::anonymous();
+    let h = handler(log.clone());
+    let def: PipelineDefinition = serde_json::from_str(PIPELINE).expect("json");
+    run(
+        &h,
+        &admin,
+        Command::ApplyPipeline {
+            definition: def,
+            source_uri: "test".into(),
+            source_revision: String::new(),
+            source_digest: String::new(),
+        },
+    )
+    .await;
+    // Two replicas of the reactor, each with its own command handler and cache.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let mut rx = stop_rx.clone();
+        let reactor = AutoPromoter::new(handler(log.clone()));
+        replicas.push(tokio::spawn(reactor.run(async move {
+            let _ = rx.wait_for(|s| *s).await;
+        })));
+    }
+
+    // 1. New freight is auto-promoted into dev (authorized, waiting for the executor).
+    let f1 = match run(&h, &ci, discover("1.0")).await.payload {
+        Some(EventPayload::FreightDiscovered(d)) => d.freight_id,
+        other => panic!("{other:?}"),
+    };
+    let s = until(&h, "dev promotion", |s| s.in_flight("dev", &f1).is_some()).await;
+    let p1 = s.in_flight("dev", &f1).expect("promotion").id.clone();
+    run(
+        &h,
+        &ci,
+        Command::ReportPromotionResult {
+            promotion: p1,
+            result: PromotionResult::Succeeded,
+            details: String::new(),
+        },
+    )
+    .await;
+
+    // 2. Staging is gated: nothing happens until integration tests pass in dev.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(h
+        .state(&project())
+        .await
+        .expect("state")
+        .in_flight("staging", &f1)
+        .is_none());
+    run(
+        &h,
+        &ci,
+        Command::RecordVerification {
+            freight: f1.clone(),
+            stage: "dev".into(),
+            check: "integration-tests".into(),
+            passed: true,
+            metrics: Default::default(),
+            evidence_url: String::new(),
+            details: String::new(),
+        },
+    )
+    .await;
+    until(&h, "staging current", |s| {
+        s.stages["staging"]
+            .current
+            .as_ref()
+            .is_some_and(|c| c.freight == f1)
+    })
+    .await;
+
+    // 3. A failed promotion is never retried.
+    let f2 = match run(&h, &ci, discover("2.0")).await.payload {
+        Some(EventPayload::FreightDiscovered(d)) => d.freight_id,
+        other => panic!("{other:?}"),
+    };
+    let s = until(&h, "dev promotion of 2.0", |s| {
+        s.in_flight("dev", &f2).is_some()
+    })
+    .await;
+    let p2 = s.in_flight("dev", &f2).expect("promotion").id.clone();
+    run(
+        &h,
+        &ci,
+        Command::ReportPromotionResult {
+            promotion: p2,
+            result: PromotionResult::Failed,
+            details: "boom".into(),
+        },
+    )
+    .await;
+    // Several reactor ticks later, still no new request for 2.0.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    // 4. A burst of freight: every promotion is requested at most once.
+    for i in 0..15 {
+        run(&h, &ci, discover(&format!("3.{i}"))).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let _ = stop_tx.send(true);
+    for r in replicas {
+        r.await.expect("reactor");
+    }
+
+    let mut requested: BTreeMap<(String, String), u32> = BTreeMap::new();
+    let mut events = log
+        .read_project(&project(), Position(1))
+        .await
+        .expect("read");
+    while let Some(ev) = events.next().await {
+        let ev = ev.expect("event");
+        if let EventPayload::PromotionRequested(r) = &ev.event.payload {
+            assert_eq!(ev.event.actor.principal, "svc:auto-promoter");
+            *requested
+                .entry((r.stage.clone(), r.freight_id.clone()))
+                .or_default() += 1;
+        }
+    }
+    for (key, n) in &requested {
+        assert_eq!(*n, 1, "{key:?} requested {n} times");
+    }
+    assert_eq!(
+        requested.get(&("dev".into(), f2.clone())),
+        Some(&1),
+        "the failed one once"
+    );
+    assert!(requested.contains_key(&("staging".into(), f1.clone())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_promotion_on_the_embedded_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    scenario(Arc::new(SledLog::open(dir.path()).expect("sled"))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_promotion_on_jetstream() {
+    let server = NatsServer::start();
+    let log = JetStreamLog::connect(JetStreamOptions::new(server.url()))
+        .await
+        .expect("connect");
+    scenario(Arc::new(log)).await;
+}

@@ -1,0 +1,407 @@
+//! The command verbs of the CLI: `apply`, `discover`, `record-verification`,
+//! `promote`, `approve`, `reject`, `abort`, `approve-freight`, `rollback`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+use tonic::Code;
+use tonic_types::StatusExt;
+use waybill_commands::pipeline_file::parse_pipeline;
+use waybill_proto::v1 as pb;
+
+use super::{connect, ClientArgs, Output};
+
+/// Exit code of a command the server refused (2 is for usage and connection errors).
+const REFUSED: u8 = 1;
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Validate a pipeline file and apply it.
+    Apply(ApplyArgs),
+    /// Record freight discovered in a warehouse (e.g. pushed by CI).
+    Discover(DiscoverArgs),
+    /// Record the outcome of a check for a freight in a stage.
+    RecordVerification(VerificationArgs),
+    /// Request a promotion of freight into a stage.
+    Promote(PromoteArgs),
+    /// Approve a promotion.
+    Approve(DecisionArgs),
+    /// Reject a promotion.
+    Reject(DecisionArgs),
+    /// Abort a promotion.
+    Abort(DecisionArgs),
+    /// Emergency bypass: approve freight straight for a stage.
+    ApproveFreight(BypassArgs),
+    /// Promote the previous freight of a stage that is still available.
+    Rollback(RollbackArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct Common {
+    /// Project.
+    #[arg(long, short = 'p', env = "WAYBILL_PROJECT")]
+    pub project: String,
+    /// Idempotency key: a retry with the same key returns the original outcome.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The pipeline file (YAML).
+    #[arg(long, short = 'f')]
+    pub file: PathBuf,
+    /// Source revision (e.g. the git commit of the file).
+    #[arg(long, default_value = "")]
+    pub revision: String,
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DiscoverArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[arg(long, short = 'w')]
+    pub warehouse: String,
+    /// Image `repo:tag[@sha256:digest]` (repeatable).
+    #[arg(long)]
+    pub image: Vec<String>,
+    /// Git `url@commit` (repeatable).
+    #[arg(long)]
+    pub git: Vec<String>,
+    /// Helm chart `name:version` (repeatable).
+    #[arg(long)]
+    pub chart: Vec<String>,
+    #[arg(long, default_value = "")]
+    pub alias: String,
+}
+
+#[derive(Debug, Args)]
+pub struct VerificationArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Freight id or alias.
+    #[arg(long)]
+    pub freight: String,
+    #[arg(long)]
+    pub stage: String,
+    #[arg(long)]
+    pub check: String,
+    /// The check passed.
+    #[arg(long, conflicts_with = "fail", required_unless_present = "fail")]
+    pub pass: bool,
+    /// The check failed.
+    #[arg(long)]
+    pub fail: bool,
+    /// A metric `name=value` (repeatable).
+    #[arg(long)]
+    pub metric: Vec<String>,
+    #[arg(long, default_value = "")]
+    pub evidence: String,
+    #[arg(long, default_value = "")]
+    pub details: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[arg(long)]
+    pub stage: String,
+    /// Freight id or alias.
+    #[arg(long, conflicts_with = "newest", required_unless_present = "newest")]
+    pub freight: Option<String>,
+    /// The newest freight available to the stage.
+    #[arg(long)]
+    pub newest: bool,
+    #[arg(long, default_value = "")]
+    pub ticket: String,
+    #[arg(long, default_value = "")]
+    pub reason: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DecisionArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Promotion id.
+    #[arg(long)]
+    pub promotion: String,
+    /// Comment or reason.
+    #[arg(long, short = 'm', default_value = "")]
+    pub comment: String,
+}
+
+#[derive(Debug, Args)]
+pub struct BypassArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[arg(long)]
+    pub freight: String,
+    #[arg(long)]
+    pub stage: String,
+    /// Why (mandatory).
+    #[arg(long)]
+    pub reason: String,
+    #[arg(long, default_value = "")]
+    pub ticket: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[arg(long)]
+    pub stage: String,
+    #[arg(long, default_value = "")]
+    pub ticket: String,
+    #[arg(long, default_value = "")]
+    pub reason: String,
+}
+
+fn key(k: &Option<String>) -> String {
+    k.clone().unwrap_or_default()
+}
+
+fn artifacts(a: &DiscoverArgs) -> anyhow::Result<Vec<pb::Artifact>> {
+    use pb::artifact::Kind;
+    let mut out = Vec::new();
+    for image in &a.image {
+        let (rest, digest) = image.split_once('@').unwrap_or((image, ""));
+        let (name, tag) = rest
+            .rsplit_once(':')
+            .filter(|(n, t)| !n.is_empty() && !t.contains('/'))
+            .ok_or_else(|| anyhow::anyhow!("--image {image:?}: expected repo:tag[@digest]"))?;
+        out.push(pb::Artifact {
+            kind: Kind::Image as i32,
+            name: name.into(),
+            version: tag.into(),
+            digest: digest.into(),
+        });
+    }
+    for git in &a.git {
+        let (url, commit) = git
+            .rsplit_once('@')
+            .ok_or_else(|| anyhow::anyhow!("--git {git:?}: expected url@commit"))?;
+        out.push(pb::Artifact {
+            kind: Kind::Git as i32,
+            name: url.into(),
+            version: String::new(),
+            digest: commit.into(),
+        });
+    }
+    for chart in &a.chart {
+        let (name, version) = chart
+            .rsplit_once(':')
+            .ok_or_else(|| anyhow::anyhow!("--chart {chart:?}: expected name:version"))?;
+        out.push(pb::Artifact {
+            kind: Kind::Chart as i32,
+            name: name.into(),
+            version: version.into(),
+            digest: String::new(),
+        });
+    }
+    if out.is_empty() {
+        anyhow::bail!("give at least one --image, --git or --chart");
+    }
+    Ok(out)
+}
+
+fn metrics(items: &[String]) -> anyhow::Result<HashMap<String, f64>> {
+    items
+        .iter()
+        .map(|m| {
+            let (k, v) = m
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("--metric {m:?}: expected name=value"))?;
+            let v: f64 = v
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--metric {m:?}: not a number"))?;
+            Ok((k.to_string(), v))
+        })
+        .collect()
+}
+
+/// Runs one command verb.
+pub async fn run(client: &ClientArgs, command: ClientCommand) -> anyhow::Result<ExitCode> {
+    // Validate a pipeline file locally first: errors name file and line, and
+    // nothing reaches the server.
+    if let ClientCommand::Apply(a) = &command {
+        let text = std::fs::read_to_string(&a.file)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", a.file.display()))?;
+        if let Err(errors) = parse_pipeline(&a.file.display().to_string(), &text) {
+            eprintln!("{errors}");
+            return Ok(ExitCode::from(REFUSED));
+        }
+    }
+    let mut svc = connect(client).await?;
+    let (what, result) = match command {
+        ClientCommand::Apply(a) => {
+            let yaml = std::fs::read_to_string(&a.file)?;
+            let req = pb::ApplyPipelineRequest {
+                yaml,
+                source_uri: a.file.display().to_string(),
+                source_revision: a.revision.clone(),
+                idempotency_key: key(&a.idempotency_key),
+            };
+            ("pipeline applied", svc.apply_pipeline(req).await)
+        }
+        ClientCommand::Discover(a) => {
+            let req = pb::RecordDiscoveryRequest {
+                project: a.common.project.clone(),
+                warehouse: a.warehouse.clone(),
+                artifacts: artifacts(&a)?,
+                alias: a.alias.clone(),
+                idempotency_key: key(&a.common.idempotency_key),
+            };
+            ("freight recorded", svc.record_discovery(req).await)
+        }
+        ClientCommand::RecordVerification(a) => {
+            let req = pb::RecordVerificationRequest {
+                project: a.common.project.clone(),
+                freight: a.freight.clone(),
+                stage: a.stage.clone(),
+                check: a.check.clone(),
+                passed: a.pass && !a.fail,
+                metrics: metrics(&a.metric)?,
+                evidence_url: a.evidence.clone(),
+                details: a.details.clone(),
+                idempotency_key: key(&a.common.idempotency_key),
+            };
+            ("verification recorded", svc.record_verification(req).await)
+        }
+        ClientCommand::Promote(a) => {
+            use pb::request_promotion_request::FreightSelector as S;
+            let selector = match &a.freight {
+                Some(f) => S::Freight(f.clone()),
+                None => S::NewestAvailable(true),
+            };
+            let req = pb::RequestPromotionRequest {
+                project: a.common.project.clone(),
+                stage: a.stage.clone(),
+                freight_selector: Some(selector),
+                ticket: a.ticket.clone(),
+                reason: a.reason.clone(),
+                idempotency_key: key(&a.common.idempotency_key),
+            };
+            ("promotion requested", svc.request_promotion(req).await)
+        }
+        ClientCommand::Approve(a) => (
+            "promotion approved",
+            svc.approve_promotion(decision(&a)).await,
+        ),
+        ClientCommand::Reject(a) => (
+            "promotion rejected",
+            svc.reject_promotion(decision(&a)).await,
+        ),
+        ClientCommand::Abort(a) => ("promotion aborted", svc.abort_promotion(decision(&a)).await),
+        ClientCommand::ApproveFreight(a) => {
+            let req = pb::ApproveFreightRequest {
+                project: a.common.project.clone(),
+                freight: a.freight.clone(),
+                stage: a.stage.clone(),
+                reason: a.reason.clone(),
+                ticket: a.ticket.clone(),
+                idempotency_key: key(&a.common.idempotency_key),
+            };
+            (
+                "freight approved (EMERGENCY BYPASS)",
+                svc.approve_freight(req).await,
+            )
+        }
+        ClientCommand::Rollback(a) => {
+            let req = pb::RollbackRequest {
+                project: a.common.project.clone(),
+                stage: a.stage.clone(),
+                ticket: a.ticket.clone(),
+                reason: a.reason.clone(),
+                idempotency_key: key(&a.common.idempotency_key),
+            };
+            ("rollback requested", svc.rollback(req).await)
+        }
+    };
+    match result {
+        Ok(reply) => {
+            print_reply(client.output, what, &reply.into_inner());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(status) => {
+            print_refusal(client.output, &status);
+            Ok(ExitCode::from(if status.code() == Code::Unavailable {
+                2
+            } else {
+                REFUSED
+            }))
+        }
+    }
+}
+
+fn decision(a: &DecisionArgs) -> pb::PromotionDecisionRequest {
+    pb::PromotionDecisionRequest {
+        project: a.common.project.clone(),
+        promotion_id: a.promotion.clone(),
+        comment: a.comment.clone(),
+        idempotency_key: key(&a.common.idempotency_key),
+    }
+}
+
+fn print_reply(output: Output, what: &str, r: &pb::CommandReply) {
+    match output {
+        Output::Json => println!(
+            "{}",
+            json!({
+                "project": r.project, "event_id": r.event_id, "position": r.position,
+                "already_done": r.already_done, "freight_id": r.freight_id,
+                "promotion_id": r.promotion_id,
+            })
+        ),
+        Output::Text => {
+            let mut line = format!("{what}: project {}", r.project);
+            if !r.freight_id.is_empty() {
+                line.push_str(&format!(", freight {}", r.freight_id));
+            }
+            if !r.promotion_id.is_empty() {
+                line.push_str(&format!(", promotion {}", r.promotion_id));
+            }
+            line.push_str(&format!(
+                " (event {} at position {}",
+                r.event_id, r.position
+            ));
+            if r.already_done {
+                line.push_str(", already recorded: nothing new appended");
+            }
+            line.push(')');
+            println!("{line}");
+        }
+    }
+}
+
+fn print_refusal(output: Output, status: &tonic::Status) {
+    let info = status.get_details_error_info();
+    let reason = info.as_ref().map(|i| i.reason.clone()).unwrap_or_default();
+    match output {
+        Output::Json => println!(
+            "{}",
+            json!({
+                "error": format!("{:?}", status.code()),
+                "reason": reason,
+                "message": status.message(),
+                "details": info.map(|i| i.metadata).unwrap_or_default(),
+            })
+        ),
+        Output::Text => {
+            eprintln!("refused ({:?}): {}", status.code(), status.message());
+            if let Some(i) = info {
+                let mut details: Vec<_> = i.metadata.into_iter().collect();
+                details.sort();
+                for (k, v) in details {
+                    eprintln!("  {k}: {v}");
+                }
+            }
+        }
+    }
+}

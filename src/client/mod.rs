@@ -1,0 +1,79 @@
+//! The CLI as a client of the gRPC API: connection, credentials, output.
+
+mod commands;
+pub mod token;
+
+pub use commands::{run, ClientCommand};
+pub use token::TokenArgs;
+
+use clap::{Args, ValueEnum};
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
+use waybill_proto::v1::command_service_client::CommandServiceClient;
+
+/// Default server address.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
+
+/// How to reach the server and who we are.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Server address.
+    #[arg(long, env = "WAYBILL_SERVER", default_value = DEFAULT_SERVER, global = true)]
+    pub server: String,
+    /// Bearer token or JWT.
+    #[arg(long, env = "WAYBILL_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
+    pub output: Output,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+/// Adds `authorization: Bearer …` to every request.
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl std::fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Bearer(<redacted>)")
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(v) = &self.0 {
+            request.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(request)
+    }
+}
+
+pub type Commands = CommandServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// Connects to the command service.
+pub async fn connect(args: &ClientArgs) -> anyhow::Result<Commands> {
+    let bearer = match &args.token {
+        Some(t) => Some(format!("Bearer {t}").parse().map_err(|_| {
+            anyhow::anyhow!("the token contains characters not allowed in a header")
+        })?),
+        None => None,
+    };
+    let channel = Endpoint::from_shared(args.server.clone())
+        .map_err(|e| anyhow::anyhow!("invalid --server {:?}: {e}", args.server))?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .connect()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach the Waybill server at {}: {e}", args.server))?;
+    Ok(CommandServiceClient::with_interceptor(
+        channel,
+        Bearer(bearer),
+    ))
+}
