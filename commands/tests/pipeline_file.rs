@@ -275,7 +275,8 @@ fn every_semantic_problem_is_reported_in_file_order() {
     assert_eq!(lines.len(), 5, "one error per line:\n{shown}");
     assert_eq!(
         lines[2],
-        "several_problems.yaml:16:20: stages[1].requested_freight[0].sources.stages[0]: no stage \"qa\""
+        "several_problems.yaml:16:20: \
+         stages[1].requested_freight[0].sources.stages[0]: no stage \"qa\""
     );
     assert!(
         lines

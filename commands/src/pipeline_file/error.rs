@@ -5,7 +5,8 @@ use std::fmt;
 
 /// One thing wrong with a pipeline file, pointed at a place in it.
 ///
-/// Displays as `pipeline.yaml:12:7: stages[1].requested_freight[0].sources.stages[0]: no stage "qa"`
+/// Displays as
+/// `pipeline.yaml:12:7: stages[1].requested_freight[0].sources.stages[0]: no stage "qa"`
 /// (the path is left out when the error is not about one value).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PipelineFileError {

@@ -6,12 +6,13 @@
 //! but breaks the rules of [`crate::pipeline_check`], whose paths are pointed
 //! back at the YAML node they name.
 //!
-//! - [`parse`]: [`parse_pipeline`], the one entry point, and its limits.
-//! - [`error`]: [`PipelineFileError`] and the list of them a parse returns.
-//! - [`tree`]: the document as a tree of nodes that remember where they are.
-//! - [`path`]: the `stages[1].policy.gates[0]` paths problems are reported under.
-//! - [`yaml_error`]: the deserializer's errors, pointed at a path.
-//! - [`digest`]: [`source_digest`], the hash recorded with an applied file.
+//! - `parse`: [`parse_pipeline`], the one entry point, and its limits.
+//! - `error`: [`PipelineFileError`] and the list of them a parse returns.
+//! - `tree`: the document as a tree of nodes that remember where they are.
+//! - `query`: the node a path names, and the path of the node at a position.
+//! - `path`: the `stages[1].policy.gates[0]` paths problems are reported under.
+//! - `yaml_error`: the deserializer's errors, pointed at a path.
+//! - `digest`: [`source_digest`], the hash recorded with an applied file.
 //!
 //! [`PipelineDefinition`]: waybill_ledger::domain::PipelineDefinition
 
@@ -19,6 +20,7 @@ mod digest;
 mod error;
 mod parse;
 mod path;
+mod query;
 mod tree;
 mod yaml_error;
 

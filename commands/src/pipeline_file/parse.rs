@@ -39,12 +39,13 @@ pub fn parse_pipeline(
             Pos::START,
             None,
             format!(
-                "the file is {} bytes; a pipeline file may be at most 512 KiB ({MAX_PIPELINE_FILE_BYTES} bytes)",
+                "the file is {} bytes; a pipeline file may be at most 512 KiB \
+                 ({MAX_PIPELINE_FILE_BYTES} bytes)",
                 text.len()
             ),
         ));
     }
-    let tree = Tree::read(text).map_err(|e| one(e.at, None, e.message))?;
+    let tree = Tree::read(text).map_err(|e| one(e.at, None, yaml_error::one_line(&e.message)))?;
     if let Some(second) = tree.documents.get(1) {
         return Err(one(
             second.start,

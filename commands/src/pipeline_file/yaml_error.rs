@@ -21,11 +21,9 @@ pub(crate) fn describe(tree: &Tree, e: &Error) -> (Pos, Option<String>, String) 
     let mut path = found.path;
     match inner {
         // Reported where the mapping ends up being read; point at the mapping.
-        Error::SerdeMissingField { .. } => {
-            if found.is_key {
-                path.pop();
-                at = tree.locate(&path).0;
-            }
+        Error::SerdeMissingField { .. } if found.is_key => {
+            path.pop();
+            at = tree.locate(&path).0;
         }
         Error::InvalidScalar { ty, .. } => message = format!("expected {}", expected(ty)),
         _ => {}

@@ -17,11 +17,8 @@ use crate::auth::Authenticator;
 use crate::command::Command;
 use crate::decide::promotion_id;
 use crate::handler::{CommandError, CommandHandler, Outcome};
-use crate::pipeline_file::{parse_pipeline, source_digest};
+use crate::pipeline_file::{parse_pipeline, source_digest, MAX_PIPELINE_FILE_BYTES};
 use crate::rejection::Rejection;
-
-/// Largest pipeline file accepted over the API.
-const MAX_YAML: usize = 512 * 1024;
 
 /// Serves `waybill.v1.CommandService`.
 #[derive(Debug, Clone)]
@@ -124,10 +121,10 @@ impl CommandService for CommandGrpc {
         } else {
             &r.source_uri
         };
-        let parsed = if r.yaml.len() > MAX_YAML {
+        let parsed = if r.yaml.len() > MAX_PIPELINE_FILE_BYTES {
             Err(Rejection::invalid(
                 "yaml",
-                format!("the file is larger than {MAX_YAML} bytes"),
+                format!("the file is larger than {MAX_PIPELINE_FILE_BYTES} bytes"),
             ))
         } else {
             parse_pipeline(source, &r.yaml).map_err(|e| Rejection::invalid("yaml", e.to_string()))
