@@ -42,6 +42,8 @@ pub struct NewEvent {
     pub source: String,
     pub correlation_id: String,
     pub causation_id: String,
+    /// When the decision was made (CloudEvents `time`); the log's clock when `None`.
+    pub time: Option<DateTime<Utc>>,
 }
 
 impl NewEvent {
@@ -55,6 +57,7 @@ impl NewEvent {
             source: "waybill".to_string(),
             correlation_id: String::new(),
             causation_id: String::new(),
+            time: None,
         }
     }
 }

@@ -136,7 +136,7 @@ pub(crate) fn seal(
         project: project.as_str().to_string(),
         project_seq: head.seq + 1,
         prev_hash: head.hash,
-        time: Utc::now(),
+        time: new.time.unwrap_or_else(Utc::now),
         source: new.source,
         subject: new.subject,
         actor: new.actor,

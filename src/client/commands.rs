@@ -382,7 +382,17 @@ fn print_reply(output: Output, what: &str, r: &pb::CommandReply) {
 
 fn print_refusal(output: Output, status: &tonic::Status) {
     let info = status.get_details_error_info();
-    let reason = info.as_ref().map(|i| i.reason.clone()).unwrap_or_default();
+    let reason = info
+        .as_ref()
+        .map(|i| i.reason.clone())
+        .or_else(|| {
+            status
+                .metadata()
+                .get(waybill_commands::service::REASON_KEY)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
     match output {
         Output::Json => println!(
             "{}",

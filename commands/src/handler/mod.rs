@@ -190,6 +190,7 @@ impl CommandHandler {
             let mut event = NewEvent::new(payload.clone(), ctx.actor.clone(), &command_id);
             event.subject = subject;
             event.source = self.source.clone();
+            event.time = Some(ctx.now);
             match self.log.append(project, state.position, event).await {
                 Ok(appended) => {
                     state.apply(&appended.to_stored());

@@ -134,3 +134,80 @@ fn rollback_without_an_earlier_freight_is_refused() {
         Reason::NoRollbackTarget,
     );
 }
+
+#[test]
+fn rollback_of_prod_finds_the_previous_freight_through_the_upstream_chain() {
+    let mut s = Scenario::shop();
+    let f1 = ready_for_prod(&mut s, "1.0");
+    let p1 = s.request(alice(), "prod", &f1, "CHG-1");
+    s.ok(bob(), approve(&p1));
+    s.ok(carol(), approve(&p1));
+    s.succeed(&p1);
+    s.advance(Duration::minutes(1));
+    let f2 = ready_for_prod(&mut s, "2.0");
+    let p2 = s.request(alice(), "prod", &f2, "CHG-2");
+    s.ok(bob(), approve(&p2));
+    s.ok(carol(), approve(&p2));
+    s.succeed(&p2);
+    assert_eq!(s.current("prod"), Some(f2));
+    match s.ok(
+        alice(),
+        Command::Rollback {
+            stage: "prod".into(),
+            ticket: "CHG-3".into(),
+            reason: "broken".into(),
+        },
+    ) {
+        EventPayload::PromotionRequested(r) => assert_eq!(r.freight_id, f1),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn rollback_on_record_only_stages() {
+    let mut s = Scenario::shop();
+    let mut def: PipelineDefinition = serde_json::from_str(PIPELINE).expect("json");
+    for st in &mut def.stages {
+        st.record_only = true;
+    }
+    s.ok(alice(), apply(def));
+    let f1 = ready_for_prod(&mut s, "1.0");
+    let p1 = s.request(alice(), "prod", &f1, "CHG-1");
+    s.ok(bob(), approve(&p1));
+    s.ok(carol(), approve(&p1));
+    assert_eq!(s.current("prod"), Some(f1.clone()));
+    s.advance(Duration::minutes(1));
+    let f2 = s.discover("2.0");
+    let p = s.request(robot(), "dev", &f2, "");
+    assert_eq!(
+        s.state.promotions[&p].status,
+        waybill_ledger::domain::PromotionStatus::Succeeded
+    );
+    s.ok(robot(), verification(&f2, "dev", "smoke", true));
+    s.request(robot(), "staging", &f2, "");
+    s.ok(
+        robot(),
+        verification(&f2, "staging", "integration-tests", true),
+    );
+    s.advance(Duration::hours(1));
+    let p2 = s.request(alice(), "prod", &f2, "CHG-2");
+    s.ok(bob(), approve(&p2));
+    s.ok(carol(), approve(&p2));
+    assert_eq!(s.current("prod"), Some(f2));
+    let v = &s.state.freight[&f1].verified_in;
+    assert!(v.contains_key("staging"), "{v:?}");
+    match s.decide(
+        alice(),
+        Command::Rollback {
+            stage: "prod".into(),
+            ticket: "CHG-3".into(),
+            reason: "broken".into(),
+        },
+    ) {
+        Ok(Decision::Append {
+            payload: EventPayload::PromotionRequested(r),
+            ..
+        }) => assert_eq!(r.freight_id, f1),
+        other => panic!("{other:?} {:?}", s.state.promotions),
+    }
+}

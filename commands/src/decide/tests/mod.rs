@@ -186,7 +186,12 @@ impl Scenario {
 
     /// Runs an authorized promotion to success.
     pub fn succeed(&mut self, promotion: &str) {
-        self.ok(robot(), report(promotion, PromotionResult::Succeeded));
+        // Record-only stages complete at authorization.
+        if self.state.promotions[promotion].status
+            != waybill_ledger::domain::PromotionStatus::Succeeded
+        {
+            self.ok(robot(), report(promotion, PromotionResult::Succeeded));
+        }
     }
 
     /// Puts `freight` into `stage` (auto path) and passes every listed check.
