@@ -12,6 +12,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = tonic_prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
     tonic_prost_build::configure()
+        // Ordered maps, so that encoding a record is deterministic.
+        .btree_map(".")
         .file_descriptor_set_path(out.join("waybill_descriptor.bin"))
         .compile_with_config(config, &protos, &["."])?;
     Ok(())

@@ -1,7 +1,7 @@
 //! The command verbs of the CLI: `apply`, `discover`, `record-verification`,
 //! `promote`, `approve`, `reject`, `abort`, `approve-freight`, `rollback`.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -211,7 +211,7 @@ fn artifacts(a: &DiscoverArgs) -> anyhow::Result<Vec<pb::Artifact>> {
     Ok(out)
 }
 
-fn metrics(items: &[String]) -> anyhow::Result<HashMap<String, f64>> {
+fn metrics(items: &[String]) -> anyhow::Result<BTreeMap<String, f64>> {
     items
         .iter()
         .map(|m| {
