@@ -1,4 +1,8 @@
-//! `waybill token create`: a new bearer token and the entry for the tokens file.
+//! `waybill token create`: a new bearer token and its hashed entry for the
+//! tokens file. The token is printed once; only its SHA-256 is stored.
+
+use std::io::Write;
+use std::path::PathBuf;
 
 use clap::Args;
 use sha2::{Digest, Sha256};
@@ -12,34 +16,49 @@ pub struct TokenArgs {
     /// Groups (comma separated).
     #[arg(long, value_delimiter = ',')]
     pub groups: Vec<String>,
+    /// Append the hashed entry to this tokens file (created if absent)
+    /// instead of printing it.
+    #[arg(long)]
+    pub append_to: Option<PathBuf>,
+}
+
+/// The tokens-file entry for `token`.
+pub fn entry(name: &str, groups: &[String], token: &str) -> String {
+    let hash = hex::encode(Sha256::digest(token.as_bytes()));
+    let groups = groups
+        .iter()
+        .map(|g| format!("{g:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("[[token]]\nname = {name:?}\nsha256 = \"{hash}\"\ngroups = [{groups}]\n\n")
 }
 
 pub fn create(args: &TokenArgs) -> anyhow::Result<()> {
     if args.name.is_empty() || args.name.chars().any(|c| c.is_control() || c == '"') {
         anyhow::bail!("--name must be non-empty, without quotes or control characters");
     }
-    // 256 random bits from two v4 UUIDs (uuid uses the OS random source).
+    // 244 random bits from two v4 UUIDs (uuid draws on the OS random source).
     let token = format!(
         "wbt_{}{}",
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     );
-    let hash = hex::encode(Sha256::digest(token.as_bytes()));
-    let groups = args
-        .groups
-        .iter()
-        .map(|g| format!("{g:?}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    eprintln!(
-        "token for {} (shown once; only its hash goes in the tokens file):",
-        args.name
-    );
+    let entry = entry(&args.name, &args.groups, &token);
+    match &args.append_to {
+        Some(path) => {
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+            file.write_all(entry.as_bytes())?;
+            eprintln!("added {} to {} (the token is shown once)", args.name, path.display());
+        }
+        None => {
+            eprintln!("add this entry to the tokens file (the token is shown once):\n");
+            eprint!("{entry}");
+        }
+    }
     println!("{token}");
-    eprintln!("\nadd to the tokens file:\n");
-    eprintln!(
-        "[[token]]\nname = {:?}\nsha256 = \"{hash}\"\ngroups = [{groups}]",
-        args.name
-    );
     Ok(())
 }
