@@ -52,7 +52,11 @@ pub fn create(args: &TokenArgs) -> anyhow::Result<()> {
                 .open(path)
                 .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
             file.write_all(entry.as_bytes())?;
-            eprintln!("added {} to {} (the token is shown once)", args.name, path.display());
+            eprintln!(
+                "added {} to {} (the token is shown once)",
+                args.name,
+                path.display()
+            );
         }
         None => {
             eprintln!("add this entry to the tokens file (the token is shown once):\n");
