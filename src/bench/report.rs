@@ -80,8 +80,10 @@ impl Row {
 fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    // A comma goes before every digit with a multiple of three digits after it.
+    let phase = digits.len() % 3;
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && i % 3 == phase {
             out.push(',');
         }
         out.push(c);
@@ -198,5 +200,7 @@ mod tests {
         assert!(lines.iter().all(|l| l.chars().count() == width), "{table}");
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1_000), "1,000");
+        assert_eq!(thousands(12_345_678), "12,345,678");
+        assert_eq!(thousands(0), "0");
     }
 }
