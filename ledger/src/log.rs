@@ -92,13 +92,13 @@ pub(crate) struct Sealed {
     pub hash: ChainHash,
 }
 
-/// Validates `new` and builds the record that follows `head` in `project`'s chain.
+/// Builds the record that follows `head` in `project`'s chain, checking the
+/// envelope fields (callers have validated the payload).
 pub(crate) fn seal(
     project: &ProjectName,
     head: &ChainHead,
     new: NewEvent,
 ) -> Result<Sealed, LedgerError> {
-    new.payload.validate()?;
     if new.command_id.is_empty() || new.command_id.len() > 128 {
         return Err(LedgerError::invalid(
             "command_id",
@@ -161,13 +161,13 @@ pub(crate) fn seal(
 }
 
 impl Sealed {
-    pub(crate) fn appended(&self, position: Position) -> Appended {
+    pub(crate) fn into_appended(self, position: Position) -> Appended {
         Appended {
             position,
             id: self.event.id,
             hash: self.hash,
             project_seq: self.event.project_seq,
-            event: self.event.clone(),
+            event: self.event,
         }
     }
 }

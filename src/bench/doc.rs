@@ -24,7 +24,7 @@ Waybill record. Waybill's side goes through the `EventLog` trait, so it pays
 for everything a real append or replay pays for: validation, protobuf
 encoding, the hash chain, decoding and re-hashing on read, and the headers
 every Waybill message carries and raw messages do not (six CloudEvents
-`ce-*` attributes, `Waybill-Hash`, `Waybill-Project-Seq`), which the server
+`ce-*` attributes and `Waybill-Hash`), which the server
 stores and sends and the client builds and parses.
 The sled rows are the embedded backend (no NATS at all), shown against the
 same raw JetStream figures for scale.

@@ -45,6 +45,8 @@ pub struct Figures {
     pub waybill_throughput: Rate,
     pub sled_throughput: Rate,
     pub raw_replay: Rate,
+    /// Raw replay of messages carrying a header set like Waybill's.
+    pub raw_headered_replay: Rate,
     pub waybill_replay: Rate,
     pub sled_replay: Rate,
 }
@@ -95,6 +97,7 @@ pub async fn measure(
         1,
         DEFAULT_DUPLICATE_WINDOW,
         record_len,
+        false,
     )
     .await?;
     let scratch = ScratchDir::create(&run.name("waybill-bench-"))?;
@@ -166,9 +169,27 @@ pub async fn measure(
         1,
         DEFAULT_DUPLICATE_WINDOW,
         record_len,
+        false,
     )
     .await?;
     raw_replay.fill(&run, events, FILL_PROJECTS).await?;
+
+    progress.phase(format!(
+        "replay: filling a raw stream with {events} events carrying Waybill's header set"
+    ));
+    let raw_stream = run.name("BENCH_RAW_HDR_");
+    target.track(&raw_stream);
+    let raw_headered = RawStream::create(
+        target.context(),
+        raw_stream,
+        run.name("benchrawhdr"),
+        1,
+        DEFAULT_DUPLICATE_WINDOW,
+        record_len,
+        true,
+    )
+    .await?;
+    raw_headered.fill(&run, events, FILL_PROJECTS).await?;
 
     progress.phase(format!(
         "replay: filling a Waybill log with {events} events ({FILL_PROJECTS} concurrent projects)"
@@ -183,9 +204,10 @@ pub async fn measure(
         "replay: raw ordered consumer and Waybill read_all, 1 warm-up + {REPLAY_PASSES} \
          alternating passes"
     ));
-    let (mut raw_passes, mut wb_passes) = (Vec::new(), Vec::new());
+    let (mut raw_passes, mut hdr_passes, mut wb_passes) = (Vec::new(), Vec::new(), Vec::new());
     for pass in 0..=REPLAY_PASSES {
         let raw_pass = raw_replay.replay().await?;
+        let hdr_pass = raw_headered.replay().await?;
         ensure!(
             raw_pass.events == events,
             "the raw replay read {} messages, expected {events}",
@@ -194,6 +216,7 @@ pub async fn measure(
         let wb_pass = ledger::replay(&*wb_replay, events).await?;
         if pass > 0 {
             raw_passes.push(raw_pass);
+            hdr_passes.push(hdr_pass);
             wb_passes.push(wb_pass);
         }
     }
@@ -232,6 +255,7 @@ pub async fn measure(
         waybill_throughput: Rate::total(&wb_rates),
         sled_throughput: Rate::total(&sled_rates),
         raw_replay: median(&raw_passes)?,
+        raw_headered_replay: median(&hdr_passes)?,
         waybill_replay: median(&wb_passes)?,
         sled_replay: median(&sled_passes)?,
     })

@@ -28,6 +28,30 @@ pub struct RawStream {
     stream: stream::Stream,
     prefix: String,
     payload: Bytes,
+    /// Carry a header set like the one Waybill stores (same names and sizes).
+    envelope: bool,
+}
+
+/// Headers shaped like Waybill's stored ones: the six `ce-*` attributes,
+/// `Waybill-Hash`, and stand-ins for the two expected-sequence headers (which
+/// a pipelined fill cannot use for real).
+fn envelope_headers(message: PublishMessage, prefix: &str, project: &str) -> PublishMessage {
+    message
+        .header("X-Expected-Last-Subject-Sequence", "0")
+        .header(
+            "X-Expected-Last-Subject-Sequence-Subject",
+            format!("{prefix}.{project}.>").as_str(),
+        )
+        .header("ce-specversion", "1.0")
+        .header("ce-id", "01a224bc-9fbb-7027-8d93-7d928cafb741")
+        .header("ce-source", "waybill://bench-host")
+        .header("ce-type", "waybill.v1.PromotionRequested")
+        .header("ce-time", "2026-11-29T00:00:00.123456789+00:00")
+        .header("ce-subject", "stage/prod/promotion/prm-068925f8533e28f9")
+        .header(
+            "Waybill-Hash",
+            "a394eb7ca1d598afe89119c539d551d6b34cea35e578b74716f4a13765cd92bb",
+        )
 }
 
 impl RawStream {
@@ -40,6 +64,7 @@ impl RawStream {
         replicas: usize,
         duplicate_window: Duration,
         payload_len: usize,
+        envelope: bool,
     ) -> anyhow::Result<RawStream> {
         let config = stream::Config {
             name: name.clone(),
@@ -69,6 +94,7 @@ impl RawStream {
             stream,
             prefix,
             payload: Bytes::from(payload),
+            envelope,
         })
     }
 
@@ -165,9 +191,12 @@ impl RawStream {
         for i in 0..n {
             let project = i as usize % projects.max(1);
             let subject = format!("{}.fill-{project}.ev", self.prefix);
-            let message = PublishMessage::build()
+            let mut message = PublishMessage::build()
                 .payload(self.payload.clone())
                 .message_id(run.command_id("fill", project, i));
+            if self.envelope {
+                message = envelope_headers(message, &self.prefix, &format!("fill-{project}"));
+            }
             acks.push(self.js.send_publish(subject, message).await?.into_future());
             if acks.len() == FILL_WINDOW {
                 futures::future::try_join_all(acks.drain(..)).await?;

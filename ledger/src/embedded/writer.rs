@@ -138,5 +138,5 @@ fn decide(
     pending.heads.insert(project.to_string(), new_head);
     pending.dedup.insert(command_id.clone(), position);
     pending.head = position;
-    Ok(sealed.appended(position))
+    Ok(sealed.into_appended(position))
 }

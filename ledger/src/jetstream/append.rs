@@ -57,32 +57,33 @@ pub(super) async fn append(
         log.inner.opts.subject_prefix,
         event_type.subject_token()
     );
-    let message = PublishMessage::build()
-        .payload(sealed.bytes.clone().into())
-        .message_id(&e.command_id)
-        .expected_last_subject_sequence(expected.0)
-        .header(
-            "Nats-Expected-Last-Subject-Sequence-Subject",
-            log.project_filter(name).as_str(),
-        )
-        .header("ce-specversion", "1.0")
-        .header("ce-id", e.id.to_string().as_str())
-        .header("ce-source", e.source.as_str())
-        .header("ce-type", event_type.ce_type().as_str())
-        .header("ce-time", e.time.to_rfc3339().as_str())
-        .header("ce-subject", e.subject.as_str())
-        .header("Waybill-Project-Seq", e.project_seq.to_string().as_str())
-        .header(HASH_HEADER, sealed.hash.to_hex().as_str());
+    let payload = bytes::Bytes::copy_from_slice(&sealed.bytes);
+    let filter = log.project_filter(name);
+    let (id, time, hash) = (e.id.to_string(), e.time.to_rfc3339(), sealed.hash.to_hex());
+    let ce_type = event_type.ce_type();
+    // Built per attempt (normally once) rather than cloned.
+    let message = || {
+        PublishMessage::build()
+            .payload(payload.clone())
+            .message_id(&e.command_id)
+            .expected_last_subject_sequence(expected.0)
+            .header(
+                "Nats-Expected-Last-Subject-Sequence-Subject",
+                filter.as_str(),
+            )
+            .header("ce-specversion", "1.0")
+            .header("ce-id", id.as_str())
+            .header("ce-source", e.source.as_str())
+            .header("ce-type", ce_type.as_str())
+            .header("ce-time", time.as_str())
+            .header("ce-subject", e.subject.as_str())
+            .header(HASH_HEADER, hash.as_str())
+    };
 
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let result = match log
-            .inner
-            .js
-            .send_publish(subject.clone(), message.clone())
-            .await
-        {
+        let result = match log.inner.js.send_publish(subject.clone(), message()).await {
             Ok(ack) => ack.await,
             Err(e) => Err(e),
         };
@@ -102,7 +103,7 @@ pub(super) async fn append(
                         seq: sealed.event.project_seq,
                     },
                 );
-                return Ok(sealed.appended(position));
+                return Ok(sealed.into_appended(position));
             }
             Err(err) => match classify(&err) {
                 Failure::Conflict(actual) => {

@@ -108,9 +108,12 @@ impl JetStreamLog {
 
     fn cache_head(&self, project: &str, head: ChainHead) {
         if let Ok(mut heads) = self.inner.heads.lock() {
-            let entry = heads.entry(project.to_string()).or_insert(head);
-            if head.position >= entry.position {
-                *entry = head;
+            match heads.get_mut(project) {
+                Some(entry) if head.position >= entry.position => *entry = head,
+                Some(_) => {}
+                None => {
+                    heads.insert(project.to_string(), head);
+                }
             }
         }
     }

@@ -87,16 +87,32 @@ pub(super) async fn stream_last_sequence(log: &JetStreamLog) -> Result<Position,
 }
 
 fn to_stored(msg: &async_nats::jetstream::Message) -> Result<StoredEvent, LedgerError> {
-    let info = msg
-        .info()
-        .map_err(|e| LedgerError::Unavailable(format!("malformed delivery: {e}")))?;
-    let position = Position(info.stream_sequence);
+    to_stored_pending(msg).0
+}
+
+/// The event and the consumer's pending count after it (from one parse of the reply subject).
+fn to_stored_pending(
+    msg: &async_nats::jetstream::Message,
+) -> (Result<StoredEvent, LedgerError>, u64) {
+    let info = match msg.info() {
+        Ok(info) => info,
+        Err(e) => {
+            return (
+                Err(LedgerError::Unavailable(format!("malformed delivery: {e}"))),
+                1,
+            )
+        }
+    };
+    let (position, pending) = (Position(info.stream_sequence), info.pending);
     let stored_hash = msg
         .headers
         .as_ref()
         .and_then(|h| h.get(HASH_HEADER))
         .and_then(|v| ChainHash::from_hex(v.as_str()));
-    stored_event(position, msg.payload.clone(), stored_hash)
+    (
+        stored_event(position, msg.payload.clone(), stored_hash),
+        pending,
+    )
 }
 
 async fn ordered(
@@ -142,8 +158,7 @@ pub(super) async fn bounded(
         }
         match tokio::time::timeout(BOUNDED_IDLE, messages.next()).await {
             Ok(Some(Ok(msg))) => {
-                let item = to_stored(&msg);
-                let pending = msg.info().map(|i| i.pending).unwrap_or(1);
+                let (item, pending) = to_stored_pending(&msg);
                 let pos = item.as_ref().map(|s| s.position).unwrap_or(end);
                 // Stop at `end`, or when nothing is pending (e.g. `end` was deleted).
                 let next = if pending == 0 { end.next() } else { pos.next() };
