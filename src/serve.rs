@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use waybill_commands::auth::{AuthConfig, Authenticator};
 use waybill_commands::clock::Clock;
@@ -123,7 +123,11 @@ pub async fn serve(
         .add_service(health)
         .add_service(reflection)
         .add_service(commands.into_server())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            // No Nagle: small HTTP/2 frames must not wait for the peer's ACK.
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await;
     let _ = stop_tx.send(true);
     for task in tasks {

@@ -2,12 +2,14 @@
 //! against the same server, so that the ratios hold on any machine.
 //!
 //! - [`log`]: `bench log`, the event log's append latency, throughput and replay.
+//! - [`commands`]: `bench commands`, `RequestPromotion` end to end over gRPC.
 //! - `measure`: the phases of `bench log`; `raw`: the raw JetStream baseline;
 //!   `ledger`: the same workloads through the `EventLog` trait (JetStream and sled).
 //! - `server`: the spawned or existing nats-server; `sample`: the typical event.
 //! - `stats`, `report`: percentiles and rates, the results table.
 //! - `doc`: the marked sections of `docs/BENCHMARKS.md`; `machine`: what ran it.
 
+mod commands;
 mod doc;
 mod ledger;
 mod log;
@@ -32,10 +34,13 @@ pub struct BenchArgs {
 enum BenchCommand {
     /// The event log: append latency, throughput with many writers, full replay.
     Log(log::LogBenchArgs),
+    /// Commands over gRPC: RequestPromotion latency and throughput.
+    Commands(commands::CommandsBenchArgs),
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Log(args) => log::run(args).await,
+        BenchCommand::Commands(args) => commands::run(args).await,
     }
 }

@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 
 use super::availability::auto_candidate;
-use super::pipeline::PipelineDefinition;
+use super::pipeline::{PipelineDefinition, PolicyMode};
 use super::state::*;
 use crate::envelope::StoredEvent;
 use crate::event::EventPayload;
@@ -252,10 +252,14 @@ impl ProjectState {
         };
         // A manual promotion of anything but the auto candidate holds the stage;
         // promoting the candidate releases the hold.
-        let manual = p.requested_by.auth_method != "service";
-        let candidate = self
+        // Holds matter only where auto-promotion runs.
+        let auto_stage = self
             .definition()
             .and_then(|d| d.stage(&p.stage))
+            .filter(|s| s.policy.mode != PolicyMode::Manual);
+        let manual = p.requested_by.auth_method != "service" && auto_stage.is_some();
+        let candidate = auto_stage
+            .filter(|_| manual)
             .and_then(|s| auto_candidate(self, s, at))
             .map(|f| f.id.clone());
         self.finish(id, PromotionStatus::Succeeded, details, at);

@@ -1,0 +1,355 @@
+//! `waybill bench commands`: `RequestPromotion` end to end over gRPC — the
+//! client, the command service (authentication, state, decide), the append
+//! with optimistic concurrency — beside raw OCC publishes on the same server.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::builder::RangedU64ValueParser;
+use clap::Args;
+use tokio::net::TcpListener;
+use tonic::transport::Channel;
+use waybill_commands::auth::{AuthConfig, Authenticator};
+use waybill_commands::clock::Clock;
+use waybill_ledger::jetstream::DEFAULT_DUPLICATE_WINDOW;
+use waybill_proto::v1 as pb;
+use waybill_proto::v1::command_service_client::CommandServiceClient;
+
+use super::doc;
+use super::machine::{self, Machine};
+use super::measure::Progress;
+use super::raw::RawStream;
+use super::report::{self, Row, Target as Goal, Value};
+use super::sample::RunId;
+use super::server::Target;
+use super::stats::{Latency, Rate};
+use crate::open::OpenLog;
+use crate::serve::{serve, Services};
+
+/// 1-client p50 may be at most this many times raw OCC publish+ack.
+const LATENCY_TARGET: f64 = 2.0;
+/// Throughput with many clients must reach this fraction of raw.
+const THROUGHPUT_TARGET: f64 = 0.5;
+/// Unrecorded requests before measuring.
+const WARMUP: u64 = 100;
+
+#[derive(Debug, Args)]
+pub struct CommandsBenchArgs {
+    /// Use this NATS server [default: spawn one on a free port with a temp store].
+    #[arg(long, value_name = "URL")]
+    pub nats: Option<String>,
+    /// Latency samples per side.
+    #[arg(long, value_name = "N", default_value_t = 1000,
+          value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
+    pub latency_samples: u64,
+    /// Concurrent clients, each on its own project.
+    #[arg(long, value_name = "C", default_value_t = 64,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=1024))]
+    pub clients: usize,
+    /// Promotions requested per client.
+    #[arg(long, value_name = "N", default_value_t = 100,
+          value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
+    pub per_client: u64,
+    /// Write the results into FILE, replacing its `bench:commands` section.
+    #[arg(long, value_name = "FILE")]
+    pub write: Option<PathBuf>,
+}
+
+fn pipeline(project: &str) -> String {
+    format!(
+        "project: {project}
+warehouses:
+  - name: images
+stages:
+  - name: prod
+    record_only: true
+    requested_freight:
+      - origin: images
+        sources: {{direct: true}}
+    policy: {{mode: manual}}
+"
+    )
+}
+
+type Client = CommandServiceClient<Channel>;
+
+/// Applies the pipeline and discovers `n` freights; returns their ids.
+async fn prepare(client: &mut Client, project: &str, n: u64) -> anyhow::Result<Vec<String>> {
+    client
+        .apply_pipeline(pb::ApplyPipelineRequest {
+            yaml: pipeline(project),
+            source_uri: "bench".into(),
+            ..Default::default()
+        })
+        .await
+        .context("apply")?;
+    let mut ids = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let reply = client
+            .record_discovery(pb::RecordDiscoveryRequest {
+                project: project.into(),
+                warehouse: "images".into(),
+                artifacts: vec![pb::Artifact {
+                    kind: pb::artifact::Kind::Image as i32,
+                    name: "ghcr.io/acme/app".into(),
+                    version: format!("1.0.{i}"),
+                    digest: String::new(),
+                }],
+                ..Default::default()
+            })
+            .await
+            .context("discover")?;
+        ids.push(reply.into_inner().freight_id);
+    }
+    Ok(ids)
+}
+
+/// Requests a promotion of each freight in turn, timing each call.
+async fn promote_all(
+    client: &mut Client,
+    project: &str,
+    freights: &[String],
+) -> anyhow::Result<Vec<Duration>> {
+    let mut samples = Vec::with_capacity(freights.len());
+    for f in freights {
+        let request = pb::RequestPromotionRequest {
+            project: project.into(),
+            stage: "prod".into(),
+            freight_selector: Some(pb::request_promotion_request::FreightSelector::Freight(
+                f.clone(),
+            )),
+            ..Default::default()
+        };
+        let started = Instant::now();
+        client
+            .request_promotion(request)
+            .await
+            .context("request promotion")?;
+        samples.push(started.elapsed());
+    }
+    Ok(samples)
+}
+
+pub async fn run(args: CommandsBenchArgs) -> anyhow::Result<()> {
+    let machine = Machine::detect();
+    let date = machine::now_utc();
+    let mut progress = Progress::new();
+    progress.phase("starting nats-server and the Waybill command service");
+    let mut target = Target::open(args.nats.clone(), false).await?;
+    let run = RunId::new();
+    let log = target
+        .waybill_log(run.name("BENCH_CMD_"), run.name("benchcmd"))
+        .await?;
+    let auth = Authenticator::new(AuthConfig::default())?.with_insecure_dev(true);
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(
+        listener,
+        Services {
+            log: OpenLog::JetStream(log.clone()),
+            auth: Arc::new(auth),
+            clock: Clock::System,
+            reactors: false,
+        },
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await?;
+
+    let raw_name = run.name("BENCH_CMD_RAW_");
+    target.track(&raw_name);
+    let raw = RawStream::create(
+        target.context(),
+        raw_name,
+        run.name("benchcmdraw"),
+        1,
+        DEFAULT_DUPLICATE_WINDOW,
+        358,
+        false,
+    )
+    .await?;
+
+    progress.phase(format!(
+        "1 client: preparing {} freights",
+        args.latency_samples + WARMUP
+    ));
+    let mut client = Client::new(channel.clone());
+    let freights = prepare(&mut client, "latency", args.latency_samples + WARMUP).await?;
+    progress.phase(format!(
+        "1 client: {} RequestPromotion calls and {} raw OCC publishes",
+        args.latency_samples, args.latency_samples
+    ));
+    let (warm, measured) = freights.split_at(WARMUP as usize);
+    promote_all(&mut client, "latency", warm).await?;
+    let mut raw_last = 0;
+    raw.latency(&run, "latency", &mut raw_last, WARMUP).await?;
+    let wb_latency = Latency::from_samples(promote_all(&mut client, "latency", measured).await?)
+        .context("samples")?;
+    let raw_latency = Latency::from_samples(
+        raw.latency(&run, "latency", &mut raw_last, args.latency_samples)
+            .await?,
+    )
+    .context("samples")?;
+    // The same call refused by policy (the freight is already current): the
+    // gRPC round trip, authentication and decide, without an append.
+    let current = measured.last().context("a measured freight")?.clone();
+    let mut refused = Vec::with_capacity(args.latency_samples as usize);
+    for _ in 0..args.latency_samples {
+        let request = pb::RequestPromotionRequest {
+            project: "latency".into(),
+            stage: "prod".into(),
+            freight_selector: Some(pb::request_promotion_request::FreightSelector::Freight(
+                current.clone(),
+            )),
+            ..Default::default()
+        };
+        let started = Instant::now();
+        let outcome = client.request_promotion(request).await;
+        refused.push(started.elapsed());
+        anyhow::ensure!(
+            outcome.is_err(),
+            "promoting the current freight must be refused"
+        );
+    }
+    let refused = Latency::from_samples(refused).context("samples")?;
+
+    // The command handler in process, without gRPC.
+    let direct_freights = prepare(&mut client, "direct", args.latency_samples).await?;
+    let handler = waybill_commands::handler::CommandHandler::new(
+        Arc::new(log.clone()),
+        Arc::new(
+            Authenticator::new(AuthConfig::default())?
+                .with_insecure_dev(true)
+                .authorizer()
+                .clone(),
+        ),
+        "waybill://bench",
+    );
+    let principal = waybill_commands::auth::Principal::anonymous();
+    let direct_project = waybill_ledger::ProjectName::project("direct")?;
+    let mut direct = Vec::with_capacity(direct_freights.len());
+    for f in &direct_freights {
+        let command = waybill_commands::Command::RequestPromotion {
+            stage: "prod".into(),
+            freight: waybill_commands::FreightSelector::Named(f.clone()),
+            ticket: String::new(),
+            reason: String::new(),
+        };
+        let started = Instant::now();
+        handler
+            .execute(&direct_project, &principal, command, None)
+            .await?;
+        direct.push(started.elapsed());
+    }
+    let direct = Latency::from_samples(direct).context("samples")?;
+
+    let c = args.clients;
+    progress.phase(format!(
+        "{c} clients: preparing {} projects of {} freights",
+        c, args.per_client
+    ));
+    let mut prepared = Vec::new();
+    for i in 0..c {
+        let project = format!("bench-{i}");
+        let ids = prepare(&mut client, &project, args.per_client).await?;
+        prepared.push((project, ids));
+    }
+    progress.phase(format!(
+        "{c} clients: {} RequestPromotion calls each, then {c} raw writers",
+        args.per_client
+    ));
+    let started = Instant::now();
+    let tasks: Vec<_> = prepared
+        .into_iter()
+        .map(|(project, ids)| {
+            let mut client = Client::new(channel.clone());
+            tokio::spawn(async move { promote_all(&mut client, &project, &ids).await.map(|_| ()) })
+        })
+        .collect();
+    for t in tasks {
+        t.await.context("client task")??;
+    }
+    let wb_rate = Rate {
+        events: c as u64 * args.per_client,
+        elapsed: started.elapsed(),
+    };
+    let raw_rate = raw.throughput(&run, "tp", c, args.per_client).await?;
+
+    let _ = stop_tx.send(());
+    server.await.context("server task")??;
+    log.close().await;
+    let version = target.version();
+    target.close().await;
+
+    let rows = vec![
+        Row::new(
+            "RequestPromotion p50, 1 client",
+            Value::Latency(wb_latency.p50),
+            Value::Latency(raw_latency.p50),
+            Goal::AtMost(LATENCY_TARGET),
+        ),
+        Row::new(
+            "RequestPromotion p99, 1 client",
+            Value::Latency(wb_latency.p99),
+            Value::Latency(raw_latency.p99),
+            Goal::AtMost(LATENCY_TARGET),
+        ),
+        Row::new(
+            "RequestPromotion p50 in process (no gRPC)",
+            Value::Latency(direct.p50),
+            Value::Latency(raw_latency.p50),
+            Goal::None,
+        ),
+        Row::new(
+            "refused RequestPromotion p50 (no append), 1 client",
+            Value::Latency(refused.p50),
+            Value::Latency(raw_latency.p50),
+            Goal::None,
+        ),
+        Row::new(
+            format!("RequestPromotion throughput, {c} clients on {c} projects"),
+            Value::Rate(wb_rate.per_sec()),
+            Value::Rate(raw_rate.per_sec()),
+            Goal::AtLeast(THROUGHPUT_TARGET),
+        ),
+    ];
+    let table = report::render(&rows);
+    println!("waybill bench commands: nats-server {version}\nmachine: {machine}\n\n{table}");
+    if let Some(path) = &args.write {
+        let body = format!(
+            "## Commands over gRPC (`waybill bench commands`)
+
+- Command: `cargo run --release -- bench commands --latency-samples {n} --clients {c} --per-client {per} --write {file}`
+- Date: {date}
+- Machine: {machine}
+- Server: nats-server {version}, spawned on loopback, R1 file storage
+
+{table}
+Waybill: a `RequestPromotion` call from a gRPC client over loopback to the
+command service in the same process as the bench (authentication, the cached
+project state, `decide`, the append with the subject-filtered expected
+position, the reply). Each promotion names a fresh freight of a record-only
+stage, so every call appends one event; the refused row repeats a call that
+policy refuses (the freight is already current), so it measures the gRPC round
+trip, authentication and `decide` without the append; the in-process row calls
+the command handler directly (no gRPC) with the same work. Raw: one OCC publish with
+`Nats-Msg-Id` and its ack, on the same server. Latency: {WARMUP} warm-up
+calls, then {n} samples per side; throughput: {c} clients each requesting
+{per} promotions in sequence on its own project, against {c} raw writers
+each publishing {per} times on its own subject.
+",
+            n = args.latency_samples,
+            per = args.per_client,
+            file = path.display(),
+        );
+        doc::write_section(path, "commands", &body)?;
+        println!("wrote the bench:commands section of {}", path.display());
+    }
+    Ok(())
+}
