@@ -87,32 +87,16 @@ pub(super) async fn stream_last_sequence(log: &JetStreamLog) -> Result<Position,
 }
 
 fn to_stored(msg: &async_nats::jetstream::Message) -> Result<StoredEvent, LedgerError> {
-    to_stored_pending(msg).0
-}
-
-/// The event and the consumer's pending count after it (from one parse of the reply subject).
-fn to_stored_pending(
-    msg: &async_nats::jetstream::Message,
-) -> (Result<StoredEvent, LedgerError>, u64) {
-    let info = match msg.info() {
-        Ok(info) => info,
-        Err(e) => {
-            return (
-                Err(LedgerError::Unavailable(format!("malformed delivery: {e}"))),
-                1,
-            )
-        }
-    };
-    let (position, pending) = (Position(info.stream_sequence), info.pending);
+    let info = msg
+        .info()
+        .map_err(|e| LedgerError::Unavailable(format!("malformed delivery: {e}")))?;
+    let position = Position(info.stream_sequence);
     let stored_hash = msg
         .headers
         .as_ref()
         .and_then(|h| h.get(HASH_HEADER))
         .and_then(|v| ChainHash::from_hex(v.as_str()));
-    (
-        stored_event(position, msg.payload.clone(), stored_hash),
-        pending,
-    )
+    stored_event(position, msg.payload.clone(), stored_hash)
 }
 
 async fn ordered(
@@ -158,10 +142,12 @@ pub(super) async fn bounded(
         }
         match tokio::time::timeout(BOUNDED_IDLE, messages.next()).await {
             Ok(Some(Ok(msg))) => {
-                let (item, pending) = to_stored_pending(&msg);
+                let item = to_stored(&msg);
                 let pos = item.as_ref().map(|s| s.position).unwrap_or(end);
-                // Stop at `end`, or when nothing is pending (e.g. `end` was deleted).
-                let next = if pending == 0 { end.next() } else { pos.next() };
+                // Stop at `end` only: a consumer placed on a replica that is
+                // still catching up can report nothing pending before `end`
+                // (its copy is behind); the rest arrives as it catches up.
+                let next = pos.next();
                 Some((item, (Some(messages), next)))
             }
             Ok(Some(Err(e))) => Some((Err(unavailable("reading the log", e)), (None, next))),
