@@ -1,0 +1,238 @@
+//! Malformed requests over real gRPC: each is `INVALID_ARGUMENT`, nothing is
+//! appended, and the server keeps serving.
+
+mod common;
+
+use common::{waybill, Served};
+use tonic::Code;
+use waybill_proto::v1 as pb;
+use waybill_proto::v1::command_service_client::CommandServiceClient;
+use waybill_proto::v1::request_promotion_request::FreightSelector;
+
+type Client = CommandServiceClient<tonic::transport::Channel>;
+
+fn promote(project: &str, stage: &str, freight: &str) -> pb::RequestPromotionRequest {
+    pb::RequestPromotionRequest {
+        project: project.into(),
+        stage: stage.into(),
+        freight_selector: Some(FreightSelector::Freight(freight.into())),
+        ..Default::default()
+    }
+}
+
+fn image(kind: i32) -> pb::Artifact {
+    pb::Artifact {
+        kind,
+        name: "ghcr.io/acme/shop".into(),
+        version: "9.9".into(),
+        digest: String::new(),
+    }
+}
+
+/// Appends a harmless event and returns its position.
+async fn probe(c: &mut Client, n: u32) -> u64 {
+    c.record_discovery(pb::RecordDiscoveryRequest {
+        project: "shop".into(),
+        warehouse: "images".into(),
+        artifacts: vec![pb::Artifact {
+            kind: 1,
+            name: "probe".into(),
+            version: n.to_string(),
+            digest: String::new(),
+        }],
+        ..Default::default()
+    })
+    .await
+    .expect("probe")
+    .into_inner()
+    .position
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_are_invalid_and_write_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let served = Served::start(
+        waybill()
+            .arg("serve")
+            .arg("--insecure-dev")
+            .arg("--no-reactors")
+            .arg("--data-dir")
+            .arg(dir.path()),
+    );
+    let channel = tonic::transport::Endpoint::from_shared(served.endpoint())
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let mut c = Client::new(channel);
+    let yaml = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/examples/pipeline.yaml"
+    ))
+    .expect("example");
+    c.apply_pipeline(pb::ApplyPipelineRequest {
+        yaml: yaml.clone(),
+        source_uri: "pipeline.yaml".into(),
+        ..Default::default()
+    })
+    .await
+    .expect("apply");
+    let freight = c
+        .record_discovery(pb::RecordDiscoveryRequest {
+            project: "shop".into(),
+            warehouse: "images".into(),
+            artifacts: vec![image(1)],
+            ..Default::default()
+        })
+        .await
+        .expect("discover")
+        .into_inner()
+        .freight_id;
+    let mut before = probe(&mut c, 0).await;
+
+    let mut cases: Vec<(&str, tonic::Result<tonic::Response<pb::CommandReply>>)> = Vec::new();
+    for bad in [
+        "Shop",
+        "sh.op",
+        "sh*",
+        "sh>",
+        "sh op",
+        " shop",
+        "sh\u{7}op",
+        "shöp",
+        "",
+        &"s".repeat(64),
+    ] {
+        cases.push((
+            "bad project name",
+            c.request_promotion(promote(bad, "dev", &freight)).await,
+        ));
+    }
+    cases.push((
+        "unknown project",
+        c.request_promotion(promote("nope", "dev", &freight)).await,
+    ));
+    cases.push((
+        "unknown stage",
+        c.request_promotion(promote("shop", "qa", &freight)).await,
+    ));
+    cases.push((
+        "stage with a dot",
+        c.request_promotion(promote("shop", "prod.eu", &freight))
+            .await,
+    ));
+    cases.push((
+        "stage with a wildcard",
+        c.request_promotion(promote("shop", ">", &freight)).await,
+    ));
+    let mut no_selector = promote("shop", "dev", &freight);
+    no_selector.freight_selector = None;
+    cases.push((
+        "no freight selector",
+        c.request_promotion(no_selector).await,
+    ));
+    let mut oversized = promote("shop", "dev", &freight);
+    oversized.reason = "x".repeat(100_000);
+    cases.push(("oversized reason", c.request_promotion(oversized).await));
+    let mut long_key = promote("shop", "dev", &freight);
+    long_key.idempotency_key = "k".repeat(200);
+    cases.push((
+        "oversized idempotency key",
+        c.request_promotion(long_key).await,
+    ));
+    cases.push((
+        "bypass without a reason",
+        c.approve_freight(pb::ApproveFreightRequest {
+            project: "shop".into(),
+            freight: freight.clone(),
+            stage: "prod".into(),
+            reason: "   ".into(),
+            ticket: "CHG-1".into(),
+            ..Default::default()
+        })
+        .await,
+    ));
+    for kind in [0, 99, -1] {
+        cases.push((
+            "wrong artifact kind",
+            c.record_discovery(pb::RecordDiscoveryRequest {
+                project: "shop".into(),
+                warehouse: "images".into(),
+                artifacts: vec![image(kind)],
+                ..Default::default()
+            })
+            .await,
+        ));
+    }
+    cases.push((
+        "no artifacts",
+        c.record_discovery(pb::RecordDiscoveryRequest {
+            project: "shop".into(),
+            warehouse: "images".into(),
+            ..Default::default()
+        })
+        .await,
+    ));
+    cases.push((
+        "wrong result value",
+        c.report_promotion_result(pb::ReportPromotionResultRequest {
+            project: "shop".into(),
+            promotion_id: "prm-0".into(),
+            result: 7,
+            ..Default::default()
+        })
+        .await,
+    ));
+    cases.push((
+        "metric not a number",
+        c.record_verification(pb::RecordVerificationRequest {
+            project: "shop".into(),
+            freight: freight.clone(),
+            stage: "dev".into(),
+            check: "integration-tests".into(),
+            passed: true,
+            metrics: [("latency".to_string(), f64::NAN)].into_iter().collect(),
+            ..Default::default()
+        })
+        .await,
+    ));
+    cases.push((
+        "check name with spaces",
+        c.record_verification(pb::RecordVerificationRequest {
+            project: "shop".into(),
+            freight: freight.clone(),
+            stage: "dev".into(),
+            check: "integration tests".into(),
+            passed: true,
+            ..Default::default()
+        })
+        .await,
+    ));
+    cases.push((
+        "pipeline that does not parse",
+        c.apply_pipeline(pb::ApplyPipelineRequest {
+            yaml: "project: [".into(),
+            ..Default::default()
+        })
+        .await,
+    ));
+    cases.push((
+        "pipeline that breaks a rule",
+        c.apply_pipeline(pb::ApplyPipelineRequest {
+            yaml: yaml.replace("stages: [dev]", "stages: [qa]"),
+            ..Default::default()
+        })
+        .await,
+    ));
+    for (what, result) in cases {
+        match result {
+            Err(status) => assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}"),
+            Ok(reply) => panic!("{what}: accepted {reply:?}"),
+        }
+        // Nothing was appended, and the server still answers.
+        let after = probe(&mut c, before as u32).await;
+        assert_eq!(after, before + 1, "{what} appended something");
+        before = after;
+    }
+    assert!(served.terminate().success());
+}
