@@ -145,10 +145,10 @@ pub fn available_to(f: &Freight, stage: &StageDef, now: DateTime<Utc>) -> Result
 /// Returns the first gate that does not.
 pub fn gates_pass<'a>(f: &Freight, gates: &'a [Gate]) -> Result<(), &'a Gate> {
     for gate in gates {
-        let passing = f.checks.iter().filter(|(_, r)| r.passed);
+        let mut results = f.checks.values().flat_map(|checks| checks.iter());
         let ok = match (&gate.check, &gate.metric) {
-            (Some(check), _) => f.checks.iter().any(|((_, c), r)| c == check && r.passed),
-            (None, Some(metric)) => passing.into_iter().any(|(_, r)| {
+            (Some(check), _) => results.any(|(c, r)| c == check && r.passed),
+            (None, Some(metric)) => results.filter(|(_, r)| r.passed).any(|(_, r)| {
                 r.metrics.get(metric).is_some_and(|v| {
                     gate.min.is_none_or(|min| *v >= min) && gate.max.is_none_or(|max| *v <= max)
                 })

@@ -81,8 +81,8 @@ impl ProjectState {
             }
             EventPayload::VerificationRecorded(v) => {
                 if let Some(f) = self.freight.get_mut(&v.freight_id) {
-                    f.checks.insert(
-                        (v.stage.clone(), v.check.clone()),
+                    f.checks.entry(v.stage.clone()).or_default().insert(
+                        v.check.clone(),
                         CheckResult {
                             passed: v.passed,
                             at,
@@ -317,7 +317,8 @@ impl ProjectState {
         }
         let all_pass = required.iter().all(|check| {
             f.checks
-                .get(&(stage.to_string(), check.clone()))
+                .get(stage)
+                .and_then(|checks| checks.get(check))
                 .is_some_and(|r| r.passed)
         });
         match (all_pass, f.verified_in.get_mut(stage)) {

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::duration::Seconds;
 use super::pipeline::PipelineDefinition;
@@ -12,7 +12,7 @@ use crate::event::Artifact;
 use crate::log::Position;
 
 /// Everything known about a project at a position of its log.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProjectState {
     pub project: String,
     /// Last event applied.
@@ -31,14 +31,14 @@ pub struct ProjectState {
 }
 
 /// The event a command produced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandOutcome {
     pub position: Position,
     pub event_id: uuid::Uuid,
 }
 
 /// A pipeline definition and when it took effect.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppliedPipeline {
     pub definition: PipelineDefinition,
     /// The position of its `PipelineConfigured`: the policy version.
@@ -52,7 +52,7 @@ pub struct AppliedPipeline {
 }
 
 /// A freight and its derived status.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Freight {
     pub id: String,
     pub warehouse: String,
@@ -65,12 +65,12 @@ pub struct Freight {
     pub approved_for: BTreeMap<String, FreightApproval>,
     /// Stage → since when the freight has been current there.
     pub currently_in: BTreeMap<String, DateTime<Utc>>,
-    /// Latest result per (stage, check).
-    pub checks: BTreeMap<(String, String), CheckResult>,
+    /// Latest result per stage and check.
+    pub checks: BTreeMap<String, BTreeMap<String, CheckResult>>,
 }
 
 /// Verification of a freight in a stage.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verified {
     /// When it was first verified there.
     pub at: DateTime<Utc>,
@@ -92,7 +92,7 @@ impl Verified {
 }
 
 /// A direct approval of a freight for a stage.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FreightApproval {
     pub at: DateTime<Utc>,
     pub by: String,
@@ -103,7 +103,7 @@ pub struct FreightApproval {
 }
 
 /// The latest outcome of one check for a freight in a stage.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckResult {
     pub passed: bool,
     pub at: DateTime<Utc>,
@@ -113,7 +113,7 @@ pub struct CheckResult {
 }
 
 /// A stage and what runs there.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StageState {
     pub name: String,
     pub current: Option<Current>,
@@ -130,7 +130,7 @@ pub struct StageState {
 }
 
 /// The freight a stage runs.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Current {
     pub freight: String,
     pub since: DateTime<Utc>,
@@ -139,7 +139,7 @@ pub struct Current {
 }
 
 /// A promotion and its lifecycle.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Promotion {
     pub id: String,
     pub stage: String,
@@ -159,7 +159,7 @@ pub struct Promotion {
 }
 
 /// One approval of a promotion.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PromotionApproval {
     pub by: String,
     pub at: DateTime<Utc>,
@@ -167,7 +167,7 @@ pub struct PromotionApproval {
 }
 
 /// Where a promotion is in its lifecycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PromotionStatus {
     /// Waiting for approvals.
     Requested,

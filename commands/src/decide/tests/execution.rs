@@ -211,3 +211,15 @@ fn rollback_on_record_only_stages() {
         other => panic!("{other:?} {:?}", s.state.promotions),
     }
 }
+
+#[test]
+fn project_state_snapshots_round_trip_through_json() {
+    let mut s = Scenario::shop();
+    let f = ready_for_prod(&mut s, "1.0");
+    let p = s.request(alice(), "prod", &f, "CHG-1");
+    s.ok(bob(), approve(&p));
+    let json = serde_json::to_string(&s.state).expect("serialize");
+    let back: waybill_ledger::domain::ProjectState =
+        serde_json::from_str(&json).expect("deserialize");
+    assert_eq!(back, s.state);
+}
