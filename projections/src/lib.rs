@@ -1,1 +1,21 @@
+//! Waybill's read side: projections of the log into sled read models.
+//!
+//! - [`runner`]: [`Projections`], which tails the log, applies each event to
+//!   the project states (the same `evolve` as the command side) and writes
+//!   history, indexes and the checkpoint in one atomic batch; queries read
+//!   the current states and wait for a `min_position`.
+//! - [`store`]: the sled store: history, indexes, snapshots, checkpoint.
+//! - [`history`]: one item per event: who, when, what, why, policy version,
+//!   position and hash.
+//! - [`keys`]: the key layout.
 
+pub mod error;
+pub mod history;
+pub mod keys;
+pub mod runner;
+pub mod store;
+
+pub use error::ProjectionError;
+pub use history::HistoryItem;
+pub use runner::Projections;
+pub use store::{HistoryFilter, ProjectionStore};

@@ -1,0 +1,210 @@
+//! History items: one per event, with who, when, what, why, under which
+//! policy version, and its position and hash.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use waybill_ledger::{EventPayload, Position, StoredEvent};
+
+/// One event as the history shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryItem {
+    pub position: Position,
+    pub project: String,
+    pub project_seq: u64,
+    /// Event type, e.g. `PromotionRequested`.
+    pub event_type: String,
+    pub time: DateTime<Utc>,
+    pub actor: String,
+    pub auth_method: String,
+    pub command_id: String,
+    pub stage: String,
+    pub freight: String,
+    pub promotion: String,
+    /// Reason, comment or details given with the event.
+    pub reason: String,
+    pub ticket: String,
+    /// An emergency bypass.
+    pub bypass: bool,
+    /// The policy version in force (position of the pipeline applied).
+    pub policy_version: Position,
+    /// Chain hash, hex.
+    pub hash: String,
+    /// A one-line description.
+    pub summary: String,
+}
+
+impl HistoryItem {
+    /// The history item of `ev`, given the policy version and the promotion's
+    /// stage and freight (for events that name only the promotion).
+    pub fn of(
+        ev: &StoredEvent,
+        policy_version: Position,
+        promotion_target: Option<(&str, &str)>,
+    ) -> HistoryItem {
+        let e = &ev.event;
+        let mut item = HistoryItem {
+            position: ev.position,
+            project: e.project.clone(),
+            project_seq: e.project_seq,
+            event_type: e.payload.event_type().name().to_string(),
+            time: e.time,
+            actor: e.actor.principal.clone(),
+            auth_method: e.actor.auth_method.clone(),
+            command_id: e.command_id.clone(),
+            stage: String::new(),
+            freight: String::new(),
+            promotion: String::new(),
+            reason: String::new(),
+            ticket: String::new(),
+            bypass: false,
+            policy_version,
+            hash: ev.hash.to_hex(),
+            summary: String::new(),
+        };
+        let (stage, freight) = promotion_target.unwrap_or(("", ""));
+        match &e.payload {
+            EventPayload::PipelineConfigured(p) => {
+                item.reason = p.source_uri.clone();
+                item.policy_version = ev.position;
+                item.summary = format!("pipeline applied from {}", p.source_uri);
+            }
+            EventPayload::FreightDiscovered(d) => {
+                item.freight = d.freight_id.clone();
+                item.summary = format!(
+                    "freight {} discovered in {}{}",
+                    short(&d.freight_id),
+                    d.warehouse,
+                    if d.alias.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", d.alias)
+                    }
+                );
+            }
+            EventPayload::VerificationRecorded(v) => {
+                item.stage = v.stage.clone();
+                item.freight = v.freight_id.clone();
+                item.reason = v.evidence_url.clone();
+                item.summary = format!(
+                    "{} {} for {} in {}",
+                    v.check,
+                    if v.passed { "passed" } else { "failed" },
+                    short(&v.freight_id),
+                    v.stage
+                );
+            }
+            EventPayload::FreightApproved(a) => {
+                item.stage = a.stage.clone();
+                item.freight = a.freight_id.clone();
+                item.reason = a.reason.clone();
+                item.ticket = a.ticket.clone();
+                item.bypass = a.bypass;
+                item.summary = format!(
+                    "{}freight {} approved for {}",
+                    if a.bypass { "EMERGENCY BYPASS: " } else { "" },
+                    short(&a.freight_id),
+                    a.stage
+                );
+            }
+            EventPayload::PromotionRequested(r) => {
+                item.stage = r.stage.clone();
+                item.freight = r.freight_id.clone();
+                item.promotion = r.promotion_id.clone();
+                item.reason = r.reason.clone();
+                item.ticket = r.ticket.clone();
+                item.summary = format!(
+                    "promotion of {} into {} requested",
+                    short(&r.freight_id),
+                    r.stage
+                );
+            }
+            EventPayload::PromotionApproved(a) => {
+                fill(
+                    &mut item,
+                    &a.promotion_id,
+                    stage,
+                    freight,
+                    &a.comment,
+                    "approved",
+                );
+            }
+            EventPayload::PromotionRejected(r) => {
+                fill(
+                    &mut item,
+                    &r.promotion_id,
+                    stage,
+                    freight,
+                    &r.reason,
+                    "rejected",
+                );
+            }
+            EventPayload::PromotionStarted(s) => {
+                fill(
+                    &mut item,
+                    &s.promotion_id,
+                    stage,
+                    freight,
+                    &s.executor,
+                    "started",
+                );
+            }
+            EventPayload::PromotionSucceeded(s) => {
+                fill(
+                    &mut item,
+                    &s.promotion_id,
+                    stage,
+                    freight,
+                    &s.details,
+                    "succeeded",
+                );
+            }
+            EventPayload::PromotionFailed(f) => {
+                fill(
+                    &mut item,
+                    &f.promotion_id,
+                    stage,
+                    freight,
+                    &f.reason,
+                    "failed",
+                );
+            }
+            EventPayload::PromotionAborted(a) => {
+                fill(
+                    &mut item,
+                    &a.promotion_id,
+                    stage,
+                    freight,
+                    &a.reason,
+                    "aborted",
+                );
+            }
+            EventPayload::CheckpointSigned(c) => {
+                item.summary = format!("checkpoint at tree size {}", c.tree_size);
+            }
+        }
+        item
+    }
+}
+
+fn fill(
+    item: &mut HistoryItem,
+    promotion: &str,
+    stage: &str,
+    freight: &str,
+    reason: &str,
+    verb: &str,
+) {
+    item.promotion = promotion.to_string();
+    item.stage = stage.to_string();
+    item.freight = freight.to_string();
+    item.reason = reason.to_string();
+    item.summary = format!(
+        "promotion {promotion} of {} into {stage} {verb}",
+        short(freight)
+    );
+}
+
+/// The first 12 characters of an id.
+pub fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}

@@ -1,0 +1,244 @@
+//! The projection runner: tails the log, applies events to the project
+//! states (`evolve`, shared with the command side), and writes history,
+//! indexes and the checkpoint to sled in one atomic batch per group of events.
+//!
+//! Re-applying is a no-op: states ignore positions they have seen, and
+//! history items are keyed by position. Snapshots of the states are written
+//! (with the position they reflect) every `SNAPSHOT_EVERY` events and whenever
+//! the runner catches up; a restart loads them and replays from there.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use tokio::sync::watch;
+use waybill_ledger::domain::ProjectState;
+use waybill_ledger::{EventLog, EventPayload, Position, StoredEvent};
+
+use crate::error::ProjectionError;
+use crate::history::HistoryItem;
+use crate::store::{ProjectionStore, Writes};
+
+/// Events applied per atomic batch at most.
+pub const MAX_BATCH: usize = 512;
+/// Events between two snapshots of the project states while busy.
+pub const SNAPSHOT_EVERY: u64 = 50_000;
+
+/// The read side: the store, the current project states and the applied position.
+#[derive(Clone)]
+pub struct Projections {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: ProjectionStore,
+    states: RwLock<HashMap<String, Arc<ProjectState>>>,
+    applied: watch::Sender<Position>,
+}
+
+impl std::fmt::Debug for Projections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Projections")
+            .field("applied", &self.applied())
+            .finish()
+    }
+}
+
+impl Projections {
+    /// Opens the store in `dir` and loads the snapshots. Blocking.
+    pub fn open(dir: &Path) -> Result<Projections, ProjectionError> {
+        let store = ProjectionStore::open(dir)?;
+        let at = store.snapshot_position()?;
+        let states = store
+            .snapshots()?
+            .into_iter()
+            .map(|s| (s.project.clone(), Arc::new(s)))
+            .collect();
+        let (applied, _) = watch::channel(at);
+        Ok(Projections {
+            inner: Arc::new(Inner {
+                store,
+                states: RwLock::new(states),
+                applied,
+            }),
+        })
+    }
+
+    /// The store (history and indexes).
+    pub fn store(&self) -> &ProjectionStore {
+        &self.inner.store
+    }
+
+    /// The last position reflected by every read model.
+    pub fn applied(&self) -> Position {
+        *self.inner.applied.borrow()
+    }
+
+    /// Waits (at most `timeout`) until `min` is applied; returns the applied position.
+    pub async fn wait_for(&self, min: Position, timeout: Duration) -> Result<Position, Position> {
+        let mut rx = self.inner.applied.subscribe();
+        let reached = tokio::time::timeout(timeout, rx.wait_for(|p| *p >= min)).await;
+        match reached {
+            Ok(Ok(p)) => Ok(*p),
+            _ => Err(self.applied()),
+        }
+    }
+
+    /// A project's current state.
+    pub fn project(&self, name: &str) -> Option<Arc<ProjectState>> {
+        self.read().get(name).cloned()
+    }
+
+    /// Every project's name.
+    pub fn projects(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.read().keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<ProjectState>>> {
+        // A poisoned lock means a writer panicked between whole-value inserts;
+        // the map still holds complete states.
+        self.inner.states.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn publish(
+        &self,
+        states: &HashMap<String, Arc<ProjectState>>,
+        dirty: &BTreeSet<String>,
+        at: Position,
+    ) {
+        {
+            let mut shared = self.inner.states.write().unwrap_or_else(|p| p.into_inner());
+            for name in dirty {
+                if let Some(s) = states.get(name) {
+                    shared.insert(name.clone(), s.clone());
+                }
+            }
+        }
+        self.inner.applied.send_replace(at);
+    }
+
+    /// Tails `log` from the last snapshot and keeps the read models current
+    /// until `shutdown` completes. `progress` is told each applied position.
+    pub async fn run(
+        &self,
+        log: Arc<dyn EventLog>,
+        shutdown: impl std::future::Future<Output = ()>,
+        mut progress: impl FnMut(Position),
+    ) -> Result<(), ProjectionError> {
+        tokio::pin!(shutdown);
+        let mut states: HashMap<String, Arc<ProjectState>> = self.read().clone();
+        let start = self.inner.store.snapshot_position()?;
+        let mut tail = log.tail(start.next()).await?;
+        let mut since_snapshot = 0u64;
+        let mut unsnapshotted: BTreeSet<String> = BTreeSet::new();
+        loop {
+            let first = tokio::select! {
+                () = &mut shutdown => break,
+                item = tail.next() => match item {
+                    Some(item) => item?,
+                    None => break,
+                },
+            };
+            let mut events = vec![first];
+            let mut idle = false;
+            while events.len() < MAX_BATCH {
+                match tail.next().now_or_never() {
+                    Some(Some(item)) => events.push(item?),
+                    Some(None) => break,
+                    None => {
+                        idle = true;
+                        break;
+                    }
+                }
+            }
+            let mut writes = Writes::default();
+            let mut dirty = BTreeSet::new();
+            let mut last = Position::ZERO;
+            for ev in &events {
+                apply(&mut states, &mut writes, ev)?;
+                dirty.insert(ev.event.project.clone());
+                last = ev.position;
+            }
+            since_snapshot += events.len() as u64;
+            unsnapshotted.extend(dirty.iter().cloned());
+            if idle || since_snapshot >= SNAPSHOT_EVERY {
+                for name in &unsnapshotted {
+                    if let Some(s) = states.get(name) {
+                        writes.snapshot(s, last)?;
+                    }
+                }
+                unsnapshotted.clear();
+                since_snapshot = 0;
+            }
+            let store = self.inner.store.clone();
+            tokio::task::spawn_blocking(move || store.commit(writes))
+                .await
+                .map_err(|e| ProjectionError::Storage(e.to_string()))??;
+            self.publish(&states, &dirty, last);
+            progress(last);
+        }
+        // Leave a snapshot of everything applied, so a restart replays nothing.
+        if !unsnapshotted.is_empty() {
+            let mut writes = Writes::default();
+            let at = self.applied();
+            for name in &unsnapshotted {
+                if let Some(s) = states.get(name) {
+                    writes.snapshot(s, at)?;
+                }
+            }
+            let store = self.inner.store.clone();
+            tokio::task::spawn_blocking(move || store.commit(writes).and_then(|()| store.flush()))
+                .await
+                .map_err(|e| ProjectionError::Storage(e.to_string()))??;
+        }
+        Ok(())
+    }
+}
+
+/// Applies one event to its project's state and records its history item.
+fn apply(
+    states: &mut HashMap<String, Arc<ProjectState>>,
+    writes: &mut Writes,
+    ev: &StoredEvent,
+) -> Result<(), ProjectionError> {
+    let name = &ev.event.project;
+    let state = states
+        .entry(name.clone())
+        .or_insert_with(|| Arc::new(ProjectState::new(name)));
+    if ev.position <= state.position && state.seq > 0 {
+        return Ok(());
+    }
+    let target = promotion_of(&ev.event.payload).and_then(|id| {
+        state
+            .promotions
+            .get(id)
+            .map(|p| (p.stage.clone(), p.freight.clone()))
+    });
+    let policy_version = state.policy_version();
+    let s = Arc::make_mut(state);
+    s.apply(ev);
+    // Idempotency records are the command side's business.
+    s.commands.clear();
+    let item = HistoryItem::of(
+        ev,
+        policy_version,
+        target.as_ref().map(|(st, f)| (st.as_str(), f.as_str())),
+    );
+    writes.event(&item)
+}
+
+fn promotion_of(payload: &EventPayload) -> Option<&str> {
+    match payload {
+        EventPayload::PromotionApproved(e) => Some(&e.promotion_id),
+        EventPayload::PromotionRejected(e) => Some(&e.promotion_id),
+        EventPayload::PromotionStarted(e) => Some(&e.promotion_id),
+        EventPayload::PromotionSucceeded(e) => Some(&e.promotion_id),
+        EventPayload::PromotionFailed(e) => Some(&e.promotion_id),
+        EventPayload::PromotionAborted(e) => Some(&e.promotion_id),
+        _ => None,
+    }
+}

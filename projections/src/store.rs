@@ -1,0 +1,224 @@
+//! The projection store: history, indexes, project snapshots and the
+//! checkpoint, in sled. Every write is a batch that carries the checkpoint.
+
+use std::path::Path;
+
+use waybill_ledger::domain::ProjectState;
+use waybill_ledger::Position;
+
+use crate::error::ProjectionError;
+use crate::history::HistoryItem;
+use crate::keys::{self, Index};
+
+/// Most history items returned by one query.
+pub const MAX_HISTORY: usize = 10_000;
+
+/// The sled store of the projections. Cheap to clone.
+#[derive(Clone)]
+pub struct ProjectionStore {
+    db: sled::Db,
+    tree: sled::Tree,
+}
+
+impl std::fmt::Debug for ProjectionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProjectionStore")
+    }
+}
+
+/// Which history to read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HistoryFilter {
+    pub project: Option<String>,
+    pub stage: Option<String>,
+    pub freight: Option<String>,
+    pub actor: Option<String>,
+    pub event_type: Option<String>,
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl HistoryFilter {
+    fn matches(&self, item: &HistoryItem) -> bool {
+        let eq = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
+        eq(&self.project, &item.project)
+            && eq(&self.stage, &item.stage)
+            && eq(&self.freight, &item.freight)
+            && eq(&self.actor, &item.actor)
+            && eq(&self.event_type, &item.event_type)
+            && self.since.is_none_or(|t| item.time >= t)
+            && self.until.is_none_or(|t| item.time < t)
+    }
+
+    /// The most selective index for this filter, and its value.
+    fn index(&self) -> Option<(Index, String)> {
+        let scoped = |v: &str| format!("{}/{v}", self.project.as_deref().unwrap_or(""));
+        if let (Some(_), Some(s)) = (&self.project, &self.stage) {
+            return Some((Index::Stage, scoped(s)));
+        }
+        if let (Some(_), Some(f)) = (&self.project, &self.freight) {
+            return Some((Index::Freight, scoped(f)));
+        }
+        if let Some(a) = &self.actor {
+            return Some((Index::Actor, a.clone()));
+        }
+        if let Some(p) = &self.project {
+            return Some((Index::Project, p.clone()));
+        }
+        self.event_type.clone().map(|t| (Index::Type, t))
+    }
+}
+
+/// One atomic write: history items, indexes, snapshots and the checkpoint.
+#[derive(Debug, Default)]
+pub struct Writes {
+    batch: sled::Batch,
+    checkpoint: Option<Position>,
+}
+
+impl Writes {
+    /// Records a history item and its index entries.
+    pub fn event(&mut self, item: &HistoryItem) -> Result<(), ProjectionError> {
+        let p = item.position;
+        self.batch
+            .insert(&keys::history(p)[..], serde_json::to_vec(item)?);
+        let empty: &[u8] = &[];
+        self.batch
+            .insert(keys::index(Index::Project, &item.project, p), empty);
+        self.batch
+            .insert(keys::index(Index::Actor, &item.actor, p), empty);
+        self.batch
+            .insert(keys::index(Index::Type, &item.event_type, p), empty);
+        if !item.stage.is_empty() {
+            let v = format!("{}/{}", item.project, item.stage);
+            self.batch.insert(keys::index(Index::Stage, &v, p), empty);
+        }
+        if !item.freight.is_empty() {
+            let v = format!("{}/{}", item.project, item.freight);
+            self.batch.insert(keys::index(Index::Freight, &v, p), empty);
+        }
+        self.checkpoint = Some(p);
+        Ok(())
+    }
+
+    /// Records a project's state snapshot, as of `at`.
+    pub fn snapshot(&mut self, state: &ProjectState, at: Position) -> Result<(), ProjectionError> {
+        self.batch
+            .insert(keys::snapshot(&state.project), serde_json::to_vec(state)?);
+        self.batch.insert(keys::SNAPSHOT_AT, &keys::pos(at)[..]);
+        Ok(())
+    }
+}
+
+impl ProjectionStore {
+    /// Opens (or creates) the store in `dir`. Blocking.
+    pub fn open(dir: &Path) -> Result<ProjectionStore, ProjectionError> {
+        let db = sled::Config::new().path(dir).open().map_err(|e| {
+            ProjectionError::Storage(format!("cannot open projections in {}: {e}", dir.display()))
+        })?;
+        let tree = db.open_tree("views")?;
+        Ok(ProjectionStore { db, tree })
+    }
+
+    /// The last position applied (0 when nothing is).
+    pub fn checkpoint(&self) -> Result<Position, ProjectionError> {
+        self.position(keys::CHECKPOINT)
+    }
+
+    /// The position the snapshots reflect.
+    pub fn snapshot_position(&self) -> Result<Position, ProjectionError> {
+        self.position(keys::SNAPSHOT_AT)
+    }
+
+    fn position(&self, key: &[u8]) -> Result<Position, ProjectionError> {
+        Ok(self
+            .tree
+            .get(key)?
+            .and_then(|v| keys::decode_pos(&v))
+            .unwrap_or(Position::ZERO))
+    }
+
+    /// Every project snapshot.
+    pub fn snapshots(&self) -> Result<Vec<ProjectState>, ProjectionError> {
+        self.tree
+            .scan_prefix(b"s")
+            .map(|item| {
+                let (_, v) = item?;
+                Ok(serde_json::from_slice(&v)?)
+            })
+            .collect()
+    }
+
+    /// Applies `writes` atomically with the checkpoint.
+    pub fn commit(&self, mut writes: Writes) -> Result<(), ProjectionError> {
+        if let Some(p) = writes.checkpoint {
+            writes.batch.insert(keys::CHECKPOINT, &keys::pos(p)[..]);
+        }
+        self.tree.apply_batch(writes.batch)?;
+        Ok(())
+    }
+
+    /// Flushes to disk (at shutdown; the log is the source of truth meanwhile).
+    pub fn flush(&self) -> Result<(), ProjectionError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// History matching `filter` from position `from`, oldest first, at most `limit`.
+    pub fn history(
+        &self,
+        filter: &HistoryFilter,
+        from: Position,
+        limit: usize,
+    ) -> Result<Vec<HistoryItem>, ProjectionError> {
+        let limit = limit.clamp(1, MAX_HISTORY);
+        let mut out = Vec::new();
+        match filter.index() {
+            Some((kind, value)) => {
+                let start = keys::index(kind, &value, from);
+                let prefix = keys::index_prefix(kind, &value);
+                for item in self.tree.range(start..) {
+                    let (k, _) = item?;
+                    if !k.starts_with(&prefix) {
+                        break;
+                    }
+                    let Some(p) = keys::index_pos(&k) else {
+                        continue;
+                    };
+                    if let Some(h) = self.item(p)? {
+                        if filter.matches(&h) {
+                            out.push(h);
+                            if out.len() == limit {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            None => {
+                for item in self
+                    .tree
+                    .range(keys::history(from)..keys::history(Position(u64::MAX)))
+                {
+                    let (_, v) = item?;
+                    let h: HistoryItem = serde_json::from_slice(&v)?;
+                    if filter.matches(&h) {
+                        out.push(h);
+                        if out.len() == limit {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The history item at `p`.
+    pub fn item(&self, p: Position) -> Result<Option<HistoryItem>, ProjectionError> {
+        match self.tree.get(keys::history(p))? {
+            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+            None => Ok(None),
+        }
+    }
+}
