@@ -5,7 +5,11 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
-    let protos = ["waybill/v1/events.proto", "waybill/v1/commands.proto"];
+    let protos = [
+        "waybill/v1/events.proto",
+        "waybill/v1/commands.proto",
+        "waybill/v1/queries.proto",
+    ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");
     }
