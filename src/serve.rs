@@ -12,11 +12,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
-use waybill_commands::auth::{AuthConfig, Authenticator};
+use waybill_commands::auth::{AuthConfig, Authenticator, Role};
 use waybill_commands::clock::Clock;
 use waybill_commands::handler::CommandHandler;
 use waybill_commands::reactor::AutoPromoter;
 use waybill_commands::service::CommandGrpc;
+use waybill_projections::service::{Access, QueryGrpc};
+use waybill_projections::Projections;
 
 use crate::cli::ServeArgs;
 use crate::config::{listen_addr, FileConfig};
@@ -32,12 +34,50 @@ pub struct Services {
     pub auth: Arc<Authenticator>,
     pub clock: Clock,
     pub reactors: bool,
+    /// Read models (opened on `<data dir>/projections`).
+    pub projections: Projections,
+}
+
+/// Queries need an authenticated caller holding the viewer role.
+struct ViewerAccess(Arc<Authenticator>);
+
+impl Access for ViewerAccess {
+    fn check(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+        project: &str,
+    ) -> Result<(), tonic::Status> {
+        self.0
+            .authorize(metadata, Role::Viewer, project, None)
+            .map(|_| ())
+            .map_err(tonic::Status::from)
+    }
+}
+
+/// Opens the projections under the data dir the flags and config select.
+pub async fn open_projections(
+    args: &crate::cli::LogArgs,
+    file: &FileConfig,
+) -> anyhow::Result<Projections> {
+    let dir = args
+        .data_dir
+        .clone()
+        .or_else(|| file.data_dir.clone())
+        .unwrap_or_else(|| std::path::PathBuf::from(crate::config::DEFAULT_DATA_DIR))
+        .join("projections");
+    tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&dir)?;
+        Projections::open(&dir)
+            .with_context(|| format!("opening the projections in {}", dir.display()))
+    })
+    .await?
 }
 
 pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
     let addr = listen_addr(args.listen, file)?;
     let auth = authenticator(&args)?;
     let log = open(&args.log, file).await?;
+    let projections = open_projections(&args.log, file).await?;
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -50,6 +90,7 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         auth: Arc::new(auth),
         clock: args.clock_start.map(Clock::starting_at).unwrap_or_default(),
         reactors: !args.no_reactors,
+        projections,
     };
     serve(listener, services, shutdown_signal()).await?;
     log.close().await;
@@ -89,9 +130,11 @@ pub async fn serve(
     reporter
         .set_service_status("", ServingStatus::Serving)
         .await;
-    reporter
-        .set_service_status("waybill.v1.CommandService", ServingStatus::Serving)
-        .await;
+    for service in ["waybill.v1.CommandService", "waybill.v1.QueryService"] {
+        reporter
+            .set_service_status(service, ServingStatus::Serving)
+            .await;
+    }
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(waybill_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -103,8 +146,13 @@ pub async fn serve(
     let source = format!("waybill://{}", hostname());
     let handler = CommandHandler::new(log, authorizer, &source).with_clock(services.clock);
     let commands = CommandGrpc::new(handler.clone(), services.auth.clone());
-
     let (stop_tx, stop_rx) = watch::channel(false);
+    let queries = QueryGrpc::new(
+        services.projections.clone(),
+        services.log.log(),
+        Arc::new(ViewerAccess(services.auth.clone())),
+        stop_rx.clone(),
+    );
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
@@ -114,6 +162,16 @@ pub async fn serve(
         reporter,
         stopped(stop_rx.clone()),
     )));
+    {
+        let projections = services.projections.clone();
+        let log = services.log.log();
+        let stopped = stopped(stop_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = projections.run(log, stopped, |_| {}).await {
+                tracing::error!(error = %e, "projections stopped");
+            }
+        }));
+    }
     if services.reactors {
         let reactor = AutoPromoter::new(handler);
         tasks.push(tokio::spawn(reactor.run(stopped(stop_rx.clone()))));
@@ -123,13 +181,18 @@ pub async fn serve(
         .add_service(health)
         .add_service(reflection)
         .add_service(commands.into_server())
+        .add_service(queries.into_server())
         .serve_with_incoming_shutdown(
             // No Nagle: small HTTP/2 frames must not wait for the peer's ACK.
             TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
+            // Stop accepting, and tell watches and reactors, at the same time;
+            // in-flight requests then finish.
+            async move {
+                shutdown.await;
+                let _ = stop_tx.send(true);
+            },
         )
         .await;
-    let _ = stop_tx.send(true);
     for task in tasks {
         let _ = task.await;
     }

@@ -468,5 +468,11 @@ fn example_pipeline_end_to_end_on_embedded_storage() {
 #[test]
 fn example_pipeline_end_to_end_on_jetstream() {
     let server = NatsServer::start();
-    walk(vec!["--nats".into(), server.url()]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    walk(vec![
+        "--nats".into(),
+        server.url(),
+        "--data-dir".into(),
+        dir.path().display().to_string(),
+    ]);
 }

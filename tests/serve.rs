@@ -109,7 +109,12 @@ async fn data_dir_comes_from_the_environment_or_a_config_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jetstream_health_follows_the_server() {
     let mut nats = NatsServer::start();
-    let served = Served::start(waybill().args(["serve", "--nats", &nats.url()]));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let served = Served::start(
+        waybill()
+            .args(["serve", "--nats", &nats.url(), "--data-dir"])
+            .arg(dir.path()),
+    );
     let endpoint = served.endpoint();
     wait_for_health(&endpoint, ServingStatus::Serving).await;
 

@@ -8,11 +8,13 @@
 //! - [`history`]: one item per event: who, when, what, why, policy version,
 //!   position and hash.
 //! - [`keys`]: the key layout.
+//! - [`service`]: the query gRPC service (`min_position` read-your-writes).
 
 pub mod error;
 pub mod history;
 pub mod keys;
 pub mod runner;
+pub mod service;
 pub mod store;
 
 pub use error::ProjectionError;

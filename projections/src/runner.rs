@@ -86,6 +86,11 @@ impl Projections {
         }
     }
 
+    /// Follows the applied position.
+    pub fn subscribe(&self) -> watch::Receiver<Position> {
+        self.inner.applied.subscribe()
+    }
+
     /// A project's current state.
     pub fn project(&self, name: &str) -> Option<Arc<ProjectState>> {
         self.read().get(name).cloned()

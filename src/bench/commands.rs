@@ -143,6 +143,11 @@ pub async fn run(args: CommandsBenchArgs) -> anyhow::Result<()> {
         .waybill_log(run.name("BENCH_CMD_"), run.name("benchcmd"))
         .await?;
     let auth = Authenticator::new(AuthConfig::default())?.with_insecure_dev(true);
+    let scratch = super::scratch::ScratchDir::create(&run.name("waybill-bench-views-"))?;
+    let views = scratch.path().to_path_buf();
+    let bench_projections =
+        tokio::task::spawn_blocking(move || waybill_projections::Projections::open(&views))
+            .await??;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -153,6 +158,7 @@ pub async fn run(args: CommandsBenchArgs) -> anyhow::Result<()> {
             auth: Arc::new(auth),
             clock: Clock::System,
             reactors: false,
+            projections: bench_projections.clone(),
         },
         async move {
             let _ = stop_rx.await;

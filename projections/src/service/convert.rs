@@ -1,0 +1,207 @@
+//! Read models → wire types. Protobuf stops here.
+
+use chrono::{DateTime, Utc};
+use waybill_ledger::domain::{
+    available_to, Freight, PolicyMode, ProjectState, Promotion, StageDef,
+};
+use waybill_ledger::event::ArtifactKind;
+use waybill_proto::v1 as pb;
+
+use crate::history::HistoryItem;
+
+pub fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn mode(m: PolicyMode) -> &'static str {
+    match m {
+        PolicyMode::Auto => "auto",
+        PolicyMode::Gated => "gated",
+        PolicyMode::Manual => "manual",
+    }
+}
+
+pub fn stage(state: &ProjectState, def: &StageDef) -> pb::Stage {
+    let st = state.stages.get(&def.name);
+    let current = st.and_then(|s| s.current.as_ref());
+    let freight = current.and_then(|c| state.freight.get(&c.freight));
+    let checks = def
+        .verification
+        .iter()
+        .map(|check| {
+            let result = freight
+                .and_then(|f| f.checks.get(&def.name))
+                .and_then(|c| c.get(check));
+            pb::CheckStatus {
+                check: check.clone(),
+                result: match result {
+                    Some(r) if r.passed => "passed",
+                    Some(_) => "failed",
+                    None => "pending",
+                }
+                .to_string(),
+                at: result.map(|r| time(r.at)).unwrap_or_default(),
+                evidence_url: result.map(|r| r.evidence_url.clone()).unwrap_or_default(),
+            }
+        })
+        .collect();
+    pb::Stage {
+        name: def.name.clone(),
+        mode: mode(def.policy.mode).to_string(),
+        record_only: def.record_only,
+        upstreams: def.upstreams().map(str::to_string).collect(),
+        current: current.map(|c| pb::CurrentFreight {
+            freight: c.freight.clone(),
+            alias: freight.map(|f| f.alias.clone()).unwrap_or_default(),
+            since: time(c.since),
+            promotion: c.promotion.clone(),
+            promoted_by: c.promoted_by.clone(),
+        }),
+        checks,
+        verified: freight.is_some_and(|f| {
+            f.verified_in
+                .get(&def.name)
+                .is_some_and(|v| v.since.is_some())
+        }),
+        queue: st
+            .map(|s| s.queue.iter().cloned().collect())
+            .unwrap_or_default(),
+        running: st.and_then(|s| s.running.clone()).unwrap_or_default(),
+        hold: st.and_then(|s| s.hold.clone()).unwrap_or_default(),
+        last_promotion: st
+            .and_then(|s| s.last_promotion.clone())
+            .unwrap_or_default(),
+        warehouses: def
+            .requested_freight
+            .iter()
+            .map(|r| r.origin.clone())
+            .collect(),
+    }
+}
+
+pub fn stages(state: &ProjectState, position: u64) -> pb::ListStagesReply {
+    pb::ListStagesReply {
+        project: state.project.clone(),
+        stages: state
+            .definition()
+            .map(|d| d.stages.iter().map(|s| stage(state, s)).collect())
+            .unwrap_or_default(),
+        policy_version: state.policy_version().0,
+        position,
+    }
+}
+
+pub fn freight(f: &Freight, now: DateTime<Utc>, available_for: Option<&StageDef>) -> pb::Freight {
+    let (available, unavailable_reason) = match available_for {
+        Some(def) => match available_to(f, def, now) {
+            Ok(()) => (true, String::new()),
+            Err(why) => (false, why.to_string()),
+        },
+        None => (false, String::new()),
+    };
+    pb::Freight {
+        id: f.id.clone(),
+        warehouse: f.warehouse.clone(),
+        alias: f.alias.clone(),
+        artifacts: f
+            .artifacts
+            .iter()
+            .map(|a| pb::Artifact {
+                kind: match a.kind {
+                    ArtifactKind::Image => pb::artifact::Kind::Image,
+                    ArtifactKind::Git => pb::artifact::Kind::Git,
+                    ArtifactKind::Chart => pb::artifact::Kind::Chart,
+                } as i32,
+                name: a.name.clone(),
+                version: a.version.clone(),
+                digest: a.digest.clone(),
+            })
+            .collect(),
+        discovered_at: time(f.discovered_at),
+        verified_in: f
+            .verified_in
+            .iter()
+            .map(|(stage, v)| pb::VerifiedIn {
+                stage: stage.clone(),
+                at: time(v.at),
+                soak_seconds: v.soak(now).0,
+            })
+            .collect(),
+        approved_for: f
+            .approved_for
+            .iter()
+            .map(|(stage, a)| pb::ApprovedFor {
+                stage: stage.clone(),
+                at: time(a.at),
+                by: a.by.clone(),
+                bypass: a.bypass,
+                reason: a.reason.clone(),
+                ticket: a.ticket.clone(),
+            })
+            .collect(),
+        currently_in: f
+            .currently_in
+            .iter()
+            .map(|(stage, since)| pb::CurrentlyIn {
+                stage: stage.clone(),
+                since: time(*since),
+            })
+            .collect(),
+        available,
+        unavailable_reason,
+    }
+}
+
+pub fn promotion(state: &ProjectState, p: &Promotion) -> pb::Promotion {
+    let bypass = state
+        .freight
+        .get(&p.freight)
+        .and_then(|f| f.approved_for.get(&p.stage))
+        .filter(|a| a.bypass);
+    pb::Promotion {
+        id: p.id.clone(),
+        stage: p.stage.clone(),
+        freight: p.freight.clone(),
+        requested_by: p.requested_by.principal.clone(),
+        requested_at: time(p.requested_at),
+        ticket: p.ticket.clone(),
+        reason: p.reason.clone(),
+        approvals: p
+            .approvals
+            .iter()
+            .map(|a| pb::Approval {
+                by: a.by.clone(),
+                at: time(a.at),
+                comment: a.comment.clone(),
+            })
+            .collect(),
+        status: p.status.name().to_string(),
+        policy_version: p.policy_version.0,
+        details: p.details.clone(),
+        updated_at: time(p.updated_at),
+        bypass: bypass.is_some(),
+        bypass_reason: bypass.map(|a| a.reason.clone()).unwrap_or_default(),
+        requested_position: p.requested.0,
+    }
+}
+
+pub fn entry(h: &HistoryItem) -> pb::HistoryEntry {
+    pb::HistoryEntry {
+        position: h.position.0,
+        project: h.project.clone(),
+        event_type: h.event_type.clone(),
+        time: time(h.time),
+        actor: h.actor.clone(),
+        auth_method: h.auth_method.clone(),
+        stage: h.stage.clone(),
+        freight: h.freight.clone(),
+        promotion: h.promotion.clone(),
+        reason: h.reason.clone(),
+        ticket: h.ticket.clone(),
+        bypass: h.bypass,
+        policy_version: h.policy_version.0,
+        hash: h.hash.clone(),
+        summary: h.summary.clone(),
+        command_id: h.command_id.clone(),
+    }
+}

@@ -1,0 +1,380 @@
+//! The query gRPC service: answers from the projections only.
+
+mod convert;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+use waybill_ledger::domain::ProjectState;
+use waybill_ledger::{EventLog, Position, ProjectName};
+use waybill_proto::v1 as pb;
+use waybill_proto::v1::query_service_server::QueryService;
+
+use crate::runner::Projections;
+use crate::store::HistoryFilter;
+
+/// How long a query waits for `min_position` before giving up.
+pub const MIN_POSITION_WAIT: Duration = Duration::from_secs(5);
+/// Default and largest page of promotions.
+const PAGE: usize = 100;
+
+/// Authentication and the viewer role, provided by the binary (the identity
+/// module lives with the command side, which this crate does not import).
+pub trait Access: Send + Sync + 'static {
+    /// Checks that the caller may read `project` (empty: every project).
+    fn check(&self, metadata: &tonic::metadata::MetadataMap, project: &str) -> Result<(), Status>;
+}
+
+/// Serves `waybill.v1.QueryService`.
+#[derive(Clone)]
+pub struct QueryGrpc {
+    projections: Projections,
+    log: Arc<dyn EventLog>,
+    access: Arc<dyn Access>,
+    /// Becomes true when the server shuts down: open watches end.
+    stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for QueryGrpc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryGrpc").finish()
+    }
+}
+
+type EntryStream = Pin<Box<dyn Stream<Item = Result<pb::HistoryEntry, Status>> + Send>>;
+
+impl QueryGrpc {
+    /// A service whose watches end when `stopping` becomes true.
+    pub fn new(
+        projections: Projections,
+        log: Arc<dyn EventLog>,
+        access: Arc<dyn Access>,
+        stopping: tokio::sync::watch::Receiver<bool>,
+    ) -> QueryGrpc {
+        QueryGrpc {
+            projections,
+            log,
+            access,
+            stopping,
+        }
+    }
+
+    pub fn into_server(self) -> pb::query_service_server::QueryServiceServer<QueryGrpc> {
+        pb::query_service_server::QueryServiceServer::new(self)
+    }
+
+    /// Checks access and waits for `min_position`; returns the position reflected.
+    async fn ready<T>(&self, request: &Request<T>, project: &str, min: u64) -> Result<u64, Status> {
+        self.access.check(request.metadata(), project)?;
+        match self
+            .projections
+            .wait_for(Position(min), MIN_POSITION_WAIT)
+            .await
+        {
+            Ok(p) => Ok(p.0),
+            Err(applied) => Err(Status::unavailable(format!(
+                "the projections reflect position {applied}, not yet {min}; retry"
+            ))),
+        }
+    }
+
+    fn state(&self, project: &str) -> Result<Arc<ProjectState>, Status> {
+        let name =
+            ProjectName::project(project).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.projections
+            .project(name.as_str())
+            .filter(|s| s.definition().is_some())
+            .ok_or_else(|| Status::not_found(format!("no project {project:?}")))
+    }
+}
+
+fn parse_time(field: &str, value: &str) -> Result<Option<DateTime<Utc>>, Status> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    DateTime::parse_from_rfc3339(value)
+        .map(|t| Some(t.with_timezone(&Utc)))
+        .map_err(|e| {
+            Status::invalid_argument(format!("{field}: {value:?} is not an RFC 3339 time: {e}"))
+        })
+}
+
+fn opt(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+#[tonic::async_trait]
+impl QueryService for QueryGrpc {
+    async fn get_stage(
+        &self,
+        request: Request<pb::GetStageRequest>,
+    ) -> Result<Response<pb::StageReply>, Status> {
+        let r = request.get_ref();
+        let position = self.ready(&request, &r.project, r.min_position).await?;
+        let state = self.state(&r.project)?;
+        let def = state
+            .definition()
+            .and_then(|d| d.stage(&r.stage))
+            .ok_or_else(|| {
+                Status::not_found(format!("project {} has no stage {:?}", r.project, r.stage))
+            })?;
+        Ok(Response::new(pb::StageReply {
+            stage: Some(convert::stage(&state, def)),
+            position,
+        }))
+    }
+
+    async fn list_stages(
+        &self,
+        request: Request<pb::ListStagesRequest>,
+    ) -> Result<Response<pb::ListStagesReply>, Status> {
+        let r = request.get_ref();
+        let position = self.ready(&request, &r.project, r.min_position).await?;
+        let state = self.state(&r.project)?;
+        Ok(Response::new(convert::stages(&state, position)))
+    }
+
+    async fn get_freight(
+        &self,
+        request: Request<pb::GetFreightRequest>,
+    ) -> Result<Response<pb::FreightReply>, Status> {
+        let r = request.get_ref();
+        let position = self.ready(&request, &r.project, r.min_position).await?;
+        let state = self.state(&r.project)?;
+        let f = state.resolve_freight(&r.freight).ok_or_else(|| {
+            Status::not_found(format!("no freight {:?} in {}", r.freight, r.project))
+        })?;
+        Ok(Response::new(pb::FreightReply {
+            freight: Some(convert::freight(f, Utc::now(), None)),
+            position,
+        }))
+    }
+
+    async fn list_freight(
+        &self,
+        request: Request<pb::ListFreightRequest>,
+    ) -> Result<Response<pb::ListFreightReply>, Status> {
+        let r = request.get_ref();
+        let position = self.ready(&request, &r.project, r.min_position).await?;
+        let state = self.state(&r.project)?;
+        let stage = match r.available_for.as_str() {
+            "" => None,
+            s => Some(state.definition().and_then(|d| d.stage(s)).ok_or_else(|| {
+                Status::not_found(format!("project {} has no stage {s:?}", r.project))
+            })?),
+        };
+        let now = Utc::now();
+        let mut freight: Vec<_> = state
+            .freight
+            .values()
+            .filter(|f| r.warehouse.is_empty() || f.warehouse == r.warehouse)
+            .collect();
+        freight.sort_by(|a, b| (b.discovered_at, &b.id).cmp(&(a.discovered_at, &a.id)));
+        Ok(Response::new(pb::ListFreightReply {
+            freight: freight
+                .into_iter()
+                .map(|f| convert::freight(f, now, stage))
+                .collect(),
+            position,
+        }))
+    }
+
+    async fn get_promotion(
+        &self,
+        request: Request<pb::GetPromotionRequest>,
+    ) -> Result<Response<pb::PromotionReply>, Status> {
+        let r = request.get_ref();
+        let position = self.ready(&request, &r.project, r.min_position).await?;
+        let state = self.state(&r.project)?;
+        let p = state.promotions.get(&r.promotion_id).ok_or_else(|| {
+            Status::not_found(format!(
+                "no promotion {:?} in {}",
+                r.promotion_id, r.project
+            ))
+        })?;
+        Ok(Response::new(pb::PromotionReply {
+            promotion: Some(convert::promotion(&state, p)),
+            position,
+        }))
+    }
+
+    async fn list_promotions(
+        &self,
+        request: Request<pb::ListPromotionsRequest>,
+    ) -> Result<Response<pb::ListPromotionsReply>, Status> {
+        let r = request.get_ref();
+        let position = self.ready(&request, &r.project, r.min_position).await?;
+        let state = self.state(&r.project)?;
+        let after = match r.page_token.as_str() {
+            "" => 0,
+            t => t
+                .strip_prefix("after-")
+                .and_then(|n| n.parse::<u64>().ok())
+                .ok_or_else(|| {
+                    Status::invalid_argument("page_token is not one this server gave")
+                })?,
+        };
+        let size = match r.page_size as usize {
+            0 => PAGE,
+            n => n.min(PAGE),
+        };
+        let mut list: Vec<_> = state
+            .promotions
+            .values()
+            .filter(|p| p.requested.0 > after)
+            .filter(|p| r.stage.is_empty() || p.stage == r.stage)
+            .filter(|p| r.status.is_empty() || p.status.name().eq_ignore_ascii_case(&r.status))
+            .collect();
+        list.sort_by_key(|p| p.requested);
+        let more = list.len() > size;
+        list.truncate(size);
+        let next_page_token = match (more, list.last()) {
+            (true, Some(last)) => format!("after-{}", last.requested.0),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListPromotionsReply {
+            promotions: list
+                .into_iter()
+                .map(|p| convert::promotion(&state, p))
+                .collect(),
+            next_page_token,
+            position,
+        }))
+    }
+
+    type HistoryStream = EntryStream;
+
+    async fn history(
+        &self,
+        request: Request<pb::HistoryRequest>,
+    ) -> Result<Response<EntryStream>, Status> {
+        let r = request.get_ref();
+        self.ready(&request, &r.project, r.min_position).await?;
+        if !r.project.is_empty() {
+            ProjectName::project(r.project.as_str())
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        }
+        let filter = HistoryFilter {
+            project: opt(&r.project),
+            stage: opt(&r.stage),
+            freight: opt(&r.freight),
+            actor: opt(&r.actor),
+            event_type: opt(&r.event_type),
+            since: parse_time("since", &r.since)?,
+            until: parse_time("until", &r.until)?,
+        };
+        let limit = if r.limit == 0 { 1000 } else { r.limit as usize };
+        let store = self.projections.store().clone();
+        let from = Position(r.from_position.max(1));
+        let items = tokio::task::spawn_blocking(move || store.history(&filter, from, limit))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let entries: Vec<_> = items.iter().map(|h| Ok(convert::entry(h))).collect();
+        Ok(Response::new(Box::pin(futures::stream::iter(entries))))
+    }
+
+    async fn state_at(
+        &self,
+        request: Request<pb::StateAtRequest>,
+    ) -> Result<Response<pb::ListStagesReply>, Status> {
+        let r = request.get_ref();
+        self.access.check(request.metadata(), &r.project)?;
+        let name = ProjectName::project(r.project.as_str())
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let (until_pos, until_time) = match &r.at {
+            Some(pb::state_at_request::At::Position(p)) => (Position(*p), None),
+            Some(pb::state_at_request::At::Time(t)) => (Position(u64::MAX), parse_time("time", t)?),
+            None => return Err(Status::invalid_argument("give a position or a time")),
+        };
+        let mut events = self
+            .log
+            .read_project(&name, Position(1))
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let mut state = ProjectState::new(name.as_str());
+        while let Some(ev) = events.next().await {
+            let ev = ev.map_err(|e| Status::unavailable(e.to_string()))?;
+            if ev.position > until_pos || until_time.is_some_and(|t| ev.event.time > t) {
+                break;
+            }
+            state.apply(&ev);
+        }
+        if state.definition().is_none() {
+            return Err(Status::not_found(format!(
+                "project {} had no pipeline then",
+                r.project
+            )));
+        }
+        let position = state.position.0;
+        Ok(Response::new(convert::stages(&state, position)))
+    }
+
+    type WatchStream = EntryStream;
+
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<EntryStream>, Status> {
+        let r = request.get_ref();
+        self.access.check(request.metadata(), &r.project)?;
+        if !r.project.is_empty() {
+            ProjectName::project(r.project.as_str())
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        }
+        let filter = HistoryFilter {
+            project: opt(&r.project),
+            ..Default::default()
+        };
+        let from = Position(r.from_position.max(1));
+        let projections = self.projections.clone();
+        let stopping = self.stopping.clone();
+        let stream = futures::stream::unfold(
+            (from, projections.subscribe()),
+            move |(next, mut applied)| {
+                let projections = projections.clone();
+                let filter = filter.clone();
+                let mut stopping = stopping.clone();
+                async move {
+                    loop {
+                        let store = projections.store().clone();
+                        let f = filter.clone();
+                        let items =
+                            tokio::task::spawn_blocking(move || store.history(&f, next, 256)).await;
+                        match items {
+                            Ok(Ok(items)) if !items.is_empty() => {
+                                let last = items.last().map(|h| h.position).unwrap_or(next);
+                                let out: Vec<_> =
+                                    items.iter().map(|h| Ok(convert::entry(h))).collect();
+                                return Some((futures::stream::iter(out), (last.next(), applied)));
+                            }
+                            Ok(Ok(_)) => {
+                                // Nothing new: wait until the projections move
+                                // past `next`, or the server stops.
+                                tokio::select! {
+                                    moved = applied.wait_for(|p| *p >= next) => {
+                                        if moved.is_err() {
+                                            return None;
+                                        }
+                                    }
+                                    _ = stopping.wait_for(|s| *s) => return None,
+                                }
+                            }
+                            Ok(Err(e)) => {
+                                let out = vec![Err(Status::internal(e.to_string()))];
+                                return Some((futures::stream::iter(out), (next, applied)));
+                            }
+                            Err(_) => return None,
+                        }
+                    }
+                }
+            },
+        )
+        .flatten();
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
