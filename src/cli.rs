@@ -30,6 +30,9 @@ pub enum Command {
     Dump(DumpArgs),
     #[command(flatten)]
     Client(crate::client::ClientCommand),
+    /// Build the read models from the log.
+    #[command(subcommand)]
+    Projections(ProjectionsCommand),
     /// Bearer tokens for the tokens file.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -124,4 +127,18 @@ pub struct DumpArgs {
 pub enum TokenCommand {
     /// Create a token: prints it once, and the hashed entry for the tokens file.
     Create(crate::client::TokenArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsCommand {
+    /// Rebuild the read models from position 1 into a fresh store, then swap it in.
+    Rebuild(ProjectionsArgs),
+    /// Bring the read models up to the log's head (resuming from the checkpoint), then exit.
+    CatchUp(ProjectionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProjectionsArgs {
+    #[command(flatten)]
+    pub log: LogArgs,
 }

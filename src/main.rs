@@ -8,6 +8,7 @@ mod config;
 mod debug;
 mod dump;
 mod open;
+mod projections;
 mod serve;
 mod verify;
 
@@ -49,6 +50,9 @@ fn main() -> ExitCode {
             Command::Verify(args) => verify::run(args, &file).await,
             Command::Dump(args) => dump::run(args, &file).await.map(|()| ExitCode::SUCCESS),
             Command::Client(command) => client::run(&cli.client, command).await,
+            Command::Projections(command) => projections::run(command, &file)
+                .await
+                .map(|()| ExitCode::SUCCESS),
             Command::Token(cli::TokenCommand::Create(args)) => {
                 client::token::create(&args).map(|()| ExitCode::SUCCESS)
             }
