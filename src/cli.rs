@@ -30,6 +30,8 @@ pub enum Command {
     Dump(DumpArgs),
     #[command(flatten)]
     Client(crate::client::ClientCommand),
+    #[command(flatten)]
+    Query(crate::client::QueryCommand),
     /// Build the read models from the log.
     #[command(subcommand)]
     Projections(ProjectionsCommand),

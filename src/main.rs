@@ -50,6 +50,7 @@ fn main() -> ExitCode {
             Command::Verify(args) => verify::run(args, &file).await,
             Command::Dump(args) => dump::run(args, &file).await.map(|()| ExitCode::SUCCESS),
             Command::Client(command) => client::run(&cli.client, command).await,
+            Command::Query(command) => client::run_query(&cli.client, command).await,
             Command::Projections(command) => projections::run(command, &file)
                 .await
                 .map(|()| ExitCode::SUCCESS),

@@ -1,10 +1,11 @@
 //! The CLI as a client of the gRPC API: connection, credentials, output.
 
 mod commands;
-pub mod queries;
+mod queries;
 pub mod token;
 
 pub use commands::{run, ClientCommand};
+pub use queries::{run as run_query, QueryCommand};
 pub use token::TokenArgs;
 
 use clap::{Args, ValueEnum};

@@ -1,0 +1,276 @@
+//! The read verbs' arguments and their dispatch.
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use super::format::rfc3339_arg;
+use super::rpc::{connect, refused};
+use super::stages::AtPoint;
+use super::{freight, history, promotions, stages, watch};
+use crate::client::ClientArgs;
+
+/// The read verbs: they ask the projections and change nothing.
+#[derive(Debug, Subcommand)]
+pub enum QueryCommand {
+    /// Every stage of a project: current freight, verification, queue, hold.
+    Status(StatusArgs),
+    /// What happened, oldest first, filtered.
+    History(HistoryArgs),
+    /// One freight in detail, or the freight of a project.
+    Freight(FreightArgs),
+    /// The promotions of a project, or one promotion in detail.
+    Promotions(PromotionsArgs),
+    /// Print changes as they happen, until Ctrl-C.
+    Watch(WatchArgs),
+    /// The pipeline as it was at a position or a time.
+    At(AtArgs),
+}
+
+/// Project and read-your-own-writes position, common to the read verbs.
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    /// Project.
+    #[arg(long, short = 'p', env = "WAYBILL_PROJECT")]
+    pub project: String,
+    /// Wait (bounded) until the server reflects this position: read your own writes.
+    #[arg(long, value_name = "POSITION", default_value_t = 0)]
+    pub min_position: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// Show this stage in detail (checks, queue, upstreams).
+    pub stage: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+    #[arg(long)]
+    pub stage: Option<String>,
+    /// Freight id or alias.
+    #[arg(long)]
+    pub freight: Option<String>,
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Event type, e.g. PromotionRequested.
+    #[arg(long = "type", value_name = "EVENT_TYPE")]
+    pub event_type: Option<String>,
+    /// From this time on (RFC 3339, inclusive).
+    #[arg(long, value_parser = rfc3339_arg)]
+    pub since: Option<String>,
+    /// Before this time (RFC 3339, exclusive).
+    #[arg(long, value_parser = rfc3339_arg)]
+    pub until: Option<String>,
+    /// From this position on.
+    #[arg(long, value_name = "POSITION", default_value_t = 0)]
+    pub from: u64,
+    /// At most this many entries (0: the server's maximum).
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct FreightArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// Only freight from this warehouse.
+    #[arg(long, short = 'w')]
+    pub warehouse: Option<String>,
+    /// Say for each freight whether it is available to this stage, and if not why.
+    #[arg(long, value_name = "STAGE")]
+    pub available_for: Option<String>,
+    /// Show this freight (id or alias) in detail.
+    #[arg(value_name = "ID_OR_ALIAS", conflicts_with_all = ["warehouse", "available_for"])]
+    pub freight: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PromotionsArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+    #[arg(long)]
+    pub stage: Option<String>,
+    /// Requested, Authorized, Running, Succeeded, Failed, Aborted or Rejected.
+    #[arg(long, value_parser = promotions::status_arg)]
+    pub status: Option<String>,
+    /// Promotions per page (0: the server's default).
+    #[arg(long, default_value_t = 0)]
+    pub page_size: u32,
+    /// Continue from a previous page.
+    #[arg(long, conflicts_with = "all")]
+    pub page_token: Option<String>,
+    /// Every page.
+    #[arg(long)]
+    pub all: bool,
+    /// Show this promotion in detail, with each approval.
+    #[arg(
+        value_name = "ID",
+        conflicts_with_all = ["stage", "status", "page_size", "page_token", "all"]
+    )]
+    pub promotion: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Project (empty: every project).
+    #[arg(long, short = 'p', env = "WAYBILL_PROJECT", default_value = "")]
+    pub project: String,
+    /// From this position on (default: from the beginning).
+    #[arg(long, value_name = "POSITION", default_value_t = 0)]
+    pub from: u64,
+    /// Wait (bounded) until the server reflects this position before watching.
+    #[arg(long, value_name = "POSITION", default_value_t = 0)]
+    pub min_position: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct AtArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// A position, or an RFC 3339 time.
+    #[arg(value_name = "POSITION|TIME", value_parser = AtPoint::parse)]
+    pub at: AtPoint,
+}
+
+/// Runs one read verb. Exit codes: 0 done, 1 refused by the server, 2 the
+/// server cannot be reached (connection errors come back as `Err`).
+pub async fn run(client: &ClientArgs, command: QueryCommand) -> anyhow::Result<ExitCode> {
+    if let QueryCommand::Watch(a) = &command {
+        if a.min_position > 0 && a.project.is_empty() {
+            anyhow::bail!("watch --min-position needs a project (-p)");
+        }
+    }
+    let mut svc = connect(client).await?;
+    let output = client.output;
+    let result = match command {
+        QueryCommand::Status(a) => stages::status(&mut svc, a, output).await,
+        QueryCommand::History(a) => history::run(&mut svc, a, output).await,
+        QueryCommand::Freight(a) => freight::run(&mut svc, a, output).await,
+        QueryCommand::Promotions(a) => promotions::run(&mut svc, a, output).await,
+        QueryCommand::Watch(a) => watch::run(&mut svc, a, output).await,
+        QueryCommand::At(a) => stages::at(&mut svc, a, output).await,
+    };
+    Ok(match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(status) => refused(output, &status),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+    use tonic::Status;
+
+    use super::*;
+    use crate::client::queries::rpc::{exit_code, REFUSED, UNREACHABLE};
+    use crate::client::queries::testing::{Flaky, Server};
+    use crate::client::Output;
+
+    /// The verbs as `main` wires them: flattened next to the client flags.
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: QueryCommand,
+    }
+
+    fn parse(args: &[&str]) -> Result<QueryCommand, clap::Error> {
+        Cli::try_parse_from(std::iter::once("waybill").chain(args.iter().copied()))
+            .map(|c| c.command)
+    }
+
+    #[test]
+    fn the_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn history_flags() {
+        let c = parse(&[
+            "history",
+            "-p",
+            "shop",
+            "--type",
+            "PromotionRequested",
+            "--since",
+            "2024-05-01T14:00:00+02:00",
+            "--min-position",
+            "7",
+        ])
+        .expect("valid");
+        let QueryCommand::History(a) = c else {
+            panic!("not history: {c:?}")
+        };
+        assert_eq!(a.limit, 50);
+        assert_eq!(a.read.min_position, 7);
+        assert_eq!(a.event_type.as_deref(), Some("PromotionRequested"));
+        assert_eq!(a.since.as_deref(), Some("2024-05-01T12:00:00Z"));
+        assert!(parse(&["history", "-p", "shop", "--since", "yesterday"]).is_err());
+    }
+
+    #[test]
+    fn one_or_many() {
+        assert!(parse(&["freight", "-p", "shop", "v1.2", "--warehouse", "w"]).is_err());
+        assert!(parse(&["promotions", "-p", "shop", "prm-1", "--all"]).is_err());
+        let c = parse(&["promotions", "-p", "shop", "--status", "failed", "--all"]).expect("valid");
+        let QueryCommand::Promotions(a) = c else {
+            panic!("not promotions: {c:?}")
+        };
+        assert_eq!(a.status.as_deref(), Some("Failed"));
+        assert!(a.all);
+    }
+
+    #[test]
+    fn at_takes_a_position_or_a_time() {
+        let c = parse(&["at", "-p", "shop", "1200"]).expect("valid");
+        let QueryCommand::At(a) = c else {
+            panic!("not at: {c:?}")
+        };
+        assert_eq!(a.at, AtPoint::Position(1200));
+        assert!(parse(&["at", "-p", "shop", "noon"]).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_refusal_exits_1() {
+        let server = Server::start(Flaky::default()).await;
+        let command = parse(&["status", "-p", "shop"]).expect("valid");
+        let code = run(&server.args, command)
+            .await
+            .expect("the server answers");
+        assert_eq!(code, ExitCode::from(REFUSED));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_an_error() {
+        // A port that was free a moment ago and is closed now.
+        let addr = {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            l.local_addr().expect("bound")
+        };
+        let args = ClientArgs {
+            server: format!("http://{addr}"),
+            token: None,
+            output: Output::Text,
+        };
+        let command = parse(&["status", "-p", "shop"]).expect("valid");
+        let err = run(&args, command).await.expect_err("nobody listens");
+        assert!(err.to_string().contains("cannot reach"), "{err}");
+    }
+
+    #[test]
+    fn unavailable_exits_2_and_refusals_1() {
+        assert_eq!(
+            exit_code(&Status::unavailable("down")),
+            ExitCode::from(UNREACHABLE)
+        );
+        assert_eq!(exit_code(&Status::not_found("no")), ExitCode::from(REFUSED));
+    }
+}

@@ -1,0 +1,286 @@
+//! Pure formatting helpers of the read verbs: short ids, times, durations and
+//! aligned tables. Nothing here does I/O, so everything here is unit tested.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+/// Characters of a freight id shown where space is short.
+pub const SHORT_ID: usize = 12;
+
+/// What an empty cell shows.
+pub const NONE: &str = "-";
+
+/// The first [`SHORT_ID`] characters of `id`.
+pub fn short(id: &str) -> &str {
+    match id.char_indices().nth(SHORT_ID) {
+        Some((end, _)) => &id[..end],
+        None => id,
+    }
+}
+
+/// The alias of a freight if it has one, else its short id; `-` for none.
+pub fn freight_label(id: &str, alias: &str) -> String {
+    if !alias.is_empty() {
+        alias.to_string()
+    } else if id.is_empty() {
+        NONE.to_string()
+    } else {
+        short(id).to_string()
+    }
+}
+
+/// `s` with line breaks and tabs turned into spaces, so one entry stays on one line.
+pub fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// An RFC 3339 time in UTC.
+pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Checks an RFC 3339 time given on the command line; returns it in UTC.
+pub fn rfc3339_arg(s: &str) -> Result<String, String> {
+    parse_time(s)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+        .ok_or_else(|| format!("{s:?} is not an RFC 3339 time (e.g. 2024-05-01T12:00:00Z)"))
+}
+
+/// A server time to the second, `2024-05-01 12:00:00Z`; as given if it does
+/// not parse; `-` when empty.
+pub fn clock(s: &str) -> String {
+    if s.is_empty() {
+        return NONE.to_string();
+    }
+    match parse_time(s) {
+        Some(t) => t.format("%Y-%m-%d %H:%M:%SZ").to_string(),
+        None => s.to_string(),
+    }
+}
+
+/// How long before `now` `then` was: `just now`, `45s ago`, `5m ago`, `3h ago`,
+/// `2d ago`; `in 5m` for a time ahead of the local clock.
+pub fn ago(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let secs = (now - then).num_seconds();
+    if secs < 0 {
+        format!("in {}", coarse(secs.unsigned_abs()))
+    } else if secs < 5 {
+        "just now".to_string()
+    } else {
+        format!("{} ago", coarse(secs.unsigned_abs()))
+    }
+}
+
+/// One unit, rounded down.
+fn coarse(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3_600 => format!("{}m", secs / 60),
+        3_600..86_400 => format!("{}h", secs / 3_600),
+        _ => format!("{}d", secs / 86_400),
+    }
+}
+
+/// A server time as `5m ago (2024-05-01 12:00:00Z)`; `-` when empty.
+pub fn when(s: &str, now: DateTime<Utc>) -> String {
+    match parse_time(s) {
+        Some(t) => format!("{} ({})", ago(t, now), clock(s)),
+        None => clock(s),
+    }
+}
+
+/// A duration in its two largest units: `45s`, `5m 3s`, `1h 5m`, `2d 3h`.
+pub fn duration(secs: u64) -> String {
+    const UNITS: [(u64, &str); 4] = [(86_400, "d"), (3_600, "h"), (60, "m"), (1, "s")];
+    let mut parts = Vec::new();
+    let mut rest = secs;
+    for (size, unit) in UNITS {
+        let n = rest / size;
+        rest %= size;
+        if n > 0 || !parts.is_empty() {
+            parts.push(format!("{n}{unit}"));
+        }
+        if parts.len() == 2 {
+            break;
+        }
+    }
+    // Drop a trailing zero unit: `1h 0m` reads better as `1h`.
+    if parts.len() == 2 && parts[1].starts_with('0') {
+        parts.pop();
+    }
+    if parts.is_empty() {
+        "0s".to_string()
+    } else {
+        parts.join(" ")
+    }
+}
+
+/// Columns separated by two spaces, each as wide as its widest cell.
+#[derive(Debug, Clone)]
+pub struct Table {
+    headers: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// A table with these column headers.
+    pub fn new(headers: &[&str]) -> Table {
+        Table {
+            headers: headers.iter().map(|h| h.to_string()).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Adds a row; empty cells show `-`, missing cells are empty.
+    pub fn row(&mut self, cells: Vec<String>) {
+        let mut cells: Vec<String> = cells
+            .into_iter()
+            .map(|c| {
+                if c.is_empty() {
+                    NONE.to_string()
+                } else {
+                    one_line(&c)
+                }
+            })
+            .collect();
+        cells.resize(self.headers.len(), NONE.to_string());
+        self.rows.push(cells);
+    }
+
+    /// Whether no row was added.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The header line and one line per row, without trailing spaces.
+    pub fn render(&self) -> String {
+        let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
+        for row in &self.rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let mut out = String::new();
+        for line in std::iter::once(&self.headers).chain(&self.rows) {
+            let mut text = String::new();
+            for (i, (cell, w)) in line.iter().zip(&widths).enumerate() {
+                if i > 0 {
+                    text.push_str("  ");
+                }
+                text.push_str(cell);
+                let pad = w.saturating_sub(cell.chars().count());
+                text.extend(std::iter::repeat_n(' ', pad));
+            }
+            out.push_str(text.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        parse_time(s).expect("test times are valid")
+    }
+
+    #[test]
+    fn short_ids_keep_twelve_characters() {
+        assert_eq!(short("0123456789abcdef0123"), "0123456789ab");
+        assert_eq!(short("abc"), "abc");
+        assert_eq!(short(""), "");
+        // Cut on a character boundary, never inside one.
+        assert_eq!(short("ééééééééééééé"), "éééééééééééé");
+    }
+
+    #[test]
+    fn freight_label_prefers_the_alias() {
+        assert_eq!(freight_label("0123456789abcdef", "v1.2"), "v1.2");
+        assert_eq!(freight_label("0123456789abcdef", ""), "0123456789ab");
+        assert_eq!(freight_label("", ""), "-");
+    }
+
+    #[test]
+    fn relative_times() {
+        let now = t("2024-05-01T12:00:00Z");
+        assert_eq!(ago(t("2024-05-01T12:00:00Z"), now), "just now");
+        assert_eq!(ago(t("2024-05-01T11:59:15Z"), now), "45s ago");
+        assert_eq!(ago(t("2024-05-01T11:55:00Z"), now), "5m ago");
+        assert_eq!(ago(t("2024-05-01T11:00:01Z"), now), "59m ago");
+        assert_eq!(ago(t("2024-05-01T09:00:00Z"), now), "3h ago");
+        assert_eq!(ago(t("2024-04-28T12:00:00Z"), now), "3d ago");
+        assert_eq!(ago(t("2024-05-01T12:05:00Z"), now), "in 5m");
+    }
+
+    #[test]
+    fn when_shows_relative_and_absolute() {
+        let now = t("2024-05-01T12:00:00Z");
+        assert_eq!(
+            when("2024-05-01T11:55:00.123456Z", now),
+            "4m ago (2024-05-01 11:55:00Z)",
+            "rounded down, to the second"
+        );
+        // Offsets are shown in UTC.
+        assert_eq!(
+            when("2024-05-01T13:55:00+02:00", now),
+            "5m ago (2024-05-01 11:55:00Z)"
+        );
+        assert_eq!(when("", now), "-");
+        assert_eq!(when("yesterday", now), "yesterday");
+    }
+
+    #[test]
+    fn rfc3339_arguments_are_checked_and_normalized() {
+        assert_eq!(
+            rfc3339_arg("2024-05-01T14:00:00+02:00").as_deref(),
+            Ok("2024-05-01T12:00:00Z")
+        );
+        assert!(rfc3339_arg("2024-05-01").is_err());
+    }
+
+    #[test]
+    fn durations_use_two_units() {
+        assert_eq!(duration(0), "0s");
+        assert_eq!(duration(45), "45s");
+        assert_eq!(duration(303), "5m 3s");
+        assert_eq!(duration(3_600), "1h");
+        assert_eq!(duration(3_900), "1h 5m");
+        assert_eq!(duration(3_601), "1h");
+        assert_eq!(duration(2 * 86_400 + 3 * 3_600 + 59), "2d 3h");
+    }
+
+    #[test]
+    fn one_line_replaces_line_breaks() {
+        assert_eq!(one_line("a\nb\tc"), "a b c");
+    }
+
+    #[test]
+    fn table_columns_are_as_wide_as_their_widest_cell() {
+        let mut table = Table::new(&["STAGE", "MODE", "FREIGHT"]);
+        table.row(vec!["test".into(), "auto".into(), "v1".into()]);
+        table.row(vec!["production".into(), "".into(), "0123456789ab".into()]);
+        assert_eq!(
+            table.render(),
+            "STAGE       MODE  FREIGHT\n\
+             test        auto  v1\n\
+             production  -     0123456789ab\n"
+        );
+    }
+
+    #[test]
+    fn table_fills_missing_cells_and_trims_trailing_spaces() {
+        let mut table = Table::new(&["A", "LONG HEADER"]);
+        table.row(vec!["x".into()]);
+        table.row(vec!["y".into(), "multi\nline".into()]);
+        let text = table.render();
+        assert_eq!(text, "A  LONG HEADER\nx  -\ny  multi line\n");
+        assert!(text.lines().all(|l| !l.ends_with(' ')));
+        assert!(!table.is_empty());
+        assert!(Table::new(&["A"]).is_empty());
+    }
+}

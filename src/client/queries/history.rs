@@ -1,0 +1,168 @@
+//! `history`: what happened, oldest first, filtered; and the one-line entry
+//! format that `watch` shares.
+
+use serde_json::{json, Value};
+use tonic::Status;
+use waybill_proto::v1 as pb;
+
+use super::command::HistoryArgs;
+use super::format::{clock, one_line};
+use super::rpc::{Out, Queries};
+use crate::client::Output;
+
+/// Width of the actor column (longer names push the rest of their line right).
+const ACTOR_WIDTH: usize = 18;
+/// Width of the event type column (the longest type is 20 characters).
+const TYPE_WIDTH: usize = 20;
+
+/// One entry on one line: position, `BYPASS` when it was one (in a column of
+/// its own, near the start, so it stands out and lines up), time, the project
+/// (if asked), actor, event type, summary, then reason and ticket when given.
+pub fn entry_line(e: &pb::HistoryEntry, with_project: bool) -> String {
+    let flag = if e.bypass { "BYPASS" } else { "" };
+    let mut line = format!("{:>7} {flag:<6}  {}", e.position, clock(&e.time));
+    if with_project {
+        line.push_str(&format!("  {}", one_line(&e.project)));
+    }
+    line.push_str(&format!(
+        "  {:<ACTOR_WIDTH$}  {:<TYPE_WIDTH$}  ",
+        one_line(&e.actor),
+        one_line(&e.event_type),
+    ));
+    line.push_str(&one_line(&e.summary));
+    let mut extras = Vec::new();
+    if !e.reason.is_empty() {
+        extras.push(format!("reason: {}", one_line(&e.reason)));
+    }
+    if !e.ticket.is_empty() {
+        extras.push(format!("ticket: {}", one_line(&e.ticket)));
+    }
+    if !extras.is_empty() {
+        line.push_str(&format!("  [{}]", extras.join("; ")));
+    }
+    line
+}
+
+/// One entry as a JSON object.
+pub fn entry_json(e: &pb::HistoryEntry) -> Value {
+    json!({
+        "position": e.position,
+        "project": e.project,
+        "event_type": e.event_type,
+        "time": e.time,
+        "actor": e.actor,
+        "auth_method": e.auth_method,
+        "stage": e.stage,
+        "freight": e.freight,
+        "promotion": e.promotion,
+        "reason": e.reason,
+        "ticket": e.ticket,
+        "bypass": e.bypass,
+        "policy_version": e.policy_version,
+        "hash": e.hash,
+        "summary": e.summary,
+        "command_id": e.command_id,
+    })
+}
+
+/// Writes one entry in the chosen format.
+pub fn emit(out: &mut Out, output: Output, e: &pb::HistoryEntry, with_project: bool) {
+    match output {
+        Output::Text => out.line(&entry_line(e, with_project)),
+        Output::Json => out.line(&entry_json(e).to_string()),
+    }
+}
+
+/// `history`: the filtered request, streamed.
+pub async fn run(svc: &mut Queries, a: HistoryArgs, output: Output) -> Result<(), Status> {
+    let req = pb::HistoryRequest {
+        project: a.read.project,
+        stage: a.stage.unwrap_or_default(),
+        freight: a.freight.unwrap_or_default(),
+        actor: a.actor.unwrap_or_default(),
+        event_type: a.event_type.unwrap_or_default(),
+        since: a.since.unwrap_or_default(),
+        until: a.until.unwrap_or_default(),
+        from_position: a.from,
+        limit: a.limit,
+        min_position: a.read.min_position,
+    };
+    history(svc, req, output).await
+}
+
+/// Streams the history, printing entries as they come; when the limit is
+/// reached, says on stderr where to continue.
+async fn history(svc: &mut Queries, req: pb::HistoryRequest, output: Output) -> Result<(), Status> {
+    let limit = req.limit;
+    let mut stream = svc.history(req).await?.into_inner();
+    let mut out = Out::default();
+    let mut count: u32 = 0;
+    let mut last = None;
+    while let Some(e) = stream.message().await? {
+        emit(&mut out, output, &e, false);
+        if !out.is_open() {
+            return Ok(());
+        }
+        count = count.saturating_add(1);
+        last = Some(e.position);
+    }
+    match last {
+        Some(p) if limit > 0 && count >= limit => eprintln!(
+            "({count} entries, the limit; continue with --from {})",
+            p.saturating_add(1)
+        ),
+        None if output == Output::Text => eprintln!("(no entries)"),
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> pb::HistoryEntry {
+        pb::HistoryEntry {
+            position: 123,
+            project: "shop".into(),
+            event_type: "PromotionRequested".into(),
+            time: "2024-05-01T12:00:00.5Z".into(),
+            actor: "alice".into(),
+            summary: "promotion prm-1 of v1.2 into prod".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_plain_entry() {
+        assert_eq!(
+            entry_line(&entry(), false),
+            "    123         2024-05-01 12:00:00Z  alice               PromotionRequested    \
+             promotion prm-1 of v1.2 into prod"
+        );
+    }
+
+    #[test]
+    fn bypass_reason_and_ticket_are_shown() {
+        let mut e = entry();
+        e.event_type = "FreightApproved".into();
+        e.summary = "freight v1.2 approved for prod".into();
+        e.bypass = true;
+        e.reason = "outage\nnow".into();
+        e.ticket = "INC-9".into();
+        assert_eq!(
+            entry_line(&e, true),
+            "    123 BYPASS  2024-05-01 12:00:00Z  shop  alice               FreightApproved       \
+             freight v1.2 approved for prod  [reason: outage now; ticket: INC-9]"
+        );
+    }
+
+    #[test]
+    fn json_keeps_every_field() {
+        let v = entry_json(&entry());
+        assert_eq!(v["position"], 123);
+        assert_eq!(v["bypass"], false);
+        assert_eq!(v["time"], "2024-05-01T12:00:00.5Z");
+        assert_eq!(v.as_object().map(|o| o.len()), Some(16));
+    }
+}

@@ -1,0 +1,22 @@
+//! The read verbs of the CLI, clients of the query service: `status`,
+//! `history`, `freight`, `promotions`, `watch` and `at`.
+//!
+//! - `command`: the verbs' arguments and their dispatch ([`run`]);
+//! - `rpc`: the connection, refusals, exit codes and standard output;
+//! - `format`: short ids, times, durations and aligned tables (pure);
+//! - `stages`, `history`, `freight`, `promotions`: each verb's text and JSON;
+//! - `watch`: following the log, reconnecting without gaps or repeats;
+//! - `testing`: a flaky query server for the tests.
+
+mod command;
+mod format;
+mod freight;
+mod history;
+mod promotions;
+mod rpc;
+mod stages;
+#[cfg(test)]
+mod testing;
+mod watch;
+
+pub use command::{run, QueryCommand};

@@ -1,0 +1,299 @@
+//! `promotions`: the promotions of a project, page by page or all of them, or
+//! one promotion in detail with each approval.
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use tonic::Status;
+use waybill_proto::v1 as pb;
+
+use super::command::PromotionsArgs;
+use super::format::{short, when, Table};
+use super::rpc::{Out, Queries};
+use crate::client::Output;
+
+/// The statuses a promotion can have, as the server spells them.
+pub const STATUSES: [&str; 7] = [
+    "Requested",
+    "Authorized",
+    "Running",
+    "Succeeded",
+    "Failed",
+    "Aborted",
+    "Rejected",
+];
+
+/// Checks a `--status` value, in any case; returns the server's spelling.
+pub fn status_arg(s: &str) -> Result<String, String> {
+    STATUSES
+        .iter()
+        .find(|known| known.eq_ignore_ascii_case(s))
+        .map(|known| known.to_string())
+        .ok_or_else(|| format!("{s:?} is not one of {}", STATUSES.join(", ")))
+}
+
+/// The promotions table.
+pub fn list_text(promotions: &[pb::Promotion], now: DateTime<Utc>) -> String {
+    let mut table = Table::new(&[
+        "ID",
+        "STAGE",
+        "FREIGHT",
+        "STATUS",
+        "REQUESTED BY",
+        "REQUESTED",
+        "APPROVALS",
+        "TICKET",
+        "POLICY",
+        "BYPASS",
+    ]);
+    for p in promotions {
+        table.row(vec![
+            p.id.clone(),
+            p.stage.clone(),
+            short(&p.freight).to_string(),
+            p.status.clone(),
+            p.requested_by.clone(),
+            when(&p.requested_at, now),
+            p.approvals.len().to_string(),
+            p.ticket.clone(),
+            p.policy_version.to_string(),
+            if p.bypass { "BYPASS" } else { "" }.to_string(),
+        ]);
+    }
+    if table.is_empty() {
+        "no promotions\n".to_string()
+    } else {
+        table.render()
+    }
+}
+
+/// The footer of a list: how many, the position, and how to go on.
+pub fn footer(count: usize, position: u64, next_page_token: &str) -> String {
+    let mut s = format!(
+        "{count} promotion{}, reflects position {position}",
+        if count == 1 { "" } else { "s" }
+    );
+    if !next_page_token.is_empty() {
+        s.push_str(&format!(
+            "; more with --page-token {next_page_token} (or --all)"
+        ));
+    }
+    s
+}
+
+/// One promotion in detail.
+pub fn detail_text(p: &pb::Promotion, position: u64, now: DateTime<Utc>) -> String {
+    let mut out = format!("promotion {}  {}\n", p.id, p.status);
+    let mut field = |name: &str, value: String| {
+        if !value.is_empty() {
+            out.push_str(&format!("  {:<16}{value}\n", format!("{name}:")));
+        }
+    };
+    if p.bypass {
+        let why = if p.bypass_reason.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", p.bypass_reason)
+        };
+        field(
+            "BYPASS",
+            format!("freight approved for the stage by an emergency bypass{why}"),
+        );
+    }
+    field("stage", p.stage.clone());
+    field("freight", p.freight.clone());
+    field("requested by", p.requested_by.clone());
+    field("requested", when(&p.requested_at, now));
+    if p.requested_position > 0 {
+        field("at position", p.requested_position.to_string());
+    }
+    field("policy version", p.policy_version.to_string());
+    field("ticket", p.ticket.clone());
+    field("reason", p.reason.clone());
+    field("details", p.details.clone());
+    if !p.updated_at.is_empty() {
+        field("updated", when(&p.updated_at, now));
+    }
+    if p.approvals.is_empty() {
+        out.push_str("  approvals: none\n");
+    } else {
+        out.push_str(&format!("  approvals ({}):\n", p.approvals.len()));
+        let mut table = Table::new(&["BY", "AT", "COMMENT"]);
+        for a in &p.approvals {
+            table.row(vec![a.by.clone(), when(&a.at, now), a.comment.clone()]);
+        }
+        for line in table.render().lines() {
+            out.push_str(&format!("    {line}\n"));
+        }
+    }
+    out.push_str(&format!("reflects position {position}\n"));
+    out
+}
+
+/// A promotion as JSON.
+pub fn promotion_json(p: &pb::Promotion) -> Value {
+    json!({
+        "id": p.id,
+        "stage": p.stage,
+        "freight": p.freight,
+        "requested_by": p.requested_by,
+        "requested_at": p.requested_at,
+        "requested_position": p.requested_position,
+        "ticket": p.ticket,
+        "reason": p.reason,
+        "approvals": p.approvals.iter().map(|a| json!({
+            "by": a.by,
+            "at": a.at,
+            "comment": a.comment,
+        })).collect::<Vec<_>>(),
+        "status": p.status,
+        "policy_version": p.policy_version,
+        "details": p.details,
+        "updated_at": p.updated_at,
+        "bypass": p.bypass,
+        "bypass_reason": p.bypass_reason,
+    })
+}
+
+/// `promotions`: one in detail, or a page, or every page.
+pub async fn run(svc: &mut Queries, a: PromotionsArgs, output: Output) -> Result<(), Status> {
+    let mut out = Out::default();
+    if let Some(id) = a.promotion {
+        let reply = svc
+            .get_promotion(pb::GetPromotionRequest {
+                project: a.read.project,
+                promotion_id: id,
+                min_position: a.read.min_position,
+            })
+            .await?
+            .into_inner();
+        let p = reply
+            .promotion
+            .ok_or_else(|| Status::internal("the server sent no promotion"))?;
+        match output {
+            Output::Text => out.block(&detail_text(&p, reply.position, Utc::now())),
+            Output::Json => out.line(
+                &json!({ "promotion": promotion_json(&p), "position": reply.position }).to_string(),
+            ),
+        }
+        return Ok(());
+    }
+    let mut req = pb::ListPromotionsRequest {
+        project: a.read.project,
+        stage: a.stage.unwrap_or_default(),
+        status: a.status.unwrap_or_default(),
+        page_size: a.page_size,
+        page_token: a.page_token.unwrap_or_default(),
+        min_position: a.read.min_position,
+    };
+    let mut all = Vec::new();
+    let (position, next) = loop {
+        let reply = svc.list_promotions(req.clone()).await?.into_inner();
+        all.extend(reply.promotions);
+        if !a.all || reply.next_page_token.is_empty() {
+            break (reply.position, reply.next_page_token);
+        }
+        if reply.next_page_token == req.page_token {
+            return Err(Status::internal(
+                "the server sent the same page token twice; stopping",
+            ));
+        }
+        req.page_token = reply.next_page_token;
+        // Later pages need not wait again.
+        req.min_position = 0;
+    };
+    match output {
+        Output::Text => {
+            out.block(&list_text(&all, Utc::now()));
+            out.line(&footer(all.len(), position, &next));
+        }
+        Output::Json => out.line(
+            &json!({
+                "promotions": all.iter().map(promotion_json).collect::<Vec<_>>(),
+                "next_page_token": next,
+                "position": position,
+            })
+            .to_string(),
+        ),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::queries::format::parse_time;
+
+    fn now() -> DateTime<Utc> {
+        parse_time("2024-05-01T12:00:00Z").expect("valid")
+    }
+
+    fn promotion() -> pb::Promotion {
+        pb::Promotion {
+            id: "prm-0123456789abcdef".into(),
+            stage: "prod".into(),
+            freight: "0123456789abcdef0123456789abcdef01234567".into(),
+            requested_by: "alice".into(),
+            requested_at: "2024-05-01T11:50:00Z".into(),
+            ticket: "OPS-1".into(),
+            approvals: vec![pb::Approval {
+                by: "bob".into(),
+                at: "2024-05-01T11:55:00Z".into(),
+                comment: "lgtm".into(),
+            }],
+            status: "Authorized".into(),
+            policy_version: 3,
+            requested_position: 40,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn statuses_in_any_case() {
+        assert_eq!(status_arg("succeeded").as_deref(), Ok("Succeeded"));
+        assert!(status_arg("done").is_err());
+    }
+
+    #[test]
+    fn table() {
+        assert_eq!(
+            list_text(&[promotion()], now()),
+            "ID                    STAGE  FREIGHT       STATUS      REQUESTED BY  \
+             REQUESTED                       APPROVALS  TICKET  POLICY  BYPASS\n\
+             prm-0123456789abcdef  prod   0123456789ab  Authorized  alice         \
+             10m ago (2024-05-01 11:50:00Z)  1          OPS-1   3       -\n"
+        );
+        assert_eq!(list_text(&[], now()), "no promotions\n");
+    }
+
+    #[test]
+    fn footer_says_how_to_go_on() {
+        assert_eq!(footer(1, 9, ""), "1 promotion, reflects position 9");
+        assert_eq!(
+            footer(2, 9, "abc"),
+            "2 promotions, reflects position 9; more with --page-token abc (or --all)"
+        );
+    }
+
+    #[test]
+    fn detail_lists_approvals_and_bypass() {
+        let mut p = promotion();
+        p.bypass = true;
+        p.bypass_reason = "outage".into();
+        let text = detail_text(&p, 41, now());
+        assert!(
+            text.starts_with("promotion prm-0123456789abcdef  Authorized\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "  BYPASS:         freight approved for the stage by an emergency bypass: outage\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("    bob  5m ago (2024-05-01 11:55:00Z)  lgtm\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("reflects position 41\n"), "{text}");
+    }
+}

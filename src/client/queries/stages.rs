@@ -1,0 +1,450 @@
+//! `status` (every stage of a project, or one in detail) and `at` (the
+//! pipeline as it was at a position or a time).
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use tonic::Status;
+use waybill_proto::v1 as pb;
+
+use super::command::{AtArgs, StatusArgs};
+use super::format::{freight_label, short, when, Table, NONE};
+use super::rpc::{Out, Queries};
+use crate::client::Output;
+
+/// The stages table, then a footer with the position and policy version.
+pub fn stages_text(reply: &pb::ListStagesReply, now: DateTime<Utc>) -> String {
+    let mut table = Table::new(&[
+        "STAGE", "MODE", "FREIGHT", "SINCE", "VERIFIED", "QUEUE", "HOLD", "RUNNING",
+    ]);
+    for s in &reply.stages {
+        let current = s.current.as_ref().filter(|c| !c.freight.is_empty());
+        table.row(vec![
+            s.name.clone(),
+            mode(s),
+            current.map_or_else(String::new, |c| freight_label(&c.freight, &c.alias)),
+            current.map_or_else(String::new, |c| when(&c.since, now)),
+            verified(s),
+            queue(&s.queue),
+            short(&s.hold).to_string(),
+            s.running.clone(),
+        ]);
+    }
+    let mut out = if table.is_empty() {
+        format!(
+            "project {} has no stages (no pipeline applied)\n",
+            reply.project
+        )
+    } else {
+        table.render()
+    };
+    out.push_str(&format!(
+        "project {}: {} stage{}, reflects position {}, policy version {}\n",
+        reply.project,
+        reply.stages.len(),
+        if reply.stages.len() == 1 { "" } else { "s" },
+        reply.position,
+        reply.policy_version,
+    ));
+    out
+}
+
+/// `auto`, `gated` or `manual`, and whether the stage only records.
+fn mode(s: &pb::Stage) -> String {
+    if s.record_only {
+        format!("{} (record-only)", s.mode)
+    } else {
+        s.mode.clone()
+    }
+}
+
+/// `yes`, `no (failed: smoke)`, `pending (1/2, waiting: e2e)`; `-` without freight.
+pub fn verified(s: &pb::Stage) -> String {
+    let has_freight = s.current.as_ref().is_some_and(|c| !c.freight.is_empty());
+    let total = s.checks.len();
+    let passed = s.checks.iter().filter(|c| c.result == "passed").count();
+    let names = |result: &str| -> Vec<&str> {
+        s.checks
+            .iter()
+            .filter(|c| c.result == result)
+            .map(|c| c.check.as_str())
+            .collect()
+    };
+    if s.verified {
+        return if total == 0 {
+            "yes".to_string()
+        } else {
+            format!("yes ({passed}/{total})")
+        };
+    }
+    if !has_freight {
+        return NONE.to_string();
+    }
+    let failed = names("failed");
+    if !failed.is_empty() {
+        return format!("no (failed: {})", failed.join(", "));
+    }
+    if total == 0 {
+        return "no".to_string();
+    }
+    let waiting: Vec<&str> = s
+        .checks
+        .iter()
+        .filter(|c| c.result != "passed")
+        .map(|c| c.check.as_str())
+        .collect();
+    if waiting.is_empty() {
+        // Every check passed but the stage does not count it yet (soak time).
+        format!("pending ({passed}/{total} passed)")
+    } else {
+        format!(
+            "pending ({passed}/{total}, waiting: {})",
+            waiting.join(", ")
+        )
+    }
+}
+
+/// `-`, or the count and the first promotion waiting: `2 (next prm-…)`.
+pub fn queue(queue: &[String]) -> String {
+    match queue.first() {
+        None => NONE.to_string(),
+        Some(first) => format!("{} (next {first})", queue.len()),
+    }
+}
+
+/// One stage in detail (`status -p P STAGE`).
+pub fn stage_text(s: &pb::Stage, position: u64, now: DateTime<Utc>) -> String {
+    let mut out = format!("stage {}  {}\n", s.name, mode(s));
+    let mut field = |name: &str, value: String| {
+        if !value.is_empty() {
+            out.push_str(&format!("  {:<15} {value}\n", format!("{name}:")));
+        }
+    };
+    field("upstreams", s.upstreams.join(", "));
+    field("warehouses", s.warehouses.join(", "));
+    match s.current.as_ref().filter(|c| !c.freight.is_empty()) {
+        Some(c) => {
+            let alias = if c.alias.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", c.alias)
+            };
+            field("freight", format!("{}{alias}", c.freight));
+            field("since", when(&c.since, now));
+            field("promotion", c.promotion.clone());
+            field("promoted by", c.promoted_by.clone());
+        }
+        None => field("freight", "none".to_string()),
+    }
+    field("verified", verified(s));
+    field("running", s.running.clone());
+    field("hold", s.hold.clone());
+    field("last promotion", s.last_promotion.clone());
+    if !s.queue.is_empty() {
+        out.push_str(&format!("  queue ({}):\n", s.queue.len()));
+        for p in &s.queue {
+            out.push_str(&format!("    {p}\n"));
+        }
+    }
+    if !s.checks.is_empty() {
+        out.push_str("  checks:\n");
+        let mut table = Table::new(&["CHECK", "RESULT", "AT", "EVIDENCE"]);
+        for c in &s.checks {
+            table.row(vec![
+                c.check.clone(),
+                c.result.clone(),
+                when(&c.at, now),
+                c.evidence_url.clone(),
+            ]);
+        }
+        for line in table.render().lines() {
+            out.push_str(&format!("    {line}\n"));
+        }
+    }
+    out.push_str(&format!("reflects position {position}\n"));
+    out
+}
+
+/// A stage as JSON.
+pub fn stage_json(s: &pb::Stage) -> Value {
+    json!({
+        "name": s.name,
+        "mode": s.mode,
+        "record_only": s.record_only,
+        "upstreams": s.upstreams,
+        "warehouses": s.warehouses,
+        "current": s.current.as_ref().filter(|c| !c.freight.is_empty()).map(|c| json!({
+            "freight": c.freight,
+            "alias": c.alias,
+            "since": c.since,
+            "promotion": c.promotion,
+            "promoted_by": c.promoted_by,
+        })),
+        "checks": s.checks.iter().map(|c| json!({
+            "check": c.check,
+            "result": c.result,
+            "at": c.at,
+            "evidence_url": c.evidence_url,
+        })).collect::<Vec<_>>(),
+        "verified": s.verified,
+        "queue": s.queue,
+        "running": s.running,
+        "hold": s.hold,
+        "last_promotion": s.last_promotion,
+    })
+}
+
+/// Every stage of a project as JSON.
+pub fn stages_json(reply: &pb::ListStagesReply) -> Value {
+    json!({
+        "project": reply.project,
+        "position": reply.position,
+        "policy_version": reply.policy_version,
+        "stages": reply.stages.iter().map(stage_json).collect::<Vec<_>>(),
+    })
+}
+
+/// What `at` was asked for: a position or a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AtPoint {
+    Position(u64),
+    /// RFC 3339, in UTC.
+    Time(String),
+}
+
+impl AtPoint {
+    /// Parses `1234` or an RFC 3339 time.
+    pub fn parse(s: &str) -> Result<AtPoint, String> {
+        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+            return s
+                .parse()
+                .map(AtPoint::Position)
+                .map_err(|e| format!("{s:?}: {e}"));
+        }
+        super::format::rfc3339_arg(s)
+            .map(AtPoint::Time)
+            .map_err(|_| format!("{s:?} is neither a position nor an RFC 3339 time"))
+    }
+
+    /// The request field.
+    pub fn request(&self) -> pb::state_at_request::At {
+        match self {
+            AtPoint::Position(p) => pb::state_at_request::At::Position(*p),
+            AtPoint::Time(t) => pb::state_at_request::At::Time(t.clone()),
+        }
+    }
+
+    /// The `as of` header.
+    pub fn header(&self, project: &str, now: DateTime<Utc>) -> String {
+        match self {
+            AtPoint::Position(p) => format!("project {project} as of position {p}"),
+            AtPoint::Time(t) => format!("project {project} as of {}", when(t, now)),
+        }
+    }
+
+    /// The point as JSON.
+    pub fn json(&self) -> Value {
+        match self {
+            AtPoint::Position(p) => json!({ "position": p }),
+            AtPoint::Time(t) => json!({ "time": t }),
+        }
+    }
+}
+
+/// The state at a point: the `as of` header, then as `status`.
+pub fn at_text(point: &AtPoint, reply: &pb::ListStagesReply, now: DateTime<Utc>) -> String {
+    format!(
+        "{}\n{}",
+        point.header(&reply.project, now),
+        stages_text(reply, now)
+    )
+}
+
+/// The state at a point as JSON: `status`'s document with `as_of`.
+pub fn at_json(point: &AtPoint, reply: &pb::ListStagesReply) -> Value {
+    let mut doc = stages_json(reply);
+    doc["as_of"] = point.json();
+    doc
+}
+
+/// `status`: every stage, or one in detail.
+pub async fn status(svc: &mut Queries, a: StatusArgs, output: Output) -> Result<(), Status> {
+    let mut out = Out::default();
+    match a.stage {
+        Some(stage) => {
+            let reply = svc
+                .get_stage(pb::GetStageRequest {
+                    project: a.read.project,
+                    stage,
+                    min_position: a.read.min_position,
+                })
+                .await?
+                .into_inner();
+            let stage = reply
+                .stage
+                .ok_or_else(|| Status::internal("the server sent no stage"))?;
+            match output {
+                Output::Text => out.block(&stage_text(&stage, reply.position, Utc::now())),
+                Output::Json => out.line(
+                    &json!({ "stage": stage_json(&stage), "position": reply.position }).to_string(),
+                ),
+            }
+        }
+        None => {
+            let reply = svc
+                .list_stages(pb::ListStagesRequest {
+                    project: a.read.project,
+                    min_position: a.read.min_position,
+                })
+                .await?
+                .into_inner();
+            match output {
+                Output::Text => out.block(&stages_text(&reply, Utc::now())),
+                Output::Json => out.line(&stages_json(&reply).to_string()),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `StateAt` and `Watch` take no `min_position`: wait for it with a
+/// `ListStages` of the project first.
+pub async fn reflect(svc: &mut Queries, project: &str, min_position: u64) -> Result<(), Status> {
+    if min_position > 0 {
+        svc.list_stages(pb::ListStagesRequest {
+            project: project.to_string(),
+            min_position,
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// `at`: the pipeline at a position or a time.
+pub async fn at(svc: &mut Queries, a: AtArgs, output: Output) -> Result<(), Status> {
+    reflect(svc, &a.read.project, a.read.min_position).await?;
+    let reply = svc
+        .state_at(pb::StateAtRequest {
+            project: a.read.project,
+            at: Some(a.at.request()),
+        })
+        .await?
+        .into_inner();
+    let mut out = Out::default();
+    match output {
+        Output::Text => out.block(&at_text(&a.at, &reply, Utc::now())),
+        Output::Json => out.line(&at_json(&a.at, &reply).to_string()),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::queries::format::parse_time;
+
+    fn now() -> DateTime<Utc> {
+        parse_time("2024-05-01T12:00:00Z").expect("valid")
+    }
+
+    fn check(name: &str, result: &str) -> pb::CheckStatus {
+        pb::CheckStatus {
+            check: name.into(),
+            result: result.into(),
+            ..Default::default()
+        }
+    }
+
+    fn stage(name: &str) -> pb::Stage {
+        pb::Stage {
+            name: name.into(),
+            mode: "auto".into(),
+            current: Some(pb::CurrentFreight {
+                freight: "0123456789abcdef0123456789abcdef01234567".into(),
+                since: "2024-05-01T11:55:00Z".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn verified_column() {
+        let mut s = stage("test");
+        assert_eq!(verified(&s), "no");
+        s.checks = vec![check("smoke", "passed"), check("e2e", "pending")];
+        assert_eq!(verified(&s), "pending (1/2, waiting: e2e)");
+        s.checks[1].result = "failed".into();
+        assert_eq!(verified(&s), "no (failed: e2e)");
+        s.checks[1].result = "passed".into();
+        assert_eq!(verified(&s), "pending (2/2 passed)");
+        s.verified = true;
+        assert_eq!(verified(&s), "yes (2/2)");
+        s.current = None;
+        s.verified = false;
+        assert_eq!(verified(&s), "-");
+    }
+
+    #[test]
+    fn queue_column() {
+        assert_eq!(queue(&[]), "-");
+        assert_eq!(
+            queue(&["prm-1".to_string(), "prm-2".to_string()]),
+            "2 (next prm-1)"
+        );
+    }
+
+    #[test]
+    fn status_table_and_footer() {
+        let mut prod = stage("prod");
+        prod.mode = "gated".into();
+        prod.current = None;
+        prod.queue = vec!["prm-aaaa".into()];
+        let mut test = stage("test");
+        test.verified = true;
+        test.current.as_mut().expect("set above").alias = "v1.2".into();
+        let reply = pb::ListStagesReply {
+            project: "shop".into(),
+            stages: vec![test, prod],
+            policy_version: 3,
+            position: 42,
+        };
+        assert_eq!(
+            stages_text(&reply, now()),
+            "STAGE  MODE   FREIGHT  SINCE                          VERIFIED  QUEUE              HOLD  RUNNING\n\
+             test   auto   v1.2     5m ago (2024-05-01 11:55:00Z)  yes       -                  -     -\n\
+             prod   gated  -        -                              -         1 (next prm-aaaa)  -     -\n\
+             project shop: 2 stages, reflects position 42, policy version 3\n"
+        );
+    }
+
+    #[test]
+    fn at_points() {
+        assert_eq!(AtPoint::parse("1200"), Ok(AtPoint::Position(1200)));
+        assert_eq!(
+            AtPoint::parse("2024-05-01T14:00:00+02:00"),
+            Ok(AtPoint::Time("2024-05-01T12:00:00Z".into()))
+        );
+        assert!(AtPoint::parse("yesterday").is_err());
+        assert!(AtPoint::parse("").is_err());
+        assert_eq!(
+            AtPoint::Position(7).header("shop", now()),
+            "project shop as of position 7"
+        );
+    }
+
+    #[test]
+    fn json_has_the_footer_fields() {
+        let reply = pb::ListStagesReply {
+            project: "shop".into(),
+            stages: vec![stage("test")],
+            policy_version: 3,
+            position: 42,
+        };
+        let doc = at_json(&AtPoint::Position(40), &reply);
+        assert_eq!(doc["position"], 42);
+        assert_eq!(doc["policy_version"], 3);
+        assert_eq!(doc["as_of"]["position"], 40);
+        assert_eq!(doc["stages"][0]["name"], "test");
+        assert_eq!(doc["stages"][0]["current"]["since"], "2024-05-01T11:55:00Z");
+    }
+}
