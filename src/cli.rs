@@ -22,7 +22,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Open the log and serve gRPC (health and reflection).
+    /// Open the log and serve gRPC: commands, queries, health, reflection.
     Serve(ServeArgs),
     /// Walk the log and check every project's hash chain.
     Verify(VerifyArgs),

@@ -438,8 +438,54 @@ fn walk(log_args: Vec<String>) {
     );
     let p3 = p3["promotion_id"].as_str().expect("promotion").to_string();
     cli.ok("bob", &["approve", "-p", "shop", "--promotion", &p3]);
-    cli.ok("carol", &["approve", "-p", "shop", "--promotion", &p3]);
+    let last = cli.ok("carol", &["approve", "-p", "shop", "--promotion", &p3]);
     cli.current("prod", &f3);
+
+    // The read side shows it, reading its own writes.
+    let min = last["position"].as_u64().expect("position").to_string();
+    let read = |args: &[&str]| {
+        let out = waybill()
+            .args(args)
+            .args([
+                "--server",
+                &cli.server,
+                "--token",
+                "token-of-alice",
+                "--output",
+                "json",
+                "--min-position",
+                &min,
+            ])
+            .output()
+            .expect("run");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf8")
+    };
+    let status: serde_json::Value =
+        serde_json::from_str(&read(&["status", "-p", "shop"])).expect("status json");
+    assert_eq!(status["stages"][2]["name"], "prod");
+    assert_eq!(status["stages"][2]["current"]["freight"], f3.as_str());
+    let bypasses: Vec<serde_json::Value> = read(&[
+        "history",
+        "-p",
+        "shop",
+        "--stage",
+        "prod",
+        "--type",
+        "FreightApproved",
+    ])
+    .lines()
+    .map(|l| serde_json::from_str(l).expect("history json"))
+    .collect();
+    assert_eq!(bypasses.len(), 1);
+    assert_eq!(bypasses[0]["bypass"], true);
+    assert_eq!(bypasses[0]["reason"], "payment outage");
+    assert_eq!(bypasses[0]["actor"], "sre");
     assert!(served.terminate().success());
 
     // The ledger verifies.
