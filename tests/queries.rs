@@ -328,6 +328,23 @@ async fn scenario(mut cmd: std::process::Command) {
         "nothing missed: {positions:?}"
     );
 
+    // Lag: none once the projections reflect the newest write.
+    q.list_stages(pb::ListStagesRequest {
+        project: "shop".into(),
+        min_position: newest,
+    })
+    .await
+    .expect("caught up");
+    let status = q
+        .projection_status(pb::ProjectionStatusRequest {})
+        .await
+        .expect("status")
+        .into_inner();
+    assert_eq!(
+        (status.applied, status.head, status.lag),
+        (newest, newest, 0)
+    );
+
     // Unknown things are NOT_FOUND; bad names are INVALID_ARGUMENT.
     let err = q
         .list_stages(pb::ListStagesRequest {

@@ -377,4 +377,22 @@ impl QueryService for QueryGrpc {
         .flatten();
         Ok(Response::new(Box::pin(stream)))
     }
+
+    async fn projection_status(
+        &self,
+        request: Request<pb::ProjectionStatusRequest>,
+    ) -> Result<Response<pb::ProjectionStatusReply>, Status> {
+        self.access.check(request.metadata(), "")?;
+        let applied = self.projections.applied();
+        let head = self
+            .log
+            .head()
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(pb::ProjectionStatusReply {
+            applied: applied.0,
+            head: head.0,
+            lag: head.0.saturating_sub(applied.0),
+        }))
+    }
 }

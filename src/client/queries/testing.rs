@@ -82,6 +82,12 @@ impl QueryService for Flaky {
     ) -> Result<Response<pb::ListStagesReply>, Status> {
         nope()
     }
+    async fn projection_status(
+        &self,
+        _: Request<pb::ProjectionStatusRequest>,
+    ) -> Result<Response<pb::ProjectionStatusReply>, Status> {
+        nope()
+    }
     type WatchStream = Entries;
     async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<Response<Entries>, Status> {
         let req = req.into_inner();
