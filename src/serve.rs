@@ -52,6 +52,19 @@ impl Access for ViewerAccess {
             .map(|_| ())
             .map_err(tonic::Status::from)
     }
+
+    fn approver(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<(String, Box<dyn Fn(&str, &str) -> bool + Send>), tonic::Status> {
+        let principal = self.0.authenticate(metadata).map_err(tonic::Status::from)?;
+        let authorizer = self.0.authorizer().clone();
+        let name = principal.name.clone();
+        let may = move |project: &str, stage: &str| {
+            authorizer.has_role(&principal, Role::Approver, project, Some(stage))
+        };
+        Ok((name, Box::new(may)))
+    }
 }
 
 /// Opens the projections under the data dir the flags and config select.

@@ -267,6 +267,24 @@ fn walk(log_args: Vec<String>) {
         .as_str()
         .expect("promotion")
         .to_string();
+    // Pending approvals per principal: not the requester, not someone without the role.
+    let requested_at = json["position"].to_string();
+    let pending = |who: &str| -> Vec<String> {
+        let json = cli.ok(
+            who,
+            &["pending", "-p", "shop", "--min-position", &requested_at],
+        );
+        json["promotions"]
+            .as_array()
+            .expect("promotions")
+            .iter()
+            .map(|p| p["id"].as_str().expect("id").to_string())
+            .collect()
+    };
+    assert_eq!(pending("bob"), vec![p1.clone()]);
+    assert_eq!(pending("carol"), vec![p1.clone()]);
+    assert!(pending("alice").is_empty(), "the requester cannot approve");
+    assert!(pending("ci").is_empty(), "ci is not an approver");
     cli.refused(
         "alice",
         &["approve", "-p", "shop", "--promotion", &p1],

@@ -27,6 +27,13 @@ const PAGE: usize = 100;
 pub trait Access: Send + Sync + 'static {
     /// Checks that the caller may read `project` (empty: every project).
     fn check(&self, metadata: &tonic::metadata::MetadataMap, project: &str) -> Result<(), Status>;
+
+    /// The caller's principal name and a test of whether it holds the
+    /// approver role for a project and stage.
+    fn approver(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<(String, Box<dyn Fn(&str, &str) -> bool + Send>), Status>;
 }
 
 /// Serves `waybill.v1.QueryService`.
@@ -393,6 +400,46 @@ impl QueryService for QueryGrpc {
             applied: applied.0,
             head: head.0,
             lag: head.0.saturating_sub(applied.0),
+        }))
+    }
+
+    async fn pending_approvals(
+        &self,
+        request: Request<pb::PendingApprovalsRequest>,
+    ) -> Result<Response<pb::ListPromotionsReply>, Status> {
+        let r = request.get_ref();
+        let position = self.ready(&request, &r.project, r.min_position).await?;
+        let (me, may_approve) = self.access.approver(request.metadata())?;
+        let projects = match r.project.as_str() {
+            "" => self.projections.projects(),
+            p => vec![self.state(p)?.project.clone()],
+        };
+        let mut promotions = Vec::new();
+        for name in projects {
+            let Some(state) = self.projections.project(&name) else {
+                continue;
+            };
+            let mut pending: Vec<_> = state
+                .promotions
+                .values()
+                .filter(|p| p.status == waybill_ledger::domain::PromotionStatus::Requested)
+                .filter(|p| !p.approvals.iter().any(|a| a.by == me))
+                .filter(|p| {
+                    let sod = state
+                        .definition()
+                        .and_then(|d| d.stage(&p.stage))
+                        .is_none_or(|s| s.policy.separation_of_duties);
+                    !(sod && p.requested_by.principal == me)
+                })
+                .filter(|p| may_approve(&name, &p.stage))
+                .collect();
+            pending.sort_by_key(|p| p.requested);
+            promotions.extend(pending.into_iter().map(|p| convert::promotion(&state, p)));
+        }
+        Ok(Response::new(pb::ListPromotionsReply {
+            promotions,
+            next_page_token: String::new(),
+            position,
         }))
     }
 }

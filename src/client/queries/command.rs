@@ -21,6 +21,8 @@ pub enum QueryCommand {
     Freight(FreightArgs),
     /// The promotions of a project, or one promotion in detail.
     Promotions(PromotionsArgs),
+    /// Promotions waiting for your approval.
+    Pending(PendingArgs),
     /// Print changes as they happen, until Ctrl-C.
     Watch(WatchArgs),
     /// The pipeline as it was at a position or a time.
@@ -34,6 +36,16 @@ pub struct ReadArgs {
     #[arg(long, short = 'p', env = "WAYBILL_PROJECT")]
     pub project: String,
     /// Wait (bounded) until the server reflects this position: read your own writes.
+    #[arg(long, value_name = "POSITION", default_value_t = 0)]
+    pub min_position: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct PendingArgs {
+    /// Only this project (default: every project).
+    #[arg(long, short = 'p', env = "WAYBILL_PROJECT")]
+    pub project: Option<String>,
+    /// Wait (bounded) until the server reflects this position.
     #[arg(long, value_name = "POSITION", default_value_t = 0)]
     pub min_position: u64,
 }
@@ -152,6 +164,7 @@ pub async fn run(client: &ClientArgs, command: QueryCommand) -> anyhow::Result<E
         QueryCommand::History(a) => history::run(&mut svc, a, output).await,
         QueryCommand::Freight(a) => freight::run(&mut svc, a, output).await,
         QueryCommand::Promotions(a) => promotions::run(&mut svc, a, output).await,
+        QueryCommand::Pending(a) => promotions::pending(&mut svc, a, output).await,
         QueryCommand::Watch(a) => watch::run(&mut svc, a, output).await,
         QueryCommand::At(a) => stages::at(&mut svc, a, output).await,
     };

@@ -82,6 +82,12 @@ impl QueryService for Flaky {
     ) -> Result<Response<pb::ListStagesReply>, Status> {
         nope()
     }
+    async fn pending_approvals(
+        &self,
+        _: Request<pb::PendingApprovalsRequest>,
+    ) -> Result<Response<pb::ListPromotionsReply>, Status> {
+        nope()
+    }
     async fn projection_status(
         &self,
         _: Request<pb::ProjectionStatusRequest>,
