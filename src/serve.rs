@@ -17,7 +17,7 @@ use waybill_commands::clock::Clock;
 use waybill_commands::handler::CommandHandler;
 use waybill_commands::reactor::AutoPromoter;
 use waybill_commands::service::CommandGrpc;
-use waybill_projections::service::{Access, QueryGrpc};
+use waybill_projections::service::{Access, MayApprove, QueryGrpc};
 use waybill_projections::Projections;
 
 use crate::cli::ServeArgs;
@@ -56,7 +56,7 @@ impl Access for ViewerAccess {
     fn approver(
         &self,
         metadata: &tonic::metadata::MetadataMap,
-    ) -> Result<(String, Box<dyn Fn(&str, &str) -> bool + Send>), tonic::Status> {
+    ) -> Result<(String, MayApprove), tonic::Status> {
         let principal = self.0.authenticate(metadata).map_err(tonic::Status::from)?;
         let authorizer = self.0.authorizer().clone();
         let name = principal.name.clone();

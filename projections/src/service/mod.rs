@@ -24,6 +24,9 @@ const PAGE: usize = 100;
 
 /// Authentication and the viewer role, provided by the binary (the identity
 /// module lives with the command side, which this crate does not import).
+/// Does the caller hold the approver role for (project, stage)?
+pub type MayApprove = Box<dyn Fn(&str, &str) -> bool + Send>;
+
 pub trait Access: Send + Sync + 'static {
     /// Checks that the caller may read `project` (empty: every project).
     fn check(&self, metadata: &tonic::metadata::MetadataMap, project: &str) -> Result<(), Status>;
@@ -33,7 +36,7 @@ pub trait Access: Send + Sync + 'static {
     fn approver(
         &self,
         metadata: &tonic::metadata::MetadataMap,
-    ) -> Result<(String, Box<dyn Fn(&str, &str) -> bool + Send>), Status>;
+    ) -> Result<(String, MayApprove), Status>;
 }
 
 /// Serves `waybill.v1.QueryService`.
