@@ -218,6 +218,39 @@ pub async fn run(svc: &mut Queries, a: PromotionsArgs, output: Output) -> Result
     Ok(())
 }
 
+/// `waybill pending`: the promotions waiting for the caller's approval.
+pub async fn pending(svc: &mut Queries, a: PendingArgs, output: Output) -> Result<(), Status> {
+    let mut out = Out::default();
+    let reply = svc
+        .pending_approvals(pb::PendingApprovalsRequest {
+            project: a.project.unwrap_or_default(),
+            min_position: a.min_position,
+        })
+        .await?
+        .into_inner();
+    match output {
+        Output::Text => {
+            if reply.promotions.is_empty() {
+                out.line(&format!(
+                    "nothing waits for your approval (reflects position {})",
+                    reply.position
+                ));
+            } else {
+                out.block(&list_text(&reply.promotions, Utc::now()));
+                out.line(&footer(reply.promotions.len(), reply.position, ""));
+            }
+        }
+        Output::Json => out.line(
+            &json!({
+                "promotions": reply.promotions.iter().map(promotion_json).collect::<Vec<_>>(),
+                "position": reply.position,
+            })
+            .to_string(),
+        ),
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,37 +329,4 @@ mod tests {
         );
         assert!(text.ends_with("reflects position 41\n"), "{text}");
     }
-}
-
-/// `waybill pending`: the promotions waiting for the caller's approval.
-pub async fn pending(svc: &mut Queries, a: PendingArgs, output: Output) -> Result<(), Status> {
-    let mut out = Out::default();
-    let reply = svc
-        .pending_approvals(pb::PendingApprovalsRequest {
-            project: a.project.unwrap_or_default(),
-            min_position: a.min_position,
-        })
-        .await?
-        .into_inner();
-    match output {
-        Output::Text => {
-            if reply.promotions.is_empty() {
-                out.line(&format!(
-                    "nothing waits for your approval (reflects position {})",
-                    reply.position
-                ));
-            } else {
-                out.block(&list_text(&reply.promotions, Utc::now()));
-                out.line(&footer(reply.promotions.len(), reply.position, ""));
-            }
-        }
-        Output::Json => out.line(
-            &json!({
-                "promotions": reply.promotions.iter().map(promotion_json).collect::<Vec<_>>(),
-                "position": reply.position,
-            })
-            .to_string(),
-        ),
-    }
-    Ok(())
 }
