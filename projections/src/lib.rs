@@ -19,5 +19,5 @@ pub mod store;
 
 pub use error::ProjectionError;
 pub use history::HistoryItem;
-pub use runner::Projections;
+pub use runner::{Projections, SharedState};
 pub use store::{HistoryFilter, ProjectionStore};

@@ -25,6 +25,9 @@ use crate::store::{ProjectionStore, Writes};
 pub const MAX_BATCH: usize = 512;
 /// Events between two snapshots of the project states while busy.
 pub const SNAPSHOT_EVERY: u64 = 50_000;
+/// While idle, snapshots are written at most this often (and at shutdown).
+pub const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(10);
+
 
 /// The read side: the store, the current project states and the applied position.
 #[derive(Clone)]
@@ -32,9 +35,13 @@ pub struct Projections {
     inner: Arc<Inner>,
 }
 
+/// A project's state, shared by the runner (which writes it, one event at a
+/// time) and the queries (which read it, without awaiting while they hold it).
+pub type SharedState = Arc<RwLock<ProjectState>>;
+
 struct Inner {
     store: ProjectionStore,
-    states: RwLock<HashMap<String, Arc<ProjectState>>>,
+    states: RwLock<HashMap<String, SharedState>>,
     applied: watch::Sender<Position>,
 }
 
@@ -54,7 +61,7 @@ impl Projections {
         let states = store
             .snapshots()?
             .into_iter()
-            .map(|s| (s.project.clone(), Arc::new(s)))
+            .map(|s| (s.project.clone(), Arc::new(RwLock::new(s))))
             .collect();
         let (applied, _) = watch::channel(at);
         Ok(Projections {
@@ -91,8 +98,13 @@ impl Projections {
         self.inner.applied.subscribe()
     }
 
-    /// A project's current state.
-    pub fn project(&self, name: &str) -> Option<Arc<ProjectState>> {
+    /// A copy of a project's current state.
+    pub fn project(&self, name: &str) -> Option<ProjectState> {
+        self.shared(name).map(|s| read(&s).clone())
+    }
+
+    /// A project's live state (lock it with [`read`], never across an await).
+    pub fn shared(&self, name: &str) -> Option<SharedState> {
         self.read().get(name).cloned()
     }
 
@@ -103,27 +115,16 @@ impl Projections {
         names
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<ProjectState>>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, SharedState>> {
         // A poisoned lock means a writer panicked between whole-value inserts;
         // the map still holds complete states.
         self.inner.states.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn publish(
-        &self,
-        states: &HashMap<String, Arc<ProjectState>>,
-        dirty: &BTreeSet<String>,
-        at: Position,
-    ) {
-        {
-            let mut shared = self.inner.states.write().unwrap_or_else(|p| p.into_inner());
-            for name in dirty {
-                if let Some(s) = states.get(name) {
-                    shared.insert(name.clone(), s.clone());
-                }
-            }
-        }
-        self.inner.applied.send_replace(at);
+    /// Makes a project visible to queries.
+    fn register(&self, name: &str, state: &SharedState) {
+        let mut shared = self.inner.states.write().unwrap_or_else(|p| p.into_inner());
+        shared.entry(name.to_string()).or_insert_with(|| state.clone());
     }
 
     /// Tails `log` from the last snapshot and keeps the read models current
@@ -135,11 +136,12 @@ impl Projections {
         mut progress: impl FnMut(Position),
     ) -> Result<(), ProjectionError> {
         tokio::pin!(shutdown);
-        let mut states: HashMap<String, Arc<ProjectState>> = self.read().clone();
+        let mut states: HashMap<String, SharedState> = self.read().clone();
         let start = self.inner.store.snapshot_position()?;
         let mut tail = log.tail(start.next()).await?;
         let mut since_snapshot = 0u64;
         let mut unsnapshotted: BTreeSet<String> = BTreeSet::new();
+        let mut last_snapshot = std::time::Instant::now();
         loop {
             let first = tokio::select! {
                 () = &mut shutdown => break,
@@ -164,16 +166,21 @@ impl Projections {
             let mut dirty = BTreeSet::new();
             let mut last = Position::ZERO;
             for ev in &events {
-                apply(&mut states, &mut writes, ev)?;
+                if let Some(new) = apply(&mut states, &mut writes, ev)? {
+                    self.register(&ev.event.project, &new);
+                }
                 dirty.insert(ev.event.project.clone());
                 last = ev.position;
             }
             since_snapshot += events.len() as u64;
             unsnapshotted.extend(dirty.iter().cloned());
-            if idle || since_snapshot >= SNAPSHOT_EVERY {
+            if since_snapshot >= SNAPSHOT_EVERY
+                || (idle && last_snapshot.elapsed() >= SNAPSHOT_INTERVAL)
+            {
+                last_snapshot = std::time::Instant::now();
                 for name in &unsnapshotted {
                     if let Some(s) = states.get(name) {
-                        writes.snapshot(s, last)?;
+                        writes.snapshot(&read(s), last)?;
                     }
                 }
                 unsnapshotted.clear();
@@ -183,7 +190,8 @@ impl Projections {
             tokio::task::spawn_blocking(move || store.commit(writes))
                 .await
                 .map_err(|e| ProjectionError::Storage(e.to_string()))??;
-            self.publish(&states, &dirty, last);
+            // The states already reflect these events; now the history does too.
+            self.inner.applied.send_replace(last);
             progress(last);
         }
         // Leave a snapshot of everything applied, so a restart replays nothing.
@@ -192,7 +200,7 @@ impl Projections {
             let at = self.applied();
             for name in &unsnapshotted {
                 if let Some(s) = states.get(name) {
-                    writes.snapshot(s, at)?;
+                    writes.snapshot(&read(s), at)?;
                 }
             }
             let store = self.inner.store.clone();
@@ -204,18 +212,23 @@ impl Projections {
     }
 }
 
-/// Applies one event to its project's state and records its history item.
+/// Applies one event to its project's state and records its history item;
+/// returns the state when the project is new.
 fn apply(
-    states: &mut HashMap<String, Arc<ProjectState>>,
+    states: &mut HashMap<String, SharedState>,
     writes: &mut Writes,
     ev: &StoredEvent,
-) -> Result<(), ProjectionError> {
+) -> Result<Option<SharedState>, ProjectionError> {
     let name = &ev.event.project;
-    let state = states
-        .entry(name.clone())
-        .or_insert_with(|| Arc::new(ProjectState::new(name)));
+    let mut created = None;
+    let shared = states.entry(name.clone()).or_insert_with(|| {
+        let s = Arc::new(RwLock::new(ProjectState::new(name)));
+        created = Some(s.clone());
+        s
+    });
+    let mut state = shared.write().unwrap_or_else(|p| p.into_inner());
     if ev.position <= state.position && state.seq > 0 {
-        return Ok(());
+        return Ok(created);
     }
     let target = promotion_of(&ev.event.payload).and_then(|id| {
         state
@@ -224,16 +237,23 @@ fn apply(
             .map(|p| (p.stage.clone(), p.freight.clone()))
     });
     let policy_version = state.policy_version();
-    let s = Arc::make_mut(state);
-    s.apply(ev);
+    state.apply(ev);
     // Idempotency records are the command side's business.
-    s.commands.clear();
+    state.commands.clear();
+    drop(state);
     let item = HistoryItem::of(
         ev,
         policy_version,
         target.as_ref().map(|(st, f)| (st.as_str(), f.as_str())),
     );
-    writes.event(&item)
+    writes.event(&item)?;
+    Ok(created)
+}
+
+/// Reads a shared state (a poisoned lock still holds a whole state: the
+/// runner replaces nothing partially).
+pub fn read(s: &SharedState) -> std::sync::RwLockReadGuard<'_, ProjectState> {
+    s.read().unwrap_or_else(|p| p.into_inner())
 }
 
 fn promotion_of(payload: &EventPayload) -> Option<&str> {

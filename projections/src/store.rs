@@ -10,6 +10,9 @@ use crate::error::ProjectionError;
 use crate::history::HistoryItem;
 use crate::keys::{self, Index};
 
+/// sled's page cache (its default is 1 GiB).
+const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Most history items returned by one query.
 pub const MAX_HISTORY: usize = 10_000;
 
@@ -113,9 +116,16 @@ impl Writes {
 impl ProjectionStore {
     /// Opens (or creates) the store in `dir`. Blocking.
     pub fn open(dir: &Path) -> Result<ProjectionStore, ProjectionError> {
-        let db = sled::Config::new().path(dir).open().map_err(|e| {
-            ProjectionError::Storage(format!("cannot open projections in {}: {e}", dir.display()))
-        })?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(CACHE_BYTES)
+            .open()
+            .map_err(|e| {
+                ProjectionError::Storage(format!(
+                    "cannot open projections in {}: {e}",
+                    dir.display()
+                ))
+            })?;
         let tree = db.open_tree("views")?;
         Ok(ProjectionStore { db, tree })
     }

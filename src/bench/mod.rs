@@ -15,6 +15,7 @@ mod ledger;
 mod log;
 mod machine;
 mod measure;
+mod queries;
 mod raw;
 mod report;
 mod sample;
@@ -36,11 +37,14 @@ enum BenchCommand {
     Log(log::LogBenchArgs),
     /// Commands over gRPC: RequestPromotion latency and throughput.
     Commands(commands::CommandsBenchArgs),
+    /// The read side on a generated ledger: rebuild, queries, lag, RSS.
+    Queries(queries::QueriesBenchArgs),
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Log(args) => log::run(args).await,
         BenchCommand::Commands(args) => commands::run(args).await,
+        BenchCommand::Queries(args) => queries::run(args).await,
     }
 }

@@ -80,6 +80,11 @@ impl Target {
         })
     }
 
+    /// The server's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// Whether the server was spawned for this run.
     pub fn spawned(&self) -> bool {
         self.spawned.is_some()

@@ -20,6 +20,9 @@ use crate::error::LedgerError;
 use crate::log::{EventLog, EventStream, Position};
 use crate::name::ProjectName;
 
+/// sled's page cache (its default is 1 GiB).
+const CACHE_BYTES: u64 = 128 * 1024 * 1024;
+
 /// Appends waiting for the writer before callers are made to wait.
 const QUEUE_DEPTH: usize = 4096;
 
@@ -51,22 +54,26 @@ impl SledLog {
         std::fs::create_dir_all(dir).map_err(|e| {
             LedgerError::Misconfigured(format!("cannot create data dir {}: {e}", dir.display()))
         })?;
-        let db = sled::Config::new().path(dir).open().map_err(|e| match e {
-            sled::Error::Io(io)
-                if io.kind() == std::io::ErrorKind::WouldBlock
-                    || io.to_string().contains("could not acquire lock") =>
-            {
-                LedgerError::Misconfigured(format!(
-                    "the data dir {} is in use by another Waybill process; \
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(CACHE_BYTES)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("could not acquire lock") =>
+                {
+                    LedgerError::Misconfigured(format!(
+                        "the data dir {} is in use by another Waybill process; \
                          stop it or choose another --data-dir",
+                        dir.display()
+                    ))
+                }
+                other => LedgerError::Misconfigured(format!(
+                    "cannot open the embedded log in {}: {other}",
                     dir.display()
-                ))
-            }
-            other => LedgerError::Misconfigured(format!(
-                "cannot open the embedded log in {}: {other}",
-                dir.display()
-            )),
-        })?;
+                )),
+            })?;
         let tree = db.open_tree("log")?;
         let head = match tree.get(keys::HEAD)? {
             Some(v) => keys::decode_pos(&v)

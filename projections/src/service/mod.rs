@@ -14,7 +14,7 @@ use waybill_ledger::{EventLog, Position, ProjectName};
 use waybill_proto::v1 as pb;
 use waybill_proto::v1::query_service_server::QueryService;
 
-use crate::runner::Projections;
+use crate::runner::{read, Projections, SharedState};
 use crate::store::HistoryFilter;
 
 /// How long a query waits for `min_position` before giving up.
@@ -92,12 +92,12 @@ impl QueryGrpc {
         }
     }
 
-    fn state(&self, project: &str) -> Result<Arc<ProjectState>, Status> {
+    fn state(&self, project: &str) -> Result<SharedState, Status> {
         let name =
             ProjectName::project(project).map_err(|e| Status::invalid_argument(e.to_string()))?;
         self.projections
-            .project(name.as_str())
-            .filter(|s| s.definition().is_some())
+            .shared(name.as_str())
+            .filter(|s| read(s).definition().is_some())
             .ok_or_else(|| Status::not_found(format!("no project {project:?}")))
     }
 }
@@ -125,7 +125,8 @@ impl QueryService for QueryGrpc {
     ) -> Result<Response<pb::StageReply>, Status> {
         let r = request.get_ref();
         let position = self.ready(&request, &r.project, r.min_position).await?;
-        let state = self.state(&r.project)?;
+        let shared = self.state(&r.project)?;
+        let state = read(&shared);
         let def = state
             .definition()
             .and_then(|d| d.stage(&r.stage))
@@ -144,7 +145,8 @@ impl QueryService for QueryGrpc {
     ) -> Result<Response<pb::ListStagesReply>, Status> {
         let r = request.get_ref();
         let position = self.ready(&request, &r.project, r.min_position).await?;
-        let state = self.state(&r.project)?;
+        let shared = self.state(&r.project)?;
+        let state = read(&shared);
         Ok(Response::new(convert::stages(&state, position)))
     }
 
@@ -154,7 +156,8 @@ impl QueryService for QueryGrpc {
     ) -> Result<Response<pb::FreightReply>, Status> {
         let r = request.get_ref();
         let position = self.ready(&request, &r.project, r.min_position).await?;
-        let state = self.state(&r.project)?;
+        let shared = self.state(&r.project)?;
+        let state = read(&shared);
         let f = state.resolve_freight(&r.freight).ok_or_else(|| {
             Status::not_found(format!("no freight {:?} in {}", r.freight, r.project))
         })?;
@@ -170,7 +173,8 @@ impl QueryService for QueryGrpc {
     ) -> Result<Response<pb::ListFreightReply>, Status> {
         let r = request.get_ref();
         let position = self.ready(&request, &r.project, r.min_position).await?;
-        let state = self.state(&r.project)?;
+        let shared = self.state(&r.project)?;
+        let state = read(&shared);
         let stage = match r.available_for.as_str() {
             "" => None,
             s => Some(state.definition().and_then(|d| d.stage(s)).ok_or_else(|| {
@@ -199,7 +203,8 @@ impl QueryService for QueryGrpc {
     ) -> Result<Response<pb::PromotionReply>, Status> {
         let r = request.get_ref();
         let position = self.ready(&request, &r.project, r.min_position).await?;
-        let state = self.state(&r.project)?;
+        let shared = self.state(&r.project)?;
+        let state = read(&shared);
         let p = state.promotions.get(&r.promotion_id).ok_or_else(|| {
             Status::not_found(format!(
                 "no promotion {:?} in {}",
@@ -218,7 +223,8 @@ impl QueryService for QueryGrpc {
     ) -> Result<Response<pb::ListPromotionsReply>, Status> {
         let r = request.get_ref();
         let position = self.ready(&request, &r.project, r.min_position).await?;
-        let state = self.state(&r.project)?;
+        let shared = self.state(&r.project)?;
+        let state = read(&shared);
         let after = match r.page_token.as_str() {
             "" => 0,
             t => t
@@ -415,13 +421,14 @@ impl QueryService for QueryGrpc {
         let (me, may_approve) = self.access.approver(request.metadata())?;
         let projects = match r.project.as_str() {
             "" => self.projections.projects(),
-            p => vec![self.state(p)?.project.clone()],
+            p => vec![read(&self.state(p)?).project.clone()],
         };
         let mut promotions = Vec::new();
         for name in projects {
-            let Some(state) = self.projections.project(&name) else {
+            let Some(shared) = self.projections.shared(&name) else {
                 continue;
             };
+            let state = read(&shared);
             let mut pending: Vec<_> = state
                 .promotions
                 .values()

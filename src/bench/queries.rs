@@ -1,0 +1,449 @@
+//! `waybill bench queries`: the read side on a generated ledger (1M events
+//! over 100 projects by default): rebuild rate against a raw ordered consumer
+//! reading the same stream, peak RSS of the rebuild, GetStage / History /
+//! StateAt latency, and command-to-visible lag, each through real processes.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context as _};
+use async_nats::jetstream::consumer::{pull, DeliverPolicy};
+use clap::builder::RangedU64ValueParser;
+use clap::Args;
+use futures::StreamExt;
+use waybill_ledger::domain::freight_id;
+use waybill_ledger::event::{
+    Artifact, ArtifactKind, FreightDiscovered, PipelineConfigured, PromotionRequested,
+    VerificationRecorded,
+};
+use waybill_ledger::{Actor, EventLog, EventPayload, NewEvent, Position, ProjectName};
+use waybill_proto::v1 as pb;
+use waybill_proto::v1::command_service_client::CommandServiceClient;
+use waybill_proto::v1::query_service_client::QueryServiceClient;
+
+use super::doc;
+use super::machine::{self, Machine};
+use super::measure::Progress;
+use super::report::{self, Row, Target as Goal, Value};
+use super::scratch::ScratchDir;
+use super::server::Target;
+use super::stats::{Latency, Rate};
+
+#[derive(Debug, Args)]
+pub struct QueriesBenchArgs {
+    /// Events in the generated ledger.
+    #[arg(long, default_value_t = 1_000_000, value_parser = RangedU64ValueParser::<u64>::new().range(1000..))]
+    pub events: u64,
+    /// Projects they are spread over.
+    #[arg(long, default_value_t = 100, value_parser = RangedU64ValueParser::<usize>::new().range(1..=10_000))]
+    pub projects: usize,
+    /// Samples per latency figure.
+    #[arg(long, default_value_t = 500, value_parser = RangedU64ValueParser::<u64>::new().range(10..))]
+    pub samples: u64,
+    /// Write the results into FILE, replacing its `bench:queries` section.
+    #[arg(long, value_name = "FILE")]
+    pub write: Option<PathBuf>,
+}
+
+const PIPELINE: &str = r#"{"project":"PROJECT","warehouses":[{"name":"images"}],"stages":[
+ {"name":"dev","record_only":true,"requested_freight":[{"origin":"images","sources":{"direct":true}}],
+  "verification":["integration-tests"],"policy":{"mode":"auto"}},
+ {"name":"staging","record_only":true,"requested_freight":[{"origin":"images","sources":{"stages":["dev"]}}],
+  "policy":{"mode":"auto"}}]}"#;
+
+fn actor(name: &str) -> Actor {
+    Actor {
+        principal: name.into(),
+        auth_method: "service".into(),
+    }
+}
+
+/// One project's events: the pipeline, then per freight a discovery, a
+/// promotion into dev, a passing check and a promotion into staging.
+async fn generate_project(
+    log: Arc<dyn EventLog>,
+    project: String,
+    events: u64,
+) -> anyhow::Result<()> {
+    let name = ProjectName::project(project.clone())?;
+    let mut head = Position::ZERO;
+    let mut n = 0u64;
+    let mut append = |payload: EventPayload, who: &str| {
+        n += 1;
+        let mut ev = NewEvent::new(payload, actor(who), format!("{project}-{n}"));
+        ev.subject = "bench".into();
+        ev
+    };
+    let first = append(
+        EventPayload::PipelineConfigured(PipelineConfigured {
+            definition_json: PIPELINE.replace("PROJECT", &project),
+            source_uri: "bench".into(),
+            source_revision: String::new(),
+            source_digest: String::new(),
+        }),
+        "admin",
+    );
+    head = log.append(&name, head, first).await?.position;
+    let mut i = 0u64;
+    let mut written = 1;
+    while written < events {
+        let artifacts = vec![Artifact {
+            kind: ArtifactKind::Image,
+            name: "ghcr.io/acme/app".into(),
+            version: format!("1.{i}"),
+            digest: format!("sha256:{i:064x}"),
+        }];
+        let id = freight_id("images", &artifacts);
+        let steps = [
+            EventPayload::FreightDiscovered(FreightDiscovered {
+                freight_id: id.clone(),
+                warehouse: "images".into(),
+                artifacts,
+                alias: format!("v1-{i}"),
+            }),
+            EventPayload::PromotionRequested(PromotionRequested {
+                promotion_id: format!("prm-d{i}"),
+                stage: "dev".into(),
+                freight_id: id.clone(),
+                ticket: String::new(),
+                reason: "auto-promotion".into(),
+            }),
+            EventPayload::VerificationRecorded(VerificationRecorded {
+                freight_id: id.clone(),
+                stage: "dev".into(),
+                check: "integration-tests".into(),
+                passed: true,
+                metrics: Default::default(),
+                evidence_url: format!("https://ci.example/{i}"),
+                details: String::new(),
+            }),
+            EventPayload::PromotionRequested(PromotionRequested {
+                promotion_id: format!("prm-s{i}"),
+                stage: "staging".into(),
+                freight_id: id,
+                ticket: String::new(),
+                reason: "auto-promotion".into(),
+            }),
+        ];
+        for payload in steps {
+            if written >= events {
+                break;
+            }
+            let ev = append(payload, "auto-promoter");
+            head = log.append(&name, head, ev).await?.position;
+            written += 1;
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// Reads the whole stream through an ordered consumer, touching each payload.
+async fn raw_replay(target: &Target, expected: u64) -> anyhow::Result<Rate> {
+    let stream = target.context().get_stream("WAYBILL").await?;
+    let started = Instant::now();
+    let consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await?;
+    let mut messages = consumer.messages().await?;
+    let mut n = 0u64;
+    let mut touched = 0u64;
+    while n < expected {
+        let m = messages.next().await.context("stream ended")??;
+        touched = touched.wrapping_add(m.payload.len() as u64);
+        n += 1;
+    }
+    std::hint::black_box(touched);
+    Ok(Rate {
+        events: n,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Runs the rebuild in a child process; returns its rate and peak RSS (bytes).
+fn rebuild(url: &str, data: &std::path::Path, events: u64) -> anyhow::Result<(Rate, u64)> {
+    let exe = std::env::current_exe()?;
+    let started = Instant::now();
+    let mut child = Command::new(exe)
+        .args(["projections", "rebuild", "--nats", url, "--data-dir"])
+        .arg(data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak = 0u64;
+    let status = loop {
+        if let Ok(text) = std::fs::read_to_string(&status_path) {
+            if let Some(kb) = text.lines().find_map(|l| l.strip_prefix("VmHWM:")) {
+                let kb: u64 = kb.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
+                peak = peak.max(kb * 1024);
+            }
+        }
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    ensure!(status.success(), "the rebuild failed: {status}");
+    Ok((
+        Rate {
+            events,
+            elapsed: started.elapsed(),
+        },
+        peak,
+    ))
+}
+
+/// Starts `waybill serve` on the rebuilt data dir; returns it and its address.
+fn serve(url: &str, data: &std::path::Path) -> anyhow::Result<(Child, String)> {
+    let exe = std::env::current_exe()?;
+    let mut child = Command::new(exe)
+        .args([
+            "serve",
+            "--nats",
+            url,
+            "--insecure-dev",
+            "--no-reactors",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(data)
+        .env("WAYBILL_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stderr = child.stderr.take().context("stderr")?;
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines.next().context("serve exited")??;
+        if let Some(addr) = line.strip_prefix("waybill listening on ") {
+            break addr.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Ok((child, format!("http://{addr}")))
+}
+
+pub async fn run(args: QueriesBenchArgs) -> anyhow::Result<()> {
+    let machine = Machine::detect();
+    let date = machine::now_utc();
+    let mut progress = Progress::new();
+    progress.phase("starting nats-server");
+    let mut target = Target::open(None, false).await?;
+    let url = target.url().to_string();
+    let log: Arc<dyn EventLog> = Arc::new(
+        target
+            .waybill_log("WAYBILL".into(), "waybill".into())
+            .await?,
+    );
+    let per_project = args.events / args.projects as u64;
+    let total = per_project * args.projects as u64;
+    progress.phase(format!(
+        "generating {total} events over {} projects",
+        args.projects
+    ));
+    let tasks: Vec<_> = (0..args.projects)
+        .map(|p| {
+            tokio::spawn(generate_project(
+                log.clone(),
+                format!("proj-{p:03}"),
+                per_project,
+            ))
+        })
+        .collect();
+    for t in tasks {
+        t.await??;
+    }
+    ensure!(
+        log.head().await?.0 == total,
+        "the generated ledger has {} events, not {total}",
+        log.head().await?.0
+    );
+
+    progress.phase("raw ordered consumer over the same stream");
+    raw_replay(&target, total).await?;
+    let raw = raw_replay(&target, total).await?;
+
+    progress.phase("projections rebuild (a child process)");
+    let scratch = ScratchDir::create("waybill-bench-queries-")?;
+    let data = scratch.path().to_path_buf();
+    let (url2, data2) = (url.clone(), data.clone());
+    let (rebuild_rate, peak) =
+        tokio::task::spawn_blocking(move || rebuild(&url2, &data2, total)).await??;
+
+    progress.phase("serving the rebuilt read models");
+    let (mut server, endpoint) = serve(&url, &data)?;
+    let channel = tonic::transport::Endpoint::from_shared(endpoint)?
+        .connect()
+        .await?;
+    let mut q = QueryServiceClient::new(channel.clone());
+    let mut c = CommandServiceClient::new(channel);
+    let mut seed = 7u64;
+    let mut pick = move |n: usize| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) as usize % n
+    };
+
+    progress.phase(format!(
+        "GetStage and History (1,000 items), {} samples each",
+        args.samples
+    ));
+    let (mut get_stage, mut history) = (Vec::new(), Vec::new());
+    for _ in 0..args.samples {
+        let project = format!("proj-{:03}", pick(args.projects));
+        let started = Instant::now();
+        q.get_stage(pb::GetStageRequest {
+            project: project.clone(),
+            stage: "staging".into(),
+            min_position: 0,
+        })
+        .await?;
+        get_stage.push(started.elapsed());
+        let started = Instant::now();
+        let mut items = q
+            .history(pb::HistoryRequest {
+                project,
+                limit: 1000,
+                from_position: 1,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        let mut n = 0;
+        while let Some(item) = items.next().await {
+            item?;
+            n += 1;
+        }
+        history.push(started.elapsed());
+        ensure!(
+            n == 1000.min(per_project as usize),
+            "history returned {n} items"
+        );
+    }
+
+    let state_samples = (args.samples / 10).max(10);
+    progress.phase(format!("StateAt, {state_samples} samples"));
+    let mut state_at = Vec::new();
+    for _ in 0..state_samples {
+        let project = format!("proj-{:03}", pick(args.projects));
+        let position = 1 + pick(total as usize) as u64;
+        let started = Instant::now();
+        let _ = q
+            .state_at(pb::StateAtRequest {
+                project,
+                at: Some(pb::state_at_request::At::Position(position)),
+            })
+            .await;
+        state_at.push(started.elapsed());
+    }
+
+    progress.phase(format!("command-to-visible lag, {} samples", args.samples));
+    let mut lag = Vec::new();
+    for i in 0..args.samples {
+        let reply = c
+            .record_discovery(pb::RecordDiscoveryRequest {
+                project: format!("proj-{:03}", pick(args.projects)),
+                warehouse: "images".into(),
+                artifacts: vec![pb::Artifact {
+                    kind: 1,
+                    name: "ghcr.io/acme/lag".into(),
+                    version: i.to_string(),
+                    digest: String::new(),
+                }],
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        let started = Instant::now();
+        q.list_stages(pb::ListStagesRequest {
+            project: reply.project,
+            min_position: reply.position,
+        })
+        .await?;
+        lag.push(started.elapsed());
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    drop(scratch);
+    let version = target.version();
+    target.close().await;
+
+    let l = |v: Vec<Duration>| Latency::from_samples(v).context("samples");
+    let (get_stage, history, state_at, lag) = (l(get_stage)?, l(history)?, l(state_at)?, l(lag)?);
+    let ms = |m: u64| Value::Latency(Duration::from_millis(m));
+    let rows = vec![
+        Row::new(
+            "projection rebuild",
+            Value::Rate(rebuild_rate.per_sec()),
+            Value::Rate(raw.per_sec()),
+            Goal::AtLeast(0.5),
+        ),
+        Row::new(
+            "GetStage p99",
+            Value::Latency(get_stage.p99),
+            ms(5),
+            Goal::AtMost(1.0),
+        ),
+        Row::new(
+            "History, 1,000 items, p99",
+            Value::Latency(history.p99),
+            ms(5),
+            Goal::AtMost(1.0),
+        ),
+        Row::new(
+            "StateAt p99",
+            Value::Latency(state_at.p99),
+            ms(20),
+            Goal::AtMost(1.0),
+        ),
+        Row::new(
+            "command-to-visible lag p99",
+            Value::Latency(lag.p99),
+            ms(50),
+            Goal::AtMost(1.0),
+        ),
+    ];
+    let table = report::render(&rows);
+    let rss_mb = peak as f64 / (1024.0 * 1024.0);
+    println!("waybill bench queries: nats-server {version}, {total} events over {} projects\nmachine: {machine}\n\n{table}\npeak RSS of the rebuild: {rss_mb:.0} MiB (target ≤ 200 MiB)", args.projects);
+    if let Some(path) = &args.write {
+        let body = format!(
+            "## Read side (`waybill bench queries`)
+
+- Command: `cargo run --release -- bench queries --events {events} --projects {projects} --samples {samples} --write {file}`
+- Date: {date}
+- Machine: {machine}
+- Server: nats-server {version}, spawned on loopback, R1 file storage
+- Ledger: {total} generated events over {projects} projects (per freight: discovery, promotion into dev, a passing check, promotion into staging)
+
+{table}
+Peak RSS of the rebuild process: **{rss_mb:.0} MiB** (target ≤ 200 MiB).
+
+The rebuild row compares `waybill projections rebuild` (a child process:
+read, decode and hash every event, evolve the project states, write history,
+indexes, snapshots and checkpoints to sled) with a raw ordered consumer
+reading the same stream in this process. The latency rows compare with the
+issue's absolute targets (the \"raw\" column is the target, the ratio is
+figure ÷ target): gRPC calls to a `waybill serve` child process on the rebuilt
+read models; StateAt asks for a random position of a random project;
+command-to-visible lag is the time from a `RecordDiscovery` reply to a
+`ListStages` with that `min_position` returning.
+",
+            events = args.events,
+            projects = args.projects,
+            samples = args.samples,
+            file = path.display(),
+        );
+        doc::write_section(path, "queries", &body)?;
+    }
+    Ok(())
+}
