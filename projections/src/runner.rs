@@ -28,7 +28,6 @@ pub const SNAPSHOT_EVERY: u64 = 50_000;
 /// While idle, snapshots are written at most this often (and at shutdown).
 pub const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(10);
 
-
 /// The read side: the store, the current project states and the applied position.
 #[derive(Clone)]
 pub struct Projections {
@@ -124,7 +123,9 @@ impl Projections {
     /// Makes a project visible to queries.
     fn register(&self, name: &str, state: &SharedState) {
         let mut shared = self.inner.states.write().unwrap_or_else(|p| p.into_inner());
-        shared.entry(name.to_string()).or_insert_with(|| state.clone());
+        shared
+            .entry(name.to_string())
+            .or_insert_with(|| state.clone());
     }
 
     /// Tails `log` from the last snapshot and keeps the read models current

@@ -135,7 +135,7 @@ async fn promote_all(
 pub async fn run(args: CommandsBenchArgs) -> anyhow::Result<()> {
     let machine = Machine::detect();
     let date = machine::now_utc();
-    let mut progress = Progress::new();
+    let mut progress = Progress::named("commands", 5);
     progress.phase("starting nats-server and the Waybill command service");
     let mut target = Target::open(args.nats.clone(), false).await?;
     let run = RunId::new();

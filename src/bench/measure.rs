@@ -54,13 +54,23 @@ pub struct Figures {
 /// Announces each phase on stderr.
 #[derive(Debug)]
 pub struct Progress {
+    name: &'static str,
+    phases: usize,
     step: usize,
     started: Instant,
 }
 
 impl Progress {
+    /// Progress of `bench log`.
     pub fn new() -> Progress {
+        Progress::named("log", PHASES)
+    }
+
+    /// Progress of `bench <name>`, which has `phases` phases.
+    pub fn named(name: &'static str, phases: usize) -> Progress {
         Progress {
+            name,
+            phases,
             step: 0,
             started: Instant::now(),
         }
@@ -69,7 +79,10 @@ impl Progress {
     pub fn phase(&mut self, what: impl std::fmt::Display) {
         self.step += 1;
         let at = self.started.elapsed().as_secs_f64();
-        eprintln!("bench log [{}/{PHASES}] {at:6.1}s  {what}", self.step);
+        eprintln!(
+            "bench {} [{}/{}] {at:6.1}s  {what}",
+            self.name, self.step, self.phases
+        );
     }
 }
 

@@ -234,7 +234,7 @@ fn serve(url: &str, data: &std::path::Path) -> anyhow::Result<(Child, String)> {
 pub async fn run(args: QueriesBenchArgs) -> anyhow::Result<()> {
     let machine = Machine::detect();
     let date = machine::now_utc();
-    let mut progress = Progress::new();
+    let mut progress = Progress::named("queries", 8);
     progress.phase("starting nats-server");
     let mut target = Target::open(None, false).await?;
     let url = target.url().to_string();
