@@ -23,8 +23,11 @@ use crate::store::{ProjectionStore, Writes};
 
 /// Events applied per atomic batch at most.
 pub const MAX_BATCH: usize = 512;
-/// Events between two snapshots of the project states while busy.
-pub const SNAPSHOT_EVERY: u64 = 50_000;
+/// Events between two snapshots of the project states while busy, at most...
+pub const SNAPSHOT_EVERY: u64 = 200_000;
+/// ...and time between two snapshots while busy, at least (a snapshot writes
+/// every changed state whole, so its cost grows with the states).
+pub const BUSY_SNAPSHOT_INTERVAL: Duration = Duration::from_secs(60);
 /// While idle, snapshots are written at most this often (and at shutdown).
 pub const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -175,9 +178,12 @@ impl Projections {
             }
             since_snapshot += events.len() as u64;
             unsnapshotted.extend(dirty.iter().cloned());
-            if since_snapshot >= SNAPSHOT_EVERY
-                || (idle && last_snapshot.elapsed() >= SNAPSHOT_INTERVAL)
-            {
+            let due = if idle {
+                SNAPSHOT_INTERVAL
+            } else {
+                BUSY_SNAPSHOT_INTERVAL
+            };
+            if since_snapshot >= SNAPSHOT_EVERY || last_snapshot.elapsed() >= due {
                 last_snapshot = std::time::Instant::now();
                 for name in &unsnapshotted {
                     if let Some(s) = states.get(name) {
