@@ -60,8 +60,8 @@ impl tonic::service::Interceptor for Bearer {
 
 pub type Commands = CommandServiceClient<InterceptedService<Channel, Bearer>>;
 
-/// Connects to the command service.
-pub async fn connect(args: &ClientArgs) -> anyhow::Result<Commands> {
+/// Opens a channel to the server and the interceptor that sends the token.
+pub async fn channel(args: &ClientArgs) -> anyhow::Result<(Channel, Bearer)> {
     let bearer = match &args.token {
         Some(t) => Some(format!("Bearer {t}").parse().map_err(|_| {
             anyhow::anyhow!("the token contains characters not allowed in a header")
@@ -74,8 +74,11 @@ pub async fn connect(args: &ClientArgs) -> anyhow::Result<Commands> {
         .connect()
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach the Waybill server at {}: {e}", args.server))?;
-    Ok(CommandServiceClient::with_interceptor(
-        channel,
-        Bearer(bearer),
-    ))
+    Ok((channel, Bearer(bearer)))
+}
+
+/// Connects to the command service.
+pub async fn connect(args: &ClientArgs) -> anyhow::Result<Commands> {
+    let (channel, bearer) = channel(args).await?;
+    Ok(CommandServiceClient::with_interceptor(channel, bearer))
 }

@@ -73,6 +73,26 @@ impl CommandGrpc {
     }
 }
 
+impl CommandGrpc {
+    /// Approve, reject and abort: a promotion id and a comment or reason.
+    async fn decision(
+        &self,
+        request: Request<pb::PromotionDecisionRequest>,
+        make: impl FnOnce(String, String) -> Command,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let r = request.get_ref();
+        let command = convert::id("promotion_id", &r.promotion_id)
+            .map(|promotion| make(promotion, r.comment.clone()));
+        self.run(
+            &request,
+            convert::project(&r.project),
+            command,
+            &r.idempotency_key,
+        )
+        .await
+    }
+}
+
 fn reply(
     project: &ProjectName,
     command: &Command,
@@ -191,19 +211,10 @@ impl CommandService for CommandGrpc {
         &self,
         request: Request<pb::PromotionDecisionRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
-        let r = request.get_ref();
-        let command = convert::id("promotion_id", &r.promotion_id).map(|promotion| {
-            Command::ApprovePromotion {
-                promotion,
-                comment: r.comment.clone(),
-            }
-        });
-        self.run(
-            &request,
-            convert::project(&r.project),
-            command,
-            &r.idempotency_key,
-        )
+        self.decision(request, |promotion, comment| Command::ApprovePromotion {
+            promotion,
+            comment,
+        })
         .await
     }
 
@@ -211,19 +222,10 @@ impl CommandService for CommandGrpc {
         &self,
         request: Request<pb::PromotionDecisionRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
-        let r = request.get_ref();
-        let command = convert::id("promotion_id", &r.promotion_id).map(|promotion| {
-            Command::RejectPromotion {
-                promotion,
-                reason: r.comment.clone(),
-            }
-        });
-        self.run(
-            &request,
-            convert::project(&r.project),
-            command,
-            &r.idempotency_key,
-        )
+        self.decision(request, |promotion, reason| Command::RejectPromotion {
+            promotion,
+            reason,
+        })
         .await
     }
 
@@ -231,18 +233,10 @@ impl CommandService for CommandGrpc {
         &self,
         request: Request<pb::PromotionDecisionRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
-        let r = request.get_ref();
-        let command =
-            convert::id("promotion_id", &r.promotion_id).map(|promotion| Command::AbortPromotion {
-                promotion,
-                reason: r.comment.clone(),
-            });
-        self.run(
-            &request,
-            convert::project(&r.project),
-            command,
-            &r.idempotency_key,
-        )
+        self.decision(request, |promotion, reason| Command::AbortPromotion {
+            promotion,
+            reason,
+        })
         .await
     }
 

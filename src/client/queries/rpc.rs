@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use serde_json::json;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 use waybill_proto::v1::query_service_client::QueryServiceClient;
@@ -23,22 +23,8 @@ pub type Queries = QueryServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// Connects to the query service.
 pub async fn connect(args: &ClientArgs) -> anyhow::Result<Queries> {
-    let bearer = match &args.token {
-        Some(t) => Some(format!("Bearer {t}").parse().map_err(|_| {
-            anyhow::anyhow!("the token contains characters not allowed in a header")
-        })?),
-        None => None,
-    };
-    let channel = Endpoint::from_shared(args.server.clone())
-        .map_err(|e| anyhow::anyhow!("invalid --server {:?}: {e}", args.server))?
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .connect()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot reach the Waybill server at {}: {e}", args.server))?;
-    Ok(QueryServiceClient::with_interceptor(
-        channel,
-        Bearer(bearer),
-    ))
+    let (channel, bearer) = super::super::channel(args).await?;
+    Ok(QueryServiceClient::with_interceptor(channel, bearer))
 }
 
 /// The exit code of a failed call: unreachable, or refused.
