@@ -297,9 +297,26 @@ pub async fn status(svc: &mut Queries, a: StatusArgs, output: Output) -> Result<
                 })
                 .await?
                 .into_inner();
+            // How far the read models are behind the log (best effort).
+            let lag = svc
+                .projection_status(pb::ProjectionStatusRequest {})
+                .await
+                .ok()
+                .map(|r| r.into_inner().lag);
             match output {
-                Output::Text => out.block(&stages_text(&reply, Utc::now())),
-                Output::Json => out.line(&stages_json(&reply).to_string()),
+                Output::Text => {
+                    out.block(&stages_text(&reply, Utc::now()));
+                    if let Some(lag) = lag.filter(|l| *l > 0) {
+                        out.line(&format!("the read models are {lag} events behind the log"));
+                    }
+                }
+                Output::Json => {
+                    let mut doc = stages_json(&reply);
+                    if let (Some(lag), Some(obj)) = (lag, doc.as_object_mut()) {
+                        obj.insert("lag".into(), json!(lag));
+                    }
+                    out.line(&doc.to_string());
+                }
             }
         }
     }
