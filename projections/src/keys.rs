@@ -7,7 +7,8 @@
 //! | `n`                               | position the snapshots reflect          |
 //! | `s` project                       | project state snapshot (JSON)           |
 //! | `h` pos(8)                        | history item (JSON)                     |
-//! | `x` kind value 0x00 pos(8)        | empty: index of history by kind          |
+//! | `x` kind value 0x00 pos(8)        | index of history by kind: empty, except  |
+//! |                                   | the project index, which holds the item  |
 //!
 //! Index kinds: `a` actor, `p` project, `s` project/stage, `f` project/freight,
 //! `t` event type.

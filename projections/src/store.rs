@@ -83,11 +83,15 @@ impl Writes {
     /// Records a history item and its index entries.
     pub fn event(&mut self, item: &HistoryItem) -> Result<(), ProjectionError> {
         let p = item.position;
-        self.batch
-            .insert(&keys::history(p)[..], serde_json::to_vec(item)?);
+        let json = serde_json::to_vec(item)?;
+        // The project index carries the item itself: per-project history, the
+        // common query, is then one sequential scan.
+        self.batch.insert(
+            keys::index(Index::Project, &item.project, p),
+            json.as_slice(),
+        );
+        self.batch.insert(&keys::history(p)[..], json);
         let empty: &[u8] = &[];
-        self.batch
-            .insert(keys::index(Index::Project, &item.project, p), empty);
         self.batch
             .insert(keys::index(Index::Actor, &item.actor, p), empty);
         self.batch
@@ -188,14 +192,19 @@ impl ProjectionStore {
                 let start = keys::index(kind, &value, from);
                 let prefix = keys::index_prefix(kind, &value);
                 for item in self.tree.range(start..) {
-                    let (k, _) = item?;
+                    let (k, v) = item?;
                     if !k.starts_with(&prefix) {
                         break;
                     }
                     let Some(p) = keys::index_pos(&k) else {
                         continue;
                     };
-                    if let Some(h) = self.item(p)? {
+                    let found = if kind == Index::Project && !v.is_empty() {
+                        Some(serde_json::from_slice(&v)?)
+                    } else {
+                        self.item(p)?
+                    };
+                    if let Some(h) = found {
                         if filter.matches(&h) {
                             out.push(h);
                             if out.len() == limit {
