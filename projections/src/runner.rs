@@ -28,8 +28,11 @@ pub const SNAPSHOT_EVERY: u64 = 200_000;
 /// ...and time between two snapshots while busy, at least (a snapshot writes
 /// every changed state whole, so its cost grows with the states).
 pub const BUSY_SNAPSHOT_INTERVAL: Duration = Duration::from_secs(60);
-/// While idle, snapshots are written at most this often (and at shutdown).
+/// While idle, snapshots are written at most this often (and at shutdown)...
 pub const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(10);
+/// ...and only once this many events wait for one: replaying fewer at a
+/// restart costs less than writing every changed state whole.
+pub const MIN_SNAPSHOT_EVENTS: u64 = 10_000;
 
 /// The read side: the store, the current project states and the applied position.
 #[derive(Clone)]
@@ -183,7 +186,9 @@ impl Projections {
             } else {
                 BUSY_SNAPSHOT_INTERVAL
             };
-            if since_snapshot >= SNAPSHOT_EVERY || last_snapshot.elapsed() >= due {
+            if since_snapshot >= SNAPSHOT_EVERY
+                || (last_snapshot.elapsed() >= due && since_snapshot >= MIN_SNAPSHOT_EVENTS)
+            {
                 last_snapshot = std::time::Instant::now();
                 for name in &unsnapshotted {
                     if let Some(s) = states.get(name) {
