@@ -7,11 +7,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use serde_json::json;
-use tonic::Code;
-use tonic_types::StatusExt;
 use waybill_commands::pipeline_file::parse_pipeline;
 use waybill_proto::v1 as pb;
 
+use super::queries::rpc::refused;
 use super::{connect, ClientArgs, Output};
 
 /// Exit code of a command the server refused (2 is for usage and connection errors).
@@ -329,14 +328,7 @@ pub async fn run(client: &ClientArgs, command: ClientCommand) -> anyhow::Result<
             print_reply(client.output, what, &reply.into_inner());
             Ok(ExitCode::SUCCESS)
         }
-        Err(status) => {
-            print_refusal(client.output, &status);
-            Ok(ExitCode::from(if status.code() == Code::Unavailable {
-                2
-            } else {
-                REFUSED
-            }))
-        }
+        Err(status) => Ok(refused(client.output, &status)),
     }
 }
 
@@ -376,42 +368,6 @@ fn print_reply(output: Output, what: &str, r: &pb::CommandReply) {
             }
             line.push(')');
             println!("{line}");
-        }
-    }
-}
-
-fn print_refusal(output: Output, status: &tonic::Status) {
-    let info = status.get_details_error_info();
-    let reason = info
-        .as_ref()
-        .map(|i| i.reason.clone())
-        .or_else(|| {
-            status
-                .metadata()
-                .get(waybill_commands::service::REASON_KEY)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        })
-        .unwrap_or_default();
-    match output {
-        Output::Json => println!(
-            "{}",
-            json!({
-                "error": format!("{:?}", status.code()),
-                "reason": reason,
-                "message": status.message(),
-                "details": info.map(|i| i.metadata).unwrap_or_default(),
-            })
-        ),
-        Output::Text => {
-            eprintln!("refused ({:?}): {}", status.code(), status.message());
-            if let Some(i) = info {
-                let mut details: Vec<_> = i.metadata.into_iter().collect();
-                details.sort();
-                for (k, v) in details {
-                    eprintln!("  {k}: {v}");
-                }
-            }
         }
     }
 }

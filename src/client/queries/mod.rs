@@ -13,7 +13,7 @@ mod format;
 mod freight;
 mod history;
 mod promotions;
-mod rpc;
+pub(crate) mod rpc;
 mod stages;
 #[cfg(test)]
 mod testing;
