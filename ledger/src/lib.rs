@@ -13,8 +13,11 @@
 //! - [`domain`]: pipeline definitions, project state and `evolve`, the
 //!   availability predicate, freight ids.
 //! - [`name`]: validated project, stage, warehouse and check names.
+//! - [`audit`]: RFC 6962 Merkle trees, multi-leaf proofs and C2SP signed
+//!   checkpoints (pure, no I/O).
 //! - `testing` (feature `test-harness`): spawns real nats-server processes.
 
+pub mod audit;
 pub mod chain;
 pub mod domain;
 pub mod embedded;
