@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "waybill/v1/events.proto",
         "waybill/v1/commands.proto",
         "waybill/v1/queries.proto",
+        "waybill/v1/audit.proto",
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");

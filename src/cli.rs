@@ -28,6 +28,12 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Write raw records as JSON lines (for auditors' own tools).
     Dump(DumpArgs),
+    /// Create an Ed25519 key for signing checkpoints and exports.
+    Keygen(crate::audit::keys::KeygenArgs),
+    /// Take a compliance export of a project from the server into a directory.
+    Export(crate::audit::export::ExportArgs),
+    /// Check an export offline: signatures, digests, chain, inclusion, completeness.
+    VerifyExport(crate::audit::verify_export::VerifyExportArgs),
     #[command(flatten)]
     Client(crate::client::ClientCommand),
     #[command(flatten)]
@@ -99,6 +105,8 @@ pub struct ServeArgs {
     /// Do not run the auto-promotion reactor in this process.
     #[arg(long)]
     pub no_reactors: bool,
+    #[command(flatten)]
+    pub audit: crate::audit::AuditArgs,
     /// Start the decision clock at this instant (RFC 3339); tests only.
     #[arg(long, hide = true)]
     pub clock_start: Option<chrono::DateTime<chrono::Utc>>,

@@ -24,6 +24,8 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     #[serde(default)]
     pub nats: NatsFileConfig,
+    #[serde(default)]
+    pub audit: crate::audit::AuditFileConfig,
 }
 
 #[derive(Default, Deserialize)]
@@ -126,6 +128,14 @@ pub fn log_config(args: &LogArgs, file: &FileConfig) -> anyhow::Result<LogConfig
         opts.allow_mutable_stream = true;
     }
     Ok(LogConfig::JetStream(Box::new(opts)))
+}
+
+/// The data directory: embedded log and projections.
+pub fn data_dir(args: &LogArgs, file: &FileConfig) -> PathBuf {
+    args.data_dir
+        .clone()
+        .or_else(|| file.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
 }
 
 /// The gRPC listen address.

@@ -30,7 +30,7 @@ struct DumpLine<'a> {
 }
 
 pub async fn run(args: DumpArgs, file: &FileConfig) -> anyhow::Result<()> {
-    let project = args.project.map(ProjectName::project).transpose()?;
+    let project = args.project.map(ProjectName::log_project).transpose()?;
     let log = open(&args.log, file).await?;
     let handle = log.log();
     let mut events = match &project {

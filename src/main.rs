@@ -1,6 +1,7 @@
 //! The `waybill` binary: parse the command line, start tracing, dispatch.
 //! Everything else lives in the library crates and the modules below.
 
+mod audit;
 mod bench;
 mod cli;
 mod client;
@@ -49,6 +50,9 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args, &file).await.map(|()| ExitCode::SUCCESS),
             Command::Verify(args) => verify::run(args, &file).await,
             Command::Dump(args) => dump::run(args, &file).await.map(|()| ExitCode::SUCCESS),
+            Command::Keygen(args) => audit::keys::keygen(&args).map(|()| ExitCode::SUCCESS),
+            Command::Export(args) => audit::export::run(&cli.client, &args).await,
+            Command::VerifyExport(args) => audit::verify_export::run(&args),
             Command::Client(command) => client::run(&cli.client, command).await,
             Command::Query(command) => client::run_query(&cli.client, command).await,
             Command::Projections(command) => projections::run(command, &file)

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use waybill_ledger::Position;
+use waybill_projections::audit::{CheckpointPolicy, Transparency};
 use waybill_projections::Projections;
 
 use crate::cli::{ProjectionsArgs, ProjectionsCommand};
@@ -75,6 +76,11 @@ async fn catch_up(
         Projections::open(&open_dir).with_context(|| format!("opening {}", open_dir.display()))
     })
     .await??;
+    let transparency = {
+        let db = projections.store().db().clone();
+        tokio::task::spawn_blocking(move || Transparency::open(&db, CheckpointPolicy::read_only()))
+            .await??
+    };
     let start = projections.applied();
     let bar = ProgressBar::with_draw_target(Some(head.0), ProgressDrawTarget::stderr());
     bar.set_style(
@@ -112,6 +118,35 @@ async fn catch_up(
         runner.await.context("projection runner")??;
         if reached.is_err() {
             anyhow::bail!("the projection runner stopped before reaching position {head}");
+        }
+    }
+    // The Merkle tree of the log lives in the same store.
+    if transparency.size() < head.0 {
+        bar.set_message(format!("{what} (Merkle tree)"));
+        bar.set_position(transparency.size());
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let runner = {
+            let transparency = transparency.clone();
+            let log = log.log();
+            tokio::spawn(async move {
+                transparency
+                    .run(log, async {
+                        let _ = stop_rx.await;
+                    })
+                    .await
+            })
+        };
+        let reached = loop {
+            match transparency.wait_for(head.0, Duration::from_secs(1)).await {
+                Ok(_) => break true,
+                Err(_) if runner.is_finished() => break false,
+                Err(at) => bar.set_position(at),
+            }
+        };
+        let _ = stop_tx.send(());
+        runner.await.context("Merkle tree runner")??;
+        if !reached {
+            anyhow::bail!("the Merkle tree runner stopped before reaching position {head}");
         }
     }
     bar.finish_with_message(format!("{what}: done"));

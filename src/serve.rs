@@ -17,6 +17,7 @@ use waybill_commands::clock::Clock;
 use waybill_commands::handler::CommandHandler;
 use waybill_commands::reactor::AutoPromoter;
 use waybill_commands::service::CommandGrpc;
+use waybill_projections::audit::{AuditGrpc, Transparency};
 use waybill_projections::service::{Access, MayApprove, QueryGrpc};
 use waybill_projections::Projections;
 
@@ -36,6 +37,8 @@ pub struct Services {
     pub reactors: bool,
     /// Read models (opened on `<data dir>/projections`).
     pub projections: Projections,
+    /// The Merkle tree of the log and the checkpoint signer (same store).
+    pub transparency: Transparency,
 }
 
 /// Queries need an authenticated caller holding the viewer role.
@@ -91,6 +94,18 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
     let auth = authenticator(&args)?;
     let log = open(&args.log, file).await?;
     let projections = open_projections(&args.log, file).await?;
+    let policy = crate::audit::checkpoint_policy(
+        &args.audit,
+        &file.audit,
+        &crate::config::data_dir(&args.log, file),
+    )?;
+    if let Some(key) = &policy.signer {
+        tracing::info!(public_key = %key.verifier().encode(), origin = %policy.origin, "signing checkpoints");
+    }
+    let transparency = {
+        let db = projections.store().db().clone();
+        tokio::task::spawn_blocking(move || Transparency::open(&db, policy)).await??
+    };
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -104,6 +119,7 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         clock: args.clock_start.map(Clock::starting_at).unwrap_or_default(),
         reactors: !args.no_reactors,
         projections,
+        transparency,
     };
     serve(listener, services, shutdown_signal()).await?;
     log.close().await;
@@ -143,7 +159,11 @@ pub async fn serve(
     reporter
         .set_service_status("", ServingStatus::Serving)
         .await;
-    for service in ["waybill.v1.CommandService", "waybill.v1.QueryService"] {
+    for service in [
+        "waybill.v1.CommandService",
+        "waybill.v1.QueryService",
+        "waybill.v1.AuditService",
+    ] {
         reporter
             .set_service_status(service, ServingStatus::Serving)
             .await;
@@ -166,6 +186,12 @@ pub async fn serve(
         Arc::new(ViewerAccess(services.auth.clone())),
         stop_rx.clone(),
     );
+    let audit = AuditGrpc::new(
+        services.transparency.clone(),
+        services.projections.clone(),
+        services.log.log(),
+        Arc::new(ViewerAccess(services.auth.clone())),
+    );
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
@@ -185,6 +211,16 @@ pub async fn serve(
             }
         }));
     }
+    {
+        let transparency = services.transparency.clone();
+        let log = services.log.log();
+        let stopped = stopped(stop_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = transparency.run(log, stopped).await {
+                tracing::error!(error = %e, "the Merkle tree and checkpoints stopped");
+            }
+        }));
+    }
     if services.reactors {
         let reactor = AutoPromoter::new(handler);
         tasks.push(tokio::spawn(reactor.run(stopped(stop_rx.clone()))));
@@ -195,6 +231,7 @@ pub async fn serve(
         .add_service(reflection)
         .add_service(commands.into_server())
         .add_service(queries.into_server())
+        .add_service(audit.into_server())
         .serve_with_incoming_shutdown(
             // No Nagle: small HTTP/2 frames must not wait for the peer's ACK.
             TcpIncoming::from(listener).with_nodelay(Some(true)),
@@ -212,7 +249,7 @@ pub async fn serve(
     result.context("gRPC server failed")
 }
 
-fn hostname() -> String {
+pub fn hostname() -> String {
     std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())

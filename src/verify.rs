@@ -13,7 +13,7 @@ use crate::open::open;
 const BROKEN: u8 = 1;
 
 pub async fn run(args: VerifyArgs, file: &FileConfig) -> anyhow::Result<ExitCode> {
-    let project = args.project.map(ProjectName::project).transpose()?;
+    let project = args.project.map(ProjectName::log_project).transpose()?;
     let log = open(&args.log, file).await?;
     let started = Instant::now();
     let mut last_report = Instant::now();

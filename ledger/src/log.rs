@@ -130,6 +130,16 @@ pub(crate) fn seal(
             ));
         }
     }
+    let checkpoint = matches!(new.payload, crate::event::EventPayload::CheckpointSigned(_));
+    if checkpoint != project.is_audit() {
+        return Err(LedgerError::invalid(
+            "project",
+            format!(
+                "checkpoints, and only checkpoints, go to the project {:?}",
+                crate::name::AUDIT_PROJECT
+            ),
+        ));
+    }
     let event_type = new.payload.event_type();
     let event = Event {
         id: Uuid::now_v7(),

@@ -20,6 +20,10 @@ pub struct Name(String);
 /// A project is named like any other entity.
 pub type ProjectName = Name;
 
+/// The project of log-wide events (signed checkpoints). It is outside the name
+/// rule, so no user project can take it, and only `CheckpointSigned` events go there.
+pub const AUDIT_PROJECT: &str = "_audit";
+
 impl Name {
     /// Validates `value` as a name of the given kind (used in the error message).
     pub fn parse(kind: &'static str, value: impl Into<String>) -> Result<Self, LedgerError> {
@@ -36,6 +40,25 @@ impl Name {
     /// Validates a project name.
     pub fn project(value: impl Into<String>) -> Result<Self, LedgerError> {
         Self::parse("project", value)
+    }
+
+    /// The project of log-wide events, [`AUDIT_PROJECT`].
+    pub fn audit() -> Self {
+        Name(AUDIT_PROJECT.to_string())
+    }
+
+    /// A project as it may appear in the log: a valid name or [`AUDIT_PROJECT`].
+    pub fn log_project(value: impl Into<String>) -> Result<Self, LedgerError> {
+        let value = value.into();
+        if value == AUDIT_PROJECT {
+            return Ok(Self::audit());
+        }
+        Self::project(value)
+    }
+
+    /// Is this the project of log-wide events?
+    pub fn is_audit(&self) -> bool {
+        self.0 == AUDIT_PROJECT
     }
 
     /// The name as a string slice.

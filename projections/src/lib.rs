@@ -9,7 +9,10 @@
 //!   position and hash.
 //! - [`keys`]: the key layout.
 //! - [`service`]: the query gRPC service (`min_position` read-your-writes).
+//! - [`audit`]: the Merkle tree of the log, signed checkpoints, proofs,
+//!   compliance exports and the audit gRPC service.
 
+pub mod audit;
 pub mod error;
 pub mod history;
 pub mod keys;

@@ -134,6 +134,11 @@ impl ProjectionStore {
         Ok(ProjectionStore { db, tree })
     }
 
+    /// The sled database (other read models open their own trees in it).
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
     /// The last position applied (0 when nothing is).
     pub fn checkpoint(&self) -> Result<Position, ProjectionError> {
         self.position(keys::CHECKPOINT)

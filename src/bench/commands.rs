@@ -148,6 +148,14 @@ pub async fn run(args: CommandsBenchArgs) -> anyhow::Result<()> {
     let bench_projections =
         tokio::task::spawn_blocking(move || waybill_projections::Projections::open(&views))
             .await??;
+    let db = bench_projections.store().db().clone();
+    let transparency = tokio::task::spawn_blocking(move || {
+        waybill_projections::audit::Transparency::open(
+            &db,
+            waybill_projections::audit::CheckpointPolicy::read_only(),
+        )
+    })
+    .await??;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -159,6 +167,7 @@ pub async fn run(args: CommandsBenchArgs) -> anyhow::Result<()> {
             clock: Clock::System,
             reactors: false,
             projections: bench_projections.clone(),
+            transparency,
         },
         async move {
             let _ = stop_rx.await;

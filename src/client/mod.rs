@@ -5,6 +5,7 @@ mod queries;
 pub mod token;
 
 pub use commands::{run, ClientCommand};
+pub use queries::rpc::refused;
 pub use queries::{run as run_query, QueryCommand};
 pub use token::TokenArgs;
 

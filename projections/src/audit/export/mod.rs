@@ -1,0 +1,484 @@
+//! Compliance exports: a project's raw records in a time range, one record
+//! per promotion, the signed checkpoint, a multi-leaf inclusion proof of
+//! every record under it, and a signed manifest with every file's SHA-256.
+//!
+//! Everything streams: records are read from the log and sent as they come,
+//! the proof is computed beside them in a blocking thread from the stored
+//! tree, so memory does not grow with the export.
+
+mod manifest;
+mod records;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use waybill_ledger::audit::{multi_proof, root, Checkpoint};
+use waybill_ledger::{ChainHash, EventLog, Position, ProjectName};
+
+pub use manifest::*;
+pub use records::*;
+
+use super::runner::Transparency;
+use crate::runner::{read, Projections};
+
+/// Bytes buffered per file before a chunk is sent.
+const CHUNK_BYTES: usize = 64 * 1024;
+/// Records between two progress reports.
+const PROGRESS_EVERY: u64 = 4096;
+/// How long an export waits for a checkpoint covering the project's head.
+pub const CHECKPOINT_WAIT: Duration = Duration::from_secs(30);
+/// How long an export waits for the read models to reach the project's head.
+const PROJECTION_WAIT: Duration = Duration::from_secs(30);
+
+/// What to export.
+#[derive(Debug, Clone)]
+pub struct ExportSpec {
+    pub project: ProjectName,
+    /// Inclusive.
+    pub from: Option<DateTime<Utc>>,
+    /// Exclusive.
+    pub to: Option<DateTime<Utc>>,
+    pub csv: bool,
+}
+
+/// One piece of the export stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExportItem {
+    /// Bytes to append to `file`.
+    Data { file: &'static str, bytes: Vec<u8> },
+    /// `file` is complete.
+    Done {
+        file: &'static str,
+        sha256: String,
+        bytes: u64,
+    },
+    /// Records read so far of the project's `total`.
+    Progress { done: u64, total: u64 },
+}
+
+/// Why an export stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Precondition(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+    /// The receiver went away.
+    #[error("the export was cancelled")]
+    Cancelled,
+}
+
+impl From<waybill_ledger::LedgerError> for ExportError {
+    fn from(e: waybill_ledger::LedgerError) -> Self {
+        match e {
+            waybill_ledger::LedgerError::Unavailable(m) => ExportError::Unavailable(m),
+            other => ExportError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// A file being written: buffered, hashed, sent in chunks.
+struct FileOut {
+    name: &'static str,
+    buf: Vec<u8>,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl FileOut {
+    fn new(name: &'static str) -> FileOut {
+        FileOut {
+            name,
+            buf: Vec::with_capacity(CHUNK_BYTES + 1024),
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Appends `data`; returns a chunk to send once enough is buffered.
+    fn write(&mut self, data: &[u8]) -> Option<ExportItem> {
+        self.hasher.update(data);
+        self.bytes += data.len() as u64;
+        self.buf.extend_from_slice(data);
+        (self.buf.len() >= CHUNK_BYTES).then(|| self.take())
+    }
+
+    fn take(&mut self) -> ExportItem {
+        ExportItem::Data {
+            file: self.name,
+            bytes: std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES + 1024)),
+        }
+    }
+
+    /// The last chunk, the completion item and the manifest entry.
+    fn finish(mut self) -> (Vec<ExportItem>, FileEntry) {
+        let sha256 = hex::encode(self.hasher.finalize_reset());
+        let mut items = Vec::new();
+        if !self.buf.is_empty() {
+            items.push(self.take());
+        }
+        items.push(ExportItem::Done {
+            file: self.name,
+            sha256: sha256.clone(),
+            bytes: self.bytes,
+        });
+        let entry = FileEntry {
+            name: self.name.to_string(),
+            sha256,
+            bytes: self.bytes,
+        };
+        (items, entry)
+    }
+}
+
+async fn send(tx: &mpsc::Sender<ExportItem>, item: ExportItem) -> Result<(), ExportError> {
+    tx.send(item).await.map_err(|_| ExportError::Cancelled)
+}
+
+async fn send_all(
+    tx: &mpsc::Sender<ExportItem>,
+    items: Vec<ExportItem>,
+) -> Result<(), ExportError> {
+    for item in items {
+        send(tx, item).await?;
+    }
+    Ok(())
+}
+
+fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// Produces the export described by `spec` into `tx`.
+pub async fn export(
+    log: Arc<dyn EventLog>,
+    projections: Projections,
+    transparency: Transparency,
+    spec: ExportSpec,
+    tx: mpsc::Sender<ExportItem>,
+) -> Result<(), ExportError> {
+    let signer = transparency.signer().ok_or_else(|| {
+        ExportError::Precondition(
+            "this server has no signing key, so it cannot sign an export \
+             (give `waybill serve` a key made by `waybill keygen`)"
+                .into(),
+        )
+    })?;
+    let project = &spec.project;
+    let head = log.project_head(project).await?;
+    if head.seq == 0 {
+        return Err(ExportError::NotFound(format!(
+            "no project {:?}",
+            project.as_str()
+        )));
+    }
+    // A checkpoint that covers every record the export can hold.
+    let checkpoint = transparency
+        .checkpoint_covering(head.position.0, CHECKPOINT_WAIT)
+        .await
+        .ok_or_else(|| {
+            ExportError::Unavailable(format!(
+                "no checkpoint covers position {} yet; retry",
+                head.position
+            ))
+        })?;
+    let verifier = signer.verifier();
+    let signed = Checkpoint::open(&checkpoint.note, &verifier).map_err(|e| {
+        ExportError::Precondition(format!(
+            "the latest checkpoint (tree size {}) is not signed by this server's key {}: {e}",
+            checkpoint.size,
+            verifier.encode()
+        ))
+    })?;
+    let size = signed.size;
+    let store = transparency.store().clone();
+    let ours = tokio::task::spawn_blocking(move || root(&store, size))
+        .await
+        .map_err(|e| ExportError::Internal(e.to_string()))?
+        .map_err(|e| ExportError::Internal(e.to_string()))?;
+    if ours != signed.root {
+        return Err(ExportError::Internal(format!(
+            "the checkpoint of tree size {size} does not match this server's Merkle tree"
+        )));
+    }
+    projections
+        .wait_for(head.position, PROJECTION_WAIT)
+        .await
+        .map_err(|at| {
+            ExportError::Unavailable(format!(
+                "the read models reflect position {at}, not yet {}; retry",
+                head.position
+            ))
+        })?;
+
+    // The proof runs beside the records, fed their leaf indices in order.
+    let (indices, proof_rx) = std::sync::mpsc::sync_channel::<u64>(8192);
+    let proof_tx = tx.clone();
+    let store = transparency.store().clone();
+    let proof = tokio::task::spawn_blocking(move || {
+        let mut out = FileOut::new(PROOF_FILE);
+        let mut nodes = 0u64;
+        let mut leaves = proof_rx.into_iter().peekable();
+        let result = if leaves.peek().is_none() {
+            Ok(())
+        } else {
+            multi_proof(&store, size, leaves, |h| {
+                nodes += 1;
+                let mut line = hex::encode(h);
+                line.push('\n');
+                if let Some(chunk) = out.write(line.as_bytes()) {
+                    // A closed channel means the export was cancelled; the
+                    // record side notices too.
+                    let _ = proof_tx.blocking_send(chunk);
+                }
+            })
+            .map_err(|e| e.to_string())
+        };
+        let (items, entry) = out.finish();
+        for item in items {
+            let _ = proof_tx.blocking_send(item);
+        }
+        result.map(|()| (entry, nodes))
+    });
+
+    let summary = write_events(&log, &spec, &head, &tx, &indices).await;
+    drop(indices);
+    let (proof_entry, proof_nodes) = proof
+        .await
+        .map_err(|e| ExportError::Internal(e.to_string()))?
+        .map_err(|e| ExportError::Internal(format!("building the inclusion proof: {e}")))?;
+    let (events_entry, events) = summary?;
+
+    let (promotions_entry, promotions) =
+        write_promotions(&projections, &spec, &events, &tx).await?;
+
+    let mut out = FileOut::new(CHECKPOINT_FILE);
+    let first = out.write(checkpoint.note.as_bytes());
+    let (items, checkpoint_entry) = out.finish();
+    send_all(&tx, first.into_iter().chain(items).collect()).await?;
+
+    let manifest = Manifest {
+        format: FORMAT.to_string(),
+        project: project.as_str().to_string(),
+        from: spec.from.map(time).unwrap_or_default(),
+        to: spec.to.map(time).unwrap_or_default(),
+        created_at: time(Utc::now()),
+        public_key: verifier.encode(),
+        events,
+        promotions: PromotionsSummary {
+            count: promotions,
+            file: promotions_file(spec.csv).to_string(),
+            format: if spec.csv { "csv" } else { "jsonl" }.to_string(),
+            as_of_position: projections.applied().0,
+        },
+        checkpoint: CheckpointSummary {
+            origin: signed.origin.clone(),
+            size,
+            root: hex::encode(signed.root),
+            position: checkpoint.position,
+        },
+        proof: ProofSummary {
+            kind: PROOF_KIND.to_string(),
+            nodes: proof_nodes,
+        },
+        files: vec![
+            events_entry,
+            proof_entry,
+            promotions_entry,
+            checkpoint_entry,
+        ],
+    };
+    let mut json =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| ExportError::Internal(e.to_string()))?;
+    json.push(b'\n');
+    let mut out = FileOut::new(MANIFEST_FILE);
+    let first = out.write(&json);
+    let (items, manifest_entry) = out.finish();
+    send_all(&tx, first.into_iter().chain(items).collect()).await?;
+
+    let note = signer
+        .sign(&manifest_note(&manifest_entry.sha256))
+        .map_err(|e| ExportError::Internal(e.to_string()))?;
+    let mut out = FileOut::new(MANIFEST_SIG_FILE);
+    let first = out.write(note.as_bytes());
+    let (items, _) = out.finish();
+    send_all(&tx, first.into_iter().chain(items).collect()).await?;
+    Ok(())
+}
+
+/// Streams the project's records in the range to `events.jsonl`, feeding
+/// their leaf indices to the proof.
+async fn write_events(
+    log: &Arc<dyn EventLog>,
+    spec: &ExportSpec,
+    head: &waybill_ledger::ChainHead,
+    tx: &mpsc::Sender<ExportItem>,
+    indices: &std::sync::mpsc::SyncSender<u64>,
+) -> Result<(FileEntry, EventsSummary), ExportError> {
+    let mut out = FileOut::new(EVENTS_FILE);
+    let mut summary = EventsSummary {
+        count: 0,
+        first_position: 0,
+        last_position: 0,
+        first_seq: 0,
+        last_seq: 0,
+        prev_hash: ChainHash::GENESIS.to_hex(),
+        head_hash: ChainHash::GENESIS.to_hex(),
+        project_head_position: head.position.0,
+        project_head_seq: head.seq,
+        project_head_hash: head.hash.to_hex(),
+    };
+    let mut before = ChainHash::GENESIS;
+    let mut records = log.read_project(&spec.project, Position(1)).await?;
+    let mut read_count = 0u64;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    while let Some(ev) = records.next().await {
+        let ev = ev?;
+        if ev.position > head.position {
+            break;
+        }
+        read_count += 1;
+        if read_count.is_multiple_of(PROGRESS_EVERY) {
+            send(
+                tx,
+                ExportItem::Progress {
+                    done: read_count,
+                    total: head.seq,
+                },
+            )
+            .await?;
+        }
+        let started = summary.count > 0;
+        if !started && spec.from.is_some_and(|from| ev.event.time < from) {
+            before = ev.hash;
+            continue;
+        }
+        if spec.to.is_some_and(|to| ev.event.time >= to) {
+            break;
+        }
+        if !started {
+            summary.first_position = ev.position.0;
+            summary.first_seq = ev.event.project_seq;
+            summary.prev_hash = before.to_hex();
+        }
+        summary.count += 1;
+        summary.last_position = ev.position.0;
+        summary.last_seq = ev.event.project_seq;
+        summary.head_hash = ev.hash.to_hex();
+        let line = EventLine {
+            position: ev.position.0,
+            project: ev.event.project.clone(),
+            project_seq: ev.event.project_seq,
+            event_type: ev.event.payload.event_type().ce_type(),
+            time: time(ev.event.time),
+            actor: ev.event.actor.principal.clone(),
+            prev_hash: ev.event.prev_hash.to_hex(),
+            hash: ev.hash.to_hex(),
+            record: b64.encode(&ev.bytes),
+        };
+        let mut json =
+            serde_json::to_vec(&line).map_err(|e| ExportError::Internal(e.to_string()))?;
+        json.push(b'\n');
+        if let Some(chunk) = out.write(&json) {
+            send(tx, chunk).await?;
+        }
+        indices
+            .send(ev.position.0 - 1)
+            .map_err(|_| ExportError::Internal("the proof builder stopped".into()))?;
+    }
+    if summary.count == 0 {
+        summary.prev_hash = before.to_hex();
+        summary.head_hash = before.to_hex();
+    }
+    send(
+        tx,
+        ExportItem::Progress {
+            done: head.seq,
+            total: head.seq,
+        },
+    )
+    .await?;
+    let (items, entry) = out.finish();
+    send_all(tx, items).await?;
+    Ok((entry, summary))
+}
+
+/// Writes one record per promotion requested within the exported records.
+async fn write_promotions(
+    projections: &Projections,
+    spec: &ExportSpec,
+    events: &EventsSummary,
+    tx: &mpsc::Sender<ExportItem>,
+) -> Result<(FileEntry, u64), ExportError> {
+    let mut out = FileOut::new(promotions_file(spec.csv));
+    let shared = projections.shared(spec.project.as_str());
+    // (requested position, id), so the lock is held briefly per record.
+    let mut ids: Vec<(u64, String)> = match (&shared, events.count) {
+        (Some(s), 1..) => read(s)
+            .promotions
+            .values()
+            .filter(|p| (events.first_position..=events.last_position).contains(&p.requested.0))
+            .map(|p| (p.requested.0, p.id.clone()))
+            .collect(),
+        _ => Vec::new(),
+    };
+    ids.sort();
+    if spec.csv {
+        if let Some(chunk) = out.write(&csv_line(PromotionRecord::CSV_HEADER)?) {
+            send(tx, chunk).await?;
+        }
+    }
+    let mut count = 0u64;
+    for (_, id) in &ids {
+        let record = match &shared {
+            Some(s) => {
+                let state = read(s);
+                state
+                    .promotions
+                    .get(id)
+                    .map(|p| PromotionRecord::of(&state, p))
+            }
+            None => None,
+        };
+        let Some(record) = record else { continue };
+        count += 1;
+        let bytes = if spec.csv {
+            csv_line(record.csv_row())?
+        } else {
+            let mut json =
+                serde_json::to_vec(&record).map_err(|e| ExportError::Internal(e.to_string()))?;
+            json.push(b'\n');
+            json
+        };
+        if let Some(chunk) = out.write(&bytes) {
+            send(tx, chunk).await?;
+        }
+    }
+    let (items, entry) = out.finish();
+    send_all(tx, items).await?;
+    Ok((entry, count))
+}
+
+/// One CSV line (RFC 4180 quoting).
+fn csv_line<I, T>(fields: I) -> Result<Vec<u8>, ExportError>
+where
+    I: IntoIterator<Item = T>,
+    T: AsRef<[u8]>,
+{
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::new());
+    w.write_record(fields)
+        .map_err(|e| ExportError::Internal(e.to_string()))?;
+    w.into_inner()
+        .map_err(|e| ExportError::Internal(e.to_string()))
+}

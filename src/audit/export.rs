@@ -1,0 +1,229 @@
+//! `waybill export`: takes a compliance export through the audit service and
+//! writes it to a directory (first under a temporary name, renamed when
+//! complete, so a directory of that name is always a whole export).
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sha2::{Digest, Sha256};
+use waybill_projections::audit::export::{
+    promotions_file, Manifest, CHECKPOINT_FILE, EVENTS_FILE, MANIFEST_FILE, MANIFEST_SIG_FILE,
+    PROOF_FILE,
+};
+use waybill_proto::v1 as pb;
+use waybill_proto::v1::audit_service_client::AuditServiceClient;
+
+use crate::client::{channel, ClientArgs};
+
+/// `waybill export`.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// The project to export.
+    #[arg(long)]
+    pub project: String,
+    /// From this time (RFC 3339, inclusive) [default: the project's first event].
+    #[arg(long)]
+    pub from: Option<String>,
+    /// To this time (RFC 3339, exclusive) [default: the project's last event].
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Format of the promotions file.
+    #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+    pub format: Format,
+    /// Directory to create (must not exist, or be empty).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Jsonl,
+    Csv,
+}
+
+struct Open {
+    file: std::io::BufWriter<std::fs::File>,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+/// Runs the export; exit 1 when the server refuses, 2 when it is unreachable.
+pub async fn run(client: &ClientArgs, args: &ExportArgs) -> anyhow::Result<ExitCode> {
+    if args.out.exists() && std::fs::read_dir(&args.out)?.next().is_some() {
+        bail!("{} exists and is not empty", args.out.display());
+    }
+    let (ch, bearer) = channel(client).await?;
+    let mut audit = AuditServiceClient::with_interceptor(ch, bearer)
+        .max_decoding_message_size(16 * 1024 * 1024);
+    let request = pb::ExportRequest {
+        project: args.project.clone(),
+        from: args.from.clone().unwrap_or_default(),
+        to: args.to.clone().unwrap_or_default(),
+        format: match args.format {
+            Format::Jsonl => pb::ExportFormat::Jsonl,
+            Format::Csv => pb::ExportFormat::Csv,
+        } as i32,
+    };
+    let mut stream = match audit.export(request).await {
+        Ok(r) => r.into_inner(),
+        Err(status) => return Ok(crate::client::refused(client.output, &status)),
+    };
+    let tmp = temp_dir(&args.out)?;
+    let bar = progress_bar();
+    let result = receive(&mut stream, &tmp, args, &bar).await;
+    bar.finish_and_clear();
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(status)) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Ok(crate::client::refused(client.output, &status));
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+    }
+    if args.out.exists() {
+        std::fs::remove_dir(&args.out)?;
+    }
+    std::fs::rename(&tmp, &args.out)
+        .with_context(|| format!("cannot move the export to {}", args.out.display()))?;
+    let manifest: Manifest = serde_json::from_slice(&std::fs::read(args.out.join(MANIFEST_FILE))?)?;
+    println!(
+        "exported {} events (positions {}..{}) and {} promotions of {} to {}",
+        manifest.events.count,
+        manifest.events.first_position,
+        manifest.events.last_position,
+        manifest.promotions.count,
+        manifest.project,
+        args.out.display()
+    );
+    println!(
+        "checkpoint: tree size {} root {}, signed by {}",
+        manifest.checkpoint.size, manifest.checkpoint.root, manifest.public_key
+    );
+    println!(
+        "verify it with: waybill verify-export {} --pubkey '{}'",
+        args.out.display(),
+        manifest.public_key
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn temp_dir(out: &Path) -> anyhow::Result<PathBuf> {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "export".to_string());
+    let tmp = out.with_file_name(format!(".{name}.partial-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    Ok(tmp)
+}
+
+fn progress_bar() -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    if !std::io::stderr().is_terminal() {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        ProgressStyle::with_template("exporting {bar:40} {pos}/{len} events ({per_sec}, {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// Writes the streamed files; `Ok(Err(status))` when the server stopped with an error.
+async fn receive(
+    stream: &mut tonic::Streaming<pb::ExportChunk>,
+    dir: &Path,
+    args: &ExportArgs,
+    bar: &ProgressBar,
+) -> anyhow::Result<Result<(), tonic::Status>> {
+    let csv = args.format == Format::Csv;
+    let allowed = [
+        EVENTS_FILE,
+        PROOF_FILE,
+        CHECKPOINT_FILE,
+        MANIFEST_FILE,
+        MANIFEST_SIG_FILE,
+        promotions_file(csv),
+    ];
+    let mut open: BTreeMap<String, Open> = BTreeMap::new();
+    let mut done: Vec<String> = Vec::new();
+    loop {
+        let chunk = match stream.message().await {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(status) => return Ok(Err(status)),
+        };
+        use pb::export_chunk::Part;
+        match chunk.part {
+            Some(Part::Data(d)) => {
+                if !allowed.contains(&d.file.as_str()) || done.contains(&d.file) {
+                    bail!("the server sent data for an unexpected file {:?}", d.file);
+                }
+                let entry = match open.entry(d.file.clone()) {
+                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(v) => {
+                        let path = dir.join(&d.file);
+                        let file = std::fs::File::create(&path)
+                            .with_context(|| format!("cannot create {}", path.display()))?;
+                        v.insert(Open {
+                            file: std::io::BufWriter::new(file),
+                            hasher: Sha256::new(),
+                            bytes: 0,
+                        })
+                    }
+                };
+                entry.file.write_all(&d.bytes)?;
+                entry.hasher.update(&d.bytes);
+                entry.bytes += d.bytes.len() as u64;
+            }
+            Some(Part::Done(f)) => {
+                if !allowed.contains(&f.file.as_str()) || done.contains(&f.file) {
+                    bail!("the server completed an unexpected file {:?}", f.file);
+                }
+                let (sha, bytes) = match open.remove(&f.file) {
+                    Some(mut o) => {
+                        o.file.flush()?;
+                        o.file.get_ref().sync_all()?;
+                        (hex::encode(o.hasher.finalize()), o.bytes)
+                    }
+                    None => {
+                        // An empty file.
+                        std::fs::File::create(dir.join(&f.file))?;
+                        (hex::encode(Sha256::digest(b"")), 0)
+                    }
+                };
+                if sha != f.sha256 || bytes != f.bytes {
+                    bail!(
+                        "{} arrived damaged: {bytes} bytes with SHA-256 {sha}, the server sent \
+                         {} bytes with {}",
+                        f.file,
+                        f.bytes,
+                        f.sha256
+                    );
+                }
+                done.push(f.file);
+            }
+            Some(Part::Progress(p)) => {
+                bar.set_length(p.total);
+                bar.set_position(p.done);
+            }
+            None => {}
+        }
+    }
+    let missing: Vec<&str> = allowed
+        .iter()
+        .copied()
+        .filter(|f| !done.iter().any(|d| d == f))
+        .collect();
+    if !missing.is_empty() {
+        bail!("the export ended without {}", missing.join(", "));
+    }
+    Ok(Ok(()))
+}

@@ -1,0 +1,104 @@
+//! The audit verbs: `keygen`, `export`, `verify-export`, and the signing
+//! settings of `serve`.
+//!
+//! - `keys`: creating and loading the Ed25519 checkpoint key;
+//! - `export`: a client of the audit service's export stream;
+//! - `verify_export`: the offline verifier (no server involved).
+
+pub mod export;
+pub mod keys;
+pub mod verify_export;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use waybill_projections::audit::CheckpointPolicy;
+
+/// Records between two checkpoints by default.
+pub const DEFAULT_CHECKPOINT_EVERY: u64 = 10_000;
+/// Longest time a record waits for a checkpoint by default.
+pub const DEFAULT_CHECKPOINT_INTERVAL_SECS: u64 = 60;
+/// The signing key's file under the data directory when none is configured.
+pub const DEFAULT_KEY_FILE: &str = "signing.key";
+
+/// `[audit]` in the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFileConfig {
+    pub signing_key: Option<PathBuf>,
+    pub checkpoint_every: Option<u64>,
+    pub checkpoint_interval_secs: Option<u64>,
+    pub origin: Option<String>,
+    pub checkpoints: Option<bool>,
+}
+
+/// The signing flags of `waybill serve`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AuditArgs {
+    /// Ed25519 key that signs checkpoints and exports (`waybill keygen`)
+    /// [default: <data-dir>/signing.key, created on first start].
+    #[arg(long, env = "WAYBILL_SIGNING_KEY")]
+    pub signing_key: Option<PathBuf>,
+    /// Sign a checkpoint after this many records [default: 10000].
+    #[arg(long, env = "WAYBILL_CHECKPOINT_EVERY")]
+    pub checkpoint_every: Option<u64>,
+    /// ...or this many seconds after a record arrives [default: 60].
+    #[arg(long, env = "WAYBILL_CHECKPOINT_INTERVAL_SECS")]
+    pub checkpoint_interval_secs: Option<u64>,
+    /// The log's name in checkpoints [default: the key's name].
+    #[arg(long, env = "WAYBILL_CHECKPOINT_ORIGIN")]
+    pub checkpoint_origin: Option<String>,
+    /// Do not sign checkpoints in this process (another replica does).
+    #[arg(long)]
+    pub no_checkpoints: bool,
+}
+
+/// Merges flags over the file, loads (or creates) the key.
+pub fn checkpoint_policy(
+    args: &AuditArgs,
+    file: &AuditFileConfig,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<CheckpointPolicy> {
+    let every = args
+        .checkpoint_every
+        .or(file.checkpoint_every)
+        .unwrap_or(DEFAULT_CHECKPOINT_EVERY);
+    let secs = args
+        .checkpoint_interval_secs
+        .or(file.checkpoint_interval_secs)
+        .unwrap_or(DEFAULT_CHECKPOINT_INTERVAL_SECS);
+    if every == 0 || secs == 0 {
+        anyhow::bail!("checkpoint_every and checkpoint_interval_secs must be at least 1");
+    }
+    let enabled = !args.no_checkpoints && file.checkpoints.unwrap_or(true);
+    let signer = if enabled {
+        let configured = args
+            .signing_key
+            .clone()
+            .or_else(|| file.signing_key.clone());
+        let key = match configured {
+            Some(path) => keys::load_signer(&path, false)?,
+            None => keys::load_signer(&data_dir.join(DEFAULT_KEY_FILE), true)?,
+        };
+        Some(Arc::new(key))
+    } else {
+        None
+    };
+    let origin = args
+        .checkpoint_origin
+        .clone()
+        .or_else(|| file.origin.clone())
+        .or_else(|| signer.as_ref().map(|s| s.name().to_string()))
+        .unwrap_or_else(|| "waybill".to_string());
+    if origin.is_empty() || origin.chars().any(|c| c.is_control()) {
+        anyhow::bail!("the checkpoint origin must be one line of text");
+    }
+    Ok(CheckpointPolicy {
+        every,
+        interval: Duration::from_secs(secs),
+        origin,
+        signer,
+    })
+}

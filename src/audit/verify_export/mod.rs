@@ -1,0 +1,389 @@
+//! `waybill verify-export DIR --pubkey KEY`: checks an export offline, with
+//! nothing but the files and the public key the auditor trusts
+//! (docs/ledger-format.md §14): the manifest's signature, every file's
+//! digest, the signed checkpoint, each record's chain link and its agreement
+//! with the manifest, the inclusion of every record under the checkpoint,
+//! that no record is missing from the stated range, and the promotions.
+
+mod promotions;
+mod records;
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use sha2::{Digest, Sha256};
+use waybill_ledger::audit::{multi_root, Checkpoint, Hash, SignedNote, VerifierKey};
+use waybill_ledger::ChainHash;
+use waybill_projections::audit::export::{
+    manifest_note, Manifest, CHECKPOINT_FILE, EVENTS_FILE, FORMAT, MANIFEST_FILE,
+    MANIFEST_SIG_FILE, PROOF_FILE, PROOF_KIND,
+};
+
+use crate::audit::keys::load_verifier;
+
+/// Exit code when the export fails verification (2 is reserved for errors).
+const FAILED: u8 = 1;
+/// Problems printed at most (the count is always given).
+const SHOWN: usize = 50;
+
+/// `waybill verify-export`.
+#[derive(Debug, clap::Args)]
+pub struct VerifyExportArgs {
+    /// The export directory.
+    pub dir: PathBuf,
+    /// The public key you trust (`name+id+key`, or a file holding it).
+    #[arg(long)]
+    pub pubkey: String,
+}
+
+/// What the checks found.
+#[derive(Debug, Default)]
+pub struct Findings {
+    problems: Vec<String>,
+    facts: Vec<(&'static str, String)>,
+}
+
+impl Findings {
+    fn problem(&mut self, what: String) {
+        self.problems.push(what);
+    }
+
+    fn fact(&mut self, topic: &'static str, what: String) {
+        self.facts.push((topic, what));
+    }
+}
+
+fn sha256_of(path: &Path) -> std::io::Result<(String, u64)> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let bytes = std::io::copy(&mut file, &mut hasher)?;
+    Ok((hex::encode(hasher.finalize()), bytes))
+}
+
+/// Runs every check on `dir` with the trusted `key`.
+pub fn verify(dir: &Path, key: &VerifierKey) -> anyhow::Result<Findings> {
+    let mut f = Findings::default();
+    let manifest_path = dir.join(MANIFEST_FILE);
+    let manifest_bytes = std::fs::read(&manifest_path).map_err(|e| {
+        anyhow::anyhow!(
+            "{} cannot be read: {e}; is this an export?",
+            manifest_path.display()
+        )
+    })?;
+    let manifest_sha = hex::encode(Sha256::digest(&manifest_bytes));
+
+    // 1. The manifest is what the trusted key signed.
+    match std::fs::read_to_string(dir.join(MANIFEST_SIG_FILE)) {
+        Err(e) => f.problem(format!("{MANIFEST_SIG_FILE}: cannot be read: {e}")),
+        Ok(text) => match SignedNote::parse(&text).and_then(|n| n.verify(key).map(|()| n)) {
+            Err(e) => f.problem(format!("{MANIFEST_SIG_FILE}: {e}")),
+            Ok(note) if note.text != manifest_note(&manifest_sha) => f.problem(format!(
+                "{MANIFEST_FILE} was changed after it was signed: its SHA-256 is {manifest_sha}, \
+                 {MANIFEST_SIG_FILE} signs {:?}",
+                note.text.lines().nth(1).unwrap_or_default()
+            )),
+            Ok(_) => f.fact("manifest", format!("signed by {}", key.encode())),
+        },
+    }
+    let manifest: Manifest = match serde_json::from_slice(&manifest_bytes) {
+        Ok(m) => m,
+        Err(e) => {
+            f.problem(format!("{MANIFEST_FILE}: not a manifest: {e}"));
+            return Ok(f);
+        }
+    };
+    if manifest.format != FORMAT {
+        f.problem(format!(
+            "{MANIFEST_FILE}: format {:?}, this verifier reads {FORMAT:?}",
+            manifest.format
+        ));
+    }
+    if manifest.public_key != key.encode() {
+        f.problem(format!(
+            "the export names the signing key {}, not the key you trust ({})",
+            manifest.public_key,
+            key.encode()
+        ));
+    }
+
+    // 2. Every file is the one the manifest lists, and nothing else is there.
+    check_files(dir, &manifest, &mut f);
+
+    // 3. The checkpoint is signed by the trusted key and is the one the manifest states.
+    let checkpoint = check_checkpoint(dir, &manifest, key, &mut f);
+
+    // 4. Every record: chain, agreement, range; 5. all of them under the checkpoint.
+    let events = std::fs::File::open(dir.join(EVENTS_FILE));
+    let proof = std::fs::File::open(dir.join(PROOF_FILE));
+    let (events, proof) = match (events, proof) {
+        (Ok(e), Ok(p)) => (e, p),
+        (Err(e), _) | (_, Err(e)) => {
+            f.problem(format!("{EVENTS_FILE} or {PROOF_FILE} cannot be read: {e}"));
+            return Ok(f);
+        }
+    };
+    let mut proof_problem = None;
+    let mut proof_nodes = 0u64;
+    let nodes = std::io::BufReader::new(proof)
+        .lines()
+        .enumerate()
+        .map_while(|(i, line)| {
+            let hash = line
+                .ok()
+                .and_then(|l| hex::decode(l.trim()).ok())
+                .and_then(|b| Hash::try_from(b.as_slice()).ok());
+            if hash.is_none() {
+                proof_problem = Some(format!(
+                    "{PROOF_FILE} line {}: not a 32-byte hex hash",
+                    i + 1
+                ));
+            }
+            proof_nodes += 1;
+            hash
+        });
+    let mut records = records::Records::new(std::io::BufReader::new(events), &manifest, &mut f);
+    let size = manifest.checkpoint.size;
+    let computed = multi_root(size, &mut records, nodes);
+    // Check the rest of the records even when the proof stopped early.
+    for _ in &mut records {}
+    let seen = std::mem::take(&mut records.seen);
+    drop(records);
+    if let Some(p) = proof_problem {
+        f.problem(p);
+    }
+    check_summary(&manifest, &seen, &mut f);
+    match (computed, checkpoint) {
+        _ if seen.count == 0 => {
+            if proof_nodes > 0 {
+                f.problem(format!("{PROOF_FILE}: {proof_nodes} nodes for no records"));
+            }
+        }
+        (Err(e), _) => f.problem(format!(
+            "the records are not proven to be in the checkpointed log: {e}"
+        )),
+        (Ok(root), Some(c)) if root != c.root => f.problem(format!(
+            "the records are not all in the checkpointed log: with {PROOF_FILE} they lead to \
+             root {}, the checkpoint of tree size {} has root {}",
+            hex::encode(root),
+            c.size,
+            hex::encode(c.root)
+        )),
+        (Ok(_), Some(c)) => f.fact(
+            "inclusion",
+            format!(
+                "all {} records are in the tree of size {} ({PROOF_KIND}, {} proof nodes)",
+                seen.count, c.size, manifest.proof.nodes
+            ),
+        ),
+        (Ok(_), None) => {}
+    }
+
+    // 6. Promotions.
+    promotions::check(dir, &manifest, &seen.requested, &mut f);
+    Ok(f)
+}
+
+fn check_files(dir: &Path, manifest: &Manifest, f: &mut Findings) {
+    let required = [
+        EVENTS_FILE,
+        PROOF_FILE,
+        CHECKPOINT_FILE,
+        manifest.promotions.file.as_str(),
+    ];
+    for name in required {
+        if !manifest.files.iter().any(|e| e.name == name) {
+            f.problem(format!("{MANIFEST_FILE} does not list {name}"));
+        }
+    }
+    let mut ok = 0;
+    for entry in &manifest.files {
+        if entry.name.contains('/') || entry.name.contains('\\') || entry.name.starts_with('.') {
+            f.problem(format!(
+                "{MANIFEST_FILE} lists a file outside the export: {:?}",
+                entry.name
+            ));
+            continue;
+        }
+        match sha256_of(&dir.join(&entry.name)) {
+            Err(e) => f.problem(format!("{}: missing or unreadable: {e}", entry.name)),
+            Ok((sha, bytes)) if sha != entry.sha256 || bytes != entry.bytes => f.problem(format!(
+                "{} was changed: {bytes} bytes with SHA-256 {sha}; the manifest states {} bytes \
+                 with {}",
+                entry.name, entry.bytes, entry.sha256
+            )),
+            Ok(_) => ok += 1,
+        }
+    }
+    if let Ok(listing) = std::fs::read_dir(dir) {
+        for item in listing.flatten() {
+            let name = item.file_name().to_string_lossy().to_string();
+            let known = name == MANIFEST_FILE
+                || name == MANIFEST_SIG_FILE
+                || manifest.files.iter().any(|e| e.name == name);
+            if !known {
+                f.problem(format!("{name}: a file the manifest does not list"));
+            }
+        }
+    }
+    if ok == manifest.files.len() {
+        f.fact("files", format!("{ok} files match their SHA-256 digests"));
+    }
+}
+
+fn check_checkpoint(
+    dir: &Path,
+    manifest: &Manifest,
+    key: &VerifierKey,
+    f: &mut Findings,
+) -> Option<Checkpoint> {
+    let text = match std::fs::read_to_string(dir.join(CHECKPOINT_FILE)) {
+        Ok(t) => t,
+        Err(e) => {
+            f.problem(format!("{CHECKPOINT_FILE}: cannot be read: {e}"));
+            return None;
+        }
+    };
+    let c = match Checkpoint::open(&text, key) {
+        Ok(c) => c,
+        Err(e) => {
+            f.problem(format!("{CHECKPOINT_FILE}: {e}"));
+            return None;
+        }
+    };
+    let stated = &manifest.checkpoint;
+    if c.size != stated.size || hex::encode(c.root) != stated.root || c.origin != stated.origin {
+        f.problem(format!(
+            "{CHECKPOINT_FILE} is the checkpoint of tree size {} (root {}), but the manifest \
+             states tree size {} (root {}): {}",
+            c.size,
+            hex::encode(c.root),
+            stated.size,
+            stated.root,
+            if c.size < stated.size {
+                "an older checkpoint passed off as the export's"
+            } else {
+                "not the export's checkpoint"
+            }
+        ));
+    }
+    if manifest.events.last_position > c.size {
+        f.problem(format!(
+            "the checkpoint covers {} records, but the export holds records up to position {}: \
+             the checkpoint is older than the records",
+            c.size, manifest.events.last_position
+        ));
+    }
+    f.fact(
+        "checkpoint",
+        format!(
+            "{} tree size {} root {}",
+            c.origin,
+            c.size,
+            hex::encode(c.root)
+        ),
+    );
+    Some(c)
+}
+
+fn check_summary(manifest: &Manifest, seen: &records::Seen, f: &mut Findings) {
+    let m = &manifest.events;
+    let stated = (
+        m.count,
+        m.first_position,
+        m.last_position,
+        m.first_seq,
+        m.last_seq,
+    );
+    let found = (
+        seen.count,
+        seen.first_position,
+        seen.last_position,
+        seen.first_seq,
+        seen.last_seq,
+    );
+    if stated != found {
+        f.problem(format!(
+            "{EVENTS_FILE} holds {} records, positions {}..{}, sequence {}..{}; the manifest \
+             states {} records, positions {}..{}, sequence {}..{}: records were dropped or added",
+            found.0,
+            found.1,
+            found.2,
+            found.3,
+            found.4,
+            stated.0,
+            stated.1,
+            stated.2,
+            stated.3,
+            stated.4
+        ));
+    }
+    if m.count > 0 && m.last_seq + 1 - m.first_seq != m.count {
+        f.problem(format!(
+            "the manifest states {} records for sequence {}..{}",
+            m.count, m.first_seq, m.last_seq
+        ));
+    }
+    let head = seen
+        .head
+        .or_else(|| ChainHash::from_hex(&m.prev_hash))
+        .map(|h| h.to_hex())
+        .unwrap_or_default();
+    if head != m.head_hash {
+        f.problem(format!(
+            "the last record hashes to {head}, the manifest states {}",
+            m.head_hash
+        ));
+    } else if stated == found {
+        f.fact(
+            "records",
+            format!(
+                "{} records of {}, sequence {}..{} without a gap, chain intact from {} to {}",
+                m.count,
+                manifest.project,
+                m.first_seq,
+                m.last_seq,
+                short(&m.prev_hash),
+                short(&m.head_hash)
+            ),
+        );
+    }
+    if m.project_head_seq > m.last_seq {
+        f.fact(
+            "range",
+            format!(
+                "the project had {} records when exported; {} are in this export",
+                m.project_head_seq, m.count
+            ),
+        );
+    }
+}
+
+fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}
+
+/// Prints the report; exit 0 when the export verifies, 1 when it does not.
+pub fn run(args: &VerifyExportArgs) -> anyhow::Result<ExitCode> {
+    let key = load_verifier(&args.pubkey)?;
+    let findings = verify(&args.dir, &key)?;
+    println!("export {}", args.dir.display());
+    for (topic, what) in &findings.facts {
+        println!("  {topic:<11} {what}");
+    }
+    if findings.problems.is_empty() {
+        println!(
+            "OK: the export is complete and unaltered, signed by {}",
+            key.encode()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("FAILED: {} problem(s)", findings.problems.len());
+    for p in findings.problems.iter().take(SHOWN) {
+        println!("  - {p}");
+    }
+    if findings.problems.len() > SHOWN {
+        println!("  ... and {} more", findings.problems.len() - SHOWN);
+    }
+    Ok(ExitCode::from(FAILED))
+}
