@@ -1,5 +1,6 @@
-//! Key layout of the projection store: one sled tree, so that every batch of
-//! views, indexes and the checkpoint is atomic.
+//! Key layout of the projection store: one sled tree `views`, so that every
+//! batch of views, indexes and the checkpoint is atomic; the snapshots (`n`,
+//! `s`) live in the tree `snapshots`, written after the views of their batch.
 //!
 //! | key                               | value                                   |
 //! |-----------------------------------|-----------------------------------------|

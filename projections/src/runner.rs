@@ -34,6 +34,9 @@ pub const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(10);
 /// restart costs less than writing every changed state whole.
 pub const MIN_SNAPSHOT_EVENTS: u64 = 10_000;
 
+/// A snapshot waits at least this many times as long as the last one took.
+pub const SNAPSHOT_COST_SHARE: u32 = 20;
+
 /// The read side: the store, the current project states and the applied position.
 #[derive(Clone)]
 pub struct Projections {
@@ -149,6 +152,7 @@ impl Projections {
         let mut since_snapshot = 0u64;
         let mut unsnapshotted: BTreeSet<String> = BTreeSet::new();
         let mut last_snapshot = std::time::Instant::now();
+        let mut snapshot_cost = Duration::ZERO;
         loop {
             let first = tokio::select! {
                 () = &mut shutdown => break,
@@ -186,10 +190,14 @@ impl Projections {
             } else {
                 BUSY_SNAPSHOT_INTERVAL
             };
-            if since_snapshot >= SNAPSHOT_EVERY
-                || (last_snapshot.elapsed() >= due && since_snapshot >= MIN_SNAPSHOT_EVENTS)
-            {
-                last_snapshot = std::time::Instant::now();
+            // Snapshots of big states are costly: keep them under a twentieth
+            // of the runner's time, whatever the rules below say.
+            let affordable = last_snapshot.elapsed() >= snapshot_cost * SNAPSHOT_COST_SHARE;
+            let snapshot = affordable
+                && (since_snapshot >= SNAPSHOT_EVERY
+                    || (last_snapshot.elapsed() >= due && since_snapshot >= MIN_SNAPSHOT_EVENTS));
+            let started = std::time::Instant::now();
+            if snapshot {
                 for name in &unsnapshotted {
                     if let Some(s) = states.get(name) {
                         writes.snapshot(&read(s), last)?;
@@ -202,6 +210,10 @@ impl Projections {
             tokio::task::spawn_blocking(move || store.commit(writes))
                 .await
                 .map_err(|e| ProjectionError::Storage(e.to_string()))??;
+            if snapshot {
+                snapshot_cost = started.elapsed();
+                last_snapshot = std::time::Instant::now();
+            }
             // The states already reflect these events; now the history does too.
             self.inner.applied.send_replace(last);
             progress(last);

@@ -21,6 +21,9 @@ pub const MAX_HISTORY: usize = 10_000;
 pub struct ProjectionStore {
     db: sled::Db,
     tree: sled::Tree,
+    /// Project snapshots and their position, apart: sled rewrites a whole
+    /// node when any key in it changes, and a snapshot may be megabytes.
+    snapshots: sled::Tree,
 }
 
 impl std::fmt::Debug for ProjectionStore {
@@ -77,6 +80,7 @@ impl HistoryFilter {
 pub struct Writes {
     batch: sled::Batch,
     checkpoint: Option<Position>,
+    snapshots: Option<sled::Batch>,
 }
 
 impl Writes {
@@ -110,9 +114,9 @@ impl Writes {
 
     /// Records a project's state snapshot, as of `at`.
     pub fn snapshot(&mut self, state: &ProjectState, at: Position) -> Result<(), ProjectionError> {
-        self.batch
-            .insert(keys::snapshot(&state.project), serde_json::to_vec(state)?);
-        self.batch.insert(keys::SNAPSHOT_AT, &keys::pos(at)[..]);
+        let batch = self.snapshots.get_or_insert_with(sled::Batch::default);
+        batch.insert(keys::snapshot(&state.project), serde_json::to_vec(state)?);
+        batch.insert(keys::SNAPSHOT_AT, &keys::pos(at)[..]);
         Ok(())
     }
 }
@@ -131,7 +135,12 @@ impl ProjectionStore {
                 ))
             })?;
         let tree = db.open_tree("views")?;
-        Ok(ProjectionStore { db, tree })
+        let snapshots = db.open_tree("snapshots")?;
+        Ok(ProjectionStore {
+            db,
+            tree,
+            snapshots,
+        })
     }
 
     /// The sled database (other read models open their own trees in it).
@@ -146,7 +155,11 @@ impl ProjectionStore {
 
     /// The position the snapshots reflect.
     pub fn snapshot_position(&self) -> Result<Position, ProjectionError> {
-        self.position(keys::SNAPSHOT_AT)
+        Ok(self
+            .snapshots
+            .get(keys::SNAPSHOT_AT)?
+            .and_then(|v| keys::decode_pos(&v))
+            .unwrap_or(Position::ZERO))
     }
 
     fn position(&self, key: &[u8]) -> Result<Position, ProjectionError> {
@@ -159,7 +172,7 @@ impl ProjectionStore {
 
     /// Every project snapshot.
     pub fn snapshots(&self) -> Result<Vec<ProjectState>, ProjectionError> {
-        self.tree
+        self.snapshots
             .scan_prefix(b"s")
             .map(|item| {
                 let (_, v) = item?;
@@ -174,6 +187,11 @@ impl ProjectionStore {
             writes.batch.insert(keys::CHECKPOINT, &keys::pos(p)[..]);
         }
         self.tree.apply_batch(writes.batch)?;
+        // After the views: a crash between the two replays from the older
+        // snapshots, and re-applying is a no-op.
+        if let Some(snapshots) = writes.snapshots {
+            self.snapshots.apply_batch(snapshots)?;
+        }
         Ok(())
     }
 
