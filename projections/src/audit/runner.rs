@@ -23,6 +23,12 @@ use crate::error::ProjectionError;
 
 /// Records applied per batch at most.
 const MAX_BATCH: usize = 1024;
+/// Leaves written per commit at most while busy...
+const COMMIT_EVERY: u64 = 16_384;
+/// ...or time between commits at most...
+const COMMIT_INTERVAL: Duration = Duration::from_millis(250);
+/// ...and a quiet moment after which what is pending is committed.
+const FLUSH_AFTER: Duration = Duration::from_millis(20);
 /// Wait before retrying a checkpoint the log refused.
 const RETRY: Duration = Duration::from_secs(2);
 /// The service principal checkpoints are attributed to.
@@ -185,6 +191,10 @@ impl Transparency {
         let mut fresh = writer.size() > signed + 1;
         let mut audit_head = Position::ZERO;
         let mut due = Instant::now() + policy.interval;
+        let mut committed = writer.size();
+        let mut last_commit = Instant::now();
+        // Checkpoints seen but not yet committed.
+        let mut found: Vec<StoredCheckpoint> = Vec::new();
         loop {
             let wanted = *self.inner.wanted.borrow();
             let size = writer.size();
@@ -193,6 +203,12 @@ impl Transparency {
                 || (fresh
                     && (size >= signed.saturating_add(policy.every) || Instant::now() >= due));
             if policy.signer.is_some() && due_now {
+                // Sign only what readers can prove against.
+                if writer.size() > committed {
+                    writer = self.commit(writer, &mut found).await?;
+                    committed = writer.size();
+                    last_commit = Instant::now();
+                }
                 match self.sign(&log, &writer, audit_head).await {
                     Ok(()) => {
                         // Its own event arrives through the tail.
@@ -211,6 +227,13 @@ impl Transparency {
                 // Armed only while something waits to be signed.
                 () = tokio::time::sleep_until(due), if policy.signer.is_some() && fresh => continue,
                 () = self.inner.wake.notified() => continue,
+                // Nothing more arrived for a moment: make what is pending visible.
+                () = tokio::time::sleep(FLUSH_AFTER), if !found.is_empty() || writer.size() > committed => {
+                    writer = self.commit(writer, &mut found).await?;
+                    committed = writer.size();
+                    last_commit = Instant::now();
+                    continue;
+                }
                 item = tail.next() => match item {
                     Some(item) => item?,
                     None => break,
@@ -238,22 +261,44 @@ impl Transparency {
                     writer.checkpoint(&c)?;
                     audit_head = ev.position;
                     signed = signed.max(c.size);
-                    self.inner.latest.send_modify(|l| {
-                        if l.as_ref().is_none_or(|l| l.size <= c.size) {
-                            *l = Some(c);
-                        }
-                    });
+                    found.push(c);
                 } else {
                     fresh = true;
                 }
             }
-            let mut moved = writer;
-            writer = tokio::task::spawn_blocking(move || moved.commit().map(|()| moved))
-                .await
-                .map_err(|e| ProjectionError::Storage(e.to_string()))??;
-            self.inner.size.send_replace(writer.size());
+            // Commit in large batches: each commit rewrites the open chunk of
+            // every level.
+            if writer.size() - committed >= COMMIT_EVERY || last_commit.elapsed() >= COMMIT_INTERVAL
+            {
+                writer = self.commit(writer, &mut found).await?;
+                committed = writer.size();
+                last_commit = Instant::now();
+            }
+        }
+        if writer.size() > committed || !found.is_empty() {
+            self.commit(writer, &mut found).await?;
         }
         Ok(())
+    }
+
+    /// Writes what is pending, then makes it (and the checkpoints found) visible.
+    async fn commit(
+        &self,
+        mut writer: MerkleWriter,
+        found: &mut Vec<StoredCheckpoint>,
+    ) -> Result<MerkleWriter, ProjectionError> {
+        let writer = tokio::task::spawn_blocking(move || writer.commit().map(|()| writer))
+            .await
+            .map_err(|e| ProjectionError::Storage(e.to_string()))??;
+        self.inner.size.send_replace(writer.size());
+        for c in found.drain(..) {
+            self.inner.latest.send_modify(|l| {
+                if l.as_ref().is_none_or(|l| l.size <= c.size) {
+                    *l = Some(c);
+                }
+            });
+        }
+        Ok(writer)
     }
 
     /// Signs the tree as it stands and appends the checkpoint.
