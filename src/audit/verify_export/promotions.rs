@@ -2,6 +2,7 @@
 //! exported records, and nothing else.
 
 use std::collections::BTreeMap;
+use std::io::BufRead;
 use std::path::Path;
 
 use waybill_projections::audit::export::{Manifest, PromotionRecord};
@@ -49,16 +50,19 @@ fn read(path: &Path, csv: bool, f: &mut Findings) -> Option<Vec<(u64, u64, Strin
             }
         }
     } else {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
+        let file = match std::fs::File::open(path) {
+            Ok(f) => f,
             Err(e) => {
                 f.problem(format!("{name}: cannot be read: {e}"));
                 return None;
             }
         };
-        for (i, l) in text.lines().enumerate() {
+        for (i, l) in std::io::BufReader::new(file).lines().enumerate() {
             let line = i as u64 + 1;
-            match serde_json::from_str::<PromotionRecord>(l) {
+            let parsed = l.map_err(|e| e.to_string()).and_then(|l| {
+                serde_json::from_str::<PromotionRecord>(&l).map_err(|e| e.to_string())
+            });
+            match parsed {
                 Ok(r) => rows.push((line, r.requested_position, r.promotion_id, r.stage)),
                 Err(e) => f.problem(format!("{name} line {line}: not a promotion record: {e}")),
             }

@@ -28,6 +28,8 @@ use crate::runner::{read, Projections};
 
 /// Bytes buffered per file before a chunk is sent.
 const CHUNK_BYTES: usize = 64 * 1024;
+/// Leaf indices handed to the proof builder at a time.
+const INDEX_BATCH: usize = 1024;
 /// Records between two progress reports.
 const PROGRESS_EVERY: u64 = 4096;
 /// How long an export waits for a checkpoint covering the project's head.
@@ -221,13 +223,13 @@ pub async fn export(
         })?;
 
     // The proof runs beside the records, fed their leaf indices in order.
-    let (indices, proof_rx) = std::sync::mpsc::sync_channel::<u64>(8192);
+    let (indices, proof_rx) = std::sync::mpsc::sync_channel::<Vec<u64>>(16);
     let proof_tx = tx.clone();
     let store = transparency.store().clone();
     let proof = tokio::task::spawn_blocking(move || {
         let mut out = FileOut::new(PROOF_FILE);
         let mut nodes = 0u64;
-        let mut leaves = proof_rx.into_iter().peekable();
+        let mut leaves = proof_rx.into_iter().flatten().peekable();
         let result = if leaves.peek().is_none() {
             Ok(())
         } else {
@@ -322,7 +324,7 @@ async fn write_events(
     spec: &ExportSpec,
     head: &waybill_ledger::ChainHead,
     tx: &mpsc::Sender<ExportItem>,
-    indices: &std::sync::mpsc::SyncSender<u64>,
+    indices: &std::sync::mpsc::SyncSender<Vec<u64>>,
 ) -> Result<(FileEntry, EventsSummary), ExportError> {
     let mut out = FileOut::new(EVENTS_FILE);
     let mut summary = EventsSummary {
@@ -340,6 +342,7 @@ async fn write_events(
     let mut before = ChainHash::GENESIS;
     let mut records = log.read_project(&spec.project, Position(1)).await?;
     let mut read_count = 0u64;
+    let mut batch = Vec::with_capacity(INDEX_BATCH);
     let b64 = base64::engine::general_purpose::STANDARD;
     while let Some(ev) = records.next().await {
         let ev = ev?;
@@ -391,8 +394,19 @@ async fn write_events(
         if let Some(chunk) = out.write(&json) {
             send(tx, chunk).await?;
         }
+        batch.push(ev.position.0 - 1);
+        if batch.len() == INDEX_BATCH {
+            indices
+                .send(std::mem::replace(
+                    &mut batch,
+                    Vec::with_capacity(INDEX_BATCH),
+                ))
+                .map_err(|_| ExportError::Internal("the proof builder stopped".into()))?;
+        }
+    }
+    if !batch.is_empty() {
         indices
-            .send(ev.position.0 - 1)
+            .send(batch)
             .map_err(|_| ExportError::Internal("the proof builder stopped".into()))?;
     }
     if summary.count == 0 {
