@@ -3,6 +3,9 @@
 //!
 //! - [`log`]: `bench log`, the event log's append latency, throughput and replay.
 //! - [`commands`]: `bench commands`, `RequestPromotion` end to end over gRPC.
+//! - `queries`: `bench queries`, the read side on a generated ledger.
+//! - `export`: `bench export`, a compliance export and its verification.
+//! - `process`: child processes with their peak RSS.
 //! - `measure`: the phases of `bench log`; `raw`: the raw JetStream baseline;
 //!   `ledger`: the same workloads through the `EventLog` trait (JetStream and sled).
 //! - `server`: the spawned or existing nats-server; `sample`: the typical event.
@@ -11,10 +14,12 @@
 
 mod commands;
 mod doc;
+mod export;
 mod ledger;
 mod log;
 mod machine;
 mod measure;
+mod process;
 mod queries;
 mod raw;
 mod report;
@@ -39,6 +44,8 @@ enum BenchCommand {
     Commands(commands::CommandsBenchArgs),
     /// The read side on a generated ledger: rebuild, queries, lag, RSS.
     Queries(queries::QueriesBenchArgs),
+    /// A compliance export of a 1M-event project, and its offline verification.
+    Export(export::ExportBenchArgs),
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -46,5 +53,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Log(args) => log::run(args).await,
         BenchCommand::Commands(args) => commands::run(args).await,
         BenchCommand::Queries(args) => queries::run(args).await,
+        BenchCommand::Export(args) => export::run(args).await,
     }
 }

@@ -63,7 +63,7 @@ fn actor(name: &str) -> Actor {
 
 /// One project's events: the pipeline, then per freight a discovery, a
 /// promotion into dev, a passing check and a promotion into staging.
-async fn generate_project(
+pub(super) async fn generate_project(
     log: Arc<dyn EventLog>,
     project: String,
     events: u64,
@@ -142,7 +142,7 @@ async fn generate_project(
 }
 
 /// Reads the whole stream through an ordered consumer, touching each payload.
-async fn raw_replay(target: &Target, expected: u64) -> anyhow::Result<Rate> {
+pub(super) async fn raw_replay(target: &Target, expected: u64) -> anyhow::Result<Rate> {
     let stream = target.context().get_stream("WAYBILL").await?;
     let started = Instant::now();
     let consumer = stream
@@ -169,45 +169,31 @@ async fn raw_replay(target: &Target, expected: u64) -> anyhow::Result<Rate> {
 /// Runs the rebuild in a child process; returns its rate and peak RSS (bytes).
 fn rebuild(url: &str, data: &std::path::Path, events: u64) -> anyhow::Result<(Rate, u64)> {
     let exe = std::env::current_exe()?;
-    let started = Instant::now();
-    let mut child = Command::new(exe)
-        .args(["projections", "rebuild", "--nats", url, "--data-dir"])
-        .arg(data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let status_path = format!("/proc/{}/status", child.id());
-    let mut peak = 0u64;
-    let status = loop {
-        if let Ok(text) = std::fs::read_to_string(&status_path) {
-            if let Some(kb) = text.lines().find_map(|l| l.strip_prefix("VmHWM:")) {
-                let kb: u64 = kb.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
-                peak = peak.max(kb * 1024);
-            }
-        }
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    ensure!(status.success(), "the rebuild failed: {status}");
-    Ok((
-        Rate {
-            events,
-            elapsed: started.elapsed(),
-        },
-        peak,
-    ))
+    let (elapsed, peak) = super::process::run_measured(
+        Command::new(exe)
+            .args(["projections", "rebuild", "--nats", url, "--data-dir"])
+            .arg(data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+        "the rebuild",
+        || {},
+    )?;
+    Ok((Rate { events, elapsed }, peak))
 }
 
 /// Starts `waybill serve` on the rebuilt data dir; returns it and its address.
-fn serve(url: &str, data: &std::path::Path) -> anyhow::Result<(Child, String)> {
+/// `url`: the NATS server, or `None` for the embedded log in `data`.
+pub(super) fn serve(
+    url: Option<&str>,
+    data: &std::path::Path,
+    extra: &[&str],
+) -> anyhow::Result<(Child, String)> {
     let exe = std::env::current_exe()?;
+    let nats: Vec<&str> = url.map(|u| vec!["--nats", u]).unwrap_or_default();
     let mut child = Command::new(exe)
+        .arg("serve")
+        .args(nats)
         .args([
-            "serve",
-            "--nats",
-            url,
             "--insecure-dev",
             "--no-reactors",
             "--listen",
@@ -215,6 +201,7 @@ fn serve(url: &str, data: &std::path::Path) -> anyhow::Result<(Child, String)> {
             "--data-dir",
         ])
         .arg(data)
+        .args(extra)
         .env("WAYBILL_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -279,7 +266,7 @@ pub async fn run(args: QueriesBenchArgs) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || rebuild(&url2, &data2, total)).await??;
 
     progress.phase("serving the rebuilt read models");
-    let (mut server, endpoint) = serve(&url, &data)?;
+    let (mut server, endpoint) = serve(Some(&url), &data, &[])?;
     let channel = tonic::transport::Endpoint::from_shared(endpoint)?
         .connect()
         .await?;

@@ -1,0 +1,282 @@
+//! `waybill bench export`: a compliance export of one project with 1M events
+//! (the `waybill export` client against a `waybill serve` child process),
+//! then `waybill verify-export` on it, beside a raw ordered consumer reading
+//! the same stream; peak RSS of the export client and the verifier, and how
+//! much the server grew while exporting.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{ensure, Context as _};
+use clap::builder::RangedU64ValueParser;
+use clap::Args;
+use waybill_ledger::EventLog;
+use waybill_proto::v1 as pb;
+use waybill_proto::v1::query_service_client::QueryServiceClient;
+
+use super::doc;
+use super::machine::{self, Machine};
+use super::measure::Progress;
+use super::process::{rss, run_measured};
+use super::queries::{generate_project, raw_replay, serve};
+use super::report::{self, Row, Target as Goal, Value};
+use super::scratch::ScratchDir;
+use super::server::Target;
+use super::stats::Rate;
+
+#[derive(Debug, Args)]
+pub struct ExportBenchArgs {
+    /// Events of the exported project.
+    #[arg(long, default_value_t = 1_000_000, value_parser = RangedU64ValueParser::<u64>::new().range(1000..))]
+    pub events: u64,
+    /// Write the results into FILE, replacing its `bench:export` section.
+    #[arg(long, value_name = "FILE")]
+    pub write: Option<PathBuf>,
+}
+
+const PROJECT: &str = "audit-bench";
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// What one backend measured.
+struct Measured {
+    export: Rate,
+    verify: Rate,
+    export_peak: u64,
+    verify_peak: u64,
+    server_before: u64,
+    server_peak: u64,
+    bytes: u64,
+}
+
+/// Serves the log (`url`, or the embedded one in `data`), waits for the read
+/// models, then runs and measures `export` and `verify-export`.
+async fn measure(url: Option<&str>, data: &Path, events: u64) -> anyhow::Result<Measured> {
+    let exe = std::env::current_exe()?;
+    let key = data.with_extension("key");
+    let status = Command::new(&exe)
+        .args(["keygen", "--name", "bench", "--out"])
+        .arg(&key)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    ensure!(status.success(), "keygen failed");
+    let key_arg = key
+        .to_str()
+        .context("scratch path is not UTF-8")?
+        .to_string();
+    let (mut server, endpoint) = serve(
+        url,
+        data,
+        &["--signing-key", &key_arg, "--checkpoint-every", "100000"],
+    )?;
+    let mut q = QueryServiceClient::connect(endpoint.clone()).await?;
+    loop {
+        let s = q
+            .projection_status(pb::ProjectionStatusRequest {})
+            .await?
+            .into_inner();
+        if s.applied >= events {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let out = data.with_extension("export");
+    let server_pid = server.id();
+    let server_before = rss(server_pid);
+    let (exe2, out2) = (exe.clone(), out.clone());
+    let (export_time, export_peak, server_peak) = tokio::task::spawn_blocking(move || {
+        let mut peak = server_before;
+        let (time, client) = run_measured(
+            Command::new(exe2)
+                .args([
+                    "export",
+                    "--project",
+                    PROJECT,
+                    "--server",
+                    &endpoint,
+                    "--out",
+                ])
+                .arg(&out2)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+            "the export",
+            || peak = peak.max(rss(server_pid)),
+        )?;
+        anyhow::Ok((time, client, peak))
+    })
+    .await??;
+    let _ = server.kill();
+    let _ = server.wait();
+    let out3 = out.clone();
+    let public = format!("{key_arg}.pub");
+    let (verify_time, verify_peak) = tokio::task::spawn_blocking(move || {
+        run_measured(
+            Command::new(exe)
+                .arg("verify-export")
+                .arg(&out3)
+                .args(["--pubkey", &public])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+            "verify-export",
+            || {},
+        )
+    })
+    .await??;
+    let bytes: u64 = std::fs::read_dir(&out)?
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    Ok(Measured {
+        export: Rate {
+            events,
+            elapsed: export_time,
+        },
+        verify: Rate {
+            events,
+            elapsed: verify_time,
+        },
+        export_peak,
+        verify_peak,
+        server_before,
+        server_peak,
+        bytes,
+    })
+}
+
+fn memory(backend: &str, m: &Measured) -> String {
+    format!(
+        "{backend}: peak RSS of the export client **{:.0} MiB**, of verify-export **{:.0} MiB** \
+         (target ≤ 100 MiB); the server grew by {:.0} MiB while exporting (from {:.0} MiB, \
+         mostly the read models of the project); export size {:.0} MiB.",
+        mib(m.export_peak),
+        mib(m.verify_peak),
+        mib(m.server_peak.saturating_sub(m.server_before)),
+        mib(m.server_before),
+        mib(m.bytes)
+    )
+}
+
+pub async fn run(args: ExportBenchArgs) -> anyhow::Result<()> {
+    let machine = Machine::detect();
+    let date = machine::now_utc();
+    let mut progress = Progress::named("export", 7);
+    progress.phase("starting nats-server");
+    let mut target = Target::open(None, false).await?;
+    let url = target.url().to_string();
+    let log: Arc<dyn EventLog> = Arc::new(
+        target
+            .waybill_log("WAYBILL".into(), "waybill".into())
+            .await?,
+    );
+    progress.phase(format!(
+        "JetStream: generating {} events in one project",
+        args.events
+    ));
+    generate_project(log.clone(), PROJECT.to_string(), args.events).await?;
+    ensure!(
+        log.head().await?.0 == args.events,
+        "the generated ledger is short"
+    );
+    progress.phase("raw ordered consumer over the same stream");
+    raw_replay(&target, args.events).await?;
+    let raw = raw_replay(&target, args.events).await?;
+    let scratch = ScratchDir::create("waybill-bench-export-")?;
+    progress.phase("JetStream: serve, export, verify-export (child processes)");
+    let js = measure(Some(&url), &scratch.path().join("jetstream"), args.events).await?;
+    let version = target.version();
+    target.close().await;
+
+    progress.phase(format!(
+        "embedded: generating {} events in one project",
+        args.events
+    ));
+    let dir = scratch.path().join("embedded");
+    {
+        let sled = waybill_ledger::SledLog::open(&dir)?;
+        generate_project(Arc::new(sled.clone()), PROJECT.to_string(), args.events).await?;
+        sled.flush().await?;
+    }
+    progress.phase("embedded: serve, export, verify-export (child processes)");
+    let embedded = measure(None, &dir, args.events).await?;
+    drop(scratch);
+
+    progress.phase("report");
+    let rows = vec![
+        Row::new(
+            "export, JetStream (vs the 100k ev/s target)",
+            Value::Rate(js.export.per_sec()),
+            Value::Rate(100_000.0),
+            Goal::AtLeast(1.0),
+        ),
+        Row::new(
+            "export, JetStream (vs raw ordered consumer)",
+            Value::Rate(js.export.per_sec()),
+            Value::Rate(raw.per_sec()),
+            Goal::None,
+        ),
+        Row::new(
+            "export, embedded (vs the 100k ev/s target)",
+            Value::Rate(embedded.export.per_sec()),
+            Value::Rate(100_000.0),
+            Goal::AtLeast(1.0),
+        ),
+        Row::new(
+            "verify-export, JetStream export (offline)",
+            Value::Rate(js.verify.per_sec()),
+            Value::Rate(raw.per_sec()),
+            Goal::None,
+        ),
+        Row::new(
+            "verify-export, embedded export (offline)",
+            Value::Rate(embedded.verify.per_sec()),
+            Value::Rate(raw.per_sec()),
+            Goal::None,
+        ),
+    ];
+    let table = report::render(&rows);
+    let memory = format!(
+        "{}\n\n{}",
+        memory("JetStream", &js),
+        memory("Embedded", &embedded)
+    );
+    println!(
+        "waybill bench export: nats-server {version}, {} events in one project\nmachine: \
+         {machine}\n\n{table}\n{memory}",
+        args.events,
+    );
+    if let Some(path) = &args.write {
+        let body = format!(
+            "## Compliance export (`waybill bench export`)
+
+- Command: `cargo run --release -- bench export --events {events} --write {file}`
+- Date: {date}
+- Machine: {machine}
+- Server: nats-server {version}, spawned on loopback, R1 file storage; and the
+  embedded (sled) backend
+- Ledger: {events} generated events in one project (per freight: discovery,
+  promotion into dev, a passing check, promotion into staging), once on each backend
+
+{table}
+{memory}
+
+`waybill export` runs as a child process against a `waybill serve` child
+process whose read models have caught up: the time is the whole command (ask
+for a checkpoint, stream the records, the multi-leaf proof, the promotion
+records and the signed manifest, write and fsync the files). `verify-export`
+then checks the export offline: manifest and checkpoint signatures, file
+digests, every record's chain link and fields, the Merkle root from the
+records and the proof, and the promotions. The raw column is an ordered
+consumer reading the same JetStream stream in the bench process.
+",
+            events = args.events,
+            file = path.display(),
+        );
+        doc::write_section(path, "export", &body)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,51 @@
+//! Child processes of the benchmarks: run one to completion while sampling
+//! its peak resident set size (`VmHWM` in `/proc/<pid>/status`).
+
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use anyhow::ensure;
+
+/// The peak resident set size of a running process, in bytes (0 if unknown).
+pub fn peak_rss(child: &Child) -> u64 {
+    read_status_kb(child.id(), "VmHWM:") * 1024
+}
+
+/// The current resident set size of process `pid`, in bytes (0 if unknown).
+pub fn rss(pid: u32) -> u64 {
+    read_status_kb(pid, "VmRSS:") * 1024
+}
+
+fn read_status_kb(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|l| {
+                l.strip_prefix(field)
+                    .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+        })
+        .unwrap_or(0)
+}
+
+/// Runs `command` to success; returns its wall time and peak RSS (bytes).
+/// `watch` is called every 20 ms while it runs (to sample other processes).
+pub fn run_measured(
+    command: &mut Command,
+    what: &str,
+    mut watch: impl FnMut(),
+) -> anyhow::Result<(Duration, u64)> {
+    let started = Instant::now();
+    let mut child = command.spawn()?;
+    let mut peak = 0u64;
+    let status = loop {
+        peak = peak.max(peak_rss(&child));
+        watch();
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    ensure!(status.success(), "{what} failed: {status}");
+    Ok((started.elapsed(), peak))
+}
