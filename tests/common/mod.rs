@@ -40,6 +40,9 @@ pub fn stderr(o: &Output) -> String {
 pub struct Served {
     pub child: Child,
     pub addr: SocketAddr,
+    /// Every line the server wrote to stderr.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Served {
@@ -53,8 +56,13 @@ impl Served {
             .expect("spawn waybill serve");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = log.clone();
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(mut kept) = kept.lock() {
+                    kept.push(line.clone());
+                }
                 if let Some(addr) = line.strip_prefix("waybill listening on ") {
                     let _ = tx.send(Ok(addr.trim().to_string()));
                 } else {
@@ -73,7 +81,23 @@ impl Served {
                 panic!("waybill serve did not report its address");
             }
         };
-        Served { child, addr }
+        Served {
+            child,
+            addr,
+            log,
+            reader: Some(reader),
+        }
+    }
+
+    /// Kills the server and returns everything it wrote to stderr.
+    pub fn kill_and_log(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        let lines = self.log.lock().map(|l| l.join("\n")).unwrap_or_default();
+        lines
     }
 
     pub fn endpoint(&self) -> String {

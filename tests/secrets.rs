@@ -1,0 +1,115 @@
+//! Secrets are never logged or echoed: NATS passwords and tokens, bearer
+//! tokens and signing keys stay out of every log line (at debug level), every
+//! error message and `--help`, whether the credentials work or not.
+
+mod common;
+
+use std::process::Stdio;
+
+use common::{stderr, stdout, waybill, Served};
+use waybill_ledger::testing::{NatsServer, ServerOptions};
+
+const NATS_PASSWORD: &str = "nats-pass-Zq8xw3";
+const BEARER: &str = "bearer-secret-Kp4r9s";
+
+fn assert_clean(what: &str, text: &str, secrets: &[&str]) {
+    for s in secrets {
+        assert!(!text.contains(s), "{what} reveals {s:?}:\n{text}");
+    }
+}
+
+#[test]
+fn nats_credentials_work_and_are_never_logged() {
+    let nats = NatsServer::start_with(ServerOptions {
+        extra_config: format!(
+            "authorization {{\n  user: waybill\n  password: \"{NATS_PASSWORD}\"\n}}\n"
+        ),
+        ..ServerOptions::default()
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("k.key");
+    let out = waybill()
+        .args(["keygen", "--name", "k", "--out"])
+        .arg(&key)
+        .output()
+        .expect("keygen");
+    assert!(out.status.success());
+    let signing_key = std::fs::read_to_string(&key).expect("key");
+    let signing_secret = signing_key
+        .trim()
+        .rsplit('+')
+        .next()
+        .expect("key material")
+        .to_string();
+
+    // The right password: the server runs; its debug log holds no secret.
+    let served = Served::start(
+        waybill()
+            .env("WAYBILL_LOG", "debug")
+            .env("WAYBILL_NATS_PASSWORD", NATS_PASSWORD)
+            .args([
+                "serve",
+                "--nats",
+                &nats.url(),
+                "--nats-user",
+                "waybill",
+                "--insecure-dev",
+            ])
+            .arg("--signing-key")
+            .arg(&key)
+            .arg("--data-dir")
+            .arg(dir.path().join("data")),
+    );
+    // A request with a bearer token the server does not know.
+    let out = waybill()
+        .args([
+            "status",
+            "-p",
+            "shop",
+            "--server",
+            &served.endpoint(),
+            "--token",
+            BEARER,
+        ])
+        .output()
+        .expect("status");
+    assert_clean("the CLI", &(stdout(&out) + &stderr(&out)), &[BEARER]);
+    let output = served.kill_and_log();
+    assert!(output.contains("signing checkpoints"), "{output}");
+    assert_clean(
+        "waybill serve's log",
+        &output,
+        &[NATS_PASSWORD, BEARER, &signing_secret],
+    );
+
+    // A wrong password: refused with a message that does not echo it.
+    let wrong = "wrong-pass-Hh2k7m";
+    let out = waybill()
+        .env("WAYBILL_LOG", "debug")
+        .env("WAYBILL_NATS_PASSWORD", wrong)
+        .args(["verify", "--nats", &nats.url(), "--nats-user", "waybill"])
+        .stdout(Stdio::piped())
+        .output()
+        .expect("verify");
+    assert!(!out.status.success(), "a wrong password is refused");
+    assert_clean(
+        "a refused connection",
+        &(stdout(&out) + &stderr(&out)),
+        &[wrong],
+    );
+
+    // `--help` shows which variables exist, never their values.
+    let out = waybill()
+        .env("WAYBILL_NATS_PASSWORD", NATS_PASSWORD)
+        .env("WAYBILL_TOKEN", BEARER)
+        .args(["serve", "--help"])
+        .output()
+        .expect("help");
+    assert_clean("serve --help", &stdout(&out), &[NATS_PASSWORD, BEARER]);
+    let out = waybill()
+        .env("WAYBILL_TOKEN", BEARER)
+        .args(["status", "--help"])
+        .output()
+        .expect("help");
+    assert_clean("status --help", &stdout(&out), &[BEARER]);
+}
