@@ -102,6 +102,9 @@ pub struct ServeArgs {
     /// Admit requests without credentials as an anonymous admin. Local trials only.
     #[arg(long, env = "WAYBILL_INSECURE_DEV")]
     pub insecure_dev: bool,
+    /// Serve Prometheus metrics on this address (any path, e.g. /metrics) [default: off].
+    #[arg(long, env = "WAYBILL_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Do not run the auto-promotion reactor in this process.
     #[arg(long)]
     pub no_reactors: bool,

@@ -21,6 +21,8 @@ pub const DEFAULT_DATA_DIR: &str = "waybill-data";
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub listen: Option<SocketAddr>,
+    /// Prometheus scrape endpoint (off when absent).
+    pub metrics_listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     #[serde(default)]
     pub nats: NatsFileConfig,

@@ -8,6 +8,7 @@ mod client;
 mod config;
 mod debug;
 mod dump;
+mod metrics;
 mod open;
 mod projections;
 mod serve;

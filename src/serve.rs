@@ -91,6 +91,9 @@ pub async fn open_projections(
 
 pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
     let addr = listen_addr(args.listen, file)?;
+    if let Some(metrics) = args.metrics_listen.or(file.metrics_listen) {
+        crate::metrics::install(metrics)?;
+    }
     let auth = authenticator(&args)?;
     let log = open(&args.log, file).await?;
     let projections = open_projections(&args.log, file).await?;
@@ -198,6 +201,7 @@ pub async fn serve(
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(watch_log_health(
         services.log.clone(),
+        services.projections.clone(),
         reporter,
         stopped(stop_rx.clone()),
     )));
@@ -258,9 +262,11 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-/// Turns the health status NOT_SERVING while the log does not answer.
+/// Turns the health status NOT_SERVING while the log does not answer, and
+/// keeps the gauges of the log's head and the projections' lag.
 async fn watch_log_health(
     log: OpenLog,
+    projections: Projections,
     reporter: tonic_health::server::HealthReporter,
     stopped: impl std::future::Future<Output = ()>,
 ) {
@@ -272,10 +278,14 @@ async fn watch_log_health(
             () = &mut stopped => return,
             () = tokio::time::sleep(HEALTH_INTERVAL) => {}
         }
-        let ok = tokio::time::timeout(HEALTH_INTERVAL, log.head())
-            .await
-            .map(|r| r.is_ok())
-            .unwrap_or(false);
+        let head = tokio::time::timeout(HEALTH_INTERVAL, log.head()).await;
+        let ok = matches!(head, Ok(Ok(_)));
+        metrics::gauge!("waybill_log_up").set(if ok { 1.0 } else { 0.0 });
+        if let Ok(Ok(head)) = head {
+            metrics::gauge!("waybill_log_head_position").set(head.0 as f64);
+            let lag = head.0.saturating_sub(projections.applied().0);
+            metrics::gauge!("waybill_projection_lag").set(lag as f64);
+        }
         if ok != serving {
             serving = ok;
             let status = if ok {

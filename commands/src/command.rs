@@ -87,6 +87,22 @@ pub enum Command {
 }
 
 impl Command {
+    /// The command's name, as in the API (`RequestPromotion`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::ApplyPipeline { .. } => "ApplyPipeline",
+            Command::RecordDiscovery { .. } => "RecordDiscovery",
+            Command::RecordVerification { .. } => "RecordVerification",
+            Command::RequestPromotion { .. } => "RequestPromotion",
+            Command::ApprovePromotion { .. } => "ApprovePromotion",
+            Command::RejectPromotion { .. } => "RejectPromotion",
+            Command::AbortPromotion { .. } => "AbortPromotion",
+            Command::ApproveFreight { .. } => "ApproveFreight",
+            Command::ReportPromotionResult { .. } => "ReportPromotionResult",
+            Command::Rollback { .. } => "Rollback",
+        }
+    }
+
     /// The stage the command acts on, when it names one directly.
     pub fn stage(&self) -> Option<&str> {
         match self {

@@ -216,6 +216,7 @@ impl Projections {
             }
             // The states already reflect these events; now the history does too.
             self.inner.applied.send_replace(last);
+            metrics::gauge!("waybill_projection_applied_position").set(last.0 as f64);
             progress(last);
         }
         // Leave a snapshot of everything applied, so a restart replays nothing.

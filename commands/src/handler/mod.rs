@@ -7,6 +7,7 @@
 //! by that project's async mutex, so they never conflict with each other;
 //! different projects never wait for each other.
 
+mod labels;
 mod roles;
 
 pub use roles::required_role;
@@ -149,7 +150,30 @@ impl CommandHandler {
 
     /// Authorizes and executes `command` on `project` for `principal`.
     /// `command_id` is the idempotency key (generated when the caller gave none).
+    /// Counted in `waybill_commands_total` by command, outcome and reason.
     pub async fn execute(
+        &self,
+        project: &ProjectName,
+        principal: &Principal,
+        command: Command,
+        command_id: Option<String>,
+    ) -> Result<Outcome, CommandError> {
+        let name = command.name();
+        let result = self
+            .execute_once(project, principal, command, command_id)
+            .await;
+        let (outcome, reason) = labels::labels(&result);
+        ::metrics::counter!(
+            "waybill_commands_total",
+            "command" => name,
+            "outcome" => outcome,
+            "reason" => reason
+        )
+        .increment(1);
+        result
+    }
+
+    async fn execute_once(
         &self,
         project: &ProjectName,
         principal: &Principal,
@@ -191,7 +215,10 @@ impl CommandHandler {
             event.subject = subject;
             event.source = self.source.clone();
             event.time = Some(ctx.now);
-            match self.log.append(project, state.position, event).await {
+            let started = std::time::Instant::now();
+            let appended = self.log.append(project, state.position, event).await;
+            ::metrics::histogram!("waybill_append_seconds").record(started.elapsed().as_secs_f64());
+            match appended {
                 Ok(appended) => {
                     state.apply(&appended.to_stored());
                     return Ok(Outcome {
@@ -202,6 +229,7 @@ impl CommandHandler {
                     });
                 }
                 Err(LedgerError::Conflict { actual }) => {
+                    ::metrics::counter!("waybill_append_conflicts_total").increment(1);
                     tracing::debug!(project = %project, attempt, actual = actual.0, "conflict; re-deciding");
                     catch_up(&*self.log, project, &mut state).await?;
                 }

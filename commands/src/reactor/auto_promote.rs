@@ -112,11 +112,23 @@ impl AutoPromoter {
                 ticket: String::new(),
                 reason: "auto-promotion".to_string(),
             };
-            match self
+            let result = self
                 .handler
                 .execute(&name, &self.principal, command, Some(key))
-                .await
-            {
+                .await;
+            let action = match &result {
+                Ok(o) if !o.already_done => "requested",
+                Ok(_) => "duplicate",
+                Err(CommandError::Rejected(_)) => "not_allowed",
+                Err(_) => "failed",
+            };
+            ::metrics::counter!(
+                "waybill_reactor_actions_total",
+                "reactor" => "auto-promoter",
+                "action" => action
+            )
+            .increment(1);
+            match result {
                 Ok(o) if !o.already_done => tracing::info!(
                     project, stage = %intent.stage, freight = %intent.freight,
                     position = o.position.0, "auto-promotion requested"

@@ -291,6 +291,7 @@ impl Transparency {
             .await
             .map_err(|e| ProjectionError::Storage(e.to_string()))??;
         self.inner.size.send_replace(writer.size());
+        metrics::gauge!("waybill_merkle_tree_size").set(writer.size() as f64);
         for c in found.drain(..) {
             self.inner.latest.send_modify(|l| {
                 if l.as_ref().is_none_or(|l| l.size <= c.size) {
@@ -341,6 +342,7 @@ impl Transparency {
         for _ in 0..8 {
             match log.append(&project, expected, event.clone()).await {
                 Ok(a) => {
+                    metrics::counter!("waybill_checkpoints_signed_total").increment(1);
                     tracing::info!(size = checkpoint.size, position = %a.position, "checkpoint signed");
                     return Ok(());
                 }

@@ -1,0 +1,96 @@
+//! The Prometheus endpoint of `waybill serve`: commands by outcome and
+//! reason, append latency, reactor actions, projection lag and the Merkle
+//! tree, scraped over real HTTP.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+use common::{run, stderr, waybill, Served};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn scrape(port: u16) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to metrics");
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .expect("request");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("response");
+    text
+}
+
+#[test]
+fn serve_exposes_prometheus_metrics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let served = Served::start(
+        waybill()
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--insecure-dev", "--checkpoint-interval-secs", "1"])
+            .args(["--metrics-listen", &format!("127.0.0.1:{port}")]),
+    );
+    let server = served.endpoint();
+    let cli = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--server", &server]);
+        run(&all)
+    };
+    let out = cli(&[
+        "apply",
+        "-f",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples/pipeline.yaml"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = cli(&[
+        "discover",
+        "-p",
+        "shop",
+        "-w",
+        "images",
+        "--image",
+        "ghcr.io/acme/shop:1.0",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Refused by policy: nothing is verified in staging yet.
+    let out = cli(&[
+        "promote", "-p", "shop", "--stage", "prod", "--newest", "--ticket", "CHG-1",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+
+    // Gauges are refreshed every 2 s and the auto-promoter acts on its own:
+    // poll until everything is there (bounded).
+    let wanted = [
+        "waybill_commands_total{command=\"ApplyPipeline\",outcome=\"accepted\",reason=\"\"} 1",
+        "waybill_commands_total{command=\"RecordDiscovery\",outcome=\"accepted\",reason=\"\"} 1",
+        "command=\"RequestPromotion\",outcome=\"rejected\",reason=\"",
+        "waybill_append_seconds_bucket{le=\"0.001\"}",
+        "waybill_reactor_actions_total{reactor=\"auto-promoter\",action=\"requested\"}",
+        "waybill_projection_lag ",
+        "waybill_log_head_position ",
+        "waybill_log_up 1",
+        "waybill_merkle_tree_size ",
+        "waybill_checkpoints_signed_total ",
+    ];
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = scrape(port);
+        if wanted.iter().all(|w| text.contains(w)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for w in wanted {
+        assert!(text.contains(w), "metrics lack {w:?}:\n{text}");
+    }
+    drop(served);
+}
