@@ -158,9 +158,22 @@ impl CommandHandler {
         command: Command,
         command_id: Option<String>,
     ) -> Result<Outcome, CommandError> {
+        self.execute_correlated(project, principal, command, command_id, "")
+            .await
+    }
+
+    /// [`CommandHandler::execute`], recording `correlation_id` in the event.
+    pub async fn execute_correlated(
+        &self,
+        project: &ProjectName,
+        principal: &Principal,
+        command: Command,
+        command_id: Option<String>,
+        correlation_id: &str,
+    ) -> Result<Outcome, CommandError> {
         let name = command.name();
         let result = self
-            .execute_once(project, principal, command, command_id)
+            .execute_once(project, principal, command, command_id, correlation_id)
             .await;
         let (outcome, reason) = labels::labels(&result);
         ::metrics::counter!(
@@ -179,6 +192,7 @@ impl CommandHandler {
         principal: &Principal,
         command: Command,
         command_id: Option<String>,
+        correlation_id: &str,
     ) -> Result<Outcome, CommandError> {
         let command_id = command_id
             .filter(|k| !k.is_empty())
@@ -215,6 +229,7 @@ impl CommandHandler {
             event.subject = subject;
             event.source = self.source.clone();
             event.time = Some(ctx.now);
+            event.correlation_id = correlation_id.to_string();
             let started = std::time::Instant::now();
             let appended = self.log.append(project, state.position, event).await;
             ::metrics::histogram!("waybill_append_seconds").record(started.elapsed().as_secs_f64());

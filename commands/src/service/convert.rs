@@ -39,6 +39,22 @@ pub fn id(field: &str, value: &str) -> Result<String, Rejection> {
     Ok(value.to_string())
 }
 
+/// Request metadata carrying the correlation id (echoed in the reply).
+pub const CORRELATION_KEY: &str = "x-correlation-id";
+
+/// The caller's correlation id, or a fresh one.
+pub fn correlation_id(metadata: &tonic::metadata::MetadataMap) -> Result<String, Rejection> {
+    match metadata.get(CORRELATION_KEY) {
+        None => Ok(uuid::Uuid::now_v7().to_string()),
+        Some(v) => {
+            let text = v
+                .to_str()
+                .map_err(|_| Rejection::invalid(CORRELATION_KEY, "must be printable ASCII"))?;
+            id(CORRELATION_KEY, text)
+        }
+    }
+}
+
 /// The idempotency key, or a fresh one.
 pub fn command_id(key: &str) -> Result<String, Rejection> {
     if key.is_empty() {

@@ -8,6 +8,7 @@ pub use status::{status, ERROR_DOMAIN, REASON_KEY};
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 use waybill_ledger::domain::freight_id;
 use waybill_ledger::{EventPayload, ProjectName};
 use waybill_proto::v1 as pb;
@@ -48,28 +49,48 @@ impl CommandGrpc {
             .auth
             .authenticate(request.metadata())
             .map_err(Status::from)?;
+        let correlation = convert::correlation_id(request.metadata())
+            .map_err(|e| status(&CommandError::Rejected(e)))?;
+        let span = tracing::info_span!(
+            "command",
+            principal = %principal.name,
+            correlation_id = %correlation,
+        );
         let run = async {
             let project = project?;
             let command = command?;
             let command_id = convert::command_id(key)?;
             let outcome = self
                 .handler
-                .execute(
+                .execute_correlated(
                     &project,
                     &principal,
                     command.clone(),
                     Some(command_id.clone()),
+                    &correlation,
                 )
                 .await?;
+            tracing::debug!(
+                project = %project,
+                command = command.name(),
+                position = outcome.position.0,
+                "command accepted"
+            );
             Ok::<_, CommandError>(reply(&project, &command, &command_id, outcome))
         };
-        match run.await {
+        let result = match run.instrument(span.clone()).await {
             Ok(reply) => Ok(Response::new(reply)),
             Err(e) => {
-                tracing::debug!(principal = %principal.name, error = %e, "command refused");
+                span.in_scope(|| tracing::debug!(error = %e, "command refused"));
                 Err(status(&e))
             }
-        }
+        };
+        result.map(|mut response| {
+            if let Ok(v) = correlation.parse() {
+                response.metadata_mut().insert(convert::CORRELATION_KEY, v);
+            }
+            response
+        })
     }
 }
 
