@@ -27,6 +27,13 @@ use crate::open::{open, OpenLog};
 
 /// How often the health service checks that the log answers.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+/// Largest command request (a pipeline file may be 512 KiB); larger ones are
+/// refused with OUT_OF_RANGE before they are decoded.
+const MAX_COMMAND_MESSAGE: usize = 1024 * 1024;
+/// Largest query or audit request.
+const MAX_READ_MESSAGE: usize = 64 * 1024;
+/// Requests one connection may have in flight; more wait.
+const MAX_IN_FLIGHT_PER_CONNECTION: usize = 256;
 
 /// Everything `serve` needs besides the listener.
 #[derive(Debug)]
@@ -231,11 +238,26 @@ pub async fn serve(
     }
 
     let result = tonic::transport::Server::builder()
+        // Per connection: requests in flight at once, and HTTP/2 streams.
+        .concurrency_limit_per_connection(MAX_IN_FLIGHT_PER_CONNECTION)
+        .max_concurrent_streams(Some(MAX_IN_FLIGHT_PER_CONNECTION as u32))
         .add_service(health)
         .add_service(reflection)
-        .add_service(commands.into_server())
-        .add_service(queries.into_server())
-        .add_service(audit.into_server())
+        .add_service(
+            commands
+                .into_server()
+                .max_decoding_message_size(MAX_COMMAND_MESSAGE),
+        )
+        .add_service(
+            queries
+                .into_server()
+                .max_decoding_message_size(MAX_READ_MESSAGE),
+        )
+        .add_service(
+            audit
+                .into_server()
+                .max_decoding_message_size(MAX_READ_MESSAGE),
+        )
         .serve_with_incoming_shutdown(
             // No Nagle: small HTTP/2 frames must not wait for the peer's ACK.
             TcpIncoming::from(listener).with_nodelay(Some(true)),

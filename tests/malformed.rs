@@ -224,9 +224,23 @@ async fn malformed_requests_are_invalid_and_write_nothing() {
         })
         .await,
     ));
+    cases.push((
+        "a message over the 1 MiB limit",
+        c.apply_pipeline(pb::ApplyPipelineRequest {
+            yaml: "#".repeat(2 * 1024 * 1024),
+            ..Default::default()
+        })
+        .await,
+    ));
     for (what, result) in cases {
+        // Oversized messages are refused before they are decoded.
+        let code = if what.starts_with("a message over") {
+            Code::OutOfRange
+        } else {
+            Code::InvalidArgument
+        };
         match result {
-            Err(status) => assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}"),
+            Err(status) => assert_eq!(status.code(), code, "{what}: {status:?}"),
             Ok(reply) => panic!("{what}: accepted {reply:?}"),
         }
         // Nothing was appended, and the server still answers.
