@@ -87,7 +87,13 @@ pub async fn run(args: LogBenchArgs) -> anyhow::Result<()> {
     }
     if let Some(path) = &args.write {
         let body = section(&args, &figures, &machine, &date, &server, &table);
-        doc::write_section(path, "log", &body)?;
+        // The fsync-always run keeps its own section beside the default one.
+        let name = if args.sync_always {
+            "log-sync-always"
+        } else {
+            "log"
+        };
+        doc::write_section(path, name, &body)?;
         eprintln!("wrote the results to {}", path.display());
     }
     Ok(())
