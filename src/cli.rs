@@ -75,6 +75,15 @@ pub struct LogArgs {
     /// NATS nkey seed.
     #[arg(long, env = "WAYBILL_NATS_NKEY", hide_env_values = true)]
     pub nats_nkey: Option<String>,
+    /// PEM file of the CA that signed the NATS servers' certificates (requires TLS).
+    #[arg(long, env = "WAYBILL_NATS_CA")]
+    pub nats_ca: Option<PathBuf>,
+    /// PEM client certificate for NATS servers that verify clients (with --nats-key).
+    #[arg(long, env = "WAYBILL_NATS_CERT")]
+    pub nats_cert: Option<PathBuf>,
+    /// PEM key of --nats-cert.
+    #[arg(long, env = "WAYBILL_NATS_KEY")]
+    pub nats_key: Option<PathBuf>,
     /// JetStream stream name [default: WAYBILL].
     #[arg(long, env = "WAYBILL_STREAM")]
     pub stream: Option<String>,

@@ -39,6 +39,9 @@ pub struct NatsFileConfig {
     pub password: Option<String>,
     pub token: Option<String>,
     pub nkey: Option<String>,
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
     pub stream: Option<String>,
     pub replicas: Option<usize>,
     pub duplicate_window_secs: Option<u64>,
@@ -54,6 +57,9 @@ impl std::fmt::Debug for NatsFileConfig {
             .field("password", &redact(&self.password))
             .field("token", &redact(&self.token))
             .field("nkey", &redact(&self.nkey))
+            .field("ca", &self.ca)
+            .field("cert", &self.cert)
+            .field("key", &self.key)
             .field("stream", &self.stream)
             .field("replicas", &self.replicas)
             .field("duplicate_window_secs", &self.duplicate_window_secs)
@@ -100,6 +106,14 @@ pub fn log_config(args: &LogArgs, file: &FileConfig) -> anyhow::Result<LogConfig
         token: args.nats_token.clone().or_else(|| n.token.clone()),
         nkey_seed: args.nats_nkey.clone().or_else(|| n.nkey.clone()),
     };
+    opts.tls = waybill_ledger::jetstream::NatsTls {
+        ca_file: args.nats_ca.clone().or_else(|| n.ca.clone()),
+        cert_file: args.nats_cert.clone().or_else(|| n.cert.clone()),
+        key_file: args.nats_key.clone().or_else(|| n.key.clone()),
+    };
+    if opts.tls.cert_file.is_some() != opts.tls.key_file.is_some() {
+        bail!("--nats-cert and --nats-key go together");
+    }
     if opts.credentials.user.is_some() != opts.credentials.password.is_some() {
         bail!("--nats-user and --nats-password go together");
     }

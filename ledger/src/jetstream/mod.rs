@@ -13,7 +13,7 @@ mod read;
 mod setup;
 
 pub use options::{
-    JetStreamOptions, NatsCredentials, DEFAULT_DUPLICATE_WINDOW, DEFAULT_REQUEST_TIMEOUT,
+    JetStreamOptions, NatsCredentials, NatsTls, DEFAULT_DUPLICATE_WINDOW, DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_STREAM, DEFAULT_SUBJECT_PREFIX,
 };
 pub use setup::check_version;

@@ -38,12 +38,31 @@ impl fmt::Debug for NatsCredentials {
     }
 }
 
+/// TLS to NATS: a CA to trust, and a client certificate for mutual TLS.
+/// Any of them (or a `tls://` URL) makes TLS required.
+#[derive(Debug, Clone, Default)]
+pub struct NatsTls {
+    /// PEM file of the CA(s) that signed the servers' certificates.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate and its key, for servers that verify clients.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+impl NatsTls {
+    /// Is any TLS setting given?
+    pub fn configured(&self) -> bool {
+        self.ca_file.is_some() || self.cert_file.is_some() || self.key_file.is_some()
+    }
+}
+
 /// Options of [`super::JetStreamLog`].
 #[derive(Debug, Clone)]
 pub struct JetStreamOptions {
     /// Server URL(s), comma separated.
     pub url: String,
     pub credentials: NatsCredentials,
+    pub tls: NatsTls,
     /// Stream name (`WAYBILL`).
     pub stream: String,
     /// Subject prefix (`waybill`).
@@ -63,6 +82,7 @@ impl JetStreamOptions {
         JetStreamOptions {
             url: url.into(),
             credentials: NatsCredentials::default(),
+            tls: NatsTls::default(),
             stream: DEFAULT_STREAM.to_string(),
             subject_prefix: DEFAULT_SUBJECT_PREFIX.to_string(),
             replicas: 1,

@@ -31,6 +31,38 @@ pub(crate) async fn connect(opts: &JetStreamOptions) -> Result<async_nats::Clien
     if let Some(seed) = &c.nkey_seed {
         connect = connect.nkey(seed.clone());
     }
+    let tls = &opts.tls;
+    if tls.configured() || opts.url.split(',').any(|u| u.trim().starts_with("tls://")) {
+        connect = connect.require_tls(true);
+    }
+    if let Some(ca) = &tls.ca_file {
+        if !ca.is_file() {
+            return Err(LedgerError::Misconfigured(format!(
+                "the NATS CA file {} does not exist",
+                ca.display()
+            )));
+        }
+        connect = connect.add_root_certificates(ca.clone());
+    }
+    match (&tls.cert_file, &tls.key_file) {
+        (Some(cert), Some(key)) => {
+            for f in [cert, key] {
+                if !f.is_file() {
+                    return Err(LedgerError::Misconfigured(format!(
+                        "the NATS TLS file {} does not exist",
+                        f.display()
+                    )));
+                }
+            }
+            connect = connect.add_client_certificate(cert.clone(), key.clone());
+        }
+        (None, None) => {}
+        _ => {
+            return Err(LedgerError::Misconfigured(
+                "a NATS client certificate needs both --nats-cert and --nats-key".into(),
+            ))
+        }
+    }
     let urls: Vec<&str> = opts
         .url
         .split(',')
