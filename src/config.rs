@@ -244,4 +244,20 @@ mod example_tests {
             other => panic!("{other:?}"),
         }
     }
+
+    #[test]
+    fn the_shipped_cluster_config_is_valid() {
+        let text = include_str!("../deploy/waybill.cluster.toml");
+        let file: FileConfig = toml::from_str(text).expect("deploy/waybill.cluster.toml parses");
+        assert!(file.metrics_listen.is_some());
+        assert!(file.audit.signing_key.is_some());
+        match log_config(&LogArgs::default(), &file).expect("valid") {
+            LogConfig::JetStream(o) => {
+                assert_eq!(o.replicas, 3);
+                assert!(o.tls.ca_file.is_some() && o.tls.cert_file.is_some());
+                assert!(o.url.starts_with("tls://"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -1,0 +1,231 @@
+//! deploy/ cross-checked: the Kubernetes manifests, the NATS Helm values and
+//! the systemd units parse, and agree with each other, with
+//! deploy/waybill.cluster.toml, deploy/nats/cluster.conf and with the flags
+//! the `waybill` binary actually has (ports, probes, arguments, mounts).
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::{run, stdout};
+use serde_json::Value;
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR")))
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Every `--flag` in `args` is one `waybill serve` knows.
+fn assert_flags_known(args: &[String], what: &str) {
+    let help = stdout(&run(&["serve", "--help"]));
+    for arg in args.iter().filter(|a| a.starts_with("--")) {
+        let flag = arg.split('=').next().unwrap_or(arg);
+        assert!(
+            help.contains(&format!("{flag} ")) || help.contains(&format!("{flag}\n")),
+            "{what}: `waybill serve` has no flag {flag}"
+        );
+    }
+}
+
+fn port_of(addr: &str) -> u64 {
+    addr.rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("a port")
+}
+
+fn cluster_toml() -> toml::Value {
+    read("deploy/waybill.cluster.toml")
+        .parse()
+        .expect("waybill.cluster.toml")
+}
+
+#[test]
+fn kubernetes_manifests_agree_with_the_binary_and_the_config() {
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(&read("deploy/k8s/waybill.yaml")).expect("waybill.yaml parses");
+    let kind = |k: &'static str| docs.iter().filter(move |d| d["kind"] == k);
+    let config = cluster_toml();
+    let grpc = port_of(config["listen"].as_str().expect("listen"));
+    let metrics = port_of(config["metrics_listen"].as_str().expect("metrics_listen"));
+
+    // The ConfigMap carries deploy/waybill.cluster.toml verbatim.
+    let map = kind("ConfigMap").next().expect("a ConfigMap");
+    assert_eq!(
+        map["data"]["waybill.toml"].as_str().expect("waybill.toml"),
+        read("deploy/waybill.cluster.toml"),
+        "the ConfigMap drifted from deploy/waybill.cluster.toml"
+    );
+
+    let deployments: Vec<&Value> = kind("Deployment").collect();
+    assert_eq!(deployments.len(), 2, "api and worker");
+    let mut container_ports = BTreeSet::new();
+    for d in &deployments {
+        let name = d["metadata"]["name"].as_str().expect("name");
+        let pod = &d["spec"]["template"]["spec"];
+        let c = &pod["containers"][0];
+        assert_eq!(c["command"][0], "/usr/local/bin/waybill", "{name}");
+        let args: Vec<String> = c["args"]
+            .as_array()
+            .expect("args")
+            .iter()
+            .map(|a| a.as_str().expect("string").to_string())
+            .collect();
+        assert_eq!(args[0], "serve", "{name}");
+        assert_flags_known(&args, name);
+        // Ports: as configured; probes: gRPC health on the gRPC port.
+        for p in c["ports"].as_array().expect("ports") {
+            let want = match p["name"].as_str() {
+                Some("grpc") => grpc,
+                Some("metrics") => metrics,
+                other => panic!("{name}: unexpected port {other:?}"),
+            };
+            assert_eq!(p["containerPort"].as_u64(), Some(want), "{name}");
+            container_ports.insert(p["name"].as_str().expect("name").to_string());
+        }
+        for probe in ["readinessProbe", "livenessProbe"] {
+            assert_eq!(
+                c[probe]["grpc"]["port"].as_u64(),
+                Some(grpc),
+                "{name} {probe}"
+            );
+        }
+        // Every file the arguments and the config name is mounted.
+        let mounts: Vec<(String, String)> = c["volumeMounts"]
+            .as_array()
+            .expect("mounts")
+            .iter()
+            .map(|m| {
+                (
+                    m["name"].as_str().expect("name").to_string(),
+                    m["mountPath"].as_str().expect("path").to_string(),
+                )
+            })
+            .collect();
+        let volumes: BTreeSet<&str> = pod["volumes"]
+            .as_array()
+            .expect("volumes")
+            .iter()
+            .map(|v| v["name"].as_str().expect("name"))
+            .collect();
+        for (volume, _) in &mounts {
+            assert!(
+                volumes.contains(volume.as_str()),
+                "{name}: no volume {volume}"
+            );
+        }
+        let mut paths: Vec<String> = args
+            .windows(2)
+            .filter(|w| w[0] == "--config" || w[0] == "--auth-config")
+            .map(|w| w[1].clone())
+            .collect();
+        paths.push(config["data_dir"].as_str().expect("data_dir").to_string());
+        for key in ["ca", "cert", "key"] {
+            paths.push(config["nats"][key].as_str().expect(key).to_string());
+        }
+        paths.push(
+            config["audit"]["signing_key"]
+                .as_str()
+                .expect("key")
+                .to_string(),
+        );
+        for path in paths {
+            assert!(
+                mounts
+                    .iter()
+                    .any(|(_, m)| path == *m || path.starts_with(&format!("{m}/"))),
+                "{name}: {path} is not mounted"
+            );
+        }
+    }
+    // The Service routes to the container ports, the ServiceMonitor scrapes metrics.
+    let service = kind("Service").next().expect("a Service");
+    let mut service_ports = BTreeSet::new();
+    for p in service["spec"]["ports"].as_array().expect("ports") {
+        let target = p["targetPort"].as_str().expect("named target");
+        assert!(container_ports.contains(target), "Service targets {target}");
+        service_ports.insert(p["name"].as_str().expect("name").to_string());
+    }
+    let monitor = kind("ServiceMonitor").next().expect("a ServiceMonitor");
+    let scraped = monitor["spec"]["endpoints"][0]["port"]
+        .as_str()
+        .expect("port");
+    assert!(
+        service_ports.contains(scraped),
+        "ServiceMonitor scrapes {scraped}"
+    );
+}
+
+#[test]
+fn nats_helm_values_match_the_cluster_config_and_waybill() {
+    let values: Value =
+        serde_saphyr::from_str(&read("deploy/k8s/nats-values.yaml")).expect("nats-values.yaml");
+    let c = &values["config"];
+    assert_eq!(c["jetstream"]["enabled"], true);
+    assert_eq!(c["jetstream"]["merge"]["sync_interval"], "always");
+    assert_eq!(c["cluster"]["enabled"], true);
+    assert_eq!(c["cluster"]["replicas"], 3);
+    assert_eq!(c["nats"]["tls"]["enabled"], true);
+    assert_eq!(c["cluster"]["tls"]["enabled"], true);
+    assert_eq!(c["nats"]["tls"]["merge"]["verify"], true, "mutual TLS");
+    // Waybill connects to the chart's client port, over TLS, with R3.
+    let config = cluster_toml();
+    let port = c["nats"]["port"].as_u64().expect("port");
+    for url in config["nats"]["url"].as_str().expect("url").split(',') {
+        assert!(url.starts_with("tls://"), "{url}");
+        assert_eq!(port_of(url), port, "{url}");
+    }
+    assert_eq!(config["nats"]["replicas"].as_integer(), Some(3));
+    // The standalone cluster config says the same.
+    let conf = read("deploy/nats/cluster.conf");
+    assert!(conf.contains("sync_interval: always"));
+    assert!(conf.contains("verify: true"));
+}
+
+#[test]
+fn systemd_units_agree_with_the_binary_and_the_nats_config() {
+    let exec = |unit: &str| -> Vec<String> {
+        read(unit)
+            .lines()
+            .find_map(|l| l.strip_prefix("ExecStart="))
+            .expect("ExecStart")
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    let waybill = exec("deploy/systemd/waybill.service");
+    assert_eq!(waybill[0], "/usr/local/bin/waybill");
+    assert_eq!(waybill[1], "serve");
+    assert_flags_known(&waybill[1..], "waybill.service");
+    assert!(waybill
+        .windows(2)
+        .any(|w| w == ["--config", "/etc/waybill/waybill.toml"]));
+
+    let nats = exec("deploy/systemd/nats-server@.service");
+    assert_eq!(nats[1..], ["-c", "/etc/nats/cluster.conf"]);
+    // The unit documents exactly the variables the config uses.
+    let conf = read("deploy/nats/cluster.conf");
+    let used: BTreeSet<String> = conf
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .flat_map(|l| l.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '$')))
+        .filter_map(|w| w.strip_prefix('$'))
+        .map(str::to_string)
+        .collect();
+    let unit = read("deploy/systemd/nats-server@.service");
+    let documented: BTreeSet<String> = unit
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+        .filter(|w| w.starts_with("NATS_"))
+        .flat_map(|w| {
+            // NATS_ROUTE_1..3 stands for three variables.
+            match w.strip_suffix("1..3") {
+                Some(stem) => (1..=3).map(|i| format!("{stem}{i}")).collect::<Vec<_>>(),
+                None => vec![w.trim_end_matches('.').to_string()],
+            }
+        })
+        .collect();
+    assert_eq!(
+        used, documented,
+        "variables of cluster.conf vs nats-server@.service"
+    );
+}
