@@ -23,7 +23,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Open the log and serve gRPC: commands, queries, health, reflection.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Walk the log and check every project's hash chain.
     Verify(VerifyArgs),
     /// Write raw records as JSON lines (for auditors' own tools).
@@ -105,6 +105,15 @@ pub struct ServeArgs {
     /// gRPC listen address [default: 127.0.0.1:50051].
     #[arg(long, env = "WAYBILL_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// Serve gRPC over TLS with this PEM certificate (with --tls-key).
+    #[arg(long, env = "WAYBILL_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM key of --tls-cert.
+    #[arg(long, env = "WAYBILL_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Mutual TLS: require client certificates signed by this PEM CA.
+    #[arg(long, env = "WAYBILL_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Identity and roles (TOML: tokens file, [jwt], [[binding]]).
     #[arg(long, env = "WAYBILL_AUTH_CONFIG")]
     pub auth_config: Option<PathBuf>,

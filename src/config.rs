@@ -23,6 +23,10 @@ pub struct FileConfig {
     pub listen: Option<SocketAddr>,
     /// Prometheus scrape endpoint (off when absent).
     pub metrics_listen: Option<SocketAddr>,
+    /// gRPC over TLS: certificate and key (PEM), and for mutual TLS the CA of clients.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
     #[serde(default)]
     pub nats: NatsFileConfig,

@@ -48,7 +48,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         let file = config::FileConfig::load(cli.config.as_deref())?;
         match cli.command {
-            Command::Serve(args) => serve::run(args, &file).await.map(|()| ExitCode::SUCCESS),
+            Command::Serve(args) => serve::run(*args, &file).await.map(|()| ExitCode::SUCCESS),
             Command::Verify(args) => verify::run(args, &file).await,
             Command::Dump(args) => dump::run(args, &file).await.map(|()| ExitCode::SUCCESS),
             Command::Keygen(args) => audit::keys::keygen(&args).map(|()| ExitCode::SUCCESS),

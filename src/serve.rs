@@ -46,6 +46,8 @@ pub struct Services {
     pub projections: Projections,
     /// The Merkle tree of the log and the checkpoint signer (same store).
     pub transparency: Transparency,
+    /// gRPC over TLS (and mutual TLS), when configured.
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 /// Queries need an authenticated caller holding the viewer role.
@@ -98,6 +100,7 @@ pub async fn open_projections(
 
 pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
     let addr = listen_addr(args.listen, file)?;
+    let tls = server_tls(&args, file)?;
     if let Some(metrics) = args.metrics_listen.or(file.metrics_listen) {
         crate::metrics::install(metrics)?;
     }
@@ -122,7 +125,12 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     // Printed for scripts and tests that pass port 0.
     eprintln!("waybill listening on {local}");
-    tracing::info!(addr = %local, backend = backend_name(&log), "serving gRPC");
+    tracing::info!(
+        addr = %local,
+        backend = backend_name(&log),
+        tls = tls.is_some(),
+        "serving gRPC"
+    );
     let services = Services {
         log: log.clone(),
         auth: Arc::new(auth),
@@ -130,11 +138,44 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         reactors: !args.no_reactors,
         projections,
         transparency,
+        tls,
     };
     serve(listener, services, shutdown_signal()).await?;
     log.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The gRPC TLS settings of the flags and the config file.
+fn server_tls(
+    args: &ServeArgs,
+    file: &FileConfig,
+) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let cert = args.tls_cert.clone().or_else(|| file.tls_cert.clone());
+    let key = args.tls_key.clone().or_else(|| file.tls_key.clone());
+    let client_ca = args
+        .tls_client_ca
+        .clone()
+        .or_else(|| file.tls_client_ca.clone());
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
+    };
+    match (cert, key) {
+        (None, None) if client_ca.is_some() => {
+            anyhow::bail!("--tls-client-ca needs --tls-cert and --tls-key")
+        }
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => {
+            let mut tls =
+                ServerTlsConfig::new().identity(Identity::from_pem(read(&cert)?, read(&key)?));
+            if let Some(ca) = client_ca {
+                tls = tls.client_ca_root(Certificate::from_pem(read(&ca)?));
+            }
+            Ok(Some(tls))
+        }
+        _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+    }
 }
 
 fn authenticator(args: &ServeArgs) -> anyhow::Result<Authenticator> {
@@ -237,7 +278,11 @@ pub async fn serve(
         tasks.push(tokio::spawn(reactor.run(stopped(stop_rx.clone()))));
     }
 
-    let result = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = services.tls {
+        builder = builder.tls_config(tls).context("the gRPC TLS settings")?;
+    }
+    let result = builder
         // Per connection: requests in flight at once, and HTTP/2 streams.
         .concurrency_limit_per_connection(MAX_IN_FLIGHT_PER_CONNECTION)
         .max_concurrent_streams(Some(MAX_IN_FLIGHT_PER_CONNECTION as u32))

@@ -168,6 +168,7 @@ pub async fn run(args: CommandsBenchArgs) -> anyhow::Result<()> {
             reactors: false,
             projections: bench_projections.clone(),
             transparency,
+            tls: None,
         },
         async move {
             let _ = stop_rx.await;

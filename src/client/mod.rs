@@ -31,6 +31,39 @@ pub struct ClientArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
     pub output: Output,
+    /// PEM CA of the server's certificate (TLS; implied by an https:// server).
+    #[arg(long, env = "WAYBILL_CA", global = true)]
+    pub ca: Option<std::path::PathBuf>,
+    /// PEM client certificate for a server that requires one (with --key).
+    #[arg(long, env = "WAYBILL_CERT", global = true)]
+    pub cert: Option<std::path::PathBuf>,
+    /// PEM key of --cert.
+    #[arg(long, env = "WAYBILL_KEY", global = true)]
+    pub key: Option<std::path::PathBuf>,
+}
+
+/// The TLS settings of the client flags, if any apply.
+fn client_tls(args: &ClientArgs) -> anyhow::Result<Option<tonic::transport::ClientTlsConfig>> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let https = args.server.starts_with("https://");
+    if !https && args.ca.is_none() && args.cert.is_none() {
+        return Ok(None);
+    }
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))
+    };
+    let mut tls = ClientTlsConfig::new();
+    if let Some(ca) = &args.ca {
+        tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+    }
+    match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) => {
+            tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        (None, None) => {}
+        _ => anyhow::bail!("--cert and --key go together"),
+    }
+    Ok(Some(tls))
 }
 
 /// Output formats.
@@ -69,9 +102,15 @@ pub async fn channel(args: &ClientArgs) -> anyhow::Result<(Channel, Bearer)> {
         })?),
         None => None,
     };
-    let channel = Endpoint::from_shared(args.server.clone())
+    let mut endpoint = Endpoint::from_shared(args.server.clone())
         .map_err(|e| anyhow::anyhow!("invalid --server {:?}: {e}", args.server))?
-        .connect_timeout(std::time::Duration::from_secs(5))
+        .connect_timeout(std::time::Duration::from_secs(5));
+    if let Some(tls) = client_tls(args)? {
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| anyhow::anyhow!("the TLS settings: {e}"))?;
+    }
+    let channel = endpoint
         .connect()
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach the Waybill server at {}: {e}", args.server))?;

@@ -272,6 +272,9 @@ mod tests {
             server: format!("http://{addr}"),
             token: None,
             output: Output::Text,
+            ca: None,
+            cert: None,
+            key: None,
         };
         let command = parse(&["status", "-p", "shop"]).expect("valid");
         let err = run(&args, command).await.expect_err("nobody listens");

@@ -149,6 +149,9 @@ impl Server {
             server: format!("http://{addr}"),
             token: Some("t".into()),
             output: Output::Text,
+            ca: None,
+            cert: None,
+            key: None,
         };
         Server { args, task }
     }
