@@ -1,0 +1,154 @@
+//! Two `waybill serve` replicas on one NATS stream, each with its own read
+//! models. Under a stream of commands to the first, the second is killed
+//! with SIGKILL and started again mid-stream: it catches up, and once both
+//! reflect the head their read models and Merkle trees are equal key by key.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{waybill, Served};
+use waybill_ledger::testing::NatsServer;
+use waybill_proto::v1 as pb;
+use waybill_proto::v1::command_service_client::CommandServiceClient;
+use waybill_proto::v1::query_service_client::QueryServiceClient;
+
+/// Commands in the stream; the replica is killed after `KILL_AT`.
+const COMMANDS: usize = 300;
+const KILL_AT: usize = 100;
+
+fn serve(nats: &str, data: &Path, role: &[&str]) -> Served {
+    Served::start(
+        waybill()
+            .args(["serve", "--nats", nats, "--insecure-dev", "--data-dir"])
+            .arg(data)
+            .args(role),
+    )
+}
+
+/// Waits until the replica reflects `head`.
+async fn caught_up(endpoint: String, head: u64) {
+    let mut q = QueryServiceClient::connect(endpoint)
+        .await
+        .expect("connect");
+    for _ in 0..600 {
+        let s = q
+            .projection_status(pb::ProjectionStatusRequest {})
+            .await
+            .expect("status")
+            .into_inner();
+        if s.applied >= head {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the replica did not catch up to {head}");
+}
+
+/// The read models and the Merkle tree, key by key.
+fn dump(data: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let db = sled::open(data.join("projections")).expect("open projections");
+    let mut all = BTreeMap::new();
+    for name in ["views", "merkle"] {
+        for kv in db.open_tree(name).expect("tree").iter() {
+            let (k, v) = kv.expect("entry");
+            let mut key = name.as_bytes().to_vec();
+            key.extend_from_slice(&k);
+            all.insert(key, v.to_vec());
+        }
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_mid_stream_catches_up_to_the_same_read_models() {
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let (a_dir, b_dir) = (
+        tempfile::tempdir().expect("a"),
+        tempfile::tempdir().expect("b"),
+    );
+    // A takes the commands and signs checkpoints; B only reads.
+    let a = serve(&url, a_dir.path(), &["--checkpoint-interval-secs", "1"]);
+    let read_only = ["--no-reactors", "--no-checkpoints"];
+    let mut b = serve(&url, b_dir.path(), &read_only);
+
+    let mut c = CommandServiceClient::connect(a.endpoint())
+        .await
+        .expect("connect");
+    let yaml = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/examples/pipeline.yaml"
+    ))
+    .expect("pipeline");
+    c.apply_pipeline(pb::ApplyPipelineRequest {
+        yaml,
+        ..Default::default()
+    })
+    .await
+    .expect("apply");
+    for i in 0..COMMANDS {
+        let reply = c
+            .record_discovery(pb::RecordDiscoveryRequest {
+                project: "shop".into(),
+                warehouse: "images".into(),
+                artifacts: vec![pb::Artifact {
+                    kind: 1,
+                    name: "ghcr.io/acme/shop".into(),
+                    version: format!("1.{i}"),
+                    digest: String::new(),
+                }],
+                ..Default::default()
+            })
+            .await
+            .expect("discover");
+        if i == KILL_AT {
+            // Mid-stream: SIGKILL, then the same data dir again.
+            let _ = b.child.kill();
+            let _ = b.child.wait();
+            drop(b);
+            b = serve(&url, b_dir.path(), &read_only);
+            assert!(reply.into_inner().position > 0);
+        }
+    }
+    // Let the reactor and the checkpointer settle: the head stays put while
+    // both replicas reflect it.
+    let head = |endpoint: String| async move {
+        QueryServiceClient::connect(endpoint)
+            .await
+            .expect("connect")
+            .projection_status(pb::ProjectionStatusRequest {})
+            .await
+            .expect("status")
+            .into_inner()
+            .head
+    };
+    let mut settled = false;
+    for _ in 0..20 {
+        let before = head(a.endpoint()).await;
+        caught_up(a.endpoint(), before).await;
+        caught_up(b.endpoint(), before).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        if head(a.endpoint()).await == before {
+            settled = true;
+            break;
+        }
+    }
+    assert!(settled, "the log kept growing");
+    assert!(a.terminate().success());
+    assert!(b.terminate().success());
+
+    let (left, right) = (dump(a_dir.path()), dump(b_dir.path()));
+    assert!(left.len() > 1000, "{} keys", left.len());
+    assert_eq!(left.len(), right.len(), "same number of keys");
+    for (k, v) in &left {
+        assert_eq!(
+            right.get(k),
+            Some(v),
+            "key {:?} differs",
+            String::from_utf8_lossy(k)
+        );
+    }
+}
