@@ -32,6 +32,8 @@ const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 const MAX_COMMAND_MESSAGE: usize = 1024 * 1024;
 /// Largest query or audit request.
 const MAX_READ_MESSAGE: usize = 64 * 1024;
+/// How long in-flight requests may take to finish once shutdown begins.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Requests one connection may have in flight; more wait.
 const MAX_IN_FLIGHT_PER_CONNECTION: usize = 256;
 
@@ -312,8 +314,24 @@ pub async fn serve(
                 shutdown.await;
                 let _ = stop_tx.send(true);
             },
-        )
-        .await;
+        );
+    // In-flight requests get a grace period; a client that keeps its
+    // connection open (or stops reading) does not hold the shutdown forever.
+    let mut stopping = stop_rx.clone();
+    let grace = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    let result = tokio::select! {
+        result = result => result,
+        () = grace => {
+            tracing::warn!(
+                grace_secs = SHUTDOWN_GRACE.as_secs(),
+                "connections still open after the grace period; stopping anyway"
+            );
+            Ok(())
+        }
+    };
     for task in tasks {
         let _ = task.await;
     }

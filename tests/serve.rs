@@ -163,3 +163,36 @@ fn bad_configuration_is_refused_with_a_clear_message() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("replicas"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_client_that_never_closes_does_not_hold_the_shutdown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let served = Served::start(
+        waybill()
+            .args(["serve", "--insecure-dev", "--no-checkpoints", "--data-dir"])
+            .arg(dir.path()),
+    );
+    // A client makes a call, then its runtime is never polled again: its
+    // connection stays open and never answers the server's GOAWAY.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let endpoint = served.endpoint();
+    rt.block_on(async move {
+        let channel = tonic::transport::Endpoint::from_shared(endpoint)
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        let mut health = HealthClient::new(channel);
+        health
+            .check(HealthCheckRequest::default())
+            .await
+            .expect("check");
+        std::mem::forget(health);
+    });
+    // SIGTERM: the server stops after its grace period anyway.
+    assert!(served.terminate().success());
+    drop(rt);
+}
