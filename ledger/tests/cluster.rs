@@ -1,6 +1,6 @@
 //! The JetStream backend on a 3-node cluster with an R3 stream: racing writers
 //! stay linearizable per project, and killing the stream leader loses no
-//! acknowledged append.
+//! acknowledged append; brought back, the node catches up.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -46,6 +46,25 @@ async fn append_until_acked(log: &dyn EventLog, p: &ProjectName, cmd: &str) -> P
         }
     }
     panic!("{cmd}: never acknowledged");
+}
+
+/// The last sequence of `stream` in the replica on the node whose
+/// monitoring port is `http` (from `/jsz`).
+fn replica_last_seq(http: u16, stream: &str) -> Option<u64> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).ok()?;
+    s.write_all(b"GET /jsz?streams=true HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let body = &text[text.find("\r\n\r\n")? + 4..];
+    let jsz: serde_json::Value = serde_json::from_str(body).ok()?;
+    jsz["account_details"]
+        .as_array()?
+        .iter()
+        .flat_map(|a| a["stream_detail"].as_array().cloned().unwrap_or_default())
+        .find(|d| d["name"] == stream)
+        .and_then(|d| d["state"]["last_seq"].as_u64())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,6 +116,17 @@ async fn r3_stream_survives_the_leader_being_killed() {
         acked.extend(t.await.expect("writer"));
     }
     cluster.restart(index);
+    // The node that was killed catches up: its replica reaches the head.
+    let http = cluster.node(index).http_port();
+    let mut caught_up = false;
+    for _ in 0..300 {
+        if replica_last_seq(http, "WAYBILL") == Some(200) {
+            caught_up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(caught_up, "the restarted node did not catch up");
 
     let mut stored = BTreeMap::new();
     let mut events = log.read_all(Position(1)).await.expect("read");
