@@ -1,6 +1,6 @@
 //! The command gRPC service: authenticate, convert, execute, reply.
 
-mod convert;
+pub(crate) mod convert;
 mod status;
 
 pub use status::{status, ERROR_DOMAIN, REASON_KEY};

@@ -5,6 +5,7 @@ mod approvals;
 mod availability;
 mod bypass;
 mod execution;
+mod hostile;
 mod pipeline;
 
 use bytes::Bytes;
