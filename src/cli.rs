@@ -123,6 +123,10 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics on this address (any path, e.g. /metrics) [default: off].
     #[arg(long, env = "WAYBILL_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Requests per second allowed on one connection (bursts of twice that);
+    /// more are refused with RESOURCE_EXHAUSTED [default: 1000].
+    #[arg(long, env = "WAYBILL_RATE_LIMIT")]
+    pub rate_limit: Option<u32>,
     /// Do not run the auto-promotion reactor in this process.
     #[arg(long)]
     pub no_reactors: bool,

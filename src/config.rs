@@ -23,6 +23,8 @@ pub struct FileConfig {
     pub listen: Option<SocketAddr>,
     /// Prometheus scrape endpoint (off when absent).
     pub metrics_listen: Option<SocketAddr>,
+    /// Requests per second per connection.
+    pub rate_limit: Option<u32>,
     /// gRPC over TLS: certificate and key (PEM), and for mutual TLS the CA of clients.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,

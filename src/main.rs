@@ -11,6 +11,7 @@ mod dump;
 mod metrics;
 mod open;
 mod projections;
+mod rate_limit;
 mod serve;
 mod verify;
 

@@ -10,7 +10,10 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
+
+use crate::rate_limit::RateLimit;
 use tonic_health::ServingStatus;
 use waybill_commands::auth::{AuthConfig, Authenticator, Role};
 use waybill_commands::clock::Clock;
@@ -32,6 +35,8 @@ const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 const MAX_COMMAND_MESSAGE: usize = 1024 * 1024;
 /// Largest query or audit request.
 const MAX_READ_MESSAGE: usize = 64 * 1024;
+/// Requests per second per connection by default.
+const DEFAULT_RATE_LIMIT: u32 = 1000;
 /// How long in-flight requests may take to finish once shutdown begins.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Requests one connection may have in flight; more wait.
@@ -50,6 +55,8 @@ pub struct Services {
     pub transparency: Transparency,
     /// gRPC over TLS (and mutual TLS), when configured.
     pub tls: Option<tonic::transport::ServerTlsConfig>,
+    /// Requests per second per connection.
+    pub rate_limit: RateLimit,
 }
 
 /// Queries need an authenticated caller holding the viewer role.
@@ -141,6 +148,11 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         projections,
         transparency,
         tls,
+        rate_limit: RateLimit::new(
+            args.rate_limit
+                .or(file.rate_limit)
+                .unwrap_or(DEFAULT_RATE_LIMIT),
+        ),
     };
     serve(listener, services, shutdown_signal()).await?;
     log.close().await;
@@ -290,21 +302,24 @@ pub async fn serve(
         .max_concurrent_streams(Some(MAX_IN_FLIGHT_PER_CONNECTION as u32))
         .add_service(health)
         .add_service(reflection)
-        .add_service(
+        .add_service(InterceptedService::new(
             commands
                 .into_server()
                 .max_decoding_message_size(MAX_COMMAND_MESSAGE),
-        )
-        .add_service(
+            services.rate_limit.clone(),
+        ))
+        .add_service(InterceptedService::new(
             queries
                 .into_server()
                 .max_decoding_message_size(MAX_READ_MESSAGE),
-        )
-        .add_service(
+            services.rate_limit.clone(),
+        ))
+        .add_service(InterceptedService::new(
             audit
                 .into_server()
                 .max_decoding_message_size(MAX_READ_MESSAGE),
-        )
+            services.rate_limit.clone(),
+        ))
         .serve_with_incoming_shutdown(
             // No Nagle: small HTTP/2 frames must not wait for the peer's ACK.
             TcpIncoming::from(listener).with_nodelay(Some(true)),

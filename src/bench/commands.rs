@@ -169,6 +169,7 @@ pub async fn run(args: CommandsBenchArgs) -> anyhow::Result<()> {
             projections: bench_projections.clone(),
             transparency,
             tls: None,
+            rate_limit: crate::rate_limit::RateLimit::new(u32::MAX),
         },
         async move {
             let _ = stop_rx.await;

@@ -195,6 +195,9 @@ pub(super) fn serve(
         .args(nats)
         .args([
             "--insecure-dev",
+            // Measure the server, not its per-connection rate limit.
+            "--rate-limit",
+            "1000000000",
             "--no-reactors",
             "--listen",
             "127.0.0.1:0",
