@@ -250,3 +250,92 @@ async fn malformed_requests_are_invalid_and_write_nothing() {
     }
     assert!(served.terminate().success());
 }
+
+/// Queries with times out of range or malformed, and an export whose range
+/// ends before it starts: INVALID_ARGUMENT, and the server keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_times_are_invalid() {
+    use waybill_proto::v1::audit_service_client::AuditServiceClient;
+    use waybill_proto::v1::query_service_client::QueryServiceClient;
+    use waybill_proto::v1::state_at_request::At;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let served = Served::start(
+        waybill()
+            .args(["serve", "--insecure-dev", "--no-reactors", "--data-dir"])
+            .arg(dir.path()),
+    );
+    let channel = tonic::transport::Endpoint::from_shared(served.endpoint())
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let mut q = QueryServiceClient::new(channel.clone());
+    let mut a = AuditServiceClient::new(channel);
+    let times = [
+        "yesterday",
+        "2026-13-01T00:00:00Z",
+        "2026-02-30T00:00:00Z",
+        "+275760-09-13T00:00:00Z",
+        "2026-12-02T25:00:00Z",
+        "2026-12-02 10:00",
+        "",
+    ];
+    for t in times {
+        let state_at = q
+            .state_at(pb::StateAtRequest {
+                project: "shop".into(),
+                at: Some(At::Time(t.into())),
+            })
+            .await;
+        let history = q
+            .history(pb::HistoryRequest {
+                project: "shop".into(),
+                since: t.into(),
+                ..Default::default()
+            })
+            .await;
+        if t.is_empty() {
+            // Empty means "no bound" for history; StateAt needs a time.
+            assert!(
+                history.is_ok() || history.as_ref().err().map(|s| s.code()) == Some(Code::NotFound)
+            );
+            continue;
+        }
+        for (what, result) in [
+            ("StateAt", state_at.map(|_| ())),
+            ("History", history.map(|_| ())),
+        ] {
+            let status = result.expect_err(&format!("{what} {t:?} accepted"));
+            assert_eq!(
+                status.code(),
+                Code::InvalidArgument,
+                "{what} {t:?}: {status:?}"
+            );
+        }
+    }
+    let backwards = a
+        .export(pb::ExportRequest {
+            project: "shop".into(),
+            from: "2026-12-02T10:00:00Z".into(),
+            to: "2026-12-01T10:00:00Z".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a range that ends before it starts");
+    assert_eq!(backwards.code(), Code::InvalidArgument);
+    let bad_format = a
+        .export(pb::ExportRequest {
+            project: "shop".into(),
+            format: 9,
+            ..Default::default()
+        })
+        .await
+        .expect_err("an unknown format");
+    assert_eq!(bad_format.code(), Code::InvalidArgument);
+    // Still serving.
+    q.projection_status(pb::ProjectionStatusRequest {})
+        .await
+        .expect("still serving");
+    assert!(served.terminate().success());
+}
