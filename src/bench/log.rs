@@ -31,6 +31,9 @@ pub struct LogBenchArgs {
     /// Make the spawned server fsync every write (`jetstream { sync_interval: always }`).
     #[arg(long, conflicts_with = "nats")]
     pub sync_always: bool,
+    /// Spawn a 3-node cluster (with `sync_interval: always`) and use R3 streams.
+    #[arg(long, conflicts_with = "nats")]
+    pub cluster: bool,
     /// Latency samples per side.
     #[arg(long, value_name = "N", default_value_t = 2000,
           value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
@@ -59,10 +62,18 @@ pub async fn run(args: LogBenchArgs) -> anyhow::Result<()> {
     let mut progress = Progress::new();
     progress.phase(match &args.nats {
         Some(url) => format!("connecting to {url}"),
+        None if args.cluster => {
+            "starting a 3-node nats-server cluster (sync_interval: always)".to_string()
+        }
         None if args.sync_always => "starting nats-server (sync_interval: always)".to_string(),
         None => "starting nats-server".to_string(),
     });
-    let mut target = Target::open(args.nats.clone(), args.sync_always).await?;
+    let mut target = Target::open_with(
+        args.nats.clone(),
+        args.sync_always || args.cluster,
+        args.cluster,
+    )
+    .await?;
     let result = measure::measure(&args, &mut target, &mut progress).await;
     let server = server_text(&args, &target);
     target.close().await;
@@ -88,7 +99,9 @@ pub async fn run(args: LogBenchArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.write {
         let body = section(&args, &figures, &machine, &date, &server, &table);
         // The fsync-always run keeps its own section beside the default one.
-        let name = if args.sync_always {
+        let name = if args.cluster {
+            "log-r3"
+        } else if args.sync_always {
             "log-sync-always"
         } else {
             "log"
@@ -103,7 +116,7 @@ pub async fn run(args: LogBenchArgs) -> anyhow::Result<()> {
 fn server_text(args: &LogBenchArgs, target: &Target) -> String {
     let version = target.version();
     let how = if target.spawned() {
-        let sync = if args.sync_always {
+        let sync = if args.sync_always || args.cluster {
             "`sync_interval: always` (fsync per write)"
         } else {
             "default `sync_interval` (lazy fsync)"
@@ -112,7 +125,12 @@ fn server_text(args: &LogBenchArgs, target: &Target) -> String {
     } else {
         "an existing server".to_string()
     };
-    format!("nats-server {version}, {how}, R1 file storage")
+    let layout = if target.replicas() > 1 {
+        format!("a 3-node cluster, R{} file storage", target.replicas())
+    } else {
+        "R1 file storage".to_string()
+    };
+    format!("nats-server {version}, {how}, {layout}")
 }
 
 fn rows(args: &LogBenchArgs, f: &Figures) -> Vec<Row> {
@@ -185,7 +203,9 @@ fn command(args: &LogBenchArgs) -> String {
     if args.nats.is_some() {
         cmd.push_str(" --nats <URL>");
     }
-    if args.sync_always {
+    if args.cluster {
+        cmd.push_str(" --cluster");
+    } else if args.sync_always {
         cmd.push_str(" --sync-always");
     }
     cmd.push_str(&format!(

@@ -100,9 +100,19 @@ impl RawStream {
 
     /// One optimistic-concurrency append to `project`, given its last sequence;
     /// returns the new sequence.
+    /// Like Waybill, a publish that meets 10164 (another write in flight on a
+    /// replicated stream) is sent again, up to 8 times.
     pub async fn append(&self, project: &str, last: u64, msg_id: &str) -> anyhow::Result<u64> {
-        let message = self.message(project, last, msg_id);
-        self.send(project, message).await
+        let mut attempt = 1;
+        loop {
+            let message = self.message(project, last, msg_id);
+            match self.send(project, message).await {
+                Err(e) if attempt < 8 && format!("{e:#}").contains("error code 10164") => {
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     fn message(&self, project: &str, last: u64, msg_id: &str) -> PublishMessage {
@@ -140,9 +150,8 @@ impl RawStream {
         let mut samples = Vec::with_capacity(n as usize);
         for _ in 0..n {
             let id = run.command_id(project, 0, *last);
-            let message = self.message(project, *last, &id);
             let started = Instant::now();
-            *last = self.send(project, message).await?;
+            *last = self.append(project, *last, &id).await?;
             samples.push(started.elapsed());
         }
         Ok(samples)

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use async_nats::jetstream::{self, Context};
 use async_nats::Event;
 use tokio::sync::Notify;
-use waybill_ledger::testing::{NatsServer, ServerOptions};
+use waybill_ledger::testing::{NatsCluster, NatsServer, ServerOptions};
 use waybill_ledger::{JetStreamLog, JetStreamOptions};
 
 /// Timeout of JetStream requests, generous so that a slow fsync is measured,
@@ -18,11 +18,20 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// stops the spawned server anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What the run spawned, held until the run ends (dropping it kills it).
+#[derive(Debug)]
+enum Spawned {
+    Node { _server: NatsServer },
+    Cluster { _nodes: NatsCluster },
+}
+
 /// Where the benchmark's streams live.
 #[derive(Debug)]
 pub struct Target {
-    /// The spawned server (killed on `close`), or `None` for `--nats`.
-    spawned: Option<NatsServer>,
+    /// The spawned server or cluster (killed on `close`), or `None` for `--nats`.
+    spawned: Option<Spawned>,
+    /// Replicas of every stream the run creates.
+    replicas: usize,
     url: String,
     client: async_nats::Client,
     js: Context,
@@ -35,8 +44,31 @@ pub struct Target {
 impl Target {
     /// Connects to `url`, or spawns a server on a free port with a temp store.
     pub async fn open(url: Option<String>, sync_always: bool) -> anyhow::Result<Target> {
+        Target::open_with(url, sync_always, false).await
+    }
+
+    /// As [`Target::open`]; with `cluster`, spawns a 3-node cluster and
+    /// creates every stream with 3 replicas.
+    pub async fn open_with(
+        url: Option<String>,
+        sync_always: bool,
+        cluster: bool,
+    ) -> anyhow::Result<Target> {
+        let replicas = if cluster { 3 } else { 1 };
         let (spawned, url) = match url {
             Some(url) => (None, url),
+            None if cluster => {
+                let options = ServerOptions {
+                    sync_always,
+                    ..ServerOptions::default()
+                };
+                let nodes =
+                    tokio::task::spawn_blocking(move || NatsCluster::start_with(3, options))
+                        .await
+                        .context("the nats-server cluster did not start (see the message above)")?;
+                let url = nodes.url_list();
+                (Some(Spawned::Cluster { _nodes: nodes }), url)
+            }
             None => {
                 let options = ServerOptions {
                     sync_always,
@@ -48,7 +80,7 @@ impl Target {
                     .await
                     .context("nats-server did not start (see the message above)")?;
                 let url = server.url();
-                (Some(server), url)
+                (Some(Spawned::Node { _server: server }), url)
             }
         };
         let closed = Arc::new(Notify::new());
@@ -65,13 +97,14 @@ impl Target {
                     }
                 }
             })
-            .connect(url.as_str())
+            .connect(url.split(',').map(str::trim).collect::<Vec<_>>())
             .await
             .with_context(|| format!("connecting to NATS at {url}"))?;
         let mut js = jetstream::new(client.clone());
         js.set_timeout(REQUEST_TIMEOUT);
         Ok(Target {
             spawned,
+            replicas,
             url,
             client,
             js,
@@ -88,6 +121,11 @@ impl Target {
     /// Whether the server was spawned for this run.
     pub fn spawned(&self) -> bool {
         self.spawned.is_some()
+    }
+
+    /// Replicas of the run's streams.
+    pub fn replicas(&self) -> usize {
+        self.replicas
     }
 
     /// The server's version, as it announced itself.
@@ -117,6 +155,7 @@ impl Target {
             stream,
             subject_prefix,
             request_timeout: REQUEST_TIMEOUT,
+            replicas: self.replicas,
             ..JetStreamOptions::new(self.url.clone())
         };
         Ok(JetStreamLog::connect(opts).await?)
