@@ -1,4 +1,5 @@
-//! Secrets are never logged or echoed: NATS passwords and tokens, bearer
+//! NATS user/password and nkey authentication work, and secrets are never
+//! logged or echoed: NATS passwords, nkey seeds and tokens, bearer
 //! tokens and signing keys stay out of every log line (at debug level), every
 //! error message and `--help`, whether the credentials work or not.
 
@@ -112,4 +113,55 @@ fn nats_credentials_work_and_are_never_logged() {
         .output()
         .expect("help");
     assert_clean("status --help", &stdout(&out), &[BEARER]);
+}
+
+#[test]
+fn nats_nkey_authentication_works_and_the_seed_is_never_logged() {
+    let user = nkeys::KeyPair::new_user();
+    let seed = user.seed().expect("seed");
+    let nats = NatsServer::start_with(ServerOptions {
+        extra_config: format!(
+            "authorization {{\n  users = [ {{ nkey: \"{}\" }} ]\n}}\n",
+            user.public_key()
+        ),
+        ..ServerOptions::default()
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let served = Served::start(
+        waybill()
+            .env("WAYBILL_LOG", "debug")
+            .env("WAYBILL_NATS_NKEY", &seed)
+            .args([
+                "serve",
+                "--nats",
+                &nats.url(),
+                "--insecure-dev",
+                "--no-checkpoints",
+            ])
+            .arg("--data-dir")
+            .arg(dir.path()),
+    );
+    let out = waybill()
+        .args([
+            "apply",
+            "-f",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples/pipeline.yaml"),
+            "--server",
+            &served.endpoint(),
+        ])
+        .output()
+        .expect("apply");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = served.kill_and_log();
+    assert_clean("waybill serve's log", &log, &[&seed]);
+
+    // Another user's seed is refused, without echoing it.
+    let other = nkeys::KeyPair::new_user().seed().expect("seed");
+    let out = waybill()
+        .env("WAYBILL_NATS_NKEY", &other)
+        .args(["verify", "--nats", &nats.url()])
+        .output()
+        .expect("verify");
+    assert!(!out.status.success(), "an unknown nkey is refused");
+    assert_clean("a refused nkey", &(stdout(&out) + &stderr(&out)), &[&other]);
 }
