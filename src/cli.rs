@@ -34,6 +34,10 @@ pub enum Command {
     Export(crate::audit::export::ExportArgs),
     /// Check an export offline: signatures, digests, chain, inclusion, completeness.
     VerifyExport(crate::audit::verify_export::VerifyExportArgs),
+    /// Show the server's signed checkpoint (and check it with --pubkey).
+    Checkpoint(crate::audit::prove::CheckpointArgs),
+    /// Check that a record is in the signed log, or that an older tree is a prefix of it.
+    Prove(crate::audit::prove::ProveArgs),
     #[command(flatten)]
     Client(crate::client::ClientCommand),
     #[command(flatten)]

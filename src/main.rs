@@ -55,6 +55,8 @@ fn main() -> ExitCode {
             Command::Keygen(args) => audit::keys::keygen(&args).map(|()| ExitCode::SUCCESS),
             Command::Export(args) => audit::export::run(&cli.client, &args).await,
             Command::VerifyExport(args) => audit::verify_export::run(&args),
+            Command::Checkpoint(args) => audit::prove::checkpoint(&cli.client, &args).await,
+            Command::Prove(args) => audit::prove::prove(&cli.client, &args).await,
             Command::Client(command) => client::run(&cli.client, command).await,
             Command::Query(command) => client::run_query(&cli.client, command).await,
             Command::Projections(command) => projections::run(command, &file)

@@ -318,6 +318,46 @@ fn walk(log_args: Vec<String>) {
         .expect("runtime")
         .block_on(check_proofs(s.served.endpoint(), &s.pubkey, &old, &new));
 
+    // The CLI checks the server's checkpoint and proofs against the key.
+    let cli = |args: &[&str]| {
+        waybill()
+            .args(args)
+            .args(["--server", &s.served.endpoint()])
+            .output()
+            .expect("run")
+    };
+    let out = cli(&["checkpoint", "--pubkey", &s.pubkey]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("signature verified"),
+        "{}",
+        stderr(&out)
+    );
+    let since = old.size.to_string();
+    let out = cli(&[
+        "prove",
+        "--position",
+        "1",
+        "--since",
+        &since,
+        "--pubkey",
+        &s.pubkey,
+    ]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("included: the record at position 1"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains(&format!("consistent: the tree of size {since}")));
+    let impostor = SignerKey::generate("impostor")
+        .expect("key")
+        .verifier()
+        .encode();
+    let out = cli(&["prove", "--position", "1", "--pubkey", &impostor]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains("NOT VERIFIED"), "{}", stdout(&out));
+
     tamper(s.dir.path(), &export, &first, &s.pubkey);
 }
 

@@ -3,10 +3,13 @@
 //!
 //! - `keys`: creating and loading the Ed25519 checkpoint key;
 //! - `export`: a client of the audit service's export stream;
-//! - `verify_export`: the offline verifier (no server involved).
+//! - `verify_export`: the offline verifier (no server involved);
+//! - `prove`: `checkpoint` and `prove`, which check the server's checkpoints
+//!   and proofs against a trusted key.
 
 pub mod export;
 pub mod keys;
+pub mod prove;
 pub mod verify_export;
 
 use std::path::PathBuf;
