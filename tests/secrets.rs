@@ -1,4 +1,4 @@
-//! NATS user/password and nkey authentication work, and secrets are never
+//! NATS user/password, nkey and creds-file (JWT) authentication work, and secrets are never
 //! logged or echoed: NATS passwords, nkey seeds and tokens, bearer
 //! tokens and signing keys stay out of every log line (at debug level), every
 //! error message and `--help`, whether the credentials work or not.
@@ -164,4 +164,116 @@ fn nats_nkey_authentication_works_and_the_seed_is_never_logged() {
         .expect("verify");
     assert!(!out.status.success(), "an unknown nkey is refused");
     assert_clean("a refused nkey", &(stdout(&out) + &stderr(&out)), &[&other]);
+}
+
+/// A NATS JWT: `claims` issued (and signed) by `issuer` about `subject`.
+fn nats_jwt(issuer: &nkeys::KeyPair, subject: &str, name: &str, nats: serde_json::Value) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = b64.encode(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let claims = serde_json::json!({
+        "jti": format!("{}{}", name.to_uppercase(), "JTI"),
+        "iat": 1_700_000_000u64,
+        "iss": issuer.public_key(),
+        "name": name,
+        "sub": subject,
+        "nats": nats,
+    });
+    let claims = b64.encode(claims.to_string());
+    let signing_input = format!("{header}.{claims}");
+    let signature = issuer.sign(signing_input.as_bytes()).expect("sign");
+    format!("{signing_input}.{}", b64.encode(signature))
+}
+
+#[test]
+fn nats_creds_file_authentication_works_and_the_seed_is_never_logged() {
+    let operator = nkeys::KeyPair::new_operator();
+    let account = nkeys::KeyPair::new_account();
+    let system = nkeys::KeyPair::new_account();
+    let user = nkeys::KeyPair::new_user();
+    let unlimited = serde_json::json!({
+        "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+        "wildcards": true, "conn": -1, "leaf": -1,
+        "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1
+    });
+    let operator_jwt = nats_jwt(
+        &operator,
+        &operator.public_key(),
+        "op",
+        serde_json::json!({"type": "operator", "version": 2}),
+    );
+    let account_jwt = nats_jwt(
+        &operator,
+        &account.public_key(),
+        "waybill",
+        serde_json::json!({"type": "account", "version": 2, "limits": unlimited}),
+    );
+    // JetStream needs a system account in operator mode.
+    let system_jwt = nats_jwt(
+        &operator,
+        &system.public_key(),
+        "SYS",
+        serde_json::json!({"type": "account", "version": 2}),
+    );
+    let user_jwt = nats_jwt(
+        &account,
+        &user.public_key(),
+        "waybill-user",
+        serde_json::json!({"type": "user", "version": 2, "pub": {}, "sub": {},
+                           "subs": -1, "data": -1, "payload": -1}),
+    );
+    let nats = NatsServer::start_with(ServerOptions {
+        extra_config: format!(
+            "operator: \"{operator_jwt}\"\nsystem_account: {sys}\nresolver: MEMORY\n\
+             resolver_preload: {{\n  {acc}: \"{account_jwt}\"\n  {sys}: \"{system_jwt}\"\n}}\n",
+            acc = account.public_key(),
+            sys = system.public_key()
+        ),
+        ..ServerOptions::default()
+    });
+    let seed = user.seed().expect("seed");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let creds = dir.path().join("waybill.creds");
+    std::fs::write(
+        &creds,
+        format!(
+            "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n\
+             -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
+        ),
+    )
+    .expect("creds");
+    let served = Served::start(
+        waybill()
+            .env("WAYBILL_LOG", "debug")
+            .args([
+                "serve",
+                "--nats",
+                &nats.url(),
+                "--insecure-dev",
+                "--no-checkpoints",
+            ])
+            .arg("--nats-creds")
+            .arg(&creds)
+            .arg("--data-dir")
+            .arg(dir.path().join("data")),
+    );
+    let out = waybill()
+        .args([
+            "apply",
+            "-f",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples/pipeline.yaml"),
+            "--server",
+            &served.endpoint(),
+        ])
+        .output()
+        .expect("apply");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = served.kill_and_log();
+    assert_clean("waybill serve's log", &log, &[&seed]);
+    // Without the creds file the server refuses the connection.
+    let out = waybill()
+        .args(["verify", "--nats", &nats.url()])
+        .output()
+        .expect("verify");
+    assert!(!out.status.success(), "no credentials is refused");
 }
