@@ -40,6 +40,9 @@ pub struct CommandsBenchArgs {
     /// Use this NATS server [default: spawn one on a free port with a temp store].
     #[arg(long, value_name = "URL")]
     pub nats: Option<String>,
+    /// Spawn a 3-node cluster (`sync_interval: always`) and use R3 streams.
+    #[arg(long, conflicts_with = "nats")]
+    pub cluster: bool,
     /// Latency samples per side.
     #[arg(long, value_name = "N", default_value_t = 1000,
           value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
@@ -137,7 +140,7 @@ pub async fn run(args: CommandsBenchArgs) -> anyhow::Result<()> {
     let date = machine::now_utc();
     let mut progress = Progress::named("commands", 5);
     progress.phase("starting nats-server and the Waybill command service");
-    let mut target = Target::open(args.nats.clone(), false).await?;
+    let mut target = Target::open_with(args.nats.clone(), args.cluster, args.cluster).await?;
     let run = RunId::new();
     let log = target
         .waybill_log(run.name("BENCH_CMD_"), run.name("benchcmd"))
@@ -185,7 +188,7 @@ pub async fn run(args: CommandsBenchArgs) -> anyhow::Result<()> {
         target.context(),
         raw_name,
         run.name("benchcmdraw"),
-        1,
+        target.replicas(),
         DEFAULT_DUPLICATE_WINDOW,
         358,
         false,
@@ -340,12 +343,12 @@ pub async fn run(args: CommandsBenchArgs) -> anyhow::Result<()> {
     println!("waybill bench commands: nats-server {version}\nmachine: {machine}\n\n{table}");
     if let Some(path) = &args.write {
         let body = format!(
-            "## Commands over gRPC (`waybill bench commands`)
+            "## Commands over gRPC (`waybill bench commands{cluster_flag}`)
 
-- Command: `cargo run --release -- bench commands --latency-samples {n} --clients {c} --per-client {per} --write {file}`
+- Command: `cargo run --release -- bench commands{cluster_flag} --latency-samples {n} --clients {c} --per-client {per} --write {file}`
 - Date: {date}
 - Machine: {machine}
-- Server: nats-server {version}, spawned on loopback, R1 file storage
+- Server: nats-server {version}, spawned on loopback, {layout}
 
 {table}
 Waybill: a `RequestPromotion` call from a gRPC client over loopback to the
@@ -364,9 +367,25 @@ each publishing {per} times on its own subject.
             n = args.latency_samples,
             per = args.per_client,
             file = path.display(),
+            cluster_flag = if args.cluster { " --cluster" } else { "" },
+            layout = layout(args.cluster),
         );
-        doc::write_section(path, "commands", &body)?;
+        let section = if args.cluster {
+            "commands-r3"
+        } else {
+            "commands"
+        };
+        doc::write_section(path, section, &body)?;
         println!("wrote the bench:commands section of {}", path.display());
     }
     Ok(())
+}
+
+/// How the spawned server stores the streams, for the report.
+pub(super) fn layout(cluster: bool) -> &'static str {
+    if cluster {
+        "a 3-node cluster with `sync_interval: always`, R3 file storage"
+    } else {
+        "R1 file storage"
+    }
 }

@@ -43,6 +43,9 @@ pub struct QueriesBenchArgs {
     /// Samples per latency figure.
     #[arg(long, default_value_t = 500, value_parser = RangedU64ValueParser::<u64>::new().range(10..))]
     pub samples: u64,
+    /// Spawn a 3-node cluster (`sync_interval: always`) and use an R3 stream.
+    #[arg(long)]
+    pub cluster: bool,
     /// Write the results into FILE, replacing its `bench:queries` section.
     #[arg(long, value_name = "FILE")]
     pub write: Option<PathBuf>,
@@ -226,7 +229,7 @@ pub async fn run(args: QueriesBenchArgs) -> anyhow::Result<()> {
     let date = machine::now_utc();
     let mut progress = Progress::named("queries", 8);
     progress.phase("starting nats-server");
-    let mut target = Target::open(None, false).await?;
+    let mut target = Target::open_with(None, args.cluster, args.cluster).await?;
     let url = target.url().to_string();
     let log: Arc<dyn EventLog> = Arc::new(
         target
@@ -407,12 +410,12 @@ pub async fn run(args: QueriesBenchArgs) -> anyhow::Result<()> {
     println!("waybill bench queries: nats-server {version}, {total} events over {} projects\nmachine: {machine}\n\n{table}\npeak RSS of the rebuild: {rss_mb:.0} MiB (target ≤ 200 MiB)", args.projects);
     if let Some(path) = &args.write {
         let body = format!(
-            "## Read side (`waybill bench queries`)
+            "## Read side (`waybill bench queries{cluster_flag}`)
 
-- Command: `cargo run --release -- bench queries --events {events} --projects {projects} --samples {samples} --write {file}`
+- Command: `cargo run --release -- bench queries{cluster_flag} --events {events} --projects {projects} --samples {samples} --write {file}`
 - Date: {date}
 - Machine: {machine}
-- Server: nats-server {version}, spawned on loopback, R1 file storage
+- Server: nats-server {version}, spawned on loopback, {layout}
 - Ledger: {total} generated events over {projects} projects (per freight: discovery, promotion into dev, a passing check, promotion into staging)
 
 {table}
@@ -432,8 +435,15 @@ command-to-visible lag is the time from a `RecordDiscovery` reply to a
             projects = args.projects,
             samples = args.samples,
             file = path.display(),
+            cluster_flag = if args.cluster { " --cluster" } else { "" },
+            layout = super::commands::layout(args.cluster),
         );
-        doc::write_section(path, "queries", &body)?;
+        let section = if args.cluster {
+            "queries-r3"
+        } else {
+            "queries"
+        };
+        doc::write_section(path, section, &body)?;
     }
     Ok(())
 }
