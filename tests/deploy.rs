@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{run, stderr, stdout, waybill, Served};
+use common::{command_ids, discovery, run, stderr, stdout, waybill, Served, EXAMPLE_PIPELINE};
 use waybill_ledger::testing::nats_server_bin;
 
 const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/nats/cluster.conf");
@@ -234,11 +234,7 @@ fn waybill_runs_on_the_shipped_tls_cluster_config_with_r3() {
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));
         stdout(&out)
     };
-    cli(&[
-        "apply",
-        "-f",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples/pipeline.yaml"),
-    ]);
+    cli(&["apply", "-f", EXAMPLE_PIPELINE]);
     cli(&[
         "discover",
         "-p",
@@ -281,20 +277,8 @@ async fn discover_until_acked(
     >,
     tag: &str,
 ) -> u64 {
-    use waybill_proto::v1 as pb;
     for _ in 0..300 {
-        let request = pb::RecordDiscoveryRequest {
-            project: "shop".into(),
-            warehouse: "images".into(),
-            artifacts: vec![pb::Artifact {
-                kind: 1,
-                name: "ghcr.io/acme/shop".into(),
-                version: tag.into(),
-                digest: String::new(),
-            }],
-            idempotency_key: format!("key-{tag}"),
-            ..Default::default()
-        };
+        let request = discovery(tag, &format!("key-{tag}"));
         match c.record_discovery(request).await {
             Ok(reply) => return reply.into_inner().position,
             Err(s) if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Aborted) => {
@@ -328,7 +312,7 @@ fn the_service_survives_the_stream_leader_being_killed_under_load() {
     let out = run(&[
         "apply",
         "-f",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples/pipeline.yaml"),
+        EXAMPLE_PIPELINE,
         "--server",
         &served.endpoint(),
     ]);
@@ -395,13 +379,7 @@ fn the_service_survives_the_stream_leader_being_killed_under_load() {
     dump.extend(["--project".to_string(), "shop".into()]);
     let out = run(&dump.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(out.status.success(), "{}", stderr(&out));
-    let mut ids = std::collections::BTreeMap::new();
-    for line in stdout(&out).lines() {
-        let v: serde_json::Value = serde_json::from_str(line).expect("json");
-        let bytes = hex::decode(v["record"].as_str().expect("record")).expect("hex");
-        let event = waybill_ledger::event::decode_record(&bytes).expect("decodes");
-        *ids.entry(event.command_id).or_insert(0usize) += 1;
-    }
+    let ids = command_ids(&stdout(&out));
     for key in &acked {
         assert_eq!(ids.get(key), Some(&1), "acknowledged {key} lost or doubled");
     }

@@ -9,13 +9,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{run, stderr, stdout, waybill, Served};
+use common::{
+    command_ids, discovery, read_models, run, stderr, stdout, waybill, Served, EXAMPLE_PIPELINE,
+};
 use waybill_proto::v1 as pb;
 use waybill_proto::v1::command_service_client::CommandServiceClient;
 use waybill_proto::v1::query_service_client::QueryServiceClient;
@@ -56,39 +57,13 @@ fn load(endpoint: String, run: usize, acked: Arc<Mutex<Vec<String>>>, stop: Arc<
                 return;
             }
             let key = format!("r{run}-{i}");
-            let request = pb::RecordDiscoveryRequest {
-                project: "shop".into(),
-                warehouse: "images".into(),
-                artifacts: vec![pb::Artifact {
-                    kind: 1,
-                    name: "ghcr.io/acme/shop".into(),
-                    version: key.clone(),
-                    digest: String::new(),
-                }],
-                idempotency_key: key.clone(),
-                ..Default::default()
-            };
+            let request = discovery(&key, &key);
             match c.record_discovery(request).await {
                 Ok(_) => acked.lock().expect("lock").push(key),
                 Err(_) => return,
             }
         }
     });
-}
-
-/// Every key of the read models and the Merkle tree.
-fn dump(dir: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    let db = sled::open(dir).expect("open projections");
-    let mut all = BTreeMap::new();
-    for name in ["views", "merkle"] {
-        for kv in db.open_tree(name).expect("tree").iter() {
-            let (k, v) = kv.expect("entry");
-            let mut key = name.as_bytes().to_vec();
-            key.extend_from_slice(&k);
-            all.insert(key, v.to_vec());
-        }
-    }
-    all
 }
 
 #[test]
@@ -104,7 +79,7 @@ fn kill_dash_nine_under_load_loses_nothing_acknowledged() {
             let out = run(&[
                 "apply",
                 "-f",
-                concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples/pipeline.yaml"),
+                EXAMPLE_PIPELINE,
                 "--server",
                 &served.endpoint(),
             ]);
@@ -165,13 +140,7 @@ fn kill_dash_nine_under_load_loses_nothing_acknowledged() {
     let data_arg = data.to_str().expect("utf8");
     let out = run(&["dump", "--data-dir", data_arg, "--project", "shop"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let mut ids: BTreeMap<String, usize> = BTreeMap::new();
-    for line in stdout(&out).lines() {
-        let v: serde_json::Value = serde_json::from_str(line).expect("json");
-        let bytes = hex::decode(v["record"].as_str().expect("record")).expect("hex");
-        let event = waybill_ledger::event::decode_record(&bytes).expect("decodes");
-        *ids.entry(event.command_id).or_insert(0) += 1;
-    }
+    let ids = command_ids(&stdout(&out));
     for key in &acked {
         assert_eq!(
             ids.get(key),
@@ -186,10 +155,10 @@ fn kill_dash_nine_under_load_loses_nothing_acknowledged() {
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
 
     // The read models that lived through the kills equal a clean rebuild.
-    let resumed = dump(&data.join("projections"));
+    let resumed = read_models(&data.join("projections"));
     let out = run(&["projections", "rebuild", "--data-dir", data_arg]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let rebuilt = dump(&data.join("projections"));
+    let rebuilt = read_models(&data.join("projections"));
     assert_eq!(resumed.len(), rebuilt.len(), "same number of keys");
     for (k, v) in &rebuilt {
         assert_eq!(

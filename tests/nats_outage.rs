@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{run, stderr, stdout, waybill, Served};
+use common::{command_ids, discovery, run, stderr, stdout, waybill, Served};
 use tonic::Code;
 use waybill_ledger::testing::NatsServer;
 use waybill_proto::v1 as pb;
@@ -21,18 +21,7 @@ const HUNG: Duration = Duration::from_secs(60);
 
 /// Discovers image `tag` with idempotency key `key`.
 async fn discover(c: &mut Client, tag: &str, key: &str) -> Result<u64, Code> {
-    let request = pb::RecordDiscoveryRequest {
-        project: "shop".into(),
-        warehouse: "images".into(),
-        artifacts: vec![pb::Artifact {
-            kind: 1,
-            name: "ghcr.io/acme/shop".into(),
-            version: tag.into(),
-            digest: String::new(),
-        }],
-        idempotency_key: key.into(),
-        ..Default::default()
-    };
+    let request = discovery(tag, key);
     match tokio::time::timeout(HUNG, c.record_discovery(request)).await {
         Err(_) => panic!("a command hung while NATS was down"),
         Ok(Ok(reply)) => Ok(reply.into_inner().position),
@@ -41,17 +30,10 @@ async fn discover(c: &mut Client, tag: &str, key: &str) -> Result<u64, Code> {
 }
 
 /// Command id → how many records carry it.
-fn command_ids(url: &str) -> BTreeMap<String, usize> {
+fn ids_in_log(url: &str) -> BTreeMap<String, usize> {
     let out = run(&["dump", "--nats", url, "--project", "shop"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let mut ids = BTreeMap::new();
-    for line in stdout(&out).lines() {
-        let v: serde_json::Value = serde_json::from_str(line).expect("json");
-        let bytes = hex::decode(v["record"].as_str().expect("record")).expect("hex");
-        let event = waybill_ledger::event::decode_record(&bytes).expect("decodes");
-        *ids.entry(event.command_id).or_insert(0) += 1;
-    }
-    ids
+    command_ids(&stdout(&out))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,7 +122,7 @@ async fn commands_fail_unavailable_while_nats_is_down_and_recover_after() {
     drop(c);
     assert!(served.terminate().success());
 
-    let ids = command_ids(&nats.url());
+    let ids = ids_in_log(&nats.url());
     for key in &acked {
         assert_eq!(ids.get(key), Some(&1), "{key} should be in the log once");
     }

@@ -4,32 +4,15 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{run, waybill};
+use common::{read_models, run, waybill};
 
 /// Events in the log (8 writers × 25,000).
 const PER_WRITER: &str = "25000";
 /// Kills before the runner is let finish.
 const KILLS: usize = 8;
-
-/// Every key of the read models and of the Merkle tree of the log.
-fn dump(dir: &std::path::Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    let db = sled::open(dir).expect("open projections");
-    let mut all = BTreeMap::new();
-    for name in ["views", "merkle"] {
-        let tree = db.open_tree(name).expect("tree");
-        for kv in tree.iter() {
-            let (k, v) = kv.expect("entry");
-            let mut key = name.as_bytes().to_vec();
-            key.extend_from_slice(&k);
-            all.insert(key, v.to_vec());
-        }
-    }
-    all
-}
 
 #[test]
 fn kill_dash_nine_during_catch_up_ends_equal_to_a_rebuild() {
@@ -86,7 +69,7 @@ fn kill_dash_nine_during_catch_up_ends_equal_to_a_rebuild() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let resumed = dump(&dir.path().join("projections"));
+    let resumed = read_models(&dir.path().join("projections"));
 
     let out = run(&["projections", "rebuild", "--data-dir", &data]);
     assert!(
@@ -94,7 +77,7 @@ fn kill_dash_nine_during_catch_up_ends_equal_to_a_rebuild() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let rebuilt = dump(&dir.path().join("projections"));
+    let rebuilt = read_models(&dir.path().join("projections"));
 
     assert_eq!(resumed.len(), rebuilt.len(), "same number of keys");
     for (k, v) in &rebuilt {

@@ -5,11 +5,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{waybill, Served};
+use common::{read_models, waybill, Served};
 use waybill_ledger::testing::NatsServer;
 use waybill_proto::v1 as pb;
 use waybill_proto::v1::command_service_client::CommandServiceClient;
@@ -45,21 +44,6 @@ async fn caught_up(endpoint: String, head: u64) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("the replica did not catch up to {head}");
-}
-
-/// The read models and the Merkle tree, key by key.
-fn dump(data: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    let db = sled::open(data.join("projections")).expect("open projections");
-    let mut all = BTreeMap::new();
-    for name in ["views", "merkle"] {
-        for kv in db.open_tree(name).expect("tree").iter() {
-            let (k, v) = kv.expect("entry");
-            let mut key = name.as_bytes().to_vec();
-            key.extend_from_slice(&k);
-            all.insert(key, v.to_vec());
-        }
-    }
-    all
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,7 +124,10 @@ async fn a_replica_killed_mid_stream_catches_up_to_the_same_read_models() {
     assert!(a.terminate().success());
     assert!(b.terminate().success());
 
-    let (left, right) = (dump(a_dir.path()), dump(b_dir.path()));
+    let (left, right) = (
+        read_models(&a_dir.path().join("projections")),
+        read_models(&b_dir.path().join("projections")),
+    );
     assert!(left.len() > 1000, "{} keys", left.len());
     assert_eq!(left.len(), right.len(), "same number of keys");
     for (k, v) in &left {

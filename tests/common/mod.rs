@@ -127,3 +127,52 @@ impl Drop for Served {
         let _ = self.child.wait();
     }
 }
+
+/// The shipped example pipeline.
+pub const EXAMPLE_PIPELINE: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples/pipeline.yaml");
+
+/// A discovery of image `ghcr.io/acme/shop:<tag>` in project `shop`, with
+/// idempotency key `key` (empty: none).
+pub fn discovery(tag: &str, key: &str) -> waybill_proto::v1::RecordDiscoveryRequest {
+    waybill_proto::v1::RecordDiscoveryRequest {
+        project: "shop".into(),
+        warehouse: "images".into(),
+        artifacts: vec![waybill_proto::v1::Artifact {
+            kind: 1,
+            name: "ghcr.io/acme/shop".into(),
+            version: tag.into(),
+            digest: String::new(),
+        }],
+        idempotency_key: key.into(),
+        ..Default::default()
+    }
+}
+
+/// Command id → how many records of a `waybill dump` output carry it.
+pub fn command_ids(dump: &str) -> std::collections::BTreeMap<String, usize> {
+    let mut ids = std::collections::BTreeMap::new();
+    for line in dump.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("json");
+        let bytes = hex::decode(v["record"].as_str().expect("record")).expect("hex");
+        let event = waybill_ledger::event::decode_record(&bytes).expect("decodes");
+        *ids.entry(event.command_id).or_insert(0) += 1;
+    }
+    ids
+}
+
+/// Every key of the read models (`views`) and the Merkle tree (`merkle`) of
+/// the projection store in `dir`, prefixed with the tree's name.
+pub fn read_models(dir: &std::path::Path) -> std::collections::BTreeMap<Vec<u8>, Vec<u8>> {
+    let db = sled::open(dir).expect("open projections");
+    let mut all = std::collections::BTreeMap::new();
+    for name in ["views", "merkle"] {
+        for kv in db.open_tree(name).expect("tree").iter() {
+            let (k, v) = kv.expect("entry");
+            let mut key = name.as_bytes().to_vec();
+            key.extend_from_slice(&k);
+            all.insert(key, v.to_vec());
+        }
+    }
+    all
+}
