@@ -309,14 +309,7 @@ fn the_service_survives_the_stream_leader_being_killed_under_load() {
             .args(tls_args(true, true))
             .args(data_dir(dir.path())),
     );
-    let out = run(&[
-        "apply",
-        "-f",
-        EXAMPLE_PIPELINE,
-        "--server",
-        &served.endpoint(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    served.apply_example();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -14,9 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{
-    command_ids, discovery, read_models, run, stderr, stdout, waybill, Served, EXAMPLE_PIPELINE,
-};
+use common::{command_ids, discovery, read_models, run, stderr, stdout, waybill, Served};
 use waybill_proto::v1 as pb;
 use waybill_proto::v1::command_service_client::CommandServiceClient;
 use waybill_proto::v1::query_service_client::QueryServiceClient;
@@ -76,14 +74,7 @@ fn kill_dash_nine_under_load_loses_nothing_acknowledged() {
     for run_no in 0..runs {
         let served = serve(data);
         if run_no == 0 {
-            let out = run(&[
-                "apply",
-                "-f",
-                EXAMPLE_PIPELINE,
-                "--server",
-                &served.endpoint(),
-            ]);
-            assert!(out.status.success(), "{}", stderr(&out));
+            served.apply_example();
         }
         let stop = Arc::new(AtomicBool::new(false));
         let worker = {

@@ -141,17 +141,7 @@ fn nats_nkey_authentication_works_and_the_seed_is_never_logged() {
             .arg("--data-dir")
             .arg(dir.path()),
     );
-    let out = waybill()
-        .args([
-            "apply",
-            "-f",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples/pipeline.yaml"),
-            "--server",
-            &served.endpoint(),
-        ])
-        .output()
-        .expect("apply");
-    assert!(out.status.success(), "{}", stderr(&out));
+    served.apply_example();
     let log = served.kill_and_log();
     assert_clean("waybill serve's log", &log, &[&seed]);
 
@@ -257,17 +247,7 @@ fn nats_creds_file_authentication_works_and_the_seed_is_never_logged() {
             .arg("--data-dir")
             .arg(dir.path().join("data")),
     );
-    let out = waybill()
-        .args([
-            "apply",
-            "-f",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples/pipeline.yaml"),
-            "--server",
-            &served.endpoint(),
-        ])
-        .output()
-        .expect("apply");
-    assert!(out.status.success(), "{}", stderr(&out));
+    served.apply_example();
     let log = served.kill_and_log();
     assert_clean("waybill serve's log", &log, &[&seed]);
     // Without the creds file the server refuses the connection.

@@ -176,3 +176,18 @@ pub fn read_models(dir: &std::path::Path) -> std::collections::BTreeMap<Vec<u8>,
     }
     all
 }
+
+impl Served {
+    /// Applies the shipped example pipeline through the CLI (anonymous: the
+    /// server runs with `--insecure-dev`); panics with the CLI's message if refused.
+    pub fn apply_example(&self) {
+        let out = run(&[
+            "apply",
+            "-f",
+            EXAMPLE_PIPELINE,
+            "--server",
+            &self.endpoint(),
+        ]);
+        assert!(out.status.success(), "apply: {}", stderr(&out));
+    }
+}
