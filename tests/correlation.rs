@@ -14,11 +14,7 @@ use waybill_proto::v1::command_service_client::CommandServiceClient;
 const CORRELATION: &str = "corr-test-42";
 
 fn apply(correlation: Option<&str>) -> Request<pb::ApplyPipelineRequest> {
-    let yaml = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/deploy/examples/pipeline.yaml"
-    ))
-    .expect("pipeline");
+    let yaml = std::fs::read_to_string(common::EXAMPLE_PIPELINE).expect("pipeline");
     let mut request = Request::new(pb::ApplyPipelineRequest {
         yaml,
         source_uri: "pipeline.yaml".into(),

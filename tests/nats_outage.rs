@@ -55,11 +55,7 @@ async fn commands_fail_unavailable_while_nats_is_down_and_recover_after() {
     let mut c = CommandServiceClient::connect(served.endpoint())
         .await
         .expect("connect");
-    let yaml = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/deploy/examples/pipeline.yaml"
-    ))
-    .expect("pipeline");
+    let yaml = std::fs::read_to_string(common::EXAMPLE_PIPELINE).expect("pipeline");
     c.apply_pipeline(pb::ApplyPipelineRequest {
         yaml,
         idempotency_key: "apply".into(),

@@ -108,11 +108,7 @@ async fn racing_replicas_agree_with_a_serial_order() {
     let cb = CommandServiceClient::connect(b.endpoint())
         .await
         .expect("b");
-    let yaml = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/deploy/examples/pipeline.yaml"
-    ))
-    .expect("pipeline");
+    let yaml = std::fs::read_to_string(common::EXAMPLE_PIPELINE).expect("pipeline");
     ca.apply_pipeline(pb::ApplyPipelineRequest {
         yaml,
         ..Default::default()

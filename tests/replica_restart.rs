@@ -62,11 +62,7 @@ async fn a_replica_killed_mid_stream_catches_up_to_the_same_read_models() {
     let mut c = CommandServiceClient::connect(a.endpoint())
         .await
         .expect("connect");
-    let yaml = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/deploy/examples/pipeline.yaml"
-    ))
-    .expect("pipeline");
+    let yaml = std::fs::read_to_string(common::EXAMPLE_PIPELINE).expect("pipeline");
     c.apply_pipeline(pb::ApplyPipelineRequest {
         yaml,
         ..Default::default()

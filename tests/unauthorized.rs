@@ -56,11 +56,7 @@ async fn commands(
 ) -> Vec<(&'static str, Result<(), Status>)> {
     let mut c = CommandServiceClient::new(channel);
     let t = token;
-    let pipeline = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/deploy/examples/pipeline.yaml"
-    ))
-    .expect("pipeline");
+    let pipeline = std::fs::read_to_string(common::EXAMPLE_PIPELINE).expect("pipeline");
     vec![
         (
             "ApplyPipeline",

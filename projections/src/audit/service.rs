@@ -3,7 +3,6 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -17,7 +16,7 @@ use super::export::{export, ExportError, ExportItem, ExportSpec};
 use super::runner::Transparency;
 use super::store::StoredCheckpoint;
 use crate::runner::Projections;
-use crate::service::Access;
+use crate::service::{parse_time, Access};
 
 /// Serves `waybill.v1.AuditService`.
 #[derive(Clone)]
@@ -113,17 +112,6 @@ async fn blocking<T: Send + 'static>(
         .await
         .map_err(internal)?
         .map_err(internal)
-}
-
-fn parse_time(field: &str, value: &str) -> Result<Option<DateTime<Utc>>, Status> {
-    if value.is_empty() {
-        return Ok(None);
-    }
-    DateTime::parse_from_rfc3339(value)
-        .map(|t| Some(t.with_timezone(&Utc)))
-        .map_err(|e| {
-            Status::invalid_argument(format!("{field}: {value:?} is not an RFC 3339 time: {e}"))
-        })
 }
 
 impl From<ExportError> for Status {

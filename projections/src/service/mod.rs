@@ -102,7 +102,8 @@ impl QueryGrpc {
     }
 }
 
-fn parse_time(field: &str, value: &str) -> Result<Option<DateTime<Utc>>, Status> {
+/// An optional RFC 3339 time field (empty: none); INVALID_ARGUMENT otherwise.
+pub(crate) fn parse_time(field: &str, value: &str) -> Result<Option<DateTime<Utc>>, Status> {
     if value.is_empty() {
         return Ok(None);
     }
