@@ -26,3 +26,9 @@ impl From<serde_json::Error> for ProjectionError {
         ProjectionError::Corrupt(e.to_string())
     }
 }
+
+impl From<prost::DecodeError> for ProjectionError {
+    fn from(e: prost::DecodeError) -> Self {
+        ProjectionError::Corrupt(e.to_string())
+    }
+}

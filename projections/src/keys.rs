@@ -10,6 +10,13 @@
 //! | `h` pos(8)                        | history item (JSON)                     |
 //! | `x` kind value 0x00 pos(8)        | index of history by kind: empty, except  |
 //! |                                   | the project index, which holds the item  |
+//! | `m` project 0x00 time(8) pos(8)   | empty: the latest event time of the      |
+//! |                                   | project up to pos (nanoseconds, biased)  |
+//! | `g` project 0x00 pos(8)           | stage list in force from pos (protobuf   |
+//! |                                   | `ListStagesReply`, stage names only)     |
+//! | `w` project 0x00 stage 0x00 pos(8)| the stage as `ListStages` showed it from |
+//! |                                   | pos (protobuf `Stage`)                   |
+//! | `V`                               | store format version (8, big-endian)     |
 //!
 //! Index kinds: `a` actor, `p` project, `s` project/stage, `f` project/freight,
 //! `t` event type.
@@ -18,6 +25,11 @@ use waybill_ledger::Position;
 
 pub const CHECKPOINT: &[u8] = b"c";
 pub const SNAPSHOT_AT: &[u8] = b"n";
+pub const FORMAT: &[u8] = b"V";
+
+/// The layout written by this version; a store written by an older one is
+/// rebuilt from the log.
+pub const FORMAT_VERSION: u64 = 2;
 
 pub fn pos(p: Position) -> [u8; 8] {
     p.0.to_be_bytes()
@@ -81,4 +93,56 @@ pub fn index(kind: Index, value: &str, p: Position) -> Vec<u8> {
 /// The position at the end of an index key.
 pub fn index_pos(key: &[u8]) -> Option<Position> {
     decode_pos(key.get(key.len().checked_sub(8)?..)?)
+}
+
+fn scoped(tag: u8, project: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(project.len() + 26);
+    k.push(tag);
+    k.extend_from_slice(project.as_bytes());
+    k.push(0);
+    k
+}
+
+/// A time as 8 bytes that sort in time order (nanoseconds since the epoch,
+/// sign bit flipped; clamped to what 64 bits hold).
+pub fn time(t: chrono::DateTime<chrono::Utc>) -> [u8; 8] {
+    let nanos = t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 {
+        i64::MIN
+    } else {
+        i64::MAX
+    });
+    ((nanos as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// Time index entry: the latest time seen in `project` up to `p`.
+pub fn moment(project: &str, latest: chrono::DateTime<chrono::Utc>, p: Position) -> Vec<u8> {
+    let mut k = scoped(b'm', project);
+    k.extend_from_slice(&time(latest));
+    k.extend_from_slice(&pos(p));
+    k
+}
+
+pub fn layout_prefix(project: &str) -> Vec<u8> {
+    scoped(b'g', project)
+}
+
+/// The stage list in force from `p`.
+pub fn layout(project: &str, p: Position) -> Vec<u8> {
+    let mut k = layout_prefix(project);
+    k.extend_from_slice(&pos(p));
+    k
+}
+
+pub fn stage_version_prefix(project: &str, stage: &str) -> Vec<u8> {
+    let mut k = scoped(b'w', project);
+    k.extend_from_slice(stage.as_bytes());
+    k.push(0);
+    k
+}
+
+/// A stage's view from `p`.
+pub fn stage_version(project: &str, stage: &str, p: Position) -> Vec<u8> {
+    let mut k = stage_version_prefix(project, stage);
+    k.extend_from_slice(&pos(p));
+    k
 }

@@ -8,6 +8,7 @@
 //! - [`history`]: one item per event: who, when, what, why, policy version,
 //!   position and hash.
 //! - [`keys`]: the key layout.
+//! - [`timeline`]: every version of every stage view, for `StateAt`.
 //! - [`service`]: the query gRPC service (`min_position` read-your-writes).
 //! - [`audit`]: the Merkle tree of the log, signed checkpoints, proofs,
 //!   compliance exports and the audit gRPC service.
@@ -19,6 +20,7 @@ pub mod keys;
 pub mod runner;
 pub mod service;
 pub mod store;
+pub mod timeline;
 
 pub use error::ProjectionError;
 pub use history::HistoryItem;

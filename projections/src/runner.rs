@@ -20,6 +20,7 @@ use waybill_ledger::{EventLog, EventPayload, Position, StoredEvent};
 use crate::error::ProjectionError;
 use crate::history::HistoryItem;
 use crate::store::{ProjectionStore, Writes};
+use crate::timeline::Timeline;
 
 /// Events applied per atomic batch at most.
 pub const MAX_BATCH: usize = 512;
@@ -153,6 +154,7 @@ impl Projections {
         let mut unsnapshotted: BTreeSet<String> = BTreeSet::new();
         let mut last_snapshot = std::time::Instant::now();
         let mut snapshot_cost = Duration::ZERO;
+        let mut timeline = Timeline::default();
         loop {
             let first = tokio::select! {
                 () = &mut shutdown => break,
@@ -177,7 +179,7 @@ impl Projections {
             let mut dirty = BTreeSet::new();
             let mut last = Position::ZERO;
             for ev in &events {
-                if let Some(new) = apply(&mut states, &mut writes, ev)? {
+                if let Some(new) = apply(&mut states, &mut timeline, &mut writes, ev)? {
                     self.register(&ev.event.project, &new);
                 }
                 dirty.insert(ev.event.project.clone());
@@ -241,6 +243,7 @@ impl Projections {
 /// returns the state when the project is new.
 fn apply(
     states: &mut HashMap<String, SharedState>,
+    timeline: &mut Timeline,
     writes: &mut Writes,
     ev: &StoredEvent,
 ) -> Result<Option<SharedState>, ProjectionError> {
@@ -262,9 +265,11 @@ fn apply(
             .map(|p| (p.stage.clone(), p.freight.clone()))
     });
     let policy_version = state.policy_version();
+    timeline.before(&state);
     state.apply(ev);
     // Idempotency records are the command side's business.
     state.commands.clear();
+    timeline.record(&state, ev, writes);
     drop(state);
     let item = HistoryItem::of(
         ev,

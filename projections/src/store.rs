@@ -112,6 +112,11 @@ impl Writes {
         Ok(())
     }
 
+    /// Writes `value` under `key` in the views, with the rest of the batch.
+    pub fn raw(&mut self, key: Vec<u8>, value: &[u8]) {
+        self.batch.insert(key, value);
+    }
+
     /// Records a project's state snapshot, as of `at`.
     pub fn snapshot(&mut self, state: &ProjectState, at: Position) -> Result<(), ProjectionError> {
         let batch = self.snapshots.get_or_insert_with(sled::Batch::default);
@@ -136,11 +141,32 @@ impl ProjectionStore {
             })?;
         let tree = db.open_tree("views")?;
         let snapshots = db.open_tree("snapshots")?;
+        let format = tree.get(keys::FORMAT)?.and_then(|v| keys::decode_pos(&v));
+        if format.map(|f| f.0) != Some(keys::FORMAT_VERSION) {
+            if !tree.is_empty() || !snapshots.is_empty() {
+                // Read models are derived: start them again from the log.
+                tracing::warn!(
+                    dir = %dir.display(),
+                    found = format.map(|f| f.0).unwrap_or(1),
+                    wanted = keys::FORMAT_VERSION,
+                    "the projection store has an older layout; rebuilding it from the log"
+                );
+                tree.clear()?;
+                snapshots.clear()?;
+            }
+            tree.insert(keys::FORMAT, &keys::pos(Position(keys::FORMAT_VERSION))[..])?;
+            db.flush()?;
+        }
         Ok(ProjectionStore {
             db,
             tree,
             snapshots,
         })
+    }
+
+    /// The views tree (history, indexes, stage versions).
+    pub fn views(&self) -> &sled::Tree {
+        &self.tree
     }
 
     /// The sled database (other read models open their own trees in it).

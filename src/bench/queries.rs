@@ -43,8 +43,13 @@ pub struct QueriesBenchArgs {
     /// Samples per latency figure.
     #[arg(long, default_value_t = 500, value_parser = RangedU64ValueParser::<u64>::new().range(10..))]
     pub samples: u64,
+    /// Use this NATS server, whose `WAYBILL` stream must be absent or empty
+    /// (it is left in place, for a later `waybill projections rebuild`)
+    /// [default: spawn one on a free port with a temp store].
+    #[arg(long, value_name = "URL")]
+    pub nats: Option<String>,
     /// Spawn a 3-node cluster (`sync_interval: always`) and use an R3 stream.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "nats")]
     pub cluster: bool,
     /// Write the results into FILE, replacing its `bench:queries` section.
     #[arg(long, value_name = "FILE")]
@@ -229,12 +234,16 @@ pub async fn run(args: QueriesBenchArgs) -> anyhow::Result<()> {
     let date = machine::now_utc();
     let mut progress = Progress::named("queries", 8);
     progress.phase("starting nats-server");
-    let mut target = Target::open_with(None, args.cluster, args.cluster).await?;
+    let mut target = Target::open_with(args.nats.clone(), args.cluster, args.cluster).await?;
     let url = target.url().to_string();
     let log: Arc<dyn EventLog> = Arc::new(
         target
             .waybill_log("WAYBILL".into(), "waybill".into())
             .await?,
+    );
+    ensure!(
+        log.head().await?.0 == 0,
+        "the WAYBILL stream on {url} already holds events: give an empty server"
     );
     let per_project = args.events / args.projects as u64;
     let total = per_project * args.projects as u64;
@@ -368,6 +377,9 @@ pub async fn run(args: QueriesBenchArgs) -> anyhow::Result<()> {
     let _ = server.wait();
     drop(scratch);
     let version = target.version();
+    if args.nats.is_some() {
+        target.keep_streams();
+    }
     target.close().await;
 
     let l = |v: Vec<Duration>| Latency::from_samples(v).context("samples");

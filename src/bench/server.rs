@@ -139,6 +139,11 @@ impl Target {
     }
 
     /// Remembers a stream to delete at the end of the run.
+    /// Leaves the streams made so far in place when closing.
+    pub fn keep_streams(&mut self) {
+        self.created.clear();
+    }
+
     pub fn track(&mut self, stream: &str) {
         self.created.push(stream.to_string());
     }

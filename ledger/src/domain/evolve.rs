@@ -23,6 +23,7 @@ impl ProjectState {
         let at = e.time;
         self.position = ev.position;
         self.seq = e.project_seq;
+        self.latest_time = Some(self.latest_time.map_or(at, |t| t.max(at)));
         self.commands.insert(
             e.command_id.clone(),
             CommandOutcome {

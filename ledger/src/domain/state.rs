@@ -19,6 +19,10 @@ pub struct ProjectState {
     pub position: Position,
     /// Events applied.
     pub seq: u64,
+    /// The latest event time seen (event times need not be monotonic: they
+    /// come from the clocks of several command replicas).
+    #[serde(default)]
+    pub latest_time: Option<DateTime<Utc>>,
     /// The pipeline and policy in force.
     pub pipeline: Option<AppliedPipeline>,
     pub freight: BTreeMap<String, Freight>,

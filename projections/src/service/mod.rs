@@ -1,6 +1,6 @@
 //! The query gRPC service: answers from the projections only.
 
-mod convert;
+pub(crate) mod convert;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -9,13 +9,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
-use waybill_ledger::domain::ProjectState;
 use waybill_ledger::{EventLog, Position, ProjectName};
 use waybill_proto::v1 as pb;
 use waybill_proto::v1::query_service_server::QueryService;
 
 use crate::runner::{read, Projections, SharedState};
 use crate::store::HistoryFilter;
+use crate::timeline::{self, At};
 
 /// How long a query waits for `min_position` before giving up.
 pub const MIN_POSITION_WAIT: Duration = Duration::from_secs(5);
@@ -80,11 +80,12 @@ impl QueryGrpc {
     /// Checks access and waits for `min_position`; returns the position reflected.
     async fn ready<T>(&self, request: &Request<T>, project: &str, min: u64) -> Result<u64, Status> {
         self.access.check(request.metadata(), project)?;
-        match self
-            .projections
-            .wait_for(Position(min), MIN_POSITION_WAIT)
-            .await
-        {
+        self.caught_up(Position(min)).await
+    }
+
+    /// Waits (bounded) until the projections reflect `min`.
+    async fn caught_up(&self, min: Position) -> Result<u64, Status> {
+        match self.projections.wait_for(min, MIN_POSITION_WAIT).await {
             Ok(p) => Ok(p.0),
             Err(applied) => Err(Status::unavailable(format!(
                 "the projections reflect position {applied}, not yet {min}; retry"
@@ -303,32 +304,35 @@ impl QueryService for QueryGrpc {
         self.access.check(request.metadata(), &r.project)?;
         let name = ProjectName::project(r.project.as_str())
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let (until_pos, until_time) = match &r.at {
-            Some(pb::state_at_request::At::Position(p)) => (Position(*p), None),
-            Some(pb::state_at_request::At::Time(t)) => (Position(u64::MAX), parse_time("time", t)?),
+        let at = match &r.at {
+            Some(pb::state_at_request::At::Position(p)) => At::Position(Position(*p)),
+            Some(pb::state_at_request::At::Time(t)) => match parse_time("time", t)? {
+                Some(t) => At::Time(t),
+                None => return Err(Status::invalid_argument("give a position or a time")),
+            },
             None => return Err(Status::invalid_argument("give a position or a time")),
         };
-        let mut events = self
+        // The answer must not depend on how far the projections got: wait
+        // until they reflect the position asked for, or the log's head.
+        let head = self
             .log
-            .read_project(&name, Position(1))
+            .head()
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
-        let mut state = ProjectState::new(name.as_str());
-        while let Some(ev) = events.next().await {
-            let ev = ev.map_err(|e| Status::unavailable(e.to_string()))?;
-            if ev.position > until_pos || until_time.is_some_and(|t| ev.event.time > t) {
-                break;
-            }
-            state.apply(&ev);
-        }
-        if state.definition().is_none() {
-            return Err(Status::not_found(format!(
-                "project {} had no pipeline then",
-                r.project
-            )));
-        }
-        let position = state.position.0;
-        Ok(Response::new(convert::stages(&state, position)))
+        let needed = match at {
+            At::Position(p) => p.min(head),
+            At::Time(_) => head,
+        };
+        self.caught_up(needed).await?;
+        let store = self.projections.store().clone();
+        let project = name.as_str().to_string();
+        let reply = tokio::task::spawn_blocking(move || timeline::state_at(&store, &project, at))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::internal(e.to_string()))?;
+        reply
+            .map(Response::new)
+            .ok_or_else(|| Status::not_found(format!("project {} had no pipeline then", r.project)))
     }
 
     type WatchStream = EntryStream;
