@@ -7,11 +7,13 @@
 //! | `c`                               | last applied position (8, big-endian)   |
 //! | `n`                               | position the snapshots reflect          |
 //! | `s` project                       | project state snapshot (JSON)           |
-//! | `h` pos(8)                        | history item (JSON)                     |
-//! | `x` kind value 0x00 pos(8)        | index of history by kind: empty, except  |
-//! |                                   | the project index, which holds the item  |
-//! | `m` project 0x00 time(8) pos(8)   | empty: the latest event time of the      |
-//! |                                   | project up to pos (nanoseconds, biased)  |
+//! | `h` pos(8)                        | project of the event at pos             |
+//! | `x` `p` project 0x00 pos(8)       | latest event time of the project up to  |
+//! |                                   | pos (8: nanoseconds, sign bit flipped), |
+//! |                                   | then the history item (JSON)            |
+//! | `x` `a`/`t` value 0x00 pos(8)     | actor / event type index: the project   |
+//! | `x` `s`/`f` value 0x00 pos(8)     | project/stage, project/freight index:   |
+//! |                                   | empty                                   |
 //! | `g` project 0x00 pos(8)           | stage list in force from pos (protobuf   |
 //! |                                   | `ListStagesReply`, stage names only)     |
 //! | `w` project 0x00 stage 0x00 pos(8)| the stage as `ListStages` showed it from |
@@ -29,7 +31,7 @@ pub const FORMAT: &[u8] = b"V";
 
 /// The layout written by this version; a store written by an older one is
 /// rebuilt from the log.
-pub const FORMAT_VERSION: u64 = 2;
+pub const FORMAT_VERSION: u64 = 3;
 
 pub fn pos(p: Position) -> [u8; 8] {
     p.0.to_be_bytes()
@@ -112,14 +114,6 @@ pub fn time(t: chrono::DateTime<chrono::Utc>) -> [u8; 8] {
         i64::MAX
     });
     ((nanos as u64) ^ (1 << 63)).to_be_bytes()
-}
-
-/// Time index entry: the latest time seen in `project` up to `p`.
-pub fn moment(project: &str, latest: chrono::DateTime<chrono::Utc>, p: Position) -> Vec<u8> {
-    let mut k = scoped(b'm', project);
-    k.extend_from_slice(&time(latest));
-    k.extend_from_slice(&pos(p));
-    k
 }
 
 pub fn layout_prefix(project: &str) -> Vec<u8> {

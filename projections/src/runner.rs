@@ -270,13 +270,14 @@ fn apply(
     // Idempotency records are the command side's business.
     state.commands.clear();
     timeline.record(&state, ev, writes);
+    let latest = state.latest_time.unwrap_or(ev.event.time);
     drop(state);
     let item = HistoryItem::of(
         ev,
         policy_version,
         target.as_ref().map(|(st, f)| (st.as_str(), f.as_str())),
     );
-    writes.event(&item)?;
+    writes.event(&item, latest)?;
     Ok(created)
 }
 

@@ -84,22 +84,28 @@ pub struct Writes {
 }
 
 impl Writes {
-    /// Records a history item and its index entries.
-    pub fn event(&mut self, item: &HistoryItem) -> Result<(), ProjectionError> {
+    /// Records a history item and its index entries; `latest` is the latest
+    /// event time of its project so far (the time index of `StateAt`).
+    pub fn event(
+        &mut self,
+        item: &HistoryItem,
+        latest: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), ProjectionError> {
         let p = item.position;
-        let json = serde_json::to_vec(item)?;
-        // The project index carries the item itself: per-project history, the
-        // common query, is then one sequential scan.
-        self.batch.insert(
-            keys::index(Index::Project, &item.project, p),
-            json.as_slice(),
-        );
-        self.batch.insert(&keys::history(p)[..], json);
+        // The item is stored once, in the project index: per-project history,
+        // the common query, is one sequential scan. The other entries say
+        // where to find it.
+        let mut value = keys::time(latest).to_vec();
+        serde_json::to_writer(&mut value, item)?;
+        self.batch
+            .insert(keys::index(Index::Project, &item.project, p), value);
+        let project = item.project.as_bytes();
+        self.batch.insert(&keys::history(p)[..], project);
+        self.batch
+            .insert(keys::index(Index::Actor, &item.actor, p), project);
+        self.batch
+            .insert(keys::index(Index::Type, &item.event_type, p), project);
         let empty: &[u8] = &[];
-        self.batch
-            .insert(keys::index(Index::Actor, &item.actor, p), empty);
-        self.batch
-            .insert(keys::index(Index::Type, &item.event_type, p), empty);
         if !item.stage.is_empty() {
             let v = format!("{}/{}", item.project, item.stage);
             self.batch.insert(keys::index(Index::Stage, &v, p), empty);
@@ -236,43 +242,50 @@ impl ProjectionStore {
     ) -> Result<Vec<HistoryItem>, ProjectionError> {
         let limit = limit.clamp(1, MAX_HISTORY);
         let mut out = Vec::new();
+        let mut keep = |h: HistoryItem| {
+            if filter.matches(&h) {
+                out.push(h);
+            }
+            out.len() < limit
+        };
         match filter.index() {
             Some((kind, value)) => {
                 let start = keys::index(kind, &value, from);
                 let prefix = keys::index_prefix(kind, &value);
-                for item in self.tree.range(start..) {
-                    let (k, v) = item?;
+                for entry in self.tree.range(start..) {
+                    let (k, v) = entry?;
                     if !k.starts_with(&prefix) {
                         break;
                     }
                     let Some(p) = keys::index_pos(&k) else {
                         continue;
                     };
-                    let found = if kind == Index::Project && !v.is_empty() {
-                        Some(serde_json::from_slice(&v)?)
-                    } else {
-                        self.item(p)?
+                    let found = match kind {
+                        Index::Project => Some(decode_item(&v)?),
+                        // Project-scoped indexes: the filter names the project.
+                        Index::Stage | Index::Freight => {
+                            self.item_in(filter.project.as_deref().unwrap_or(""), p)?
+                        }
+                        Index::Actor | Index::Type => self.item_in(&utf8(&v)?, p)?,
                     };
                     if let Some(h) = found {
-                        if filter.matches(&h) {
-                            out.push(h);
-                            if out.len() == limit {
-                                break;
-                            }
+                        if !keep(h) {
+                            break;
                         }
                     }
                 }
             }
             None => {
-                for item in self
+                for entry in self
                     .tree
                     .range(keys::history(from)..keys::history(Position(u64::MAX)))
                 {
-                    let (_, v) = item?;
-                    let h: HistoryItem = serde_json::from_slice(&v)?;
-                    if filter.matches(&h) {
-                        out.push(h);
-                        if out.len() == limit {
+                    let (k, v) = entry?;
+                    let Some(p) = keys::decode_pos(&k[1..]) else {
+                        continue;
+                    };
+                    if let Some(h) = self.item_in(&utf8(&v)?, p)? {
+                        if !keep(h) {
                             break;
                         }
                     }
@@ -285,8 +298,27 @@ impl ProjectionStore {
     /// The history item at `p`.
     pub fn item(&self, p: Position) -> Result<Option<HistoryItem>, ProjectionError> {
         match self.tree.get(keys::history(p))? {
-            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+            Some(project) => self.item_in(&utf8(&project)?, p),
             None => Ok(None),
         }
     }
+
+    fn item_in(&self, project: &str, p: Position) -> Result<Option<HistoryItem>, ProjectionError> {
+        match self.tree.get(keys::index(Index::Project, project, p))? {
+            Some(v) => Ok(Some(decode_item(&v)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// A project index entry: the latest time (8 bytes), then the item.
+fn decode_item(v: &[u8]) -> Result<HistoryItem, ProjectionError> {
+    let json = v
+        .get(8..)
+        .ok_or_else(|| ProjectionError::Corrupt("short history entry".into()))?;
+    Ok(serde_json::from_slice(json)?)
+}
+
+fn utf8(v: &[u8]) -> Result<String, ProjectionError> {
+    String::from_utf8(v.to_vec()).map_err(|e| ProjectionError::Corrupt(e.to_string()))
 }

@@ -3,10 +3,12 @@
 //!
 //! After each event the runner renders the project's stages as `ListStages`
 //! shows them and writes those that changed, keyed by project, stage and
-//! position; a new stage list (a pipeline applied) is written the same way,
-//! and a time index maps each event to the latest event time seen so far in
-//! its project. The state at position `p` is then: the stage list in force
-//! at `p`, and for each stage its last version at or before `p`.
+//! position; a new stage list (a pipeline applied) is written the same way.
+//! The state at position `p` is then: the stage list in force at `p`, and
+//! for each stage its last version at or before `p`. A time is turned into a
+//! position with the project index, whose entries begin with the latest
+//! event time of the project so far (event times need not be monotonic;
+//! the latest time so far is).
 //!
 //! A version is written exactly when the event changed it (compared with
 //! the rendering of the state before the event), so a runner that resumes
@@ -60,8 +62,6 @@ impl Timeline {
     /// Records what `ev` (already applied to `state`) changed; `before` saw
     /// the state before it.
     pub fn record(&mut self, state: &ProjectState, ev: &StoredEvent, writes: &mut Writes) {
-        let time = state.latest_time.unwrap_or(ev.event.time);
-        writes.raw(keys::moment(&state.project, time, ev.position), &[]);
         let Some(definition) = state.definition() else {
             return;
         };
@@ -126,16 +126,50 @@ fn last_event(
             let hi = keys::index(keys::Index::Project, project, p);
             tree.range(lo..=hi).next_back().transpose()?.map(|(k, _)| k)
         }
-        At::Time(t) => {
-            // The latest time seen grows with the position: the last event
-            // whose latest time is at most `t` precedes the first event
-            // stamped after `t`.
-            let lo = keys::moment(project, DateTime::<Utc>::MIN_UTC, Position::ZERO);
-            let hi = keys::moment(project, t, Position(u64::MAX));
-            tree.range(lo..=hi).next_back().transpose()?.map(|(k, _)| k)
-        }
+        At::Time(t) => return last_event_by(tree, project, t),
     };
     Ok(found.and_then(|k| keys::index_pos(&k)))
+}
+
+/// The project's last event whose latest time so far is at most `t`: a
+/// binary search over positions (the latest time grows with them).
+fn last_event_by(
+    tree: &sled::Tree,
+    project: &str,
+    t: DateTime<Utc>,
+) -> Result<Option<Position>, ProjectionError> {
+    let limit = keys::time(t);
+    let prefix = keys::index_prefix(keys::Index::Project, project);
+    // The first entry at or after position `p`, and whether it is at most `t`.
+    let probe = |p: u64| -> Result<Option<(Position, bool)>, ProjectionError> {
+        let start = keys::index(keys::Index::Project, project, Position(p));
+        let Some((k, v)) = tree.range(start..).next().transpose()? else {
+            return Ok(None);
+        };
+        if !k.starts_with(&prefix) {
+            return Ok(None);
+        }
+        let at = keys::index_pos(&k).ok_or_else(|| ProjectionError::Corrupt("index key".into()))?;
+        let time = v
+            .get(..8)
+            .ok_or_else(|| ProjectionError::Corrupt("short history entry".into()))?;
+        Ok(Some((at, time <= &limit[..])))
+    };
+    // Every entry before `lo` is at most `t`; no entry from `hi` is.
+    let (mut lo, mut hi) = (0u64, u64::MAX);
+    let mut best = None;
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match probe(mid)? {
+            Some((at, true)) => {
+                best = Some(at);
+                lo = at.0.saturating_add(1);
+            }
+            // The first entry from `mid` is too late: so is every later one.
+            Some((_, false)) | None => hi = mid,
+        }
+    }
+    Ok(best)
 }
 
 /// The last value under `prefix` whose key ends with a position at most `p`.

@@ -234,18 +234,17 @@ async fn the_state_at_every_position_and_time_equals_the_fold_of_the_log() {
         None
     );
 
-    // The resumed runner wrote the same versions as a clean rebuild does.
+    // The resumed runner wrote the same views as a clean rebuild does.
     let fresh = Projections::open(&dir.path().join("fresh")).expect("fresh");
     run_until(&fresh, log.clone(), head).await;
-    let timeline = |p: &Projections| -> Vec<(sled::IVec, sled::IVec)> {
-        p.store()
-            .views()
-            .iter()
-            .filter_map(Result::ok)
-            .filter(|(k, _)| matches!(k.first(), Some(b'g' | b'm' | b'w')))
-            .collect()
+    let views = |p: &Projections| -> Vec<(sled::IVec, sled::IVec)> {
+        p.store().views().iter().filter_map(Result::ok).collect()
     };
-    let resumed = timeline(&p);
-    assert!(resumed.len() > 60, "{} timeline keys", resumed.len());
-    assert_eq!(resumed, timeline(&fresh));
+    let resumed = views(&p);
+    let versions = resumed
+        .iter()
+        .filter(|(k, _)| matches!(k.first(), Some(b'g' | b'w')))
+        .count();
+    assert!(versions > 20, "{versions} stage versions");
+    assert_eq!(resumed, views(&fresh));
 }
