@@ -9,8 +9,9 @@
 //! | `s` project                       | project state snapshot (JSON)           |
 //! | `h` pos(8)                        | project of the event at pos             |
 //! | `x` `p` project 0x00 pos(8)       | latest event time of the project up to  |
-//! |                                   | pos (8: nanoseconds, sign bit flipped), |
-//! |                                   | then the history item (JSON)            |
+//! |                                   | pos and the event's time (8 each:       |
+//! |                                   | nanoseconds, sign bit flipped), then    |
+//! |                                   | the history entry (protobuf)            |
 //! | `x` `a`/`t` value 0x00 pos(8)     | actor / event type index: the project   |
 //! | `x` `s`/`f` value 0x00 pos(8)     | project/stage, project/freight index:   |
 //! |                                   | empty                                   |
@@ -31,7 +32,7 @@ pub const FORMAT: &[u8] = b"V";
 
 /// The layout written by this version; a store written by an older one is
 /// rebuilt from the log.
-pub const FORMAT_VERSION: u64 = 3;
+pub const FORMAT_VERSION: u64 = 4;
 
 pub fn pos(p: Position) -> [u8; 8] {
     p.0.to_be_bytes()

@@ -7,8 +7,12 @@ use waybill_ledger::domain::ProjectState;
 use waybill_ledger::Position;
 
 use crate::error::ProjectionError;
+use prost::Message as _;
+use waybill_proto::v1 as pb;
+
 use crate::history::HistoryItem;
 use crate::keys::{self, Index};
+use crate::service::convert;
 
 /// sled's page cache (its default is 1 GiB).
 const CACHE_BYTES: u64 = 64 * 1024 * 1024;
@@ -45,15 +49,16 @@ pub struct HistoryFilter {
 }
 
 impl HistoryFilter {
-    fn matches(&self, item: &HistoryItem) -> bool {
+    /// Whether the entry matches; `time` is its event time as [`keys::time`].
+    fn matches(&self, item: &pb::HistoryEntry, time: &[u8]) -> bool {
         let eq = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
         eq(&self.project, &item.project)
             && eq(&self.stage, &item.stage)
             && eq(&self.freight, &item.freight)
             && eq(&self.actor, &item.actor)
             && eq(&self.event_type, &item.event_type)
-            && self.since.is_none_or(|t| item.time >= t)
-            && self.until.is_none_or(|t| item.time < t)
+            && self.since.is_none_or(|t| time >= &keys::time(t)[..])
+            && self.until.is_none_or(|t| time < &keys::time(t)[..])
     }
 
     /// The most selective index for this filter, and its value.
@@ -94,9 +99,14 @@ impl Writes {
         let p = item.position;
         // The item is stored once, in the project index: per-project history,
         // the common query, is one sequential scan. The other entries say
-        // where to find it.
-        let mut value = keys::time(latest).to_vec();
-        serde_json::to_writer(&mut value, item)?;
+        // where to find it. It is stored as the query answers it.
+        let entry = convert::entry(item);
+        let mut value = Vec::with_capacity(16 + entry.encoded_len());
+        value.extend_from_slice(&keys::time(latest));
+        value.extend_from_slice(&keys::time(item.time));
+        entry
+            .encode(&mut value)
+            .map_err(|e| ProjectionError::Storage(e.to_string()))?;
         self.batch
             .insert(keys::index(Index::Project, &item.project, p), value);
         let project = item.project.as_bytes();
@@ -239,14 +249,32 @@ impl ProjectionStore {
         filter: &HistoryFilter,
         from: Position,
         limit: usize,
-    ) -> Result<Vec<HistoryItem>, ProjectionError> {
-        let limit = limit.clamp(1, MAX_HISTORY);
+    ) -> Result<Vec<pb::HistoryEntry>, ProjectionError> {
         let mut out = Vec::new();
-        let mut keep = |h: HistoryItem| {
-            if filter.matches(&h) {
-                out.push(h);
+        self.history_each(filter, from, limit, |h| {
+            out.push(h);
+            true
+        })?;
+        Ok(out)
+    }
+
+    /// Hands each entry of [`ProjectionStore::history`] to `each` as it is
+    /// read, until `each` returns false.
+    pub fn history_each(
+        &self,
+        filter: &HistoryFilter,
+        from: Position,
+        limit: usize,
+        mut each: impl FnMut(pb::HistoryEntry) -> bool,
+    ) -> Result<(), ProjectionError> {
+        let limit = limit.clamp(1, MAX_HISTORY);
+        let mut sent = 0;
+        let mut keep = |(time, h): Stored| {
+            if filter.matches(&h, &time) {
+                sent += 1;
+                return each(h) && sent < limit;
             }
-            out.len() < limit
+            true
         };
         match filter.index() {
             Some((kind, value)) => {
@@ -292,18 +320,18 @@ impl ProjectionStore {
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 
-    /// The history item at `p`.
-    pub fn item(&self, p: Position) -> Result<Option<HistoryItem>, ProjectionError> {
+    /// The history entry at `p`.
+    pub fn item(&self, p: Position) -> Result<Option<pb::HistoryEntry>, ProjectionError> {
         match self.tree.get(keys::history(p))? {
-            Some(project) => self.item_in(&utf8(&project)?, p),
+            Some(project) => Ok(self.item_in(&utf8(&project)?, p)?.map(|(_, h)| h)),
             None => Ok(None),
         }
     }
 
-    fn item_in(&self, project: &str, p: Position) -> Result<Option<HistoryItem>, ProjectionError> {
+    fn item_in(&self, project: &str, p: Position) -> Result<Option<Stored>, ProjectionError> {
         match self.tree.get(keys::index(Index::Project, project, p))? {
             Some(v) => Ok(Some(decode_item(&v)?)),
             None => Ok(None),
@@ -311,12 +339,19 @@ impl ProjectionStore {
     }
 }
 
-/// A project index entry: the latest time (8 bytes), then the item.
-fn decode_item(v: &[u8]) -> Result<HistoryItem, ProjectionError> {
-    let json = v
-        .get(8..)
-        .ok_or_else(|| ProjectionError::Corrupt("short history entry".into()))?;
-    Ok(serde_json::from_slice(json)?)
+/// A history entry and its event time (as [`keys::time`]).
+type Stored = ([u8; 8], pb::HistoryEntry);
+
+/// A project index entry: the project's latest time so far and the event's
+/// time (8 bytes each), then the entry (protobuf).
+fn decode_item(v: &[u8]) -> Result<Stored, ProjectionError> {
+    let short = || ProjectionError::Corrupt("short history entry".into());
+    let time: [u8; 8] = v
+        .get(8..16)
+        .ok_or_else(short)?
+        .try_into()
+        .map_err(|_| short())?;
+    Ok((time, pb::HistoryEntry::decode(&v[16..])?))
 }
 
 fn utf8(v: &[u8]) -> Result<String, ProjectionError> {

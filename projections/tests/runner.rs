@@ -192,10 +192,10 @@ async fn read_models_follow_the_log_and_resume_equal_to_a_rebuild() {
     // Every item carries its chain hash and the policy version in force.
     assert!(resumed
         .iter()
-        .all(|i| i.hash.len() == 64 && i.policy_version > Position::ZERO));
+        .all(|i| i.hash.len() == 64 && i.policy_version > 0));
     let limited = p.store().history(&all, Position(5), 3).expect("history");
     assert_eq!(
-        limited.iter().map(|i| i.position.0).collect::<Vec<_>>(),
+        limited.iter().map(|i| i.position).collect::<Vec<_>>(),
         [5, 6, 7]
     );
 }

@@ -282,7 +282,7 @@ pub async fn run(args: QueriesBenchArgs) -> anyhow::Result<()> {
 
     progress.phase("serving the rebuilt read models");
     let (mut server, endpoint) = serve(Some(&url), &data, &[])?;
-    let channel = tonic::transport::Endpoint::from_shared(endpoint)?
+    let channel = crate::client::windows(tonic::transport::Endpoint::from_shared(endpoint)?)
         .connect()
         .await?;
     let mut q = QueryServiceClient::new(channel.clone());

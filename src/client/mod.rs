@@ -94,6 +94,15 @@ impl tonic::service::Interceptor for Bearer {
 
 pub type Commands = CommandServiceClient<InterceptedService<Channel, Bearer>>;
 
+/// HTTP/2 receive windows: a history or export stream is hundreds of
+/// kilobytes, and with HTTP/2's default 64 KiB window the server would stop
+/// to wait for the client's window updates several times per reply.
+pub fn windows(endpoint: Endpoint) -> Endpoint {
+    endpoint
+        .initial_stream_window_size(Some(2 << 20))
+        .initial_connection_window_size(Some(4 << 20))
+}
+
 /// Opens a channel to the server and the interceptor that sends the token.
 pub async fn channel(args: &ClientArgs) -> anyhow::Result<(Channel, Bearer)> {
     let bearer = match &args.token {
@@ -102,9 +111,11 @@ pub async fn channel(args: &ClientArgs) -> anyhow::Result<(Channel, Bearer)> {
         })?),
         None => None,
     };
-    let mut endpoint = Endpoint::from_shared(args.server.clone())
-        .map_err(|e| anyhow::anyhow!("invalid --server {:?}: {e}", args.server))?
-        .connect_timeout(std::time::Duration::from_secs(5));
+    let mut endpoint = windows(
+        Endpoint::from_shared(args.server.clone())
+            .map_err(|e| anyhow::anyhow!("invalid --server {:?}: {e}", args.server))?,
+    )
+    .connect_timeout(std::time::Duration::from_secs(5));
     if let Some(tls) = client_tls(args)? {
         endpoint = endpoint
             .tls_config(tls)

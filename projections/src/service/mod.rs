@@ -14,8 +14,13 @@ use waybill_proto::v1 as pb;
 use waybill_proto::v1::query_service_server::QueryService;
 
 use crate::runner::{read, Projections, SharedState};
+use tokio_stream::wrappers::ReceiverStream;
+
 use crate::store::HistoryFilter;
 use crate::timeline::{self, At};
+
+/// History entries read before the first are sent.
+const HISTORY_CHUNK: usize = 100;
 
 /// How long a query waits for `min_position` before giving up.
 pub const MIN_POSITION_WAIT: Duration = Duration::from_secs(5);
@@ -288,12 +293,33 @@ impl QueryService for QueryGrpc {
         let limit = if r.limit == 0 { 1000 } else { r.limit as usize };
         let store = self.projections.store().clone();
         let from = Position(r.from_position.max(1));
-        let items = tokio::task::spawn_blocking(move || store.history(&filter, from, limit))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| Status::internal(e.to_string()))?;
-        let entries: Vec<_> = items.iter().map(|h| Ok(convert::entry(h))).collect();
-        Ok(Response::new(Box::pin(futures::stream::iter(entries))))
+        // Entries go out in chunks while the rest is read.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<pb::HistoryEntry>, Status>>(4);
+        tokio::task::spawn_blocking(move || {
+            let mut chunk = Vec::with_capacity(HISTORY_CHUNK);
+            let read = store.history_each(&filter, from, limit, |h| {
+                chunk.push(h);
+                if chunk.len() < HISTORY_CHUNK {
+                    return true;
+                }
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(HISTORY_CHUNK));
+                tx.blocking_send(Ok(full)).is_ok()
+            });
+            let last = match read {
+                Ok(()) if chunk.is_empty() => return,
+                Ok(()) => Ok(chunk),
+                Err(e) => Err(Status::internal(e.to_string())),
+            };
+            let _ = tx.blocking_send(last);
+        });
+        let entries = ReceiverStream::new(rx).flat_map(|chunk| {
+            let items: Vec<Result<pb::HistoryEntry, Status>> = match chunk {
+                Ok(chunk) => chunk.into_iter().map(Ok).collect(),
+                Err(status) => vec![Err(status)],
+            };
+            futures::stream::iter(items)
+        });
+        Ok(Response::new(Box::pin(entries)))
     }
 
     async fn state_at(
@@ -368,9 +394,8 @@ impl QueryService for QueryGrpc {
                             tokio::task::spawn_blocking(move || store.history(&f, next, 256)).await;
                         match items {
                             Ok(Ok(items)) if !items.is_empty() => {
-                                let last = items.last().map(|h| h.position).unwrap_or(next);
-                                let out: Vec<_> =
-                                    items.iter().map(|h| Ok(convert::entry(h))).collect();
+                                let last = items.last().map_or(next, |h| Position(h.position));
+                                let out: Vec<_> = items.into_iter().map(Ok).collect();
                                 return Some((futures::stream::iter(out), (last.next(), applied)));
                             }
                             Ok(Ok(_)) => {
