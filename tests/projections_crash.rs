@@ -89,7 +89,8 @@ fn kill_dash_nine_during_catch_up_ends_equal_to_a_rebuild() {
         );
     }
     // 200,000 history items, and the checkpoint at the head.
-    let history = rebuilt.keys().filter(|k| k.starts_with(b"viewsh")).count();
+    // (Items live in the project index, `x` `p`.)
+    let history = rebuilt.keys().filter(|k| k.starts_with(b"viewsxp")).count();
     assert_eq!(history, 200_000);
     // The Merkle tree holds every record.
     assert_eq!(

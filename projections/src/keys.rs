@@ -7,14 +7,16 @@
 //! | `c`                               | last applied position (8, big-endian)   |
 //! | `n`                               | position the snapshots reflect          |
 //! | `s` project                       | project state snapshot (JSON)           |
-//! | `h` pos(8)                        | project of the event at pos             |
+//! | `h` bucket(8)                     | the positions of a bucket of 4,096, and |
+//! |                                   | their projects (see `postings`)         |
 //! | `x` `p` project 0x00 pos(8)       | latest event time of the project up to  |
 //! |                                   | pos and the event's time (8 each:       |
 //! |                                   | nanoseconds, sign bit flipped), then    |
 //! |                                   | the history entry (protobuf)            |
-//! | `x` `a`/`t` value 0x00 pos(8)     | actor / event type index: the project   |
-//! | `x` `s`/`f` value 0x00 pos(8)     | project/stage, project/freight index:   |
-//! |                                   | empty                                   |
+//! | `x` `a`/`t` value 0x00 bucket(8)  | actor / event type index: positions     |
+//! |                                   | and their projects (see `postings`)     |
+//! | `x` `s`/`f` value 0x00 bucket(8)  | project/stage, project/freight index:   |
+//! |                                   | positions (see `postings`)              |
 //! | `g` project 0x00 pos(8)           | stage list in force from pos (protobuf   |
 //! |                                   | `ListStagesReply`, stage names only)     |
 //! | `w` project 0x00 stage 0x00 pos(8)| the stage as `ListStages` showed it from |
@@ -32,7 +34,7 @@ pub const FORMAT: &[u8] = b"V";
 
 /// The layout written by this version; a store written by an older one is
 /// rebuilt from the log.
-pub const FORMAT_VERSION: u64 = 4;
+pub const FORMAT_VERSION: u64 = 5;
 
 pub fn pos(p: Position) -> [u8; 8] {
     p.0.to_be_bytes()
@@ -48,12 +50,8 @@ pub fn snapshot(project: &str) -> Vec<u8> {
     k
 }
 
-pub fn history(p: Position) -> [u8; 9] {
-    let mut k = [0u8; 9];
-    k[0] = b'h';
-    k[1..].copy_from_slice(&pos(p));
-    k
-}
+/// Prefix of the posting lists of the whole log.
+pub const HISTORY: &[u8] = b"h";
 
 /// Index kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

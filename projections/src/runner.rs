@@ -202,7 +202,7 @@ impl Projections {
             if snapshot {
                 for name in &unsnapshotted {
                     if let Some(s) = states.get(name) {
-                        writes.snapshot(&read(s), last)?;
+                        writes.snapshot(s.clone(), last);
                     }
                 }
                 unsnapshotted.clear();
@@ -227,7 +227,7 @@ impl Projections {
             let at = self.applied();
             for name in &unsnapshotted {
                 if let Some(s) = states.get(name) {
-                    writes.snapshot(&read(s), at)?;
+                    writes.snapshot(s.clone(), at);
                 }
             }
             let store = self.inner.store.clone();

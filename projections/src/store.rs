@@ -12,6 +12,8 @@ use waybill_proto::v1 as pb;
 
 use crate::history::HistoryItem;
 use crate::keys::{self, Index};
+use crate::postings::{self, Postings};
+use crate::runner::{read, SharedState};
 use crate::service::convert;
 
 /// sled's page cache (its default is 1 GiB).
@@ -80,12 +82,14 @@ impl HistoryFilter {
     }
 }
 
-/// One atomic write: history items, indexes, snapshots and the checkpoint.
+/// One atomic write of history items, indexes and the checkpoint; then,
+/// perhaps, snapshots of project states.
 #[derive(Debug, Default)]
 pub struct Writes {
     batch: sled::Batch,
+    postings: Postings,
     checkpoint: Option<Position>,
-    snapshots: Option<sled::Batch>,
+    snapshots: Option<(Position, Vec<SharedState>)>,
 }
 
 impl Writes {
@@ -109,20 +113,22 @@ impl Writes {
             .map_err(|e| ProjectionError::Storage(e.to_string()))?;
         self.batch
             .insert(keys::index(Index::Project, &item.project, p), value);
-        let project = item.project.as_bytes();
-        self.batch.insert(&keys::history(p)[..], project);
-        self.batch
-            .insert(keys::index(Index::Actor, &item.actor, p), project);
-        self.batch
-            .insert(keys::index(Index::Type, &item.event_type, p), project);
-        let empty: &[u8] = &[];
+        let project = &item.project;
+        let postings = &mut self.postings;
+        postings.add(keys::HISTORY.to_vec(), p, project);
+        postings.add(keys::index_prefix(Index::Actor, &item.actor), p, project);
+        postings.add(
+            keys::index_prefix(Index::Type, &item.event_type),
+            p,
+            project,
+        );
         if !item.stage.is_empty() {
-            let v = format!("{}/{}", item.project, item.stage);
-            self.batch.insert(keys::index(Index::Stage, &v, p), empty);
+            let v = format!("{project}/{}", item.stage);
+            postings.add(keys::index_prefix(Index::Stage, &v), p, "");
         }
         if !item.freight.is_empty() {
-            let v = format!("{}/{}", item.project, item.freight);
-            self.batch.insert(keys::index(Index::Freight, &v, p), empty);
+            let v = format!("{project}/{}", item.freight);
+            postings.add(keys::index_prefix(Index::Freight, &v), p, "");
         }
         self.checkpoint = Some(p);
         Ok(())
@@ -133,12 +139,12 @@ impl Writes {
         self.batch.insert(key, value);
     }
 
-    /// Records a project's state snapshot, as of `at`.
-    pub fn snapshot(&mut self, state: &ProjectState, at: Position) -> Result<(), ProjectionError> {
-        let batch = self.snapshots.get_or_insert_with(sled::Batch::default);
-        batch.insert(keys::snapshot(&state.project), serde_json::to_vec(state)?);
-        batch.insert(keys::SNAPSHOT_AT, &keys::pos(at)[..]);
-        Ok(())
+    /// Snapshots a project's state, as of `at`, once the views are written
+    /// (the state must not move before the commit ends).
+    pub fn snapshot(&mut self, state: SharedState, at: Position) {
+        let (p, states) = self.snapshots.get_or_insert_with(|| (at, Vec::new()));
+        *p = at;
+        states.push(state);
     }
 }
 
@@ -228,11 +234,23 @@ impl ProjectionStore {
         if let Some(p) = writes.checkpoint {
             writes.batch.insert(keys::CHECKPOINT, &keys::pos(p)[..]);
         }
+        writes.postings.write(&self.tree, &mut writes.batch)?;
         self.tree.apply_batch(writes.batch)?;
-        // After the views: a crash between the two replays from the older
-        // snapshots, and re-applying is a no-op.
-        if let Some(snapshots) = writes.snapshots {
-            self.snapshots.apply_batch(snapshots)?;
+        // After the views, one state at a time (a state may be megabytes:
+        // one batch of them all would hold them all in memory twice), and
+        // their position last. A crash in between leaves some states ahead
+        // of that position: the runner replays from it, and states skip the
+        // events they have seen (as do the views, committed first).
+        if let Some((at, states)) = writes.snapshots {
+            for state in states {
+                let (key, json) = {
+                    let state = read(&state);
+                    (keys::snapshot(&state.project), serde_json::to_vec(&*state)?)
+                };
+                self.snapshots.insert(key, json)?;
+            }
+            self.snapshots
+                .insert(keys::SNAPSHOT_AT, &keys::pos(at)[..])?;
         }
         Ok(())
     }
@@ -276,46 +294,31 @@ impl ProjectionStore {
             }
             true
         };
-        match filter.index() {
-            Some((kind, value)) => {
-                let start = keys::index(kind, &value, from);
-                let prefix = keys::index_prefix(kind, &value);
+        let (prefix, scoped) = match filter.index() {
+            Some((Index::Project, value)) => {
+                let start = keys::index(Index::Project, &value, from);
+                let prefix = keys::index_prefix(Index::Project, &value);
                 for entry in self.tree.range(start..) {
                     let (k, v) = entry?;
-                    if !k.starts_with(&prefix) {
+                    if !k.starts_with(&prefix) || !keep(decode_item(&v)?) {
                         break;
                     }
-                    let Some(p) = keys::index_pos(&k) else {
-                        continue;
-                    };
-                    let found = match kind {
-                        Index::Project => Some(decode_item(&v)?),
-                        // Project-scoped indexes: the filter names the project.
-                        Index::Stage | Index::Freight => {
-                            self.item_in(filter.project.as_deref().unwrap_or(""), p)?
-                        }
-                        Index::Actor | Index::Type => self.item_in(&utf8(&v)?, p)?,
-                    };
-                    if let Some(h) = found {
-                        if !keep(h) {
-                            break;
-                        }
-                    }
                 }
+                return Ok(());
             }
-            None => {
-                for entry in self
-                    .tree
-                    .range(keys::history(from)..keys::history(Position(u64::MAX)))
-                {
-                    let (k, v) = entry?;
-                    let Some(p) = keys::decode_pos(&k[1..]) else {
-                        continue;
-                    };
-                    if let Some(h) = self.item_in(&utf8(&v)?, p)? {
-                        if !keep(h) {
-                            break;
-                        }
+            // Project-scoped indexes: the filter names the project.
+            Some((kind @ (Index::Stage | Index::Freight), value)) => {
+                (keys::index_prefix(kind, &value), filter.project.as_deref())
+            }
+            Some((kind, value)) => (keys::index_prefix(kind, &value), None),
+            None => (keys::HISTORY.to_vec(), None),
+        };
+        for bucket in postings::scan(&self.tree, prefix, from) {
+            for (p, project) in bucket? {
+                let project = scoped.unwrap_or(&project);
+                if let Some(h) = self.item_in(project, p)? {
+                    if !keep(h) {
+                        return Ok(());
                     }
                 }
             }
@@ -325,9 +328,13 @@ impl ProjectionStore {
 
     /// The history entry at `p`.
     pub fn item(&self, p: Position) -> Result<Option<pb::HistoryEntry>, ProjectionError> {
-        match self.tree.get(keys::history(p))? {
-            Some(project) => Ok(self.item_in(&utf8(&project)?, p)?.map(|(_, h)| h)),
-            None => Ok(None),
+        let first = postings::scan(&self.tree, keys::HISTORY.to_vec(), p).next();
+        let Some(bucket) = first.transpose()? else {
+            return Ok(None);
+        };
+        match bucket.into_iter().next() {
+            Some((at, project)) if at == p => Ok(self.item_in(&project, p)?.map(|(_, h)| h)),
+            _ => Ok(None),
         }
     }
 
@@ -352,8 +359,4 @@ fn decode_item(v: &[u8]) -> Result<Stored, ProjectionError> {
         .try_into()
         .map_err(|_| short())?;
     Ok((time, pb::HistoryEntry::decode(&v[16..])?))
-}
-
-fn utf8(v: &[u8]) -> Result<String, ProjectionError> {
-    String::from_utf8(v.to_vec()).map_err(|e| ProjectionError::Corrupt(e.to_string()))
 }
