@@ -81,7 +81,7 @@ async fn catch_up(
         tokio::task::spawn_blocking(move || Transparency::open(&db, CheckpointPolicy::read_only()))
             .await??
     };
-    let start = projections.applied();
+    let start = projections.applied().min(Position(transparency.size()));
     let bar = ProgressBar::with_draw_target(Some(head.0), ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} events ({per_sec}, eta {eta})")
@@ -90,64 +90,45 @@ async fn catch_up(
     );
     bar.set_message(what.to_string());
     bar.set_position(start.0);
-    if start < head {
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let runner = {
-            let projections = projections.clone();
-            let bar = bar.clone();
-            tokio::spawn(async move {
-                projections
-                    .run(
-                        handle,
-                        async {
-                            let _ = stop_rx.await;
-                        },
-                        move |p| bar.set_position(p.0),
-                    )
-                    .await
-            })
-        };
-        let reached = loop {
-            match projections.wait_for(head, Duration::from_secs(1)).await {
-                Ok(p) => break Ok(p),
-                Err(_) if runner.is_finished() => break Err(()),
-                Err(_) => continue,
-            }
-        };
-        let _ = stop_tx.send(());
-        runner.await.context("projection runner")??;
-        if reached.is_err() {
-            anyhow::bail!("the projection runner stopped before reaching position {head}");
+    // The read models and the Merkle tree of the log (in the same store)
+    // each read the log, at once: one waits for sled while the other works.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let views = (projections.applied() < head).then(|| {
+        let projections = projections.clone();
+        let (log, stop) = (log.log(), stopped(stop_rx.clone()));
+        tokio::spawn(async move { projections.run(log, stop, |_| {}).await })
+    });
+    let tree = (transparency.size() < head.0).then(|| {
+        let transparency = transparency.clone();
+        let (log, stop) = (log.log(), stopped(stop_rx.clone()));
+        tokio::spawn(async move { transparency.run(log, stop).await })
+    });
+    let finished = |h: &Option<tokio::task::JoinHandle<_>>| {
+        h.as_ref().is_some_and(tokio::task::JoinHandle::is_finished)
+    };
+    let reached = loop {
+        let done = (projections.applied(), Position(transparency.size()));
+        bar.set_position(done.0.min(done.1).0);
+        if done.0 >= head && done.1 >= head {
+            break true;
         }
+        if finished(&views) || finished(&tree) {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = stop_tx.send(true);
+    if let Some(views) = views {
+        views.await.context("projection runner")??;
     }
-    // The Merkle tree of the log lives in the same store.
-    if transparency.size() < head.0 {
-        bar.set_message(format!("{what} (Merkle tree)"));
-        bar.set_position(transparency.size());
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let runner = {
-            let transparency = transparency.clone();
-            let log = log.log();
-            tokio::spawn(async move {
-                transparency
-                    .run(log, async {
-                        let _ = stop_rx.await;
-                    })
-                    .await
-            })
-        };
-        let reached = loop {
-            match transparency.wait_for(head.0, Duration::from_secs(1)).await {
-                Ok(_) => break true,
-                Err(_) if runner.is_finished() => break false,
-                Err(at) => bar.set_position(at),
-            }
-        };
-        let _ = stop_tx.send(());
-        runner.await.context("Merkle tree runner")??;
-        if !reached {
-            anyhow::bail!("the Merkle tree runner stopped before reaching position {head}");
-        }
+    if let Some(tree) = tree {
+        tree.await.context("Merkle tree runner")??;
+    }
+    if !reached {
+        anyhow::bail!("the projections stopped before reaching position {head}");
     }
     bar.finish_with_message(format!("{what}: done"));
     log.close().await;

@@ -155,14 +155,27 @@ impl Projections {
         let mut last_snapshot = std::time::Instant::now();
         let mut snapshot_cost = Duration::ZERO;
         let mut timeline = Timeline::default();
+        // One commit runs while the next batch is applied; it is awaited
+        // before the next starts (batches land in order), and before the
+        // runner waits for more events (so that what it applied shows).
+        let mut in_flight: Option<(Commit, Position)> = None;
         loop {
-            let first = tokio::select! {
-                () = &mut shutdown => break,
-                item = tail.next() => match item {
-                    Some(item) => item?,
-                    None => break,
+            let ready = match tail.next().now_or_never() {
+                Some(item) => Some(item),
+                None => {
+                    self.settle(&mut in_flight, &mut progress).await?;
+                    None
+                }
+            };
+            let item = match ready {
+                Some(item) => item,
+                None => tokio::select! {
+                    () = &mut shutdown => break,
+                    item = tail.next() => item,
                 },
             };
+            let Some(first) = item else { break };
+            let first = first?;
             let mut events = vec![first];
             let mut idle = false;
             while events.len() < MAX_BATCH {
@@ -208,19 +221,21 @@ impl Projections {
                 unsnapshotted.clear();
                 since_snapshot = 0;
             }
+            self.settle(&mut in_flight, &mut progress).await?;
             let store = self.inner.store.clone();
-            tokio::task::spawn_blocking(move || store.commit(writes))
-                .await
-                .map_err(|e| ProjectionError::Storage(e.to_string()))??;
+            let commit = tokio::task::spawn_blocking(move || store.commit(writes));
+            in_flight = Some((commit, last));
             if snapshot {
+                // The states must not move while they are written.
+                self.settle(&mut in_flight, &mut progress).await?;
                 snapshot_cost = started.elapsed();
                 last_snapshot = std::time::Instant::now();
             }
-            // The states already reflect these events; now the history does too.
-            self.inner.applied.send_replace(last);
-            metrics::gauge!("waybill_projection_applied_position").set(last.0 as f64);
-            progress(last);
+            if shutdown.as_mut().now_or_never().is_some() {
+                break;
+            }
         }
+        self.settle(&mut in_flight, &mut progress).await?;
         // Leave a snapshot of everything applied, so a restart replays nothing.
         if !unsnapshotted.is_empty() {
             let mut writes = Writes::default();
@@ -235,6 +250,30 @@ impl Projections {
                 .await
                 .map_err(|e| ProjectionError::Storage(e.to_string()))??;
         }
+        Ok(())
+    }
+}
+
+/// A commit of the views running on the blocking pool.
+type Commit = tokio::task::JoinHandle<Result<(), ProjectionError>>;
+
+impl Projections {
+    /// Waits for the commit in flight, if any, and publishes its position.
+    async fn settle(
+        &self,
+        in_flight: &mut Option<(Commit, Position)>,
+        progress: &mut impl FnMut(Position),
+    ) -> Result<(), ProjectionError> {
+        let Some((commit, last)) = in_flight.take() else {
+            return Ok(());
+        };
+        commit
+            .await
+            .map_err(|e| ProjectionError::Storage(e.to_string()))??;
+        // The states already reflect these events; now the history does too.
+        self.inner.applied.send_replace(last);
+        metrics::gauge!("waybill_projection_applied_position").set(last.0 as f64);
+        progress(last);
         Ok(())
     }
 }
