@@ -435,7 +435,8 @@ Peak RSS of the rebuild process: **{rss_mb:.0} MiB** (target ≤ 200 MiB).
 
 The rebuild row compares `waybill projections rebuild` (a child process:
 read, decode and hash every event, evolve the project states, write history,
-indexes, snapshots and checkpoints to sled) with a raw ordered consumer
+indexes, stage versions, snapshots and checkpoints to sled, and, beside
+them, the Merkle tree of the log) with a raw ordered consumer
 reading the same stream in this process. The latency rows compare with the
 issue's absolute targets (the \"raw\" column is the target, the ratio is
 figure ÷ target): gRPC calls to a `waybill serve` child process on the rebuilt
