@@ -131,6 +131,10 @@ pub struct ServeArgs {
     /// more are refused with RESOURCE_EXHAUSTED [default: 1000].
     #[arg(long, env = "WAYBILL_RATE_LIMIT")]
     pub rate_limit: Option<u32>,
+    /// Memory for the read models' page cache, in MiB: history and
+    /// point-in-time queries read from it [default: 512].
+    #[arg(long, env = "WAYBILL_CACHE_MB", value_name = "MIB")]
+    pub cache_mb: Option<u64>,
     /// Do not run the auto-promotion reactor in this process.
     #[arg(long)]
     pub no_reactors: bool,

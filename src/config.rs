@@ -25,6 +25,8 @@ pub struct FileConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// Requests per second per connection.
     pub rate_limit: Option<u32>,
+    /// Read models' page cache, MiB.
+    pub cache_mb: Option<u64>,
     /// gRPC over TLS: certificate and key (PEM), and for mutual TLS the CA of clients.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,

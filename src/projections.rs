@@ -73,7 +73,12 @@ async fn catch_up(
     let open_dir = dir.to_path_buf();
     let projections = tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(&open_dir)?;
-        Projections::open(&open_dir).with_context(|| format!("opening {}", open_dir.display()))
+        // The server's cache: sled consolidates a page in memory before it
+        // writes it, and a store written through a small cache is slower to
+        // read (History p99 on 1M events: 7.5 ms after a 64 MiB rebuild,
+        // 3.5 ms after a 512 MiB one).
+        Projections::open_with_cache(&open_dir, crate::serve::DEFAULT_CACHE_MB << 20)
+            .with_context(|| format!("opening {}", open_dir.display()))
     })
     .await??;
     let transparency = {

@@ -88,10 +88,15 @@ impl Access for ViewerAccess {
     }
 }
 
+/// The read models' page cache of a server, MiB: a history or point-in-time
+/// query on a cold page costs sled a page read and decode.
+pub const DEFAULT_CACHE_MB: u64 = 512;
+
 /// Opens the projections under the data dir the flags and config select.
 pub async fn open_projections(
     args: &crate::cli::LogArgs,
     file: &FileConfig,
+    cache_mb: u64,
 ) -> anyhow::Result<Projections> {
     let dir = args
         .data_dir
@@ -101,7 +106,7 @@ pub async fn open_projections(
         .join("projections");
     tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(&dir)?;
-        Projections::open(&dir)
+        Projections::open_with_cache(&dir, cache_mb << 20)
             .with_context(|| format!("opening the projections in {}", dir.display()))
     })
     .await?
@@ -115,7 +120,8 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
     }
     let auth = authenticator(&args)?;
     let log = open(&args.log, file).await?;
-    let projections = open_projections(&args.log, file).await?;
+    let cache_mb = args.cache_mb.or(file.cache_mb).unwrap_or(DEFAULT_CACHE_MB);
+    let projections = open_projections(&args.log, file, cache_mb).await?;
     let policy = crate::audit::checkpoint_policy(
         &args.audit,
         &file.audit,

@@ -65,7 +65,12 @@ impl std::fmt::Debug for Projections {
 impl Projections {
     /// Opens the store in `dir` and loads the snapshots. Blocking.
     pub fn open(dir: &Path) -> Result<Projections, ProjectionError> {
-        let store = ProjectionStore::open(dir)?;
+        Projections::open_with_cache(dir, crate::store::CACHE_BYTES)
+    }
+
+    /// [`Projections::open`] with a page cache of `cache_bytes`. Blocking.
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Projections, ProjectionError> {
+        let store = ProjectionStore::open_with_cache(dir, cache_bytes)?;
         let at = store.snapshot_position()?;
         let states = store
             .snapshots()?

@@ -16,8 +16,9 @@ use crate::postings::{self, Postings};
 use crate::runner::{read, SharedState};
 use crate::service::convert;
 
-/// sled's page cache (its default is 1 GiB).
-const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// sled's page cache (its default is 1 GiB) when none is given: enough for
+/// a rebuild, which writes sequentially.
+pub const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Most history items returned by one query.
 pub const MAX_HISTORY: usize = 10_000;
@@ -151,9 +152,17 @@ impl Writes {
 impl ProjectionStore {
     /// Opens (or creates) the store in `dir`. Blocking.
     pub fn open(dir: &Path) -> Result<ProjectionStore, ProjectionError> {
+        ProjectionStore::open_with_cache(dir, CACHE_BYTES)
+    }
+
+    /// Opens the store with a page cache of `cache_bytes`. Blocking.
+    pub fn open_with_cache(
+        dir: &Path,
+        cache_bytes: u64,
+    ) -> Result<ProjectionStore, ProjectionError> {
         let db = sled::Config::new()
             .path(dir)
-            .cache_capacity(CACHE_BYTES)
+            .cache_capacity(cache_bytes)
             .open()
             .map_err(|e| {
                 ProjectionError::Storage(format!(
