@@ -442,7 +442,9 @@ issue's absolute targets (the \"raw\" column is the target, the ratio is
 figure ÷ target): gRPC calls to a `waybill serve` child process on the rebuilt
 read models; StateAt asks for a random position of a random project;
 command-to-visible lag is the time from a `RecordDiscovery` reply to a
-`ListStages` with that `min_position` returning.
+`ListStages` with that `min_position` returning. The rebuild's memory is
+mostly the project states, all held in memory (every freight and promotion
+ever, with their strings), plus sled's 512 MiB page cache (`--cache-mb`).
 ",
             events = args.events,
             projects = args.projects,
