@@ -51,6 +51,11 @@ pub struct QueriesBenchArgs {
     /// Spawn a 3-node cluster (`sync_interval: always`) and use an R3 stream.
     #[arg(long, conflicts_with = "nats")]
     pub cluster: bool,
+    /// Measure the embedded backend: the same ledger is also generated into
+    /// an embedded log, which the rebuild and the server then use (the raw
+    /// figure stays the JetStream consumer, measured in this run).
+    #[arg(long, conflicts_with_all = ["nats", "cluster"])]
+    pub embedded: bool,
     /// Write the results into FILE, replacing its `bench:queries` section.
     #[arg(long, value_name = "FILE")]
     pub write: Option<PathBuf>,
@@ -174,12 +179,43 @@ pub(super) async fn raw_replay(target: &Target, expected: u64) -> anyhow::Result
     })
 }
 
-/// Runs the rebuild in a child process; returns its rate and peak RSS (bytes).
-fn rebuild(url: &str, data: &std::path::Path, events: u64) -> anyhow::Result<(Rate, u64)> {
+/// Generates `per_project` events in each of `projects` projects, at once.
+async fn generate(
+    log: &Arc<dyn EventLog>,
+    projects: usize,
+    per_project: u64,
+) -> anyhow::Result<()> {
+    let tasks: Vec<_> = (0..projects)
+        .map(|p| {
+            tokio::spawn(generate_project(
+                log.clone(),
+                format!("proj-{p:03}"),
+                per_project,
+            ))
+        })
+        .collect();
+    for t in tasks {
+        t.await??;
+    }
+    let total = per_project * projects as u64;
+    let head = log.head().await?.0;
+    ensure!(
+        head == total,
+        "the generated ledger has {head} events, not {total}"
+    );
+    Ok(())
+}
+
+/// Runs the rebuild in a child process (on JetStream at `url`, or on the
+/// embedded log in `data`); returns its rate and peak RSS (bytes).
+fn rebuild(url: Option<&str>, data: &std::path::Path, events: u64) -> anyhow::Result<(Rate, u64)> {
     let exe = std::env::current_exe()?;
+    let nats: Vec<&str> = url.map(|u| vec!["--nats", u]).unwrap_or_default();
     let (elapsed, peak) = super::process::run_measured(
         Command::new(exe)
-            .args(["projections", "rebuild", "--nats", url, "--data-dir"])
+            .args(["projections", "rebuild"])
+            .args(nats)
+            .arg("--data-dir")
             .arg(data)
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
@@ -251,37 +287,37 @@ pub async fn run(args: QueriesBenchArgs) -> anyhow::Result<()> {
         "generating {total} events over {} projects",
         args.projects
     ));
-    let tasks: Vec<_> = (0..args.projects)
-        .map(|p| {
-            tokio::spawn(generate_project(
-                log.clone(),
-                format!("proj-{p:03}"),
-                per_project,
-            ))
-        })
-        .collect();
-    for t in tasks {
-        t.await??;
-    }
-    ensure!(
-        log.head().await?.0 == total,
-        "the generated ledger has {} events, not {total}",
-        log.head().await?.0
-    );
+    generate(&log, args.projects, per_project).await?;
 
     progress.phase("raw ordered consumer over the same stream");
     raw_replay(&target, total).await?;
     let raw = raw_replay(&target, total).await?;
 
-    progress.phase("projections rebuild (a child process)");
     let scratch = ScratchDir::create("waybill-bench-queries-")?;
     let data = scratch.path().to_path_buf();
-    let (url2, data2) = (url.clone(), data.clone());
+    // The log the rebuild and the server read: JetStream, or an embedded
+    // log in the data dir holding the same ledger.
+    let source = if args.embedded {
+        progress.phase(format!("embedded: generating the same {total} events"));
+        let sled = waybill_ledger::SledLog::open(&data)?;
+        generate(
+            &(Arc::new(sled.clone()) as Arc<dyn EventLog>),
+            args.projects,
+            per_project,
+        )
+        .await?;
+        sled.flush().await?;
+        None
+    } else {
+        Some(url.clone())
+    };
+    progress.phase("projections rebuild (a child process)");
+    let (url2, data2) = (source.clone(), data.clone());
     let (rebuild_rate, peak) =
-        tokio::task::spawn_blocking(move || rebuild(&url2, &data2, total)).await??;
+        tokio::task::spawn_blocking(move || rebuild(url2.as_deref(), &data2, total)).await??;
 
     progress.phase("serving the rebuilt read models");
-    let (mut server, endpoint) = serve(Some(&url), &data, &[])?;
+    let (mut server, endpoint) = serve(source.as_deref(), &data, &[])?;
     let channel = crate::client::windows(tonic::transport::Endpoint::from_shared(endpoint)?)
         .connect()
         .await?;
@@ -422,9 +458,9 @@ pub async fn run(args: QueriesBenchArgs) -> anyhow::Result<()> {
     println!("waybill bench queries: nats-server {version}, {total} events over {} projects\nmachine: {machine}\n\n{table}\npeak RSS of the rebuild: {rss_mb:.0} MiB (target ≤ 200 MiB)", args.projects);
     if let Some(path) = &args.write {
         let body = format!(
-            "## Read side (`waybill bench queries{cluster_flag}`)
+            "## Read side (`waybill bench queries{flag}`)
 
-- Command: `cargo run --release -- bench queries{cluster_flag} --events {events} --projects {projects} --samples {samples} --write {file}`
+- Command: `cargo run --release -- bench queries{flag} --events {events} --projects {projects} --samples {samples} --write {file}`
 - Date: {date}
 - Machine: {machine}
 - Server: nats-server {version}, spawned on loopback, {layout}
@@ -450,11 +486,24 @@ ever, with their strings), plus sled's 512 MiB page cache (`--cache-mb`).
             projects = args.projects,
             samples = args.samples,
             file = path.display(),
-            cluster_flag = if args.cluster { " --cluster" } else { "" },
-            layout = super::commands::layout(args.cluster),
+            flag = if args.cluster {
+                " --cluster"
+            } else if args.embedded {
+                " --embedded"
+            } else {
+                ""
+            },
+            layout = if args.embedded {
+                "R1 file storage for the raw consumer; the rebuild and the server \
+                 use the embedded (sled) log holding the same ledger"
+            } else {
+                super::commands::layout(args.cluster)
+            },
         );
         let section = if args.cluster {
             "queries-r3"
+        } else if args.embedded {
+            "queries-embedded"
         } else {
             "queries"
         };
