@@ -43,6 +43,10 @@ pub struct CommandsBenchArgs {
     /// Spawn a 3-node cluster (`sync_interval: always`) and use R3 streams.
     #[arg(long, conflicts_with = "nats")]
     pub cluster: bool,
+    /// The command service appends to an embedded (sled) log; the raw
+    /// figures stay JetStream publishes, measured in this run.
+    #[arg(long, conflicts_with_all = ["nats", "cluster"])]
+    pub embedded: bool,
     /// Latency samples per side.
     #[arg(long, value_name = "N", default_value_t = 1000,
           value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
@@ -147,7 +151,12 @@ pub async fn run(args: CommandsBenchArgs) -> anyhow::Result<()> {
         .await?;
     let auth = Authenticator::new(AuthConfig::default())?.with_insecure_dev(true);
     let scratch = super::scratch::ScratchDir::create(&run.name("waybill-bench-views-"))?;
-    let views = scratch.path().to_path_buf();
+    let views = scratch.path().join("projections");
+    let served = if args.embedded {
+        OpenLog::Embedded(waybill_ledger::SledLog::open(&scratch.path().join("log"))?)
+    } else {
+        OpenLog::JetStream(log.clone())
+    };
     let bench_projections =
         tokio::task::spawn_blocking(move || waybill_projections::Projections::open(&views))
             .await??;
@@ -165,7 +174,7 @@ pub async fn run(args: CommandsBenchArgs) -> anyhow::Result<()> {
     let server = tokio::spawn(serve(
         listener,
         Services {
-            log: OpenLog::JetStream(log.clone()),
+            log: served.clone(),
             auth: Arc::new(auth),
             clock: Clock::System,
             reactors: false,
@@ -242,7 +251,7 @@ pub async fn run(args: CommandsBenchArgs) -> anyhow::Result<()> {
     // The command handler in process, without gRPC.
     let direct_freights = prepare(&mut client, "direct", args.latency_samples).await?;
     let handler = waybill_commands::handler::CommandHandler::new(
-        Arc::new(log.clone()),
+        served.log(),
         Arc::new(
             Authenticator::new(AuthConfig::default())?
                 .with_insecure_dev(true)
@@ -367,11 +376,24 @@ each publishing {per} times on its own subject.
             n = args.latency_samples,
             per = args.per_client,
             file = path.display(),
-            cluster_flag = if args.cluster { " --cluster" } else { "" },
-            layout = layout(args.cluster),
+            cluster_flag = if args.cluster {
+                " --cluster"
+            } else if args.embedded {
+                " --embedded"
+            } else {
+                ""
+            },
+            layout = if args.embedded {
+                "R1 file storage for the raw publishes; Waybill appends to the \
+                 embedded (sled) log (fsync before each acknowledgement)"
+            } else {
+                layout(args.cluster)
+            },
         );
         let section = if args.cluster {
             "commands-r3"
+        } else if args.embedded {
+            "commands-embedded"
         } else {
             "commands"
         };

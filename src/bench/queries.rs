@@ -268,7 +268,7 @@ pub(super) fn serve(
 pub async fn run(args: QueriesBenchArgs) -> anyhow::Result<()> {
     let machine = Machine::detect();
     let date = machine::now_utc();
-    let mut progress = Progress::named("queries", 8);
+    let mut progress = Progress::named("queries", if args.embedded { 9 } else { 8 });
     progress.phase("starting nats-server");
     let mut target = Target::open_with(args.nats.clone(), args.cluster, args.cluster).await?;
     let url = target.url().to_string();
