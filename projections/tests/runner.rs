@@ -2,8 +2,11 @@
 //! filters by stage / freight / actor / type, a restart resumes from its
 //! snapshot and ends equal to a clean rebuild.
 
+mod common;
+
 use std::sync::Arc;
-use std::time::Duration;
+
+use common::run_until;
 
 use waybill_ledger::event::{
     Artifact, ArtifactKind, FreightDiscovered, PipelineConfigured, PromotionRequested,
@@ -66,28 +69,6 @@ async fn populate(log: &dyn EventLog, projects: &[&str], freights: usize) {
             append(log, project, "svc:auto-promoter", requested, &mut n).await;
         }
     }
-}
-
-async fn run_until(p: &Projections, log: Arc<dyn EventLog>, target: Position) {
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let runner = {
-        let p = p.clone();
-        tokio::spawn(async move {
-            p.run(
-                log,
-                async {
-                    let _ = rx.await;
-                },
-                |_| {},
-            )
-            .await
-        })
-    };
-    p.wait_for(target, Duration::from_secs(60))
-        .await
-        .expect("caught up");
-    let _ = tx.send(());
-    runner.await.expect("join").expect("runner");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

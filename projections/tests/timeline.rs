@@ -4,8 +4,9 @@
 //! around every event time, across a restart of the runner, with event
 //! times that go backwards and a pipeline that changes its stages.
 
+mod common;
+
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::StreamExt;
@@ -17,9 +18,9 @@ use waybill_ledger::event::{
 use waybill_ledger::{Actor, EventLog, EventPayload, NewEvent, Position, ProjectName, SledLog};
 use waybill_proto::v1 as pb;
 
-use super::{state_at, At};
-use crate::service::convert;
-use crate::Projections;
+use common::run_until;
+use waybill_projections::timeline::{render, state_at, At};
+use waybill_projections::Projections;
 
 fn pipeline(project: &str, stages: &[&str]) -> EventPayload {
     let defs: Vec<String> = stages
@@ -110,28 +111,6 @@ impl Writer {
     }
 }
 
-async fn run_until(p: &Projections, log: Arc<dyn EventLog>, target: Position) {
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let runner = {
-        let p = p.clone();
-        tokio::spawn(async move {
-            p.run(
-                log,
-                async {
-                    let _ = rx.await;
-                },
-                |_| {},
-            )
-            .await
-        })
-    };
-    p.wait_for(target, Duration::from_secs(60))
-        .await
-        .expect("caught up");
-    let _ = tx.send(());
-    runner.await.expect("join").expect("runner");
-}
-
 /// The definition: fold the project's events while `keep` says so.
 async fn folded(
     log: &dyn EventLog,
@@ -149,7 +128,7 @@ async fn folded(
         state.apply(&ev);
     }
     state.definition()?;
-    Some(convert::stages(&state, state.position.0))
+    Some(render(&state))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -216,5 +216,7 @@ pub fn state_at(
     Ok(Some(reply))
 }
 
-#[cfg(test)]
-mod tests;
+/// A project's stages as `ListStages` shows them, at the state's position.
+pub fn render(state: &ProjectState) -> pb::ListStagesReply {
+    convert::stages(state, state.position.0)
+}
