@@ -232,6 +232,7 @@ mod example_tests {
         let text = include_str!("../deploy/waybill.example.toml");
         let file: FileConfig = toml::from_str(text).expect("deploy/waybill.example.toml parses");
         assert_eq!(file.listen, Some(DEFAULT_LISTEN.parse().expect("addr")));
+        assert_eq!(file.cache_mb, Some(crate::serve::DEFAULT_CACHE_MB));
         assert!(matches!(
             log_config(&LogArgs::default(), &file).expect("valid"),
             LogConfig::Embedded { .. }
