@@ -6,11 +6,9 @@ mod common;
 
 use std::sync::Arc;
 
-use common::run_until;
+use common::{discovered, run_until};
 
-use waybill_ledger::event::{
-    Artifact, ArtifactKind, FreightDiscovered, PipelineConfigured, PromotionRequested,
-};
+use waybill_ledger::event::{PipelineConfigured, PromotionRequested};
 use waybill_ledger::{Actor, EventLog, EventPayload, NewEvent, Position, ProjectName, SledLog};
 use waybill_projections::{HistoryFilter, Projections};
 
@@ -47,17 +45,7 @@ async fn populate(log: &dyn EventLog, projects: &[&str], freights: usize) {
         append(log, project, "alice", configured, &mut n).await;
         for i in 0..freights {
             let id = format!("f{i:04}");
-            let discovered = EventPayload::FreightDiscovered(FreightDiscovered {
-                freight_id: id.clone(),
-                warehouse: "images".into(),
-                artifacts: vec![Artifact {
-                    kind: ArtifactKind::Image,
-                    name: "app".into(),
-                    version: i.to_string(),
-                    digest: String::new(),
-                }],
-                alias: String::new(),
-            });
+            let discovered = discovered(i as u64, "");
             append(log, project, "ci", discovered, &mut n).await;
             let requested = EventPayload::PromotionRequested(PromotionRequested {
                 promotion_id: format!("prm-{i}"),

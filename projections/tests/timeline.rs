@@ -11,14 +11,11 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::StreamExt;
 use waybill_ledger::domain::ProjectState;
-use waybill_ledger::event::{
-    Artifact, ArtifactKind, FreightDiscovered, PipelineConfigured, PromotionRequested,
-    VerificationRecorded,
-};
+use waybill_ledger::event::{PipelineConfigured, PromotionRequested, VerificationRecorded};
 use waybill_ledger::{Actor, EventLog, EventPayload, NewEvent, Position, ProjectName, SledLog};
 use waybill_proto::v1 as pb;
 
-use common::run_until;
+use common::{discovered, run_until};
 use waybill_projections::timeline::{render, state_at, At};
 use waybill_projections::Projections;
 
@@ -78,17 +75,7 @@ impl Writer {
     /// A freight discovered, promoted into `stage` and checked there.
     async fn freight(&mut self, project: &str, stage: &str, i: u64, passed: bool) {
         let id = format!("f{i:04}");
-        let discovered = EventPayload::FreightDiscovered(FreightDiscovered {
-            freight_id: id.clone(),
-            warehouse: "images".into(),
-            artifacts: vec![Artifact {
-                kind: ArtifactKind::Image,
-                name: "app".into(),
-                version: i.to_string(),
-                digest: String::new(),
-            }],
-            alias: format!("v{i}"),
-        });
+        let discovered = discovered(i, &format!("v{i}"));
         self.append(project, discovered).await;
         let requested = EventPayload::PromotionRequested(PromotionRequested {
             promotion_id: format!("prm-{project}-{i}"),
