@@ -335,18 +335,6 @@ impl ProjectionStore {
         Ok(())
     }
 
-    /// The history entry at `p`.
-    pub fn item(&self, p: Position) -> Result<Option<pb::HistoryEntry>, ProjectionError> {
-        let first = postings::scan(&self.tree, keys::HISTORY.to_vec(), p).next();
-        let Some(bucket) = first.transpose()? else {
-            return Ok(None);
-        };
-        match bucket.into_iter().next() {
-            Some((at, project)) if at == p => Ok(self.item_in(&project, p)?.map(|(_, h)| h)),
-            _ => Ok(None),
-        }
-    }
-
     fn item_in(&self, project: &str, p: Position) -> Result<Option<Stored>, ProjectionError> {
         match self.tree.get(keys::index(Index::Project, project, p))? {
             Some(v) => Ok(Some(decode_item(&v)?)),
