@@ -115,8 +115,34 @@ pub(crate) fn stream_config(opts: &JetStreamOptions) -> stream::Config {
     }
 }
 
-/// Creates the stream, or checks that the existing one is safe to use.
+/// How long setup keeps retrying a JetStream that does not answer yet (a
+/// cluster that has just started elects its meta leader and places a new
+/// R3 stream's replicas within seconds).
+const SETUP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Creates the stream, or checks that the existing one is safe to use;
+/// retries (for [`SETUP_PATIENCE`]) while JetStream is unavailable.
 pub(crate) async fn ensure_stream(
+    js: &jetstream::Context,
+    opts: &JetStreamOptions,
+) -> Result<stream::Stream, LedgerError> {
+    let deadline = tokio::time::Instant::now() + SETUP_PATIENCE;
+    let mut pause = std::time::Duration::from_millis(250);
+    loop {
+        match get_or_create(js, opts).await {
+            Err(LedgerError::Unavailable(why))
+                if tokio::time::Instant::now() + pause < deadline =>
+            {
+                tracing::warn!(stream = %opts.stream, error = %why, "JetStream not ready; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn get_or_create(
     js: &jetstream::Context,
     opts: &JetStreamOptions,
 ) -> Result<stream::Stream, LedgerError> {
