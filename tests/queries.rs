@@ -19,16 +19,8 @@ type Queries = QueryServiceClient<tonic::transport::Channel>;
 async fn discover(c: &mut Commands, tag: &str) -> (String, u64) {
     let r = c
         .record_discovery(pb::RecordDiscoveryRequest {
-            project: "shop".into(),
-            warehouse: "images".into(),
-            artifacts: vec![pb::Artifact {
-                kind: 1,
-                name: "ghcr.io/acme/shop".into(),
-                version: tag.into(),
-                digest: String::new(),
-            }],
             alias: format!("v{tag}"),
-            ..Default::default()
+            ..common::discovery(tag, "")
         })
         .await
         .expect("discover")

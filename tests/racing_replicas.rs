@@ -119,17 +119,7 @@ async fn racing_replicas_agree_with_a_serial_order() {
     let mut freight = Vec::new();
     for i in 0..4 {
         let reply = ca
-            .record_discovery(pb::RecordDiscoveryRequest {
-                project: "shop".into(),
-                warehouse: "images".into(),
-                artifacts: vec![pb::Artifact {
-                    kind: 1,
-                    name: "ghcr.io/acme/shop".into(),
-                    version: format!("2.{i}"),
-                    digest: String::new(),
-                }],
-                ..Default::default()
-            })
+            .record_discovery(common::discovery(&format!("2.{i}"), ""))
             .await
             .expect("discover")
             .into_inner();

@@ -71,17 +71,7 @@ async fn a_replica_killed_mid_stream_catches_up_to_the_same_read_models() {
     .expect("apply");
     for i in 0..COMMANDS {
         let reply = c
-            .record_discovery(pb::RecordDiscoveryRequest {
-                project: "shop".into(),
-                warehouse: "images".into(),
-                artifacts: vec![pb::Artifact {
-                    kind: 1,
-                    name: "ghcr.io/acme/shop".into(),
-                    version: format!("1.{i}"),
-                    digest: String::new(),
-                }],
-                ..Default::default()
-            })
+            .record_discovery(common::discovery(&format!("1.{i}"), ""))
             .await
             .expect("discover");
         if i == KILL_AT {
