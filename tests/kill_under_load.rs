@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{command_ids, discovery, read_models, run, stderr, stdout, waybill, Served};
-use waybill_proto::v1 as pb;
+use common::{
+    caught_up, command_ids, discovery, read_models, run, stderr, stdout, waybill, Served,
+};
 use waybill_proto::v1::command_service_client::CommandServiceClient;
-use waybill_proto::v1::query_service_client::QueryServiceClient;
 
 fn runs() -> usize {
     std::env::var("WAYBILL_FAULT_RUNS")
@@ -106,23 +106,7 @@ fn kill_dash_nine_under_load_loses_nothing_acknowledged() {
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(async {
-        let mut q = QueryServiceClient::connect(served.endpoint())
-            .await
-            .expect("q");
-        for _ in 0..600 {
-            let s = q
-                .projection_status(pb::ProjectionStatusRequest {})
-                .await
-                .expect("status")
-                .into_inner();
-            if s.applied >= s.head {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the read models did not catch up");
-    });
+    rt.block_on(caught_up(served.endpoint(), None));
     // Close the client's connection before asking the server to stop.
     drop(rt);
     assert!(served.terminate().success());

@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{read_models, waybill, Served};
+use common::{caught_up, read_models, waybill, Served};
 use waybill_ledger::testing::NatsServer;
 use waybill_proto::v1 as pb;
 use waybill_proto::v1::command_service_client::CommandServiceClient;
@@ -25,25 +25,6 @@ fn serve(nats: &str, data: &Path, role: &[&str]) -> Served {
             .arg(data)
             .args(role),
     )
-}
-
-/// Waits until the replica reflects `head`.
-async fn caught_up(endpoint: String, head: u64) {
-    let mut q = QueryServiceClient::connect(endpoint)
-        .await
-        .expect("connect");
-    for _ in 0..600 {
-        let s = q
-            .projection_status(pb::ProjectionStatusRequest {})
-            .await
-            .expect("status")
-            .into_inner();
-        if s.applied >= head {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the replica did not catch up to {head}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,8 +79,8 @@ async fn a_replica_killed_mid_stream_catches_up_to_the_same_read_models() {
     let mut settled = false;
     for _ in 0..20 {
         let before = head(a.endpoint()).await;
-        caught_up(a.endpoint(), before).await;
-        caught_up(b.endpoint(), before).await;
+        caught_up(a.endpoint(), Some(before)).await;
+        caught_up(b.endpoint(), Some(before)).await;
         tokio::time::sleep(Duration::from_millis(1500)).await;
         if head(a.endpoint()).await == before {
             settled = true;

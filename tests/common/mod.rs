@@ -191,3 +191,23 @@ impl Served {
         assert!(out.status.success(), "apply: {}", stderr(&out));
     }
 }
+
+/// Waits until the server at `endpoint` reflects position `head`, or, when
+/// `None`, the log's head as the server reports it.
+pub async fn caught_up(endpoint: String, head: Option<u64>) {
+    let mut q = waybill_proto::v1::query_service_client::QueryServiceClient::connect(endpoint)
+        .await
+        .expect("connect");
+    for _ in 0..600 {
+        let s = q
+            .projection_status(waybill_proto::v1::ProjectionStatusRequest {})
+            .await
+            .expect("status")
+            .into_inner();
+        if s.applied >= head.unwrap_or(s.head) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the read models did not catch up to {head:?}");
+}
