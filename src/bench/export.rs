@@ -31,7 +31,12 @@ pub struct ExportBenchArgs {
     /// Events of the exported project.
     #[arg(long, default_value_t = 1_000_000, value_parser = RangedU64ValueParser::<u64>::new().range(1000..))]
     pub events: u64,
-    /// Write the results into FILE, replacing its `bench:export` section.
+    /// Spawn a 3-node cluster (`sync_interval: always`) and use an R3
+    /// stream; the embedded half is left out (it does not depend on NATS).
+    #[arg(long)]
+    pub cluster: bool,
+    /// Write the results into FILE, replacing its `bench:export` section
+    /// (`bench:export-r3` with `--cluster`).
     #[arg(long, value_name = "FILE")]
     pub write: Option<PathBuf>,
 }
@@ -164,9 +169,13 @@ fn memory(backend: &str, m: &Measured) -> String {
 pub async fn run(args: ExportBenchArgs) -> anyhow::Result<()> {
     let machine = Machine::detect();
     let date = machine::now_utc();
-    let mut progress = Progress::named("export", 7);
-    progress.phase("starting nats-server");
-    let mut target = Target::open(None, false).await?;
+    let mut progress = Progress::named("export", if args.cluster { 5 } else { 7 });
+    progress.phase(if args.cluster {
+        "starting a 3-node nats-server cluster"
+    } else {
+        "starting nats-server"
+    });
+    let mut target = Target::open_with(None, args.cluster, args.cluster).await?;
     let url = target.url().to_string();
     let log: Arc<dyn EventLog> = Arc::new(
         target
@@ -191,75 +200,98 @@ pub async fn run(args: ExportBenchArgs) -> anyhow::Result<()> {
     let version = target.version();
     target.close().await;
 
-    progress.phase(format!(
-        "embedded: generating {} events in one project",
-        args.events
-    ));
-    let dir = scratch.path().join("embedded");
-    {
-        let sled = waybill_ledger::SledLog::open(&dir)?;
-        generate_project(Arc::new(sled.clone()), PROJECT.to_string(), args.events).await?;
-        sled.flush().await?;
-    }
-    progress.phase("embedded: serve, export, verify-export (child processes)");
-    let embedded = measure(None, &dir, args.events).await?;
+    let embedded = if args.cluster {
+        None
+    } else {
+        progress.phase(format!(
+            "embedded: generating {} events in one project",
+            args.events
+        ));
+        let dir = scratch.path().join("embedded");
+        {
+            let sled = waybill_ledger::SledLog::open(&dir)?;
+            generate_project(Arc::new(sled.clone()), PROJECT.to_string(), args.events).await?;
+            sled.flush().await?;
+        }
+        progress.phase("embedded: serve, export, verify-export (child processes)");
+        Some(measure(None, &dir, args.events).await?)
+    };
     drop(scratch);
 
     progress.phase("report");
-    let rows = vec![
+    let label = if args.cluster { "JetStream R3" } else { "JetStream" };
+    let mut rows = vec![
         Row::new(
-            "export, JetStream (vs the 100k ev/s target)",
+            format!("export, {label} (vs the 100k ev/s target)"),
             Value::Rate(js.export.per_sec()),
             Value::Rate(100_000.0),
             Goal::AtLeast(1.0),
         ),
         Row::new(
-            "export, JetStream (vs raw ordered consumer)",
+            format!("export, {label} (vs raw ordered consumer)"),
             Value::Rate(js.export.per_sec()),
-            Value::Rate(raw.per_sec()),
-            Goal::None,
-        ),
-        Row::new(
-            "export, embedded (vs the 100k ev/s target)",
-            Value::Rate(embedded.export.per_sec()),
-            Value::Rate(100_000.0),
-            Goal::AtLeast(1.0),
-        ),
-        Row::new(
-            "verify-export, JetStream export (offline)",
-            Value::Rate(js.verify.per_sec()),
-            Value::Rate(raw.per_sec()),
-            Goal::None,
-        ),
-        Row::new(
-            "verify-export, embedded export (offline)",
-            Value::Rate(embedded.verify.per_sec()),
             Value::Rate(raw.per_sec()),
             Goal::None,
         ),
     ];
+    if let Some(embedded) = &embedded {
+        rows.push(Row::new(
+            "export, embedded (vs the 100k ev/s target)",
+            Value::Rate(embedded.export.per_sec()),
+            Value::Rate(100_000.0),
+            Goal::AtLeast(1.0),
+        ));
+    }
+    rows.push(Row::new(
+        format!("verify-export, {label} export (offline)"),
+        Value::Rate(js.verify.per_sec()),
+        Value::Rate(raw.per_sec()),
+        Goal::None,
+    ));
+    if let Some(embedded) = &embedded {
+        rows.push(Row::new(
+            "verify-export, embedded export (offline)",
+            Value::Rate(embedded.verify.per_sec()),
+            Value::Rate(raw.per_sec()),
+            Goal::None,
+        ));
+    }
     let table = report::render(&rows);
-    let memory = format!(
-        "{}\n\n{}",
-        memory("JetStream", &js),
-        memory("Embedded", &embedded)
-    );
+    let mut memory = memory(label, &js);
+    if let Some(embedded) = &embedded {
+        memory = format!("{memory}\n\n{}", self::memory("Embedded", embedded));
+    }
     println!(
         "waybill bench export: nats-server {version}, {} events in one project\nmachine: \
          {machine}\n\n{table}\n{memory}",
         args.events,
     );
     if let Some(path) = &args.write {
+        let (flag, layout, section) = if args.cluster {
+            (
+                " --cluster",
+                format!("{}; no embedded half", super::commands::layout(true)),
+                "export-r3",
+            )
+        } else {
+            (
+                "",
+                format!(
+                    "{}; and the embedded (sled) backend",
+                    super::commands::layout(false)
+                ),
+                "export",
+            )
+        };
         let body = format!(
-            "## Compliance export (`waybill bench export`)
+            "## Compliance export (`waybill bench export{flag}`)
 
-- Command: `cargo run --release -- bench export --events {events} --write {file}`
+- Command: `cargo run --release -- bench export{flag} --events {events} --write {file}`
 - Date: {date}
 - Machine: {machine}
-- Server: nats-server {version}, spawned on loopback, R1 file storage; and the
-  embedded (sled) backend
+- Server: nats-server {version}, spawned on loopback, {layout}
 - Ledger: {events} generated events in one project (per freight: discovery,
-  promotion into dev, a passing check, promotion into staging), once on each backend
+  promotion into dev, a passing check, promotion into staging){each}
 
 {table}
 {memory}
@@ -275,8 +307,13 @@ consumer reading the same JetStream stream in the bench process.
 ",
             events = args.events,
             file = path.display(),
+            each = if args.cluster {
+                ""
+            } else {
+                ", once on each backend"
+            },
         );
-        doc::write_section(path, "export", &body)?;
+        doc::write_section(path, section, &body)?;
     }
     Ok(())
 }
