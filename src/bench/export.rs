@@ -219,7 +219,11 @@ pub async fn run(args: ExportBenchArgs) -> anyhow::Result<()> {
     drop(scratch);
 
     progress.phase("report");
-    let label = if args.cluster { "JetStream R3" } else { "JetStream" };
+    let label = if args.cluster {
+        "JetStream R3"
+    } else {
+        "JetStream"
+    };
     let mut rows = vec![
         Row::new(
             format!("export, {label} (vs the 100k ev/s target)"),
