@@ -106,9 +106,15 @@ impl Setup {
     }
 
     fn export(&self, name: &str, format: &str) -> PathBuf {
+        self.export_with(name, &["--format", format])
+    }
+
+    fn export_with(&self, name: &str, args: &[&str]) -> PathBuf {
         let out_dir = self.dir.path().join(name);
         let out = waybill()
-            .args(["export", "--project", "shop", "--format", format, "--out"])
+            .args(["export", "--project", "shop"])
+            .args(args)
+            .arg("--out")
             .arg(&out_dir)
             .args(["--server", &self.served.endpoint()])
             .output()
@@ -296,6 +302,7 @@ fn walk(log_args: Vec<String>) {
         record["freight"]["artifacts"][0]["name"], "ghcr.io/acme/shop",
         "{record}"
     );
+    ranged(&s, &events, &promotions);
     let csv = s.export("csv", "csv");
     let (code, report) = verify(&csv, &s.pubkey);
     assert_eq!(code, 0, "{report}");
@@ -359,6 +366,60 @@ fn walk(log_args: Vec<String>) {
     assert!(stdout(&out).contains("NOT VERIFIED"), "{}", stdout(&out));
 
     tamper(s.dir.path(), &export, &first, &s.pubkey);
+}
+
+/// An export of a time range holds exactly the records stamped within it
+/// (`from` inclusive, `to` exclusive) and the promotions requested by them,
+/// and verifies. `all_events`, `all_promotions`: the lines of a whole export.
+fn ranged(s: &Setup, all_events: &[String], all_promotions: &[String]) {
+    let parse = |l: &String| serde_json::from_str::<serde_json::Value>(l).expect("json line");
+    let events: Vec<serde_json::Value> = all_events.iter().map(parse).collect();
+    let from = events[3]["time"].as_str().expect("time").to_string();
+    let to = events[events.len() - 3]["time"]
+        .as_str()
+        .expect("time")
+        .to_string();
+    let dir = s.export_with("ranged", &["--from", &from, "--to", &to]);
+    let (code, report) = verify(&dir, &s.pubkey);
+    assert_eq!(code, 0, "{report}");
+    let got: Vec<serde_json::Value> = lines(&dir.join("events.jsonl")).iter().map(parse).collect();
+    let stamp = |v: &serde_json::Value| {
+        chrono::DateTime::parse_from_rfc3339(v["time"].as_str().expect("time")).expect("rfc 3339")
+    };
+    let (from_t, to_t) = (
+        chrono::DateTime::parse_from_rfc3339(&from).expect("from"),
+        chrono::DateTime::parse_from_rfc3339(&to).expect("to"),
+    );
+    let expected: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| stamp(e) >= from_t && stamp(e) < to_t)
+        .collect();
+    assert!(
+        !expected.is_empty() && expected.len() < events.len(),
+        "the range should hold some records, not all"
+    );
+    assert_eq!(got.iter().collect::<Vec<_>>(), expected);
+    let positions = |v: &[&serde_json::Value]| {
+        v.iter()
+            .map(|e| e["position"].as_u64().expect("position"))
+            .collect::<Vec<_>>()
+    };
+    let span = positions(&expected);
+    let (lo, hi) = (span[0], span[span.len() - 1]);
+    let want: Vec<serde_json::Value> = all_promotions
+        .iter()
+        .map(parse)
+        .filter(|p| (lo..=hi).contains(&p["requested_position"].as_u64().expect("position")))
+        .collect();
+    let have: Vec<serde_json::Value> = lines(&dir.join("promotions.jsonl"))
+        .iter()
+        .map(parse)
+        .collect();
+    assert!(!want.is_empty() && want.len() < all_promotions.len());
+    assert_eq!(
+        have.iter().map(|p| &p["promotion_id"]).collect::<Vec<_>>(),
+        want.iter().map(|p| &p["promotion_id"]).collect::<Vec<_>>()
+    );
 }
 
 /// Every kind of tampering is detected, with a message saying what and where.

@@ -35,8 +35,9 @@ impl ChainHash {
 
     /// Parses 64 hex digits.
     pub fn from_hex(text: &str) -> Option<ChainHash> {
-        let bytes = hex::decode(text).ok()?;
-        Self::from_slice(&bytes)
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(text, &mut bytes).ok()?;
+        Some(ChainHash(bytes))
     }
 
     /// Lowercase hex.

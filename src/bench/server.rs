@@ -42,13 +42,9 @@ pub struct Target {
 }
 
 impl Target {
-    /// Connects to `url`, or spawns a server on a free port with a temp store.
-    pub async fn open(url: Option<String>, sync_always: bool) -> anyhow::Result<Target> {
-        Target::open_with(url, sync_always, false).await
-    }
-
-    /// As [`Target::open`]; with `cluster`, spawns a 3-node cluster and
-    /// creates every stream with 3 replicas.
+    /// Connects to `url`, or spawns a server on a free port with a temp
+    /// store; with `cluster`, spawns a 3-node cluster and creates every
+    /// stream with 3 replicas.
     pub async fn open_with(
         url: Option<String>,
         sync_always: bool,

@@ -22,7 +22,7 @@ pub fn encode_record(event: &Event) -> Vec<u8> {
         project: event.project.clone(),
         project_seq: event.project_seq,
         prev_hash: event.prev_hash.0.to_vec(),
-        r#type: event.payload.event_type().ce_type(),
+        r#type: event.payload.event_type().ce_type().to_string(),
         schema_version: event.schema_version,
         time_unix_nanos: event.time.timestamp_nanos_opt().unwrap_or(i64::MAX),
         source: event.source.clone(),
@@ -420,7 +420,7 @@ mod tests {
             comment: String::new(),
         }));
         let mut record = pb::EventRecord::decode(encode_record(&event).as_slice()).expect("decode");
-        record.r#type = EventType::PromotionRejected.ce_type();
+        record.r#type = EventType::PromotionRejected.ce_type().to_string();
         assert!(decode_record(&record.encode_to_vec()).is_err());
     }
 }

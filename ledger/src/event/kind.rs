@@ -75,8 +75,15 @@ impl EventType {
     }
 
     /// The CloudEvents `type` attribute, e.g. `waybill.v1.PromotionRequested`.
-    pub fn ce_type(self) -> String {
-        format!("waybill.v1.{}", self.name())
+    pub fn ce_type(self) -> &'static str {
+        static CE_TYPES: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+            EventType::ALL
+                .iter()
+                .map(|t| format!("waybill.v1.{}", t.name()))
+                .collect()
+        });
+        // `ALL` lists the variants in declaration order (a test checks it).
+        &CE_TYPES[self as usize]
     }
 
     /// Parses a CloudEvents `type` attribute.
@@ -94,5 +101,19 @@ impl EventType {
 impl fmt::Display for EventType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_is_in_declaration_order_and_ce_types_round_trip() {
+        for (i, t) in EventType::ALL.into_iter().enumerate() {
+            assert_eq!(t as usize, i, "{t} is out of order in ALL");
+            assert_eq!(t.ce_type(), format!("waybill.v1.{}", t.name()));
+            assert_eq!(EventType::from_ce_type(t.ce_type()), Some(t));
+        }
     }
 }

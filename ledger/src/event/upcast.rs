@@ -96,7 +96,7 @@ mod tests {
     fn rejected(version: u32) -> pb::EventRecord {
         pb::EventRecord {
             format_version: 1,
-            r#type: EventType::PromotionRejected.ce_type(),
+            r#type: EventType::PromotionRejected.ce_type().to_string(),
             schema_version: version,
             payload: Some(pb::event_record::Payload::PromotionRejected(
                 pb::PromotionRejected {

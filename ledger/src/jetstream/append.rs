@@ -74,7 +74,7 @@ pub(super) async fn append(
             .header("ce-specversion", "1.0")
             .header("ce-id", id.as_str())
             .header("ce-source", e.source.as_str())
-            .header("ce-type", ce_type.as_str())
+            .header("ce-type", ce_type)
             .header("ce-time", time.as_str())
             .header("ce-subject", e.subject.as_str())
             .header(HASH_HEADER, hash.as_str())

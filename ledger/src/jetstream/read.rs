@@ -6,6 +6,7 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{pull, DeliverPolicy};
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use futures::stream::{self, StreamExt};
+use futures::FutureExt;
 
 use super::{JetStreamLog, HASH_HEADER};
 use crate::chain::{ChainHash, ChainHead};
@@ -140,7 +141,12 @@ pub(super) async fn bounded(
         if next > end {
             return None;
         }
-        match tokio::time::timeout(BOUNDED_IDLE, messages.next()).await {
+        // A buffered message needs no timer.
+        let received = match messages.next().now_or_never() {
+            Some(received) => Ok(received),
+            None => tokio::time::timeout(BOUNDED_IDLE, messages.next()).await,
+        };
+        match received {
             Ok(Some(Ok(msg))) => {
                 let item = to_stored(&msg);
                 let pos = item.as_ref().map(|s| s.position).unwrap_or(end);

@@ -35,19 +35,20 @@ pub fn manifest_note(manifest_sha256: &str) -> String {
 
 /// One line of `events.jsonl`. `record` (base64 of the canonical bytes) is
 /// authoritative; the other fields are copies for readers, and a verifier
-/// checks they agree with it.
+/// checks they agree with it. Read as `EventLine` (owned strings); the
+/// exporter writes `EventLine<&str>`, borrowing from the record it reads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EventLine {
+pub struct EventLine<S = String> {
     pub position: u64,
-    pub project: String,
+    pub project: S,
     pub project_seq: u64,
     #[serde(rename = "type")]
-    pub event_type: String,
-    pub time: String,
-    pub actor: String,
-    pub prev_hash: String,
-    pub hash: String,
-    pub record: String,
+    pub event_type: S,
+    pub time: S,
+    pub actor: S,
+    pub prev_hash: S,
+    pub hash: S,
+    pub record: S,
 }
 
 /// `manifest.json`.

@@ -24,10 +24,10 @@ pub use manifest::*;
 pub use records::*;
 
 use super::runner::Transparency;
-use crate::runner::{read, Projections};
+use crate::runner::{read, Projections, SharedState};
 
 /// Bytes buffered per file before a chunk is sent.
-const CHUNK_BYTES: usize = 64 * 1024;
+const CHUNK_BYTES: usize = 256 * 1024;
 /// Leaf indices handed to the proof builder at a time.
 const INDEX_BATCH: usize = 1024;
 /// Records between two progress reports.
@@ -114,6 +114,23 @@ impl FileOut {
         (self.buf.len() >= CHUNK_BYTES).then(|| self.take())
     }
 
+    /// Appends what `f` writes into the buffer (no copy through a line of
+    /// its own); returns a chunk to send once enough is buffered.
+    fn write_with<E>(
+        &mut self,
+        f: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<Option<ExportItem>, E> {
+        let start = self.buf.len();
+        if let Err(e) = f(&mut self.buf) {
+            self.buf.truncate(start);
+            return Err(e);
+        }
+        let added = &self.buf[start..];
+        self.hasher.update(added);
+        self.bytes += added.len() as u64;
+        Ok((self.buf.len() >= CHUNK_BYTES).then(|| self.take()))
+    }
+
     fn take(&mut self) -> ExportItem {
         ExportItem::Data {
             file: self.name,
@@ -154,6 +171,13 @@ async fn send_all(
         send(tx, item).await?;
     }
     Ok(())
+}
+
+/// `bytes` in lowercase hex, written into `out` (no allocation).
+fn hex_str<'a>(bytes: &[u8; 32], out: &'a mut [u8; 64]) -> &'a str {
+    // Cannot fail: `out` is exactly twice as long as `bytes`.
+    let _ = hex::encode_to_slice(bytes, out);
+    std::str::from_utf8(out).unwrap_or_default()
 }
 
 fn time(t: DateTime<Utc>) -> String {
@@ -252,6 +276,11 @@ pub async fn export(
         result.map(|()| (entry, nodes))
     });
 
+    // Without a time range the records are all of the project's up to its
+    // head, so the promotions file can be written beside them; with one, it
+    // waits for the records to say which positions they span.
+    let early = (spec.from.is_none() && spec.to.is_none())
+        .then(|| spawn_promotions(&projections, &spec, 1..=head.position.0, &tx));
     let summary = write_events(&log, &spec, &head, &tx, &indices).await;
     drop(indices);
     let (proof_entry, proof_nodes) = proof
@@ -260,8 +289,20 @@ pub async fn export(
         .map_err(|e| ExportError::Internal(format!("building the inclusion proof: {e}")))?;
     let (events_entry, events) = summary?;
 
-    let (promotions_entry, promotions) =
-        write_promotions(&projections, &spec, &events, &tx).await?;
+    let promotions = match early {
+        Some(written) => written,
+        // No records, no promotions: position 0 holds no record.
+        None if events.count == 0 => spawn_promotions(&projections, &spec, 0..=0, &tx),
+        None => spawn_promotions(
+            &projections,
+            &spec,
+            events.first_position..=events.last_position,
+            &tx,
+        ),
+    };
+    let (promotions_entry, promotions) = promotions
+        .await
+        .map_err(|e| ExportError::Internal(e.to_string()))??;
 
     let mut out = FileOut::new(CHECKPOINT_FILE);
     let first = out.write(checkpoint.note.as_bytes());
@@ -344,6 +385,8 @@ async fn write_events(
     let mut read_count = 0u64;
     let mut batch = Vec::with_capacity(INDEX_BATCH);
     let b64 = base64::engine::general_purpose::STANDARD;
+    // Reused for every record's base64.
+    let mut record = String::new();
     while let Some(ev) = records.next().await {
         let ev = ev?;
         if ev.position > head.position {
@@ -377,21 +420,29 @@ async fn write_events(
         summary.last_position = ev.position.0;
         summary.last_seq = ev.event.project_seq;
         summary.head_hash = ev.hash.to_hex();
+        let (mut prev_hex, mut hash_hex) = ([0u8; 64], [0u8; 64]);
+        record.clear();
+        b64.encode_string(&ev.bytes, &mut record);
+        let time = time(ev.event.time);
         let line = EventLine {
             position: ev.position.0,
-            project: ev.event.project.clone(),
+            project: ev.event.project.as_str(),
             project_seq: ev.event.project_seq,
             event_type: ev.event.payload.event_type().ce_type(),
-            time: time(ev.event.time),
-            actor: ev.event.actor.principal.clone(),
-            prev_hash: ev.event.prev_hash.to_hex(),
-            hash: ev.hash.to_hex(),
-            record: b64.encode(&ev.bytes),
+            time: time.as_str(),
+            actor: ev.event.actor.principal.as_str(),
+            prev_hash: hex_str(&ev.event.prev_hash.0, &mut prev_hex),
+            hash: hex_str(&ev.hash.0, &mut hash_hex),
+            record: record.as_str(),
         };
-        let mut json =
-            serde_json::to_vec(&line).map_err(|e| ExportError::Internal(e.to_string()))?;
-        json.push(b'\n');
-        if let Some(chunk) = out.write(&json) {
+        let chunk = out
+            .write_with(|buf| {
+                serde_json::to_writer(&mut *buf, &line)?;
+                buf.push(b'\n');
+                Ok(())
+            })
+            .map_err(|e: serde_json::Error| ExportError::Internal(e.to_string()))?;
+        if let Some(chunk) = chunk {
             send(tx, chunk).await?;
         }
         batch.push(ev.position.0 - 1);
@@ -426,60 +477,81 @@ async fn write_events(
     Ok((entry, summary))
 }
 
-/// Writes one record per promotion requested within the exported records.
-async fn write_promotions(
-    projections: &Projections,
-    spec: &ExportSpec,
-    events: &EventsSummary,
+/// Writes one record per promotion requested at a position in `range` (the
+/// exported records'), on the calling (blocking) thread: the project's state
+/// is read-locked a batch of records at a time, never across a send.
+fn write_promotions(
+    state: Option<SharedState>,
+    csv: bool,
+    range: std::ops::RangeInclusive<u64>,
     tx: &mpsc::Sender<ExportItem>,
 ) -> Result<(FileEntry, u64), ExportError> {
-    let mut out = FileOut::new(promotions_file(spec.csv));
-    let shared = projections.shared(spec.project.as_str());
-    // (requested position, id), so the lock is held briefly per record.
-    let mut ids: Vec<(u64, String)> = match (&shared, events.count) {
-        (Some(s), 1..) => read(s)
+    const BATCH: usize = 256;
+    let send = |item| tx.blocking_send(item).map_err(|_| ExportError::Cancelled);
+    let mut out = FileOut::new(promotions_file(csv));
+    // (requested position, id), in the order of the records.
+    let mut ids: Vec<(u64, String)> = match &state {
+        Some(s) => read(s)
             .promotions
             .values()
-            .filter(|p| (events.first_position..=events.last_position).contains(&p.requested.0))
+            .filter(|p| range.contains(&p.requested.0))
             .map(|p| (p.requested.0, p.id.clone()))
             .collect(),
-        _ => Vec::new(),
+        None => Vec::new(),
     };
-    ids.sort();
-    if spec.csv {
+    ids.sort_unstable();
+    if csv {
         if let Some(chunk) = out.write(&csv_line(PromotionRecord::CSV_HEADER)?) {
-            send(tx, chunk).await?;
+            send(chunk)?;
         }
     }
     let mut count = 0u64;
-    for (_, id) in &ids {
-        let record = match &shared {
+    for batch in ids.chunks(BATCH) {
+        let records: Vec<PromotionRecord> = match &state {
             Some(s) => {
                 let state = read(s);
-                state
-                    .promotions
-                    .get(id)
+                batch
+                    .iter()
+                    .filter_map(|(_, id)| state.promotions.get(id))
                     .map(|p| PromotionRecord::of(&state, p))
+                    .collect()
             }
-            None => None,
+            None => Vec::new(),
         };
-        let Some(record) = record else { continue };
-        count += 1;
-        let bytes = if spec.csv {
-            csv_line(record.csv_row())?
-        } else {
-            let mut json =
-                serde_json::to_vec(&record).map_err(|e| ExportError::Internal(e.to_string()))?;
-            json.push(b'\n');
-            json
-        };
-        if let Some(chunk) = out.write(&bytes) {
-            send(tx, chunk).await?;
+        for record in records {
+            count += 1;
+            let chunk = if csv {
+                out.write(&csv_line(record.csv_row())?)
+            } else {
+                out.write_with(|buf| {
+                    serde_json::to_writer(&mut *buf, &record)?;
+                    buf.push(b'\n');
+                    Ok(())
+                })
+                .map_err(|e: serde_json::Error| ExportError::Internal(e.to_string()))?
+            };
+            if let Some(chunk) = chunk {
+                send(chunk)?;
+            }
         }
     }
     let (items, entry) = out.finish();
-    send_all(tx, items).await?;
+    for item in items {
+        send(item)?;
+    }
     Ok((entry, count))
+}
+
+/// [`write_promotions`] on the blocking pool.
+fn spawn_promotions(
+    projections: &Projections,
+    spec: &ExportSpec,
+    range: std::ops::RangeInclusive<u64>,
+    tx: &mpsc::Sender<ExportItem>,
+) -> tokio::task::JoinHandle<Result<(FileEntry, u64), ExportError>> {
+    let state = projections.shared(spec.project.as_str());
+    let (csv, tx) = (spec.csv, tx.clone());
+    tokio::task::spawn_blocking(move || write_promotions(state, csv, range, &tx))
 }
 
 /// One CSV line (RFC 4180 quoting).
