@@ -155,9 +155,9 @@ async fn measure(url: Option<&str>, data: &Path, events: u64) -> anyhow::Result<
 
 fn memory(backend: &str, m: &Measured) -> String {
     format!(
-        "{backend}: peak RSS of the export client **{:.0} MiB**, of verify-export **{:.0} MiB** \
-         (target ≤ 100 MiB); the server grew by {:.0} MiB while exporting (from {:.0} MiB, \
-         mostly the read models of the project); export size {:.0} MiB.",
+        "{backend}: peak RSS of the export client **{:.0} MiB** (target ≤ 100 MiB), of \
+         verify-export **{:.0} MiB**; the server grew by {:.0} MiB while exporting (from {:.0} \
+         MiB, mostly the read models of the project); export size {:.0} MiB.",
         mib(m.export_peak),
         mib(m.verify_peak),
         mib(m.server_peak.saturating_sub(m.server_before)),

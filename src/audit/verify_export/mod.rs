@@ -142,12 +142,20 @@ pub fn verify(dir: &Path, key: &VerifierKey) -> anyhow::Result<Findings> {
             proof_nodes += 1;
             hash
         });
-    let mut records = records::Records::new(std::io::BufReader::new(events), &manifest, &mut f);
+    // 6. Promotions, matched against the records as they are walked.
+    let promotions = promotions::Matcher::open(dir, &manifest, &mut f);
+    let mut records = records::Records::new(
+        std::io::BufReader::new(events),
+        &manifest,
+        &mut f,
+        promotions,
+    );
     let size = manifest.checkpoint.size;
     let computed = multi_root(size, &mut records, nodes);
     // Check the rest of the records even when the proof stopped early.
     for _ in &mut records {}
     let seen = std::mem::take(&mut records.seen);
+    let promotions = records.promotions.take();
     drop(records);
     if let Some(p) = proof_problem {
         f.problem(p);
@@ -179,8 +187,9 @@ pub fn verify(dir: &Path, key: &VerifierKey) -> anyhow::Result<Findings> {
         (Ok(_), None) => {}
     }
 
-    // 6. Promotions.
-    promotions::check(dir, &manifest, &seen.requested, &mut f);
+    if let Some(m) = promotions {
+        m.finish(&manifest, &mut f);
+    }
     Ok(f)
 }
 

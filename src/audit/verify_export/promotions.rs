@@ -1,7 +1,11 @@
 //! The promotions file: one record for every `PromotionRequested` among the
 //! exported records, and nothing else.
+//!
+//! Both files are in position order, so the check is a merge: the records
+//! walk reports each request as it meets it, and the promotions file is read
+//! alongside, one row at a time. Memory stays the same whatever the export's
+//! size.
 
-use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::Path;
 
@@ -9,120 +13,197 @@ use waybill_projections::audit::export::{Manifest, PromotionRecord};
 
 use super::Findings;
 
-/// (requested position, promotion id, stage) of each record, with its line.
-fn read(path: &Path, csv: bool, f: &mut Findings) -> Option<Vec<(u64, u64, String, String)>> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let mut rows = Vec::new();
+/// One row of the promotions file.
+struct Row {
+    line: u64,
+    position: u64,
+    id: String,
+    stage: String,
+}
+
+type Rows = Box<dyn Iterator<Item = Result<Row, String>>>;
+
+/// The rows of `path`, read lazily; a row that cannot be read is an `Err`
+/// naming its line.
+fn rows(path: &Path, name: &str, csv: bool) -> Result<Rows, String> {
+    let name = name.to_string();
     if csv {
-        let mut reader = match csv::Reader::from_path(path) {
-            Ok(r) => r,
-            Err(e) => {
-                f.problem(format!("{name}: cannot be read: {e}"));
-                return None;
-            }
-        };
-        let header = reader.headers().ok()?.clone();
+        let mut reader =
+            csv::Reader::from_path(path).map_err(|e| format!("{name}: cannot be read: {e}"))?;
+        let header = reader
+            .headers()
+            .map_err(|e| format!("{name}: cannot be read: {e}"))?
+            .clone();
         let col = |n: &str| header.iter().position(|h| h == n);
         let (Some(id), Some(pos), Some(stage)) =
             (col("promotion_id"), col("requested_position"), col("stage"))
         else {
-            f.problem(format!(
+            return Err(format!(
                 "{name}: the header lacks promotion_id, requested_position or stage"
             ));
-            return None;
         };
-        for (i, row) in reader.records().enumerate() {
-            let line = i as u64 + 2;
-            match row {
-                Ok(r) => {
-                    let position = r.get(pos).and_then(|p| p.parse().ok()).unwrap_or(0);
-                    rows.push((
-                        line,
-                        position,
-                        r.get(id).unwrap_or_default().to_string(),
-                        r.get(stage).unwrap_or_default().to_string(),
-                    ));
-                }
-                Err(e) => f.problem(format!("{name} line {line}: {e}")),
-            }
-        }
+        Ok(Box::new(reader.into_records().enumerate().map(
+            move |(i, row)| {
+                let line = i as u64 + 2;
+                let r = row.map_err(|e| format!("{name} line {line}: {e}"))?;
+                Ok(Row {
+                    line,
+                    position: r.get(pos).and_then(|p| p.parse().ok()).unwrap_or(0),
+                    id: r.get(id).unwrap_or_default().to_string(),
+                    stage: r.get(stage).unwrap_or_default().to_string(),
+                })
+            },
+        )))
     } else {
-        let file = match std::fs::File::open(path) {
-            Ok(f) => f,
-            Err(e) => {
-                f.problem(format!("{name}: cannot be read: {e}"));
-                return None;
-            }
-        };
-        for (i, l) in std::io::BufReader::new(file).lines().enumerate() {
-            let line = i as u64 + 1;
-            let parsed = l.map_err(|e| e.to_string()).and_then(|l| {
-                serde_json::from_str::<PromotionRecord>(&l).map_err(|e| e.to_string())
-            });
-            match parsed {
-                Ok(r) => rows.push((line, r.requested_position, r.promotion_id, r.stage)),
-                Err(e) => f.problem(format!("{name} line {line}: not a promotion record: {e}")),
-            }
-        }
+        let file = std::fs::File::open(path).map_err(|e| format!("{name}: cannot be read: {e}"))?;
+        Ok(Box::new(
+            std::io::BufReader::new(file)
+                .lines()
+                .enumerate()
+                .map(move |(i, l)| {
+                    let line = i as u64 + 1;
+                    let r = l.map_err(|e| e.to_string()).and_then(|l| {
+                        serde_json::from_str::<PromotionRecord>(&l).map_err(|e| e.to_string())
+                    });
+                    match r {
+                        Ok(r) => Ok(Row {
+                            line,
+                            position: r.requested_position,
+                            id: r.promotion_id,
+                            stage: r.stage,
+                        }),
+                        Err(e) => Err(format!("{name} line {line}: not a promotion record: {e}")),
+                    }
+                }),
+        ))
     }
-    Some(rows)
 }
 
-/// Checks the promotions file against the requests seen among the records.
-pub fn check(
-    dir: &Path,
-    manifest: &Manifest,
-    requested: &BTreeMap<u64, (String, String)>,
-    f: &mut Findings,
-) {
-    let csv = manifest.promotions.format == "csv";
-    let name = &manifest.promotions.file;
-    let Some(rows) = read(&dir.join(name), csv, f) else {
-        return;
-    };
-    let mut matched = 0u64;
-    let mut last = 0u64;
-    for (line, position, id, stage) in &rows {
-        if *position < last {
+/// Matches the promotions file against the requests among the records, as
+/// the records walk meets them (in position order).
+pub struct Matcher {
+    name: String,
+    rows: Rows,
+    /// The next row not yet matched.
+    next: Option<Row>,
+    /// Position of the last row read (rows must not go backwards).
+    last: u64,
+    read: u64,
+    matched: u64,
+    requests: u64,
+    problems: Vec<String>,
+}
+
+impl Matcher {
+    /// Opens the promotions file the manifest names; `None` (with the
+    /// problem noted) when it cannot be read.
+    pub fn open(dir: &Path, manifest: &Manifest, f: &mut Findings) -> Option<Matcher> {
+        let name = manifest.promotions.file.clone();
+        let csv = manifest.promotions.format == "csv";
+        match rows(&dir.join(&name), &name, csv) {
+            Ok(rows) => {
+                let mut m = Matcher {
+                    name,
+                    rows,
+                    next: None,
+                    last: 0,
+                    read: 0,
+                    matched: 0,
+                    requests: 0,
+                    problems: Vec::new(),
+                };
+                m.advance();
+                Some(m)
+            }
+            Err(problem) => {
+                f.problem(problem);
+                None
+            }
+        }
+    }
+
+    /// Reads the next readable row into `next`.
+    fn advance(&mut self) {
+        self.next = None;
+        for row in self.rows.by_ref() {
+            match row {
+                Ok(row) => {
+                    self.read += 1;
+                    if row.position < self.last {
+                        self.problems.push(format!(
+                            "{} line {}: out of order (requested at {})",
+                            self.name, row.line, row.position
+                        ));
+                    }
+                    self.last = row.position;
+                    self.next = Some(row);
+                    return;
+                }
+                Err(problem) => {
+                    self.read += 1;
+                    self.problems.push(problem);
+                }
+            }
+        }
+    }
+
+    /// Rows before `position` name no request: reports them.
+    fn skip_before(&mut self, position: u64) {
+        while let Some(row) = self.next.take_if(|r| r.position < position) {
+            self.problems.push(format!(
+                "{} line {}: promotion {} names position {}, which is not a \
+                 PromotionRequested record of this export",
+                self.name, row.line, row.id, row.position
+            ));
+            self.advance();
+        }
+    }
+
+    /// The records hold a `PromotionRequested` of promotion `id` into
+    /// `stage` at `position`.
+    pub fn requested(&mut self, position: u64, id: &str, stage: &str) {
+        self.requests += 1;
+        self.skip_before(position);
+        match self.next.take_if(|r| r.position == position) {
+            Some(row) => {
+                if row.id == id && row.stage == stage {
+                    self.matched += 1;
+                } else {
+                    self.problems.push(format!(
+                        "{} line {}: promotion {} says it was requested at position {position}, \
+                         where the record requests {id}",
+                        self.name, row.line, row.id
+                    ));
+                }
+                self.advance();
+            }
+            None => self.problems.push(format!(
+                "{}: no record for promotion {id}, requested at position {position}",
+                self.name
+            )),
+        }
+    }
+
+    /// Reports what is left over and the counts.
+    pub fn finish(mut self, manifest: &Manifest, f: &mut Findings) {
+        self.skip_before(u64::MAX);
+        for p in self.problems.drain(..) {
+            f.problem(p);
+        }
+        if self.read != manifest.promotions.count {
             f.problem(format!(
-                "{name} line {line}: out of order (requested at {position})"
+                "{}: {} records, the manifest states {}",
+                self.name, self.read, manifest.promotions.count
             ));
         }
-        last = *position;
-        match requested.get(position) {
-            Some((want_id, want_stage)) if want_id == id && want_stage == stage => matched += 1,
-            Some((want_id, _)) => f.problem(format!(
-                "{name} line {line}: promotion {id} says it was requested at position \
-                 {position}, where the record requests {want_id}"
-            )),
-            None => f.problem(format!(
-                "{name} line {line}: promotion {id} names position {position}, which is not a \
-                 PromotionRequested record of this export"
-            )),
+        if self.matched == self.read && self.matched == self.requests {
+            f.fact(
+                "promotions",
+                format!(
+                    "{} records, each matching its PromotionRequested record",
+                    self.matched
+                ),
+            );
         }
-    }
-    let listed: std::collections::BTreeSet<u64> = rows.iter().map(|r| r.1).collect();
-    for (position, (id, _)) in requested {
-        if !listed.contains(position) {
-            f.problem(format!(
-                "{name}: no record for promotion {id}, requested at position {position}"
-            ));
-        }
-    }
-    if rows.len() as u64 != manifest.promotions.count {
-        f.problem(format!(
-            "{name}: {} records, the manifest states {}",
-            rows.len(),
-            manifest.promotions.count
-        ));
-    }
-    if matched == rows.len() as u64 && matched == requested.len() as u64 {
-        f.fact(
-            "promotions",
-            format!("{matched} records, each matching its PromotionRequested record"),
-        );
     }
 }

@@ -1,7 +1,6 @@
 //! The records of an export: each line's chain link, its agreement with the
 //! record it carries, and its leaf for the inclusion proof.
 
-use std::collections::BTreeMap;
 use std::io::BufRead;
 
 use base64::Engine;
@@ -11,6 +10,7 @@ use waybill_ledger::event::decode_record;
 use waybill_ledger::{ChainHash, EventPayload};
 use waybill_projections::audit::export::{EventLine, Manifest, EVENTS_FILE};
 
+use super::promotions::Matcher;
 use super::Findings;
 
 /// What the records say, for the checks after them.
@@ -22,8 +22,6 @@ pub struct Seen {
     pub first_seq: u64,
     pub last_seq: u64,
     pub head: Option<ChainHash>,
-    /// Position → (promotion id, stage) of every `PromotionRequested`.
-    pub requested: BTreeMap<u64, (String, String)>,
 }
 
 /// Walks `events.jsonl` as an iterator of leaves `(index, leaf hash)`,
@@ -40,12 +38,20 @@ pub struct Records<'a, R: BufRead> {
     last_position: u64,
     pub seen: Seen,
     pub findings: &'a mut Findings,
+    /// Told of every `PromotionRequested` met (when the promotions file can
+    /// be read).
+    pub promotions: Option<Matcher>,
     /// A line that cannot be read stops the walk.
     stopped: bool,
 }
 
 impl<'a, R: BufRead> Records<'a, R> {
-    pub fn new(reader: R, manifest: &'a Manifest, findings: &'a mut Findings) -> Self {
+    pub fn new(
+        reader: R,
+        manifest: &'a Manifest,
+        findings: &'a mut Findings,
+        promotions: Option<Matcher>,
+    ) -> Self {
         let time = |t: &str| {
             DateTime::parse_from_rfc3339(t)
                 .ok()
@@ -62,6 +68,7 @@ impl<'a, R: BufRead> Records<'a, R> {
             last_position: 0,
             seen: Seen::default(),
             findings,
+            promotions,
             stopped: false,
         }
     }
@@ -166,10 +173,10 @@ impl<'a, R: BufRead> Records<'a, R> {
         if self.to.is_some_and(|to| t >= to) {
             self.problem(format!("{at}: time {} is after the range", stamp()));
         }
-        if let EventPayload::PromotionRequested(p) = &event.payload {
-            self.seen
-                .requested
-                .insert(pos, (p.promotion_id.clone(), p.stage.clone()));
+        if let (EventPayload::PromotionRequested(p), Some(m)) =
+            (&event.payload, self.promotions.as_mut())
+        {
+            m.requested(pos, &p.promotion_id, &p.stage);
         }
         let s = &mut self.seen;
         if s.count == 0 {
