@@ -16,6 +16,17 @@ pub enum ArtifactKind {
     Chart,
 }
 
+impl ArtifactKind {
+    /// Lowercase name: `image`, `git`, `chart`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ArtifactKind::Image => "image",
+            ArtifactKind::Git => "git",
+            ArtifactKind::Chart => "chart",
+        }
+    }
+}
+
 /// One versioned artifact inside a freight.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Artifact {

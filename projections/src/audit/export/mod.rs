@@ -18,6 +18,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use waybill_ledger::audit::{multi_proof, root, Checkpoint};
+use waybill_ledger::domain::Freight;
 use waybill_ledger::{ChainHash, EventLog, Position, ProjectName};
 
 pub use manifest::*;
@@ -510,10 +511,20 @@ fn write_promotions(
         let records: Vec<PromotionRecord> = match &state {
             Some(s) => {
                 let state = read(s);
+                // Promotions of one freight tend to come together: look
+                // its freight up once.
+                let mut last: Option<(&str, Option<&Freight>)> = None;
                 batch
                     .iter()
                     .filter_map(|(_, id)| state.promotions.get(id))
-                    .map(|p| PromotionRecord::of(&state, p))
+                    .map(|p| {
+                        let freight = match last {
+                            Some((id, f)) if id == p.freight => f,
+                            _ => state.freight.get(&p.freight),
+                        };
+                        last = Some((&p.freight, freight));
+                        PromotionRecord::with_freight(&state, p, freight)
+                    })
                     .collect()
             }
             None => Vec::new(),

@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
-use waybill_ledger::domain::{ProjectState, Promotion};
+use waybill_ledger::domain::{Freight, ProjectState, Promotion};
 
 /// One promotion, as exported.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,7 +83,15 @@ fn time(t: DateTime<Utc>) -> String {
 impl PromotionRecord {
     /// The record of `p`, with the freight details from `state`.
     pub fn of(state: &ProjectState, p: &Promotion) -> PromotionRecord {
-        let freight = state.freight.get(&p.freight);
+        PromotionRecord::with_freight(state, p, state.freight.get(&p.freight))
+    }
+
+    /// [`PromotionRecord::of`], given `p`'s freight (looked up by the caller).
+    pub fn with_freight(
+        state: &ProjectState,
+        p: &Promotion,
+        freight: Option<&Freight>,
+    ) -> PromotionRecord {
         let approvals: Vec<ApprovalRecord> = p
             .approvals
             .iter()
@@ -123,7 +131,7 @@ impl PromotionRecord {
                         f.artifacts
                             .iter()
                             .map(|a| ArtifactRecord {
-                                kind: format!("{:?}", a.kind).to_lowercase(),
+                                kind: a.kind.name().to_string(),
                                 name: a.name.clone(),
                                 version: a.version.clone(),
                                 digest: a.digest.clone(),
