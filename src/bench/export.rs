@@ -198,6 +198,8 @@ pub async fn run(args: ExportBenchArgs) -> anyhow::Result<()> {
     progress.phase("JetStream: serve, export, verify-export (child processes)");
     let js = measure(Some(&url), &scratch.path().join("jetstream"), args.events).await?;
     let version = target.version();
+    // Its connection would otherwise keep trying the stopped server.
+    drop(log);
     target.close().await;
 
     let embedded = if args.cluster {

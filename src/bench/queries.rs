@@ -416,6 +416,8 @@ pub async fn run(args: QueriesBenchArgs) -> anyhow::Result<()> {
     if args.nats.is_some() {
         target.keep_streams();
     }
+    // Its connection would otherwise keep trying the stopped server.
+    drop(log);
     target.close().await;
 
     let l = |v: Vec<Duration>| Latency::from_samples(v).context("samples");
