@@ -135,7 +135,14 @@ pub struct ServeArgs {
     /// point-in-time queries read from it [default: 512].
     #[arg(long, env = "WAYBILL_CACHE_MB", value_name = "MIB")]
     pub cache_mb: Option<u64>,
-    /// Do not run the auto-promotion reactor in this process.
+    /// What this process runs, comma-separated: `commands` (the command
+    /// service), `queries` (read models, Merkle tree and checkpoints, the
+    /// query and audit services, exports), `reactors` (auto-promotion)
+    /// [default: all three].
+    #[arg(long, env = "WAYBILL_ROLES", value_enum, value_delimiter = ',')]
+    pub roles: Vec<crate::roles::ServeRole>,
+    /// Do not run the auto-promotion reactor in this process (the same as
+    /// leaving `reactors` out of --roles).
     #[arg(long)]
     pub no_reactors: bool,
     #[command(flatten)]

@@ -12,6 +12,7 @@ mod metrics;
 mod open;
 mod projections;
 mod rate_limit;
+mod roles;
 mod serve;
 mod verify;
 

@@ -1,5 +1,6 @@
-//! `waybill serve`: open the log, serve gRPC (commands, health, reflection)
-//! and run the reactors until a shutdown signal.
+//! `waybill serve`: open the log, serve gRPC (health, reflection and the
+//! services of the process's roles: commands; queries, audit and exports)
+//! and run the projections and reactors until a shutdown signal.
 //!
 //! Shutdown order: stop accepting, finish in-flight requests, stop the
 //! reactors, then drain NATS / flush sled.
@@ -27,6 +28,7 @@ use waybill_projections::Projections;
 use crate::cli::ServeArgs;
 use crate::config::{listen_addr, FileConfig};
 use crate::open::{open, OpenLog};
+use crate::roles::Roles;
 
 /// How often the health service checks that the log answers.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
@@ -48,15 +50,25 @@ pub struct Services {
     pub log: OpenLog,
     pub auth: Arc<Authenticator>,
     pub clock: Clock,
+    /// Serve the command service.
+    pub commands: bool,
     pub reactors: bool,
-    /// Read models (opened on `<data dir>/projections`).
-    pub projections: Projections,
-    /// The Merkle tree of the log and the checkpoint signer (same store).
-    pub transparency: Transparency,
+    /// The `queries` role: read models and the Merkle tree, kept up to date
+    /// here and served by the query and audit services.
+    pub read_side: Option<ReadSide>,
     /// gRPC over TLS (and mutual TLS), when configured.
     pub tls: Option<tonic::transport::ServerTlsConfig>,
     /// Requests per second per connection.
     pub rate_limit: RateLimit,
+}
+
+/// What the `queries` role keeps and serves.
+#[derive(Debug)]
+pub struct ReadSide {
+    /// Read models (opened on `<data dir>/projections`).
+    pub projections: Projections,
+    /// The Merkle tree of the log and the checkpoint signer (same store).
+    pub transparency: Transparency,
 }
 
 /// Queries need an authenticated caller holding the viewer role.
@@ -118,21 +130,32 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
     if let Some(metrics) = args.metrics_listen.or(file.metrics_listen) {
         crate::metrics::install(metrics)?;
     }
+    let roles = Roles::chosen(&args.roles, file.roles.as_deref(), args.no_reactors)?;
     let auth = authenticator(&args)?;
-    let log = open(&args.log, file).await?;
-    let cache_mb = args.cache_mb.or(file.cache_mb).unwrap_or(DEFAULT_CACHE_MB);
-    let projections = open_projections(&args.log, file, cache_mb).await?;
     let policy = crate::audit::checkpoint_policy(
         &args.audit,
         &file.audit,
         &crate::config::data_dir(&args.log, file),
     )?;
-    if let Some(key) = &policy.signer {
-        tracing::info!(public_key = %key.verifier().encode(), origin = %policy.origin, "signing checkpoints");
-    }
-    let transparency = {
+    let log = open(&args.log, file).await?;
+    let read_side = if roles.queries {
+        let cache_mb = args.cache_mb.or(file.cache_mb).unwrap_or(DEFAULT_CACHE_MB);
+        let projections = open_projections(&args.log, file, cache_mb).await?;
+        if let Some(key) = &policy.signer {
+            tracing::info!(public_key = %key.verifier().encode(), origin = %policy.origin, "signing checkpoints");
+        }
         let db = projections.store().db().clone();
-        tokio::task::spawn_blocking(move || Transparency::open(&db, policy)).await??
+        let transparency =
+            tokio::task::spawn_blocking(move || Transparency::open(&db, policy)).await??;
+        Some(ReadSide {
+            projections,
+            transparency,
+        })
+    } else {
+        if policy.signer.is_some() {
+            tracing::warn!("checkpoints are signed by the queries role, which this process does not run: the signing key is unused");
+        }
+        None
     };
     let listener = TcpListener::bind(addr)
         .await
@@ -144,15 +167,16 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         addr = %local,
         backend = backend_name(&log),
         tls = tls.is_some(),
+        roles = %roles,
         "serving gRPC"
     );
     let services = Services {
         log: log.clone(),
         auth: Arc::new(auth),
         clock: args.clock_start.map(Clock::starting_at).unwrap_or_default(),
-        reactors: !args.no_reactors,
-        projections,
-        transparency,
+        commands: roles.commands,
+        reactors: roles.reactors,
+        read_side,
         tls,
         rate_limit: RateLimit::new(
             args.rate_limit
@@ -230,13 +254,16 @@ pub async fn serve(
     reporter
         .set_service_status("", ServingStatus::Serving)
         .await;
-    for service in [
-        "waybill.v1.CommandService",
-        "waybill.v1.QueryService",
-        "waybill.v1.AuditService",
-    ] {
+    let served = [
+        ("waybill.v1.CommandService", services.commands),
+        ("waybill.v1.QueryService", services.read_side.is_some()),
+        ("waybill.v1.AuditService", services.read_side.is_some()),
+    ];
+    // A service of a role this process does not run stays unknown to health
+    // (NOT_FOUND), as it is to gRPC (UNIMPLEMENTED).
+    for (service, _) in served.iter().filter(|(_, on)| *on) {
         reporter
-            .set_service_status(service, ServingStatus::Serving)
+            .set_service_status(*service, ServingStatus::Serving)
             .await;
     }
     let reflection = tonic_reflection::server::Builder::configure()
@@ -249,46 +276,50 @@ pub async fn serve(
     let authorizer = Arc::new(services.auth.authorizer().clone());
     let source = format!("waybill://{}", hostname());
     let handler = CommandHandler::new(log, authorizer, &source).with_clock(services.clock);
-    let commands = CommandGrpc::new(handler.clone(), services.auth.clone());
+    let commands = services
+        .commands
+        .then(|| CommandGrpc::new(handler.clone(), services.auth.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let queries = QueryGrpc::new(
-        services.projections.clone(),
-        services.log.log(),
-        Arc::new(ViewerAccess(services.auth.clone())),
-        stop_rx.clone(),
-    );
-    let audit = AuditGrpc::new(
-        services.transparency.clone(),
-        services.projections.clone(),
-        services.log.log(),
-        Arc::new(ViewerAccess(services.auth.clone())),
-    );
+    let read_services = services.read_side.as_ref().map(|r| {
+        let queries = QueryGrpc::new(
+            r.projections.clone(),
+            services.log.log(),
+            Arc::new(ViewerAccess(services.auth.clone())),
+            stop_rx.clone(),
+        );
+        let audit = AuditGrpc::new(
+            r.transparency.clone(),
+            r.projections.clone(),
+            services.log.log(),
+            Arc::new(ViewerAccess(services.auth.clone())),
+        );
+        (queries, audit)
+    });
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(watch_log_health(
         services.log.clone(),
-        services.projections.clone(),
+        services.read_side.as_ref().map(|r| r.projections.clone()),
+        services.commands,
         reporter,
         stopped(stop_rx.clone()),
     )));
-    {
-        let projections = services.projections.clone();
+    if let Some(read_side) = &services.read_side {
+        let projections = read_side.projections.clone();
         let log = services.log.log();
-        let stopped = stopped(stop_rx.clone());
+        let stop = stopped(stop_rx.clone());
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = projections.run(log, stopped, |_| {}).await {
+            if let Err(e) = projections.run(log, stop, |_| {}).await {
                 tracing::error!(error = %e, "projections stopped");
             }
         }));
-    }
-    {
-        let transparency = services.transparency.clone();
+        let transparency = read_side.transparency.clone();
         let log = services.log.log();
-        let stopped = stopped(stop_rx.clone());
+        let stop = stopped(stop_rx.clone());
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = transparency.run(log, stopped).await {
+            if let Err(e) = transparency.run(log, stop).await {
                 tracing::error!(error = %e, "the Merkle tree and checkpoints stopped");
             }
         }));
@@ -302,30 +333,34 @@ pub async fn serve(
     if let Some(tls) = services.tls {
         builder = builder.tls_config(tls).context("the gRPC TLS settings")?;
     }
+    let limit = &services.rate_limit;
+    let (queries, audit) = read_services.unzip();
+    // A service of a role this process does not run is absent: UNIMPLEMENTED.
     let result = builder
         // Per connection: requests in flight at once, and HTTP/2 streams.
         .concurrency_limit_per_connection(MAX_IN_FLIGHT_PER_CONNECTION)
         .max_concurrent_streams(Some(MAX_IN_FLIGHT_PER_CONNECTION as u32))
         .add_service(health)
         .add_service(reflection)
-        .add_service(InterceptedService::new(
-            commands
-                .into_server()
-                .max_decoding_message_size(MAX_COMMAND_MESSAGE),
-            services.rate_limit.clone(),
-        ))
-        .add_service(InterceptedService::new(
-            queries
-                .into_server()
-                .max_decoding_message_size(MAX_READ_MESSAGE),
-            services.rate_limit.clone(),
-        ))
-        .add_service(InterceptedService::new(
-            audit
-                .into_server()
-                .max_decoding_message_size(MAX_READ_MESSAGE),
-            services.rate_limit.clone(),
-        ))
+        .add_optional_service(commands.map(|c| {
+            InterceptedService::new(
+                c.into_server()
+                    .max_decoding_message_size(MAX_COMMAND_MESSAGE),
+                limit.clone(),
+            )
+        }))
+        .add_optional_service(queries.map(|q| {
+            InterceptedService::new(
+                q.into_server().max_decoding_message_size(MAX_READ_MESSAGE),
+                limit.clone(),
+            )
+        }))
+        .add_optional_service(audit.map(|a| {
+            InterceptedService::new(
+                a.into_server().max_decoding_message_size(MAX_READ_MESSAGE),
+                limit.clone(),
+            )
+        }))
         .serve_with_incoming_shutdown(
             // No Nagle: small HTTP/2 frames must not wait for the peer's ACK.
             TcpIncoming::from(listener).with_nodelay(Some(true)),
@@ -372,7 +407,8 @@ pub fn hostname() -> String {
 /// keeps the gauges of the log's head and the projections' lag.
 async fn watch_log_health(
     log: OpenLog,
-    projections: Projections,
+    projections: Option<Projections>,
+    commands: bool,
     reporter: tonic_health::server::HealthReporter,
     stopped: impl std::future::Future<Output = ()>,
 ) {
@@ -389,8 +425,10 @@ async fn watch_log_health(
         metrics::gauge!("waybill_log_up").set(if ok { 1.0 } else { 0.0 });
         if let Ok(Ok(head)) = head {
             metrics::gauge!("waybill_log_head_position").set(head.0 as f64);
-            let lag = head.0.saturating_sub(projections.applied().0);
-            metrics::gauge!("waybill_projection_lag").set(lag as f64);
+            if let Some(projections) = &projections {
+                let lag = head.0.saturating_sub(projections.applied().0);
+                metrics::gauge!("waybill_projection_lag").set(lag as f64);
+            }
         }
         if ok != serving {
             serving = ok;
@@ -402,9 +440,11 @@ async fn watch_log_health(
                 ServingStatus::NotServing
             };
             reporter.set_service_status("", status).await;
-            reporter
-                .set_service_status("waybill.v1.CommandService", status)
-                .await;
+            if commands {
+                reporter
+                    .set_service_status("waybill.v1.CommandService", status)
+                    .await;
+            }
         }
     }
 }

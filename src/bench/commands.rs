@@ -142,7 +142,7 @@ async fn promote_all(
 pub async fn run(args: CommandsBenchArgs) -> anyhow::Result<()> {
     let machine = Machine::detect();
     let date = machine::now_utc();
-    let mut progress = Progress::named("commands", 5);
+    let mut progress = Progress::named("commands", 6);
     progress.phase("starting nats-server and the Waybill command service");
     let mut target = Target::open_with(args.nats.clone(), args.cluster, args.cluster).await?;
     let run = RunId::new();
@@ -151,45 +151,15 @@ pub async fn run(args: CommandsBenchArgs) -> anyhow::Result<()> {
         .await?;
     let auth = Authenticator::new(AuthConfig::default())?.with_insecure_dev(true);
     let scratch = super::scratch::ScratchDir::create(&run.name("waybill-bench-views-"))?;
-    let views = scratch.path().join("projections");
     let served = if args.embedded {
         OpenLog::Embedded(waybill_ledger::SledLog::open(&scratch.path().join("log"))?)
     } else {
         OpenLog::JetStream(log.clone())
     };
-    let bench_projections =
-        tokio::task::spawn_blocking(move || waybill_projections::Projections::open(&views))
-            .await??;
-    let db = bench_projections.store().db().clone();
-    let transparency = tokio::task::spawn_blocking(move || {
-        waybill_projections::audit::Transparency::open(
-            &db,
-            waybill_projections::audit::CheckpointPolicy::read_only(),
-        )
-    })
-    .await??;
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(
-        listener,
-        Services {
-            log: served.clone(),
-            auth: Arc::new(auth),
-            clock: Clock::System,
-            reactors: false,
-            projections: bench_projections.clone(),
-            transparency,
-            tls: None,
-            rate_limit: crate::rate_limit::RateLimit::new(u32::MAX),
-        },
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
-        .connect()
-        .await?;
+    let auth = Arc::new(auth);
+    // First the commands role alone, as a command replica runs it.
+    let server = Server::start(&served, &auth, None).await?;
+    let channel = server.channel.clone();
 
     let raw_name = run.name("BENCH_CMD_RAW_");
     target.track(&raw_name);
@@ -283,35 +253,56 @@ pub async fn run(args: CommandsBenchArgs) -> anyhow::Result<()> {
         "{c} clients: preparing {} projects of {} freights",
         c, args.per_client
     ));
-    let mut prepared = Vec::new();
-    for i in 0..c {
-        let project = format!("bench-{i}");
-        let ids = prepare(&mut client, &project, args.per_client).await?;
-        prepared.push((project, ids));
-    }
+    let prepared = prepare_clients(&mut client, "bench", c, args.per_client).await?;
     progress.phase(format!(
         "{c} clients: {} RequestPromotion calls each, then {c} raw writers",
         args.per_client
     ));
-    let started = Instant::now();
-    let tasks: Vec<_> = prepared
-        .into_iter()
-        .map(|(project, ids)| {
-            let mut client = Client::new(channel.clone());
-            tokio::spawn(async move { promote_all(&mut client, &project, &ids).await.map(|_| ()) })
-        })
-        .collect();
-    for t in tasks {
-        t.await.context("client task")??;
-    }
-    let wb_rate = Rate {
-        events: c as u64 * args.per_client,
-        elapsed: started.elapsed(),
-    };
+    let wb_rate = throughput(&channel, prepared).await?;
     let raw_rate = raw.throughput(&run, "tp", c, args.per_client).await?;
+    server.stop().await?;
 
-    let _ = stop_tx.send(());
-    server.await.context("server task")??;
+    // Then every role in one process (the default `waybill serve`): the read
+    // models and the Merkle tree consume each event on the same cores.
+    progress.phase(format!(
+        "all roles in one process: catching up, then 1 client and {c} clients"
+    ));
+    let views = scratch.path().join("projections");
+    let projections =
+        tokio::task::spawn_blocking(move || waybill_projections::Projections::open(&views))
+            .await??;
+    let db = projections.store().db().clone();
+    let transparency = tokio::task::spawn_blocking(move || {
+        waybill_projections::audit::Transparency::open(
+            &db,
+            waybill_projections::audit::CheckpointPolicy::read_only(),
+        )
+    })
+    .await??;
+    let head = served.log().head().await?;
+    let all = Server::start(
+        &served,
+        &auth,
+        Some(crate::serve::ReadSide {
+            projections: projections.clone(),
+            transparency,
+        }),
+    )
+    .await?;
+    projections
+        .wait_for(head, Duration::from_secs(600))
+        .await
+        .map_err(|at| anyhow::anyhow!("the read models stopped at {at}, short of {head}"))?;
+    let mut client = Client::new(all.channel.clone());
+    let freights = prepare(&mut client, "latency-all", args.latency_samples + WARMUP).await?;
+    let (warm, measured) = freights.split_at(WARMUP as usize);
+    promote_all(&mut client, "latency-all", warm).await?;
+    let all_latency =
+        Latency::from_samples(promote_all(&mut client, "latency-all", measured).await?)
+            .context("samples")?;
+    let prepared = prepare_clients(&mut client, "bench-all", c, args.per_client).await?;
+    let all_rate = throughput(&all.channel, prepared).await?;
+    all.stop().await?;
     log.close().await;
     let version = target.version();
     target.close().await;
@@ -347,6 +338,24 @@ pub async fn run(args: CommandsBenchArgs) -> anyhow::Result<()> {
             Value::Rate(raw_rate.per_sec()),
             Goal::AtLeast(THROUGHPUT_TARGET),
         ),
+        Row::new(
+            "all roles in one process: p50, 1 client",
+            Value::Latency(all_latency.p50),
+            Value::Latency(raw_latency.p50),
+            Goal::None,
+        ),
+        Row::new(
+            "all roles in one process: p99, 1 client",
+            Value::Latency(all_latency.p99),
+            Value::Latency(raw_latency.p99),
+            Goal::None,
+        ),
+        Row::new(
+            format!("all roles in one process: throughput, {c} clients"),
+            Value::Rate(all_rate.per_sec()),
+            Value::Rate(raw_rate.per_sec()),
+            Goal::None,
+        ),
     ];
     let table = report::render(&rows);
     println!("waybill bench commands: nats-server {version}\nmachine: {machine}\n\n{table}");
@@ -360,10 +369,14 @@ pub async fn run(args: CommandsBenchArgs) -> anyhow::Result<()> {
 - Server: nats-server {version}, spawned on loopback, {layout}
 
 {table}
-Waybill: a `RequestPromotion` call from a gRPC client over loopback to the
-command service in the same process as the bench (authentication, the cached
-project state, `decide`, the append with the subject-filtered expected
-position, the reply). Each promotion names a fresh freight of a record-only
+Waybill: a `RequestPromotion` call from a gRPC client over loopback to a
+server in the same process as the bench running the `commands` role, as a
+command replica does (`waybill serve --roles commands`): authentication, the
+cached project state, `decide`, the append with the subject-filtered expected
+position, the reply. The \"all roles\" rows repeat the measurement against a
+server that also runs the `queries` role (read models and the Merkle tree,
+which consume every event on the same two cores), as the default `waybill
+serve` does. Each promotion names a fresh freight of a record-only
 stage, so every call appends one event; the refused row repeats a call that
 policy refuses (the freight is already current), so it measures the gRPC round
 trip, authentication and `decide` without the append; the in-process row calls
@@ -401,6 +414,94 @@ each publishing {per} times on its own subject.
         println!("wrote the bench:commands section of {}", path.display());
     }
     Ok(())
+}
+
+/// A `serve` in this process on a loopback port.
+struct Server {
+    channel: Channel,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Server {
+    /// Serves the commands role, and the queries role with `read_side`.
+    async fn start(
+        log: &OpenLog,
+        auth: &Arc<Authenticator>,
+        read_side: Option<crate::serve::ReadSide>,
+    ) -> anyhow::Result<Server> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve(
+            listener,
+            Services {
+                log: log.clone(),
+                auth: auth.clone(),
+                clock: Clock::System,
+                commands: true,
+                reactors: false,
+                read_side,
+                tls: None,
+                rate_limit: crate::rate_limit::RateLimit::new(u32::MAX),
+            },
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+            .connect()
+            .await?;
+        Ok(Server {
+            channel,
+            stop,
+            task,
+        })
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await.context("server task")?
+    }
+}
+
+/// Projects `{prefix}-{i}` with `per` freights each, for `c` clients.
+async fn prepare_clients(
+    client: &mut Client,
+    prefix: &str,
+    c: usize,
+    per: u64,
+) -> anyhow::Result<Vec<(String, Vec<String>)>> {
+    let mut prepared = Vec::with_capacity(c);
+    for i in 0..c {
+        let project = format!("{prefix}-{i}");
+        let ids = prepare(client, &project, per).await?;
+        prepared.push((project, ids));
+    }
+    Ok(prepared)
+}
+
+/// Each client promotes its project's freights in sequence, all at once.
+async fn throughput(
+    channel: &Channel,
+    prepared: Vec<(String, Vec<String>)>,
+) -> anyhow::Result<Rate> {
+    let events = prepared.iter().map(|(_, ids)| ids.len() as u64).sum();
+    let started = Instant::now();
+    let tasks: Vec<_> = prepared
+        .into_iter()
+        .map(|(project, ids)| {
+            let mut client = Client::new(channel.clone());
+            tokio::spawn(async move { promote_all(&mut client, &project, &ids).await.map(|_| ()) })
+        })
+        .collect();
+    for t in tasks {
+        t.await.context("client task")??;
+    }
+    Ok(Rate {
+        events,
+        elapsed: started.elapsed(),
+    })
 }
 
 /// How the spawned server stores the streams, for the report.
