@@ -94,23 +94,23 @@ mod tests {
 
     #[test]
     fn flags_override_the_file_and_no_reactors_removes_them() {
-        assert_eq!(Roles::chosen(&[], None, false).unwrap(), Roles::ALL);
+        assert_eq!(Roles::chosen(&[], None, false).expect("roles"), Roles::ALL);
         let file = [Queries, Reactors];
-        let from_file = Roles::chosen(&[], Some(&file), false).unwrap();
+        let from_file = Roles::chosen(&[], Some(&file), false).expect("roles");
         assert_eq!(from_file.to_string(), "queries,reactors");
-        let flags = Roles::chosen(&[Commands], Some(&file), false).unwrap();
+        let flags = Roles::chosen(&[Commands], Some(&file), false).expect("roles");
         assert_eq!(flags.to_string(), "commands");
         assert_eq!(
-            Roles::chosen(&[], None, true).unwrap().to_string(),
+            Roles::chosen(&[], None, true).expect("roles").to_string(),
             "commands,queries"
         );
     }
 
     #[test]
     fn nothing_to_run_is_an_error() {
-        let e = Roles::chosen(&[], Some(&[]), false).unwrap_err();
+        let e = Roles::chosen(&[], Some(&[]), false).expect_err("refused");
         assert!(e.to_string().contains("the list is empty"), "{e}");
-        let e = Roles::chosen(&[Reactors], None, true).unwrap_err();
+        let e = Roles::chosen(&[Reactors], None, true).expect_err("refused");
         assert!(e.to_string().contains("nothing to run"), "{e}");
     }
 }
