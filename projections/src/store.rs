@@ -233,7 +233,9 @@ impl ProjectionStore {
             .scan_prefix(b"s")
             .map(|item| {
                 let (_, v) = item?;
-                Ok(serde_json::from_slice(&v)?)
+                let mut state: ProjectState = serde_json::from_slice(&v)?;
+                state.reindex();
+                Ok(state)
             })
             .collect()
     }

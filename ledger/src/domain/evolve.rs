@@ -111,6 +111,7 @@ impl ProjectState {
                 }
             }
             EventPayload::PromotionRequested(r) => {
+                self.untrack(&r.promotion_id);
                 self.promotions.insert(
                     r.promotion_id.clone(),
                     Promotion {
@@ -129,6 +130,7 @@ impl ProjectState {
                         details: String::new(),
                     },
                 );
+                self.track(&r.promotion_id);
                 if let Some(s) = self.stages.get_mut(&r.stage) {
                     s.last_promotion = Some(r.promotion_id.clone());
                 }
@@ -239,6 +241,7 @@ impl ProjectState {
         p.updated_at = at;
         p.details = details.to_string();
         let stage = p.stage.clone();
+        self.track(id);
         if let Some(st) = self.stages.get_mut(&stage) {
             st.queue.retain(|q| q != id);
             if st.running.as_deref() == Some(id) {

@@ -30,6 +30,13 @@ pub struct ProjectState {
     pub aliases: BTreeMap<String, String>,
     pub stages: BTreeMap<String, StageState>,
     pub promotions: BTreeMap<String, Promotion>,
+    /// Stage → freight → ids of its active promotions (requested, authorized
+    /// or running): an index of `promotions`, so that deciding on a project
+    /// does not scan every promotion it ever had. Snapshots written before
+    /// it existed lack it: the projection store rebuilds it on load
+    /// ([`ProjectState::reindex`]).
+    #[serde(default)]
+    pub active: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
     /// Command id → the event it produced (idempotency, kept for ever).
     pub commands: HashMap<String, CommandOutcome>,
 }
@@ -237,10 +244,61 @@ impl ProjectState {
         })
     }
 
-    /// Active promotions of `freight` into `stage`.
+    /// The active promotion of `freight` into `stage` (the first by id, if
+    /// the log holds several).
     pub fn in_flight(&self, stage: &str, freight: &str) -> Option<&Promotion> {
-        self.promotions
+        let id = self.active.get(stage)?.get(freight)?.first()?;
+        self.promotions.get(id)
+    }
+
+    /// Brings the index of active promotions in line with promotion `id`.
+    pub(crate) fn track(&mut self, id: &str) {
+        let Some(p) = self.promotions.get(id) else {
+            return;
+        };
+        if p.status.is_active() {
+            let (stage, freight) = (p.stage.clone(), p.freight.clone());
+            self.active
+                .entry(stage)
+                .or_default()
+                .entry(freight)
+                .or_default()
+                .insert(id.to_string());
+        } else {
+            self.untrack(id);
+        }
+    }
+
+    /// Takes promotion `id` out of the index of active promotions.
+    pub(crate) fn untrack(&mut self, id: &str) {
+        let Some(p) = self.promotions.get(id) else {
+            return;
+        };
+        let (stage, freight) = (p.stage.clone(), p.freight.clone());
+        if let Some(by_freight) = self.active.get_mut(&stage) {
+            if let Some(ids) = by_freight.get_mut(&freight) {
+                ids.remove(id);
+                if ids.is_empty() {
+                    by_freight.remove(&freight);
+                }
+            }
+            if by_freight.is_empty() {
+                self.active.remove(&stage);
+            }
+        }
+    }
+
+    /// Rebuilds the index of active promotions (after loading a state).
+    pub fn reindex(&mut self) {
+        self.active.clear();
+        let ids: Vec<String> = self
+            .promotions
             .values()
-            .find(|p| p.stage == stage && p.freight == freight && p.status.is_active())
+            .filter(|p| p.status.is_active())
+            .map(|p| p.id.clone())
+            .collect();
+        for id in ids {
+            self.track(&id);
+        }
     }
 }

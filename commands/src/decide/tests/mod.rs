@@ -6,6 +6,7 @@ mod availability;
 mod bypass;
 mod execution;
 mod hostile;
+mod in_flight;
 mod pipeline;
 
 use bytes::Bytes;
