@@ -91,10 +91,7 @@ fn newest_available<'a>(
     ctx: &Context,
 ) -> Result<&'a Freight, Rejection> {
     state
-        .freight
-        .values()
-        .filter(|f| available_to(f, stage_def, ctx.now).is_ok())
-        .max_by(|a, b| (a.discovered_at, &a.id).cmp(&(b.discovered_at, &b.id)))
+        .newest_where(|f| available_to(f, stage_def, ctx.now).is_ok())
         .ok_or_else(|| {
             Rejection::policy(
                 Reason::FreightNotAvailable,

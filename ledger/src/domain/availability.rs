@@ -170,11 +170,7 @@ pub fn auto_candidate<'a>(
     now: DateTime<Utc>,
 ) -> Option<&'a Freight> {
     match stage.auto_selection {
-        AutoSelection::NewestFreight => state
-            .freight
-            .values()
-            .filter(|f| available_to(f, stage, now).is_ok())
-            .max_by(|a, b| (a.discovered_at, &a.id).cmp(&(b.discovered_at, &b.id))),
+        AutoSelection::NewestFreight => state.newest_where(|f| available_to(f, stage, now).is_ok()),
         AutoSelection::MatchUpstream => {
             let upstream = stage.upstreams().next()?;
             let current = state.stages.get(upstream)?.current.as_ref()?;

@@ -61,6 +61,9 @@ impl ProjectState {
                 }
             }
             EventPayload::FreightDiscovered(d) => {
+                if !self.freight.contains_key(&d.freight_id) {
+                    self.by_discovery.insert((at, d.freight_id.clone()));
+                }
                 self.freight
                     .entry(d.freight_id.clone())
                     .or_insert_with(|| Freight {

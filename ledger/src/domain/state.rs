@@ -26,6 +26,12 @@ pub struct ProjectState {
     /// The pipeline and policy in force.
     pub pipeline: Option<AppliedPipeline>,
     pub freight: BTreeMap<String, Freight>,
+    /// (discovery time, id) of every freight, oldest first: an index of
+    /// `freight` for "the newest freight that ..." (auto-promotion, "newest
+    /// available"). Not serialized (it would repeat every freight id in a
+    /// snapshot): rebuilt by [`ProjectState::reindex`] when a state is loaded.
+    #[serde(skip)]
+    pub by_discovery: BTreeSet<(DateTime<Utc>, String)>,
     /// Alias → freight id.
     pub aliases: BTreeMap<String, String>,
     pub stages: BTreeMap<String, StageState>,
@@ -288,8 +294,22 @@ impl ProjectState {
         }
     }
 
-    /// Rebuilds the index of active promotions (after loading a state).
+    /// The newest freight (by discovery time, then id) that satisfies `pred`.
+    pub fn newest_where(&self, pred: impl Fn(&Freight) -> bool) -> Option<&Freight> {
+        self.by_discovery
+            .iter()
+            .rev()
+            .filter_map(|(_, id)| self.freight.get(id))
+            .find(|f| pred(f))
+    }
+
+    /// Rebuilds the indexes of the state (after loading one).
     pub fn reindex(&mut self) {
+        self.by_discovery = self
+            .freight
+            .values()
+            .map(|f| (f.discovered_at, f.id.clone()))
+            .collect();
         self.active.clear();
         let ids: Vec<String> = self
             .promotions

@@ -1,6 +1,6 @@
-//! The index of active promotions (`ProjectState::active`, behind
-//! `in_flight`) stays equal to a scan of every promotion, and to an index
-//! rebuilt from scratch, through random promotion lifecycles (proptest).
+//! The state's indexes stay equal to scans and to indexes rebuilt from
+//! scratch, through random promotion lifecycles (proptest): active
+//! promotions (`in_flight`) and freight by discovery (`newest_where`).
 
 use proptest::prelude::*;
 use waybill_ledger::domain::ProjectState;
@@ -34,11 +34,27 @@ fn actor(i: usize) -> Actor {
     [alice(), bob(), carol()][i % 3].clone()
 }
 
-/// Every promotion's activity as the index shows it equals the scan.
-fn check(state: &ProjectState, freights: &[String]) {
+/// Every promotion's activity as the index shows it equals the scan, and
+/// the newest available freight of each stage is the scan's.
+fn check(state: &ProjectState, freights: &[String], now: DateTime<Utc>) {
     let mut fresh = state.clone();
     fresh.reindex();
     assert_eq!(fresh.active, state.active, "index differs from a rebuild");
+    assert_eq!(fresh.by_discovery, state.by_discovery);
+    let def = state.definition().expect("pipeline");
+    for stage in &def.stages {
+        let available = |f: &waybill_ledger::domain::Freight| {
+            waybill_ledger::domain::available_to(f, stage, now).is_ok()
+        };
+        let scan = state
+            .freight
+            .values()
+            .filter(|f| available(f))
+            .max_by(|a, b| (a.discovered_at, &a.id).cmp(&(b.discovered_at, &b.id)))
+            .map(|f| f.id.as_str());
+        let newest = state.newest_where(available).map(|f| f.id.as_str());
+        assert_eq!(newest, scan, "newest available to {}", stage.name);
+    }
     for stage in STAGES {
         for f in freights {
             let scan = state
@@ -64,6 +80,7 @@ proptest! {
         let mut freights: Vec<String> = Vec::new();
         let mut promotions: Vec<String> = Vec::new();
         for op in ops {
+            s.advance(Duration::minutes(7));
             let pick = |v: &Vec<String>, i: usize| (!v.is_empty()).then(|| v[i % v.len()].clone());
             let (who, cmd) = match op {
                 Op::Discover(t) => (robot(), discover(&format!("1.{t}"))),
@@ -104,7 +121,7 @@ proptest! {
                 let id = format!("prop-{}", s.next);
                 s.record(who, &id, payload);
             }
-            check(&s.state, &freights);
+            check(&s.state, &freights, s.now);
         }
     }
 }
