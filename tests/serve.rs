@@ -17,20 +17,9 @@ use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 use tonic_reflection::pb::v1::ServerReflectionRequest;
 use waybill_ledger::testing::NatsServer;
 
+/// The server's overall health status (`None`: no answer).
 async fn health(endpoint: &str) -> Option<ServingStatus> {
-    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
-        .ok()?
-        .connect()
-        .await
-        .ok()?;
-    let mut client = HealthClient::new(channel);
-    let reply = client
-        .check(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .ok()?;
-    ServingStatus::try_from(reply.into_inner().status).ok()
+    service_health(endpoint, "").await
 }
 
 async fn wait_for_health(endpoint: &str, want: ServingStatus) {

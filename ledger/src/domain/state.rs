@@ -38,10 +38,9 @@ pub struct ProjectState {
     pub promotions: BTreeMap<String, Promotion>,
     /// Stage → freight → ids of its active promotions (requested, authorized
     /// or running): an index of `promotions`, so that deciding on a project
-    /// does not scan every promotion it ever had. Snapshots written before
-    /// it existed lack it: the projection store rebuilds it on load
-    /// ([`ProjectState::reindex`]).
-    #[serde(default)]
+    /// does not scan every promotion it ever had. Not serialized (derived):
+    /// rebuilt by [`ProjectState::reindex`] when a state is loaded.
+    #[serde(skip)]
     pub active: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
     /// Command id → the event it produced (idempotency, kept for ever).
     pub commands: HashMap<String, CommandOutcome>,
@@ -280,16 +279,15 @@ impl ProjectState {
         let Some(p) = self.promotions.get(id) else {
             return;
         };
-        let (stage, freight) = (p.stage.clone(), p.freight.clone());
-        if let Some(by_freight) = self.active.get_mut(&stage) {
-            if let Some(ids) = by_freight.get_mut(&freight) {
+        if let Some(by_freight) = self.active.get_mut(&p.stage) {
+            if let Some(ids) = by_freight.get_mut(&p.freight) {
                 ids.remove(id);
                 if ids.is_empty() {
-                    by_freight.remove(&freight);
+                    by_freight.remove(&p.freight);
                 }
             }
             if by_freight.is_empty() {
-                self.active.remove(&stage);
+                self.active.remove(&p.stage);
             }
         }
     }

@@ -221,7 +221,7 @@ fn project_state_snapshots_round_trip_through_json() {
     let json = serde_json::to_string(&s.state).expect("serialize");
     let mut back: waybill_ledger::domain::ProjectState =
         serde_json::from_str(&json).expect("deserialize");
-    // As the projection store does on load: the freight index is not stored.
+    // As the projection store does on load: the indexes are not stored.
     assert!(back.by_discovery.is_empty() && !s.state.by_discovery.is_empty());
     back.reindex();
     assert_eq!(back, s.state);
