@@ -1,12 +1,18 @@
 //! Key layout of the projection store: one sled tree `views`, so that every
-//! batch of views, indexes and the checkpoint is atomic; the snapshots (`n`,
-//! `s`) live in the tree `snapshots`, written after the views of their batch.
+//! batch of read models, indexes and the checkpoint is atomic.
 //!
 //! | key                               | value                                   |
 //! |-----------------------------------|-----------------------------------------|
 //! | `c`                               | last applied position (8, big-endian)   |
-//! | `n`                               | position the snapshots reflect          |
-//! | `s` project                       | project state snapshot (JSON)           |
+//! | `k` project 0x00                  | the project: position, seq, latest time |
+//! |                                   | and its stages (JSON, see `models`)     |
+//! | `l` project 0x00                  | the pipeline in force (JSON)            |
+//! | `f` project 0x00 freight id       | a freight and its status (JSON)         |
+//! | `a` project 0x00 alias            | the freight id the alias names          |
+//! | `d` project 0x00 time(8) id       | empty: freight in order of discovery    |
+//! | `r` project 0x00 pos(8)           | the promotion requested at pos (JSON)   |
+//! | `i` project 0x00 promotion id     | its request position (8)                |
+//! | `q` project 0x00 pos(8)           | empty: the promotion is active          |
 //! | `h` bucket(8)                     | the positions of a bucket of 4,096, and |
 //! |                                   | their projects (see `postings`)         |
 //! | `x` `p` project 0x00 pos(8)       | latest event time of the project up to  |
@@ -29,12 +35,11 @@
 use waybill_ledger::Position;
 
 pub const CHECKPOINT: &[u8] = b"c";
-pub const SNAPSHOT_AT: &[u8] = b"n";
 pub const FORMAT: &[u8] = b"V";
 
 /// The layout written by this version; a store written by an older one is
 /// rebuilt from the log.
-pub const FORMAT_VERSION: u64 = 5;
+pub const FORMAT_VERSION: u64 = 6;
 
 pub fn pos(p: Position) -> [u8; 8] {
     p.0.to_be_bytes()
@@ -42,12 +47,6 @@ pub fn pos(p: Position) -> [u8; 8] {
 
 pub fn decode_pos(v: &[u8]) -> Option<Position> {
     Some(Position(u64::from_be_bytes(v.get(..8)?.try_into().ok()?)))
-}
-
-pub fn snapshot(project: &str) -> Vec<u8> {
-    let mut k = vec![b's'];
-    k.extend_from_slice(project.as_bytes());
-    k
 }
 
 /// Prefix of the posting lists of the whole log.
@@ -138,4 +137,42 @@ pub fn stage_version(project: &str, stage: &str, p: Position) -> Vec<u8> {
     let mut k = stage_version_prefix(project, stage);
     k.extend_from_slice(&pos(p));
     k
+}
+
+/// Tags of the read-model keys.
+pub mod model {
+    pub const PROJECT: u8 = b'k';
+    pub const PIPELINE: u8 = b'l';
+    pub const FREIGHT: u8 = b'f';
+    pub const ALIAS: u8 = b'a';
+    pub const DISCOVERY: u8 = b'd';
+    pub const PROMOTION: u8 = b'r';
+    pub const PROMOTION_ID: u8 = b'i';
+    pub const ACTIVE: u8 = b'q';
+}
+
+/// `tag` project 0x00: a project's keys of one read model.
+pub fn model_prefix(tag: u8, project: &str) -> Vec<u8> {
+    scoped(tag, project)
+}
+
+/// `tag` project 0x00 `name`.
+pub fn model(tag: u8, project: &str, name: &[u8]) -> Vec<u8> {
+    let mut k = scoped(tag, project);
+    k.extend_from_slice(name);
+    k
+}
+
+/// A freight's discovery key: its time, then its id.
+pub fn discovery(project: &str, time: chrono::DateTime<chrono::Utc>, id: &str) -> Vec<u8> {
+    let mut k = scoped(model::DISCOVERY, project);
+    k.extend_from_slice(&self::time(time));
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// The project a `k` key names.
+pub fn project_of(key: &[u8]) -> Option<&str> {
+    let rest = key.strip_prefix(&[model::PROJECT])?;
+    std::str::from_utf8(rest.strip_suffix(&[0])?).ok()
 }

@@ -17,6 +17,7 @@ pub mod audit;
 pub mod error;
 pub mod history;
 pub mod keys;
+pub mod models;
 pub mod postings;
 pub mod runner;
 pub mod service;

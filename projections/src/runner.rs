@@ -1,42 +1,31 @@
 //! The projection runner: tails the log, applies events to the project
-//! states (`evolve`, shared with the command side), and writes history,
-//! indexes and the checkpoint to sled in one atomic batch per group of events.
+//! states (`evolve`, shared with the command side), and writes the read
+//! models (see [`crate::models`]), history, indexes and the checkpoint to
+//! sled in one atomic batch per group of events.
 //!
 //! Re-applying is a no-op: states ignore positions they have seen, and
-//! history items are keyed by position. Snapshots of the states are written
-//! (with the position they reflect) every `SNAPSHOT_EVERY` events and whenever
-//! the runner catches up; a restart loads them and replays from there.
+//! history items are keyed by position. The read models at the checkpoint
+//! are the whole state: a restart loads each project's working set from them
+//! and resumes after the checkpoint.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
-use waybill_ledger::domain::ProjectState;
-use waybill_ledger::{EventLog, EventPayload, Position, StoredEvent};
+use waybill_ledger::domain::{Freight, ProjectState, Promotion};
+use waybill_ledger::{EventLog, Position, StoredEvent};
 
 use crate::error::ProjectionError;
 use crate::history::HistoryItem;
+use crate::models::{self, Touched};
 use crate::store::{ProjectionStore, Writes};
 use crate::timeline::Timeline;
 
 /// Events applied per atomic batch at most.
 pub const MAX_BATCH: usize = 512;
-/// Events between two snapshots of the project states while busy, at most...
-pub const SNAPSHOT_EVERY: u64 = 200_000;
-/// ...and time between two snapshots while busy, at least (a snapshot writes
-/// every changed state whole, so its cost grows with the states).
-pub const BUSY_SNAPSHOT_INTERVAL: Duration = Duration::from_secs(60);
-/// While idle, snapshots are written at most this often (and at shutdown)...
-pub const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(10);
-/// ...and only once this many events wait for one: replaying fewer at a
-/// restart costs less than writing every changed state whole.
-pub const MIN_SNAPSHOT_EVENTS: u64 = 10_000;
-
-/// A snapshot waits at least this many times as long as the last one took.
-pub const SNAPSHOT_COST_SHARE: u32 = 20;
 
 /// The read side: the store, the current project states and the applied position.
 #[derive(Clone)]
@@ -71,9 +60,8 @@ impl Projections {
     /// [`Projections::open`] with a page cache of `cache_bytes`. Blocking.
     pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Projections, ProjectionError> {
         let store = ProjectionStore::open_with_cache(dir, cache_bytes)?;
-        let at = store.snapshot_position()?;
-        let states = store
-            .snapshots()?
+        let at = store.checkpoint()?;
+        let states = models::load_all(store.views())?
             .into_iter()
             .map(|s| (s.project.clone(), Arc::new(RwLock::new(s))))
             .collect();
@@ -112,7 +100,9 @@ impl Projections {
         self.inner.applied.subscribe()
     }
 
-    /// A copy of a project's current state.
+    /// A copy of a project's working set in memory: its pipeline, stages,
+    /// active promotions and the freight its stages run, and whatever else
+    /// recent events brought in (the rest is in the read models).
     pub fn project(&self, name: &str) -> Option<ProjectState> {
         self.shared(name).map(|s| read(&s).clone())
     }
@@ -120,6 +110,46 @@ impl Projections {
     /// A project's live state (lock it with [`read`], never across an await).
     pub fn shared(&self, name: &str) -> Option<SharedState> {
         self.read().get(name).cloned()
+    }
+
+    /// A freight of `project` by id or alias: from memory when it is there
+    /// (it may be ahead of the applied position), else from the read models.
+    /// Blocking.
+    pub fn freight(
+        &self,
+        project: &str,
+        id_or_alias: &str,
+    ) -> Result<Option<Freight>, ProjectionError> {
+        let in_memory = |id: &str| {
+            self.shared(project)
+                .and_then(|s| read(&s).freight.get(id).cloned())
+        };
+        let tree = self.inner.store.views();
+        if let Some(f) = in_memory(id_or_alias) {
+            return Ok(Some(f));
+        }
+        if let Some(f) = models::freight(tree, project, id_or_alias)? {
+            return Ok(Some(f));
+        }
+        match models::alias(tree, project, id_or_alias)? {
+            Some(id) => match in_memory(&id) {
+                Some(f) => Ok(Some(f)),
+                None => models::freight(tree, project, &id),
+            },
+            None => Ok(None),
+        }
+    }
+
+    /// A promotion of `project`: from memory when it is there, else from the
+    /// read models. Blocking.
+    pub fn promotion(&self, project: &str, id: &str) -> Result<Option<Promotion>, ProjectionError> {
+        let in_memory = self
+            .shared(project)
+            .and_then(|s| read(&s).promotions.get(id).cloned());
+        match in_memory {
+            Some(p) => Ok(Some(p)),
+            None => models::promotion(self.inner.store.views(), project, id),
+        }
     }
 
     /// Every project's name.
@@ -143,7 +173,7 @@ impl Projections {
             .or_insert_with(|| state.clone());
     }
 
-    /// Tails `log` from the last snapshot and keeps the read models current
+    /// Tails `log` from the checkpoint and keeps the read models current
     /// until `shutdown` completes. `progress` is told each applied position.
     pub async fn run(
         &self,
@@ -152,14 +182,14 @@ impl Projections {
         mut progress: impl FnMut(Position),
     ) -> Result<(), ProjectionError> {
         tokio::pin!(shutdown);
-        let mut states: HashMap<String, SharedState> = self.read().clone();
-        let start = self.inner.store.snapshot_position()?;
+        let mut work = Some(Work {
+            states: self.read().clone(),
+            timeline: Timeline::default(),
+        });
+        let start = self.inner.store.checkpoint()?;
         let mut tail = log.tail(start.next()).await?;
-        let mut since_snapshot = 0u64;
-        let mut unsnapshotted: BTreeSet<String> = BTreeSet::new();
-        let mut last_snapshot = std::time::Instant::now();
-        let mut snapshot_cost = Duration::ZERO;
-        let mut timeline = Timeline::default();
+        // Projects whose batch may still be in flight.
+        let mut last_touched: HashSet<String> = HashSet::new();
         // One commit runs while the next batch is applied; it is awaited
         // before the next starts (batches land in order), and before the
         // runner waits for more events (so that what it applied shows).
@@ -182,81 +212,66 @@ impl Projections {
             let Some(first) = item else { break };
             let first = first?;
             let mut events = vec![first];
-            let mut idle = false;
             while events.len() < MAX_BATCH {
                 match tail.next().now_or_never() {
                     Some(Some(item)) => events.push(item?),
-                    Some(None) => break,
-                    None => {
-                        idle = true;
-                        break;
+                    _ => break,
+                }
+            }
+            let last = events.last().map_or(Position::ZERO, |ev| ev.position);
+            // Applying reads and encodes read models: off the async runtime.
+            let this = self.clone();
+            let mut taken = work
+                .take()
+                .ok_or_else(|| ProjectionError::Storage("a batch failed before this one".into()))?;
+            let (taken, writes, touched) = tokio::task::spawn_blocking(move || {
+                let mut writes = Writes::default();
+                let mut touched: HashMap<String, Touched> = HashMap::new();
+                for ev in &events {
+                    this.apply(&mut taken, &mut touched, &mut writes, ev)?;
+                }
+                for (name, t) in &touched {
+                    if let Some(s) = taken.states.get(name) {
+                        let mut state = s.write().unwrap_or_else(|p| p.into_inner());
+                        models::write(&mut state, t, &mut writes)?;
                     }
                 }
-            }
-            let mut writes = Writes::default();
-            let mut dirty = BTreeSet::new();
-            let mut last = Position::ZERO;
-            for ev in &events {
-                if let Some(new) = apply(&mut states, &mut timeline, &mut writes, ev)? {
-                    self.register(&ev.event.project, &new);
-                }
-                dirty.insert(ev.event.project.clone());
-                last = ev.position;
-            }
-            since_snapshot += events.len() as u64;
-            unsnapshotted.extend(dirty.iter().cloned());
-            let due = if idle {
-                SNAPSHOT_INTERVAL
-            } else {
-                BUSY_SNAPSHOT_INTERVAL
-            };
-            // Snapshots of big states are costly: keep them under a twentieth
-            // of the runner's time, whatever the rules below say.
-            let affordable = last_snapshot.elapsed() >= snapshot_cost * SNAPSHOT_COST_SHARE;
-            let snapshot = affordable
-                && (since_snapshot >= SNAPSHOT_EVERY
-                    || (last_snapshot.elapsed() >= due && since_snapshot >= MIN_SNAPSHOT_EVENTS));
-            let started = std::time::Instant::now();
-            if snapshot {
-                for name in &unsnapshotted {
-                    if let Some(s) = states.get(name) {
-                        writes.snapshot(s.clone(), last);
-                    }
-                }
-                unsnapshotted.clear();
-                since_snapshot = 0;
-            }
+                Ok::<_, ProjectionError>((taken, writes, touched))
+            })
+            .await
+            .map_err(|e| ProjectionError::Storage(e.to_string()))??;
             self.settle(&mut in_flight, &mut progress).await?;
+            // Every batch before this one has landed: what they wrote may
+            // leave memory, what this one writes stays until it lands too.
+            for name in last_touched.iter().chain(touched.keys()) {
+                if let Some(s) = taken.states.get(name) {
+                    let mut state = s.write().unwrap_or_else(|p| p.into_inner());
+                    models::evict(&mut state, touched.get(name));
+                }
+            }
+            last_touched = touched.into_keys().collect();
+            work = Some(taken);
             let store = self.inner.store.clone();
             let commit = tokio::task::spawn_blocking(move || store.commit(writes));
             in_flight = Some((commit, last));
-            if snapshot {
-                // The states must not move while they are written.
-                self.settle(&mut in_flight, &mut progress).await?;
-                snapshot_cost = started.elapsed();
-                last_snapshot = std::time::Instant::now();
-            }
             if shutdown.as_mut().now_or_never().is_some() {
                 break;
             }
         }
         self.settle(&mut in_flight, &mut progress).await?;
-        // Leave a snapshot of everything applied, so a restart replays nothing.
-        if !unsnapshotted.is_empty() {
-            let mut writes = Writes::default();
-            let at = self.applied();
-            for name in &unsnapshotted {
-                if let Some(s) = states.get(name) {
-                    writes.snapshot(s.clone(), at);
-                }
-            }
-            let store = self.inner.store.clone();
-            tokio::task::spawn_blocking(move || store.commit(writes).and_then(|()| store.flush()))
-                .await
-                .map_err(|e| ProjectionError::Storage(e.to_string()))??;
-        }
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || store.flush())
+            .await
+            .map_err(|e| ProjectionError::Storage(e.to_string()))??;
         Ok(())
     }
+}
+
+/// What the runner carries from batch to batch: every project's state, and
+/// the stage versions last written.
+struct Work {
+    states: HashMap<String, SharedState>,
+    timeline: Timeline,
 }
 
 /// A commit of the views running on the blocking pool.
@@ -283,62 +298,58 @@ impl Projections {
     }
 }
 
-/// Applies one event to its project's state and records its history item;
-/// returns the state when the project is new.
-fn apply(
-    states: &mut HashMap<String, SharedState>,
-    timeline: &mut Timeline,
-    writes: &mut Writes,
-    ev: &StoredEvent,
-) -> Result<Option<SharedState>, ProjectionError> {
-    let name = &ev.event.project;
-    let mut created = None;
-    let shared = states.entry(name.clone()).or_insert_with(|| {
-        let s = Arc::new(RwLock::new(ProjectState::new(name)));
-        created = Some(s.clone());
-        s
-    });
-    let mut state = shared.write().unwrap_or_else(|p| p.into_inner());
-    if ev.position <= state.position && state.seq > 0 {
-        return Ok(created);
+impl Projections {
+    /// Applies one event to its project's state (loading what it reads from
+    /// the read models first) and records its history item. Blocking.
+    fn apply(
+        &self,
+        work: &mut Work,
+        touched: &mut HashMap<String, Touched>,
+        writes: &mut Writes,
+        ev: &StoredEvent,
+    ) -> Result<(), ProjectionError> {
+        let name = &ev.event.project;
+        let shared = work
+            .states
+            .entry(name.clone())
+            .or_insert_with(|| {
+                let s = Arc::new(RwLock::new(ProjectState::new(name)));
+                self.register(name, &s);
+                s
+            })
+            .clone();
+        let mut state = shared.write().unwrap_or_else(|p| p.into_inner());
+        if ev.position <= state.position && state.seq > 0 {
+            return Ok(());
+        }
+        let changed = touched.entry(name.clone()).or_default();
+        models::prefetch(self.inner.store.views(), &mut state, ev, changed)?;
+        let target = models::promotion_of(&ev.event.payload).and_then(|id| {
+            state
+                .promotions
+                .get(id)
+                .map(|p| (p.stage.clone(), p.freight.clone()))
+        });
+        let policy_version = state.policy_version();
+        work.timeline.before(&state);
+        state.apply(ev);
+        // Idempotency records are the command side's business.
+        state.commands.clear();
+        work.timeline.record(&state, ev, writes);
+        let latest = state.latest_time.unwrap_or(ev.event.time);
+        drop(state);
+        let item = HistoryItem::of(
+            ev,
+            policy_version,
+            target.as_ref().map(|(st, f)| (st.as_str(), f.as_str())),
+        );
+        writes.event(&item, latest)?;
+        Ok(())
     }
-    let target = promotion_of(&ev.event.payload).and_then(|id| {
-        state
-            .promotions
-            .get(id)
-            .map(|p| (p.stage.clone(), p.freight.clone()))
-    });
-    let policy_version = state.policy_version();
-    timeline.before(&state);
-    state.apply(ev);
-    // Idempotency records are the command side's business.
-    state.commands.clear();
-    timeline.record(&state, ev, writes);
-    let latest = state.latest_time.unwrap_or(ev.event.time);
-    drop(state);
-    let item = HistoryItem::of(
-        ev,
-        policy_version,
-        target.as_ref().map(|(st, f)| (st.as_str(), f.as_str())),
-    );
-    writes.event(&item, latest)?;
-    Ok(created)
 }
 
 /// Reads a shared state (a poisoned lock still holds a whole state: the
 /// runner replaces nothing partially).
 pub fn read(s: &SharedState) -> std::sync::RwLockReadGuard<'_, ProjectState> {
     s.read().unwrap_or_else(|p| p.into_inner())
-}
-
-fn promotion_of(payload: &EventPayload) -> Option<&str> {
-    match payload {
-        EventPayload::PromotionApproved(e) => Some(&e.promotion_id),
-        EventPayload::PromotionRejected(e) => Some(&e.promotion_id),
-        EventPayload::PromotionStarted(e) => Some(&e.promotion_id),
-        EventPayload::PromotionSucceeded(e) => Some(&e.promotion_id),
-        EventPayload::PromotionFailed(e) => Some(&e.promotion_id),
-        EventPayload::PromotionAborted(e) => Some(&e.promotion_id),
-        _ => None,
-    }
 }

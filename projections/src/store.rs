@@ -1,9 +1,8 @@
-//! The projection store: history, indexes, project snapshots and the
-//! checkpoint, in sled. Every write is a batch that carries the checkpoint.
+//! The projection store: read models, history, indexes and the checkpoint,
+//! in sled. Every write is a batch that carries the checkpoint.
 
 use std::path::Path;
 
-use waybill_ledger::domain::ProjectState;
 use waybill_ledger::Position;
 
 use crate::error::ProjectionError;
@@ -13,7 +12,6 @@ use waybill_proto::v1 as pb;
 use crate::history::HistoryItem;
 use crate::keys::{self, Index};
 use crate::postings::{self, Postings};
-use crate::runner::{read, SharedState};
 use crate::service::convert;
 
 /// sled's page cache (its default is 1 GiB) when none is given: enough for
@@ -28,9 +26,6 @@ pub const MAX_HISTORY: usize = 10_000;
 pub struct ProjectionStore {
     db: sled::Db,
     tree: sled::Tree,
-    /// Project snapshots and their position, apart: sled rewrites a whole
-    /// node when any key in it changes, and a snapshot may be megabytes.
-    snapshots: sled::Tree,
 }
 
 impl std::fmt::Debug for ProjectionStore {
@@ -83,14 +78,12 @@ impl HistoryFilter {
     }
 }
 
-/// One atomic write of history items, indexes and the checkpoint; then,
-/// perhaps, snapshots of project states.
+/// One atomic write of read models, history items, indexes and the checkpoint.
 #[derive(Debug, Default)]
 pub struct Writes {
     batch: sled::Batch,
     postings: Postings,
     checkpoint: Option<Position>,
-    snapshots: Option<(Position, Vec<SharedState>)>,
 }
 
 impl Writes {
@@ -140,12 +133,9 @@ impl Writes {
         self.batch.insert(key, value);
     }
 
-    /// Snapshots a project's state, as of `at`, once the views are written
-    /// (the state must not move before the commit ends).
-    pub fn snapshot(&mut self, state: SharedState, at: Position) {
-        let (p, states) = self.snapshots.get_or_insert_with(|| (at, Vec::new()));
-        *p = at;
-        states.push(state);
+    /// Removes `key` from the views, with the rest of the batch.
+    pub fn remove(&mut self, key: Vec<u8>) {
+        self.batch.remove(key);
     }
 }
 
@@ -171,10 +161,11 @@ impl ProjectionStore {
                 ))
             })?;
         let tree = db.open_tree("views")?;
-        let snapshots = db.open_tree("snapshots")?;
+        // Whole project states, written beside the views up to format 5.
+        db.drop_tree("snapshots")?;
         let format = tree.get(keys::FORMAT)?.and_then(|v| keys::decode_pos(&v));
         if format.map(|f| f.0) != Some(keys::FORMAT_VERSION) {
-            if !tree.is_empty() || !snapshots.is_empty() {
+            if !tree.is_empty() {
                 // Read models are derived: start them again from the log.
                 tracing::warn!(
                     dir = %dir.display(),
@@ -183,16 +174,11 @@ impl ProjectionStore {
                     "the projection store has an older layout; rebuilding it from the log"
                 );
                 tree.clear()?;
-                snapshots.clear()?;
             }
             tree.insert(keys::FORMAT, &keys::pos(Position(keys::FORMAT_VERSION))[..])?;
             db.flush()?;
         }
-        Ok(ProjectionStore {
-            db,
-            tree,
-            snapshots,
-        })
+        Ok(ProjectionStore { db, tree })
     }
 
     /// The views tree (history, indexes, stage versions).
@@ -210,34 +196,12 @@ impl ProjectionStore {
         self.position(keys::CHECKPOINT)
     }
 
-    /// The position the snapshots reflect.
-    pub fn snapshot_position(&self) -> Result<Position, ProjectionError> {
-        Ok(self
-            .snapshots
-            .get(keys::SNAPSHOT_AT)?
-            .and_then(|v| keys::decode_pos(&v))
-            .unwrap_or(Position::ZERO))
-    }
-
     fn position(&self, key: &[u8]) -> Result<Position, ProjectionError> {
         Ok(self
             .tree
             .get(key)?
             .and_then(|v| keys::decode_pos(&v))
             .unwrap_or(Position::ZERO))
-    }
-
-    /// Every project snapshot.
-    pub fn snapshots(&self) -> Result<Vec<ProjectState>, ProjectionError> {
-        self.snapshots
-            .scan_prefix(b"s")
-            .map(|item| {
-                let (_, v) = item?;
-                let mut state: ProjectState = serde_json::from_slice(&v)?;
-                state.reindex();
-                Ok(state)
-            })
-            .collect()
     }
 
     /// Applies `writes` atomically with the checkpoint.
@@ -247,22 +211,6 @@ impl ProjectionStore {
         }
         writes.postings.write(&self.tree, &mut writes.batch)?;
         self.tree.apply_batch(writes.batch)?;
-        // After the views, one state at a time (a state may be megabytes:
-        // one batch of them all would hold them all in memory twice), and
-        // their position last. A crash in between leaves some states ahead
-        // of that position: the runner replays from it, and states skip the
-        // events they have seen (as do the views, committed first).
-        if let Some((at, states)) = writes.snapshots {
-            for state in states {
-                let (key, json) = {
-                    let state = read(&state);
-                    (keys::snapshot(&state.project), serde_json::to_vec(&*state)?)
-                };
-                self.snapshots.insert(key, json)?;
-            }
-            self.snapshots
-                .insert(keys::SNAPSHOT_AT, &keys::pos(at)[..])?;
-        }
         Ok(())
     }
 

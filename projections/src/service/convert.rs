@@ -152,10 +152,9 @@ pub fn freight(f: &Freight, now: DateTime<Utc>, available_for: Option<&StageDef>
     }
 }
 
-pub fn promotion(state: &ProjectState, p: &Promotion) -> pb::Promotion {
-    let bypass = state
-        .freight
-        .get(&p.freight)
+/// A promotion, with its freight (for the bypass that allowed it, if any).
+pub fn promotion(p: &Promotion, freight: Option<&Freight>) -> pb::Promotion {
+    let bypass = freight
         .and_then(|f| f.approved_for.get(&p.stage))
         .filter(|a| a.bypass);
     pb::Promotion {

@@ -16,8 +16,10 @@ use waybill_proto::v1::query_service_server::QueryService;
 use crate::runner::{read, Projections, SharedState};
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::models;
 use crate::store::HistoryFilter;
 use crate::timeline::{self, At};
+use crate::ProjectionError;
 
 /// History entries read before the first are sent.
 const HISTORY_CHUNK: usize = 100;
@@ -120,6 +122,16 @@ pub(crate) fn parse_time(field: &str, value: &str) -> Result<Option<DateTime<Utc
         })
 }
 
+/// Runs read-model work on the blocking pool; storage errors are INTERNAL.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ProjectionError> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| Status::internal(e.to_string()))
+}
+
 fn opt(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
 }
@@ -163,13 +175,19 @@ impl QueryService for QueryGrpc {
     ) -> Result<Response<pb::FreightReply>, Status> {
         let r = request.get_ref();
         let position = self.ready(&request, &r.project, r.min_position).await?;
-        let shared = self.state(&r.project)?;
-        let state = read(&shared);
-        let f = state.resolve_freight(&r.freight).ok_or_else(|| {
-            Status::not_found(format!("no freight {:?} in {}", r.freight, r.project))
-        })?;
+        self.state(&r.project)?;
+        let (projections, project, id) = (
+            self.projections.clone(),
+            r.project.clone(),
+            r.freight.clone(),
+        );
+        let f = blocking(move || projections.freight(&project, &id))
+            .await?
+            .ok_or_else(|| {
+                Status::not_found(format!("no freight {:?} in {}", r.freight, r.project))
+            })?;
         Ok(Response::new(pb::FreightReply {
-            freight: Some(convert::freight(f, Utc::now(), None)),
+            freight: Some(convert::freight(&f, Utc::now(), None)),
             position,
         }))
     }
@@ -180,28 +198,37 @@ impl QueryService for QueryGrpc {
     ) -> Result<Response<pb::ListFreightReply>, Status> {
         let r = request.get_ref();
         let position = self.ready(&request, &r.project, r.min_position).await?;
-        let shared = self.state(&r.project)?;
-        let state = read(&shared);
-        let stage = match r.available_for.as_str() {
-            "" => None,
-            s => Some(state.definition().and_then(|d| d.stage(s)).ok_or_else(|| {
-                Status::not_found(format!("project {} has no stage {s:?}", r.project))
-            })?),
+        let stage = {
+            let shared = self.state(&r.project)?;
+            let state = read(&shared);
+            match r.available_for.as_str() {
+                "" => None,
+                s => Some(
+                    state
+                        .definition()
+                        .and_then(|d| d.stage(s))
+                        .cloned()
+                        .ok_or_else(|| {
+                            Status::not_found(format!("project {} has no stage {s:?}", r.project))
+                        })?,
+                ),
+            }
         };
-        let now = Utc::now();
-        let mut freight: Vec<_> = state
-            .freight
-            .values()
-            .filter(|f| r.warehouse.is_empty() || f.warehouse == r.warehouse)
-            .collect();
-        freight.sort_by(|a, b| (b.discovered_at, &b.id).cmp(&(a.discovered_at, &a.id)));
-        Ok(Response::new(pb::ListFreightReply {
-            freight: freight
-                .into_iter()
-                .map(|f| convert::freight(f, now, stage))
-                .collect(),
-            position,
-        }))
+        let store = self.projections.store().clone();
+        let (project, warehouse) = (r.project.clone(), r.warehouse.clone());
+        let freight = blocking(move || {
+            let now = Utc::now();
+            let mut out = Vec::new();
+            for f in models::freight_newest_first(store.views(), &project) {
+                let f = f?;
+                if warehouse.is_empty() || f.warehouse == warehouse {
+                    out.push(convert::freight(&f, now, stage.as_ref()));
+                }
+            }
+            Ok(out)
+        })
+        .await?;
+        Ok(Response::new(pb::ListFreightReply { freight, position }))
     }
 
     async fn get_promotion(
@@ -210,16 +237,28 @@ impl QueryService for QueryGrpc {
     ) -> Result<Response<pb::PromotionReply>, Status> {
         let r = request.get_ref();
         let position = self.ready(&request, &r.project, r.min_position).await?;
-        let shared = self.state(&r.project)?;
-        let state = read(&shared);
-        let p = state.promotions.get(&r.promotion_id).ok_or_else(|| {
+        self.state(&r.project)?;
+        let (projections, project, id) = (
+            self.projections.clone(),
+            r.project.clone(),
+            r.promotion_id.clone(),
+        );
+        let promotion = blocking(move || {
+            let Some(p) = projections.promotion(&project, &id)? else {
+                return Ok(None);
+            };
+            let f = projections.freight(&project, &p.freight)?;
+            Ok(Some(convert::promotion(&p, f.as_ref())))
+        })
+        .await?
+        .ok_or_else(|| {
             Status::not_found(format!(
                 "no promotion {:?} in {}",
                 r.promotion_id, r.project
             ))
         })?;
         Ok(Response::new(pb::PromotionReply {
-            promotion: Some(convert::promotion(&state, p)),
+            promotion: Some(promotion),
             position,
         }))
     }
@@ -230,8 +269,7 @@ impl QueryService for QueryGrpc {
     ) -> Result<Response<pb::ListPromotionsReply>, Status> {
         let r = request.get_ref();
         let position = self.ready(&request, &r.project, r.min_position).await?;
-        let shared = self.state(&r.project)?;
-        let state = read(&shared);
+        self.state(&r.project)?;
         let after = match r.page_token.as_str() {
             "" => 0,
             t => t
@@ -245,25 +283,35 @@ impl QueryService for QueryGrpc {
             0 => PAGE,
             n => n.min(PAGE),
         };
-        let mut list: Vec<_> = state
-            .promotions
-            .values()
-            .filter(|p| p.requested.0 > after)
-            .filter(|p| r.stage.is_empty() || p.stage == r.stage)
-            .filter(|p| r.status.is_empty() || p.status.name().eq_ignore_ascii_case(&r.status))
-            .collect();
-        list.sort_by_key(|p| p.requested);
-        let more = list.len() > size;
-        list.truncate(size);
+        let projections = self.projections.clone();
+        let (project, stage, status) = (r.project.clone(), r.stage.clone(), r.status.clone());
+        // The promotions read model is in order of request: read one past
+        // the page to know whether another follows.
+        let (list, more) = blocking(move || {
+            let tree = projections.store().views();
+            let mut list = Vec::new();
+            for p in models::promotions_after(tree, &project, Position(after)) {
+                let p = p?;
+                if !(stage.is_empty() || p.stage == stage)
+                    || !(status.is_empty() || p.status.name().eq_ignore_ascii_case(&status))
+                {
+                    continue;
+                }
+                if list.len() == size {
+                    return Ok((list, true));
+                }
+                let f = projections.freight(&project, &p.freight)?;
+                list.push(convert::promotion(&p, f.as_ref()));
+            }
+            Ok((list, false))
+        })
+        .await?;
         let next_page_token = match (more, list.last()) {
-            (true, Some(last)) => format!("after-{}", last.requested.0),
+            (true, Some(last)) => format!("after-{}", last.requested_position),
             _ => String::new(),
         };
         Ok(Response::new(pb::ListPromotionsReply {
-            promotions: list
-                .into_iter()
-                .map(|p| convert::promotion(&state, p))
-                .collect(),
+            promotions: list,
             next_page_token,
             position,
         }))
@@ -453,13 +501,14 @@ impl QueryService for QueryGrpc {
             "" => self.projections.projects(),
             p => vec![read(&self.state(p)?).project.clone()],
         };
-        let mut promotions = Vec::new();
+        let mut pending = Vec::new();
         for name in projects {
             let Some(shared) = self.projections.shared(&name) else {
                 continue;
             };
+            // Requested promotions are active: all in memory.
             let state = read(&shared);
-            let mut pending: Vec<_> = state
+            let mut mine: Vec<_> = state
                 .promotions
                 .values()
                 .filter(|p| p.status == waybill_ledger::domain::PromotionStatus::Requested)
@@ -472,10 +521,22 @@ impl QueryService for QueryGrpc {
                     !(sod && p.requested_by.principal == me)
                 })
                 .filter(|p| may_approve(&name, &p.stage))
+                .cloned()
                 .collect();
-            pending.sort_by_key(|p| p.requested);
-            promotions.extend(pending.into_iter().map(|p| convert::promotion(&state, p)));
+            mine.sort_by_key(|p| p.requested);
+            pending.extend(mine.into_iter().map(|p| (name.clone(), p)));
         }
+        let projections = self.projections.clone();
+        let promotions = blocking(move || {
+            pending
+                .into_iter()
+                .map(|(project, p)| {
+                    let f = projections.freight(&project, &p.freight)?;
+                    Ok(convert::promotion(&p, f.as_ref()))
+                })
+                .collect()
+        })
+        .await?;
         Ok(Response::new(pb::ListPromotionsReply {
             promotions,
             next_page_token: String::new(),

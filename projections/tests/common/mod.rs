@@ -44,3 +44,83 @@ pub fn discovered(i: u64, alias: &str) -> EventPayload {
         alias: alias.to_string(),
     })
 }
+
+/// Every key of the read models (tree `views`) of `p`.
+#[allow(dead_code)] // not every test binary compares stores
+pub fn views(p: &Projections) -> std::collections::BTreeMap<Vec<u8>, Vec<u8>> {
+    p.store()
+        .views()
+        .iter()
+        .map(|kv| {
+            let (k, v) = kv.expect("entry");
+            (k.to_vec(), v.to_vec())
+        })
+        .collect()
+}
+
+/// Folds the whole log into project states (what the command side does) and
+/// checks that the read models of `p` hold the same: every freight, every
+/// promotion (and no others), each stage, the pipeline and the position.
+#[allow(dead_code)]
+pub async fn assert_models_equal_fold(p: &Projections, log: &dyn EventLog) {
+    use futures::StreamExt;
+    use std::collections::BTreeMap;
+    use waybill_ledger::domain::ProjectState;
+    use waybill_projections::models;
+
+    let mut folded: BTreeMap<String, ProjectState> = BTreeMap::new();
+    let mut events = log.read_all(Position(1)).await.expect("read");
+    while let Some(ev) = events.next().await {
+        let ev = ev.expect("event");
+        folded
+            .entry(ev.event.project.clone())
+            .or_insert_with(|| ProjectState::new(&ev.event.project))
+            .apply(&ev);
+    }
+    let tree = p.store().views();
+    for (name, want) in &folded {
+        let have = p.project(name).expect("project");
+        assert_eq!(have.position, want.position, "{name}");
+        assert_eq!(have.stages, want.stages, "{name}");
+        assert_eq!(have.pipeline, want.pipeline, "{name}");
+        for (id, f) in &want.freight {
+            assert_eq!(
+                p.freight(name, id).expect("read").as_ref(),
+                Some(f),
+                "{name} {id}"
+            );
+        }
+        for (alias, id) in &want.aliases {
+            let f = p.freight(name, alias).expect("read").expect("alias");
+            assert_eq!(&f.id, id, "{name} alias {alias}");
+        }
+        let listed: Vec<String> = models::freight_newest_first(tree, name)
+            .map(|f| f.expect("freight").id)
+            .collect();
+        assert_eq!(listed.len(), want.freight.len(), "{name}: freight listed");
+        for (id, pr) in &want.promotions {
+            assert_eq!(
+                p.promotion(name, id).expect("read").as_ref(),
+                Some(pr),
+                "{name} {id}"
+            );
+        }
+        let stored: Vec<_> = models::promotions_after(tree, name, Position::ZERO)
+            .map(|r| r.expect("promotion"))
+            .collect();
+        assert_eq!(
+            stored.len(),
+            want.promotions.len(),
+            "{name}: promotions stored"
+        );
+        assert!(stored.windows(2).all(|w| w[0].requested < w[1].requested));
+        for pr in stored {
+            assert_eq!(
+                want.promotions.get(&pr.id),
+                Some(&pr),
+                "{name}: stored {}",
+                pr.id
+            );
+        }
+    }
+}

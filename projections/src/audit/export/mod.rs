@@ -25,7 +25,9 @@ pub use manifest::*;
 pub use records::*;
 
 use super::runner::Transparency;
-use crate::runner::{read, Projections, SharedState};
+use crate::models;
+use crate::runner::Projections;
+use crate::store::ProjectionStore;
 
 /// Bytes buffered per file before a chunk is sent.
 const CHUNK_BYTES: usize = 256 * 1024;
@@ -479,71 +481,52 @@ async fn write_events(
 }
 
 /// Writes one record per promotion requested at a position in `range` (the
-/// exported records'), on the calling (blocking) thread: the project's state
-/// is read-locked a batch of records at a time, never across a send.
+/// exported records'), in the order of their requests, from the promotions
+/// read model, on the calling (blocking) thread.
 fn write_promotions(
-    state: Option<SharedState>,
+    store: &ProjectionStore,
+    project: &str,
     csv: bool,
     range: std::ops::RangeInclusive<u64>,
     tx: &mpsc::Sender<ExportItem>,
 ) -> Result<(FileEntry, u64), ExportError> {
-    const BATCH: usize = 256;
     let send = |item| tx.blocking_send(item).map_err(|_| ExportError::Cancelled);
+    let storage = |e: crate::ProjectionError| ExportError::Internal(e.to_string());
     let mut out = FileOut::new(promotions_file(csv));
-    // (requested position, id), in the order of the records.
-    let mut ids: Vec<(u64, String)> = match &state {
-        Some(s) => read(s)
-            .promotions
-            .values()
-            .filter(|p| range.contains(&p.requested.0))
-            .map(|p| (p.requested.0, p.id.clone()))
-            .collect(),
-        None => Vec::new(),
-    };
-    ids.sort_unstable();
     if csv {
         if let Some(chunk) = out.write(&csv_line(PromotionRecord::CSV_HEADER)?) {
             send(chunk)?;
         }
     }
+    let tree = store.views();
+    let after = Position(range.start().saturating_sub(1));
+    // Promotions of one freight tend to come together: look its freight up once.
+    let mut last: Option<(String, Option<Freight>)> = None;
     let mut count = 0u64;
-    for batch in ids.chunks(BATCH) {
-        let records: Vec<PromotionRecord> = match &state {
-            Some(s) => {
-                let state = read(s);
-                // Promotions of one freight tend to come together: look
-                // its freight up once.
-                let mut last: Option<(&str, Option<&Freight>)> = None;
-                batch
-                    .iter()
-                    .filter_map(|(_, id)| state.promotions.get(id))
-                    .map(|p| {
-                        let freight = match last {
-                            Some((id, f)) if id == p.freight => f,
-                            _ => state.freight.get(&p.freight),
-                        };
-                        last = Some((&p.freight, freight));
-                        PromotionRecord::with_freight(&state, p, freight)
-                    })
-                    .collect()
-            }
-            None => Vec::new(),
+    for p in models::promotions_after(tree, project, after) {
+        let p = p.map_err(storage)?;
+        if p.requested.0 > *range.end() {
+            break;
+        }
+        if last.as_ref().is_none_or(|(id, _)| *id != p.freight) {
+            let f = models::freight(tree, project, &p.freight).map_err(storage)?;
+            last = Some((p.freight.clone(), f));
+        }
+        let freight = last.as_ref().and_then(|(_, f)| f.as_ref());
+        let record = PromotionRecord::with_freight(project, &p, freight);
+        count += 1;
+        let chunk = if csv {
+            out.write(&csv_line(record.csv_row())?)
+        } else {
+            out.write_with(|buf| {
+                serde_json::to_writer(&mut *buf, &record)?;
+                buf.push(b'\n');
+                Ok(())
+            })
+            .map_err(|e: serde_json::Error| ExportError::Internal(e.to_string()))?
         };
-        for record in records {
-            count += 1;
-            let chunk = if csv {
-                out.write(&csv_line(record.csv_row())?)
-            } else {
-                out.write_with(|buf| {
-                    serde_json::to_writer(&mut *buf, &record)?;
-                    buf.push(b'\n');
-                    Ok(())
-                })
-                .map_err(|e: serde_json::Error| ExportError::Internal(e.to_string()))?
-            };
-            if let Some(chunk) = chunk {
-                send(chunk)?;
-            }
+        if let Some(chunk) = chunk {
+            send(chunk)?;
         }
     }
     let (items, entry) = out.finish();
@@ -560,9 +543,10 @@ fn spawn_promotions(
     range: std::ops::RangeInclusive<u64>,
     tx: &mpsc::Sender<ExportItem>,
 ) -> tokio::task::JoinHandle<Result<(FileEntry, u64), ExportError>> {
-    let state = projections.shared(spec.project.as_str());
+    let store = projections.store().clone();
+    let project = spec.project.as_str().to_string();
     let (csv, tx) = (spec.csv, tx.clone());
-    tokio::task::spawn_blocking(move || write_promotions(state, csv, range, &tx))
+    tokio::task::spawn_blocking(move || write_promotions(&store, &project, csv, range, &tx))
 }
 
 /// One CSV line (RFC 4180 quoting).

@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
-use waybill_ledger::domain::{Freight, ProjectState, Promotion};
+use waybill_ledger::domain::{Freight, Promotion};
 
 /// One promotion, as exported.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,14 +81,9 @@ fn time(t: DateTime<Utc>) -> String {
 }
 
 impl PromotionRecord {
-    /// The record of `p`, with the freight details from `state`.
-    pub fn of(state: &ProjectState, p: &Promotion) -> PromotionRecord {
-        PromotionRecord::with_freight(state, p, state.freight.get(&p.freight))
-    }
-
-    /// [`PromotionRecord::of`], given `p`'s freight (looked up by the caller).
+    /// The record of promotion `p` of `project`, with its freight's details.
     pub fn with_freight(
-        state: &ProjectState,
+        project: &str,
         p: &Promotion,
         freight: Option<&Freight>,
     ) -> PromotionRecord {
@@ -112,7 +107,7 @@ impl PromotionRecord {
             .and_then(|f| f.approved_for.get(&p.stage))
             .filter(|a| a.bypass);
         PromotionRecord {
-            project: state.project.clone(),
+            project: project.to_string(),
             promotion_id: p.id.clone(),
             stage: p.stage.clone(),
             requested_position: p.requested.0,

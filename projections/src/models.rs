@@ -1,0 +1,414 @@
+//! The read models of each project in sled: the project (position, stages),
+//! its pipeline, every freight and every promotion, each under its own key
+//! (layout in [`crate::keys`]), written in the runner's atomic batches with
+//! the checkpoint.
+//!
+//! The runner applies events to an in-memory [`ProjectState`] that holds only
+//! a project's working set: its pipeline and stages, the freight its stages
+//! run, its active promotions, and what recent events touched. Before an
+//! event is applied, what it reads is loaded ([`prefetch`]); after a batch,
+//! what it changed is written ([`write`]); once written, the rest may leave
+//! memory ([`evict`]). So memory does not grow with the history, and the
+//! store at the checkpoint is the whole state: a restart loads the working
+//! sets ([`load_all`]) and resumes after the checkpoint.
+//!
+//! Invariant: every freight and promotion is in memory, or in sled with its
+//! latest value (a record is evicted only once the batch that wrote it has
+//! landed).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use waybill_ledger::domain::{
+    available_to, AutoSelection, Freight, PolicyMode, ProjectState, Promotion, StageState,
+};
+use waybill_ledger::{EventPayload, Position, StoredEvent};
+
+use crate::error::ProjectionError;
+use crate::keys::{self, model};
+use crate::store::Writes;
+
+/// Freight and promotions a project keeps in memory beyond its working set
+/// before the unneeded ones are evicted.
+pub const HOT: usize = 64;
+
+/// The project record: everything but the pipeline, freight and promotions.
+#[derive(Serialize)]
+struct CoreRef<'a> {
+    position: Position,
+    seq: u64,
+    latest_time: Option<DateTime<Utc>>,
+    stages: &'a BTreeMap<String, StageState>,
+}
+
+#[derive(Deserialize)]
+struct Core {
+    position: Position,
+    seq: u64,
+    latest_time: Option<DateTime<Utc>>,
+    stages: BTreeMap<String, StageState>,
+}
+
+/// What a project's events changed since its records were last written.
+#[derive(Debug, Default)]
+pub struct Touched {
+    pipeline: bool,
+    freight: BTreeSet<String>,
+    promotions: BTreeSet<String>,
+    /// Freight discovered for the first time.
+    discovered: Vec<(DateTime<Utc>, String)>,
+}
+
+fn json<T: Serialize>(v: &T) -> Result<Vec<u8>, ProjectionError> {
+    Ok(serde_json::to_vec(v)?)
+}
+
+/// The freight an event names.
+fn freight_of(payload: &EventPayload) -> Option<&str> {
+    match payload {
+        EventPayload::FreightDiscovered(e) => Some(&e.freight_id),
+        EventPayload::VerificationRecorded(e) => Some(&e.freight_id),
+        EventPayload::FreightApproved(e) => Some(&e.freight_id),
+        EventPayload::PromotionRequested(e) => Some(&e.freight_id),
+        _ => None,
+    }
+}
+
+/// The promotion an event names.
+pub fn promotion_of(payload: &EventPayload) -> Option<&str> {
+    match payload {
+        EventPayload::PromotionRequested(e) => Some(&e.promotion_id),
+        EventPayload::PromotionApproved(e) => Some(&e.promotion_id),
+        EventPayload::PromotionRejected(e) => Some(&e.promotion_id),
+        EventPayload::PromotionStarted(e) => Some(&e.promotion_id),
+        EventPayload::PromotionSucceeded(e) => Some(&e.promotion_id),
+        EventPayload::PromotionFailed(e) => Some(&e.promotion_id),
+        EventPayload::PromotionAborted(e) => Some(&e.promotion_id),
+        _ => None,
+    }
+}
+
+/// Loads into `state` what applying `ev` reads, and notes in `touched` what
+/// it may change. Blocking (sled).
+pub fn prefetch(
+    tree: &sled::Tree,
+    state: &mut ProjectState,
+    ev: &StoredEvent,
+    touched: &mut Touched,
+) -> Result<(), ProjectionError> {
+    let payload = &ev.event.payload;
+    if matches!(payload, EventPayload::PipelineConfigured(_)) {
+        touched.pipeline = true;
+    }
+    if let Some(id) = freight_of(payload) {
+        let known = load_freight(tree, state, id)?;
+        if !known && matches!(payload, EventPayload::FreightDiscovered(_)) {
+            touched.discovered.push((ev.event.time, id.to_string()));
+        }
+        touched.freight.insert(id.to_string());
+    }
+    let Some(id) = promotion_of(payload) else {
+        return Ok(());
+    };
+    touched.promotions.insert(id.to_string());
+    // The promotion (a new one is its request), its freight, and what a
+    // success changes: the freight the stage ran until then.
+    let (stage, freight, requester) = match payload {
+        EventPayload::PromotionRequested(r) => (
+            r.stage.clone(),
+            r.freight_id.clone(),
+            ev.event.actor.auth_method.clone(),
+        ),
+        _ => {
+            load_promotion(tree, state, id)?;
+            match state.promotions.get(id) {
+                Some(p) => (
+                    p.stage.clone(),
+                    p.freight.clone(),
+                    p.requested_by.auth_method.clone(),
+                ),
+                None => return Ok(()),
+            }
+        }
+    };
+    load_freight(tree, state, &freight)?;
+    touched.freight.insert(freight);
+    if let Some(current) = state.stages.get(&stage).and_then(|s| s.current.as_ref()) {
+        touched.freight.insert(current.freight.clone());
+    }
+    // A person's promotion into an auto stage compares what it promotes
+    // with the freight auto-promotion would pick: the newest available,
+    // which must be in memory with every freight newer than it.
+    let def = state.definition().and_then(|d| d.stage(&stage)).cloned();
+    let may_succeed = matches!(
+        payload,
+        EventPayload::PromotionRequested(_)
+            | EventPayload::PromotionApproved(_)
+            | EventPayload::PromotionSucceeded(_)
+    );
+    if let Some(def) = def.filter(|d| {
+        may_succeed
+            && requester != "service"
+            && d.policy.mode != PolicyMode::Manual
+            && d.auto_selection == AutoSelection::NewestFreight
+    }) {
+        let prefix = keys::model_prefix(model::DISCOVERY, &state.project);
+        for item in tree.scan_prefix(&prefix).rev() {
+            let (k, _) = item?;
+            let id = std::str::from_utf8(&k[prefix.len() + 8..])
+                .map_err(|_| ProjectionError::Corrupt("freight id is not UTF-8".into()))?
+                .to_string();
+            load_freight(tree, state, &id)?;
+            if state
+                .freight
+                .get(&id)
+                .is_some_and(|f| available_to(f, &def, ev.event.time).is_ok())
+            {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Puts freight `id` in memory from sled unless it is there; false when
+/// it exists in neither.
+fn load_freight(
+    tree: &sled::Tree,
+    state: &mut ProjectState,
+    id: &str,
+) -> Result<bool, ProjectionError> {
+    if state.freight.contains_key(id) {
+        return Ok(true);
+    }
+    let Some(f) = freight(tree, &state.project, id)? else {
+        return Ok(false);
+    };
+    state.by_discovery.insert((f.discovered_at, f.id.clone()));
+    state.freight.insert(f.id.clone(), f);
+    Ok(true)
+}
+
+fn load_promotion(
+    tree: &sled::Tree,
+    state: &mut ProjectState,
+    id: &str,
+) -> Result<(), ProjectionError> {
+    if state.promotions.contains_key(id) {
+        return Ok(());
+    }
+    if let Some(p) = promotion(tree, &state.project, id)? {
+        state.promotions.insert(p.id.clone(), p);
+    }
+    Ok(())
+}
+
+/// Writes what `touched` says changed, as `state` has it now.
+pub fn write(
+    state: &mut ProjectState,
+    touched: &Touched,
+    writes: &mut Writes,
+) -> Result<(), ProjectionError> {
+    let project = state.project.as_str();
+    let core = CoreRef {
+        position: state.position,
+        seq: state.seq,
+        latest_time: state.latest_time,
+        stages: &state.stages,
+    };
+    writes.raw(keys::model(model::PROJECT, project, b""), &json(&core)?);
+    if touched.pipeline {
+        if let Some(p) = &state.pipeline {
+            writes.raw(keys::model(model::PIPELINE, project, b""), &json(p)?);
+        }
+    }
+    for id in &touched.freight {
+        if let Some(f) = state.freight.get(id) {
+            writes.raw(
+                keys::model(model::FREIGHT, project, id.as_bytes()),
+                &json(f)?,
+            );
+        }
+    }
+    for (time, id) in &touched.discovered {
+        writes.raw(keys::discovery(project, *time, id), &[]);
+    }
+    for (alias, id) in &state.aliases {
+        writes.raw(
+            keys::model(model::ALIAS, project, alias.as_bytes()),
+            id.as_bytes(),
+        );
+    }
+    for id in &touched.promotions {
+        let Some(p) = state.promotions.get(id) else {
+            continue;
+        };
+        let at = keys::pos(p.requested);
+        writes.raw(keys::model(model::PROMOTION, project, &at), &json(p)?);
+        writes.raw(
+            keys::model(model::PROMOTION_ID, project, id.as_bytes()),
+            &at,
+        );
+        let active = keys::model(model::ACTIVE, project, &at);
+        if p.status.is_active() {
+            writes.raw(active, &[]);
+        } else {
+            writes.remove(active);
+        }
+    }
+    // Aliases are looked up in sled (written above).
+    state.aliases.clear();
+    Ok(())
+}
+
+/// Drops from memory the freight and promotions the project does not need
+/// (neither run by a stage, nor active, nor in `keep`: written by a batch
+/// that has not landed yet), once it holds more than [`HOT`] of either.
+pub fn evict(state: &mut ProjectState, keep: Option<&Touched>) {
+    let kept = |set: fn(&Touched) -> &BTreeSet<String>, id: &String| {
+        keep.is_some_and(|t| set(t).contains(id))
+    };
+    if state.freight.len() > HOT {
+        let current: BTreeSet<String> = state
+            .stages
+            .values()
+            .filter_map(|s| s.current.as_ref().map(|c| c.freight.clone()))
+            .collect();
+        state
+            .freight
+            .retain(|id, _| current.contains(id) || kept(|t| &t.freight, id));
+        let freight = &state.freight;
+        state
+            .by_discovery
+            .retain(|(_, id)| freight.contains_key(id));
+    }
+    if state.promotions.len() > HOT {
+        state
+            .promotions
+            .retain(|id, p| p.status.is_active() || kept(|t| &t.promotions, id));
+    }
+}
+
+/// The working set of every project in the store, as of its checkpoint.
+/// Blocking.
+pub fn load_all(tree: &sled::Tree) -> Result<Vec<ProjectState>, ProjectionError> {
+    let mut out = Vec::new();
+    for item in tree.scan_prefix([model::PROJECT]) {
+        let (k, v) = item?;
+        let project = keys::project_of(&k)
+            .ok_or_else(|| ProjectionError::Corrupt("bad project key".into()))?;
+        let core: Core = serde_json::from_slice(&v)?;
+        let mut state = ProjectState::new(project);
+        state.position = core.position;
+        state.seq = core.seq;
+        state.latest_time = core.latest_time;
+        state.stages = core.stages;
+        if let Some(v) = tree.get(keys::model(model::PIPELINE, project, b""))? {
+            state.pipeline = Some(serde_json::from_slice(&v)?);
+        }
+        for item in tree.scan_prefix(keys::model_prefix(model::ACTIVE, project)) {
+            let (k, _) = item?;
+            let at = keys::index_pos(&k)
+                .ok_or_else(|| ProjectionError::Corrupt("bad active key".into()))?;
+            if let Some(p) = promotion_at(tree, project, at)? {
+                state.promotions.insert(p.id.clone(), p);
+            }
+        }
+        let current: Vec<String> = state
+            .stages
+            .values()
+            .filter_map(|s| s.current.as_ref().map(|c| c.freight.clone()))
+            .collect();
+        for id in current {
+            load_freight(tree, &mut state, &id)?;
+        }
+        state.reindex();
+        out.push(state);
+    }
+    Ok(out)
+}
+
+/// Freight `id` of `project`, as last written.
+pub fn freight(
+    tree: &sled::Tree,
+    project: &str,
+    id: &str,
+) -> Result<Option<Freight>, ProjectionError> {
+    match tree.get(keys::model(model::FREIGHT, project, id.as_bytes()))? {
+        Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+        None => Ok(None),
+    }
+}
+
+/// The freight id an alias names.
+pub fn alias(
+    tree: &sled::Tree,
+    project: &str,
+    alias: &str,
+) -> Result<Option<String>, ProjectionError> {
+    Ok(tree
+        .get(keys::model(model::ALIAS, project, alias.as_bytes()))?
+        .map(|v| String::from_utf8_lossy(&v).into_owned()))
+}
+
+/// Promotion `id` of `project`, as last written.
+pub fn promotion(
+    tree: &sled::Tree,
+    project: &str,
+    id: &str,
+) -> Result<Option<Promotion>, ProjectionError> {
+    match tree.get(keys::model(model::PROMOTION_ID, project, id.as_bytes()))? {
+        Some(at) => {
+            let at = keys::decode_pos(&at)
+                .ok_or_else(|| ProjectionError::Corrupt("bad promotion index".into()))?;
+            promotion_at(tree, project, at)
+        }
+        None => Ok(None),
+    }
+}
+
+/// The promotion requested at `at`.
+pub fn promotion_at(
+    tree: &sled::Tree,
+    project: &str,
+    at: Position,
+) -> Result<Option<Promotion>, ProjectionError> {
+    match tree.get(keys::model(model::PROMOTION, project, &keys::pos(at)))? {
+        Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+        None => Ok(None),
+    }
+}
+
+/// The project's promotions requested after position `after`, in the order
+/// of their requests.
+pub fn promotions_after(
+    tree: &sled::Tree,
+    project: &str,
+    after: Position,
+) -> impl Iterator<Item = Result<Promotion, ProjectionError>> {
+    let start = keys::model(model::PROMOTION, project, &keys::pos(Position(after.0 + 1)));
+    let end = keys::model(model::PROMOTION, project, &[0xff; 9]);
+    tree.range(start..end).map(|item| {
+        let (_, v) = item?;
+        Ok(serde_json::from_slice(&v)?)
+    })
+}
+
+/// The project's freight, newest discovery first.
+pub fn freight_newest_first<'a>(
+    tree: &'a sled::Tree,
+    project: &str,
+) -> impl Iterator<Item = Result<Freight, ProjectionError>> + 'a {
+    let prefix = keys::model_prefix(model::DISCOVERY, project);
+    let skip = prefix.len() + 8;
+    let project = project.to_string();
+    tree.scan_prefix(prefix).rev().filter_map(move |item| {
+        let found = item.map_err(ProjectionError::from).and_then(|(k, _)| {
+            let id = std::str::from_utf8(&k[skip..])
+                .map_err(|_| ProjectionError::Corrupt("freight id is not UTF-8".into()))?;
+            freight(tree, &project, id)
+        });
+        found.transpose()
+    })
+}
