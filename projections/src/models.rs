@@ -56,6 +56,11 @@ pub struct Touched {
     pipeline: bool,
     freight: BTreeSet<String>,
     promotions: BTreeSet<String>,
+    /// Promotions requested by these events (their id index is new).
+    requested: BTreeSet<String>,
+    /// Promotions that were active before these events (their entry in the
+    /// index of active promotions may have to go).
+    were_active: BTreeSet<String>,
     /// Freight discovered for the first time.
     discovered: Vec<(DateTime<Utc>, String)>,
 }
@@ -115,19 +120,27 @@ pub fn prefetch(
     // The promotion (a new one is its request), its freight, and what a
     // success changes: the freight the stage ran until then.
     let (stage, freight, requester) = match payload {
-        EventPayload::PromotionRequested(r) => (
-            r.stage.clone(),
-            r.freight_id.clone(),
-            ev.event.actor.auth_method.clone(),
-        ),
+        EventPayload::PromotionRequested(r) => {
+            touched.requested.insert(id.to_string());
+            (
+                r.stage.clone(),
+                r.freight_id.clone(),
+                ev.event.actor.auth_method.clone(),
+            )
+        }
         _ => {
             load_promotion(tree, state, id)?;
             match state.promotions.get(id) {
-                Some(p) => (
-                    p.stage.clone(),
-                    p.freight.clone(),
-                    p.requested_by.auth_method.clone(),
-                ),
+                Some(p) => {
+                    if p.status.is_active() {
+                        touched.were_active.insert(id.to_string());
+                    }
+                    (
+                        p.stage.clone(),
+                        p.freight.clone(),
+                        p.requested_by.auth_method.clone(),
+                    )
+                }
                 None => return Ok(()),
             }
         }

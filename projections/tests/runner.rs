@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use common::{assert_models_equal_fold, discovered, run_until};
 
-use waybill_ledger::event::{PipelineConfigured, PromotionRequested};
+use waybill_ledger::event::{
+    PipelineConfigured, PromotionRequested, PromotionStarted, PromotionSucceeded,
+};
 use waybill_ledger::{Actor, EventLog, EventPayload, NewEvent, Position, ProjectName, SledLog};
 use waybill_projections::{HistoryFilter, Projections};
 
@@ -62,12 +64,56 @@ async fn populate(log: &dyn EventLog, projects: &[&str], freights: usize) {
     }
 }
 
+/// A stage the executor deploys: its promotions stay active (queued) until
+/// the executor reports.
+const DEPLOYED: &str = r#"{"project":"ops","warehouses":[{"name":"images"}],"stages":[
+ {"name":"prod","requested_freight":[{"origin":"images","sources":{"direct":true}}],"policy":{"mode":"manual"}}]}"#;
+
+/// The `ops` project: its pipeline, two freight, a promotion of each.
+async fn deployed(log: &dyn EventLog) {
+    let mut n = log.head().await.expect("head").0;
+    let configured = EventPayload::PipelineConfigured(PipelineConfigured {
+        definition_json: DEPLOYED.into(),
+        source_uri: "test".into(),
+        source_revision: String::new(),
+        source_digest: String::new(),
+    });
+    append(log, "ops", "alice", configured, &mut n).await;
+    for i in 0..2 {
+        append(log, "ops", "ci", discovered(i, "v1"), &mut n).await;
+        let requested = EventPayload::PromotionRequested(PromotionRequested {
+            promotion_id: format!("ops-{i}"),
+            stage: "prod".into(),
+            freight_id: format!("f{i:04}"),
+            ticket: String::new(),
+            reason: "release".into(),
+        });
+        append(log, "ops", "alice", requested, &mut n).await;
+    }
+}
+
+/// The executor runs and completes `ops-0`.
+async fn executed(log: &dyn EventLog) {
+    let mut n = log.head().await.expect("head").0;
+    let started = EventPayload::PromotionStarted(PromotionStarted {
+        promotion_id: "ops-0".into(),
+        executor: "gitops".into(),
+    });
+    append(log, "ops", "svc:executor", started, &mut n).await;
+    let done = EventPayload::PromotionSucceeded(PromotionSucceeded {
+        promotion_id: "ops-0".into(),
+        details: "pushed".into(),
+    });
+    append(log, "ops", "svc:executor", done, &mut n).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_models_follow_the_log_and_resume_equal_to_a_rebuild() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log: Arc<dyn EventLog> = Arc::new(SledLog::open(&dir.path().join("log")).expect("log"));
     // More freight than a project keeps in memory: most are evicted.
     populate(&*log, &["shop", "blog"], 150).await;
+    deployed(&*log).await;
     let half = log.head().await.expect("head");
 
     // First run: catch up on everything so far.
@@ -84,15 +130,25 @@ async fn read_models_follow_the_log_and_resume_equal_to_a_rebuild() {
     );
     assert!(shop.freight.len() <= 2 * waybill_projections::models::HOT);
     assert_models_equal_fold(&p, &*log).await;
-    assert_eq!(p.projects(), vec!["blog".to_string(), "shop".to_string()]);
+    let queued = p.project("ops").expect("ops").stages["prod"].queue.clone();
+    assert_eq!(queued, ["ops-0", "ops-1"]);
+    assert_eq!(
+        p.projects(),
+        vec!["blog".to_string(), "ops".to_string(), "shop".to_string()]
+    );
     drop(p);
 
     // More events while it is down, then a restart: it resumes.
     populate(&*log, &["docs"], 10).await;
     populate(&*log, &["shop"], 5).await;
+    executed(&*log).await;
     let head = log.head().await.expect("head");
     let p = Projections::open(&views).expect("reopen");
     assert_eq!(p.applied(), half, "resumes from its checkpoint");
+    // The active promotions are loaded back into memory.
+    let ops = p.project("ops").expect("ops");
+    assert_eq!(ops.promotions.len(), 2);
+    assert!(ops.in_flight("prod", "f0000").is_some());
     run_until(&p, log.clone(), head).await;
 
     // A clean rebuild in a fresh store gives the same states and history.
@@ -137,6 +193,15 @@ async fn read_models_follow_the_log_and_resume_equal_to_a_rebuild() {
         .iter()
         .all(|i| i.stage == "dev" && i.project == "shop" && i.event_type == "PromotionRequested"));
     assert!(items.windows(2).all(|w| w[0].position < w[1].position));
+    let ops = p.project("ops").expect("ops");
+    assert_eq!(ops.stages["prod"].queue, ["ops-1"]);
+    assert_eq!(
+        ops.stages["prod"]
+            .current
+            .as_ref()
+            .map(|c| c.freight.as_str()),
+        Some("f0000")
+    );
     let by_actor = HistoryFilter {
         actor: Some("alice".into()),
         ..Default::default()
@@ -146,7 +211,7 @@ async fn read_models_follow_the_log_and_resume_equal_to_a_rebuild() {
             .history(&by_actor, Position(1), 100)
             .expect("history")
             .len(),
-        4
+        7
     );
     let by_freight = HistoryFilter {
         project: Some("docs".into()),
@@ -172,7 +237,7 @@ async fn read_models_follow_the_log_and_resume_equal_to_a_rebuild() {
         .store()
         .history(&by_type, Position(1), 100)
         .expect("history");
-    assert_eq!(items.len(), 4);
+    assert_eq!(items.len(), 5);
     assert!(items.iter().all(|i| i.policy_version == i.position));
     // Every item carries its chain hash and the policy version in force.
     assert!(resumed
