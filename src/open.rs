@@ -39,12 +39,24 @@ impl OpenLog {
 
 /// Opens the backend the flags, environment and config file select.
 pub async fn open(args: &LogArgs, file: &FileConfig) -> anyhow::Result<OpenLog> {
+    open_with_cache(args, file, None).await
+}
+
+/// [`open`], with a page cache of `cache_bytes` for an embedded log.
+pub async fn open_with_cache(
+    args: &LogArgs,
+    file: &FileConfig,
+    cache_bytes: Option<u64>,
+) -> anyhow::Result<OpenLog> {
     match log_config(args, file)? {
         LogConfig::Embedded { data_dir } => {
             let dir = data_dir.clone();
-            let log = tokio::task::spawn_blocking(move || SledLog::open(&dir))
-                .await
-                .context("opening the embedded log")??;
+            let log = tokio::task::spawn_blocking(move || match cache_bytes {
+                Some(bytes) => SledLog::open_with_cache(&dir, bytes),
+                None => SledLog::open(&dir),
+            })
+            .await
+            .context("opening the embedded log")??;
             Ok(OpenLog::Embedded(log))
         }
         LogConfig::JetStream(opts) => Ok(OpenLog::JetStream(JetStreamLog::connect(*opts).await?)),

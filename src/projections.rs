@@ -12,11 +12,14 @@ use waybill_projections::Projections;
 
 use crate::cli::{ProjectionsArgs, ProjectionsCommand};
 use crate::config::{FileConfig, DEFAULT_DATA_DIR};
-use crate::open::open;
+use crate::open::open_with_cache;
 
 /// The page cache of an offline build: it writes mostly at the tails of the
 /// keyspace, which a small cache holds.
 pub const BUILD_CACHE_MB: u64 = 64;
+
+/// The page cache of an embedded log while the read models are built from it.
+const LOG_CACHE_MB: u64 = 16;
 
 pub async fn run(command: ProjectionsCommand, file: &FileConfig) -> anyhow::Result<()> {
     match command {
@@ -71,7 +74,8 @@ async fn catch_up(
     dir: &Path,
     what: &str,
 ) -> anyhow::Result<Position> {
-    let log = open(&args.log, file).await?;
+    // The log is read through once, in order: a small cache will do.
+    let log = open_with_cache(&args.log, file, Some(LOG_CACHE_MB << 20)).await?;
     let handle = log.log();
     let head = handle.head().await?;
     let open_dir = dir.to_path_buf();

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use waybill_ledger::domain::{
-    available_to, AutoSelection, Freight, PolicyMode, ProjectState, Promotion, StageState,
+    available_to, AutoSelection, Freight, PolicyMode, ProjectState, Promotion, StageDef, StageState,
 };
 use waybill_ledger::{EventPayload, Position, StoredEvent};
 
@@ -153,19 +153,21 @@ pub fn prefetch(
     // A person's promotion into an auto stage compares what it promotes
     // with the freight auto-promotion would pick: the newest available,
     // which must be in memory with every freight newer than it.
-    let def = state.definition().and_then(|d| d.stage(&stage)).cloned();
     let may_succeed = matches!(
         payload,
         EventPayload::PromotionRequested(_)
             | EventPayload::PromotionApproved(_)
             | EventPayload::PromotionSucceeded(_)
     );
-    if let Some(def) = def.filter(|d| {
-        may_succeed
-            && requester != "service"
-            && d.policy.mode != PolicyMode::Manual
-            && d.auto_selection == AutoSelection::NewestFreight
-    }) {
+    let auto = |d: &StageDef| {
+        d.policy.mode != PolicyMode::Manual && d.auto_selection == AutoSelection::NewestFreight
+    };
+    let def = state
+        .definition()
+        .and_then(|d| d.stage(&stage))
+        .filter(|d| may_succeed && requester != "service" && auto(d))
+        .cloned();
+    if let Some(def) = def {
         let prefix = keys::model_prefix(model::DISCOVERY, &state.project);
         for item in tree.scan_prefix(&prefix).rev() {
             let (k, _) = item?;

@@ -472,17 +472,22 @@ pub async fn run(args: QueriesBenchArgs) -> anyhow::Result<()> {
 Peak RSS of the rebuild process: **{rss_mb:.0} MiB** (target ≤ 200 MiB).
 
 The rebuild row compares `waybill projections rebuild` (a child process:
-read, decode and hash every event, evolve the project states, write history,
-indexes, stage versions, snapshots and checkpoints to sled, and, beside
-them, the Merkle tree of the log) with a raw ordered consumer
+read, decode and hash every event, evolve the project states, write the
+read models of every freight, promotion and stage, history, indexes, stage
+versions and checkpoints to sled, and, beside them, the Merkle tree of the
+log) with a raw ordered consumer
 reading the same stream in this process. The latency rows compare with the
 issue's absolute targets (the \"raw\" column is the target, the ratio is
 figure ÷ target): gRPC calls to a `waybill serve` child process on the rebuilt
 read models; StateAt asks for a random position of a random project;
 command-to-visible lag is the time from a `RecordDiscovery` reply to a
-`ListStages` with that `min_position` returning. The rebuild's memory is
-mostly the project states, all held in memory (every freight and promotion
-ever, with their strings), plus sled's 512 MiB page cache (`--cache-mb`).
+`ListStages` with that `min_position` returning. The rebuild keeps only each
+project's working set in memory (stages, the freight they run, active
+promotions); the rest is in sled, whose page cache is 64 MiB (`--cache-mb`);
+most of the remaining memory is sled's own bookkeeping of its pages. The
+rebuild's time is mostly sled's: it copies a node for every key it writes
+(about five keys per event: the history item, a stage version, the freight
+or promotion record, index entries).
 ",
             events = args.events,
             projects = args.projects,

@@ -51,12 +51,18 @@ impl std::fmt::Debug for SledLog {
 impl SledLog {
     /// Opens (or creates) the log in `dir`. Blocking: call at start-up.
     pub fn open(dir: &Path) -> Result<SledLog, LedgerError> {
+        SledLog::open_with_cache(dir, CACHE_BYTES)
+    }
+
+    /// [`SledLog::open`] with a page cache of `cache_bytes` (a process that
+    /// only reads the log through once needs little).
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<SledLog, LedgerError> {
         std::fs::create_dir_all(dir).map_err(|e| {
             LedgerError::Misconfigured(format!("cannot create data dir {}: {e}", dir.display()))
         })?;
         let db = sled::Config::new()
             .path(dir)
-            .cache_capacity(CACHE_BYTES)
+            .cache_capacity(cache_bytes)
             .open()
             .map_err(|e| match e {
                 sled::Error::Io(io)
