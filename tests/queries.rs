@@ -219,6 +219,56 @@ async fn scenario(mut cmd: std::process::Command) {
         token = page.next_page_token;
     }
     assert_eq!(seen.len(), head + 1, "every dev promotion once: {seen:?}");
+
+    // Freight: pages of 3, newest first, each freight once.
+    let everything = q
+        .list_freight(pb::ListFreightRequest {
+            project: "shop".into(),
+            min_position: written,
+            ..Default::default()
+        })
+        .await
+        .expect("list freight")
+        .into_inner();
+    assert!(everything.next_page_token.is_empty());
+    let mut paged = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let page = q
+            .list_freight(pb::ListFreightRequest {
+                project: "shop".into(),
+                page_size: 3,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("freight page")
+            .into_inner();
+        assert!(page.freight.len() <= 3);
+        pages += 1;
+        paged.extend(page.freight.into_iter().map(|f| f.id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let all_ids: Vec<String> = everything.freight.iter().map(|f| f.id.clone()).collect();
+    assert_eq!(paged, all_ids, "the pages are the whole list, in order");
+    assert_eq!(pages, all_ids.len().div_ceil(3));
+    assert!(everything
+        .freight
+        .windows(2)
+        .all(|w| w[0].discovered_at >= w[1].discovered_at));
+    let bad = q
+        .list_freight(pb::ListFreightRequest {
+            project: "shop".into(),
+            page_token: "after-7".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a made-up token");
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
     let p = q
         .get_promotion(pb::GetPromotionRequest {
             project: "shop".into(),

@@ -410,19 +410,27 @@ pub fn promotions_after(
     })
 }
 
-/// The project's freight, newest discovery first.
+/// The project's freight, newest discovery first, from before `before` (a
+/// key suffix [`freight_newest_first`] returned), each with its key suffix.
 pub fn freight_newest_first<'a>(
     tree: &'a sled::Tree,
     project: &str,
-) -> impl Iterator<Item = Result<Freight, ProjectionError>> + 'a {
+    before: Option<&[u8]>,
+) -> impl Iterator<Item = Result<(Vec<u8>, Freight), ProjectionError>> + 'a {
     let prefix = keys::model_prefix(model::DISCOVERY, project);
-    let skip = prefix.len() + 8;
+    let skip = prefix.len();
+    let end = match before {
+        Some(suffix) => [prefix.as_slice(), suffix].concat(),
+        None => [prefix.as_slice(), &[0xff; 9]].concat(),
+    };
     let project = project.to_string();
-    tree.scan_prefix(prefix).rev().filter_map(move |item| {
+    tree.range(prefix..end).rev().filter_map(move |item| {
         let found = item.map_err(ProjectionError::from).and_then(|(k, _)| {
-            let id = std::str::from_utf8(&k[skip..])
-                .map_err(|_| ProjectionError::Corrupt("freight id is not UTF-8".into()))?;
-            freight(tree, &project, id)
+            let id = k
+                .get(skip + 8..)
+                .and_then(|id| std::str::from_utf8(id).ok())
+                .ok_or_else(|| ProjectionError::Corrupt("bad discovery key".into()))?;
+            Ok(freight(tree, &project, id)?.map(|f| (k[skip..].to_vec(), f)))
         });
         found.transpose()
     })

@@ -214,21 +214,47 @@ impl QueryService for QueryGrpc {
                 ),
             }
         };
+        let before = match r.page_token.as_str() {
+            "" => None,
+            t => Some(
+                t.strip_prefix("before-")
+                    .and_then(|h| hex::decode(h).ok())
+                    .filter(|k| k.len() > 8)
+                    .ok_or_else(|| {
+                        Status::invalid_argument("page_token is not one this server gave")
+                    })?,
+            ),
+        };
+        let size = match r.page_size as usize {
+            0 => PAGE,
+            n => n.min(PAGE),
+        };
         let store = self.projections.store().clone();
         let (project, warehouse) = (r.project.clone(), r.warehouse.clone());
-        let freight = blocking(move || {
+        // Newest first; one past the page says whether another follows.
+        let (freight, next_page_token) = blocking(move || {
             let now = Utc::now();
             let mut out = Vec::new();
-            for f in models::freight_newest_first(store.views(), &project) {
-                let f = f?;
-                if warehouse.is_empty() || f.warehouse == warehouse {
-                    out.push(convert::freight(&f, now, stage.as_ref()));
+            let mut last = Vec::new();
+            for item in models::freight_newest_first(store.views(), &project, before.as_deref()) {
+                let (key, f) = item?;
+                if !(warehouse.is_empty() || f.warehouse == warehouse) {
+                    continue;
                 }
+                if out.len() == size {
+                    return Ok((out, format!("before-{}", hex::encode(&last))));
+                }
+                out.push(convert::freight(&f, now, stage.as_ref()));
+                last = key;
             }
-            Ok(out)
+            Ok((out, String::new()))
         })
         .await?;
-        Ok(Response::new(pb::ListFreightReply { freight, position }))
+        Ok(Response::new(pb::ListFreightReply {
+            freight,
+            next_page_token,
+            position,
+        }))
     }
 
     async fn get_promotion(

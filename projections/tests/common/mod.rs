@@ -94,8 +94,8 @@ pub async fn assert_models_equal_fold(p: &Projections, log: &dyn EventLog) {
             let f = p.freight(name, alias).expect("read").expect("alias");
             assert_eq!(&f.id, id, "{name} alias {alias}");
         }
-        let listed: Vec<String> = models::freight_newest_first(tree, name)
-            .map(|f| f.expect("freight").id)
+        let listed: Vec<String> = models::freight_newest_first(tree, name, None)
+            .map(|f| f.expect("freight").1.id)
             .collect();
         assert_eq!(listed.len(), want.freight.len(), "{name}: freight listed");
         for (id, pr) in &want.promotions {

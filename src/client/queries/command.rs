@@ -96,8 +96,20 @@ pub struct FreightArgs {
     /// Say for each freight whether it is available to this stage, and if not why.
     #[arg(long, value_name = "STAGE")]
     pub available_for: Option<String>,
+    /// Freight per page, newest first (0: the server's default).
+    #[arg(long, default_value_t = 0)]
+    pub page_size: u32,
+    /// Continue from a previous page.
+    #[arg(long, conflicts_with = "all")]
+    pub page_token: Option<String>,
+    /// Every page.
+    #[arg(long)]
+    pub all: bool,
     /// Show this freight (id or alias) in detail.
-    #[arg(value_name = "ID_OR_ALIAS", conflicts_with_all = ["warehouse", "available_for"])]
+    #[arg(
+        value_name = "ID_OR_ALIAS",
+        conflicts_with_all = ["warehouse", "available_for", "page_size", "page_token", "all"]
+    )]
     pub freight: Option<String>,
 }
 

@@ -8,6 +8,7 @@ use waybill_proto::v1 as pb;
 
 use super::command::FreightArgs;
 use super::format::{duration, short, when, Table};
+use super::pages;
 use super::rpc::{Out, Queries};
 use crate::client::Output;
 
@@ -76,10 +77,17 @@ pub fn list_text(reply: &pb::ListFreightReply, available_for: bool, now: DateTim
         table.render()
     };
     out.push_str(&format!(
-        "{} freight, reflects position {}\n",
+        "{} freight, reflects position {}",
         reply.freight.len(),
         reply.position
     ));
+    if !reply.next_page_token.is_empty() {
+        out.push_str(&format!(
+            "; more with --page-token {} (or --all)",
+            reply.next_page_token
+        ));
+    }
+    out.push('\n');
     out
 }
 
@@ -197,15 +205,34 @@ pub async fn run(svc: &mut Queries, a: FreightArgs, output: Output) -> Result<()
         }
         None => {
             let available_for = a.available_for.unwrap_or_default();
-            let reply = svc
-                .list_freight(pb::ListFreightRequest {
-                    project: a.read.project,
-                    warehouse: a.warehouse.unwrap_or_default(),
-                    available_for: available_for.clone(),
-                    min_position: a.read.min_position,
-                })
-                .await?
-                .into_inner();
+            let req = pb::ListFreightRequest {
+                project: a.read.project,
+                warehouse: a.warehouse.unwrap_or_default(),
+                available_for: available_for.clone(),
+                page_size: a.page_size,
+                page_token: String::new(),
+                min_position: a.read.min_position,
+            };
+            let (freight, position, next_page_token) = pages::walk(
+                a.page_token.unwrap_or_default(),
+                a.all,
+                async |token, first| {
+                    let mut req = req.clone();
+                    req.page_token = token;
+                    // Later pages need not wait again.
+                    if !first {
+                        req.min_position = 0;
+                    }
+                    let reply = svc.list_freight(req).await?.into_inner();
+                    Ok((reply.freight, reply.position, reply.next_page_token))
+                },
+            )
+            .await?;
+            let reply = pb::ListFreightReply {
+                freight,
+                next_page_token,
+                position,
+            };
             match output {
                 Output::Text => {
                     out.block(&list_text(&reply, !available_for.is_empty(), Utc::now()))
@@ -214,6 +241,7 @@ pub async fn run(svc: &mut Queries, a: FreightArgs, output: Output) -> Result<()
                     &json!({
                         "freight": reply.freight.iter().map(freight_json)
                             .collect::<Vec<_>>(),
+                        "next_page_token": reply.next_page_token,
                         "position": reply.position,
                     })
                     .to_string(),
@@ -269,8 +297,9 @@ mod tests {
 
     #[test]
     fn list_with_availability() {
-        let reply = pb::ListFreightReply {
+        let mut reply = pb::ListFreightReply {
             freight: vec![freight()],
+            next_page_token: String::new(),
             position: 9,
         };
         assert_eq!(
@@ -279,6 +308,10 @@ mod tests {
              0123456789ab  v1.2   main       2h ago (2024-05-01 10:00:00Z)  test  no: not verified in test\n\
              1 freight, reflects position 9\n"
         );
+        reply.next_page_token = "before-00ff".into();
+        assert!(list_text(&reply, true, now()).ends_with(
+            "1 freight, reflects position 9; more with --page-token before-00ff (or --all)\n"
+        ));
     }
 
     #[test]

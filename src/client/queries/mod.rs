@@ -12,6 +12,7 @@ mod command;
 mod format;
 mod freight;
 mod history;
+mod pages;
 mod promotions;
 pub(crate) mod rpc;
 mod stages;

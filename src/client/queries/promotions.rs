@@ -8,6 +8,7 @@ use waybill_proto::v1 as pb;
 
 use super::command::{PendingArgs, PromotionsArgs};
 use super::format::{short, when, Table};
+use super::pages;
 use super::rpc::{Out, Queries};
 use crate::client::Output;
 
@@ -177,30 +178,29 @@ pub async fn run(svc: &mut Queries, a: PromotionsArgs, output: Output) -> Result
         }
         return Ok(());
     }
-    let mut req = pb::ListPromotionsRequest {
+    let req = pb::ListPromotionsRequest {
         project: a.read.project,
         stage: a.stage.unwrap_or_default(),
         status: a.status.unwrap_or_default(),
         page_size: a.page_size,
-        page_token: a.page_token.unwrap_or_default(),
+        page_token: String::new(),
         min_position: a.read.min_position,
     };
-    let mut all = Vec::new();
-    let (position, next) = loop {
-        let reply = svc.list_promotions(req.clone()).await?.into_inner();
-        all.extend(reply.promotions);
-        if !a.all || reply.next_page_token.is_empty() {
-            break (reply.position, reply.next_page_token);
-        }
-        if reply.next_page_token == req.page_token {
-            return Err(Status::internal(
-                "the server sent the same page token twice; stopping",
-            ));
-        }
-        req.page_token = reply.next_page_token;
-        // Later pages need not wait again.
-        req.min_position = 0;
-    };
+    let (all, position, next) = pages::walk(
+        a.page_token.unwrap_or_default(),
+        a.all,
+        async |token, first| {
+            let mut req = req.clone();
+            req.page_token = token;
+            // Later pages need not wait again.
+            if !first {
+                req.min_position = 0;
+            }
+            let reply = svc.list_promotions(req).await?.into_inner();
+            Ok((reply.promotions, reply.position, reply.next_page_token))
+        },
+    )
+    .await?;
     match output {
         Output::Text => {
             out.block(&list_text(&all, Utc::now()));
