@@ -102,11 +102,28 @@ async fn r3_stream_survives_the_leader_being_killed() {
 
     // Kill whichever node leads the stream, keep writing, bring it back.
     let client = async_nats::connect(cluster.urls()).await.expect("connect");
-    let mut stream = async_nats::jetstream::new(client)
-        .get_stream("WAYBILL")
-        .await
-        .expect("stream");
-    let info = stream.info().await.expect("info").clone();
+    let js = async_nats::jetstream::new(client);
+    // A request can time out on a loaded machine while the cluster settles
+    // (seen once in CI): ask again, for up to a minute.
+    let mut info = None;
+    for attempt in 1..=6 {
+        let asked = match js.get_stream("WAYBILL").await {
+            Ok(mut stream) => stream.info().await.cloned().map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match asked {
+            Ok(i) => {
+                info = Some(i);
+                break;
+            }
+            Err(e) if attempt < 6 => {
+                eprintln!("stream info, attempt {attempt}: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("stream info: {e}"),
+        }
+    }
+    let info = info.expect("stream info");
     let leader = info.cluster.and_then(|c| c.leader).expect("a leader");
     let index = (0..cluster.len())
         .find(|i| cluster.node(*i).name() == leader)
