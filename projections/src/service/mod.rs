@@ -122,6 +122,14 @@ pub(crate) fn parse_time(field: &str, value: &str) -> Result<Option<DateTime<Utc
         })
 }
 
+/// Items per page: what was asked for, at most [`PAGE`] (0: [`PAGE`]).
+fn page_size(asked: u32) -> usize {
+    match asked as usize {
+        0 => PAGE,
+        n => n.min(PAGE),
+    }
+}
+
 /// Runs read-model work on the blocking pool; storage errors are INTERNAL.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ProjectionError> + Send + 'static,
@@ -225,10 +233,7 @@ impl QueryService for QueryGrpc {
                     })?,
             ),
         };
-        let size = match r.page_size as usize {
-            0 => PAGE,
-            n => n.min(PAGE),
-        };
+        let size = page_size(r.page_size);
         let store = self.projections.store().clone();
         let (project, warehouse) = (r.project.clone(), r.warehouse.clone());
         // Newest first; one past the page says whether another follows.
@@ -305,10 +310,7 @@ impl QueryService for QueryGrpc {
                     Status::invalid_argument("page_token is not one this server gave")
                 })?,
         };
-        let size = match r.page_size as usize {
-            0 => PAGE,
-            n => n.min(PAGE),
-        };
+        let size = page_size(r.page_size);
         let projections = self.projections.clone();
         let (project, stage, status) = (r.project.clone(), r.stage.clone(), r.status.clone());
         // The promotions read model is in order of request: read one past

@@ -96,7 +96,21 @@ pub struct FreightArgs {
     /// Say for each freight whether it is available to this stage, and if not why.
     #[arg(long, value_name = "STAGE")]
     pub available_for: Option<String>,
-    /// Freight per page, newest first (0: the server's default).
+    /// Newest first, a page at a time.
+    #[command(flatten)]
+    pub page: PageArgs,
+    /// Show this freight (id or alias) in detail.
+    #[arg(
+        value_name = "ID_OR_ALIAS",
+        conflicts_with_all = ["warehouse", "available_for", "page_size", "page_token", "all"]
+    )]
+    pub freight: Option<String>,
+}
+
+/// Paging of a list.
+#[derive(Debug, Args)]
+pub struct PageArgs {
+    /// Items per page (0: the server's default, 100).
     #[arg(long, default_value_t = 0)]
     pub page_size: u32,
     /// Continue from a previous page.
@@ -105,12 +119,6 @@ pub struct FreightArgs {
     /// Every page.
     #[arg(long)]
     pub all: bool,
-    /// Show this freight (id or alias) in detail.
-    #[arg(
-        value_name = "ID_OR_ALIAS",
-        conflicts_with_all = ["warehouse", "available_for", "page_size", "page_token", "all"]
-    )]
-    pub freight: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -122,15 +130,9 @@ pub struct PromotionsArgs {
     /// Requested, Authorized, Running, Succeeded, Failed, Aborted or Rejected.
     #[arg(long, value_parser = promotions::status_arg)]
     pub status: Option<String>,
-    /// Promotions per page (0: the server's default).
-    #[arg(long, default_value_t = 0)]
-    pub page_size: u32,
-    /// Continue from a previous page.
-    #[arg(long, conflicts_with = "all")]
-    pub page_token: Option<String>,
-    /// Every page.
-    #[arg(long)]
-    pub all: bool,
+    /// In order of request, a page at a time.
+    #[command(flatten)]
+    pub page: PageArgs,
     /// Show this promotion in detail, with each approval.
     #[arg(
         value_name = "ID",
@@ -248,7 +250,7 @@ mod tests {
             panic!("not promotions: {c:?}")
         };
         assert_eq!(a.status.as_deref(), Some("Failed"));
-        assert!(a.all);
+        assert!(a.page.all);
     }
 
     #[test]

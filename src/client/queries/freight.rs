@@ -209,24 +209,14 @@ pub async fn run(svc: &mut Queries, a: FreightArgs, output: Output) -> Result<()
                 project: a.read.project,
                 warehouse: a.warehouse.unwrap_or_default(),
                 available_for: available_for.clone(),
-                page_size: a.page_size,
+                page_size: a.page.page_size,
                 page_token: String::new(),
                 min_position: a.read.min_position,
             };
-            let (freight, position, next_page_token) = pages::walk(
-                a.page_token.unwrap_or_default(),
-                a.all,
-                async |token, first| {
-                    let mut req = req.clone();
-                    req.page_token = token;
-                    // Later pages need not wait again.
-                    if !first {
-                        req.min_position = 0;
-                    }
-                    let reply = svc.list_freight(req).await?.into_inner();
-                    Ok((reply.freight, reply.position, reply.next_page_token))
-                },
-            )
+            let (freight, position, next_page_token) = pages::walk(req, &a.page, async |req| {
+                let reply = svc.list_freight(req).await?.into_inner();
+                Ok((reply.freight, reply.position, reply.next_page_token))
+            })
             .await?;
             let reply = pb::ListFreightReply {
                 freight,

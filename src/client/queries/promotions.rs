@@ -182,24 +182,14 @@ pub async fn run(svc: &mut Queries, a: PromotionsArgs, output: Output) -> Result
         project: a.read.project,
         stage: a.stage.unwrap_or_default(),
         status: a.status.unwrap_or_default(),
-        page_size: a.page_size,
+        page_size: a.page.page_size,
         page_token: String::new(),
         min_position: a.read.min_position,
     };
-    let (all, position, next) = pages::walk(
-        a.page_token.unwrap_or_default(),
-        a.all,
-        async |token, first| {
-            let mut req = req.clone();
-            req.page_token = token;
-            // Later pages need not wait again.
-            if !first {
-                req.min_position = 0;
-            }
-            let reply = svc.list_promotions(req).await?.into_inner();
-            Ok((reply.promotions, reply.position, reply.next_page_token))
-        },
-    )
+    let (all, position, next) = pages::walk(req, &a.page, async |req| {
+        let reply = svc.list_promotions(req).await?.into_inner();
+        Ok((reply.promotions, reply.position, reply.next_page_token))
+    })
     .await?;
     match output {
         Output::Text => {
