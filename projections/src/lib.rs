@@ -4,7 +4,9 @@
 //!   the project states (the same `evolve` as the command side) and writes
 //!   history, indexes and the checkpoint in one atomic batch; queries read
 //!   the current states and wait for a `min_position`.
-//! - [`store`]: the sled store: history, indexes, snapshots, checkpoint.
+//! - [`models`]: the read models of freight, promotions, stages and
+//!   pipelines in sled, and the working set each project keeps in memory.
+//! - [`store`]: the sled store: read models, history, indexes, checkpoint.
 //! - [`history`]: one item per event: who, when, what, why, policy version,
 //!   position and hash.
 //! - [`keys`]: the key layout.

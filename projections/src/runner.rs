@@ -52,7 +52,7 @@ impl std::fmt::Debug for Projections {
 }
 
 impl Projections {
-    /// Opens the store in `dir` and loads the snapshots. Blocking.
+    /// Opens the store in `dir` and loads each project's working set. Blocking.
     pub fn open(dir: &Path) -> Result<Projections, ProjectionError> {
         Projections::open_with_cache(dir, crate::store::CACHE_BYTES)
     }

@@ -12,7 +12,7 @@
 //!
 //! A version is written exactly when the event changed it (compared with
 //! the rendering of the state before the event), so a runner that resumes
-//! from a snapshot writes the same keys as a clean rebuild.
+//! from its checkpoint writes the same keys as a clean rebuild.
 
 use std::collections::HashMap;
 
