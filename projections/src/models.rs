@@ -7,7 +7,7 @@
 //! a project's working set: its pipeline and stages, the freight its stages
 //! run, its active promotions, and what recent events touched. Before an
 //! event is applied, what it reads is loaded ([`prefetch`]); after a batch,
-//! what it changed is written ([`write`]); once written, the rest may leave
+//! what it changed is written ([`write()`]); once written, the rest may leave
 //! memory ([`evict`]). So memory does not grow with the history, and the
 //! store at the checkpoint is the whole state: a restart loads the working
 //! sets ([`load_all`]) and resumes after the checkpoint.
