@@ -168,12 +168,9 @@ pub fn prefetch(
         .filter(|d| may_succeed && requester != "service" && auto(d))
         .cloned();
     if let Some(def) = def {
-        let prefix = keys::model_prefix(model::DISCOVERY, &state.project);
-        for item in tree.scan_prefix(&prefix).rev() {
-            let (k, _) = item?;
-            let id = std::str::from_utf8(&k[prefix.len() + 8..])
-                .map_err(|_| ProjectionError::Corrupt("freight id is not UTF-8".into()))?
-                .to_string();
+        let project = state.project.clone();
+        for item in discovered_newest_first(tree, &project, None) {
+            let (_, id) = item?;
             load_freight(tree, state, &id)?;
             if state
                 .freight
@@ -319,9 +316,7 @@ pub fn load_all(tree: &sled::Tree) -> Result<Vec<ProjectState>, ProjectionError>
         state.seq = core.seq;
         state.latest_time = core.latest_time;
         state.stages = core.stages;
-        if let Some(v) = tree.get(keys::model(model::PIPELINE, project, b""))? {
-            state.pipeline = Some(serde_json::from_slice(&v)?);
-        }
+        state.pipeline = get_json(tree, keys::model(model::PIPELINE, project, b""))?;
         for item in tree.scan_prefix(keys::model_prefix(model::ACTIVE, project)) {
             let (k, _) = item?;
             let at = keys::index_pos(&k)
@@ -350,10 +345,7 @@ pub fn freight(
     project: &str,
     id: &str,
 ) -> Result<Option<Freight>, ProjectionError> {
-    match tree.get(keys::model(model::FREIGHT, project, id.as_bytes()))? {
-        Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
-        None => Ok(None),
-    }
+    get_json(tree, keys::model(model::FREIGHT, project, id.as_bytes()))
 }
 
 /// The freight id an alias names.
@@ -389,10 +381,7 @@ pub fn promotion_at(
     project: &str,
     at: Position,
 ) -> Result<Option<Promotion>, ProjectionError> {
-    match tree.get(keys::model(model::PROMOTION, project, &keys::pos(at)))? {
-        Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
-        None => Ok(None),
-    }
+    get_json(tree, keys::model(model::PROMOTION, project, &keys::pos(at)))
 }
 
 /// The project's promotions requested after position `after`, in the order
@@ -410,28 +399,51 @@ pub fn promotions_after(
     })
 }
 
-/// The project's freight, newest discovery first, from before `before` (a
-/// key suffix [`freight_newest_first`] returned), each with its key suffix.
-pub fn freight_newest_first<'a>(
-    tree: &'a sled::Tree,
+/// A record stored as JSON under `key`.
+fn get_json<T: serde::de::DeserializeOwned>(
+    tree: &sled::Tree,
+    key: Vec<u8>,
+) -> Result<Option<T>, ProjectionError> {
+    match tree.get(key)? {
+        Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+        None => Ok(None),
+    }
+}
+
+/// The ids of the project's freight, newest discovery first, from before
+/// `before` (a key suffix this returned), each with its key suffix.
+fn discovered_newest_first(
+    tree: &sled::Tree,
     project: &str,
     before: Option<&[u8]>,
-) -> impl Iterator<Item = Result<(Vec<u8>, Freight), ProjectionError>> + 'a {
+) -> impl Iterator<Item = Result<(Vec<u8>, String), ProjectionError>> {
     let prefix = keys::model_prefix(model::DISCOVERY, project);
     let skip = prefix.len();
     let end = match before {
         Some(suffix) => [prefix.as_slice(), suffix].concat(),
         None => [prefix.as_slice(), &[0xff; 9]].concat(),
     };
+    tree.range(prefix..end).rev().map(move |item| {
+        let (k, _) = item?;
+        let id = k
+            .get(skip + 8..)
+            .and_then(|id| std::str::from_utf8(id).ok())
+            .ok_or_else(|| ProjectionError::Corrupt("bad discovery key".into()))?;
+        Ok((k[skip..].to_vec(), id.to_string()))
+    })
+}
+
+/// The project's freight, newest discovery first, from before `before` (a
+/// key suffix this returned), each with its key suffix.
+pub fn freight_newest_first<'a>(
+    tree: &'a sled::Tree,
+    project: &str,
+    before: Option<&[u8]>,
+) -> impl Iterator<Item = Result<(Vec<u8>, Freight), ProjectionError>> + 'a {
     let project = project.to_string();
-    tree.range(prefix..end).rev().filter_map(move |item| {
-        let found = item.map_err(ProjectionError::from).and_then(|(k, _)| {
-            let id = k
-                .get(skip + 8..)
-                .and_then(|id| std::str::from_utf8(id).ok())
-                .ok_or_else(|| ProjectionError::Corrupt("bad discovery key".into()))?;
-            Ok(freight(tree, &project, id)?.map(|f| (k[skip..].to_vec(), f)))
-        });
+    discovered_newest_first(tree, &project, before).filter_map(move |item| {
+        let found =
+            item.and_then(|(suffix, id)| Ok(freight(tree, &project, &id)?.map(|f| (suffix, f))));
         found.transpose()
     })
 }

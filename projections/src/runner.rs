@@ -243,7 +243,8 @@ impl Projections {
             self.settle(&mut in_flight, &mut progress).await?;
             // Every batch before this one has landed: what they wrote may
             // leave memory, what this one writes stays until it lands too.
-            for name in last_touched.iter().chain(touched.keys()) {
+            let landed = last_touched.iter().filter(|n| !touched.contains_key(*n));
+            for name in touched.keys().chain(landed) {
                 if let Some(s) = taken.states.get(name) {
                     let mut state = s.write().unwrap_or_else(|p| p.into_inner());
                     models::evict(&mut state, touched.get(name));
