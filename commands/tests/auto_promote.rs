@@ -221,3 +221,66 @@ async fn auto_promotion_on_jetstream() {
         .expect("connect");
     scenario(Arc::new(log)).await;
 }
+
+/// A reactor started after the fact promotes what is due (one sweep of every
+/// project once it has read up to the head it found), and a restarted one
+/// requests nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reactor_started_late_sweeps_every_project_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log: Arc<dyn EventLog> = Arc::new(SledLog::open(dir.path()).expect("sled"));
+    let h = handler(log.clone());
+    let admin = Principal::anonymous();
+    let def: PipelineDefinition = serde_json::from_str(PIPELINE).expect("json");
+    run(
+        &h,
+        &admin,
+        Command::ApplyPipeline {
+            definition: def,
+            source_uri: "test".into(),
+            source_revision: String::new(),
+            source_digest: String::new(),
+        },
+    )
+    .await;
+    // History the reactor never saw: a hundred discoveries before it starts.
+    let mut last = String::new();
+    for i in 0..100 {
+        last = match run(&h, &admin, discover(&format!("0.{i}"))).await.payload {
+            Some(EventPayload::FreightDiscovered(d)) => d.freight_id,
+            other => panic!("{other:?}"),
+        };
+    }
+    for round in 0..2 {
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let reactor = AutoPromoter::new(handler(log.clone()));
+        let task = tokio::spawn(reactor.run(async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        }));
+        if round == 0 {
+            until(&h, "dev promotion of the newest", |s| {
+                s.in_flight("dev", &last).is_some()
+            })
+            .await;
+        }
+        // Several ticks.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let _ = stop_tx.send(true);
+        task.await.expect("reactor");
+    }
+    let mut requested = Vec::new();
+    let mut events = log
+        .read_project(&project(), Position(1))
+        .await
+        .expect("read");
+    while let Some(ev) = events.next().await {
+        if let EventPayload::PromotionRequested(r) = ev.expect("event").event.payload {
+            requested.push((r.stage, r.freight_id));
+        }
+    }
+    assert_eq!(
+        requested,
+        vec![("dev".to_string(), last)],
+        "one request, for the newest"
+    );
+}

@@ -142,10 +142,34 @@ impl CommandHandler {
 
     /// A copy of the project's state, caught up with the log.
     pub async fn state(&self, project: &ProjectName) -> Result<ProjectState, CommandError> {
+        self.inspect(project, ProjectState::clone).await
+    }
+
+    /// What `f` reads from the project's state, caught up with the log,
+    /// without copying the state (which holds every freight and promotion).
+    pub async fn inspect<R>(
+        &self,
+        project: &ProjectName,
+        f: impl FnOnce(&ProjectState) -> R,
+    ) -> Result<R, CommandError> {
+        self.inspect_at(project, None, f).await
+    }
+
+    /// [`CommandHandler::inspect`], asking the log for newer events only if
+    /// the cached state is behind `known` (the project's last position as
+    /// the caller saw it, e.g. on the log's tail); `None` always asks.
+    pub async fn inspect_at<R>(
+        &self,
+        project: &ProjectName,
+        known: Option<Position>,
+        f: impl FnOnce(&ProjectState) -> R,
+    ) -> Result<R, CommandError> {
         let slot = self.slot(project.as_str());
         let mut state = slot.lock().await;
-        catch_up(&*self.log, project, &mut state).await?;
-        Ok(state.clone())
+        if known.is_none_or(|k| state.position < k) {
+            catch_up(&*self.log, project, &mut state).await?;
+        }
+        Ok(f(&state))
     }
 
     /// Authorizes and executes `command` on `project` for `principal`.

@@ -10,11 +10,11 @@
 //! triggering position, and the log's optimistic concurrency makes a second
 //! replica re-decide and find the promotion already in flight.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use waybill_ledger::domain::{auto_candidate, gates_pass, PolicyMode, ProjectState};
 use waybill_ledger::{Position, ProjectName};
 
@@ -48,12 +48,24 @@ impl AutoPromoter {
     }
 
     /// Runs until `shutdown` completes.
+    ///
+    /// The log is read from the start, but only to learn which projects
+    /// exist: up to the head found at start, events are not evaluated one by
+    /// one (each evaluation sees the project as it is now, so once per project
+    /// is enough). After that, events that arrive together are evaluated once
+    /// per project, with the project's last of them as the trigger.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
-        let mut projects = BTreeSet::new();
+        // Every project seen on the tail, and its last position there.
+        let mut projects: BTreeMap<String, Position> = BTreeMap::new();
         let mut tick = tokio::time::interval(TICK);
-        let mut tail = loop {
-            match self.handler.log().tail(Position(1)).await {
+        let (mut tail, start_head) = loop {
+            let opened = async {
+                let head = self.handler.log().head().await?;
+                let tail = self.handler.log().tail(Position(1)).await?;
+                Ok::<_, waybill_ledger::LedgerError>((tail, head))
+            };
+            match opened.await {
                 Ok(t) => break t,
                 Err(e) => {
                     tracing::warn!(error = %e, "auto-promoter: cannot tail the log; retrying");
@@ -64,47 +76,83 @@ impl AutoPromoter {
                 }
             }
         };
+        let mut caught_up = start_head == Position::ZERO;
+        let mut swept = false;
         loop {
-            tokio::select! {
+            let first = tokio::select! {
                 () = &mut shutdown => break,
-                item = tail.next() => match item {
+                item = tail.next() => item,
+                _ = tick.tick(), if caught_up => {
+                    for (project, last) in &projects {
+                        self.evaluate(project, *last, None).await;
+                    }
+                    continue;
+                }
+            };
+            // This event and every one already waiting behind it.
+            let mut triggers: BTreeMap<String, Position> = BTreeMap::new();
+            let mut next = first;
+            loop {
+                match next {
                     Some(Ok(ev)) => {
-                        let project = ev.event.project.clone();
-                        projects.insert(project.clone());
-                        self.evaluate(&project, ev.position).await;
+                        triggers.insert(ev.event.project.clone(), ev.position);
+                        if ev.position >= start_head {
+                            caught_up = true;
+                        }
                     }
                     Some(Err(e)) => tracing::warn!(error = %e, "auto-promoter: tail error"),
-                    None => break,
-                },
-                _ = tick.tick() => {
-                    for project in &projects {
-                        self.evaluate(project, Position::ZERO).await;
+                    None => {
+                        tracing::info!("auto-promoter stopped: the log's tail ended");
+                        return;
                     }
                 }
+                match tail.next().now_or_never() {
+                    Some(item) => next = item,
+                    None => break,
+                }
+            }
+            if !caught_up {
+                projects.extend(triggers);
+                continue;
+            }
+            if !swept {
+                // Caught up: every project the log names, once, as it is now.
+                swept = true;
+                for (project, last) in projects.iter().filter(|(p, _)| !triggers.contains_key(*p)) {
+                    self.evaluate(project, *last, None).await;
+                }
+            }
+            for (project, trigger) in triggers {
+                self.evaluate(&project, trigger, Some(trigger)).await;
+                projects.insert(project, trigger);
             }
         }
         tracing::info!("auto-promoter stopped");
     }
 
-    /// Requests every promotion due in `project`.
-    pub async fn evaluate(&self, project: &str, trigger: Position) {
+    /// Requests every promotion due in `project`, whose last position on the
+    /// tail is `last`. `trigger` is the event that prompted it (none: time
+    /// passing; the state's position stands in).
+    pub async fn evaluate(&self, project: &str, last: Position, trigger: Option<Position>) {
         let Ok(name) = ProjectName::project(project) else {
             return;
         };
-        let state = match self.handler.state(&name).await {
+        let now = self.handler.clock().now();
+        let known = (last > Position::ZERO).then_some(last);
+        let inspected = self
+            .handler
+            .inspect_at(&name, known, |s| (due(s, now), s.position))
+            .await;
+        let (intents, position) = match inspected {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(project, error = %e, "auto-promoter: cannot load project");
                 return;
             }
         };
-        for intent in due(&state, self.handler.clock().now()) {
+        for intent in intents {
             // Time-driven evaluations use the state's position as their trigger.
-            let trigger = if trigger == Position::ZERO {
-                state.position
-            } else {
-                trigger
-            };
+            let trigger = trigger.unwrap_or(position);
             let key = format!("auto:{}:{}:{}", intent.stage, intent.freight, trigger.0);
             let command = Command::RequestPromotion {
                 stage: intent.stage.clone(),
