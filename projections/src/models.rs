@@ -258,15 +258,20 @@ pub fn write(
         };
         let at = keys::pos(p.requested);
         writes.raw(keys::model(model::PROMOTION, project, &at), &json(p)?);
-        writes.raw(
-            keys::model(model::PROMOTION_ID, project, id.as_bytes()),
-            &at,
-        );
+        let new = touched.requested.contains(id);
+        if new {
+            writes.raw(
+                keys::model(model::PROMOTION_ID, project, id.as_bytes()),
+                &at,
+            );
+        }
+        // The index of active promotions holds what the store last saw active.
+        let stored_active = !new && touched.were_active.contains(id);
         let active = keys::model(model::ACTIVE, project, &at);
-        if p.status.is_active() {
-            writes.raw(active, &[]);
-        } else {
-            writes.remove(active);
+        match (p.status.is_active(), stored_active) {
+            (true, false) => writes.raw(active, &[]),
+            (false, true) => writes.remove(active),
+            _ => {}
         }
     }
     // Aliases are looked up in sled (written above).

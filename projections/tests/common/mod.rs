@@ -122,5 +122,33 @@ pub async fn assert_models_equal_fold(p: &Projections, log: &dyn EventLog) {
                 pr.id
             );
         }
+        // The index of active promotions names exactly the active ones, and
+        // the id index every promotion.
+        use waybill_projections::keys::{self, model};
+        let indexed = |tag: u8| -> Vec<Vec<u8>> {
+            let prefix = keys::model_prefix(tag, name);
+            tree.scan_prefix(&prefix)
+                .map(|kv| kv.expect("key").0[prefix.len()..].to_vec())
+                .collect()
+        };
+        let mut active: Vec<Vec<u8>> = want
+            .promotions
+            .values()
+            .filter(|pr| pr.status.is_active())
+            .map(|pr| keys::pos(pr.requested).to_vec())
+            .collect();
+        active.sort();
+        assert_eq!(indexed(model::ACTIVE), active, "{name}: active index");
+        let mut ids: Vec<Vec<u8>> = want
+            .promotions
+            .keys()
+            .map(|id| id.as_bytes().to_vec())
+            .collect();
+        ids.sort();
+        assert_eq!(
+            indexed(model::PROMOTION_ID),
+            ids,
+            "{name}: promotion id index"
+        );
     }
 }
