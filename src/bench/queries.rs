@@ -268,7 +268,7 @@ pub(super) fn serve(
 pub async fn run(args: QueriesBenchArgs) -> anyhow::Result<()> {
     let machine = Machine::detect();
     let date = machine::now_utc();
-    let mut progress = Progress::named("queries", if args.embedded { 9 } else { 8 });
+    let mut progress = Progress::named("queries", if args.embedded { 10 } else { 9 });
     progress.phase("starting nats-server");
     let mut target = Target::open_with(args.nats.clone(), args.cluster, args.cluster).await?;
     let url = target.url().to_string();
@@ -331,6 +331,33 @@ pub async fn run(args: QueriesBenchArgs) -> anyhow::Result<()> {
         (seed >> 33) as usize % n
     };
 
+    // The server starts with a cold page cache: one unrecorded call of each
+    // kind per project first, as a server that has been up a while has.
+    progress.phase(format!(
+        "warm-up: GetStage and History of {} projects",
+        args.projects
+    ));
+    for i in 0..args.projects {
+        let project = format!("proj-{i:03}");
+        q.get_stage(pb::GetStageRequest {
+            project: project.clone(),
+            stage: "staging".into(),
+            min_position: 0,
+        })
+        .await?;
+        let mut items = q
+            .history(pb::HistoryRequest {
+                project,
+                limit: 1000,
+                from_position: 1,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        while let Some(item) = items.next().await {
+            item?;
+        }
+    }
     progress.phase(format!(
         "GetStage and History (1,000 items), {} samples each",
         args.samples
@@ -479,12 +506,14 @@ log) with a raw ordered consumer
 reading the same stream in this process. The latency rows compare with the
 issue's absolute targets (the \"raw\" column is the target, the ratio is
 figure ÷ target): gRPC calls to a `waybill serve` child process on the rebuilt
-read models; StateAt asks for a random position of a random project;
+read models, after one unrecorded `GetStage` and `History` per project (the
+child starts with a cold page cache); StateAt asks for a random position of a random project;
 command-to-visible lag is the time from a `RecordDiscovery` reply to a
 `ListStages` with that `min_position` returning. The rebuild keeps only each
 project's working set in memory (stages, the freight they run, active
 promotions); the rest is in sled, whose page cache is 64 MiB (`--cache-mb`);
-most of the remaining memory is sled's own bookkeeping of its pages. The
+most of the remaining memory is sled's own bookkeeping of its pages
+(jemalloc runs with one arena, see `.cargo/config.toml`: 30 MiB less). The
 rebuild's time is mostly sled's: it copies a node for every key it writes
 (about five keys per event: the history item, a stage version, the freight
 or promotion record, index entries).
