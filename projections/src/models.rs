@@ -404,6 +404,52 @@ pub fn promotions_after(
     })
 }
 
+/// The project's promotions into `stage` requested after `after`, in the
+/// order of their requests. The stage's history index names every event
+/// about the stage; those that requested a promotion are keys of the
+/// promotions read model. Reads the stage's events, not the whole project's.
+pub fn stage_promotions_after<'a>(
+    tree: &'a sled::Tree,
+    project: &'a str,
+    stage: &'a str,
+    after: Position,
+) -> impl Iterator<Item = Result<Promotion, ProjectionError>> + 'a {
+    let prefix = keys::index_prefix(keys::Index::Stage, &format!("{project}/{stage}"));
+    crate::postings::scan(tree, prefix, after.next())
+        .flat_map(|bucket| match bucket {
+            Ok(entries) => entries.into_iter().map(|(p, _)| Ok(p)).collect(),
+            Err(e) => vec![Err(e)],
+        })
+        .filter_map(
+            move |p| match p.and_then(|p| promotion_at(tree, project, p)) {
+                Ok(Some(pr)) if pr.stage == stage => Some(Ok(pr)),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            },
+        )
+}
+
+/// The project's active promotions (requested, authorized or running)
+/// requested after `after`, in the order of their requests, from the index
+/// of active promotions.
+pub fn active_promotions_after<'a>(
+    tree: &'a sled::Tree,
+    project: &'a str,
+    after: Position,
+) -> impl Iterator<Item = Result<Promotion, ProjectionError>> + 'a {
+    let prefix = keys::model_prefix(model::ACTIVE, project);
+    let start = keys::model(model::ACTIVE, project, &keys::pos(after.next()));
+    tree.range(start..)
+        .take_while(move |kv| kv.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
+        .filter_map(move |kv| {
+            let at = kv.map_err(ProjectionError::from).and_then(|(k, _)| {
+                keys::index_pos(&k).ok_or_else(|| ProjectionError::Corrupt("active index".into()))
+            });
+            at.and_then(|at| promotion_at(tree, project, at))
+                .transpose()
+        })
+}
+
 /// A record stored as JSON under `key`.
 fn get_json<T: serde::de::DeserializeOwned>(
     tree: &sled::Tree,

@@ -199,11 +199,15 @@ pub enum PromotionStatus {
 impl PromotionStatus {
     /// Not finished yet.
     pub fn is_active(self) -> bool {
-        matches!(
-            self,
-            PromotionStatus::Requested | PromotionStatus::Authorized | PromotionStatus::Running
-        )
+        PromotionStatus::ACTIVE.contains(&self)
     }
+
+    /// The statuses of a promotion that has not finished.
+    pub const ACTIVE: [PromotionStatus; 3] = [
+        PromotionStatus::Requested,
+        PromotionStatus::Authorized,
+        PromotionStatus::Running,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {

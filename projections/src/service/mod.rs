@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
+use waybill_ledger::domain::{Promotion, PromotionStatus};
 use waybill_ledger::{EventLog, Position, ProjectName};
 use waybill_proto::v1 as pb;
 use waybill_proto::v1::query_service_server::QueryService;
@@ -317,8 +318,23 @@ impl QueryService for QueryGrpc {
         // the page to know whether another follows.
         let (list, more) = blocking(move || {
             let tree = projections.store().views();
+            let after = Position(after);
+            let active = PromotionStatus::ACTIVE
+                .iter()
+                .any(|s| s.name().eq_ignore_ascii_case(&status));
+            // The narrowest index that holds every match, in request order.
+            let candidates: Box<dyn Iterator<Item = Result<Promotion, ProjectionError>>> =
+                if !stage.is_empty() {
+                    Box::new(models::stage_promotions_after(
+                        tree, &project, &stage, after,
+                    ))
+                } else if active {
+                    Box::new(models::active_promotions_after(tree, &project, after))
+                } else {
+                    Box::new(models::promotions_after(tree, &project, after))
+                };
             let mut list = Vec::new();
-            for p in models::promotions_after(tree, &project, Position(after)) {
+            for p in candidates {
                 let p = p?;
                 if !(stage.is_empty() || p.stage == stage)
                     || !(status.is_empty() || p.status.name().eq_ignore_ascii_case(&status))

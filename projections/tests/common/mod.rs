@@ -122,6 +122,37 @@ pub async fn assert_models_equal_fold(p: &Projections, log: &dyn EventLog) {
                 pr.id
             );
         }
+        // Lists by stage and of active promotions, read through the stage's
+        // history index and the active index, equal the filtered whole list,
+        // from the start and from the middle.
+        let all: Vec<_> = models::promotions_after(tree, name, Position::ZERO)
+            .map(|r| r.expect("promotion"))
+            .collect();
+        let middle = all
+            .get(all.len() / 2)
+            .map_or(Position::ZERO, |p| p.requested);
+        for after in [Position::ZERO, middle] {
+            let later = || all.iter().filter(|p| p.requested > after);
+            for stage in want.stages.keys() {
+                let by_index: Vec<String> =
+                    models::stage_promotions_after(tree, name, stage, after)
+                        .map(|r| r.expect("promotion").id)
+                        .collect();
+                let filtered: Vec<String> = later()
+                    .filter(|p| &p.stage == stage)
+                    .map(|p| p.id.clone())
+                    .collect();
+                assert_eq!(by_index, filtered, "{name}/{stage} after {after}");
+            }
+            let by_index: Vec<String> = models::active_promotions_after(tree, name, after)
+                .map(|r| r.expect("promotion").id)
+                .collect();
+            let filtered: Vec<String> = later()
+                .filter(|p| p.status.is_active())
+                .map(|p| p.id.clone())
+                .collect();
+            assert_eq!(by_index, filtered, "{name} active after {after}");
+        }
         // The index of active promotions names exactly the active ones, and
         // the id index every promotion.
         use waybill_projections::keys::{self, model};
