@@ -74,14 +74,11 @@ async fn until(h: &CommandHandler, what: &str, f: impl Fn(&ProjectState) -> bool
     panic!("timed out waiting for {what}");
 }
 
-async fn scenario(log: Arc<dyn EventLog>) {
-    let admin = Principal::anonymous();
-    let ci = Principal::anonymous();
-    let h = handler(log.clone());
+async fn apply_pipeline(h: &CommandHandler, admin: &Principal) {
     let def: PipelineDefinition = serde_json::from_str(PIPELINE).expect("json");
     run(
-        &h,
-        &admin,
+        h,
+        admin,
         Command::ApplyPipeline {
             definition: def,
             source_uri: "test".into(),
@@ -90,6 +87,13 @@ async fn scenario(log: Arc<dyn EventLog>) {
         },
     )
     .await;
+}
+
+async fn scenario(log: Arc<dyn EventLog>) {
+    let admin = Principal::anonymous();
+    let ci = Principal::anonymous();
+    let h = handler(log.clone());
+    apply_pipeline(&h, &admin).await;
     // Two replicas of the reactor, each with its own command handler and cache.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut replicas = Vec::new();
@@ -231,18 +235,7 @@ async fn a_reactor_started_late_sweeps_every_project_once() {
     let log: Arc<dyn EventLog> = Arc::new(SledLog::open(dir.path()).expect("sled"));
     let h = handler(log.clone());
     let admin = Principal::anonymous();
-    let def: PipelineDefinition = serde_json::from_str(PIPELINE).expect("json");
-    run(
-        &h,
-        &admin,
-        Command::ApplyPipeline {
-            definition: def,
-            source_uri: "test".into(),
-            source_revision: String::new(),
-            source_digest: String::new(),
-        },
-    )
-    .await;
+    apply_pipeline(&h, &admin).await;
     // History the reactor never saw: a hundred discoveries before it starts.
     let mut last = String::new();
     for i in 0..100 {

@@ -14,6 +14,7 @@ use async_nats::jetstream::consumer::{pull, DeliverPolicy};
 use clap::builder::RangedU64ValueParser;
 use clap::Args;
 use futures::StreamExt;
+use tonic::transport::Channel;
 use waybill_ledger::domain::freight_id;
 use waybill_ledger::event::{
     Artifact, ArtifactKind, FreightDiscovered, PipelineConfigured, PromotionRequested,
@@ -265,6 +266,36 @@ pub(super) fn serve(
     Ok((child, format!("http://{addr}")))
 }
 
+/// The staging stage of `project`.
+async fn get_stage(q: &mut QueryServiceClient<Channel>, project: &str) -> anyhow::Result<()> {
+    q.get_stage(pb::GetStageRequest {
+        project: project.to_string(),
+        stage: "staging".into(),
+        min_position: 0,
+    })
+    .await?;
+    Ok(())
+}
+
+/// The first 1,000 history items of `project`, read to the end; how many came.
+async fn history(q: &mut QueryServiceClient<Channel>, project: &str) -> anyhow::Result<usize> {
+    let mut items = q
+        .history(pb::HistoryRequest {
+            project: project.to_string(),
+            limit: 1000,
+            from_position: 1,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let mut n = 0;
+    while let Some(item) = items.next().await {
+        item?;
+        n += 1;
+    }
+    Ok(n)
+}
+
 pub async fn run(args: QueriesBenchArgs) -> anyhow::Result<()> {
     let machine = Machine::detect();
     let date = machine::now_utc();
@@ -339,56 +370,22 @@ pub async fn run(args: QueriesBenchArgs) -> anyhow::Result<()> {
     ));
     for i in 0..args.projects {
         let project = format!("proj-{i:03}");
-        q.get_stage(pb::GetStageRequest {
-            project: project.clone(),
-            stage: "staging".into(),
-            min_position: 0,
-        })
-        .await?;
-        let mut items = q
-            .history(pb::HistoryRequest {
-                project,
-                limit: 1000,
-                from_position: 1,
-                ..Default::default()
-            })
-            .await?
-            .into_inner();
-        while let Some(item) = items.next().await {
-            item?;
-        }
+        get_stage(&mut q, &project).await?;
+        history(&mut q, &project).await?;
     }
     progress.phase(format!(
         "GetStage and History (1,000 items), {} samples each",
         args.samples
     ));
-    let (mut get_stage, mut history) = (Vec::new(), Vec::new());
+    let (mut stage_times, mut history_times) = (Vec::new(), Vec::new());
     for _ in 0..args.samples {
         let project = format!("proj-{:03}", pick(args.projects));
         let started = Instant::now();
-        q.get_stage(pb::GetStageRequest {
-            project: project.clone(),
-            stage: "staging".into(),
-            min_position: 0,
-        })
-        .await?;
-        get_stage.push(started.elapsed());
+        get_stage(&mut q, &project).await?;
+        stage_times.push(started.elapsed());
         let started = Instant::now();
-        let mut items = q
-            .history(pb::HistoryRequest {
-                project,
-                limit: 1000,
-                from_position: 1,
-                ..Default::default()
-            })
-            .await?
-            .into_inner();
-        let mut n = 0;
-        while let Some(item) = items.next().await {
-            item?;
-            n += 1;
-        }
-        history.push(started.elapsed());
+        let n = history(&mut q, &project).await?;
+        history_times.push(started.elapsed());
         ensure!(
             n == 1000.min(per_project as usize),
             "history returned {n} items"
@@ -448,7 +445,8 @@ pub async fn run(args: QueriesBenchArgs) -> anyhow::Result<()> {
     target.close().await;
 
     let l = |v: Vec<Duration>| Latency::from_samples(v).context("samples");
-    let (get_stage, history, state_at, lag) = (l(get_stage)?, l(history)?, l(state_at)?, l(lag)?);
+    let (get_stage, history, state_at, lag) =
+        (l(stage_times)?, l(history_times)?, l(state_at)?, l(lag)?);
     let ms = |m: u64| Value::Latency(Duration::from_millis(m));
     let rows = vec![
         Row::new(
