@@ -78,6 +78,10 @@ impl AutoPromoter {
         };
         let mut caught_up = start_head == Position::ZERO;
         let mut swept = false;
+        tracing::info!(
+            head = start_head.0,
+            "auto-promoter started: reading the log up to its head to learn its projects"
+        );
         loop {
             let first = tokio::select! {
                 () = &mut shutdown => break,
@@ -118,6 +122,14 @@ impl AutoPromoter {
             if !swept {
                 // Caught up: every project the log names, once, as it is now.
                 swept = true;
+                tracing::info!(
+                    projects = projects.len()
+                        + triggers
+                            .keys()
+                            .filter(|p| !projects.contains_key(*p))
+                            .count(),
+                    "auto-promoter caught up with the log; evaluating every project"
+                );
                 for (project, last) in projects.iter().filter(|(p, _)| !triggers.contains_key(*p)) {
                     self.evaluate(project, *last, None).await;
                 }
