@@ -115,28 +115,25 @@ impl AutoPromoter {
                     None => break,
                 }
             }
+            projects.extend(triggers.iter().map(|(p, at)| (p.clone(), *at)));
             if !caught_up {
-                projects.extend(triggers);
                 continue;
             }
-            if !swept {
+            let evaluations: Vec<(String, Option<Position>)> = if swept {
+                triggers.into_iter().map(|(p, at)| (p, Some(at))).collect()
+            } else {
                 // Caught up: every project the log names, once, as it is now.
                 swept = true;
                 tracing::info!(
-                    projects = projects.len()
-                        + triggers
-                            .keys()
-                            .filter(|p| !projects.contains_key(*p))
-                            .count(),
+                    projects = projects.len(),
                     "auto-promoter caught up with the log; evaluating every project"
                 );
-                for (project, last) in projects.iter().filter(|(p, _)| !triggers.contains_key(*p)) {
-                    self.evaluate(project, *last, None).await;
-                }
-            }
-            for (project, trigger) in triggers {
-                self.evaluate(&project, trigger, Some(trigger)).await;
-                projects.insert(project, trigger);
+                let triggered = |p: &String| triggers.get(p).copied();
+                projects.keys().map(|p| (p.clone(), triggered(p))).collect()
+            };
+            for (project, trigger) in evaluations {
+                let last = projects.get(&project).copied().unwrap_or(Position::ZERO);
+                self.evaluate(&project, last, trigger).await;
             }
         }
         tracing::info!("auto-promoter stopped");
