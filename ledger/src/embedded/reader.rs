@@ -54,37 +54,55 @@ fn range_chunk(tree: &sled::Tree, from: Position, end: Position) -> (Chunk, Posi
     (out, next)
 }
 
+/// The project's events with `from <= position <= end`, at most `CHUNK`:
+/// its positions from the index, then the records of each run of
+/// consecutive positions by one range scan (a project that has the log to
+/// itself is read like the whole log, not by a lookup per record).
 fn project_chunk(
     tree: &sled::Tree,
     project: &str,
     from: Position,
     end: Position,
 ) -> (Chunk, Position) {
-    let mut out = Vec::new();
-    let mut next = end.next();
     let range = keys::index(project, from)..=keys::index(project, end);
+    let mut positions = Vec::with_capacity(CHUNK);
+    let mut failed = None;
     for item in tree.range(range).take(CHUNK) {
-        let result = item.map_err(LedgerError::from).and_then(|(k, _)| {
-            let pos = keys::index_pos(&k)
-                .ok_or_else(|| LedgerError::Storage("corrupt index key".into()))?;
-            next = pos.next();
-            let value = tree
-                .get(keys::event(pos))?
-                .ok_or_else(|| LedgerError::Corrupt {
-                    position: pos,
-                    reason: "indexed event is missing".into(),
-                })?;
-            decode(pos, &value)
-        });
-        let failed = result.is_err();
-        out.push(result);
-        if failed {
-            return (out, end.next());
+        match item.map_err(LedgerError::from).and_then(|(k, _)| {
+            keys::index_pos(&k).ok_or_else(|| LedgerError::Storage("corrupt index key".into()))
+        }) {
+            Ok(pos) => positions.push(pos),
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
         }
     }
-    if out.len() < CHUNK {
-        next = end.next();
+    let next = match positions.last() {
+        Some(last) if failed.is_none() && positions.len() == CHUNK => last.next(),
+        _ => end.next(),
+    };
+    let mut out = Vec::with_capacity(positions.len() + 1);
+    for run in positions.chunk_by(|a, b| b.0 == a.0 + 1) {
+        let (first, last) = (run[0], run[run.len() - 1]);
+        let mut records = tree.range(keys::event(first)..=keys::event(last));
+        for &pos in run {
+            let result = match records.next() {
+                Some(Ok((k, v))) if keys::event_pos(&k) == Some(pos) => decode(pos, &v),
+                Some(Err(e)) => Err(e.into()),
+                _ => Err(LedgerError::Corrupt {
+                    position: pos,
+                    reason: "indexed event is missing".into(),
+                }),
+            };
+            let stop = result.is_err();
+            out.push(result);
+            if stop {
+                return (out, end.next());
+            }
+        }
     }
+    out.extend(failed.map(Err));
     (out, next)
 }
 

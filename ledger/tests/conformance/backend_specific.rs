@@ -177,6 +177,40 @@ async fn sled_tampering_is_detected() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sled_missing_record_in_a_run_is_reported_where_it_is() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = SledLog::open(dir.path()).expect("open");
+    append_n(&log, "gap", 8, "g").await;
+    // Remove event 5's record but keep the project's index entry for it.
+    let removed = log
+        .raw_tree()
+        .remove([b'e', 0, 0, 0, 0, 0, 0, 0, 5])
+        .expect("remove");
+    assert!(removed.is_some());
+    let mut stream = log
+        .read_project(&project("gap"), Position(1))
+        .await
+        .expect("read_project");
+    let mut read = Vec::new();
+    while let Some(ev) = stream.next().await {
+        read.push(ev);
+    }
+    let positions: Vec<u64> = read
+        .iter()
+        .filter_map(|r| r.as_ref().ok().map(|e| e.position.0))
+        .collect();
+    assert_eq!(positions, [1, 2, 3, 4], "records before the gap");
+    match read.last() {
+        Some(Err(LedgerError::Corrupt { position, reason })) => {
+            assert_eq!(*position, Position(5));
+            assert!(reason.contains("missing"), "{reason}");
+        }
+        other => panic!("expected the gap to be reported, got {other:?}"),
+    }
+    assert_eq!(read.len(), 5, "nothing after the error");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sled_survives_reopen_and_refuses_a_second_opener() {
     let dir = tempfile::tempdir().expect("tempdir");
     {

@@ -178,6 +178,53 @@ pub async fn invalid_input(log: Arc<dyn EventLog>) {
     );
 }
 
+/// A project read in runs of 1 to 48 consecutive records between another
+/// project's, over more records than one read chunk (1,024): every record
+/// once, in order, from any position, including one of the other project's.
+pub async fn project_runs(log: Arc<dyn EventLog>) {
+    let (solo, other) = (project("solo"), project("other"));
+    let (mut solo_head, mut other_head) = (Position::ZERO, Position::ZERO);
+    let mut solo_positions = Vec::new();
+    let mut other_positions = Vec::new();
+    for run in 1..=48 {
+        for i in 0..run {
+            let a = log
+                .append(&solo, solo_head, approval(&format!("s{run}-{i}")))
+                .await
+                .expect("append");
+            solo_head = a.position;
+            solo_positions.push(a.position);
+        }
+        let a = log
+            .append(&other, other_head, approval(&format!("o{run}")))
+            .await
+            .expect("append");
+        other_head = a.position;
+        other_positions.push(a.position);
+    }
+    assert!(solo_positions.len() > 1024);
+    for from in [
+        Position(1),
+        solo_positions[700],
+        other_positions[40],
+        solo_head,
+        solo_head.next(),
+    ] {
+        let read = collect_project_from(&*log, &solo, from).await;
+        let got: Vec<Position> = read.iter().map(|e| e.position).collect();
+        let want: Vec<Position> = solo_positions
+            .iter()
+            .copied()
+            .filter(|p| *p >= from)
+            .collect();
+        assert_eq!(got, want, "solo from {from:?}");
+        assert!(read.iter().all(|e| e.event.project == "solo"));
+    }
+    let other_read = collect_project(&*log, &other).await;
+    let got: Vec<Position> = other_read.iter().map(|e| e.position).collect();
+    assert_eq!(got, other_positions);
+}
+
 /// The live tail delivers what exists, then each new event, once and in order.
 pub async fn tail_live(log: Arc<dyn EventLog>) {
     let p = project("tail");

@@ -37,6 +37,7 @@ on_both_backends! {
     racing_writers_exactly_one_wins => |log| cases::racing_writers(log, 1000, 3);
     idempotent_retry_returns_original => cases::idempotent_retry;
     per_project_and_global_order => cases::ordering;
+    project_reads_in_runs_across_chunks => cases::project_runs;
     stale_expected_position_conflicts => cases::conflicts;
     invalid_input_writes_nothing => cases::invalid_input;
     tail_delivers_each_event_once_in_order => cases::tail_live;

@@ -87,11 +87,16 @@ pub async fn collect(log: &dyn EventLog, from: Position) -> Vec<StoredEvent> {
 }
 
 pub async fn collect_project(log: &dyn EventLog, p: &ProjectName) -> Vec<StoredEvent> {
+    collect_project_from(log, p, Position(1)).await
+}
+
+pub async fn collect_project_from(
+    log: &dyn EventLog,
+    p: &ProjectName,
+    from: Position,
+) -> Vec<StoredEvent> {
     let mut out = Vec::new();
-    let mut stream = log
-        .read_project(p, Position(1))
-        .await
-        .expect("read_project");
+    let mut stream = log.read_project(p, from).await.expect("read_project");
     while let Some(ev) = stream.next().await {
         out.push(ev.expect("event"));
     }
