@@ -19,7 +19,7 @@ use waybill_proto::v1::query_service_client::QueryServiceClient;
 use super::doc;
 use super::machine::{self, Machine};
 use super::measure::Progress;
-use super::process::{rss, run_measured};
+use super::process::{rss, run_measured, settle};
 use super::queries::{generate_project, raw_replay, serve};
 use super::report::{self, Row, Target as Goal, Value};
 use super::scratch::ScratchDir;
@@ -92,6 +92,9 @@ async fn measure(url: Option<&str>, data: &Path, events: u64) -> anyhow::Result<
     }
     let out = data.with_extension("export");
     let server_pid = server.id();
+    let quiet = tokio::task::spawn_blocking(move || settle(server_pid, Duration::from_secs(120)))
+        .await?;
+    tracing::info!(waited = ?quiet, "the server has gone quiet");
     let server_before = rss(server_pid);
     let (exe2, out2) = (exe.clone(), out.clone());
     let (export_time, export_peak, server_peak) = tokio::task::spawn_blocking(move || {
@@ -303,7 +306,10 @@ pub async fn run(args: ExportBenchArgs) -> anyhow::Result<()> {
 {memory}
 
 `waybill export` runs as a child process against a `waybill serve` child
-process whose read models have caught up: the time is the whole command (ask
+process whose read models have caught up and which has then gone quiet (under
+5% of a core for a second, then `sync`, so that the export does not share the
+machine with the server's catch-up or the writeback of its read models): the
+time is the whole command (ask
 for a checkpoint, stream the records, the multi-leaf proof, the promotion
 records and the signed manifest, write and fsync the files). `verify-export`
 then checks the export offline: manifest and checkpoint signatures, file

@@ -28,6 +28,37 @@ fn read_status_kb(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time process `pid` has used so far, in clock ticks (user + system).
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let mut fields = stat.get(stat.rfind(')')? + 2..)?.split(' ');
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Waits until process `pid` has been quiet (under 5% of a core, i.e. 5
+/// ticks at the usual 100 Hz, for a second), at most `max`, then has the
+/// kernel write dirty pages out (`sync`), so that a measurement that follows
+/// does not share the machine with the server's catch-up or its writeback.
+/// Returns how long it waited.
+pub fn settle(pid: u32, max: Duration) -> Duration {
+    let started = Instant::now();
+    let mut last = cpu_ticks(pid);
+    while started.elapsed() < max {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = cpu_ticks(pid);
+        match (last, now) {
+            (Some(a), Some(b)) if b.saturating_sub(a) < 5 => break,
+            (_, None) => break,
+            _ => last = now,
+        }
+    }
+    let _ = Command::new("sync").status();
+    started.elapsed()
+}
+
 /// Runs `command` to success; returns its wall time and peak RSS (bytes).
 /// `watch` is called every 20 ms while it runs (to sample other processes).
 pub fn run_measured(
