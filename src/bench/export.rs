@@ -92,8 +92,8 @@ async fn measure(url: Option<&str>, data: &Path, events: u64) -> anyhow::Result<
     }
     let out = data.with_extension("export");
     let server_pid = server.id();
-    let quiet = tokio::task::spawn_blocking(move || settle(server_pid, Duration::from_secs(120)))
-        .await?;
+    let quiet =
+        tokio::task::spawn_blocking(move || settle(server_pid, Duration::from_secs(120))).await?;
     tracing::info!(waited = ?quiet, "the server has gone quiet");
     let server_before = rss(server_pid);
     let (exe2, out2) = (exe.clone(), out.clone());

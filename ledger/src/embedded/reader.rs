@@ -110,21 +110,36 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f).await.ok()
 }
 
-/// Every event from `from` to `end` inclusive.
-pub(crate) fn range_stream(tree: sled::Tree, from: Position, end: Position) -> EventStream {
-    let from = from.max(Position(1));
-    stream::unfold(from, move |next| {
-        let tree = tree.clone();
+/// The chunks `read(next)` returns from `from` until past `end`, each read
+/// on the blocking pool; the next chunk is read while the caller works
+/// through the current one (a reader that formats or sends what it reads
+/// does not wait for sled in between).
+fn read_ahead<F>(from: Position, end: Position, read: F) -> EventStream
+where
+    F: Fn(Position) -> (Chunk, Position) + Clone + Send + 'static,
+{
+    let spawn = move |next: Position| {
+        let read = read.clone();
+        tokio::task::spawn_blocking(move || read(next))
+    };
+    let first = (from <= end).then(|| spawn(from));
+    stream::unfold(first, move |pending| {
+        let spawn = spawn.clone();
         async move {
-            if next > end {
-                return None;
-            }
-            let (chunk, next) = blocking(move || range_chunk(&tree, next, end)).await?;
-            Some((stream::iter(chunk), next))
+            let (chunk, next) = pending?.await.ok()?;
+            let ahead = (next <= end).then(|| spawn(next));
+            Some((stream::iter(chunk), ahead))
         }
     })
     .flatten()
     .boxed()
+}
+
+/// Every event from `from` to `end` inclusive.
+pub(crate) fn range_stream(tree: sled::Tree, from: Position, end: Position) -> EventStream {
+    read_ahead(from.max(Position(1)), end, move |next| {
+        range_chunk(&tree, next, end)
+    })
 }
 
 /// The project's events from `from` to `end` inclusive.
@@ -134,20 +149,9 @@ pub(crate) fn project_stream(
     from: Position,
     end: Position,
 ) -> EventStream {
-    let from = from.max(Position(1));
-    stream::unfold(from, move |next| {
-        let tree = tree.clone();
-        let project = project.clone();
-        async move {
-            if next > end {
-                return None;
-            }
-            let (chunk, next) = blocking(move || project_chunk(&tree, &project, next, end)).await?;
-            Some((stream::iter(chunk), next))
-        }
+    read_ahead(from.max(Position(1)), end, move |next| {
+        project_chunk(&tree, &project, next, end)
     })
-    .flatten()
-    .boxed()
 }
 
 /// Every event from `from`, then each new one as it is committed.
