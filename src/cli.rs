@@ -192,7 +192,7 @@ pub struct ProjectionsArgs {
     #[command(flatten)]
     pub log: LogArgs,
     /// Memory for the read models' page cache while they are built, in MiB
-    /// [default: 64, or `cache_mb` from the config file].
+    /// [default: 16, or `cache_mb` from the config file; more is faster].
     #[arg(long, env = "WAYBILL_CACHE_MB", value_name = "MIB")]
     pub cache_mb: Option<u64>,
 }
