@@ -178,30 +178,36 @@ pub async fn invalid_input(log: Arc<dyn EventLog>) {
     );
 }
 
+/// Appends an approval to `p` after its last position in `positions`, and
+/// records the new one there.
+async fn append_next(
+    log: &dyn EventLog,
+    p: &waybill_ledger::ProjectName,
+    positions: &mut Vec<Position>,
+    command_id: &str,
+) {
+    let head = positions.last().copied().unwrap_or(Position::ZERO);
+    let a = log
+        .append(p, head, approval(command_id))
+        .await
+        .expect("append");
+    positions.push(a.position);
+}
+
 /// A project read in runs of 1 to 48 consecutive records between another
 /// project's, over more records than one read chunk (1,024): every record
 /// once, in order, from any position, including one of the other project's.
 pub async fn project_runs(log: Arc<dyn EventLog>) {
     let (solo, other) = (project("solo"), project("other"));
-    let (mut solo_head, mut other_head) = (Position::ZERO, Position::ZERO);
     let mut solo_positions = Vec::new();
     let mut other_positions = Vec::new();
     for run in 1..=48 {
         for i in 0..run {
-            let a = log
-                .append(&solo, solo_head, approval(&format!("s{run}-{i}")))
-                .await
-                .expect("append");
-            solo_head = a.position;
-            solo_positions.push(a.position);
+            append_next(&*log, &solo, &mut solo_positions, &format!("s{run}-{i}")).await;
         }
-        let a = log
-            .append(&other, other_head, approval(&format!("o{run}")))
-            .await
-            .expect("append");
-        other_head = a.position;
-        other_positions.push(a.position);
+        append_next(&*log, &other, &mut other_positions, &format!("o{run}")).await;
     }
+    let solo_head = *solo_positions.last().expect("appended");
     assert!(solo_positions.len() > 1024);
     for from in [
         Position(1),
