@@ -88,6 +88,7 @@ fn bench_log_runs_and_reports_every_row() {
     for metric in [
         "1-writer append p50",
         "4-writer throughput",
+        "4-writer throughput vs raw with Waybill's header set",
         "full replay",
         "full replay, sled (embedded backend)",
     ] {

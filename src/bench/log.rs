@@ -158,6 +158,12 @@ fn rows(args: &LogBenchArgs, f: &Figures) -> Vec<Row> {
             Goal::AtLeast(THROUGHPUT_TARGET),
         ),
         Row::new(
+            format!("{w}-writer throughput vs raw with Waybill's header set"),
+            rate(f.waybill_throughput),
+            rate(f.raw_headered_throughput),
+            Goal::None,
+        ),
+        Row::new(
             "full replay",
             rate(f.waybill_replay),
             rate(f.raw_replay),
@@ -255,7 +261,9 @@ same raw JetStream figures for scale; they have no target.
   project (raw: its own subject, same optimistic-concurrency headers).
   A warm-up of {THROUGHPUT_WARMUP} appends per writer, then {THROUGHPUT_ROUNDS}
   rounds of {w} × {per} appends alternating raw and Waybill; total events over
-  total time.
+  total time. The second throughput row runs the same raw writers with the six
+  `ce-*` attributes and `Waybill-Hash` added to every append (Waybill's
+  header set), alternating in the same rounds.
 - **Full replay**: {events} events written first (raw: pipelined publishes
   over {FILL_PROJECTS} subjects; Waybill: appends from {FILL_PROJECTS}
   concurrent projects), then read in full, timed from the call to the last

@@ -42,6 +42,8 @@ pub struct Figures {
     pub waybill_latency: Latency,
     pub sled_latency: Latency,
     pub raw_throughput: Rate,
+    /// Raw throughput with a header set like Waybill's on every append.
+    pub raw_headered_throughput: Rate,
     pub waybill_throughput: Rate,
     pub sled_throughput: Rate,
     pub raw_replay: Rate,
@@ -113,6 +115,18 @@ pub async fn measure(
         false,
     )
     .await?;
+    let raw_stream = run.name("BENCH_RAW_HDR_TP_");
+    target.track(&raw_stream);
+    let raw_hdr = RawStream::create(
+        target.context(),
+        raw_stream,
+        run.name("benchrawhdrtp"),
+        target.replicas(),
+        DEFAULT_DUPLICATE_WINDOW,
+        record_len,
+        true,
+    )
+    .await?;
     let scratch = ScratchDir::create(&run.name("waybill-bench-"))?;
     let sled = open_sled(scratch.path().join("log")).await?;
 
@@ -147,16 +161,20 @@ pub async fn measure(
     ));
     raw.throughput(&run, "tpwarm", writers, THROUGHPUT_WARMUP)
         .await?;
+    raw_hdr
+        .throughput(&run, "tpwarm", writers, THROUGHPUT_WARMUP)
+        .await?;
     ledger::throughput(&wb, &run, "tpwarm", writers, THROUGHPUT_WARMUP).await?;
 
     progress.phase(format!(
         "{writers}-writer throughput: raw JetStream and Waybill, {THROUGHPUT_ROUNDS} \
          alternating rounds of {writers} x {per_writer} appends"
     ));
-    let (mut raw_rates, mut wb_rates) = (Vec::new(), Vec::new());
+    let (mut raw_rates, mut hdr_rates, mut wb_rates) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..THROUGHPUT_ROUNDS {
         let tag = format!("tp{round}");
         raw_rates.push(raw.throughput(&run, &tag, writers, per_writer).await?);
+        hdr_rates.push(raw_hdr.throughput(&run, &tag, writers, per_writer).await?);
         wb_rates.push(ledger::throughput(&wb, &run, &tag, writers, per_writer).await?);
     }
 
@@ -265,6 +283,7 @@ pub async fn measure(
         waybill_latency: latency(wb_samples)?,
         sled_latency: latency(sled_samples)?,
         raw_throughput: Rate::total(&raw_rates),
+        raw_headered_throughput: Rate::total(&hdr_rates),
         waybill_throughput: Rate::total(&wb_rates),
         sled_throughput: Rate::total(&sled_rates),
         raw_replay: median(&raw_passes)?,

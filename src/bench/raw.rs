@@ -36,12 +36,19 @@ pub struct RawStream {
 /// `Waybill-Hash`, and stand-ins for the two expected-sequence headers (which
 /// a pipelined fill cannot use for real).
 fn envelope_headers(message: PublishMessage, prefix: &str, project: &str) -> PublishMessage {
+    attribute_headers(
+        message
+            .header("X-Expected-Last-Subject-Sequence", "0")
+            .header(
+                "X-Expected-Last-Subject-Sequence-Subject",
+                format!("{prefix}.{project}.>").as_str(),
+            ),
+    )
+}
+
+/// The six `ce-*` attributes and `Waybill-Hash`, shaped like Waybill's.
+fn attribute_headers(message: PublishMessage) -> PublishMessage {
     message
-        .header("X-Expected-Last-Subject-Sequence", "0")
-        .header(
-            "X-Expected-Last-Subject-Sequence-Subject",
-            format!("{prefix}.{project}.>").as_str(),
-        )
         .header("ce-specversion", "1.0")
         .header("ce-id", "01a224bc-9fbb-7027-8d93-7d928cafb741")
         .header("ce-source", "waybill://bench-host")
@@ -116,14 +123,19 @@ impl RawStream {
     }
 
     fn message(&self, project: &str, last: u64, msg_id: &str) -> PublishMessage {
-        PublishMessage::build()
+        let message = PublishMessage::build()
             .payload(self.payload.clone())
             .message_id(msg_id)
             .expected_last_subject_sequence(last)
             .header(
                 "Nats-Expected-Last-Subject-Sequence-Subject",
                 format!("{}.{project}.>", self.prefix).as_str(),
-            )
+            );
+        if self.envelope {
+            attribute_headers(message)
+        } else {
+            message
+        }
     }
 
     async fn send(&self, project: &str, message: PublishMessage) -> anyhow::Result<u64> {
