@@ -152,3 +152,25 @@ fn bench_export_runs_on_both_backends_and_on_a_cluster() {
     ratio(&doc, "verify-export, JetStream R3 export (offline)");
     assert!(!doc.contains("embedded (vs"), "{doc}");
 }
+
+#[test]
+fn bench_export_refuses_a_run_the_disk_cannot_hold() {
+    // Its own temporary dir, so that the check reads a known place and
+    // anything written by mistake would show.
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let file = tmp.path().join("BENCHMARKS.md");
+    let out = waybill()
+        .env("TMPDIR", tmp.path())
+        .args(["bench", "export", "--events", "1000000000000", "--write"])
+        .arg(&file)
+        .output()
+        .expect("run waybill bench");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "must refuse:\n{stderr}");
+    assert!(stderr.contains("needs about"), "{stderr}");
+    assert!(stderr.contains("GB free"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .expect("read temp dir")
+        .collect();
+    assert!(left.is_empty(), "wrote {left:?} before refusing");
+}

@@ -169,7 +169,16 @@ fn memory(backend: &str, m: &Measured) -> String {
     )
 }
 
+/// Scratch space per event at the peak of a run, measured at 1M events: the
+/// JetStream store, both servers' read models, the embedded log and an
+/// export (about 11 KB), with a margin.
+const SCRATCH_PER_EVENT: u64 = 12_000;
+
 pub async fn run(args: ExportBenchArgs) -> anyhow::Result<()> {
+    super::scratch::ensure_space(
+        args.events.saturating_mul(SCRATCH_PER_EVENT),
+        &format!("bench export --events {}", args.events),
+    )?;
     let machine = Machine::detect();
     let date = machine::now_utc();
     let mut progress = Progress::named("export", if args.cluster { 5 } else { 7 });
