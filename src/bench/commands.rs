@@ -13,7 +13,6 @@ use tokio::net::TcpListener;
 use tonic::transport::Channel;
 use waybill_commands::auth::{AuthConfig, Authenticator};
 use waybill_commands::clock::Clock;
-use waybill_ledger::jetstream::DEFAULT_DUPLICATE_WINDOW;
 use waybill_proto::v1 as pb;
 use waybill_proto::v1::command_service_client::CommandServiceClient;
 
@@ -161,14 +160,11 @@ pub async fn run(args: CommandsBenchArgs) -> anyhow::Result<()> {
     let server = Server::start(&served, &auth, None).await?;
     let channel = server.channel.clone();
 
-    let raw_name = run.name("BENCH_CMD_RAW_");
-    target.track(&raw_name);
     let raw = RawStream::create(
-        target.context(),
-        raw_name,
-        run.name("benchcmdraw"),
-        target.replicas(),
-        DEFAULT_DUPLICATE_WINDOW,
+        &mut target,
+        &run,
+        "BENCH_CMD_RAW_",
+        "benchcmdraw",
         358,
         false,
     )

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context as _};
-use waybill_ledger::jetstream::DEFAULT_DUPLICATE_WINDOW;
 use waybill_ledger::{EventLog, Position, ProjectName, SledLog};
 
 use super::ledger;
@@ -103,26 +102,20 @@ pub async fn measure(
         .await?;
     let wb: Arc<dyn EventLog> = Arc::new(waybill.clone());
     let record_len = ledger::record_len(&*wb, &run).await?;
-    let raw_stream = run.name("BENCH_RAW_");
-    target.track(&raw_stream);
     let raw = RawStream::create(
-        target.context(),
-        raw_stream,
-        run.name("benchraw"),
-        target.replicas(),
-        DEFAULT_DUPLICATE_WINDOW,
+        target,
+        &run,
+        "BENCH_RAW_",
+        "benchraw",
         record_len,
         false,
     )
     .await?;
-    let raw_stream = run.name("BENCH_RAW_HDR_TP_");
-    target.track(&raw_stream);
     let raw_hdr = RawStream::create(
-        target.context(),
-        raw_stream,
-        run.name("benchrawhdrtp"),
-        target.replicas(),
-        DEFAULT_DUPLICATE_WINDOW,
+        target,
+        &run,
+        "BENCH_RAW_HDR_TP_",
+        "benchrawhdrtp",
         record_len,
         true,
     )
@@ -191,14 +184,11 @@ pub async fn measure(
     progress.phase(format!(
         "replay: filling a raw stream with {events} events (pipelined publishes)"
     ));
-    let raw_stream = run.name("BENCH_RAW_REPLAY_");
-    target.track(&raw_stream);
     let raw_replay = RawStream::create(
-        target.context(),
-        raw_stream,
-        run.name("benchrawrp"),
-        target.replicas(),
-        DEFAULT_DUPLICATE_WINDOW,
+        target,
+        &run,
+        "BENCH_RAW_REPLAY_",
+        "benchrawrp",
         record_len,
         false,
     )
@@ -208,14 +198,11 @@ pub async fn measure(
     progress.phase(format!(
         "replay: filling a raw stream with {events} events carrying Waybill's header set"
     ));
-    let raw_stream = run.name("BENCH_RAW_HDR_");
-    target.track(&raw_stream);
     let raw_headered = RawStream::create(
-        target.context(),
-        raw_stream,
-        run.name("benchrawhdr"),
-        target.replicas(),
-        DEFAULT_DUPLICATE_WINDOW,
+        target,
+        &run,
+        "BENCH_RAW_HDR_",
+        "benchrawhdr",
         record_len,
         true,
     )

@@ -16,7 +16,9 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use super::sample::RunId;
+use super::server::Target;
 use super::stats::Rate;
+use waybill_ledger::jetstream::DEFAULT_DUPLICATE_WINDOW;
 
 /// Acks awaited at once while filling the replay stream.
 const FILL_WINDOW: usize = 1024;
@@ -62,17 +64,22 @@ fn attribute_headers(message: PublishMessage) -> PublishMessage {
 }
 
 impl RawStream {
-    /// Creates the stream `name` on subjects `<prefix>.>`, with messages of
-    /// `payload_len` bytes.
+    /// Creates the stream `<stream><run>` on subjects `<prefix><run>.>` on
+    /// `target` (which deletes it at the end), with the target's replicas and
+    /// Waybill's default duplicate window, and messages of `payload_len`
+    /// bytes; `envelope`: each append also carries Waybill's header set.
     pub async fn create(
-        js: &Context,
-        name: String,
-        prefix: String,
-        replicas: usize,
-        duplicate_window: Duration,
+        target: &mut Target,
+        run: &RunId,
+        stream: &str,
+        prefix: &str,
         payload_len: usize,
         envelope: bool,
     ) -> anyhow::Result<RawStream> {
+        let (name, prefix) = (run.name(stream), run.name(prefix));
+        target.track(&name);
+        let (js, replicas) = (target.context(), target.replicas());
+        let duplicate_window = DEFAULT_DUPLICATE_WINDOW;
         let config = stream::Config {
             name: name.clone(),
             description: Some("waybill bench: raw JetStream baseline".into()),
