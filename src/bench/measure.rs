@@ -102,15 +102,7 @@ pub async fn measure(
         .await?;
     let wb: Arc<dyn EventLog> = Arc::new(waybill.clone());
     let record_len = ledger::record_len(&*wb, &run).await?;
-    let raw = RawStream::create(
-        target,
-        &run,
-        "BENCH_RAW_",
-        "benchraw",
-        record_len,
-        false,
-    )
-    .await?;
+    let raw = RawStream::create(target, &run, "BENCH_RAW_", "benchraw", record_len, false).await?;
     let raw_hdr = RawStream::create(
         target,
         &run,
