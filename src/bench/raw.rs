@@ -14,11 +14,11 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{stream, Context};
 use bytes::Bytes;
 use futures::StreamExt;
+use waybill_ledger::jetstream::DEFAULT_DUPLICATE_WINDOW;
 
 use super::sample::RunId;
 use super::server::Target;
 use super::stats::Rate;
-use waybill_ledger::jetstream::DEFAULT_DUPLICATE_WINDOW;
 
 /// Acks awaited at once while filling the replay stream.
 const FILL_WINDOW: usize = 1024;
@@ -78,16 +78,15 @@ impl RawStream {
     ) -> anyhow::Result<RawStream> {
         let (name, prefix) = (run.name(stream), run.name(prefix));
         target.track(&name);
-        let (js, replicas) = (target.context(), target.replicas());
-        let duplicate_window = DEFAULT_DUPLICATE_WINDOW;
+        let js = target.context();
         let config = stream::Config {
             name: name.clone(),
             description: Some("waybill bench: raw JetStream baseline".into()),
             subjects: vec![format!("{prefix}.>")],
             storage: stream::StorageType::File,
             retention: stream::RetentionPolicy::Limits,
-            num_replicas: replicas,
-            duplicate_window,
+            num_replicas: target.replicas(),
+            duplicate_window: DEFAULT_DUPLICATE_WINDOW,
             deny_delete: true,
             deny_purge: true,
             allow_rollup: false,
