@@ -104,8 +104,8 @@ async fn measure(url: Option<&str>, data: &Path, events: u64) -> anyhow::Result<
     let out = data.with_extension("export");
     let server_pid = server.id();
     let server_before = rss(server_pid);
-    let mut times = Vec::with_capacity(EXPORT_RUNS);
-    let mut settled = Vec::with_capacity(EXPORT_RUNS);
+    // Each run's time, and whether the server had gone quiet before it.
+    let mut runs: Vec<(Duration, bool)> = Vec::with_capacity(EXPORT_RUNS);
     let (mut export_peak, mut server_peak) = (0, server_before);
     for _ in 0..EXPORT_RUNS {
         if out.exists() {
@@ -117,7 +117,6 @@ async fn measure(url: Option<&str>, data: &Path, events: u64) -> anyhow::Result<
         } else {
             tracing::info!(?waited, "the server has gone quiet");
         }
-        settled.push(waited < SETTLE);
         let (exe2, out2, endpoint2) = (exe.clone(), out.clone(), endpoint.clone());
         let (time, client, server) = tokio::task::spawn_blocking(move || {
             let mut peak = server_peak;
@@ -140,15 +139,15 @@ async fn measure(url: Option<&str>, data: &Path, events: u64) -> anyhow::Result<
             anyhow::Ok((time, client, peak))
         })
         .await??;
-        times.push(time);
+        runs.push((time, waited < SETTLE));
         export_peak = export_peak.max(client);
         server_peak = server_peak.max(server);
     }
-    let export_runs = times
+    let export_runs = runs
         .iter()
-        .map(|&elapsed| Rate { events, elapsed }.per_sec())
-        .zip(settled)
+        .map(|&(elapsed, quiet)| (Rate { events, elapsed }.per_sec(), quiet))
         .collect();
+    let mut times: Vec<Duration> = runs.iter().map(|&(time, _)| time).collect();
     times.sort();
     let export_time = times[times.len() / 2];
     let _ = server.kill();
@@ -366,8 +365,8 @@ machine with the server's catch-up or the writeback of its read models). It
 runs {runs} times against the same server, each into a fresh directory after
 the server has gone quiet again, or after {settle} s if it has not (such a
 run is marked `(server still busy)`: sled may still be writing back pages);
-the table has the median (one run moves by about ±15% on this machine). The time is the whole command (ask
-for a checkpoint, stream the records, the multi-leaf proof, the promotion
+the table has the median (one run moves by about ±15% on this machine). The
+time is the whole command (ask for a checkpoint, stream the records, the multi-leaf proof, the promotion
 records and the signed manifest, write and fsync the files). `verify-export`
 then checks the export offline: manifest and checkpoint signatures, file
 digests, every record's chain link and fields, the Merkle root from the
