@@ -106,8 +106,12 @@ fn project_chunk(
     (out, next)
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-    tokio::task::spawn_blocking(f).await.ok()
+/// What a stream yields when a chunk's read panicked or was cancelled: an
+/// error, so that its reader does not take an early end for the whole log.
+fn read_failed(e: tokio::task::JoinError) -> Chunk {
+    vec![Err(LedgerError::Unavailable(format!(
+        "reading the embedded log failed: {e}"
+    )))]
 }
 
 /// The chunks `read(next)` returns from `from` until past `end`, each read
@@ -126,9 +130,13 @@ where
     stream::unfold(first, move |pending| {
         let spawn = spawn.clone();
         async move {
-            let (chunk, next) = pending?.await.ok()?;
-            let ahead = (next <= end).then(|| spawn(next));
-            Some((stream::iter(chunk), ahead))
+            match pending?.await {
+                Ok((chunk, next)) => {
+                    let ahead = (next <= end).then(|| spawn(next));
+                    Some((stream::iter(chunk), ahead))
+                }
+                Err(e) => Some((stream::iter(read_failed(e)), None)),
+            }
         }
     })
     .flatten()
@@ -161,14 +169,18 @@ pub(crate) fn tail_stream(
     head_rx: watch::Receiver<Position>,
 ) -> EventStream {
     let from = from.max(Position(1));
-    stream::unfold((from, head_rx), move |(next, mut head_rx)| {
+    stream::unfold(Some((from, head_rx)), move |state| {
         let tree = tree.clone();
         async move {
+            let (next, mut head_rx) = state?;
             loop {
                 let head = *head_rx.borrow_and_update();
                 if next <= head {
-                    let (chunk, next) = blocking(move || range_chunk(&tree, next, head)).await?;
-                    return Some((stream::iter(chunk), (next, head_rx)));
+                    let read = move || range_chunk(&tree, next, head);
+                    return Some(match tokio::task::spawn_blocking(read).await {
+                        Ok((chunk, next)) => (stream::iter(chunk), Some((next, head_rx))),
+                        Err(e) => (stream::iter(read_failed(e)), None),
+                    });
                 }
                 // The sender lives as long as the log; if it is gone, the log closed.
                 head_rx.changed().await.ok()?;
