@@ -329,6 +329,12 @@ pub async fn run(args: CommandsBenchArgs) -> anyhow::Result<()> {
             Goal::None,
         ),
         Row::new(
+            "floor: refused p50 + in-process p50",
+            Value::Latency(refused.p50 + direct.p50),
+            Value::Latency(raw_latency.p50),
+            Goal::None,
+        ),
+        Row::new(
             format!("RequestPromotion throughput, {c} clients on {c} projects"),
             Value::Rate(wb_rate.per_sec()),
             Value::Rate(raw_rate.per_sec()),
@@ -381,6 +387,12 @@ the command handler directly (no gRPC) with the same work. Raw: one OCC publish 
 calls, then {n} samples per side; throughput: {c} clients each requesting
 {per} promotions in sequence on its own project, against {c} raw writers
 each publishing {per} times on its own subject.
+
+The floor row adds the two rows above it: a call that appends takes at
+least a gRPC round trip plus the handler's own work and its append. On a
+2-vCPU VM a loopback gRPC round trip that does no work already costs about
+as much as a raw publish and its ack, so the floor alone is about 2× raw
+(see *Commands: where the 1-client latency goes* below).
 ",
             n = args.latency_samples,
             per = args.per_client,
