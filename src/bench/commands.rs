@@ -388,11 +388,11 @@ calls, then {n} samples per side; throughput: {c} clients each requesting
 {per} promotions in sequence on its own project, against {c} raw writers
 each publishing {per} times on its own subject.
 
-The floor row adds the two rows above it: a call that appends takes at
-least a gRPC round trip plus the handler's own work and its append. On a
-2-vCPU VM a loopback gRPC round trip that does no work already costs about
-as much as a raw publish and its ack, so the floor alone is about 2× raw
-(see *Commands: where the 1-client latency goes* below).
+The floor row adds the two rows above it: a call that appends cannot take
+much less than a gRPC round trip (with authentication and `decide`) plus the
+handler's work and its append, so its ratio is roughly the lowest the
+1-client p50 can reach on the machine of the run (see *Commands: where the
+1-client latency goes* below).
 ",
             n = args.latency_samples,
             per = args.per_client,
