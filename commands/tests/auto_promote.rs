@@ -277,3 +277,60 @@ async fn a_reactor_started_late_sweeps_every_project_once() {
         "one request, for the newest"
     );
 }
+
+const MANUAL_PIPELINE: &str = r#"{
+  "project": "ledger",
+  "warehouses": [{"name": "images"}],
+  "stages": [
+    {"name": "prod", "requested_freight": [{"origin": "images", "sources": {"direct": true}}],
+     "policy": {"mode": "manual"}}
+  ]
+}"#;
+
+/// A project whose pipeline has only manual stages is never evaluated: the
+/// reactor does not load its state (not at its first sweep, not on its
+/// events, not on a tick), while it promotes into the auto project as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reactor_never_loads_a_project_without_auto_stages() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log: Arc<dyn EventLog> = Arc::new(SledLog::open(dir.path()).expect("sled"));
+    let h = handler(log.clone());
+    let admin = Principal::anonymous();
+    apply_pipeline(&h, &admin).await;
+    let manual = ProjectName::project("ledger").expect("name");
+    let definition: PipelineDefinition = serde_json::from_str(MANUAL_PIPELINE).expect("json");
+    let apply = Command::ApplyPipeline {
+        definition,
+        source_uri: "test".into(),
+        source_revision: String::new(),
+        source_digest: String::new(),
+    };
+    h.execute(&manual, &admin, apply, None)
+        .await
+        .expect("apply");
+    h.execute(&manual, &admin, discover("1.0"), None)
+        .await
+        .expect("discover");
+
+    let reactor_handler = handler(log.clone());
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(AutoPromoter::new(reactor_handler.clone()).run(async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+    }));
+    let fresh = match run(&h, &admin, discover("2.0")).await.payload {
+        Some(EventPayload::FreightDiscovered(d)) => d.freight_id,
+        other => panic!("{other:?}"),
+    };
+    until(&h, "dev promotion of the new freight", |s| {
+        s.in_flight("dev", &fresh).is_some()
+    })
+    .await;
+    // An event in the manual project after the reactor caught up, then ticks.
+    h.execute(&manual, &admin, discover("1.1"), None)
+        .await
+        .expect("discover");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let _ = stop_tx.send(true);
+    task.await.expect("reactor");
+    assert_eq!(reactor_handler.cached_projects(), vec!["shop".to_string()]);
+}

@@ -140,6 +140,16 @@ impl CommandHandler {
         self.slot(project.as_str()).lock_owned().await
     }
 
+    /// The projects whose state this handler holds in memory (tests use it
+    /// to show what a reactor loads).
+    #[doc(hidden)]
+    pub fn cached_projects(&self) -> Vec<String> {
+        let states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        let mut names: Vec<String> = states.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
     /// A copy of the project's state, caught up with the log.
     pub async fn state(&self, project: &ProjectName) -> Result<ProjectState, CommandError> {
         self.inspect(project, ProjectState::clone).await

@@ -4,6 +4,8 @@
 //!
 //! It evaluates a project after each of its events, and every project with
 //! auto stages once a second (soak completes with time, not with an event).
+//! A project whose pipeline has no `auto` or `gated` stage is never
+//! evaluated, so its state is never loaded into the command handler's cache.
 //! Skips: a hold on the stage, the candidate already current or in flight,
 //! the candidate's latest promotion into the stage failed, gates not passed.
 //! Safe with several replicas: command ids derive from the stage, freight and
@@ -15,8 +17,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::{FutureExt, StreamExt};
-use waybill_ledger::domain::{auto_candidate, gates_pass, PolicyMode, ProjectState};
-use waybill_ledger::{Position, ProjectName};
+use waybill_ledger::domain::{
+    auto_candidate, gates_pass, PipelineDefinition, PolicyMode, ProjectState,
+};
+use waybill_ledger::{EventPayload, Position, ProjectName};
 
 use crate::auth::Principal;
 use crate::command::{Command, FreightSelector};
@@ -56,8 +60,11 @@ impl AutoPromoter {
     /// per project, with the project's last of them as the trigger.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
-        // Every project seen on the tail, and its last position there.
+        // Every project seen on the tail whose pipeline has a stage to
+        // promote into, and its last position there.
         let mut projects: BTreeMap<String, Position> = BTreeMap::new();
+        // Whether each project's latest pipeline has such a stage.
+        let mut automated: BTreeMap<String, bool> = BTreeMap::new();
         let mut tick = tokio::time::interval(TICK);
         let (mut tail, start_head) = loop {
             let opened = async {
@@ -99,6 +106,9 @@ impl AutoPromoter {
             loop {
                 match next {
                     Some(Ok(ev)) => {
+                        if let Some(auto) = automates(&ev.event.payload) {
+                            automated.insert(ev.event.project.clone(), auto);
+                        }
                         triggers.insert(ev.event.project.clone(), ev.position);
                         if ev.position >= start_head {
                             caught_up = true;
@@ -115,6 +125,9 @@ impl AutoPromoter {
                     None => break,
                 }
             }
+            let is_automated = |p: &String| automated.get(p).copied().unwrap_or(false);
+            triggers.retain(|p, _| is_automated(p));
+            projects.retain(|p, _| is_automated(p));
             projects.extend(triggers.iter().map(|(p, at)| (p.clone(), *at)));
             if !caught_up {
                 continue;
@@ -199,6 +212,23 @@ impl AutoPromoter {
             }
         }
     }
+}
+
+/// For a `PipelineConfigured` event, whether its pipeline has an `auto` or
+/// `gated` stage; `None` for any other event, or for a definition that does
+/// not parse (the project state keeps its previous pipeline then, and so does
+/// the reactor).
+fn automates(payload: &EventPayload) -> Option<bool> {
+    let EventPayload::PipelineConfigured(p) = payload else {
+        return None;
+    };
+    let definition: PipelineDefinition = serde_json::from_str(&p.definition_json).ok()?;
+    Some(
+        definition
+            .stages
+            .iter()
+            .any(|s| s.policy.mode != PolicyMode::Manual),
+    )
 }
 
 /// The promotions auto-promotion wants in `state` at `now`.
