@@ -106,10 +106,18 @@ impl AutoPromoter {
             loop {
                 match next {
                     Some(Ok(ev)) => {
+                        let project = &ev.event.project;
                         if let Some(auto) = automates(&ev.event.payload) {
-                            automated.insert(ev.event.project.clone(), auto);
+                            automated.insert(project.clone(), auto);
+                            if !auto {
+                                projects.remove(project);
+                            }
                         }
-                        triggers.insert(ev.event.project.clone(), ev.position);
+                        if automated.get(project).copied().unwrap_or(false) {
+                            triggers.insert(project.clone(), ev.position);
+                        } else {
+                            triggers.remove(project);
+                        }
                         if ev.position >= start_head {
                             caught_up = true;
                         }
@@ -125,9 +133,6 @@ impl AutoPromoter {
                     None => break,
                 }
             }
-            let is_automated = |p: &String| automated.get(p).copied().unwrap_or(false);
-            triggers.retain(|p, _| is_automated(p));
-            projects.retain(|p, _| is_automated(p));
             projects.extend(triggers.iter().map(|(p, at)| (p.clone(), *at)));
             if !caught_up {
                 continue;
