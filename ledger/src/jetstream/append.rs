@@ -18,6 +18,11 @@ use crate::name::ProjectName;
 const ERR_IN_FLIGHT: u64 = 10164;
 /// Attempts at a publish that keeps meeting 10164.
 const IN_FLIGHT_RETRIES: u32 = 8;
+/// Retries of a publish that no stream answered (nothing was stored): a
+/// replicated stream just created, or electing a new leader, has no
+/// responder for a moment. Backing off 40 ms, 80 ms, ... up to 320 ms, the
+/// retries span about 2.5 s.
+const NO_RESPONDER_RETRIES: u32 = 10;
 
 pub(super) async fn append(
     log: &JetStreamLog,
@@ -81,6 +86,7 @@ pub(super) async fn append(
     };
 
     let mut attempt = 0;
+    let mut unanswered = 0;
     loop {
         attempt += 1;
         let result = match log.inner.js.send_publish(subject.clone(), message()).await {
@@ -130,10 +136,19 @@ pub(super) async fn append(
                     let actual = read::fetch_head(log, name).await?.position;
                     return Err(LedgerError::Conflict { actual });
                 }
+                Failure::NoResponders if unanswered < NO_RESPONDER_RETRIES => {
+                    unanswered += 1;
+                    tracing::debug!(
+                        project = name,
+                        retry = unanswered,
+                        "no stream answered the append; retrying"
+                    );
+                    tokio::time::sleep(Duration::from_millis(20 << unanswered.min(4))).await;
+                }
                 Failure::TooLarge => {
                     return Err(LedgerError::invalid("event", err.to_string()));
                 }
-                Failure::Unavailable => {
+                Failure::Unavailable | Failure::NoResponders => {
                     log.forget_head(name);
                     return Err(LedgerError::Unavailable(format!(
                         "append to {subject} not acknowledged: {err}{}; retry with the same \
@@ -183,6 +198,8 @@ async fn conflict_or_duplicate(
 enum Failure {
     Conflict(Option<u64>),
     InFlight,
+    /// No stream answered: nothing was stored.
+    NoResponders,
     TooLarge,
     Unavailable,
 }
@@ -213,6 +230,8 @@ fn classify(err: &PublishError) -> Failure {
             Failure::Conflict(actual)
         }
         PublishErrorKind::MaxPayloadExceeded => Failure::TooLarge,
+        // async-nats reports a 503 (no responders) reply this way.
+        PublishErrorKind::StreamNotFound => Failure::NoResponders,
         PublishErrorKind::Other => match jetstream_error(err) {
             Some(e) if e.error_code().0 == ERR_IN_FLIGHT => Failure::InFlight,
             _ => Failure::Unavailable,

@@ -265,3 +265,39 @@ async fn jetstream_refuses_a_real_old_server() {
     let streams: Vec<_> = jetstream::new(client).stream_names().collect().await;
     assert!(streams.is_empty(), "nothing was created: {streams:?}");
 }
+
+/// An append that no stream answers (as for a moment while a replicated
+/// stream is placed, or elects a new leader) is retried with the same
+/// message id, and lands once the stream answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_append_waits_out_a_moment_without_a_stream() {
+    let server = NatsServer::start();
+    let log = JetStreamLog::connect(JetStreamOptions::new(server.url()))
+        .await
+        .expect("connect");
+    let p = project("gap");
+    // Reads (and caches) the project's empty chain head while the stream is there.
+    let head = log.project_head(&p).await.expect("head");
+    assert_eq!(head.position, Position::ZERO);
+    let client = async_nats::connect(server.url()).await.expect("connect");
+    jetstream::new(client)
+        .delete_stream("WAYBILL")
+        .await
+        .expect("delete the stream");
+    let url = server.url();
+    let recreate = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        JetStreamLog::connect(JetStreamOptions::new(url))
+            .await
+            .expect("recreate the stream")
+    });
+    let appended = log
+        .append(&p, Position::ZERO, approval("after-the-gap"))
+        .await
+        .expect("the append waits for the stream to answer again");
+    let again = recreate.await.expect("recreate task");
+    assert_eq!(appended.position, Position(1));
+    let report = verify_log(&again, None, |_| {}).await.expect("verify");
+    assert_eq!(report.events, 1);
+    assert!(report.first_break.is_none(), "{:?}", report.first_break);
+}
