@@ -89,6 +89,22 @@ async fn apply_pipeline(h: &CommandHandler, admin: &Principal) {
     .await;
 }
 
+/// An embedded log in a temp dir (kept while the first value lives), with the
+/// shop pipeline applied by an anonymous admin.
+async fn embedded_shop() -> (
+    tempfile::TempDir,
+    Arc<dyn EventLog>,
+    CommandHandler,
+    Principal,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log: Arc<dyn EventLog> = Arc::new(SledLog::open(dir.path()).expect("sled"));
+    let h = handler(log.clone());
+    let admin = Principal::anonymous();
+    apply_pipeline(&h, &admin).await;
+    (dir, log, h, admin)
+}
+
 async fn scenario(log: Arc<dyn EventLog>) {
     let admin = Principal::anonymous();
     let ci = Principal::anonymous();
@@ -231,11 +247,7 @@ async fn auto_promotion_on_jetstream() {
 /// requests nothing twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reactor_started_late_sweeps_every_project_once() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let log: Arc<dyn EventLog> = Arc::new(SledLog::open(dir.path()).expect("sled"));
-    let h = handler(log.clone());
-    let admin = Principal::anonymous();
-    apply_pipeline(&h, &admin).await;
+    let (_dir, log, h, admin) = embedded_shop().await;
     // History the reactor never saw: a hundred discoveries before it starts.
     let mut last = String::new();
     for i in 0..100 {
@@ -292,11 +304,7 @@ const MANUAL_PIPELINE: &str = r#"{
 /// events, not on a tick), while it promotes into the auto project as before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reactor_never_loads_a_project_without_auto_stages() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let log: Arc<dyn EventLog> = Arc::new(SledLog::open(dir.path()).expect("sled"));
-    let h = handler(log.clone());
-    let admin = Principal::anonymous();
-    apply_pipeline(&h, &admin).await;
+    let (_dir, log, h, admin) = embedded_shop().await;
     let manual = ProjectName::project("ledger").expect("name");
     let definition: PipelineDefinition = serde_json::from_str(MANUAL_PIPELINE).expect("json");
     let apply = Command::ApplyPipeline {

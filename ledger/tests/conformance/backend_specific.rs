@@ -271,20 +271,17 @@ async fn jetstream_refuses_a_real_old_server() {
 /// message id, and lands once the stream answers again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jetstream_append_waits_out_a_moment_without_a_stream() {
-    let server = NatsServer::start();
-    let log = JetStreamLog::connect(JetStreamOptions::new(server.url()))
-        .await
-        .expect("connect");
+    let h = jetstream().await;
+    let (log, url) = (h.log.clone(), h.server.as_ref().expect("server").url());
     let p = project("gap");
     // Reads (and caches) the project's empty chain head while the stream is there.
     let head = log.project_head(&p).await.expect("head");
     assert_eq!(head.position, Position::ZERO);
-    let client = async_nats::connect(server.url()).await.expect("connect");
+    let client = async_nats::connect(url.as_str()).await.expect("connect");
     jetstream::new(client)
         .delete_stream("WAYBILL")
         .await
         .expect("delete the stream");
-    let url = server.url();
     let recreate = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(300)).await;
         JetStreamLog::connect(JetStreamOptions::new(url))
