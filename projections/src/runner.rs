@@ -27,6 +27,10 @@ use crate::timeline::Timeline;
 /// Events applied per atomic batch at most.
 pub const MAX_BATCH: usize = 512;
 
+/// How long a runner catching up waits for the next event before it takes
+/// itself to be caught up.
+const CATCH_UP_IDLE: Duration = Duration::from_millis(200);
+
 /// The read side: the store, the current project states and the applied position.
 #[derive(Clone)]
 pub struct Projections {
@@ -187,13 +191,17 @@ impl Projections {
             timeline: Timeline::default(),
         });
         let start = self.inner.store.checkpoint()?;
+        // Until the runner passes the log's head as it was at the start, it
+        // is catching up: every batch is filled to MAX_BATCH (the events are
+        // there), so each read model is written once per large batch.
+        let mut catching_up_to = log.head().await?;
         let mut tail = log.tail(start.next()).await?;
         // Projects whose batch may still be in flight.
         let mut last_touched: HashSet<String> = HashSet::new();
         // One commit runs while the next batch is applied; it is awaited
         // before the next starts (batches land in order), and before the
         // runner waits for more events (so that what it applied shows).
-        let mut in_flight: Option<(Commit, Position)> = None;
+        let mut in_flight: Option<InFlight> = None;
         loop {
             let ready = match tail.next().now_or_never() {
                 Some(item) => Some(item),
@@ -210,33 +218,64 @@ impl Projections {
                 },
             };
             let Some(first) = item else { break };
-            let first = first?;
-            let mut events = vec![first];
-            while events.len() < MAX_BATCH {
-                match tail.next().now_or_never() {
-                    Some(Some(item)) => events.push(item?),
-                    _ => break,
-                }
-            }
-            let last = events.last().map_or(Position::ZERO, |ev| ev.position);
-            // Applying reads and encodes read models: off the async runtime.
-            let this = self.clone();
-            let mut taken = work
+            let taken = work
                 .take()
                 .ok_or_else(|| ProjectionError::Storage("a batch failed before this one".into()))?;
-            let (taken, writes, touched) = tokio::task::spawn_blocking(move || {
-                let mut writes = Writes::default();
-                let mut touched: HashMap<String, Touched> = HashMap::new();
-                for ev in &events {
-                    this.apply(&mut taken, &mut touched, &mut writes, ev)?;
-                }
-                for (name, t) in &touched {
-                    if let Some(s) = taken.states.get(name) {
-                        let mut state = s.write().unwrap_or_else(|p| p.into_inner());
-                        models::write(&mut state, t, &mut writes)?;
+            let mut batch = Batch::new(taken);
+            let mut chunk = vec![first?];
+            // The batch grows while the one before it is being written (up
+            // to MAX_BATCH): a runner catching up writes few large batches,
+            // each read model once per batch; an idle one commits at once.
+            loop {
+                while batch.count + chunk.len() < MAX_BATCH {
+                    match tail.next().now_or_never() {
+                        Some(Some(item)) => chunk.push(item?),
+                        _ => break,
                     }
                 }
-                Ok::<_, ProjectionError>((taken, writes, touched))
+                batch = self.apply_chunk(batch, std::mem::take(&mut chunk)).await?;
+                if batch.count >= MAX_BATCH {
+                    break;
+                }
+                if batch.last < catching_up_to {
+                    match tokio::time::timeout(CATCH_UP_IDLE, tail.next()).await {
+                        Ok(Some(item)) => {
+                            chunk.push(item?);
+                            continue;
+                        }
+                        Ok(None) => break,
+                        // The head's event never came (deleted behind
+                        // Waybill's back, or not Waybill's): caught up.
+                        Err(_) => catching_up_to = Position::ZERO,
+                    }
+                }
+                let Some((_, _, landed)) = in_flight.as_mut() else {
+                    break;
+                };
+                tokio::select! {
+                    biased;
+                    _ = landed => break,
+                    item = tail.next() => match item {
+                        Some(item) => chunk.push(item?),
+                        None => break,
+                    },
+                }
+            }
+            // Applying reads and encodes read models: off the async runtime.
+            let Batch {
+                work: taken,
+                writes,
+                touched,
+                last,
+                ..
+            } = tokio::task::spawn_blocking(move || {
+                for (name, t) in &batch.touched {
+                    if let Some(s) = batch.work.states.get(name) {
+                        let mut state = s.write().unwrap_or_else(|p| p.into_inner());
+                        models::write(&mut state, t, &mut batch.writes)?;
+                    }
+                }
+                Ok::<_, ProjectionError>(batch)
             })
             .await
             .map_err(|e| ProjectionError::Storage(e.to_string()))??;
@@ -253,8 +292,13 @@ impl Projections {
             last_touched = touched.into_keys().collect();
             work = Some(taken);
             let store = self.inner.store.clone();
-            let commit = tokio::task::spawn_blocking(move || store.commit(writes));
-            in_flight = Some((commit, last));
+            let (done, landed) = tokio::sync::oneshot::channel::<()>();
+            let commit = tokio::task::spawn_blocking(move || {
+                let result = store.commit(writes);
+                drop(done);
+                result
+            });
+            in_flight = Some((commit, last, landed));
             if shutdown.as_mut().now_or_never().is_some() {
                 break;
             }
@@ -278,14 +322,40 @@ struct Work {
 /// A commit of the views running on the blocking pool.
 type Commit = tokio::task::JoinHandle<Result<(), ProjectionError>>;
 
+/// The commit in flight, the last position it writes, and a receiver that
+/// completes (with an error: its sender is dropped) once the commit has run.
+type InFlight = (Commit, Position, tokio::sync::oneshot::Receiver<()>);
+
+/// A batch being applied: the runner's work, what the batch writes, the
+/// projects it touched, how many events it holds and the last one's position.
+struct Batch {
+    work: Work,
+    writes: Writes,
+    touched: HashMap<String, Touched>,
+    count: usize,
+    last: Position,
+}
+
+impl Batch {
+    fn new(work: Work) -> Batch {
+        Batch {
+            work,
+            writes: Writes::default(),
+            touched: HashMap::new(),
+            count: 0,
+            last: Position::ZERO,
+        }
+    }
+}
+
 impl Projections {
     /// Waits for the commit in flight, if any, and publishes its position.
     async fn settle(
         &self,
-        in_flight: &mut Option<(Commit, Position)>,
+        in_flight: &mut Option<InFlight>,
         progress: &mut impl FnMut(Position),
     ) -> Result<(), ProjectionError> {
-        let Some((commit, last)) = in_flight.take() else {
+        let Some((commit, last, _)) = in_flight.take() else {
             return Ok(());
         };
         commit
@@ -300,6 +370,27 @@ impl Projections {
 }
 
 impl Projections {
+    /// Applies `events` to `batch`, off the async runtime.
+    async fn apply_chunk(
+        &self,
+        mut batch: Batch,
+        events: Vec<StoredEvent>,
+    ) -> Result<Batch, ProjectionError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            for ev in &events {
+                this.apply(&mut batch.work, &mut batch.touched, &mut batch.writes, ev)?;
+            }
+            if let Some(ev) = events.last() {
+                batch.last = ev.position;
+            }
+            batch.count += events.len();
+            Ok(batch)
+        })
+        .await
+        .map_err(|e| ProjectionError::Storage(e.to_string()))?
+    }
+
     /// Applies one event to its project's state (loading what it reads from
     /// the read models first) and records its history item. Blocking.
     fn apply(

@@ -7,13 +7,18 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::{assert_models_equal_fold, discovered, run_until};
 
 use waybill_ledger::event::{
     PipelineConfigured, PromotionRequested, PromotionStarted, PromotionSucceeded,
 };
-use waybill_ledger::{Actor, EventLog, EventPayload, NewEvent, Position, ProjectName, SledLog};
+use waybill_ledger::testing::NatsServer;
+use waybill_ledger::{
+    Actor, EventLog, EventPayload, JetStreamLog, JetStreamOptions, NewEvent, Position, ProjectName,
+    SledLog,
+};
 use waybill_projections::{HistoryFilter, Projections};
 
 const PIPELINE: &str = r#"{"project":"shop","warehouses":[{"name":"images"}],"stages":[
@@ -248,4 +253,58 @@ async fn read_models_follow_the_log_and_resume_equal_to_a_rebuild() {
         limited.iter().map(|i| i.position).collect::<Vec<_>>(),
         [5, 6, 7]
     );
+}
+
+/// A runner catching up fills large batches until it reaches the log's head
+/// as it was at its start. When that last event is never delivered (here
+/// deleted behind Waybill's back, on a test stream without the deny flags),
+/// it still applies everything before it, then follows new events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_catching_up_does_not_wait_for_a_deleted_last_event() {
+    let server = NatsServer::start();
+    let client = async_nats::connect(server.url()).await.expect("connect");
+    let js = async_nats::jetstream::new(client);
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "WAYBILL".into(),
+        subjects: vec!["waybill.>".into()],
+        allow_direct: true,
+        ..Default::default()
+    })
+    .await
+    .expect("create");
+    let mut opts = JetStreamOptions::new(server.url());
+    opts.allow_mutable_stream = true;
+    let log: Arc<dyn EventLog> = Arc::new(JetStreamLog::connect(opts).await.expect("log"));
+    populate(&*log, &["shop"], 20).await;
+    let head = log.head().await.expect("head");
+    let stream = js.get_stream("WAYBILL").await.expect("stream");
+    assert!(stream.delete_message(head.0).await.expect("delete"));
+    assert_eq!(log.head().await.expect("head"), head, "the head stays");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = Projections::open(&dir.path().join("views")).expect("open");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let runner = {
+        let (p, log) = (p.clone(), log.clone());
+        tokio::spawn(async move {
+            p.run(
+                log,
+                async {
+                    let _ = stopped.await;
+                },
+                |_| {},
+            )
+            .await
+        })
+    };
+    let before = Position(head.0 - 1);
+    let applied = p.wait_for(before, Duration::from_secs(20)).await;
+    assert_eq!(applied, Ok(before), "every event before the deleted one");
+    populate(&*log, &["blog"], 1).await;
+    let later = log.head().await.expect("head");
+    let applied = p.wait_for(later, Duration::from_secs(20)).await;
+    assert_eq!(applied, Ok(later), "and new events after it");
+    assert!(p.project("blog").is_some());
+    let _ = stop.send(());
+    runner.await.expect("join").expect("runner");
 }
