@@ -25,7 +25,7 @@ use crate::store::{ProjectionStore, Writes};
 use crate::timeline::Timeline;
 
 /// Events applied per atomic batch at most.
-pub const MAX_BATCH: usize = 512;
+pub const MAX_BATCH: usize = 256;
 
 /// How long a runner catching up waits for the next event before it takes
 /// itself to be caught up.
