@@ -3,9 +3,8 @@
 
 mod common;
 
-use async_nats::jetstream::{self, stream};
 use common::{run, stdout};
-use waybill_ledger::testing::NatsServer;
+use waybill_ledger::testing::{mutable_jetstream, NatsServer};
 use waybill_ledger::SledLog;
 
 fn burst(log_args: &[&str], count: &str, writers: &str) {
@@ -79,17 +78,8 @@ fn bad_project_name_is_an_error_not_a_verdict() {
 async fn jetstream_deleted_and_republished_messages_are_reported() {
     let server = NatsServer::start();
     let url = server.url();
-    let client = async_nats::connect(&url).await.expect("connect");
-    let js = jetstream::new(client);
     // A test stream without the deny flags, so that a message can be deleted.
-    js.create_stream(stream::Config {
-        name: "WAYBILL".into(),
-        subjects: vec!["waybill.>".into()],
-        allow_direct: true,
-        ..Default::default()
-    })
-    .await
-    .expect("create");
+    let js = mutable_jetstream(&url).await.context().clone();
     let log_args = ["--nats", url.as_str(), "--unsafe-allow-mutable-stream"];
     burst(&log_args, "10", "1");
     let mut verify = vec!["verify"];
@@ -117,16 +107,7 @@ async fn jetstream_deleted_and_republished_messages_are_reported() {
     // A deletion in the middle breaks the link at the next event.
     let fresh = NatsServer::start();
     let fresh_url = fresh.url();
-    let client = async_nats::connect(&fresh_url).await.expect("connect");
-    let js = jetstream::new(client);
-    js.create_stream(stream::Config {
-        name: "WAYBILL".into(),
-        subjects: vec!["waybill.>".into()],
-        allow_direct: true,
-        ..Default::default()
-    })
-    .await
-    .expect("create");
+    let js = mutable_jetstream(&fresh_url).await.context().clone();
     let log_args = [
         "--nats",
         fresh_url.as_str(),

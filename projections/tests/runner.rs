@@ -14,11 +14,8 @@ use common::{assert_models_equal_fold, discovered, run_until};
 use waybill_ledger::event::{
     PipelineConfigured, PromotionRequested, PromotionStarted, PromotionSucceeded,
 };
-use waybill_ledger::testing::NatsServer;
-use waybill_ledger::{
-    Actor, EventLog, EventPayload, JetStreamLog, JetStreamOptions, NewEvent, Position, ProjectName,
-    SledLog,
-};
+use waybill_ledger::testing::{mutable_jetstream, NatsServer};
+use waybill_ledger::{Actor, EventLog, EventPayload, NewEvent, Position, ProjectName, SledLog};
 use waybill_projections::{HistoryFilter, Projections};
 
 const PIPELINE: &str = r#"{"project":"shop","warehouses":[{"name":"images"}],"stages":[
@@ -262,41 +259,18 @@ async fn read_models_follow_the_log_and_resume_equal_to_a_rebuild() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runner_catching_up_does_not_wait_for_a_deleted_last_event() {
     let server = NatsServer::start();
-    let client = async_nats::connect(server.url()).await.expect("connect");
-    let js = async_nats::jetstream::new(client);
-    js.create_stream(async_nats::jetstream::stream::Config {
-        name: "WAYBILL".into(),
-        subjects: vec!["waybill.>".into()],
-        allow_direct: true,
-        ..Default::default()
-    })
-    .await
-    .expect("create");
-    let mut opts = JetStreamOptions::new(server.url());
-    opts.allow_mutable_stream = true;
-    let log: Arc<dyn EventLog> = Arc::new(JetStreamLog::connect(opts).await.expect("log"));
+    let js = mutable_jetstream(&server.url()).await;
+    let tamper = js.context().clone();
+    let log: Arc<dyn EventLog> = Arc::new(js);
     populate(&*log, &["shop"], 20).await;
     let head = log.head().await.expect("head");
-    let stream = js.get_stream("WAYBILL").await.expect("stream");
+    let stream = tamper.get_stream("WAYBILL").await.expect("stream");
     assert!(stream.delete_message(head.0).await.expect("delete"));
     assert_eq!(log.head().await.expect("head"), head, "the head stays");
 
     let dir = tempfile::tempdir().expect("tempdir");
     let p = Projections::open(&dir.path().join("views")).expect("open");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let runner = {
-        let (p, log) = (p.clone(), log.clone());
-        tokio::spawn(async move {
-            p.run(
-                log,
-                async {
-                    let _ = stopped.await;
-                },
-                |_| {},
-            )
-            .await
-        })
-    };
+    let runner = common::spawn_runner(&p, log.clone());
     let before = Position(head.0 - 1);
     let applied = p.wait_for(before, Duration::from_secs(20)).await;
     assert_eq!(applied, Ok(before), "every event before the deleted one");
@@ -305,6 +279,5 @@ async fn a_runner_catching_up_does_not_wait_for_a_deleted_last_event() {
     let applied = p.wait_for(later, Duration::from_secs(20)).await;
     assert_eq!(applied, Ok(later), "and new events after it");
     assert!(p.project("blog").is_some());
-    let _ = stop.send(());
-    runner.await.expect("join").expect("runner");
+    common::stop(runner).await;
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 use futures::StreamExt;
 use waybill_ledger::jetstream::check_version;
-use waybill_ledger::testing::NatsServer;
+use waybill_ledger::testing::{mutable_jetstream, NatsServer};
 use waybill_ledger::verify::BreakKind;
 use waybill_ledger::{
     verify_log, EventLog, JetStreamLog, JetStreamOptions, LedgerError, Position, SledLog,
@@ -103,26 +103,10 @@ fn old_servers_are_refused_with_advice() {
     }
 }
 
-async fn mutable_jetstream(server: &NatsServer) -> JetStreamLog {
-    let client = async_nats::connect(server.url()).await.expect("connect");
-    jetstream::new(client)
-        .create_stream(stream::Config {
-            name: "WAYBILL".into(),
-            subjects: vec!["waybill.>".into()],
-            allow_direct: true,
-            ..Default::default()
-        })
-        .await
-        .expect("create test stream without deny flags");
-    let mut opts = JetStreamOptions::new(server.url());
-    opts.allow_mutable_stream = true;
-    JetStreamLog::connect(opts).await.expect("connect")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jetstream_deleted_message_breaks_the_chain() {
     let server = NatsServer::start();
-    let log = mutable_jetstream(&server).await;
+    let log = mutable_jetstream(&server.url()).await;
     append_n(&log, "audit", 10, "x").await;
     let clean = verify_log(&log, None, |_| {}).await.expect("verify");
     assert!(clean.first_break.is_none());
@@ -141,7 +125,7 @@ async fn jetstream_deleted_message_breaks_the_chain() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jetstream_republished_message_breaks_the_chain() {
     let server = NatsServer::start();
-    let log = mutable_jetstream(&server).await;
+    let log = mutable_jetstream(&server.url()).await;
     append_n(&log, "audit", 5, "x").await;
     // Copy event 2 and publish it again, bypassing Waybill.
     let s = log.context().get_stream("WAYBILL").await.expect("stream");

@@ -7,27 +7,42 @@ use waybill_ledger::event::{Artifact, ArtifactKind, FreightDiscovered};
 use waybill_ledger::{EventLog, EventPayload, Position};
 use waybill_projections::Projections;
 
+/// A runner of `p` on `log`, stopped by sending on the returned sender.
+pub type Runner = (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), waybill_projections::ProjectionError>>,
+);
+
+/// Starts `p` on `log` in a task.
+pub fn spawn_runner(p: &Projections, log: Arc<dyn EventLog>) -> Runner {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let p = p.clone();
+    let runner = tokio::spawn(async move {
+        p.run(
+            log,
+            async {
+                let _ = rx.await;
+            },
+            |_| {},
+        )
+        .await
+    });
+    (tx, runner)
+}
+
+/// Stops a runner and checks that it ended without an error.
+pub async fn stop((tx, runner): Runner) {
+    let _ = tx.send(());
+    runner.await.expect("join").expect("runner");
+}
+
 /// Runs `p` on `log` until it reflects `target`, then stops it.
 pub async fn run_until(p: &Projections, log: Arc<dyn EventLog>, target: Position) {
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let runner = {
-        let p = p.clone();
-        tokio::spawn(async move {
-            p.run(
-                log,
-                async {
-                    let _ = rx.await;
-                },
-                |_| {},
-            )
-            .await
-        })
-    };
+    let runner = spawn_runner(p, log);
     p.wait_for(target, Duration::from_secs(60))
         .await
         .expect("caught up");
-    let _ = tx.send(());
-    runner.await.expect("join").expect("runner");
+    stop(runner).await;
 }
 
 /// The discovery of freight `f{i:04}` (one image `app`, version `i`).
