@@ -12,7 +12,7 @@
 //! triggering position, and the log's optimistic concurrency makes a second
 //! replica re-decide and find the promotion already in flight.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -63,8 +63,8 @@ impl AutoPromoter {
         // Every project seen on the tail whose pipeline has a stage to
         // promote into, and its last position there.
         let mut projects: BTreeMap<String, Position> = BTreeMap::new();
-        // Whether each project's latest pipeline has such a stage.
-        let mut automated: BTreeMap<String, bool> = BTreeMap::new();
+        // The projects whose latest pipeline has such a stage.
+        let mut automated: BTreeSet<String> = BTreeSet::new();
         let mut tick = tokio::time::interval(TICK);
         let (mut tail, start_head) = loop {
             let opened = async {
@@ -107,13 +107,17 @@ impl AutoPromoter {
                 match next {
                     Some(Ok(ev)) => {
                         let project = &ev.event.project;
-                        if let Some(auto) = automates(&ev.event.payload) {
-                            automated.insert(project.clone(), auto);
-                            if !auto {
+                        match automates(&ev.event.payload) {
+                            Some(true) => {
+                                automated.insert(project.clone());
+                            }
+                            Some(false) => {
+                                automated.remove(project);
                                 projects.remove(project);
                             }
+                            None => {}
                         }
-                        if automated.get(project).copied().unwrap_or(false) {
+                        if automated.contains(project) {
                             triggers.insert(project.clone(), ev.position);
                         } else {
                             triggers.remove(project);
