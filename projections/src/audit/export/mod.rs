@@ -605,7 +605,7 @@ mod tests {
     /// The hand-written line is exactly what serde_json makes of an
     /// [`EventLine`] (which the verifier reads), escapes included.
     #[test]
-    fn an_event_line_is_the_json_of_its_event_line() {
+    fn an_event_line_is_the_json_of_its_event_line() -> anyhow::Result<()> {
         let records: [&[u8]; 4] = [b"", b"\x00", b"\xff\xfe\x00\x01\x02", &[7u8; 1000]];
         for (i, record) in records.into_iter().enumerate() {
             let actor = format!("user \"{i}\"\\ \u{e9}\n\u{1}");
@@ -620,7 +620,7 @@ mod tests {
                 hash: "ab12",
             };
             let mut buf = b"earlier bytes".to_vec();
-            write_event_line(&mut buf, &head, record).unwrap();
+            write_event_line(&mut buf, &head, record)?;
             let line = EventLine {
                 position: head.position,
                 project: head.project,
@@ -633,12 +633,13 @@ mod tests {
                 record: &base64::engine::general_purpose::STANDARD.encode(record),
             };
             let mut expected = b"earlier bytes".to_vec();
-            serde_json::to_writer(&mut expected, &line).unwrap();
+            serde_json::to_writer(&mut expected, &line)?;
             expected.push(b'\n');
             assert_eq!(
                 String::from_utf8_lossy(&buf),
                 String::from_utf8_lossy(&expected)
             );
         }
+        Ok(())
     }
 }
