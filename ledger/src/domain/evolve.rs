@@ -90,7 +90,7 @@ impl ProjectState {
                         CheckResult {
                             passed: v.passed,
                             at,
-                            metrics: v.metrics.clone(),
+                            metrics: v.metrics.iter().map(|(k, m)| (k.clone(), *m)).collect(),
                             evidence_url: v.evidence_url.clone(),
                             position: ev.position,
                         },

@@ -67,6 +67,13 @@ pub struct AppliedPipeline {
     pub source_revision: String,
 }
 
+/// A map of a few entries (a freight's stages, checks and metrics): a
+/// sorted `Vec`, iterated in key order like a `BTreeMap` and serialized the
+/// same way, but without a B-tree node (about 1 KiB) for one or two entries.
+/// Every freight has several, and the command side keeps every freight in
+/// memory.
+pub type SmallMap<K, V> = litemap::LiteMap<K, V>;
+
 /// A freight and its derived status.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Freight {
@@ -77,12 +84,12 @@ pub struct Freight {
     pub discovered_at: DateTime<Utc>,
     pub discovered: Position,
     pub discovered_id: uuid::Uuid,
-    pub verified_in: BTreeMap<String, Verified>,
-    pub approved_for: BTreeMap<String, FreightApproval>,
+    pub verified_in: SmallMap<String, Verified>,
+    pub approved_for: SmallMap<String, FreightApproval>,
     /// Stage → since when the freight has been current there.
-    pub currently_in: BTreeMap<String, DateTime<Utc>>,
+    pub currently_in: SmallMap<String, DateTime<Utc>>,
     /// Latest result per stage and check.
-    pub checks: BTreeMap<String, BTreeMap<String, CheckResult>>,
+    pub checks: SmallMap<String, SmallMap<String, CheckResult>>,
 }
 
 /// Verification of a freight in a stage.
@@ -123,7 +130,7 @@ pub struct FreightApproval {
 pub struct CheckResult {
     pub passed: bool,
     pub at: DateTime<Utc>,
-    pub metrics: BTreeMap<String, f64>,
+    pub metrics: SmallMap<String, f64>,
     pub evidence_url: String,
     pub position: Position,
 }
@@ -322,5 +329,79 @@ impl ProjectState {
         for id in ids {
             self.track(&id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Read models store freight as JSON: its small maps must read and write
+    /// exactly as the `BTreeMap`s they replaced (objects, keys in order).
+    #[test]
+    fn small_maps_are_stored_as_sorted_json_objects() -> Result<(), serde_json::Error> {
+        let at: DateTime<Utc> = "2026-11-30T03:00:00Z".parse().expect("a time");
+        let check = |url: &str| CheckResult {
+            passed: true,
+            at,
+            metrics: [("p99".to_string(), 1.5), ("errors".to_string(), 0.0)]
+                .into_iter()
+                .collect(),
+            evidence_url: url.to_string(),
+            position: Position(7),
+        };
+        let mut f = Freight {
+            id: "f1".into(),
+            warehouse: "images".into(),
+            artifacts: Vec::new(),
+            alias: "v1".into(),
+            discovered_at: at,
+            discovered: Position(1),
+            discovered_id: uuid::Uuid::nil(),
+            verified_in: SmallMap::new(),
+            approved_for: SmallMap::new(),
+            currently_in: SmallMap::new(),
+            checks: SmallMap::new(),
+        };
+        // Inserted out of order.
+        f.currently_in.insert("staging".into(), at);
+        f.currently_in.insert("dev".into(), at);
+        f.checks
+            .entry("staging".into())
+            .or_default()
+            .insert("smoke".into(), check("s"));
+        f.checks
+            .entry("dev".into())
+            .or_default()
+            .insert("unit".into(), check("u"));
+        f.checks
+            .entry("dev".into())
+            .or_default()
+            .insert("lint".into(), check("l"));
+
+        let json = serde_json::to_value(&f)?;
+        let mut old = BTreeMap::new();
+        old.insert("staging", at);
+        old.insert("dev", at);
+        assert_eq!(json["currently_in"], serde_json::to_value(&old)?);
+        let text = serde_json::to_string(&f)?;
+        let dev = text
+            .find(r#""dev":{"lint""#)
+            .expect("dev's checks, lint first");
+        let staging = text
+            .find(r#""staging":{"smoke""#)
+            .expect("staging's checks");
+        assert!(dev < staging, "{text}");
+        assert!(
+            text.contains(r#""metrics":{"errors":0.0,"p99":1.5}"#),
+            "{text}"
+        );
+
+        // What the BTreeMaps wrote reads back the same.
+        let back: Freight = serde_json::from_value(json)?;
+        assert_eq!(back, f);
+        let keys: Vec<&String> = back.checks.keys().collect();
+        assert_eq!(keys, ["dev", "staging"]);
+        Ok(())
     }
 }

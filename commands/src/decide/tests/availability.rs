@@ -96,7 +96,10 @@ fn soak_is_the_longest_tenure_even_after_the_freight_moved_on() {
     s.advance(Duration::hours(5));
     // The old freight left staging after 2h verified: still soaked enough.
     assert_eq!(check_available(&s.state, &old, "prod", s.now), Ok(()));
-    let v = &s.state.freight[&old].verified_in["staging"];
+    let v = &s.state.freight[&old]
+        .verified_in
+        .get("staging")
+        .expect("verified in staging");
     assert_eq!(v.longest_soak.0, 2 * 3600);
     assert!(v.since.is_none());
 }

@@ -34,7 +34,10 @@ fn bypass_skips_upstream_and_the_freeze_and_is_flagged() {
         Reason::FreightNotAvailable,
     );
     s.ok(alice(), bypass(&f, "payments outage", "CHG-9"));
-    let approval = &s.state.freight[&f].approved_for["prod"];
+    let approval = &s.state.freight[&f]
+        .approved_for
+        .get("prod")
+        .expect("approved for prod");
     assert!(approval.bypass);
     assert_eq!(approval.reason, "payments outage");
     assert_eq!(approval.by, "alice");
