@@ -137,6 +137,10 @@ fn bench_queries_runs_and_reports_rebuild_and_latencies() {
         ratio(&doc, metric);
     }
     assert!(doc.contains("Peak RSS of the rebuild process: **"));
+    assert!(
+        doc.contains("bytes per event, after one `RecordDiscovery` on each project"),
+        "{doc}"
+    );
 }
 
 #[test]

@@ -198,7 +198,7 @@ fn load_freight(
         return Ok(false);
     };
     state.by_discovery.insert((f.discovered_at, f.id.clone()));
-    state.freight.insert(f.id.clone(), f);
+    state.freight.insert(f.id.clone(), Box::new(f));
     Ok(true)
 }
 
@@ -211,7 +211,7 @@ fn load_promotion(
         return Ok(());
     }
     if let Some(p) = promotion(tree, &state.project, id)? {
-        state.promotions.insert(p.id.clone(), p);
+        state.promotions.insert(p.id.clone(), Box::new(p));
     }
     Ok(())
 }
@@ -327,7 +327,7 @@ pub fn load_all(tree: &sled::Tree) -> Result<Vec<ProjectState>, ProjectionError>
             let at = keys::index_pos(&k)
                 .ok_or_else(|| ProjectionError::Corrupt("bad active key".into()))?;
             if let Some(p) = promotion_at(tree, project, at)? {
-                state.promotions.insert(p.id.clone(), p);
+                state.promotions.insert(p.id.clone(), Box::new(p));
             }
         }
         let current: Vec<String> = state

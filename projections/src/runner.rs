@@ -126,7 +126,7 @@ impl Projections {
     ) -> Result<Option<Freight>, ProjectionError> {
         let in_memory = |id: &str| {
             self.shared(project)
-                .and_then(|s| read(&s).freight.get(id).cloned())
+                .and_then(|s| read(&s).freight.get(id).map(|f| Freight::clone(f)))
         };
         let tree = self.inner.store.views();
         if let Some(f) = in_memory(id_or_alias) {
@@ -149,7 +149,7 @@ impl Projections {
     pub fn promotion(&self, project: &str, id: &str) -> Result<Option<Promotion>, ProjectionError> {
         let in_memory = self
             .shared(project)
-            .and_then(|s| read(&s).promotions.get(id).cloned());
+            .and_then(|s| read(&s).promotions.get(id).map(|p| Promotion::clone(p)));
         match in_memory {
             Some(p) => Ok(Some(p)),
             None => models::promotion(self.inner.store.views(), project, id),

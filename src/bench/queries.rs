@@ -296,10 +296,46 @@ async fn history(q: &mut QueryServiceClient<Channel>, project: &str) -> anyhow::
     Ok(n)
 }
 
+/// What the command side holds: RSS of a `waybill serve --roles commands`
+/// child before and after one `RecordDiscovery` on each project (the first
+/// command on a project folds its whole history into the cached state).
+/// Bytes, (before, after).
+async fn command_state_rss(
+    url: Option<&str>,
+    data: &std::path::Path,
+    projects: usize,
+) -> anyhow::Result<(u64, u64)> {
+    let (mut server, endpoint) = serve(url, data, &["--roles", "commands"])?;
+    let pid = server.id();
+    let result = async {
+        let mut c = CommandServiceClient::connect(endpoint).await?;
+        let before = super::process::rss(pid);
+        for p in 0..projects {
+            c.record_discovery(pb::RecordDiscoveryRequest {
+                project: format!("proj-{p:03}"),
+                warehouse: "images".into(),
+                artifacts: vec![pb::Artifact {
+                    kind: 1,
+                    name: "ghcr.io/acme/state".into(),
+                    version: p.to_string(),
+                    digest: String::new(),
+                }],
+                ..Default::default()
+            })
+            .await?;
+        }
+        anyhow::Ok((before, super::process::rss(pid)))
+    }
+    .await;
+    let _ = server.kill();
+    let _ = server.wait();
+    result
+}
+
 pub async fn run(args: QueriesBenchArgs) -> anyhow::Result<()> {
     let machine = Machine::detect();
     let date = machine::now_utc();
-    let mut progress = Progress::named("queries", if args.embedded { 10 } else { 9 });
+    let mut progress = Progress::named("queries", if args.embedded { 11 } else { 10 });
     progress.phase("starting nats-server");
     let mut target = Target::open_with(args.nats.clone(), args.cluster, args.cluster).await?;
     let url = target.url().to_string();
@@ -435,6 +471,12 @@ pub async fn run(args: QueriesBenchArgs) -> anyhow::Result<()> {
     }
     let _ = server.kill();
     let _ = server.wait();
+    progress.phase(format!(
+        "command state: one command on each of {} projects",
+        args.projects
+    ));
+    let (command_before, command_after) =
+        command_state_rss(source.as_deref(), &data, args.projects).await?;
     drop(scratch);
     let version = target.version();
     if args.nats.is_some() {
@@ -482,7 +524,15 @@ pub async fn run(args: QueriesBenchArgs) -> anyhow::Result<()> {
     ];
     let table = report::render(&rows);
     let rss_mb = peak as f64 / (1024.0 * 1024.0);
-    println!("waybill bench queries: nats-server {version}, {total} events over {} projects\nmachine: {machine}\n\n{table}\npeak RSS of the rebuild: {rss_mb:.0} MiB (target ≤ 200 MiB)", args.projects);
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let command_grew = command_after.saturating_sub(command_before);
+    let command_state = format!(
+        "{:.0} MiB before, {:.0} MiB after: {} bytes per event",
+        mib(command_before),
+        mib(command_after),
+        command_grew / total.max(1)
+    );
+    println!("waybill bench queries: nats-server {version}, {total} events over {} projects\nmachine: {machine}\n\n{table}\npeak RSS of the rebuild: {rss_mb:.0} MiB (target ≤ 200 MiB)\ncommand server after one command on each project: {command_state}", args.projects);
     if let Some(path) = &args.write {
         let body = format!(
             "## Read side (`waybill bench queries{flag}`)
@@ -495,6 +545,13 @@ pub async fn run(args: QueriesBenchArgs) -> anyhow::Result<()> {
 
 {table}
 Peak RSS of the rebuild process: **{rss_mb:.0} MiB** (target ≤ 200 MiB).
+
+Command side (no target): a `waybill serve --roles commands` child on the
+same log, {command_state}, after one `RecordDiscovery` on each project. The
+first command on a project folds its whole history into the state the
+command service caches (every freight, promotion and idempotency key; see
+`docs/decisions.md`, \"The command side's state is compact, not yet
+bounded\").
 
 The rebuild row compares `waybill projections rebuild` (a child process:
 read, decode and hash every event, evolve the project states, write the

@@ -9,10 +9,14 @@ use crate::command::{Command, Context};
 use crate::rejection::{Reason, Rejection};
 
 pub(crate) fn find<'a>(state: &'a ProjectState, id: &str) -> Result<&'a Promotion, Rejection> {
-    state.promotions.get(id).ok_or_else(|| Rejection::NotFound {
-        what: "promotion",
-        id: id.to_string(),
-    })
+    state
+        .promotions
+        .get(id)
+        .map(|p| &**p)
+        .ok_or_else(|| Rejection::NotFound {
+            what: "promotion",
+            id: id.to_string(),
+        })
 }
 
 fn not_pending(p: &Promotion, wanted: &str) -> Rejection {

@@ -33,7 +33,7 @@ pub fn decide(
     ctx: &Context,
     command: &Command,
 ) -> Result<Decision, Rejection> {
-    if let Some(outcome) = state.commands.get(&ctx.command_id) {
+    if let Some(outcome) = state.command(&ctx.command_id) {
         return Ok(Decision::AlreadyDone(*outcome));
     }
     match command {

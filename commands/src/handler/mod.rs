@@ -285,8 +285,7 @@ impl CommandHandler {
                 Err(LedgerError::Duplicate { original }) => {
                     catch_up(&*self.log, project, &mut state).await?;
                     let event_id = state
-                        .commands
-                        .get(&command_id)
+                        .command(&command_id)
                         .map(|o| o.event_id)
                         .unwrap_or_default();
                     return Ok(Outcome {

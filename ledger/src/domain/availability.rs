@@ -175,7 +175,7 @@ pub fn auto_candidate<'a>(
             let upstream = stage.upstreams().next()?;
             let current = state.stages.get(upstream)?.current.as_ref()?;
             let f = state.freight.get(&current.freight)?;
-            available_to(f, stage, now).ok().map(|()| f)
+            available_to(f, stage, now).ok().map(|()| &**f)
         }
     }
 }

@@ -25,7 +25,7 @@ impl ProjectState {
         self.seq = e.project_seq;
         self.latest_time = Some(self.latest_time.map_or(at, |t| t.max(at)));
         self.commands.insert(
-            e.command_id.clone(),
+            CommandKey::of(&e.command_id),
             CommandOutcome {
                 position: ev.position,
                 event_id: e.id,
@@ -64,9 +64,8 @@ impl ProjectState {
                 if !self.freight.contains_key(&d.freight_id) {
                     self.by_discovery.insert((at, d.freight_id.clone()));
                 }
-                self.freight
-                    .entry(d.freight_id.clone())
-                    .or_insert_with(|| Freight {
+                self.freight.entry(d.freight_id.clone()).or_insert_with(|| {
+                    Box::new(Freight {
                         id: d.freight_id.clone(),
                         warehouse: d.warehouse.clone(),
                         artifacts: d.artifacts.clone(),
@@ -78,7 +77,8 @@ impl ProjectState {
                         approved_for: Default::default(),
                         currently_in: Default::default(),
                         checks: Default::default(),
-                    });
+                    })
+                });
                 if !d.alias.is_empty() {
                     self.aliases.insert(d.alias.clone(), d.freight_id.clone());
                 }
@@ -117,7 +117,7 @@ impl ProjectState {
                 self.untrack(&r.promotion_id);
                 self.promotions.insert(
                     r.promotion_id.clone(),
-                    Promotion {
+                    Box::new(Promotion {
                         id: r.promotion_id.clone(),
                         stage: r.stage.clone(),
                         freight: r.freight_id.clone(),
@@ -131,7 +131,7 @@ impl ProjectState {
                         requested: ev.position,
                         updated_at: at,
                         details: String::new(),
-                    },
+                    }),
                 );
                 self.track(&r.promotion_id);
                 if let Some(s) = self.stages.get_mut(&r.stage) {
@@ -299,6 +299,11 @@ impl ProjectState {
     fn end_tenure(&mut self, freight: &str, stage: &str, at: DateTime<Utc>) {
         if let Some(f) = self.freight.get_mut(freight) {
             f.currently_in.remove(stage);
+            if f.currently_in.is_empty() {
+                // Most freight runs nowhere once replaced: give back the
+                // map's room (a LiteMap keeps its capacity when emptied).
+                f.currently_in = SmallMap::new();
+            }
             if let Some(v) = f.verified_in.get_mut(stage) {
                 v.longest_soak = v.soak(at);
                 v.since = None;

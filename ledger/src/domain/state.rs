@@ -25,7 +25,7 @@ pub struct ProjectState {
     pub latest_time: Option<DateTime<Utc>>,
     /// The pipeline and policy in force.
     pub pipeline: Option<AppliedPipeline>,
-    pub freight: BTreeMap<String, Freight>,
+    pub freight: BTreeMap<String, Box<Freight>>,
     /// (discovery time, id) of every freight, oldest first: an index of
     /// `freight` for "the newest freight that ..." (auto-promotion, "newest
     /// available"). Not serialized (it would repeat every freight id in a
@@ -35,15 +35,37 @@ pub struct ProjectState {
     /// Alias → freight id.
     pub aliases: BTreeMap<String, String>,
     pub stages: BTreeMap<String, StageState>,
-    pub promotions: BTreeMap<String, Promotion>,
+    pub promotions: BTreeMap<String, Box<Promotion>>,
     /// Stage → freight → ids of its active promotions (requested, authorized
     /// or running): an index of `promotions`, so that deciding on a project
     /// does not scan every promotion it ever had. Not serialized (derived):
     /// rebuilt by [`ProjectState::reindex`] when a state is loaded.
     #[serde(skip)]
     pub active: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
-    /// Command id → the event it produced (idempotency, kept for ever).
-    pub commands: HashMap<String, CommandOutcome>,
+    /// Command id → the event it produced (idempotency, kept for ever),
+    /// looked up with [`ProjectState::command`]. Not serialized: read models
+    /// do not keep it.
+    #[serde(skip)]
+    pub commands: HashMap<CommandKey, CommandOutcome>,
+}
+
+/// An idempotency key as the command state keeps it: the first 16 bytes of
+/// its SHA-256. A key of any length costs 16 bytes and no allocation (the
+/// state keeps one per event); two different keys share one with a
+/// probability of about n²/2¹²⁹ for n keys, and finding such a pair takes
+/// about 2⁶⁴ hashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CommandKey([u8; 16]);
+
+impl CommandKey {
+    /// The key of command id `id`.
+    pub fn of(id: &str) -> CommandKey {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(id.as_bytes());
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&digest[..16]);
+        CommandKey(key)
+    }
 }
 
 /// The event a command produced.
@@ -251,20 +273,28 @@ impl ProjectState {
             .unwrap_or(Position::ZERO)
     }
 
+    /// The event command `id` produced, if it was executed.
+    pub fn command(&self, id: &str) -> Option<&CommandOutcome> {
+        self.commands.get(&CommandKey::of(id))
+    }
+
     /// Resolves a freight id or alias.
     pub fn resolve_freight(&self, id_or_alias: &str) -> Option<&Freight> {
-        self.freight.get(id_or_alias).or_else(|| {
-            self.aliases
-                .get(id_or_alias)
-                .and_then(|id| self.freight.get(id))
-        })
+        self.freight
+            .get(id_or_alias)
+            .or_else(|| {
+                self.aliases
+                    .get(id_or_alias)
+                    .and_then(|id| self.freight.get(id))
+            })
+            .map(|f| &**f)
     }
 
     /// The active promotion of `freight` into `stage` (the first by id, if
     /// the log holds several).
     pub fn in_flight(&self, stage: &str, freight: &str) -> Option<&Promotion> {
         let id = self.active.get(stage)?.get(freight)?.first()?;
-        self.promotions.get(id)
+        self.promotions.get(id).map(|p| &**p)
     }
 
     /// Brings the index of active promotions in line with promotion `id`.
@@ -309,6 +339,7 @@ impl ProjectState {
             .iter()
             .rev()
             .filter_map(|(_, id)| self.freight.get(id))
+            .map(|f| &**f)
             .find(|f| pred(f))
     }
 

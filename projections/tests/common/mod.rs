@@ -101,7 +101,7 @@ pub async fn assert_models_equal_fold(p: &Projections, log: &dyn EventLog) {
         for (id, f) in &want.freight {
             assert_eq!(
                 p.freight(name, id).expect("read").as_ref(),
-                Some(f),
+                Some(&**f),
                 "{name} {id}"
             );
         }
@@ -122,7 +122,7 @@ pub async fn assert_models_equal_fold(p: &Projections, log: &dyn EventLog) {
         for (id, pr) in &want.promotions {
             assert_eq!(
                 p.promotion(name, id).expect("read").as_ref(),
-                Some(pr),
+                Some(&**pr),
                 "{name} {id}"
             );
         }
@@ -137,7 +137,7 @@ pub async fn assert_models_equal_fold(p: &Projections, log: &dyn EventLog) {
         assert!(stored.windows(2).all(|w| w[0].requested < w[1].requested));
         for pr in stored {
             assert_eq!(
-                want.promotions.get(&pr.id),
+                want.promotions.get(&pr.id).map(|p| &**p),
                 Some(&pr),
                 "{name}: stored {}",
                 pr.id
