@@ -135,6 +135,11 @@ pub struct ServeArgs {
     /// point-in-time queries read from it [default: 512].
     #[arg(long, env = "WAYBILL_CACHE_MB", value_name = "MIB")]
     pub cache_mb: Option<u64>,
+    /// Events of project history the command service keeps folded in memory
+    /// (about 0.8 KB each); beyond it the least recently used projects are
+    /// dropped and folded again from the log when next needed [default: 500000].
+    #[arg(long, env = "WAYBILL_COMMAND_CACHE_EVENTS", value_name = "EVENTS", value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..))]
+    pub command_cache_events: Option<u64>,
     /// What this process runs, comma-separated: `commands` (the command
     /// service), `queries` (read models, Merkle tree and checkpoints, the
     /// query and audit services, exports), `reactors` (auto-promotion)

@@ -27,6 +27,8 @@ pub struct FileConfig {
     pub rate_limit: Option<u32>,
     /// Read models' page cache, MiB.
     pub cache_mb: Option<u64>,
+    /// Events of history the command service keeps folded in memory.
+    pub command_cache_events: Option<u64>,
     /// What this process runs: `commands`, `queries`, `reactors`.
     pub roles: Option<Vec<crate::roles::ServeRole>>,
     /// gRPC over TLS: certificate and key (PEM), and for mutual TLS the CA of clients.
@@ -235,6 +237,10 @@ mod example_tests {
         let file: FileConfig = toml::from_str(text).expect("deploy/waybill.example.toml parses");
         assert_eq!(file.listen, Some(DEFAULT_LISTEN.parse().expect("addr")));
         assert_eq!(file.cache_mb, Some(crate::serve::DEFAULT_CACHE_MB));
+        assert_eq!(
+            file.command_cache_events,
+            Some(waybill_commands::handler::DEFAULT_CACHE_EVENTS)
+        );
         let roles = crate::roles::Roles::chosen(&[], file.roles.as_deref(), false).expect("roles");
         assert_eq!(roles, crate::roles::Roles::ALL);
         assert!(matches!(

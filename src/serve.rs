@@ -50,6 +50,8 @@ pub struct Services {
     pub log: OpenLog,
     pub auth: Arc<Authenticator>,
     pub clock: Clock,
+    /// Events of history the command service keeps folded in memory.
+    pub command_cache_events: u64,
     /// Serve the command service.
     pub commands: bool,
     pub reactors: bool,
@@ -174,6 +176,10 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         log: log.clone(),
         auth: Arc::new(auth),
         clock: args.clock_start.map(Clock::starting_at).unwrap_or_default(),
+        command_cache_events: args
+            .command_cache_events
+            .or(file.command_cache_events)
+            .unwrap_or(waybill_commands::handler::DEFAULT_CACHE_EVENTS),
         commands: roles.commands,
         reactors: roles.reactors,
         read_side,
@@ -275,7 +281,9 @@ pub async fn serve(
     let log = services.log.log();
     let authorizer = Arc::new(services.auth.authorizer().clone());
     let source = format!("waybill://{}", hostname());
-    let handler = CommandHandler::new(log, authorizer, &source).with_clock(services.clock);
+    let handler = CommandHandler::new(log, authorizer, &source)
+        .with_clock(services.clock)
+        .with_cache_budget(services.command_cache_events);
     let commands = services
         .commands
         .then(|| CommandGrpc::new(handler.clone(), services.auth.clone()));

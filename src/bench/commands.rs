@@ -447,6 +447,7 @@ impl Server {
                 log: log.clone(),
                 auth: auth.clone(),
                 clock: Clock::System,
+                command_cache_events: waybill_commands::handler::DEFAULT_CACHE_EVENTS,
                 commands: true,
                 reactors: false,
                 read_side,

@@ -6,6 +6,11 @@
 //! command replicas. Within one process, commands on a project are serialized
 //! by that project's async mutex, so they never conflict with each other;
 //! different projects never wait for each other.
+//!
+//! A cached state holds the project's whole history (about 0.8 KB per
+//! event), so the cache keeps at most [`CommandHandler::with_cache_budget`]
+//! events: beyond it the least recently used idle projects are dropped, and
+//! folded again from the log when next needed.
 
 mod labels;
 mod roles;
@@ -28,6 +33,10 @@ use crate::rejection::Rejection;
 
 /// Conflicts tolerated before a command gives up with `ABORTED`.
 pub const MAX_ATTEMPTS: u32 = 16;
+
+/// Events of history the cached project states hold by default (about
+/// 400 MiB at 0.8 KB per event).
+pub const DEFAULT_CACHE_EVENTS: u64 = 500_000;
 
 /// Why a command did not produce (or find) an event.
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +86,81 @@ pub struct CommandHandler {
     authorizer: Arc<Authorizer>,
     source: String,
     clock: Clock,
-    states: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<ProjectState>>>>>,
+    states: Arc<Mutex<StateCache>>,
+}
+
+/// The cached project states, least recently used first out.
+#[derive(Debug)]
+struct StateCache {
+    slots: HashMap<String, Slot>,
+    /// Events the states may hold together before idle ones are dropped.
+    budget: u64,
+    /// Counts uses; a slot remembers its last.
+    tick: u64,
+}
+
+/// One project's cached state.
+#[derive(Debug, Clone)]
+struct Slot {
+    state: Arc<tokio::sync::Mutex<ProjectState>>,
+    /// Events the state held when its last user let go of it.
+    events: Arc<std::sync::atomic::AtomicU64>,
+    used: u64,
+}
+
+impl Slot {
+    fn new(project: &str) -> Slot {
+        Slot {
+            state: Arc::new(tokio::sync::Mutex::new(ProjectState::new(project))),
+            events: Arc::default(),
+            used: 0,
+        }
+    }
+
+    /// Records how much history `state` (this slot's, locked) holds.
+    fn sized(&self, state: &ProjectState) {
+        self.events
+            .store(state.seq, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl StateCache {
+    /// The slot of `project` (made if absent), marked as just used; first
+    /// drops the least recently used idle slots while the cache is over
+    /// its budget. A slot is idle when nobody holds it: a command on it
+    /// finishes undisturbed, and the project is never cached twice.
+    fn slot(&mut self, project: &str) -> Slot {
+        use std::sync::atomic::Ordering;
+        self.tick += 1;
+        let tick = self.tick;
+        let size = |s: &Slot| s.events.load(Ordering::Relaxed);
+        let mut total: u64 = self.slots.values().map(size).sum();
+        if total > self.budget {
+            let mut idle: Vec<(u64, String, u64)> = self
+                .slots
+                .iter()
+                .filter(|(name, s)| name.as_str() != project && Arc::strong_count(&s.state) == 1)
+                .map(|(name, s)| (s.used, name.clone(), size(s)))
+                .collect();
+            idle.sort_unstable();
+            for (_, name, events) in idle {
+                if total <= self.budget {
+                    break;
+                }
+                self.slots.remove(&name);
+                total -= events;
+                ::metrics::counter!("waybill_command_states_dropped_total").increment(1);
+                tracing::debug!(project = %name, events, "dropped a cached project state");
+            }
+            ::metrics::gauge!("waybill_command_state_events").set(total as f64);
+        }
+        let slot = self
+            .slots
+            .entry(project.to_string())
+            .or_insert_with(|| Slot::new(project));
+        slot.used = tick;
+        slot.clone()
+    }
 }
 
 impl std::fmt::Debug for CommandHandler {
@@ -100,8 +183,25 @@ impl CommandHandler {
             authorizer,
             source: source.to_string(),
             clock: Clock::System,
-            states: Arc::default(),
+            states: Arc::new(Mutex::new(StateCache {
+                slots: HashMap::new(),
+                budget: DEFAULT_CACHE_EVENTS,
+                tick: 0,
+            })),
         }
+    }
+
+    /// Keeps at most `events` events of history in the cached project states
+    /// (a project bigger than that is still kept while it is the one in use).
+    pub fn with_cache_budget(self, events: u64) -> CommandHandler {
+        self.cache().budget = events;
+        self
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, StateCache> {
+        // A poisoned lock only means another thread panicked while holding
+        // it; the map itself is still consistent.
+        self.states.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Uses `clock` for "now" in every decision.
@@ -120,14 +220,8 @@ impl CommandHandler {
         &self.log
     }
 
-    fn slot(&self, project: &str) -> Arc<tokio::sync::Mutex<ProjectState>> {
-        // A poisoned map only means another thread panicked while inserting;
-        // the map itself is still consistent.
-        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
-        states
-            .entry(project.to_string())
-            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(ProjectState::new(project))))
-            .clone()
+    fn slot(&self, project: &str) -> Slot {
+        self.cache().slot(project)
     }
 
     /// Holds the project's command lock until the guard is dropped (tests use
@@ -137,15 +231,14 @@ impl CommandHandler {
         &self,
         project: &ProjectName,
     ) -> tokio::sync::OwnedMutexGuard<ProjectState> {
-        self.slot(project.as_str()).lock_owned().await
+        self.slot(project.as_str()).state.lock_owned().await
     }
 
     /// The projects whose state this handler holds in memory (tests use it
     /// to show what a reactor loads).
     #[doc(hidden)]
     pub fn cached_projects(&self) -> Vec<String> {
-        let states = self.states.lock().unwrap_or_else(|p| p.into_inner());
-        let mut names: Vec<String> = states.keys().cloned().collect();
+        let mut names: Vec<String> = self.cache().slots.keys().cloned().collect();
         names.sort();
         names
     }
@@ -175,9 +268,11 @@ impl CommandHandler {
         f: impl FnOnce(&ProjectState) -> R,
     ) -> Result<R, CommandError> {
         let slot = self.slot(project.as_str());
-        let mut state = slot.lock().await;
+        let mut state = slot.state.lock().await;
         if known.is_none_or(|k| state.position < k) {
-            catch_up(&*self.log, project, &mut state).await?;
+            let caught_up = catch_up(&*self.log, project, &mut state).await;
+            slot.sized(&state);
+            caught_up?;
         }
         Ok(f(&state))
     }
@@ -232,12 +327,37 @@ impl CommandHandler {
             .filter(|k| !k.is_empty())
             .unwrap_or_else(|| Uuid::now_v7().to_string());
         let slot = self.slot(project.as_str());
-        let mut state = slot.lock().await;
+        let mut state = slot.state.lock().await;
+        let result = self
+            .decide_and_append(
+                project,
+                principal,
+                command,
+                &command_id,
+                correlation_id,
+                &mut state,
+            )
+            .await;
+        slot.sized(&state);
+        result
+    }
+
+    /// Decides on `state` (caught up first if it is empty) and appends,
+    /// deciding again after each conflict.
+    async fn decide_and_append(
+        &self,
+        project: &ProjectName,
+        principal: &Principal,
+        command: Command,
+        command_id: &str,
+        correlation_id: &str,
+        state: &mut ProjectState,
+    ) -> Result<Outcome, CommandError> {
         if state.seq == 0 {
-            catch_up(&*self.log, project, &mut state).await?;
+            catch_up(&*self.log, project, state).await?;
         }
         for attempt in 1..=MAX_ATTEMPTS {
-            let (role, stage) = required_role(&state, &command);
+            let (role, stage) = required_role(state, &command);
             if principal.service_name().is_none() {
                 self.authorizer
                     .require(principal, role, project.as_str(), stage)?;
@@ -246,9 +366,9 @@ impl CommandHandler {
                 actor: principal.actor(),
                 groups: principal.groups.clone(),
                 now: self.clock.now(),
-                command_id: command_id.clone(),
+                command_id: command_id.to_string(),
             };
-            let (payload, subject) = match decide(&state, &ctx, &command)? {
+            let (payload, subject) = match decide(state, &ctx, &command)? {
                 Decision::AlreadyDone(o) => {
                     return Ok(Outcome {
                         event_id: o.event_id,
@@ -259,7 +379,7 @@ impl CommandHandler {
                 }
                 Decision::Append { payload, subject } => (payload, subject),
             };
-            let mut event = NewEvent::new(payload.clone(), ctx.actor.clone(), &command_id);
+            let mut event = NewEvent::new(payload.clone(), ctx.actor.clone(), command_id);
             event.subject = subject;
             event.source = self.source.clone();
             event.time = Some(ctx.now);
@@ -280,10 +400,10 @@ impl CommandHandler {
                 Err(LedgerError::Conflict { actual }) => {
                     ::metrics::counter!("waybill_append_conflicts_total").increment(1);
                     tracing::debug!(project = %project, attempt, actual = actual.0, "conflict; re-deciding");
-                    catch_up(&*self.log, project, &mut state).await?;
+                    catch_up(&*self.log, project, state).await?;
                 }
                 Err(LedgerError::Duplicate { original }) => {
-                    catch_up(&*self.log, project, &mut state).await?;
+                    catch_up(&*self.log, project, state).await?;
                     let event_id = state
                         .command(&command_id)
                         .map(|o| o.event_id)
