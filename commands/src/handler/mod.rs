@@ -405,7 +405,7 @@ impl CommandHandler {
                 Err(LedgerError::Duplicate { original }) => {
                     catch_up(&*self.log, project, state).await?;
                     let event_id = state
-                        .command(&command_id)
+                        .command(command_id)
                         .map(|o| o.event_id)
                         .unwrap_or_default();
                     return Ok(Outcome {
