@@ -298,14 +298,20 @@ async fn history(q: &mut QueryServiceClient<Channel>, project: &str) -> anyhow::
 
 /// What the command side holds: RSS of a `waybill serve --roles commands`
 /// child before and after one `RecordDiscovery` on each project (the first
-/// command on a project folds its whole history into the cached state).
-/// Bytes, (before, after).
+/// command on a project folds its whole history into the cached state),
+/// with a cache big enough for all `events`. Bytes, (before, after).
 async fn command_state_rss(
     url: Option<&str>,
     data: &std::path::Path,
     projects: usize,
+    events: u64,
 ) -> anyhow::Result<(u64, u64)> {
-    let (mut server, endpoint) = serve(url, data, &["--roles", "commands"])?;
+    let budget = (2 * events).to_string();
+    let (mut server, endpoint) = serve(
+        url,
+        data,
+        &["--roles", "commands", "--command-cache-events", &budget],
+    )?;
     let pid = server.id();
     let result = async {
         let mut c = CommandServiceClient::connect(endpoint).await?;
@@ -476,7 +482,7 @@ pub async fn run(args: QueriesBenchArgs) -> anyhow::Result<()> {
         args.projects
     ));
     let (command_before, command_after) =
-        command_state_rss(source.as_deref(), &data, args.projects).await?;
+        command_state_rss(source.as_deref(), &data, args.projects, total).await?;
     drop(scratch);
     let version = target.version();
     if args.nats.is_some() {
@@ -551,7 +557,9 @@ same log, {command_state}, after one `RecordDiscovery` on each project. The
 first command on a project folds its whole history into the state the
 command service caches (every freight, promotion and idempotency key; see
 `docs/decisions.md`, \"The command side's state is compact, not yet
-bounded\").
+bounded\"); here `--command-cache-events` is set above the ledger's size,
+so that every project stays cached (by default the cache drops the least
+recently used projects beyond 500,000 events).
 
 The rebuild row compares `waybill projections rebuild` (a child process:
 read, decode and hash every event, evolve the project states, write the

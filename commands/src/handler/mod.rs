@@ -18,6 +18,7 @@ mod roles;
 pub use roles::required_role;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
@@ -95,6 +96,8 @@ struct StateCache {
     slots: HashMap<String, Slot>,
     /// Events the states may hold together before idle ones are dropped.
     budget: u64,
+    /// Events the cached states hold together (the sum of the slots' sizes).
+    total: Arc<AtomicU64>,
     /// Counts uses; a slot remembers its last.
     tick: u64,
 }
@@ -104,60 +107,74 @@ struct StateCache {
 struct Slot {
     state: Arc<tokio::sync::Mutex<ProjectState>>,
     /// Events the state held when its last user let go of it.
-    events: Arc<std::sync::atomic::AtomicU64>,
+    events: Arc<AtomicU64>,
+    /// The cache's total, kept up to date as `events` changes.
+    total: Arc<AtomicU64>,
     used: u64,
 }
 
 impl Slot {
-    fn new(project: &str) -> Slot {
-        Slot {
-            state: Arc::new(tokio::sync::Mutex::new(ProjectState::new(project))),
-            events: Arc::default(),
-            used: 0,
-        }
-    }
-
     /// Records how much history `state` (this slot's, locked) holds.
     fn sized(&self, state: &ProjectState) {
-        self.events
-            .store(state.seq, std::sync::atomic::Ordering::Relaxed);
+        let before = self.events.swap(state.seq, Ordering::Relaxed);
+        if state.seq >= before {
+            self.total.fetch_add(state.seq - before, Ordering::Relaxed);
+        } else {
+            self.total.fetch_sub(before - state.seq, Ordering::Relaxed);
+        }
     }
 }
 
 impl StateCache {
+    fn new(budget: u64) -> StateCache {
+        StateCache {
+            slots: HashMap::new(),
+            budget,
+            total: Arc::default(),
+            tick: 0,
+        }
+    }
+
     /// The slot of `project` (made if absent), marked as just used; first
     /// drops the least recently used idle slots while the cache is over
-    /// its budget. A slot is idle when nobody holds it: a command on it
-    /// finishes undisturbed, and the project is never cached twice.
+    /// its budget. A slot is idle when nobody holds it (so nobody is
+    /// resizing it): a command on it finishes undisturbed, and the project
+    /// is never cached twice.
     fn slot(&mut self, project: &str) -> Slot {
-        use std::sync::atomic::Ordering;
         self.tick += 1;
         let tick = self.tick;
-        let size = |s: &Slot| s.events.load(Ordering::Relaxed);
-        let mut total: u64 = self.slots.values().map(size).sum();
-        if total > self.budget {
-            let mut idle: Vec<(u64, String, u64)> = self
+        if self.total.load(Ordering::Relaxed) > self.budget {
+            let mut idle: Vec<(u64, String)> = self
                 .slots
                 .iter()
                 .filter(|(name, s)| name.as_str() != project && Arc::strong_count(&s.state) == 1)
-                .map(|(name, s)| (s.used, name.clone(), size(s)))
+                .map(|(name, s)| (s.used, name.clone()))
                 .collect();
             idle.sort_unstable();
-            for (_, name, events) in idle {
-                if total <= self.budget {
+            for (_, name) in idle {
+                if self.total.load(Ordering::Relaxed) <= self.budget {
                     break;
                 }
-                self.slots.remove(&name);
-                total -= events;
-                ::metrics::counter!("waybill_command_states_dropped_total").increment(1);
-                tracing::debug!(project = %name, events, "dropped a cached project state");
+                if let Some(dropped) = self.slots.remove(&name) {
+                    let events = dropped.events.load(Ordering::Relaxed);
+                    self.total.fetch_sub(events, Ordering::Relaxed);
+                    ::metrics::counter!("waybill_command_states_dropped_total").increment(1);
+                    tracing::debug!(project = %name, events, "dropped a cached project state");
+                }
             }
-            ::metrics::gauge!("waybill_command_state_events").set(total as f64);
         }
+        ::metrics::gauge!("waybill_command_state_events")
+            .set(self.total.load(Ordering::Relaxed) as f64);
+        let total = &self.total;
         let slot = self
             .slots
             .entry(project.to_string())
-            .or_insert_with(|| Slot::new(project));
+            .or_insert_with(|| Slot {
+                state: Arc::new(tokio::sync::Mutex::new(ProjectState::new(project))),
+                events: Arc::default(),
+                total: total.clone(),
+                used: 0,
+            });
         slot.used = tick;
         slot.clone()
     }
@@ -183,11 +200,7 @@ impl CommandHandler {
             authorizer,
             source: source.to_string(),
             clock: Clock::System,
-            states: Arc::new(Mutex::new(StateCache {
-                slots: HashMap::new(),
-                budget: DEFAULT_CACHE_EVENTS,
-                tick: 0,
-            })),
+            states: Arc::new(Mutex::new(StateCache::new(DEFAULT_CACHE_EVENTS))),
         }
     }
 
