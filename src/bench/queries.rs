@@ -296,6 +296,21 @@ async fn history(q: &mut QueryServiceClient<Channel>, project: &str) -> anyhow::
     Ok(n)
 }
 
+/// A discovery of image `ghcr.io/acme/<image>:<version>` in `project`.
+fn discovery(project: String, image: &str, version: impl ToString) -> pb::RecordDiscoveryRequest {
+    pb::RecordDiscoveryRequest {
+        project,
+        warehouse: "images".into(),
+        artifacts: vec![pb::Artifact {
+            kind: 1,
+            name: format!("ghcr.io/acme/{image}"),
+            version: version.to_string(),
+            digest: String::new(),
+        }],
+        ..Default::default()
+    }
+}
+
 /// What the command side holds: RSS of a `waybill serve --roles commands`
 /// child before and after one `RecordDiscovery` on each project (the first
 /// command on a project folds its whole history into the cached state),
@@ -317,18 +332,8 @@ async fn command_state_rss(
         let mut c = CommandServiceClient::connect(endpoint).await?;
         let before = super::process::rss(pid);
         for p in 0..projects {
-            c.record_discovery(pb::RecordDiscoveryRequest {
-                project: format!("proj-{p:03}"),
-                warehouse: "images".into(),
-                artifacts: vec![pb::Artifact {
-                    kind: 1,
-                    name: "ghcr.io/acme/state".into(),
-                    version: p.to_string(),
-                    digest: String::new(),
-                }],
-                ..Default::default()
-            })
-            .await?;
+            c.record_discovery(discovery(format!("proj-{p:03}"), "state", p))
+                .await?;
         }
         anyhow::Ok((before, super::process::rss(pid)))
     }
@@ -454,17 +459,11 @@ pub async fn run(args: QueriesBenchArgs) -> anyhow::Result<()> {
     let mut lag = Vec::new();
     for i in 0..args.samples {
         let reply = c
-            .record_discovery(pb::RecordDiscoveryRequest {
-                project: format!("proj-{:03}", pick(args.projects)),
-                warehouse: "images".into(),
-                artifacts: vec![pb::Artifact {
-                    kind: 1,
-                    name: "ghcr.io/acme/lag".into(),
-                    version: i.to_string(),
-                    digest: String::new(),
-                }],
-                ..Default::default()
-            })
+            .record_discovery(discovery(
+                format!("proj-{:03}", pick(args.projects)),
+                "lag",
+                i,
+            ))
             .await?
             .into_inner();
         let started = Instant::now();
