@@ -100,6 +100,10 @@ struct StateCache {
     total: Arc<AtomicU64>,
     /// Counts uses; a slot remembers its last.
     tick: u64,
+    /// Projects dropped, and since when they have been counted for the
+    /// next warning.
+    dropped: u64,
+    warned: Option<std::time::Instant>,
 }
 
 /// One project's cached state.
@@ -132,6 +136,8 @@ impl StateCache {
             budget,
             total: Arc::default(),
             tick: 0,
+            dropped: 0,
+            warned: None,
         }
     }
 
@@ -160,7 +166,24 @@ impl StateCache {
                     self.total.fetch_sub(events, Ordering::Relaxed);
                     ::metrics::counter!("waybill_command_states_dropped_total").increment(1);
                     tracing::debug!(project = %name, events, "dropped a cached project state");
+                    self.dropped += 1;
                 }
+            }
+            // Each dropped project is folded from the log again on its next
+            // command: say so, at most once a minute, if it keeps happening.
+            let quiet = self
+                .warned
+                .is_some_and(|at| at.elapsed() < std::time::Duration::from_secs(60));
+            if self.dropped > 0 && !quiet {
+                tracing::warn!(
+                    dropped = self.dropped,
+                    budget = self.budget,
+                    "the command service dropped cached project states to stay within \
+                     --command-cache-events; each is folded from the log again when next \
+                     needed (raise the budget if this repeats)"
+                );
+                self.dropped = 0;
+                self.warned = Some(std::time::Instant::now());
             }
         }
         ::metrics::gauge!("waybill_command_state_events")
