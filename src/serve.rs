@@ -133,6 +133,15 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         crate::metrics::install(metrics)?;
     }
     let roles = Roles::chosen(&args.roles, file.roles.as_deref(), args.no_reactors)?;
+    let command_cache_events = args
+        .command_cache_events
+        .or(file.command_cache_events)
+        .unwrap_or(waybill_commands::handler::DEFAULT_CACHE_EVENTS);
+    anyhow::ensure!(
+        command_cache_events > 0,
+        "command_cache_events must be at least 1 (the events of project history the command \
+         service keeps in memory)"
+    );
     let auth = authenticator(&args)?;
     let policy = crate::audit::checkpoint_policy(
         &args.audit,
@@ -176,10 +185,7 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         log: log.clone(),
         auth: Arc::new(auth),
         clock: args.clock_start.map(Clock::starting_at).unwrap_or_default(),
-        command_cache_events: args
-            .command_cache_events
-            .or(file.command_cache_events)
-            .unwrap_or(waybill_commands::handler::DEFAULT_CACHE_EVENTS),
+        command_cache_events,
         commands: roles.commands,
         reactors: roles.reactors,
         read_side,

@@ -151,6 +151,30 @@ fn bad_configuration_is_refused_with_a_clear_message() {
     let out = run(&["serve", "--nats", "nats://x:4222", "--replicas", "7"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("replicas"), "{}", stderr(&out));
+
+    // A budget of no events, from the config file (the flag's parser
+    // refuses it too), is refused before anything is opened.
+    let config = dir.path().join("zero.toml");
+    let data = dir.path().join("data");
+    std::fs::write(
+        &config,
+        format!(
+            "command_cache_events = 0\ndata_dir = {:?}\n",
+            data.to_str().expect("utf8")
+        ),
+    )
+    .expect("write");
+    let out = run(&["--config", config.to_str().expect("utf8"), "serve"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("command_cache_events must be at least 1"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !data.exists(),
+        "nothing is created for a refused configuration"
+    );
 }
 
 #[test]
