@@ -85,22 +85,29 @@ impl ProjectState {
             }
             EventPayload::VerificationRecorded(v) => {
                 if let Some(f) = self.freight.get_mut(&v.freight_id) {
-                    f.checks.entry(v.stage.clone()).or_default().insert(
-                        v.check.clone(),
-                        CheckResult {
-                            passed: v.passed,
-                            at,
-                            metrics: v.metrics.iter().map(|(k, m)| (k.clone(), *m)).collect(),
-                            evidence_url: v.evidence_url.clone(),
-                            position: ev.position,
-                        },
-                    );
+                    if !f.checks.contains_key(&v.stage) {
+                        insert_exact(&mut f.checks, v.stage.clone(), SmallMap::new());
+                    }
+                    if let Some(checks) = f.checks.get_mut(&v.stage) {
+                        insert_exact(
+                            checks,
+                            v.check.clone(),
+                            CheckResult {
+                                passed: v.passed,
+                                at,
+                                metrics: v.metrics.iter().map(|(k, m)| (k.clone(), *m)).collect(),
+                                evidence_url: v.evidence_url.clone(),
+                                position: ev.position,
+                            },
+                        );
+                    }
                 }
                 self.refresh_verification(&v.freight_id, &v.stage, at);
             }
             EventPayload::FreightApproved(a) => {
                 if let Some(f) = self.freight.get_mut(&a.freight_id) {
-                    f.approved_for.insert(
+                    insert_exact(
+                        &mut f.approved_for,
                         a.stage.clone(),
                         FreightApproval {
                             at,
@@ -290,7 +297,7 @@ impl ProjectState {
             }
         }
         if let Some(f) = self.freight.get_mut(&p.freight) {
-            f.currently_in.insert(p.stage.clone(), at);
+            insert_exact(&mut f.currently_in, p.stage.clone(), at);
         }
         self.refresh_verification(&p.freight, &p.stage, at);
     }
@@ -340,7 +347,8 @@ impl ProjectState {
                 }
             }
             (true, None) => {
-                f.verified_in.insert(
+                insert_exact(
+                    &mut f.verified_in,
                     stage.to_string(),
                     Verified {
                         at,

@@ -96,6 +96,23 @@ pub struct AppliedPipeline {
 /// memory.
 pub type SmallMap<K, V> = litemap::LiteMap<K, V>;
 
+/// Inserts `key` → `value` into `map` with room for exactly its entries: a
+/// `Vec` that grows makes room for 4 at once, and most of these maps hold
+/// one or two entries for ever (every freight has several of them).
+pub fn insert_exact<K: Ord, V>(map: &mut SmallMap<K, V>, key: K, value: V) {
+    if let Some(slot) = map.get_mut(&key) {
+        *slot = value;
+        return;
+    }
+    let Err(at) = map.find_index(&key) else {
+        return;
+    };
+    let mut entries = std::mem::take(map).into_tuple_vec();
+    entries.reserve_exact(1);
+    entries.insert(at, (key, value));
+    *map = SmallMap::from_sorted_store_unchecked(entries);
+}
+
 /// A freight and its derived status.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Freight {
@@ -366,6 +383,26 @@ impl ProjectState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `insert_exact` keeps keys in order and replaces like `insert`.
+    #[test]
+    fn insert_exact_is_insert() {
+        let (mut exact, mut plain) = (SmallMap::new(), SmallMap::new());
+        for (k, v) in [
+            ("staging", 1),
+            ("dev", 2),
+            ("prod", 3),
+            ("dev", 4),
+            ("a", 5),
+        ] {
+            insert_exact(&mut exact, k.to_string(), v);
+            plain.insert(k.to_string(), v);
+        }
+        assert_eq!(exact, plain);
+        let keys: Vec<&String> = exact.keys().collect();
+        assert_eq!(keys, ["a", "dev", "prod", "staging"]);
+        assert_eq!(exact.get("dev"), Some(&4));
+    }
 
     /// Read models store freight as JSON: its small maps must read and write
     /// exactly as the `BTreeMap`s they replaced (objects, keys in order).
