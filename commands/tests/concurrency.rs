@@ -3,15 +3,16 @@
 //! through `decide`, every event is exactly what `decide` gives for its
 //! command on the state before it. Different projects never block each other.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use waybill_commands::auth::{AuthMethod, Authorizer, BindingConfig, Principal, Role, Subject};
+use waybill_commands::auth::{AuthMethod, Principal, Role};
 use waybill_commands::handler::{CommandError, CommandHandler};
 use waybill_commands::{decide, Command, Context, Decision, FreightSelector, PromotionResult};
 use waybill_ledger::domain::{PipelineDefinition, ProjectState};
-use waybill_ledger::event::{Artifact, ArtifactKind};
 use waybill_ledger::testing::NatsServer;
 use waybill_ledger::{
     EventLog, EventPayload, JetStreamLog, JetStreamOptions, Position, ProjectName, SledLog,
@@ -28,14 +29,7 @@ const PIPELINE: &str = r#"{
 }"#;
 
 fn replica(log: Arc<dyn EventLog>) -> CommandHandler {
-    let bindings = vec![BindingConfig {
-        subjects: vec![Subject::Anyone],
-        roles: vec![Role::Promoter, Role::Approver, Role::Admin],
-        projects: vec![],
-        stages: vec![],
-    }];
-    let authorizer = Authorizer::new(bindings).expect("authorizer");
-    CommandHandler::new(log, Arc::new(authorizer), "waybill://test")
+    common::handler_for_anyone(log, vec![Role::Promoter, Role::Approver, Role::Admin])
 }
 
 fn user(i: usize) -> Principal {
@@ -83,21 +77,7 @@ async fn race(log: Arc<dyn EventLog>) {
     let mut freights = Vec::new();
     for i in 0..4 {
         let o = replicas[1]
-            .execute(
-                &project(),
-                &admin,
-                Command::RecordDiscovery {
-                    warehouse: "images".into(),
-                    artifacts: vec![Artifact {
-                        kind: ArtifactKind::Image,
-                        name: "app".into(),
-                        version: format!("{i}"),
-                        digest: String::new(),
-                    }],
-                    alias: format!("v{i}"),
-                },
-                None,
-            )
+            .execute(&project(), &admin, common::discovery(i), None)
             .await
             .expect("discover");
         match o.payload {

@@ -3,13 +3,14 @@
 //! dropped, and a dropped project is folded again from the log when next
 //! needed, idempotency keys included.
 
+mod common;
+
 use std::sync::Arc;
 
-use waybill_commands::auth::{AuthMethod, Authorizer, BindingConfig, Principal, Role, Subject};
+use waybill_commands::auth::{AuthMethod, Principal, Role};
 use waybill_commands::handler::{CommandHandler, Outcome};
 use waybill_commands::Command;
 use waybill_ledger::domain::PipelineDefinition;
-use waybill_ledger::event::{Artifact, ArtifactKind};
 use waybill_ledger::{EventLog, ProjectName, SledLog};
 
 const PIPELINE: &str = r#"{
@@ -23,14 +24,7 @@ const PIPELINE: &str = r#"{
 
 /// A handler whose cached states may hold `budget` events together.
 fn handler(log: Arc<dyn EventLog>, budget: u64) -> CommandHandler {
-    let bindings = vec![BindingConfig {
-        subjects: vec![Subject::Anyone],
-        roles: vec![Role::Promoter, Role::Admin],
-        projects: vec![],
-        stages: vec![],
-    }];
-    let authorizer = Authorizer::new(bindings).expect("authorizer");
-    CommandHandler::new(log, Arc::new(authorizer), "waybill://test").with_cache_budget(budget)
+    common::handler_for_anyone(log, vec![Role::Promoter, Role::Admin]).with_cache_budget(budget)
 }
 
 fn admin() -> Principal {
@@ -43,19 +37,6 @@ fn admin() -> Principal {
 
 fn name(project: &str) -> ProjectName {
     ProjectName::project(project).expect("name")
-}
-
-fn discovery(i: usize) -> Command {
-    Command::RecordDiscovery {
-        warehouse: "images".into(),
-        artifacts: vec![Artifact {
-            kind: ArtifactKind::Image,
-            name: "app".into(),
-            version: format!("{i}"),
-            digest: String::new(),
-        }],
-        alias: format!("v{i}"),
-    }
 }
 
 /// Configures `project` and records `discoveries` freight in it (1 +
@@ -74,7 +55,7 @@ async fn fill(h: &CommandHandler, project: &str, discoveries: usize) {
         .expect("apply");
     for i in 0..discoveries {
         let id = format!("{project}-{i}");
-        h.execute(&name(project), &admin(), discovery(i), Some(id))
+        h.execute(&name(project), &admin(), common::discovery(i), Some(id))
             .await
             .expect("discover");
     }
@@ -84,7 +65,7 @@ async fn retry(h: &CommandHandler, project: &str, i: usize) -> Outcome {
     h.execute(
         &name(project),
         &admin(),
-        discovery(i),
+        common::discovery(i),
         Some(format!("{project}-{i}")),
     )
     .await
