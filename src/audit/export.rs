@@ -3,12 +3,12 @@
 //! complete, so a directory of that name is always a whole export).
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
 use waybill_projections::audit::export::{
     promotions_file, Manifest, CHECKPOINT_FILE, EVENTS_FILE, MANIFEST_FILE, MANIFEST_SIG_FILE,
@@ -125,15 +125,10 @@ fn temp_dir(out: &Path) -> anyhow::Result<PathBuf> {
 }
 
 fn progress_bar() -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-    if !std::io::stderr().is_terminal() {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    bar.set_style(
-        ProgressStyle::with_template("exporting {bar:40} {pos}/{len} events ({per_sec}, {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar
+    super::terminal_bar(
+        0,
+        "exporting {bar:40} {pos}/{len} events ({per_sec}, {eta})",
+    )
 }
 
 /// Writes the streamed files; `Ok(Err(status))` when the server stopped with an error.

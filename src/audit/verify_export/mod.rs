@@ -12,6 +12,7 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
 use waybill_ledger::audit::{multi_root, Checkpoint, Hash, SignedNote, VerifierKey};
 use waybill_ledger::ChainHash;
@@ -54,8 +55,8 @@ impl Findings {
     }
 }
 
-fn sha256_of(path: &Path) -> std::io::Result<(String, u64)> {
-    let mut file = std::fs::File::open(path)?;
+fn sha256_of(path: &Path, bar: &ProgressBar) -> std::io::Result<(String, u64)> {
+    let mut file = bar.wrap_read(std::fs::File::open(path)?);
     let mut hasher = Sha256::new();
     let bytes = std::io::copy(&mut file, &mut hasher)?;
     Ok((hex::encode(hasher.finalize()), bytes))
@@ -114,7 +115,12 @@ pub fn verify(dir: &Path, key: &VerifierKey) -> anyhow::Result<Findings> {
     let checkpoint = check_checkpoint(dir, &manifest, key, &mut f);
 
     // 4. Every record: chain, agreement, range; 5. all of them under the checkpoint.
-    let events = std::fs::File::open(dir.join(EVENTS_FILE));
+    let events_len = std::fs::metadata(dir.join(EVENTS_FILE)).map_or(0, |m| m.len());
+    let walk = super::terminal_bar(
+        events_len,
+        "checking records {bar:40} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+    );
+    let events = std::fs::File::open(dir.join(EVENTS_FILE)).map(|e| walk.wrap_read(e));
     let proof = std::fs::File::open(dir.join(PROOF_FILE));
     let (events, proof) = match (events, proof) {
         (Ok(e), Ok(p)) => (e, p),
@@ -154,6 +160,7 @@ pub fn verify(dir: &Path, key: &VerifierKey) -> anyhow::Result<Findings> {
     let computed = multi_root(size, &mut records, nodes);
     // Check the rest of the records even when the proof stopped early.
     for _ in &mut records {}
+    walk.finish_and_clear();
     let seen = std::mem::take(&mut records.seen);
     let promotions = records.promotions.take();
     drop(records);
@@ -205,6 +212,11 @@ fn check_files(dir: &Path, manifest: &Manifest, f: &mut Findings) {
             f.problem(format!("{MANIFEST_FILE} does not list {name}"));
         }
     }
+    let total: u64 = manifest.files.iter().map(|e| e.bytes).sum();
+    let bar = super::terminal_bar(
+        total,
+        "checking digests {bar:40} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+    );
     let mut ok = 0;
     for entry in &manifest.files {
         if entry.name.contains('/') || entry.name.contains('\\') || entry.name.starts_with('.') {
@@ -214,7 +226,7 @@ fn check_files(dir: &Path, manifest: &Manifest, f: &mut Findings) {
             ));
             continue;
         }
-        match sha256_of(&dir.join(&entry.name)) {
+        match sha256_of(&dir.join(&entry.name), &bar) {
             Err(e) => f.problem(format!("{}: missing or unreadable: {e}", entry.name)),
             Ok((sha, bytes)) if sha != entry.sha256 || bytes != entry.bytes => f.problem(format!(
                 "{} was changed: {bytes} bytes with SHA-256 {sha}; the manifest states {} bytes \
@@ -224,6 +236,7 @@ fn check_files(dir: &Path, manifest: &Manifest, f: &mut Findings) {
             Ok(_) => ok += 1,
         }
     }
+    bar.finish_and_clear();
     if let Ok(listing) = std::fs::read_dir(dir) {
         for item in listing.flatten() {
             let name = item.file_name().to_string_lossy().to_string();
