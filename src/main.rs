@@ -10,6 +10,7 @@ mod debug;
 mod dump;
 mod metrics;
 mod open;
+mod progress;
 mod projections;
 mod rate_limit;
 mod roles;

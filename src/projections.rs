@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use waybill_ledger::Position;
 use waybill_projections::audit::{CheckpointPolicy, Transparency};
 use waybill_projections::Projections;
@@ -94,11 +93,9 @@ async fn catch_up(
             .await??
     };
     let start = projections.applied().min(Position(transparency.size()));
-    let bar = ProgressBar::with_draw_target(Some(head.0), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} events ({per_sec}, eta {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+    let bar = crate::progress::terminal_bar(
+        head.0,
+        "{msg} {bar:40} {pos}/{len} events ({per_sec}, eta {eta})",
     );
     bar.set_message(what.to_string());
     bar.set_position(start.0);

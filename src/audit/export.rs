@@ -125,7 +125,7 @@ fn temp_dir(out: &Path) -> anyhow::Result<PathBuf> {
 }
 
 fn progress_bar() -> ProgressBar {
-    super::terminal_bar(
+    crate::progress::terminal_bar(
         0,
         "exporting {bar:40} {pos}/{len} events ({per_sec}, {eta})",
     )

@@ -16,25 +16,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Deserialize;
 use waybill_projections::audit::CheckpointPolicy;
-
-/// A progress bar of `len` on stderr in `template`'s style, drawn only
-/// when stderr is a terminal.
-fn terminal_bar(len: u64, template: &str) -> ProgressBar {
-    use std::io::IsTerminal;
-    let target = if std::io::stderr().is_terminal() {
-        ProgressDrawTarget::stderr()
-    } else {
-        ProgressDrawTarget::hidden()
-    };
-    let bar = ProgressBar::with_draw_target(Some(len), target);
-    bar.set_style(
-        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar
-}
 
 /// Records between two checkpoints by default.
 pub const DEFAULT_CHECKPOINT_EVERY: u64 = 10_000;

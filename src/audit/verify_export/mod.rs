@@ -116,7 +116,7 @@ pub fn verify(dir: &Path, key: &VerifierKey) -> anyhow::Result<Findings> {
 
     // 4. Every record: chain, agreement, range; 5. all of them under the checkpoint.
     let events_len = std::fs::metadata(dir.join(EVENTS_FILE)).map_or(0, |m| m.len());
-    let walk = super::terminal_bar(
+    let walk = crate::progress::terminal_bar(
         events_len,
         "checking records {bar:40} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
     );
@@ -213,7 +213,7 @@ fn check_files(dir: &Path, manifest: &Manifest, f: &mut Findings) {
         }
     }
     let total: u64 = manifest.files.iter().map(|e| e.bytes).sum();
-    let bar = super::terminal_bar(
+    let bar = crate::progress::terminal_bar(
         total,
         "checking digests {bar:40} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
     );
