@@ -18,7 +18,7 @@ use crate::rate_limit::RateLimit;
 use tonic_health::ServingStatus;
 use waybill_commands::auth::{AuthConfig, Authenticator, Role};
 use waybill_commands::clock::Clock;
-use waybill_commands::handler::CommandHandler;
+use waybill_commands::handler::{ColdStore, CommandHandler};
 use waybill_commands::reactor::AutoPromoter;
 use waybill_commands::service::CommandGrpc;
 use waybill_projections::audit::{AuditGrpc, Transparency};
@@ -52,6 +52,9 @@ pub struct Services {
     pub clock: Clock,
     /// Events of history the command service keeps folded in memory.
     pub command_cache_events: u64,
+    /// Where the command service keeps the records its project states leave
+    /// out (none: each state keeps its whole history in memory).
+    pub command_store: Option<ColdStore>,
     /// Serve the command service.
     pub commands: bool,
     pub reactors: bool,
@@ -102,6 +105,10 @@ impl Access for ViewerAccess {
     }
 }
 
+/// The command service's store, under the data dir: a cache of the log,
+/// emptied at every start.
+pub const COMMAND_STORE_DIR: &str = "command-state";
+
 /// The read models' page cache of a server, MiB: a history or point-in-time
 /// query on a cold page costs sled a page read and decode.
 pub const DEFAULT_CACHE_MB: u64 = 512;
@@ -149,6 +156,17 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         &crate::config::data_dir(&args.log, file),
     )?;
     let log = open(&args.log, file).await?;
+    let command_store = if roles.commands || roles.reactors {
+        let dir = crate::config::data_dir(&args.log, file).join(COMMAND_STORE_DIR);
+        let store = tokio::task::spawn_blocking(move || {
+            ColdStore::open(&dir)
+                .with_context(|| format!("opening the command state store in {}", dir.display()))
+        })
+        .await??;
+        Some(store)
+    } else {
+        None
+    };
     let read_side = if roles.queries {
         let cache_mb = args.cache_mb.or(file.cache_mb).unwrap_or(DEFAULT_CACHE_MB);
         let projections = open_projections(&args.log, file, cache_mb).await?;
@@ -186,6 +204,7 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         auth: Arc::new(auth),
         clock: args.clock_start.map(Clock::starting_at).unwrap_or_default(),
         command_cache_events,
+        command_store,
         commands: roles.commands,
         reactors: roles.reactors,
         read_side,
@@ -287,9 +306,12 @@ pub async fn serve(
     let log = services.log.log();
     let authorizer = Arc::new(services.auth.authorizer().clone());
     let source = format!("waybill://{}", hostname());
-    let handler = CommandHandler::new(log, authorizer, &source)
+    let mut handler = CommandHandler::new(log, authorizer, &source)
         .with_clock(services.clock)
         .with_cache_budget(services.command_cache_events);
+    if let Some(store) = services.command_store.clone() {
+        handler = handler.with_cold_store(store);
+    }
     let commands = services
         .commands
         .then(|| CommandGrpc::new(handler.clone(), services.auth.clone()));

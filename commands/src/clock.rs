@@ -11,6 +11,8 @@ pub enum Clock {
     System,
     /// The system clock shifted by a fixed offset.
     Offset(chrono::Duration),
+    /// Always this instant (tests that must decide twice at the same time).
+    Fixed(DateTime<Utc>),
 }
 
 impl Clock {
@@ -23,6 +25,7 @@ impl Clock {
         match self {
             Clock::System => Utc::now(),
             Clock::Offset(d) => Utc::now() + *d,
+            Clock::Fixed(t) => *t,
         }
     }
 }

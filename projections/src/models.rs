@@ -20,9 +20,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use waybill_ledger::domain::{
-    available_to, AutoSelection, Freight, PolicyMode, ProjectState, Promotion, StageDef, StageState,
-};
+use waybill_ledger::domain::working_set::{self, Cold};
+use waybill_ledger::domain::{Freight, ProjectState, Promotion, StageDef, StageState};
 use waybill_ledger::{EventPayload, Position, StoredEvent};
 
 use crate::error::ProjectionError;
@@ -69,28 +68,30 @@ fn json<T: Serialize>(v: &T) -> Result<Vec<u8>, ProjectionError> {
     Ok(serde_json::to_vec(v)?)
 }
 
-/// The freight an event names.
-fn freight_of(payload: &EventPayload) -> Option<&str> {
-    match payload {
-        EventPayload::FreightDiscovered(e) => Some(&e.freight_id),
-        EventPayload::VerificationRecorded(e) => Some(&e.freight_id),
-        EventPayload::FreightApproved(e) => Some(&e.freight_id),
-        EventPayload::PromotionRequested(e) => Some(&e.freight_id),
-        _ => None,
-    }
+/// The project's records in the store, for loading into its working set.
+struct Stored<'a> {
+    tree: &'a sled::Tree,
+    project: &'a str,
 }
 
-/// The promotion an event names.
-pub fn promotion_of(payload: &EventPayload) -> Option<&str> {
-    match payload {
-        EventPayload::PromotionRequested(e) => Some(&e.promotion_id),
-        EventPayload::PromotionApproved(e) => Some(&e.promotion_id),
-        EventPayload::PromotionRejected(e) => Some(&e.promotion_id),
-        EventPayload::PromotionStarted(e) => Some(&e.promotion_id),
-        EventPayload::PromotionSucceeded(e) => Some(&e.promotion_id),
-        EventPayload::PromotionFailed(e) => Some(&e.promotion_id),
-        EventPayload::PromotionAborted(e) => Some(&e.promotion_id),
-        _ => None,
+impl Cold for Stored<'_> {
+    type Error = ProjectionError;
+
+    fn freight(&self, id: &str) -> Result<Option<Freight>, ProjectionError> {
+        freight(self.tree, self.project, id)
+    }
+
+    fn promotion(&self, id: &str) -> Result<Option<Promotion>, ProjectionError> {
+        promotion(self.tree, self.project, id)
+    }
+
+    fn newest_first(
+        &self,
+        _: &StageDef,
+    ) -> Box<dyn Iterator<Item = Result<String, ProjectionError>> + '_> {
+        Box::new(
+            discovered_newest_first(self.tree, self.project, None).map(|r| r.map(|(_, id)| id)),
+        )
     }
 }
 
@@ -102,116 +103,27 @@ pub fn prefetch(
     ev: &StoredEvent,
     touched: &mut Touched,
 ) -> Result<(), ProjectionError> {
-    let payload = &ev.event.payload;
-    if matches!(payload, EventPayload::PipelineConfigured(_)) {
+    if matches!(ev.event.payload, EventPayload::PipelineConfigured(_)) {
         touched.pipeline = true;
     }
-    if let Some(id) = freight_of(payload) {
-        let known = load_freight(tree, state, id)?;
-        if !known && matches!(payload, EventPayload::FreightDiscovered(_)) {
-            touched.discovered.push((ev.event.time, id.to_string()));
-        }
-        touched.freight.insert(id.to_string());
-    }
-    let Some(id) = promotion_of(payload) else {
-        return Ok(());
+    let project = state.project.clone();
+    let stored = Stored {
+        tree,
+        project: &project,
     };
-    touched.promotions.insert(id.to_string());
-    // The promotion (a new one is its request), its freight, and what a
-    // success changes: the freight the stage ran until then.
-    let (stage, freight, requester) = match payload {
-        EventPayload::PromotionRequested(r) => {
-            touched.requested.insert(id.to_string());
-            (
-                r.stage.clone(),
-                r.freight_id.clone(),
-                ev.event.actor.auth_method.clone(),
-            )
+    let reads = working_set::load_for_event(&stored, state, ev)?;
+    if let Some(id) = reads.discovered {
+        touched.discovered.push((ev.event.time, id));
+    }
+    touched.freight.extend(reads.freight);
+    if let Some(id) = reads.promotion {
+        if reads.requested {
+            touched.requested.insert(id.clone());
         }
-        _ => {
-            load_promotion(tree, state, id)?;
-            match state.promotions.get(id) {
-                Some(p) => {
-                    if p.status.is_active() {
-                        touched.were_active.insert(id.to_string());
-                    }
-                    (
-                        p.stage.clone(),
-                        p.freight.clone(),
-                        p.requested_by.auth_method.clone(),
-                    )
-                }
-                None => return Ok(()),
-            }
+        if reads.was_active {
+            touched.were_active.insert(id.clone());
         }
-    };
-    load_freight(tree, state, &freight)?;
-    touched.freight.insert(freight);
-    if let Some(current) = state.stages.get(&stage).and_then(|s| s.current.as_ref()) {
-        touched.freight.insert(current.freight.clone());
-    }
-    // A person's promotion into an auto stage compares what it promotes
-    // with the freight auto-promotion would pick: the newest available,
-    // which must be in memory with every freight newer than it.
-    let may_succeed = matches!(
-        payload,
-        EventPayload::PromotionRequested(_)
-            | EventPayload::PromotionApproved(_)
-            | EventPayload::PromotionSucceeded(_)
-    );
-    let auto = |d: &StageDef| {
-        d.policy.mode != PolicyMode::Manual && d.auto_selection == AutoSelection::NewestFreight
-    };
-    let def = state
-        .definition()
-        .and_then(|d| d.stage(&stage))
-        .filter(|d| may_succeed && requester != "service" && auto(d))
-        .cloned();
-    if let Some(def) = def {
-        let project = state.project.clone();
-        for item in discovered_newest_first(tree, &project, None) {
-            let (_, id) = item?;
-            load_freight(tree, state, &id)?;
-            if state
-                .freight
-                .get(&id)
-                .is_some_and(|f| available_to(f, &def, ev.event.time).is_ok())
-            {
-                break;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Puts freight `id` in memory from sled unless it is there; false when
-/// it exists in neither.
-fn load_freight(
-    tree: &sled::Tree,
-    state: &mut ProjectState,
-    id: &str,
-) -> Result<bool, ProjectionError> {
-    if state.freight.contains_key(id) {
-        return Ok(true);
-    }
-    let Some(f) = freight(tree, &state.project, id)? else {
-        return Ok(false);
-    };
-    state.by_discovery.insert((f.discovered_at, f.id.clone()));
-    state.freight.insert(f.id.clone(), Box::new(f));
-    Ok(true)
-}
-
-fn load_promotion(
-    tree: &sled::Tree,
-    state: &mut ProjectState,
-    id: &str,
-) -> Result<(), ProjectionError> {
-    if state.promotions.contains_key(id) {
-        return Ok(());
-    }
-    if let Some(p) = promotion(tree, &state.project, id)? {
-        state.promotions.insert(p.id.clone(), Box::new(p));
+        touched.promotions.insert(id);
     }
     Ok(())
 }
@@ -336,7 +248,8 @@ pub fn load_all(tree: &sled::Tree) -> Result<Vec<ProjectState>, ProjectionError>
             .filter_map(|s| s.current.as_ref().map(|c| c.freight.clone()))
             .collect();
         for id in current {
-            load_freight(tree, &mut state, &id)?;
+            let stored = Stored { tree, project };
+            working_set::load_freight(&stored, &mut state, &id)?;
         }
         state.reindex();
         out.push(state);

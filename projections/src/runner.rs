@@ -416,12 +416,13 @@ impl Projections {
         }
         let changed = touched.entry(name.clone()).or_default();
         models::prefetch(self.inner.store.views(), &mut state, ev, changed)?;
-        let target = models::promotion_of(&ev.event.payload).and_then(|id| {
-            state
-                .promotions
-                .get(id)
-                .map(|p| (p.stage.clone(), p.freight.clone()))
-        });
+        let target =
+            waybill_ledger::domain::working_set::promotion_of(&ev.event.payload).and_then(|id| {
+                state
+                    .promotions
+                    .get(id)
+                    .map(|p| (p.stage.clone(), p.freight.clone()))
+            });
         let policy_version = state.policy_version();
         work.timeline.before(&state);
         state.apply(ev);

@@ -157,7 +157,7 @@ pub async fn run(args: CommandsBenchArgs) -> anyhow::Result<()> {
     };
     let auth = Arc::new(auth);
     // First the commands role alone, as a command replica runs it.
-    let server = Server::start(&served, &auth, None).await?;
+    let server = Server::start(&served, &auth, None, &scratch.path().join("command-state")).await?;
     let channel = server.channel.clone();
 
     let raw = RawStream::create(
@@ -283,6 +283,7 @@ pub async fn run(args: CommandsBenchArgs) -> anyhow::Result<()> {
             projections: projections.clone(),
             transparency,
         }),
+        &scratch.path().join("command-state-all"),
     )
     .await?;
     projections
@@ -432,12 +433,15 @@ struct Server {
 }
 
 impl Server {
-    /// Serves the commands role, and the queries role with `read_side`.
+    /// Serves the commands role, and the queries role with `read_side`,
+    /// keeping the command state store in `store_dir` as `serve` does.
     async fn start(
         log: &OpenLog,
         auth: &Arc<Authenticator>,
         read_side: Option<crate::serve::ReadSide>,
+        store_dir: &std::path::Path,
     ) -> anyhow::Result<Server> {
+        let command_store = waybill_commands::handler::ColdStore::open(store_dir)?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -448,6 +452,7 @@ impl Server {
                 auth: auth.clone(),
                 clock: Clock::System,
                 command_cache_events: waybill_commands::handler::DEFAULT_CACHE_EVENTS,
+                command_store: Some(command_store),
                 commands: true,
                 reactors: false,
                 read_side,

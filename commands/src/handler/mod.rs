@@ -7,13 +7,19 @@
 //! by that project's async mutex, so they never conflict with each other;
 //! different projects never wait for each other.
 //!
-//! A cached state holds the project's whole history (about 0.8 KB per
-//! event), so the cache keeps at most [`CommandHandler::with_cache_budget`]
-//! events: beyond it the least recently used idle projects are dropped, and
-//! folded again from the log when next needed.
+//! Without a [`ColdStore`], a cached state holds the project's whole history
+//! (about 0.7 KB per event). With one ([`CommandHandler::with_cold_store`],
+//! as `waybill serve` runs), it holds only its working set and the rest is in
+//! the store, so a project's memory does not grow with its history. Either
+//! way the cache keeps at most [`CommandHandler::with_cache_budget`] of it:
+//! beyond it the least recently used idle projects are dropped, and folded
+//! again from the log when next needed.
 
+pub mod cold;
 mod labels;
 mod roles;
+
+pub use cold::ColdStore;
 
 pub use roles::required_role;
 
@@ -23,7 +29,8 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use uuid::Uuid;
-use waybill_ledger::domain::ProjectState;
+use waybill_ledger::domain::working_set;
+use waybill_ledger::domain::{CommandOutcome, ProjectState};
 use waybill_ledger::{EventLog, LedgerError, NewEvent, Position, ProjectName};
 
 use crate::auth::{AuthError, Authorizer, Principal};
@@ -36,7 +43,8 @@ use crate::rejection::Rejection;
 pub const MAX_ATTEMPTS: u32 = 16;
 
 /// Events of history the cached project states hold by default (about
-/// 400 MiB at 0.8 KB per event).
+/// 350 MiB at 0.7 KB per event without a [`ColdStore`]; with one, records
+/// held in memory).
 pub const DEFAULT_CACHE_EVENTS: u64 = 500_000;
 
 /// Why a command did not produce (or find) an event.
@@ -88,6 +96,7 @@ pub struct CommandHandler {
     source: String,
     clock: Clock,
     states: Arc<Mutex<StateCache>>,
+    cold: Option<ColdStore>,
 }
 
 /// The cached project states, least recently used first out.
@@ -110,7 +119,7 @@ struct StateCache {
 #[derive(Debug, Clone)]
 struct Slot {
     state: Arc<tokio::sync::Mutex<ProjectState>>,
-    /// Events the state held when its last user let go of it.
+    /// The state's size when its last user let go of it.
     events: Arc<AtomicU64>,
     /// The cache's total, kept up to date as `events` changes.
     total: Arc<AtomicU64>,
@@ -118,13 +127,22 @@ struct Slot {
 }
 
 impl Slot {
-    /// Records how much history `state` (this slot's, locked) holds.
-    fn sized(&self, state: &ProjectState) {
-        let before = self.events.swap(state.seq, Ordering::Relaxed);
-        if state.seq >= before {
-            self.total.fetch_add(state.seq - before, Ordering::Relaxed);
+    /// Records how much `state` (this slot's, locked) holds: its events, or
+    /// with a cold store the records it keeps in memory (an idempotency key
+    /// counting for a sixteenth: a freight or promotion is about 1 KB, a
+    /// key about 60 bytes).
+    fn sized(&self, state: &ProjectState, cold: bool) {
+        let size = if cold {
+            (state.freight.len() + state.promotions.len() + state.aliases.len()) as u64
+                + state.commands.len() as u64 / 16
         } else {
-            self.total.fetch_sub(before - state.seq, Ordering::Relaxed);
+            state.seq
+        };
+        let before = self.events.swap(size, Ordering::Relaxed);
+        if size >= before {
+            self.total.fetch_add(size - before, Ordering::Relaxed);
+        } else {
+            self.total.fetch_sub(before - size, Ordering::Relaxed);
         }
     }
 }
@@ -224,7 +242,25 @@ impl CommandHandler {
             source: source.to_string(),
             clock: Clock::System,
             states: Arc::new(Mutex::new(StateCache::new(DEFAULT_CACHE_EVENTS))),
+            cold: None,
         }
+    }
+
+    /// Keeps only each project's working set in memory and the rest of its
+    /// records in `store`.
+    pub fn with_cold_store(mut self, store: ColdStore) -> CommandHandler {
+        self.cold = Some(store);
+        self
+    }
+
+    /// The records of `project` in the cold store, if there is one.
+    fn cold<'a>(&'a self, project: &'a ProjectName) -> Option<cold::ProjectCold<'a>> {
+        self.cold.as_ref().map(|c| c.project(project.as_str()))
+    }
+
+    /// Records the size of `state` in its slot.
+    fn sized(&self, slot: &Slot, state: &ProjectState) {
+        slot.sized(state, self.cold.is_some());
     }
 
     /// Keeps at most `events` events of history in the cached project states
@@ -306,11 +342,30 @@ impl CommandHandler {
         let slot = self.slot(project.as_str());
         let mut state = slot.state.lock().await;
         if known.is_none_or(|k| state.position < k) {
-            let caught_up = catch_up(&*self.log, project, &mut state).await;
-            slot.sized(&state);
+            let caught_up = self.catch_up(project, &mut state).await;
+            self.sized(&slot, &state);
             caught_up?;
         }
-        Ok(f(&state))
+        let Some(cold) = self.cold(project) else {
+            return Ok(f(&state));
+        };
+        // Readers ask what auto-promotion would pick (the reactor).
+        let loaded = cold::load_auto_candidates(&cold, &mut state, self.clock.now());
+        let out = loaded.map(|()| f(&state));
+        self.spill(project, &mut state);
+        self.sized(&slot, &state);
+        out
+    }
+
+    /// Moves what the project's working set does not need to the cold store.
+    /// A failure leaves the state whole (only bigger), so it is logged, not
+    /// returned: the command it follows did happen.
+    fn spill(&self, project: &ProjectName, state: &mut ProjectState) {
+        if let Some(cold) = self.cold(project) {
+            if let Err(e) = cold.spill(state) {
+                tracing::warn!(project = %project, error = %e, "cannot move records to the command state store");
+            }
+        }
     }
 
     /// Authorizes and executes `command` on `project` for `principal`.
@@ -374,7 +429,8 @@ impl CommandHandler {
                 &mut state,
             )
             .await;
-        slot.sized(&state);
+        self.spill(project, &mut state);
+        self.sized(&slot, &state);
         result
     }
 
@@ -390,9 +446,13 @@ impl CommandHandler {
         state: &mut ProjectState,
     ) -> Result<Outcome, CommandError> {
         if state.seq == 0 {
-            catch_up(&*self.log, project, state).await?;
+            self.catch_up(project, state).await?;
         }
         for attempt in 1..=MAX_ATTEMPTS {
+            let now = self.clock.now();
+            if let Some(cold) = self.cold(project) {
+                cold::load_for_command(&cold, state, &command, command_id, now)?;
+            }
             let (role, stage) = required_role(state, &command);
             if principal.service_name().is_none() {
                 self.authorizer
@@ -401,7 +461,7 @@ impl CommandHandler {
             let ctx = Context {
                 actor: principal.actor(),
                 groups: principal.groups.clone(),
-                now: self.clock.now(),
+                now,
                 command_id: command_id.to_string(),
             };
             let (payload, subject) = match decide(state, &ctx, &command)? {
@@ -425,7 +485,7 @@ impl CommandHandler {
             ::metrics::histogram!("waybill_append_seconds").record(started.elapsed().as_secs_f64());
             match appended {
                 Ok(appended) => {
-                    state.apply(&appended.to_stored());
+                    self.apply(project, state, &appended.to_stored())?;
                     return Ok(Outcome {
                         event_id: appended.id,
                         position: appended.position,
@@ -436,12 +496,12 @@ impl CommandHandler {
                 Err(LedgerError::Conflict { actual }) => {
                     ::metrics::counter!("waybill_append_conflicts_total").increment(1);
                     tracing::debug!(project = %project, attempt, actual = actual.0, "conflict; re-deciding");
-                    catch_up(&*self.log, project, state).await?;
+                    self.catch_up(project, state).await?;
                 }
                 Err(LedgerError::Duplicate { original }) => {
-                    catch_up(&*self.log, project, state).await?;
-                    let event_id = state
-                        .command(command_id)
+                    self.catch_up(project, state).await?;
+                    let event_id = self
+                        .outcome_of(project, state, command_id)?
                         .map(|o| o.event_id)
                         .unwrap_or_default();
                     return Ok(Outcome {
@@ -462,18 +522,72 @@ impl CommandHandler {
             attempts: MAX_ATTEMPTS,
         })
     }
+
+    /// What command `command_id` produced, from memory or the cold store.
+    fn outcome_of(
+        &self,
+        project: &ProjectName,
+        state: &ProjectState,
+        command_id: &str,
+    ) -> Result<Option<CommandOutcome>, CommandError> {
+        if let Some(o) = state.command(command_id) {
+            return Ok(Some(*o));
+        }
+        match self.cold(project) {
+            Some(cold) => cold.command(&waybill_ledger::domain::CommandKey::of(command_id)),
+            None => Ok(None),
+        }
+    }
+
+    /// Applies `ev` to `state`, first loading what it reads from the cold
+    /// store.
+    fn apply(
+        &self,
+        project: &ProjectName,
+        state: &mut ProjectState,
+        ev: &waybill_ledger::StoredEvent,
+    ) -> Result<(), CommandError> {
+        if let Some(cold) = self.cold(project) {
+            working_set::load_for_event(&cold, state, ev)?;
+        }
+        state.apply(ev);
+        Ok(())
+    }
+
+    /// Applies the project's events after `state.position` (from the start,
+    /// with the cold store's records of the project cleared first, when the
+    /// state is empty), moving what the working set does not need out as it
+    /// goes.
+    async fn catch_up(
+        &self,
+        project: &ProjectName,
+        state: &mut ProjectState,
+    ) -> Result<(), CommandError> {
+        let cold = self.cold(project);
+        if let (Some(cold), 0) = (&cold, state.seq) {
+            cold.clear()?;
+        }
+        let mut events = self
+            .log
+            .read_project(project, state.position.next())
+            .await?;
+        let mut applied = 0u64;
+        while let Some(ev) = events.next().await {
+            let ev = ev?;
+            self.apply(project, state, &ev)?;
+            applied += 1;
+            if let Some(cold) = &cold {
+                if applied.is_multiple_of(SPILL_EVERY) {
+                    cold.spill(state)?;
+                }
+            }
+        }
+        if let Some(cold) = &cold {
+            cold.spill(state)?;
+        }
+        Ok(())
+    }
 }
 
-/// Applies the project's events after `state.position`.
-async fn catch_up(
-    log: &dyn EventLog,
-    project: &ProjectName,
-    state: &mut ProjectState,
-) -> Result<(), CommandError> {
-    let mut events = log.read_project(project, state.position.next()).await?;
-    while let Some(ev) = events.next().await {
-        let ev = ev?;
-        state.apply(&ev);
-    }
-    Ok(())
-}
+/// Events applied while catching up between two moves to the cold store.
+const SPILL_EVERY: u64 = 256;

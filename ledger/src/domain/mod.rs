@@ -1,6 +1,7 @@
 //! The promotion domain shared by the command service and the projections:
 //! pipeline definitions, the state of a project derived from its events
-//! (`evolve`), the availability predicate and the freight id.
+//! (`evolve`), the availability predicate, the freight id, and the working
+//! set of a state that keeps part of its records elsewhere.
 
 mod availability;
 mod duration;
@@ -8,6 +9,7 @@ mod evolve;
 mod freight_id;
 mod pipeline;
 mod state;
+pub mod working_set;
 
 pub use availability::{auto_candidate, available_to, check_available, gates_pass, Unavailable};
 pub use duration::Seconds;

@@ -66,6 +66,16 @@ impl CommandKey {
         key.copy_from_slice(&digest[..16]);
         CommandKey(key)
     }
+
+    /// The key's bytes.
+    pub fn bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+
+    /// The key with these bytes.
+    pub fn from_bytes(bytes: [u8; 16]) -> CommandKey {
+        CommandKey(bytes)
+    }
 }
 
 /// The event a command produced.

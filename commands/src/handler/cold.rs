@@ -1,0 +1,548 @@
+//! The command service's store of what its cached project states leave out.
+//!
+//! A cached [`ProjectState`] keeps in memory only its working set (see
+//! [`waybill_ledger::domain::working_set`]): the pipeline and stages, the
+//! freight the stages run, the active promotions, and the records used most
+//! recently. The rest (older freight, finished promotions, aliases and
+//! idempotency keys) is moved here by [`ProjectCold::spill`] and loaded back
+//! before a command or an event reads it ([`load_for_command`],
+//! [`waybill_ledger::domain::working_set::load_for_event`]). So a project's
+//! memory does not grow with its history.
+//!
+//! The store is a cache of the log, never read by anything else: it is wiped
+//! when opened, and a project's records are cleared whenever its state is
+//! folded again from the start.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use waybill_ledger::domain::working_set::{self, Cold};
+use waybill_ledger::domain::{
+    available_to, freight_id, CommandKey, CommandOutcome, Freight, ProjectState, Promotion,
+    PromotionStatus, StageDef,
+};
+use waybill_ledger::Position;
+
+use super::CommandError;
+use crate::command::{Command, FreightSelector};
+
+/// Freight, promotions and aliases a project keeps in memory (beyond the
+/// freight its stages run and its active promotions) before the rest is
+/// moved out; half of them, the newest freight, stay.
+pub const HOT: usize = 64;
+
+/// Idempotency keys a project keeps in memory before they are moved out.
+pub const HOT_COMMANDS: usize = 1024;
+
+/// sled's page cache for the store.
+const CACHE_BYTES: u64 = 16 << 20;
+
+const FREIGHT: u8 = b'f';
+const PROMOTION: u8 = b'p';
+const ALIAS: u8 = b'a';
+const DISCOVERY: u8 = b'd';
+const COMMAND: u8 = b'c';
+const SUCCEEDED: u8 = b's';
+const KINDS: [u8; 6] = [FREIGHT, PROMOTION, ALIAS, DISCOVERY, COMMAND, SUCCEEDED];
+
+impl From<sled::Error> for CommandError {
+    fn from(e: sled::Error) -> Self {
+        CommandError::Internal(format!("command state store: {e}"))
+    }
+}
+
+impl From<serde_json::Error> for CommandError {
+    fn from(e: serde_json::Error) -> Self {
+        CommandError::Internal(format!("command state store: {e}"))
+    }
+}
+
+/// Per project, each stage's definition and floor.
+type Floors = HashMap<String, Vec<(StageDef, Vec<u8>)>>;
+
+/// The records the cached project states leave out, in a sled database of
+/// their own. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ColdStore {
+    db: sled::Db,
+    hot: usize,
+    hot_commands: usize,
+    /// Per project, per stage looked for: a discovery key (as stored under
+    /// `DISCOVERY`) above which every freight kept here is unavailable to
+    /// the stage, as defined then.
+    floors: Arc<Mutex<Floors>>,
+}
+
+impl ColdStore {
+    /// Opens the store in `dir`, emptied first (it only caches the log); the
+    /// directory is removed again when the last clone is dropped. Refused
+    /// while another process has it open; what a crashed process left, or
+    /// anything unreadable there, is removed.
+    pub fn open(dir: &Path) -> Result<ColdStore, CommandError> {
+        let config = sled::Config::new()
+            .path(dir)
+            .temporary(true)
+            .cache_capacity(CACHE_BYTES);
+        let db = match config.open() {
+            Ok(db) => {
+                db.clear()?;
+                db
+            }
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                return Err(CommandError::Internal(format!(
+                    "another process uses the command state store in {} ({e}); give each \
+                     server its own data directory",
+                    dir.display()
+                )))
+            }
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "removing an unreadable command state store");
+                std::fs::remove_dir_all(dir).map_err(|e| {
+                    CommandError::Internal(format!("cannot empty {}: {e}", dir.display()))
+                })?;
+                config.open()?
+            }
+        };
+        Ok(ColdStore {
+            db,
+            hot: HOT,
+            hot_commands: HOT_COMMANDS,
+            floors: Arc::default(),
+        })
+    }
+
+    /// Keeps at most `records` freight, promotions and aliases and
+    /// `commands` idempotency keys of a project in memory (tests use tiny
+    /// numbers to move nearly everything out).
+    #[doc(hidden)]
+    pub fn with_hot(mut self, records: usize, commands: usize) -> ColdStore {
+        self.hot = records;
+        self.hot_commands = commands;
+        self
+    }
+
+    fn floors(&self) -> std::sync::MutexGuard<'_, Floors> {
+        // A poisoned lock only means a panic elsewhere; the map is whole.
+        self.floors.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The records of `project`.
+    pub fn project<'a>(&'a self, project: &'a str) -> ProjectCold<'a> {
+        ProjectCold {
+            store: self,
+            project,
+        }
+    }
+}
+
+/// One project's records in a [`ColdStore`].
+#[derive(Debug, Clone, Copy)]
+pub struct ProjectCold<'a> {
+    store: &'a ColdStore,
+    project: &'a str,
+}
+
+/// `kind`, the project, a zero byte, then `rest` (names never hold a zero
+/// byte, so one project's keys never prefix another's).
+fn key(kind: u8, project: &str, rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + project.len() + rest.len());
+    k.push(kind);
+    k.extend_from_slice(project.as_bytes());
+    k.push(0);
+    k.extend_from_slice(rest);
+    k
+}
+
+/// A discovery time, ordered as its bytes.
+fn time_key(t: DateTime<Utc>) -> [u8; 12] {
+    let mut out = [0u8; 12];
+    let secs = (t.timestamp() as u64) ^ (1 << 63);
+    out[..8].copy_from_slice(&secs.to_be_bytes());
+    out[8..].copy_from_slice(&t.timestamp_subsec_nanos().to_be_bytes());
+    out
+}
+
+fn text(v: &[u8]) -> Result<String, CommandError> {
+    String::from_utf8(v.to_vec())
+        .map_err(|_| CommandError::Internal("command state store: a key is not UTF-8".into()))
+}
+
+impl Cold for ProjectCold<'_> {
+    type Error = CommandError;
+
+    fn freight(&self, id: &str) -> Result<Option<Freight>, CommandError> {
+        self.json(key(FREIGHT, self.project, id.as_bytes()))
+    }
+
+    fn promotion(&self, id: &str) -> Result<Option<Promotion>, CommandError> {
+        self.json(key(PROMOTION, self.project, id.as_bytes()))
+    }
+
+    fn newest_first(
+        &self,
+        stage: &StageDef,
+    ) -> Box<dyn Iterator<Item = Result<String, CommandError>> + '_> {
+        let prefix = key(DISCOVERY, self.project, b"");
+        let skip = prefix.len() + 12;
+        // Above the stage's floor, nothing is available: start there.
+        let floor = self.store.floors().get(self.project).and_then(|f| {
+            f.iter()
+                .find(|(def, _)| def == stage)
+                .map(|(_, floor)| floor.clone())
+        });
+        let end = match floor {
+            Some(floor) => [prefix.as_slice(), &floor, &[0]].concat(),
+            None => [prefix.as_slice(), &[0xff; 13]].concat(),
+        };
+        Box::new(self.store.db.range(prefix..end).rev().map(move |kv| {
+            let (k, _) = kv?;
+            text(k.get(skip..).unwrap_or_default())
+        }))
+    }
+
+    fn scanned(&self, stage: &StageDef, until: Option<(DateTime<Utc>, &str)>) {
+        let floor = until
+            .map(|(at, id)| discovery_key(at, id))
+            .unwrap_or_default();
+        let mut floors = self.store.floors();
+        let mine = floors.entry(self.project.to_string()).or_default();
+        match mine.iter_mut().find(|(def, _)| def == stage) {
+            Some((_, f)) => *f = floor,
+            None => mine.push((stage.clone(), floor)),
+        }
+    }
+}
+
+/// A freight's key suffix under `DISCOVERY`: its discovery time, then id.
+fn discovery_key(at: DateTime<Utc>, id: &str) -> Vec<u8> {
+    [&time_key(at)[..], id.as_bytes()].concat()
+}
+
+impl ProjectCold<'_> {
+    fn json<T: serde::de::DeserializeOwned>(&self, k: Vec<u8>) -> Result<Option<T>, CommandError> {
+        match self.store.db.get(k)? {
+            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Removes every record of the project (its state is folded again).
+    pub fn clear(&self) -> Result<(), CommandError> {
+        self.store.floors().remove(self.project);
+        let mut batch = sled::Batch::default();
+        for kind in KINDS {
+            for kv in self.store.db.scan_prefix(key(kind, self.project, b"")) {
+                batch.remove(kv?.0);
+            }
+        }
+        self.store.db.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// The freight id `alias` names, if it was moved here.
+    pub fn alias(&self, alias: &str) -> Result<Option<String>, CommandError> {
+        match self
+            .store
+            .db
+            .get(key(ALIAS, self.project, alias.as_bytes()))?
+        {
+            Some(v) => Ok(Some(text(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// What the command with key `k` produced, if it was moved here.
+    pub fn command(&self, k: &CommandKey) -> Result<Option<CommandOutcome>, CommandError> {
+        let Some(v) = self.store.db.get(key(COMMAND, self.project, k.bytes()))? else {
+            return Ok(None);
+        };
+        let bad = || CommandError::Internal("command state store: bad command record".into());
+        let position = v.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(bad)?;
+        let event_id = v
+            .get(8..24)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(bad)?;
+        Ok(Some(CommandOutcome {
+            position: Position(u64::from_be_bytes(position)),
+            event_id: uuid::Uuid::from_bytes(event_id),
+        }))
+    }
+
+    /// The ids of the succeeded promotions into `stage` moved here, the
+    /// latest request first.
+    fn succeeded_newest_first(
+        &self,
+        stage: &str,
+    ) -> impl Iterator<Item = Result<String, CommandError>> + '_ {
+        let mut rest = stage.as_bytes().to_vec();
+        rest.push(0);
+        self.store
+            .db
+            .scan_prefix(key(SUCCEEDED, self.project, &rest))
+            .rev()
+            .map(|kv| text(&kv?.1))
+    }
+
+    /// Moves out of `state` what its working set does not need, once it
+    /// holds more than the store's limits: freight that no stage runs (but
+    /// the newest half of the limit), finished promotions, aliases, and
+    /// idempotency keys. Records leave memory only once the store has them,
+    /// so a failure leaves `state` whole.
+    pub fn spill(&self, state: &mut ProjectState) -> Result<(), CommandError> {
+        let (project, hot) = (self.project, self.store.hot);
+        let mut batch = sled::Batch::default();
+        let mut freight_out = Vec::new();
+        if state.freight.len() > hot {
+            let mut keep: BTreeSet<&str> = state
+                .stages
+                .values()
+                .filter_map(|s| s.current.as_ref().map(|c| c.freight.as_str()))
+                .collect();
+            keep.extend(
+                state
+                    .by_discovery
+                    .iter()
+                    .rev()
+                    .take(hot / 2)
+                    .map(|(_, id)| id.as_str()),
+            );
+            for f in state.freight.values() {
+                if keep.contains(f.id.as_str()) {
+                    continue;
+                }
+                let at = discovery_key(f.discovered_at, &f.id);
+                batch.insert(key(DISCOVERY, project, &at), &[]);
+                batch.insert(
+                    key(FREIGHT, project, f.id.as_bytes()),
+                    serde_json::to_vec(f)?,
+                );
+                freight_out.push((f.discovered_at, f.id.clone()));
+            }
+        }
+        // A freight that leaves memory available to a stage, above the
+        // stage's floor, raises the floor to itself.
+        let mut floors = Vec::new();
+        if let Some(mine) = self.store.floors().get(project) {
+            floors = mine.clone();
+        }
+        for (def, floor) in &mut floors {
+            for (at, id) in &freight_out {
+                let k = discovery_key(*at, id);
+                if k <= *floor {
+                    continue;
+                }
+                let may_be_available = state.freight.get(id).is_none_or(|f| {
+                    // Running nowhere, its soak is fixed: any time will do.
+                    f.verified_in.values().any(|v| v.since.is_some())
+                        || available_to(f, def, f.discovered_at).is_ok()
+                });
+                if may_be_available {
+                    *floor = k;
+                }
+            }
+        }
+        let aliases_out = state.aliases.len() > hot;
+        if aliases_out {
+            for (alias, id) in &state.aliases {
+                batch.insert(key(ALIAS, project, alias.as_bytes()), id.as_bytes());
+            }
+        }
+        let mut promotions_out = Vec::new();
+        if state.promotions.len() > hot {
+            for p in state.promotions.values().filter(|p| !p.status.is_active()) {
+                if p.status == PromotionStatus::Succeeded {
+                    let at = [p.stage.as_bytes(), &[0], &p.requested.0.to_be_bytes()].concat();
+                    batch.insert(key(SUCCEEDED, project, &at), p.id.as_bytes());
+                }
+                batch.insert(
+                    key(PROMOTION, project, p.id.as_bytes()),
+                    serde_json::to_vec(p)?,
+                );
+                promotions_out.push(p.id.clone());
+            }
+        }
+        let commands_out = state.commands.len() > self.store.hot_commands;
+        if commands_out {
+            for (k, o) in &state.commands {
+                let v = [&o.position.0.to_be_bytes()[..], o.event_id.as_bytes()].concat();
+                batch.insert(key(COMMAND, project, k.bytes()), v);
+            }
+        }
+        self.store.db.apply_batch(batch)?;
+        if !floors.is_empty() {
+            self.store.floors().insert(project.to_string(), floors);
+        }
+        for entry in freight_out {
+            state.freight.remove(&entry.1);
+            state.by_discovery.remove(&entry);
+        }
+        if aliases_out {
+            state.aliases.clear();
+        }
+        for id in promotions_out {
+            state.promotions.remove(&id);
+        }
+        if commands_out {
+            // A new map: `clear` would keep the room of every key.
+            state.commands = Default::default();
+        }
+        Ok(())
+    }
+
+    /// Puts freight `id_or_alias` in memory, by id or by alias.
+    fn load_named(&self, state: &mut ProjectState, id_or_alias: &str) -> Result<(), CommandError> {
+        if working_set::load_freight(self, state, id_or_alias)? {
+            return Ok(());
+        }
+        self.load_alias(state, id_or_alias)
+    }
+
+    /// Puts `alias` (and the freight it names) in memory unless it is there.
+    fn load_alias(&self, state: &mut ProjectState, alias: &str) -> Result<(), CommandError> {
+        let id = match state.aliases.get(alias) {
+            Some(id) => id.clone(),
+            None => match self.alias(alias)? {
+                Some(id) => {
+                    state.aliases.insert(alias.to_string(), id.clone());
+                    id
+                }
+                None => return Ok(()),
+            },
+        };
+        working_set::load_freight(self, state, &id)?;
+        Ok(())
+    }
+}
+
+/// Loads into `state` what deciding `command`, with idempotency key
+/// `command_id`, at `now` reads, so that the decision equals the one taken
+/// with every record in memory.
+pub fn load_for_command(
+    cold: &ProjectCold<'_>,
+    state: &mut ProjectState,
+    command: &Command,
+    command_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), CommandError> {
+    let k = CommandKey::of(command_id);
+    if let std::collections::hash_map::Entry::Vacant(slot) = state.commands.entry(k) {
+        if let Some(outcome) = cold.command(&k)? {
+            slot.insert(outcome);
+        }
+    }
+    match command {
+        Command::ApplyPipeline { .. } => {}
+        Command::RecordDiscovery {
+            warehouse,
+            artifacts,
+            alias,
+        } => {
+            working_set::load_freight(cold, state, &freight_id(warehouse, artifacts))?;
+            if !alias.is_empty() {
+                cold.load_named(state, alias)?;
+            }
+        }
+        Command::RecordVerification { freight, .. } | Command::ApproveFreight { freight, .. } => {
+            cold.load_named(state, freight)?;
+        }
+        Command::RequestPromotion { stage, freight, .. } => match freight {
+            FreightSelector::Named(name) => cold.load_named(state, name)?,
+            FreightSelector::NewestAvailable => {
+                let def = state.definition().and_then(|d| d.stage(stage)).cloned();
+                if let Some(def) = def {
+                    working_set::load_newest_available(cold, state, &def, now)?;
+                }
+            }
+        },
+        Command::ApprovePromotion { promotion, .. }
+        | Command::RejectPromotion { promotion, .. }
+        | Command::AbortPromotion { promotion, .. }
+        | Command::ReportPromotionResult { promotion, .. } => {
+            if working_set::load_promotion(cold, state, promotion)? {
+                let freight = state.promotions.get(promotion).map(|p| p.freight.clone());
+                if let Some(freight) = freight {
+                    working_set::load_freight(cold, state, &freight)?;
+                }
+            }
+        }
+        Command::Rollback { stage, .. } => load_rollback(cold, state, stage, now)?,
+    }
+    Ok(())
+}
+
+/// Loads the stage's succeeded promotions, latest first, with their freight,
+/// until one that a rollback may pick (its freight is not current there and
+/// still available): the promotions a rollback decision compares.
+fn load_rollback(
+    cold: &ProjectCold<'_>,
+    state: &mut ProjectState,
+    stage: &str,
+    now: DateTime<Utc>,
+) -> Result<(), CommandError> {
+    let Some(def) = state.definition().and_then(|d| d.stage(stage)).cloned() else {
+        return Ok(());
+    };
+    let current = state
+        .stages
+        .get(stage)
+        .and_then(|s| s.current.as_ref())
+        .map(|c| c.freight.clone());
+    // Is the freight of promotion `id` (loaded with it) one to roll back to?
+    let target = |state: &mut ProjectState, id: &str| -> Result<bool, CommandError> {
+        working_set::load_promotion(cold, state, id)?;
+        let Some(freight) = state.promotions.get(id).map(|p| p.freight.clone()) else {
+            return Ok(false);
+        };
+        working_set::load_freight(cold, state, &freight)?;
+        Ok(Some(&freight) != current.as_ref()
+            && state
+                .freight
+                .get(&freight)
+                .is_some_and(|f| available_to(f, &def, now).is_ok()))
+    };
+    // Those kept here, then those in memory, each down to the first target:
+    // the rollback's pick is the later of the two.
+    for id in cold.succeeded_newest_first(stage) {
+        if target(state, &id?)? {
+            break;
+        }
+    }
+    let mut succeeded: Vec<(Position, String)> = state
+        .promotions
+        .values()
+        .filter(|p| p.stage == stage && p.status == PromotionStatus::Succeeded)
+        .map(|p| (p.requested, p.id.clone()))
+        .collect();
+    succeeded.sort_unstable_by(|a, b| b.cmp(a));
+    for (_, id) in succeeded {
+        if target(state, &id)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Loads into `state` the freight auto-promotion would pick at `now` for
+/// each stage where it picks the newest available.
+pub fn load_auto_candidates(
+    cold: &ProjectCold<'_>,
+    state: &mut ProjectState,
+    now: DateTime<Utc>,
+) -> Result<(), CommandError> {
+    let stages: Vec<_> = state
+        .definition()
+        .map(|d| {
+            d.stages
+                .iter()
+                .filter(|s| working_set::picks_newest(s))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    for def in stages {
+        working_set::load_newest_available(cold, state, &def, now)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,362 @@
+//! A command handler that keeps only each project's working set in memory
+//! (the rest in its cold store) decides exactly as one that keeps every
+//! record: random command sequences, run on both at the same instants, give
+//! the same replies, the same events at the same positions, and the same
+//! auto-promotion intents, even when nearly every record is moved out after
+//! each command. Both run on real sled logs.
+
+mod common;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use proptest::prelude::*;
+use waybill_commands::auth::{AuthMethod, Principal, Role};
+use waybill_commands::clock::Clock;
+use waybill_commands::handler::{ColdStore, CommandHandler};
+use waybill_commands::reactor::due;
+use waybill_commands::{Command, FreightSelector, PromotionResult};
+use waybill_ledger::domain::PipelineDefinition;
+use waybill_ledger::{EventLog, EventPayload, ProjectName, SledLog};
+
+const PIPELINE: &str = r#"{
+  "project": "ws",
+  "warehouses": [{"name": "images"}],
+  "stages": [
+    {"name": "dev", "requested_freight": [{"origin": "images", "sources": {"direct": true}}],
+     "policy": {"mode": "auto"}},
+    {"name": "staging",
+     "requested_freight": [{"origin": "images", "sources": {"stages": ["dev"]},
+                            "required_soak": "30m"}],
+     "verification": ["integration-tests"],
+     "policy": {"mode": "gated", "gates": [{"check": "smoke"}]}},
+    {"name": "prod",
+     "requested_freight": [{"origin": "images", "sources": {"stages": ["staging"]},
+                            "required_soak": "1h"}],
+     "policy": {"mode": "manual", "required_approvals": 1}}
+  ]
+}"#;
+
+const STAGES: [&str; 3] = ["dev", "staging", "prod"];
+const CHECKS: [&str; 2] = ["integration-tests", "smoke"];
+const FREIGHT: usize = 10;
+
+fn project() -> ProjectName {
+    ProjectName::project("ws").expect("name")
+}
+
+fn user(i: u8) -> Principal {
+    Principal {
+        name: format!("user-{}", i % 3),
+        groups: vec![],
+        method: AuthMethod::Token,
+    }
+}
+
+/// One step: what to do, two choices, and minutes to let pass first.
+#[derive(Debug, Clone)]
+struct Step {
+    op: u8,
+    a: u8,
+    b: u8,
+    minutes: u16,
+}
+
+fn steps() -> impl Strategy<Value = Vec<Step>> {
+    prop::collection::vec(
+        (0u8..10, any::<u8>(), any::<u8>(), 0u16..50).prop_map(|(op, a, b, minutes)| Step {
+            op,
+            a,
+            b,
+            minutes,
+        }),
+        1..90,
+    )
+}
+
+/// The command a step stands for, given the freight discovered and the
+/// promotions requested so far; `None` when it needs one and there is none.
+fn command(step: &Step, freight: &[String], promotions: &[String]) -> Option<Command> {
+    let (a, b) = (step.a as usize, step.b as usize);
+    let stage = STAGES[b % 3].to_string();
+    // Freight by alias or by id.
+    let named = |i: usize| {
+        if b % 2 == 0 || freight.is_empty() {
+            format!("v{}", i % FREIGHT)
+        } else {
+            freight[i % freight.len()].clone()
+        }
+    };
+    let promotion = || promotions.get(a % promotions.len().max(1)).cloned();
+    Some(match step.op {
+        0 | 1 => common::discovery(a % FREIGHT),
+        2 => Command::RecordVerification {
+            freight: named(a),
+            stage,
+            check: CHECKS[a % 2].to_string(),
+            passed: b % 5 != 0,
+            metrics: Default::default(),
+            evidence_url: String::new(),
+            details: String::new(),
+        },
+        3 | 4 => Command::RequestPromotion {
+            stage,
+            freight: if a % 3 == 0 {
+                FreightSelector::NewestAvailable
+            } else {
+                FreightSelector::Named(named(a))
+            },
+            ticket: String::new(),
+            reason: String::new(),
+        },
+        5 => Command::ApprovePromotion {
+            promotion: promotion()?,
+            comment: String::new(),
+        },
+        6 => Command::ReportPromotionResult {
+            promotion: promotion()?,
+            result: [
+                PromotionResult::Started,
+                PromotionResult::Succeeded,
+                PromotionResult::Succeeded,
+                PromotionResult::Failed,
+            ][b % 4],
+            details: String::new(),
+        },
+        7 => match b % 3 {
+            0 => Command::RejectPromotion {
+                promotion: promotion()?,
+                reason: "no".into(),
+            },
+            1 => Command::AbortPromotion {
+                promotion: promotion()?,
+                reason: "stop".into(),
+            },
+            _ => Command::ApproveFreight {
+                freight: named(a),
+                stage,
+                reason: "emergency".into(),
+                ticket: String::new(),
+            },
+        },
+        _ => Command::Rollback {
+            stage,
+            ticket: String::new(),
+            reason: String::new(),
+        },
+    })
+}
+
+/// A handler on a fresh sled log in `dir`, with a cold store keeping
+/// `hot` records (and as many idempotency keys) in memory, or none.
+fn handler(dir: &std::path::Path, hot: Option<usize>) -> CommandHandler {
+    let log: Arc<dyn EventLog> = Arc::new(SledLog::open(&dir.join("log")).expect("log"));
+    let h = common::handler_for_anyone(
+        log,
+        vec![Role::Promoter, Role::Approver, Role::Bypass, Role::Admin],
+    );
+    match hot {
+        Some(n) => h.with_cold_store(
+            ColdStore::open(&dir.join("cold"))
+                .expect("cold store")
+                .with_hot(n, n),
+        ),
+        None => h,
+    }
+}
+
+/// What a reply says, without the event ids (each log makes its own).
+fn reply(
+    r: &Result<waybill_commands::handler::Outcome, waybill_commands::handler::CommandError>,
+) -> String {
+    match r {
+        Ok(o) => format!("ok {} {} {:?}", o.position, o.already_done, o.payload),
+        Err(e) => format!("err {e}"),
+    }
+}
+
+async fn run(steps: Vec<Step>, hot: usize) -> Result<(), TestCaseError> {
+    let dirs = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let full = handler(dirs.0.path(), None);
+    let working = handler(dirs.1.path(), Some(hot));
+    let mut now: DateTime<Utc> = "2026-11-30T09:00:00Z".parse().expect("time");
+    let admin = user(0);
+    let apply = Command::ApplyPipeline {
+        definition: serde_json::from_str::<PipelineDefinition>(PIPELINE).expect("pipeline"),
+        source_uri: String::new(),
+        source_revision: String::new(),
+        source_digest: String::new(),
+    };
+    let mut past: Vec<(Command, String, Principal)> = vec![(apply, "apply".into(), admin)];
+    let (mut freight, mut promotions) = (Vec::new(), Vec::new());
+    for (i, step) in steps.iter().enumerate() {
+        now += Duration::minutes(i64::from(step.minutes));
+        // A retry of an earlier command, with its idempotency key; or a new one.
+        let (cmd, id, who) = if step.op == 9 || i == 0 {
+            past[(step.a as usize) % past.len()].clone()
+        } else {
+            match command(step, &freight, &promotions) {
+                Some(c) => (c, format!("cmd-{i}"), user(step.b)),
+                None => continue,
+            }
+        };
+        let (full_at, working_at) = (
+            full.clone().with_clock(Clock::Fixed(now)),
+            working.clone().with_clock(Clock::Fixed(now)),
+        );
+        let expected = full_at
+            .execute(&project(), &who, cmd.clone(), Some(id.clone()))
+            .await;
+        let got = working_at
+            .execute(&project(), &who, cmd.clone(), Some(id.clone()))
+            .await;
+        prop_assert_eq!(reply(&got), reply(&expected), "step {} {:?}", i, cmd);
+        match expected.as_ref().ok().and_then(|o| o.payload.as_ref()) {
+            Some(EventPayload::FreightDiscovered(d)) => freight.push(d.freight_id.clone()),
+            Some(EventPayload::PromotionRequested(r)) => promotions.push(r.promotion_id.clone()),
+            _ => {}
+        }
+        past.push((cmd, id, who));
+        let intents = |h: CommandHandler| async move {
+            h.inspect_at(&project(), None, |s| due(s, now))
+                .await
+                .map_err(|e| TestCaseError::fail(e.to_string()))
+        };
+        let (want, have) = (intents(full_at).await?, intents(working_at).await?);
+        prop_assert_eq!(have, want, "auto-promotion intents after step {}", i);
+    }
+    // The working set stayed small: only what the stages run, the active
+    // promotions, and what the limit lets stay.
+    let (records, whole) = (
+        working
+            .inspect(&project(), |s| s.freight.len() + s.promotions.len())
+            .await
+            .map_err(|e| TestCaseError::fail(e.to_string()))?,
+        full.inspect(&project(), |s| s.freight.len() + s.promotions.len())
+            .await
+            .map_err(|e| TestCaseError::fail(e.to_string()))?,
+    );
+    prop_assert!(records <= whole);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_working_set_decides_as_the_whole_state(steps in steps(), hot in 0usize..4) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        rt.block_on(run(steps, hot))?;
+    }
+}
+
+/// Records really leave memory: after many discoveries and promotions the
+/// working set holds a bounded number of them, and a retry of the very
+/// first command (its key long moved out) still answers with its position.
+#[tokio::test]
+async fn records_leave_memory_and_come_back() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let h = handler(dir.path(), Some(4));
+    let admin = user(0);
+    let apply = Command::ApplyPipeline {
+        definition: serde_json::from_str::<PipelineDefinition>(PIPELINE)?,
+        source_uri: String::new(),
+        source_revision: String::new(),
+        source_digest: String::new(),
+    };
+    let first = h
+        .execute(&project(), &admin, apply.clone(), Some("apply".into()))
+        .await?;
+    for i in 0..60 {
+        let o = h
+            .execute(&project(), &admin, common::discovery(i), None)
+            .await?;
+        let Some(EventPayload::FreightDiscovered(d)) = o.payload else {
+            anyhow::bail!("discovery {i}: {o:?}");
+        };
+        let request = h
+            .execute(
+                &project(),
+                &admin,
+                Command::RequestPromotion {
+                    stage: "dev".into(),
+                    freight: FreightSelector::Named(d.freight_id.clone()),
+                    ticket: String::new(),
+                    reason: String::new(),
+                },
+                None,
+            )
+            .await?;
+        let Some(EventPayload::PromotionRequested(r)) = request.payload else {
+            anyhow::bail!("promotion {i}: {request:?}");
+        };
+        for result in [PromotionResult::Started, PromotionResult::Succeeded] {
+            h.execute(
+                &project(),
+                &admin,
+                Command::ReportPromotionResult {
+                    promotion: r.promotion_id.clone(),
+                    result,
+                    details: String::new(),
+                },
+                None,
+            )
+            .await?;
+        }
+    }
+    let (freight, promotions, commands, seq) = h
+        .inspect(&project(), |s| {
+            (s.freight.len(), s.promotions.len(), s.commands.len(), s.seq)
+        })
+        .await?;
+    assert!(seq > 150, "{seq} events");
+    assert!(freight <= 5, "{freight} freight in memory");
+    assert!(promotions <= 5, "{promotions} promotions in memory");
+    assert!(commands <= 5, "{commands} idempotency keys in memory");
+    let retry = h
+        .execute(&project(), &admin, apply, Some("apply".into()))
+        .await?;
+    assert!(retry.already_done);
+    assert_eq!(retry.position, first.position);
+    assert_eq!(retry.event_id, first.event_id);
+    // An old freight, long moved out, is found by its alias and promoted.
+    let again = h
+        .execute(
+            &project(),
+            &admin,
+            Command::RequestPromotion {
+                stage: "dev".into(),
+                freight: FreightSelector::Named("v3".into()),
+                ticket: String::new(),
+                reason: String::new(),
+            },
+            None,
+        )
+        .await?;
+    assert!(matches!(
+        again.payload,
+        Some(EventPayload::PromotionRequested(ref r)) if r.stage == "dev"
+    ));
+    Ok(())
+}
+
+/// The store is one process's cache: a second open of it is refused while
+/// the first holds it, and what is left there unreadable (a crash) is
+/// cleared away.
+#[test]
+fn the_store_belongs_to_one_process_and_starts_empty() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("cold");
+    let first = ColdStore::open(&path)?;
+    let second = ColdStore::open(&path);
+    let err = second.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("another process uses"), "{err}");
+    drop(first);
+
+    std::fs::create_dir_all(&path)?;
+    std::fs::write(path.join("conf"), b"not a sled config")?;
+    std::fs::write(path.join("db"), b"not a sled database")?;
+    let store = ColdStore::open(&path)?;
+    assert_eq!(store.project("ws").alias("v1")?, None);
+    Ok(())
+}
