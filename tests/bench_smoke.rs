@@ -138,7 +138,7 @@ fn bench_queries_runs_and_reports_rebuild_and_latencies() {
     }
     assert!(doc.contains("Peak RSS of the rebuild process: **"));
     assert!(
-        doc.contains("bytes per event, after one `RecordDiscovery` on each project"),
+        doc.contains("events folded per second), after one `RecordDiscovery` on each project"),
         "{doc}"
     );
 }

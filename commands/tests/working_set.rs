@@ -341,8 +341,7 @@ async fn records_leave_memory_and_come_back() -> anyhow::Result<()> {
 }
 
 /// The store is one process's cache: a second open of it is refused while
-/// the first holds it, and what is left there unreadable (a crash) is
-/// cleared away.
+/// the first holds it, and what a killed process left there is cleared away.
 #[test]
 fn the_store_belongs_to_one_process_and_starts_empty() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -352,6 +351,7 @@ fn the_store_belongs_to_one_process_and_starts_empty() -> anyhow::Result<()> {
     let err = second.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.contains("another process uses"), "{err}");
     drop(first);
+    assert!(!path.exists(), "removed when dropped");
 
     std::fs::create_dir_all(&path)?;
     std::fs::write(path.join("conf"), b"not a sled config")?;

@@ -545,7 +545,7 @@ pub async fn run(args: QueriesBenchArgs) -> anyhow::Result<()> {
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     let command_grew = command.after.saturating_sub(command.before);
     let command_state = format!(
-        "{:.0} MiB before, {:.0} MiB after (peak {:.0} MiB): {} bytes per event; the {} commands took {:.1} s ({:.0} events folded per second)",
+        "{:.0} MiB before, {:.0} MiB after (peak {:.0} MiB), {} bytes per event; the {} commands took {:.1} s ({:.0} events folded per second)",
         mib(command.before),
         mib(command.after),
         mib(command.peak),

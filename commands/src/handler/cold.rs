@@ -36,8 +36,15 @@ pub const HOT: usize = 64;
 /// Idempotency keys a project keeps in memory before they are moved out.
 pub const HOT_COMMANDS: usize = 1024;
 
-/// sled's page cache for the store.
-const CACHE_BYTES: u64 = 16 << 20;
+/// redb's page cache for the store.
+const CACHE_BYTES: usize = 16 << 20;
+
+/// Commits between two durable ones: redb keeps what a non-durable commit
+/// freed in memory until a durable commit (an fsync) writes it out.
+const DURABLE_EVERY: u64 = 64;
+
+/// The store's one table: byte keys (layout in [`key`]) to byte values.
+const RECORDS: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("records");
 
 const FREIGHT: u8 = b'f';
 const PROMOTION: u8 = b'p';
@@ -47,10 +54,134 @@ const COMMAND: u8 = b'c';
 const SUCCEEDED: u8 = b's';
 const KINDS: [u8; 6] = [FREIGHT, PROMOTION, ALIAS, DISCOVERY, COMMAND, SUCCEEDED];
 
-impl From<sled::Error> for CommandError {
-    fn from(e: sled::Error) -> Self {
-        CommandError::Internal(format!("command state store: {e}"))
+/// A key and its value.
+type Entry = (Vec<u8>, Vec<u8>);
+
+/// A redb error as a command error.
+fn store_error(e: impl Into<redb::Error>) -> CommandError {
+    CommandError::Internal(format!("command state store: {}", e.into()))
+}
+
+/// The store's database, removed with its directory when dropped (it only
+/// caches the log).
+struct Kv {
+    db: redb::Database,
+    dir: std::path::PathBuf,
+    commits: std::sync::atomic::AtomicU64,
+    /// Held locked while the store is open.
+    _lock: std::fs::File,
+}
+
+impl std::fmt::Debug for Kv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kv").field("dir", &self.dir).finish()
     }
+}
+
+impl Drop for Kv {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Kv {
+    fn get(&self, k: &[u8]) -> Result<Option<Vec<u8>>, CommandError> {
+        use redb::ReadableDatabase;
+        let table = self
+            .db
+            .begin_read()
+            .map_err(store_error)?
+            .open_table(RECORDS)
+            .map_err(store_error)?;
+        Ok(table
+            .get(k)
+            .map_err(store_error)?
+            .map(|v| v.value().to_vec()))
+    }
+
+    /// Up to `limit` entries in `start..end`, from the last, keys and values.
+    fn last(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Entry>, CommandError> {
+        use redb::ReadableDatabase;
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let table = self
+            .db
+            .begin_read()
+            .map_err(store_error)?
+            .open_table(RECORDS)
+            .map_err(store_error)?;
+        let mut out = Vec::new();
+        for kv in table
+            .range(start..end)
+            .map_err(store_error)?
+            .rev()
+            .take(limit)
+        {
+            let (k, v) = kv.map_err(store_error)?;
+            out.push((k.value().to_vec(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Sets (`Some`) or removes (`None`) each key, atomically.
+    fn write(&self, batch: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), CommandError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.db.begin_write().map_err(store_error)?;
+        let n = self
+            .commits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if !n.is_multiple_of(DURABLE_EVERY) {
+            tx.set_durability(redb::Durability::None)
+                .map_err(|e| CommandError::Internal(format!("command state store: {e}")))?;
+        }
+        {
+            let mut table = tx.open_table(RECORDS).map_err(store_error)?;
+            for (k, v) in batch {
+                match v {
+                    Some(v) => table
+                        .insert(k.as_slice(), v.as_slice())
+                        .map_err(store_error)?,
+                    None => table.remove(k.as_slice()).map_err(store_error)?,
+                };
+            }
+        }
+        tx.commit().map_err(store_error)
+    }
+}
+
+/// Every entry of a key range, from the last, read a page at a time (a read
+/// transaction is not held across the caller's work).
+fn backwards<'a>(
+    kv: &'a Kv,
+    start: Vec<u8>,
+    end: Vec<u8>,
+) -> impl Iterator<Item = Result<Entry, CommandError>> + 'a {
+    const PAGE: usize = 256;
+    let mut end = Some(end);
+    let mut page = std::collections::VecDeque::new();
+    std::iter::from_fn(move || {
+        if page.is_empty() {
+            let upto = end.take()?;
+            match kv.last(&start, &upto, PAGE) {
+                Ok(entries) => {
+                    if entries.len() == PAGE {
+                        end = entries.last().map(|(k, _)| k.clone());
+                    }
+                    page.extend(entries);
+                }
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        page.pop_front().map(Ok)
+    })
 }
 
 impl From<serde_json::Error> for CommandError {
@@ -62,11 +193,11 @@ impl From<serde_json::Error> for CommandError {
 /// Per project, each stage's definition and floor.
 type Floors = HashMap<String, Vec<(StageDef, Vec<u8>)>>;
 
-/// The records the cached project states leave out, in a sled database of
+/// The records the cached project states leave out, in a redb database of
 /// their own. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct ColdStore {
-    db: sled::Db,
+    kv: Arc<Kv>,
     hot: usize,
     hot_commands: usize,
     /// Per project, per stage looked for: a discovery key (as stored under
@@ -78,35 +209,52 @@ pub struct ColdStore {
 impl ColdStore {
     /// Opens the store in `dir`, emptied first (it only caches the log); the
     /// directory is removed again when the last clone is dropped. Refused
-    /// while another process has it open; what a crashed process left, or
-    /// anything unreadable there, is removed.
+    /// while another process has it open (a lock on the file `<dir>.lock`
+    /// beside it); what a killed process left there is removed unread.
     pub fn open(dir: &Path) -> Result<ColdStore, CommandError> {
-        let config = sled::Config::new()
-            .path(dir)
-            .temporary(true)
-            .cache_capacity(CACHE_BYTES);
-        let db = match config.open() {
-            Ok(db) => {
-                db.clear()?;
-                db
-            }
-            Err(e) if e.to_string().contains("could not acquire lock") => {
+        let io = |what: &str, e: std::io::Error| {
+            CommandError::Internal(format!("{what} {}: {e}", dir.display()))
+        };
+        if let Some(parent) = dir.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| io("cannot create the parent of", e))?;
+        }
+        let mut lock_path = dir.as_os_str().to_owned();
+        lock_path.push(".lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| io("cannot open the lock file of", e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
                 return Err(CommandError::Internal(format!(
-                    "another process uses the command state store in {} ({e}); give each \
-                     server its own data directory",
+                    "another process uses the command state store in {}; give each server \
+                     its own data directory",
                     dir.display()
                 )))
             }
-            Err(e) => {
-                tracing::warn!(dir = %dir.display(), error = %e, "removing an unreadable command state store");
-                std::fs::remove_dir_all(dir).map_err(|e| {
-                    CommandError::Internal(format!("cannot empty {}: {e}", dir.display()))
-                })?;
-                config.open()?
-            }
-        };
+            Err(std::fs::TryLockError::Error(e)) => return Err(io("cannot lock", e)),
+        }
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).map_err(|e| io("cannot empty", e))?;
+        }
+        std::fs::create_dir_all(dir).map_err(|e| io("cannot create", e))?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(dir.join("records.redb"))
+            .map_err(store_error)?;
+        let tx = db.begin_write().map_err(store_error)?;
+        tx.open_table(RECORDS).map_err(store_error)?;
+        tx.commit().map_err(store_error)?;
         Ok(ColdStore {
-            db,
+            kv: Arc::new(Kv {
+                db,
+                dir: dir.to_path_buf(),
+                commits: Default::default(),
+                _lock: lock,
+            }),
             hot: HOT,
             hot_commands: HOT_COMMANDS,
             floors: Arc::default(),
@@ -196,10 +344,10 @@ impl Cold for ProjectCold<'_> {
             Some(floor) => [prefix.as_slice(), &floor, &[0]].concat(),
             None => [prefix.as_slice(), &[0xff; 13]].concat(),
         };
-        Box::new(self.store.db.range(prefix..end).rev().map(move |kv| {
-            let (k, _) = kv?;
-            text(k.get(skip..).unwrap_or_default())
-        }))
+        Box::new(
+            backwards(&self.store.kv, prefix, end)
+                .map(move |kv| text(kv?.0.get(skip..).unwrap_or_default())),
+        )
     }
 
     fn scanned(&self, stage: &StageDef, until: Option<(DateTime<Utc>, &str)>) {
@@ -222,7 +370,7 @@ fn discovery_key(at: DateTime<Utc>, id: &str) -> Vec<u8> {
 
 impl ProjectCold<'_> {
     fn json<T: serde::de::DeserializeOwned>(&self, k: Vec<u8>) -> Result<Option<T>, CommandError> {
-        match self.store.db.get(k)? {
+        match self.store.kv.get(&k)? {
             Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
             None => Ok(None),
         }
@@ -231,13 +379,19 @@ impl ProjectCold<'_> {
     /// Removes every record of the project (its state is folded again).
     pub fn clear(&self) -> Result<(), CommandError> {
         self.store.floors().remove(self.project);
-        let mut batch = sled::Batch::default();
         for kind in KINDS {
-            for kv in self.store.db.scan_prefix(key(kind, self.project, b"")) {
-                batch.remove(kv?.0);
+            let prefix = key(kind, self.project, b"");
+            let end = [prefix.as_slice(), &[0xff]].concat();
+            loop {
+                let keys = self.store.kv.last(&prefix, &end, 4096)?;
+                if keys.is_empty() {
+                    break;
+                }
+                self.store
+                    .kv
+                    .write(keys.into_iter().map(|(k, _)| (k, None)).collect())?;
             }
         }
-        self.store.db.apply_batch(batch)?;
         Ok(())
     }
 
@@ -245,8 +399,8 @@ impl ProjectCold<'_> {
     pub fn alias(&self, alias: &str) -> Result<Option<String>, CommandError> {
         match self
             .store
-            .db
-            .get(key(ALIAS, self.project, alias.as_bytes()))?
+            .kv
+            .get(&key(ALIAS, self.project, alias.as_bytes()))?
         {
             Some(v) => Ok(Some(text(&v)?)),
             None => Ok(None),
@@ -255,7 +409,7 @@ impl ProjectCold<'_> {
 
     /// What the command with key `k` produced, if it was moved here.
     pub fn command(&self, k: &CommandKey) -> Result<Option<CommandOutcome>, CommandError> {
-        let Some(v) = self.store.db.get(key(COMMAND, self.project, k.bytes()))? else {
+        let Some(v) = self.store.kv.get(&key(COMMAND, self.project, k.bytes()))? else {
             return Ok(None);
         };
         let bad = || CommandError::Internal("command state store: bad command record".into());
@@ -278,11 +432,9 @@ impl ProjectCold<'_> {
     ) -> impl Iterator<Item = Result<String, CommandError>> + '_ {
         let mut rest = stage.as_bytes().to_vec();
         rest.push(0);
-        self.store
-            .db
-            .scan_prefix(key(SUCCEEDED, self.project, &rest))
-            .rev()
-            .map(|kv| text(&kv?.1))
+        let prefix = key(SUCCEEDED, self.project, &rest);
+        let end = [prefix.as_slice(), &[0xff]].concat();
+        backwards(&self.store.kv, prefix, end).map(|kv| text(&kv?.1))
     }
 
     /// Moves out of `state` what its working set does not need, once it
@@ -292,7 +444,7 @@ impl ProjectCold<'_> {
     /// so a failure leaves `state` whole.
     pub fn spill(&self, state: &mut ProjectState) -> Result<(), CommandError> {
         let (project, hot) = (self.project, self.store.hot);
-        let mut batch = sled::Batch::default();
+        let mut batch: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
         let mut freight_out = Vec::new();
         if state.freight.len() > hot {
             let mut keep: BTreeSet<&str> = state
@@ -313,11 +465,11 @@ impl ProjectCold<'_> {
                     continue;
                 }
                 let at = discovery_key(f.discovered_at, &f.id);
-                batch.insert(key(DISCOVERY, project, &at), &[]);
-                batch.insert(
+                batch.push((key(DISCOVERY, project, &at), Some(Vec::new())));
+                batch.push((
                     key(FREIGHT, project, f.id.as_bytes()),
-                    serde_json::to_vec(f)?,
-                );
+                    Some(serde_json::to_vec(f)?),
+                ));
                 freight_out.push((f.discovered_at, f.id.clone()));
             }
         }
@@ -346,7 +498,10 @@ impl ProjectCold<'_> {
         let aliases_out = state.aliases.len() > hot;
         if aliases_out {
             for (alias, id) in &state.aliases {
-                batch.insert(key(ALIAS, project, alias.as_bytes()), id.as_bytes());
+                batch.push((
+                    key(ALIAS, project, alias.as_bytes()),
+                    Some(id.as_bytes().to_vec()),
+                ));
             }
         }
         let mut promotions_out = Vec::new();
@@ -354,12 +509,12 @@ impl ProjectCold<'_> {
             for p in state.promotions.values().filter(|p| !p.status.is_active()) {
                 if p.status == PromotionStatus::Succeeded {
                     let at = [p.stage.as_bytes(), &[0], &p.requested.0.to_be_bytes()].concat();
-                    batch.insert(key(SUCCEEDED, project, &at), p.id.as_bytes());
+                    batch.push((key(SUCCEEDED, project, &at), Some(p.id.as_bytes().to_vec())));
                 }
-                batch.insert(
+                batch.push((
                     key(PROMOTION, project, p.id.as_bytes()),
-                    serde_json::to_vec(p)?,
-                );
+                    Some(serde_json::to_vec(p)?),
+                ));
                 promotions_out.push(p.id.clone());
             }
         }
@@ -367,10 +522,10 @@ impl ProjectCold<'_> {
         if commands_out {
             for (k, o) in &state.commands {
                 let v = [&o.position.0.to_be_bytes()[..], o.event_id.as_bytes()].concat();
-                batch.insert(key(COMMAND, project, k.bytes()), v);
+                batch.push((key(COMMAND, project, k.bytes()), Some(v)));
             }
         }
-        self.store.db.apply_batch(batch)?;
+        self.store.kv.write(batch)?;
         if !floors.is_empty() {
             self.store.floors().insert(project.to_string(), floors);
         }
