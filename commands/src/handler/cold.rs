@@ -100,12 +100,7 @@ impl Kv {
     }
 
     /// Up to `limit` entries in `start..end`, from the last, keys and values.
-    fn last(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-    ) -> Result<Vec<Entry>, CommandError> {
+    fn last(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<Entry>, CommandError> {
         use redb::ReadableDatabase;
         if start >= end {
             return Ok(Vec::new());
