@@ -135,9 +135,11 @@ pub struct ServeArgs {
     /// point-in-time queries read from it [default: 512].
     #[arg(long, env = "WAYBILL_CACHE_MB", value_name = "MIB")]
     pub cache_mb: Option<u64>,
-    /// Events of project history the command service keeps folded in memory
-    /// (about 0.8 KB each); beyond it the least recently used projects are
-    /// dropped and folded again from the log when next needed [default: 500000].
+    /// Records the command service's cached project states keep in memory
+    /// together (freight, promotions and aliases, about 1 KB each; 16
+    /// idempotency keys count as one); beyond it the least recently used
+    /// projects are dropped and folded again from the log when next needed.
+    /// The rest of each project is in `<data-dir>/command-state` [default: 500000].
     #[arg(long, env = "WAYBILL_COMMAND_CACHE_EVENTS", value_name = "EVENTS", value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..))]
     pub command_cache_events: Option<u64>,
     /// What this process runs, comma-separated: `commands` (the command

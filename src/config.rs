@@ -27,7 +27,7 @@ pub struct FileConfig {
     pub rate_limit: Option<u32>,
     /// Read models' page cache, MiB.
     pub cache_mb: Option<u64>,
-    /// Events of history the command service keeps folded in memory.
+    /// Records the command service's cached project states keep in memory.
     pub command_cache_events: Option<u64>,
     /// What this process runs: `commands`, `queries`, `reactors`.
     pub roles: Option<Vec<crate::roles::ServeRole>>,

@@ -50,7 +50,7 @@ pub struct Services {
     pub log: OpenLog,
     pub auth: Arc<Authenticator>,
     pub clock: Clock,
-    /// Events of history the command service keeps folded in memory.
+    /// Records the command service's cached project states keep in memory.
     pub command_cache_events: u64,
     /// Where the command service keeps the records its project states leave
     /// out (none: each state keeps its whole history in memory).
@@ -146,8 +146,8 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         .unwrap_or(waybill_commands::handler::DEFAULT_CACHE_EVENTS);
     anyhow::ensure!(
         command_cache_events > 0,
-        "command_cache_events must be at least 1 (the events of project history the command \
-         service keeps in memory)"
+        "command_cache_events must be at least 1 (the records the command service's cached \
+         project states keep in memory)"
     );
     let auth = authenticator(&args)?;
     let policy = crate::audit::checkpoint_policy(

@@ -42,9 +42,9 @@ use crate::rejection::Rejection;
 /// Conflicts tolerated before a command gives up with `ABORTED`.
 pub const MAX_ATTEMPTS: u32 = 16;
 
-/// Events of history the cached project states hold by default (about
-/// 350 MiB at 0.7 KB per event without a [`ColdStore`]; with one, records
-/// held in memory).
+/// How much the cached project states hold together by default: records in
+/// memory with a [`ColdStore`] (about 1 KB each), events without one (about
+/// 0.7 KB each).
 pub const DEFAULT_CACHE_EVENTS: u64 = 500_000;
 
 /// Why a command did not produce (or find) an event.
