@@ -30,8 +30,14 @@ use crate::command::{Command, FreightSelector};
 
 /// Freight, promotions and aliases a project keeps in memory (beyond the
 /// freight its stages run and its active promotions) before the rest is
-/// moved out; half of them, the newest freight, stay.
-pub const HOT: usize = 64;
+/// moved out; the [`KEEP`] newest freight stay. A move runs beside the
+/// commands (see `CommandHandler::spill_later`) but takes CPU from them:
+/// 256 makes moves rare (one per two hundred commands or so on a busy
+/// project) at about 0.5 MB per project.
+pub const HOT: usize = 256;
+
+/// The newest freight that stay in memory when freight is moved out.
+pub const KEEP: usize = 16;
 
 /// Idempotency keys a project keeps in memory before they are moved out.
 pub const HOT_COMMANDS: usize = 1024;
@@ -39,9 +45,9 @@ pub const HOT_COMMANDS: usize = 1024;
 /// redb's page cache for the store.
 const CACHE_BYTES: usize = 16 << 20;
 
-/// Commits between two durable ones: redb keeps what a non-durable commit
+/// Time between two durable commits: redb keeps what a non-durable commit
 /// freed in memory until a durable commit (an fsync) writes it out.
-const DURABLE_EVERY: u64 = 64;
+const DURABLE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The store's one table: byte keys (layout in [`key`]) to byte values.
 const RECORDS: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("records");
@@ -67,7 +73,8 @@ fn store_error(e: impl Into<redb::Error>) -> CommandError {
 struct Kv {
     db: redb::Database,
     dir: std::path::PathBuf,
-    commits: std::sync::atomic::AtomicU64,
+    /// When the last durable commit was made.
+    durable: Mutex<std::time::Instant>,
     /// Held locked while the store is open.
     _lock: std::fs::File,
 }
@@ -125,15 +132,29 @@ impl Kv {
     }
 
     /// Sets (`Some`) or removes (`None`) each key, atomically.
-    fn write(&self, batch: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), CommandError> {
+    fn write(&self, batch: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<(), CommandError> {
+        self.write_if(batch, || true).map(|_| ())
+    }
+
+    /// [`Kv::write`], if `still` holds once no other write can start;
+    /// whether it wrote.
+    fn write_if(
+        &self,
+        batch: &[(Vec<u8>, Option<Vec<u8>>)],
+        still: impl FnOnce() -> bool,
+    ) -> Result<bool, CommandError> {
         if batch.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         let mut tx = self.db.begin_write().map_err(store_error)?;
-        let n = self
-            .commits
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if !n.is_multiple_of(DURABLE_EVERY) {
+        if !still() {
+            tx.abort().map_err(store_error)?;
+            return Ok(false);
+        }
+        // One writer at a time (the write transaction), so this is not racy.
+        let mut durable = self.durable.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        if now.duration_since(*durable) < DURABLE_EVERY {
             tx.set_durability(redb::Durability::None)
                 .map_err(|e| CommandError::Internal(format!("command state store: {e}")))?;
         }
@@ -148,7 +169,12 @@ impl Kv {
                 };
             }
         }
-        tx.commit().map_err(store_error)
+        let was_durable = now.duration_since(*durable) >= DURABLE_EVERY;
+        tx.commit().map_err(store_error)?;
+        if was_durable {
+            *durable = now;
+        }
+        Ok(true)
     }
 }
 
@@ -199,6 +225,9 @@ pub struct ColdStore {
     /// `DISCOVERY`) above which every freight kept here is unavailable to
     /// the stage, as defined then.
     floors: Arc<Mutex<Floors>>,
+    /// Per project, how many times its records were cleared: a move planned
+    /// before a clear is not written after it.
+    clears: Arc<Mutex<HashMap<String, u64>>>,
 }
 
 impl ColdStore {
@@ -247,12 +276,13 @@ impl ColdStore {
             kv: Arc::new(Kv {
                 db,
                 dir: dir.to_path_buf(),
-                commits: Default::default(),
+                durable: Mutex::new(std::time::Instant::now()),
                 _lock: lock,
             }),
             hot: HOT,
             hot_commands: HOT_COMMANDS,
             floors: Arc::default(),
+            clears: Arc::default(),
         })
     }
 
@@ -285,6 +315,55 @@ impl ColdStore {
 pub struct ProjectCold<'a> {
     store: &'a ColdStore,
     project: &'a str,
+}
+
+/// What a move to the store takes out of a project's state: the store's
+/// writes, and copies of the records as written.
+#[derive(Debug, Default)]
+pub struct Spill {
+    batch: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    freight: Vec<Freight>,
+    promotions: Vec<Promotion>,
+    aliases: Vec<(String, String)>,
+    commands: Vec<CommandKey>,
+    /// The project's clears when it was planned.
+    clears: u64,
+}
+
+impl Spill {
+    /// Whether there is anything to move.
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
+
+    /// Lets memory go of the records the store now holds, each unless it
+    /// changed since it was written (it stays, and is written again by a
+    /// later move).
+    fn release(self, state: &mut ProjectState) {
+        for f in self.freight {
+            if state.freight.get(&f.id).is_some_and(|m| **m == f) {
+                state.freight.remove(&f.id);
+                state.by_discovery.remove(&(f.discovered_at, f.id));
+            }
+        }
+        for (alias, id) in self.aliases {
+            if state.aliases.get(&alias) == Some(&id) {
+                state.aliases.remove(&alias);
+            }
+        }
+        for p in self.promotions {
+            if state.promotions.get(&p.id).is_some_and(|m| **m == p) {
+                state.promotions.remove(&p.id);
+            }
+        }
+        if !self.commands.is_empty() {
+            for k in &self.commands {
+                state.commands.remove(k);
+            }
+            // Give back the room of the keys that left.
+            state.commands.shrink_to_fit();
+        }
+    }
 }
 
 /// `kind`, the project, a zero byte, then `rest` (names never hold a zero
@@ -371,9 +450,21 @@ impl ProjectCold<'_> {
         }
     }
 
+    fn clears(&self) -> u64 {
+        let clears = self.store.clears.lock().unwrap_or_else(|p| p.into_inner());
+        clears.get(self.project).copied().unwrap_or(0)
+    }
+
     /// Removes every record of the project (its state is folded again).
     pub fn clear(&self) -> Result<(), CommandError> {
         self.store.floors().remove(self.project);
+        *self
+            .store
+            .clears
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(self.project.to_string())
+            .or_default() += 1;
         for kind in KINDS {
             let prefix = key(kind, self.project, b"");
             let end = [prefix.as_slice(), &[0xff]].concat();
@@ -384,7 +475,7 @@ impl ProjectCold<'_> {
                 }
                 self.store
                     .kv
-                    .write(keys.into_iter().map(|(k, _)| (k, None)).collect())?;
+                    .write(&keys.into_iter().map(|(k, _)| (k, None)).collect::<Vec<_>>())?;
             }
         }
         Ok(())
@@ -432,15 +523,39 @@ impl ProjectCold<'_> {
         backwards(&self.store.kv, prefix, end).map(|kv| text(&kv?.1))
     }
 
+    /// Whether `state` holds more than the store's limits (so that
+    /// [`ProjectCold::spill`] has something to do).
+    pub fn over(&self, state: &ProjectState) -> bool {
+        let hot = self.store.hot;
+        state.freight.len() > hot
+            || state.aliases.len() > hot
+            || state.promotions.len() > hot
+            || state.commands.len() > self.store.hot_commands
+    }
+
     /// Moves out of `state` what its working set does not need, once it
-    /// holds more than the store's limits: freight that no stage runs (but
-    /// the newest half of the limit), finished promotions, aliases, and
-    /// idempotency keys. Records leave memory only once the store has them,
-    /// so a failure leaves `state` whole.
+    /// holds more than the store's limits: [`ProjectCold::plan`], write,
+    /// [`ProjectCold::release`]. with `state` held throughout.
     pub fn spill(&self, state: &mut ProjectState) -> Result<(), CommandError> {
+        let spill = self.plan(state)?;
+        if self.write(&spill)? {
+            self.release(spill, state);
+        }
+        Ok(())
+    }
+
+    /// What to move out of `state`, once it holds more than the store's
+    /// limits: freight that no stage runs (but the [`KEEP`] newest),
+    /// finished promotions, aliases, and idempotency keys. Raises the floors
+    /// of the freight it moves (see [`Cold::scanned`]) at once: they only
+    /// say what the store holds above them is unavailable, and a higher
+    /// floor is scanned from sooner.
+    pub fn plan(&self, state: &ProjectState) -> Result<Spill, CommandError> {
         let (project, hot) = (self.project, self.store.hot);
-        let mut batch: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
-        let mut freight_out = Vec::new();
+        let mut spill = Spill {
+            clears: self.clears(),
+            ..Spill::default()
+        };
         if state.freight.len() > hot {
             let mut keep: BTreeSet<&str> = state
                 .stages
@@ -452,7 +567,7 @@ impl ProjectCold<'_> {
                     .by_discovery
                     .iter()
                     .rev()
-                    .take(hot / 2)
+                    .take(KEEP.min(hot / 2))
                     .map(|(_, id)| id.as_str()),
             );
             for f in state.freight.values() {
@@ -460,85 +575,85 @@ impl ProjectCold<'_> {
                     continue;
                 }
                 let at = discovery_key(f.discovered_at, &f.id);
-                batch.push((key(DISCOVERY, project, &at), Some(Vec::new())));
-                batch.push((
+                spill
+                    .batch
+                    .push((key(DISCOVERY, project, &at), Some(Vec::new())));
+                spill.batch.push((
                     key(FREIGHT, project, f.id.as_bytes()),
                     Some(serde_json::to_vec(f)?),
                 ));
-                freight_out.push((f.discovered_at, f.id.clone()));
+                spill.freight.push((**f).clone());
             }
         }
         // A freight that leaves memory available to a stage, above the
         // stage's floor, raises the floor to itself.
-        let mut floors = Vec::new();
-        if let Some(mine) = self.store.floors().get(project) {
-            floors = mine.clone();
-        }
-        for (def, floor) in &mut floors {
-            for (at, id) in &freight_out {
-                let k = discovery_key(*at, id);
-                if k <= *floor {
-                    continue;
-                }
-                let may_be_available = state.freight.get(id).is_none_or(|f| {
+        let mut floors = self.store.floors();
+        if let Some(mine) = floors.get_mut(project) {
+            for (def, floor) in mine.iter_mut() {
+                for f in &spill.freight {
+                    let k = discovery_key(f.discovered_at, &f.id);
                     // Running nowhere, its soak is fixed: any time will do.
-                    f.verified_in.values().any(|v| v.since.is_some())
-                        || available_to(f, def, f.discovered_at).is_ok()
-                });
-                if may_be_available {
-                    *floor = k;
+                    let may_be_available = f.verified_in.values().any(|v| v.since.is_some())
+                        || available_to(f, def, f.discovered_at).is_ok();
+                    if k > *floor && may_be_available {
+                        *floor = k;
+                    }
                 }
             }
         }
-        let aliases_out = state.aliases.len() > hot;
-        if aliases_out {
+        drop(floors);
+        if state.aliases.len() > hot {
             for (alias, id) in &state.aliases {
-                batch.push((
+                spill.batch.push((
                     key(ALIAS, project, alias.as_bytes()),
                     Some(id.as_bytes().to_vec()),
                 ));
+                spill.aliases.push((alias.clone(), id.clone()));
             }
         }
-        let mut promotions_out = Vec::new();
         if state.promotions.len() > hot {
             for p in state.promotions.values().filter(|p| !p.status.is_active()) {
                 if p.status == PromotionStatus::Succeeded {
                     let at = [p.stage.as_bytes(), &[0], &p.requested.0.to_be_bytes()].concat();
-                    batch.push((key(SUCCEEDED, project, &at), Some(p.id.as_bytes().to_vec())));
+                    spill
+                        .batch
+                        .push((key(SUCCEEDED, project, &at), Some(p.id.as_bytes().to_vec())));
                 }
-                batch.push((
+                spill.batch.push((
                     key(PROMOTION, project, p.id.as_bytes()),
                     Some(serde_json::to_vec(p)?),
                 ));
-                promotions_out.push(p.id.clone());
+                spill.promotions.push((**p).clone());
             }
         }
-        let commands_out = state.commands.len() > self.store.hot_commands;
-        if commands_out {
+        if state.commands.len() > self.store.hot_commands {
             for (k, o) in &state.commands {
                 let v = [&o.position.0.to_be_bytes()[..], o.event_id.as_bytes()].concat();
-                batch.push((key(COMMAND, project, k.bytes()), Some(v)));
+                spill
+                    .batch
+                    .push((key(COMMAND, project, k.bytes()), Some(v)));
+                spill.commands.push(*k);
             }
         }
-        self.store.kv.write(batch)?;
-        if !floors.is_empty() {
-            self.store.floors().insert(project.to_string(), floors);
+        Ok(spill)
+    }
+
+    /// Lets `state` (locked since the project's records were last cleared,
+    /// as when `spill` was planned) go of the records `spill` wrote.
+    pub fn release(&self, spill: Spill, state: &mut ProjectState) {
+        if self.clears() == spill.clears {
+            spill.release(state);
         }
-        for entry in freight_out {
-            state.freight.remove(&entry.1);
-            state.by_discovery.remove(&entry);
-        }
-        if aliases_out {
-            state.aliases.clear();
-        }
-        for id in promotions_out {
-            state.promotions.remove(&id);
-        }
-        if commands_out {
-            // A new map: `clear` would keep the room of every key.
-            state.commands = Default::default();
-        }
-        Ok(())
+    }
+
+    /// Writes what `spill` moves out, atomically, unless the project's
+    /// records were cleared since it was planned; whether it wrote. The
+    /// state it was planned on need not be held meanwhile: memory keeps the
+    /// records until [`ProjectCold::release`].
+    pub fn write(&self, spill: &Spill) -> Result<bool, CommandError> {
+        self.store
+            .kv
+            .write_if(&spill.batch, || self.clears() == spill.clears)
     }
 
     /// Puts freight `id_or_alias` in memory, by id or by alias.
@@ -566,20 +681,23 @@ impl ProjectCold<'_> {
     }
 }
 
-/// Loads into `state` what deciding `command`, with idempotency key
-/// `command_id`, at `now` reads, so that the decision equals the one taken
-/// with every record in memory.
+/// Loads into `state` what deciding `command` at `now` reads, so that the
+/// decision equals the one taken with every record in memory. `command_id`
+/// is its idempotency key, if it may have been used before (`None`: made up
+/// for this command).
 pub fn load_for_command(
     cold: &ProjectCold<'_>,
     state: &mut ProjectState,
     command: &Command,
-    command_id: &str,
+    command_id: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(), CommandError> {
-    let k = CommandKey::of(command_id);
-    if let std::collections::hash_map::Entry::Vacant(slot) = state.commands.entry(k) {
-        if let Some(outcome) = cold.command(&k)? {
-            slot.insert(outcome);
+    if let Some(id) = command_id {
+        let k = CommandKey::of(id);
+        if let std::collections::hash_map::Entry::Vacant(slot) = state.commands.entry(k) {
+            if let Some(outcome) = cold.command(&k)? {
+                slot.insert(outcome);
+            }
         }
     }
     match command {

@@ -124,6 +124,8 @@ struct Slot {
     /// The cache's total, kept up to date as `events` changes.
     total: Arc<AtomicU64>,
     used: u64,
+    /// A move of the state's records to the cold store is under way.
+    spilling: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Slot {
@@ -215,6 +217,7 @@ impl StateCache {
                 events: Arc::default(),
                 total: total.clone(),
                 used: 0,
+                spilling: Arc::default(),
             });
         slot.used = tick;
         slot.clone()
@@ -263,8 +266,9 @@ impl CommandHandler {
         slot.sized(state, self.cold.is_some());
     }
 
-    /// Keeps at most `events` events of history in the cached project states
-    /// (a project bigger than that is still kept while it is the one in use).
+    /// Keeps at most `events` events of history in the cached project states,
+    /// or with a cold store that many records in memory (a project bigger
+    /// than that is still kept while it is the one in use).
     pub fn with_cache_budget(self, events: u64) -> CommandHandler {
         self.cache().budget = events;
         self
@@ -315,13 +319,16 @@ impl CommandHandler {
         names
     }
 
-    /// A copy of the project's state, caught up with the log.
+    /// A copy of the project's state, caught up with the log (with a cold
+    /// store, of its working set).
     pub async fn state(&self, project: &ProjectName) -> Result<ProjectState, CommandError> {
         self.inspect(project, ProjectState::clone).await
     }
 
     /// What `f` reads from the project's state, caught up with the log,
-    /// without copying the state (which holds every freight and promotion).
+    /// without copying the state (which may hold every freight and promotion;
+    /// with a cold store, its working set and the freight auto-promotion
+    /// would pick).
     pub async fn inspect<R>(
         &self,
         project: &ProjectName,
@@ -349,23 +356,49 @@ impl CommandHandler {
         let Some(cold) = self.cold(project) else {
             return Ok(f(&state));
         };
-        // Readers ask what auto-promotion would pick (the reactor).
-        let loaded = cold::load_auto_candidates(&cold, &mut state, self.clock.now());
-        let out = loaded.map(|()| f(&state));
-        self.spill(project, &mut state);
+        if let Err(e) = cold.spill(&mut state) {
+            warn_spill(project.as_str(), &e);
+        }
         self.sized(&slot, &state);
-        out
+        // Readers ask what auto-promotion would pick (the reactor); those
+        // freight stay loaded until the next move.
+        cold::load_auto_candidates(&cold, &mut state, self.clock.now())?;
+        Ok(f(&state))
     }
 
-    /// Moves what the project's working set does not need to the cold store.
-    /// A failure leaves the state whole (only bigger), so it is logged, not
-    /// returned: the command it follows did happen.
-    fn spill(&self, project: &ProjectName, state: &mut ProjectState) {
-        if let Some(cold) = self.cold(project) {
-            if let Err(e) = cold.spill(state) {
-                tracing::warn!(project = %project, error = %e, "cannot move records to the command state store");
-            }
+    /// Moves what the project's working set no longer needs to the cold
+    /// store, on the blocking pool once `state` (`slot`'s, locked by the
+    /// caller) is let go of. Commands neither wait for it nor are held up by
+    /// its writes: the project is locked only to plan the move and then to
+    /// let go of what was written. One move per project at a time. A failure
+    /// leaves the state whole (only bigger), so it is logged, not returned:
+    /// the command it follows did happen.
+    fn spill_later(&self, project: &ProjectName, slot: &Slot, state: &ProjectState) {
+        let Some(store) = &self.cold else {
+            return;
+        };
+        if !store.project(project.as_str()).over(state)
+            || slot.spilling.swap(true, Ordering::AcqRel)
+        {
+            return;
         }
+        let (store, slot, project) = (store.clone(), slot.clone(), project.to_string());
+        tokio::task::spawn_blocking(move || {
+            let cold = store.project(&project);
+            let planned = cold.plan(&slot.state.blocking_lock());
+            let moved = planned.and_then(|spill| {
+                if !spill.is_empty() && cold.write(&spill)? {
+                    let mut state = slot.state.blocking_lock();
+                    cold.release(spill, &mut state);
+                    slot.sized(&state, true);
+                }
+                Ok(())
+            });
+            if let Err(e) = moved {
+                warn_spill(&project, &e);
+            }
+            slot.spilling.store(false, Ordering::Release);
+        });
     }
 
     /// Authorizes and executes `command` on `project` for `principal`.
@@ -414,9 +447,10 @@ impl CommandHandler {
         command_id: Option<String>,
         correlation_id: &str,
     ) -> Result<Outcome, CommandError> {
-        let command_id = command_id
-            .filter(|k| !k.is_empty())
-            .unwrap_or_else(|| Uuid::now_v7().to_string());
+        let given = command_id.filter(|k| !k.is_empty());
+        // A key made up here was never used before: no need to look it up.
+        let stored_key = given.is_some();
+        let command_id = given.unwrap_or_else(|| Uuid::now_v7().to_string());
         let slot = self.slot(project.as_str());
         let mut state = slot.state.lock().await;
         let result = self
@@ -424,13 +458,16 @@ impl CommandHandler {
                 project,
                 principal,
                 command,
-                &command_id,
+                IdempotencyKey {
+                    id: &command_id,
+                    given: stored_key,
+                },
                 correlation_id,
                 &mut state,
             )
             .await;
-        self.spill(project, &mut state);
         self.sized(&slot, &state);
+        self.spill_later(project, &slot, &state);
         result
     }
 
@@ -441,17 +478,19 @@ impl CommandHandler {
         project: &ProjectName,
         principal: &Principal,
         command: Command,
-        command_id: &str,
+        key: IdempotencyKey<'_>,
         correlation_id: &str,
         state: &mut ProjectState,
     ) -> Result<Outcome, CommandError> {
+        let command_id = key.id;
         if state.seq == 0 {
             self.catch_up(project, state).await?;
         }
         for attempt in 1..=MAX_ATTEMPTS {
             let now = self.clock.now();
             if let Some(cold) = self.cold(project) {
-                cold::load_for_command(&cold, state, &command, command_id, now)?;
+                let stored = key.given.then_some(command_id);
+                cold::load_for_command(&cold, state, &command, stored, now)?;
             }
             let (role, stage) = required_role(state, &command);
             if principal.service_name().is_none() {
@@ -587,6 +626,19 @@ impl CommandHandler {
         }
         Ok(())
     }
+}
+
+fn warn_spill(project: &str, e: &CommandError) {
+    tracing::warn!(project, error = %e, "cannot move records to the command state store");
+}
+
+/// A command's idempotency key.
+#[derive(Debug, Clone, Copy)]
+struct IdempotencyKey<'a> {
+    id: &'a str,
+    /// Given by the caller: a key made up here was never used before, so it
+    /// is not looked for in the cold store.
+    given: bool,
 }
 
 /// Events applied while catching up between two moves to the cold store.
