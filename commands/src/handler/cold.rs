@@ -228,6 +228,34 @@ pub struct ColdStore {
     /// Per project, how many times its records were cleared: a move planned
     /// before a clear is not written after it.
     clears: Arc<Mutex<HashMap<String, u64>>>,
+    /// The mover thread's queue.
+    mover: std::sync::mpsc::Sender<Job>,
+}
+
+/// Work for the mover thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Starts the thread that runs moves to the store, at the lowest CPU
+/// priority (nice 19): a move then takes only CPU the commands leave, so it
+/// does not lengthen them (on two cores, moves run beside the commands at
+/// normal priority raised the 1-client p99 from about 350 µs to 900). It
+/// ends when every sender is gone.
+fn start_mover() -> Result<std::sync::mpsc::Sender<Job>, CommandError> {
+    let (tx, rx) = std::sync::mpsc::channel::<Job>();
+    std::thread::Builder::new()
+        .name("waybill-store-mover".into())
+        .spawn(move || {
+            if let Err(e) =
+                thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min)
+            {
+                tracing::warn!(error = %e, "the store's mover runs at normal priority");
+            }
+            for job in rx {
+                job();
+            }
+        })
+        .map_err(|e| CommandError::Internal(format!("cannot start the store's mover: {e}")))?;
+    Ok(tx)
 }
 
 impl ColdStore {
@@ -283,6 +311,7 @@ impl ColdStore {
             hot_commands: HOT_COMMANDS,
             floors: Arc::default(),
             clears: Arc::default(),
+            mover: start_mover()?,
         })
     }
 
@@ -301,6 +330,12 @@ impl ColdStore {
         self.floors.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Runs `job` on the mover thread, after the jobs before it.
+    pub fn later(&self, job: impl FnOnce() + Send + 'static) {
+        // The thread ends only when every sender is gone, and this is one.
+        let _ = self.mover.send(Box::new(job));
+    }
+
     /// The records of `project`.
     pub fn project<'a>(&'a self, project: &'a str) -> ProjectCold<'a> {
         ProjectCold {
@@ -317,15 +352,14 @@ pub struct ProjectCold<'a> {
     project: &'a str,
 }
 
-/// What a move to the store takes out of a project's state: the store's
-/// writes, and copies of the records as written.
+/// What a move to the store takes out of a project's state: copies of the
+/// records, serialized and written without the state.
 #[derive(Debug, Default)]
 pub struct Spill {
-    batch: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     freight: Vec<Freight>,
     promotions: Vec<Promotion>,
     aliases: Vec<(String, String)>,
-    commands: Vec<CommandKey>,
+    commands: Vec<(CommandKey, CommandOutcome)>,
     /// The project's clears when it was planned.
     clears: u64,
 }
@@ -333,7 +367,10 @@ pub struct Spill {
 impl Spill {
     /// Whether there is anything to move.
     pub fn is_empty(&self) -> bool {
-        self.batch.is_empty()
+        self.freight.is_empty()
+            && self.promotions.is_empty()
+            && self.aliases.is_empty()
+            && self.commands.is_empty()
     }
 
     /// Lets memory go of the records the store now holds, each unless it
@@ -357,7 +394,7 @@ impl Spill {
             }
         }
         if !self.commands.is_empty() {
-            for k in &self.commands {
+            for (k, _) in &self.commands {
                 state.commands.remove(k);
             }
             // Give back the room of the keys that left.
@@ -537,7 +574,7 @@ impl ProjectCold<'_> {
     /// holds more than the store's limits: [`ProjectCold::plan`], write,
     /// [`ProjectCold::release`]. with `state` held throughout.
     pub fn spill(&self, state: &mut ProjectState) -> Result<(), CommandError> {
-        let spill = self.plan(state)?;
+        let spill = self.plan(state);
         if self.write(&spill)? {
             self.release(spill, state);
         }
@@ -550,7 +587,7 @@ impl ProjectCold<'_> {
     /// of the freight it moves (see [`Cold::scanned`]) at once: they only
     /// say what the store holds above them is unavailable, and a higher
     /// floor is scanned from sooner.
-    pub fn plan(&self, state: &ProjectState) -> Result<Spill, CommandError> {
+    pub fn plan(&self, state: &ProjectState) -> Spill {
         let (project, hot) = (self.project, self.store.hot);
         let mut spill = Spill {
             clears: self.clears(),
@@ -570,20 +607,12 @@ impl ProjectCold<'_> {
                     .take(KEEP.min(hot / 2))
                     .map(|(_, id)| id.as_str()),
             );
-            for f in state.freight.values() {
-                if keep.contains(f.id.as_str()) {
-                    continue;
-                }
-                let at = discovery_key(f.discovered_at, &f.id);
-                spill
-                    .batch
-                    .push((key(DISCOVERY, project, &at), Some(Vec::new())));
-                spill.batch.push((
-                    key(FREIGHT, project, f.id.as_bytes()),
-                    Some(serde_json::to_vec(f)?),
-                ));
-                spill.freight.push((**f).clone());
-            }
+            spill.freight = state
+                .freight
+                .values()
+                .filter(|f| !keep.contains(f.id.as_str()))
+                .map(|f| (**f).clone())
+                .collect();
         }
         // A freight that leaves memory available to a stage, above the
         // stage's floor, raises the floor to itself.
@@ -603,39 +632,24 @@ impl ProjectCold<'_> {
         }
         drop(floors);
         if state.aliases.len() > hot {
-            for (alias, id) in &state.aliases {
-                spill.batch.push((
-                    key(ALIAS, project, alias.as_bytes()),
-                    Some(id.as_bytes().to_vec()),
-                ));
-                spill.aliases.push((alias.clone(), id.clone()));
-            }
+            spill.aliases = state
+                .aliases
+                .iter()
+                .map(|(a, id)| (a.clone(), id.clone()))
+                .collect();
         }
         if state.promotions.len() > hot {
-            for p in state.promotions.values().filter(|p| !p.status.is_active()) {
-                if p.status == PromotionStatus::Succeeded {
-                    let at = [p.stage.as_bytes(), &[0], &p.requested.0.to_be_bytes()].concat();
-                    spill
-                        .batch
-                        .push((key(SUCCEEDED, project, &at), Some(p.id.as_bytes().to_vec())));
-                }
-                spill.batch.push((
-                    key(PROMOTION, project, p.id.as_bytes()),
-                    Some(serde_json::to_vec(p)?),
-                ));
-                spill.promotions.push((**p).clone());
-            }
+            spill.promotions = state
+                .promotions
+                .values()
+                .filter(|p| !p.status.is_active())
+                .map(|p| (**p).clone())
+                .collect();
         }
         if state.commands.len() > self.store.hot_commands {
-            for (k, o) in &state.commands {
-                let v = [&o.position.0.to_be_bytes()[..], o.event_id.as_bytes()].concat();
-                spill
-                    .batch
-                    .push((key(COMMAND, project, k.bytes()), Some(v)));
-                spill.commands.push(*k);
-            }
+            spill.commands = state.commands.iter().map(|(k, o)| (*k, *o)).collect();
         }
-        Ok(spill)
+        spill
     }
 
     /// Lets `state` (locked since the project's records were last cleared,
@@ -651,9 +665,39 @@ impl ProjectCold<'_> {
     /// state it was planned on need not be held meanwhile: memory keeps the
     /// records until [`ProjectCold::release`].
     pub fn write(&self, spill: &Spill) -> Result<bool, CommandError> {
+        let project = self.project;
+        let mut batch = Vec::new();
+        for f in &spill.freight {
+            let at = discovery_key(f.discovered_at, &f.id);
+            batch.push((key(DISCOVERY, project, &at), Some(Vec::new())));
+            batch.push((
+                key(FREIGHT, project, f.id.as_bytes()),
+                Some(serde_json::to_vec(f)?),
+            ));
+        }
+        for (alias, id) in &spill.aliases {
+            batch.push((
+                key(ALIAS, project, alias.as_bytes()),
+                Some(id.as_bytes().to_vec()),
+            ));
+        }
+        for p in &spill.promotions {
+            if p.status == PromotionStatus::Succeeded {
+                let at = [p.stage.as_bytes(), &[0], &p.requested.0.to_be_bytes()].concat();
+                batch.push((key(SUCCEEDED, project, &at), Some(p.id.as_bytes().to_vec())));
+            }
+            batch.push((
+                key(PROMOTION, project, p.id.as_bytes()),
+                Some(serde_json::to_vec(p)?),
+            ));
+        }
+        for (k, o) in &spill.commands {
+            let v = [&o.position.0.to_be_bytes()[..], o.event_id.as_bytes()].concat();
+            batch.push((key(COMMAND, project, k.bytes()), Some(v)));
+        }
         self.store
             .kv
-            .write_if(&spill.batch, || self.clears() == spill.clears)
+            .write_if(&batch, || self.clears() == spill.clears)
     }
 
     /// Puts freight `id_or_alias` in memory, by id or by alias.

@@ -367,10 +367,11 @@ impl CommandHandler {
     }
 
     /// Moves what the project's working set no longer needs to the cold
-    /// store, on the blocking pool once `state` (`slot`'s, locked by the
-    /// caller) is let go of. Commands neither wait for it nor are held up by
-    /// its writes: the project is locked only to plan the move and then to
-    /// let go of what was written. One move per project at a time. A failure
+    /// store, on the store's low-priority mover thread once `state`
+    /// (`slot`'s, locked by the caller) is let go of. Commands neither wait
+    /// for it nor are held up by its writes: the project is locked only to
+    /// plan the move and then to let go of what was written. One move per
+    /// project at a time. A failure
     /// leaves the state whole (only bigger), so it is logged, not returned:
     /// the command it follows did happen.
     fn spill_later(&self, project: &ProjectName, slot: &Slot, state: &ProjectState) {
@@ -382,18 +383,21 @@ impl CommandHandler {
         {
             return;
         }
-        let (store, slot, project) = (store.clone(), slot.clone(), project.to_string());
-        tokio::task::spawn_blocking(move || {
+        let (mover, slot, project) = (store.clone(), slot.clone(), project.to_string());
+        store.later(move || {
+            let store = mover;
             let cold = store.project(&project);
-            let planned = cold.plan(&slot.state.blocking_lock());
-            let moved = planned.and_then(|spill| {
-                if !spill.is_empty() && cold.write(&spill)? {
-                    let mut state = slot.state.blocking_lock();
-                    cold.release(spill, &mut state);
-                    slot.sized(&state, true);
-                }
-                Ok(())
-            });
+            let spill = cold.plan(&slot.state.blocking_lock());
+            let moved = match spill.is_empty() {
+                true => Ok(()),
+                false => cold.write(&spill).map(|written| {
+                    if written {
+                        let mut state = slot.state.blocking_lock();
+                        cold.release(spill, &mut state);
+                        slot.sized(&state, true);
+                    }
+                }),
+            };
             if let Err(e) = moved {
                 warn_spill(&project, &e);
             }
