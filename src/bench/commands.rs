@@ -375,8 +375,10 @@ pub async fn run(args: CommandsBenchArgs) -> anyhow::Result<()> {
 Waybill: a `RequestPromotion` call from a gRPC client over loopback to a
 server in the same process as the bench running the `commands` role, as a
 command replica does (`waybill serve --roles commands`): authentication, the
-cached project state, `decide`, the append with the subject-filtered expected
-position, the reply. The \"all roles\" rows repeat the measurement against a
+cached project state (its working set; the rest in the command state store,
+which each command here reads for its freight, and which takes finished
+promotions and older freight in moves on a low-priority thread), `decide`,
+the append with the subject-filtered expected position, the reply. The \"all roles\" rows repeat the measurement against a
 server that also runs the `queries` role (read models and the Merkle tree,
 which consume every event on the same two cores), as the default `waybill
 serve` does. Each promotion names a fresh freight of a record-only
