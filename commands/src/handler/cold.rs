@@ -92,15 +92,19 @@ impl Drop for Kv {
 }
 
 impl Kv {
-    fn get(&self, k: &[u8]) -> Result<Option<Vec<u8>>, CommandError> {
+    /// The table as of now, for reading.
+    fn table(&self) -> Result<redb::ReadOnlyTable<&'static [u8], &'static [u8]>, CommandError> {
         use redb::ReadableDatabase;
-        let table = self
-            .db
+        self.db
             .begin_read()
             .map_err(store_error)?
             .open_table(RECORDS)
-            .map_err(store_error)?;
-        Ok(table
+            .map_err(store_error)
+    }
+
+    fn get(&self, k: &[u8]) -> Result<Option<Vec<u8>>, CommandError> {
+        Ok(self
+            .table()?
             .get(k)
             .map_err(store_error)?
             .map(|v| v.value().to_vec()))
@@ -108,18 +112,12 @@ impl Kv {
 
     /// Up to `limit` entries in `start..end`, from the last, keys and values.
     fn last(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<Entry>, CommandError> {
-        use redb::ReadableDatabase;
         if start >= end {
             return Ok(Vec::new());
         }
-        let table = self
-            .db
-            .begin_read()
-            .map_err(store_error)?
-            .open_table(RECORDS)
-            .map_err(store_error)?;
         let mut out = Vec::new();
-        for kv in table
+        for kv in self
+            .table()?
             .range(start..end)
             .map_err(store_error)?
             .rev()

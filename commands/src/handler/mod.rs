@@ -356,14 +356,12 @@ impl CommandHandler {
         let Some(cold) = self.cold(project) else {
             return Ok(f(&state));
         };
-        if let Err(e) = cold.spill(&mut state) {
-            warn_spill(project.as_str(), &e);
-        }
-        self.sized(&slot, &state);
-        // Readers ask what auto-promotion would pick (the reactor); those
-        // freight stay loaded until the next move.
+        // Readers ask what auto-promotion would pick (the reactor).
         cold::load_auto_candidates(&cold, &mut state, self.clock.now())?;
-        Ok(f(&state))
+        let out = f(&state);
+        self.sized(&slot, &state);
+        self.spill_later(project, &slot, &state);
+        Ok(out)
     }
 
     /// Moves what the project's working set no longer needs to the cold

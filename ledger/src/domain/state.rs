@@ -71,11 +71,6 @@ impl CommandKey {
     pub fn bytes(&self) -> &[u8; 16] {
         &self.0
     }
-
-    /// The key with these bytes.
-    pub fn from_bytes(bytes: [u8; 16]) -> CommandKey {
-        CommandKey(bytes)
-    }
 }
 
 /// The event a command produced.
