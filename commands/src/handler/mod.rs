@@ -105,7 +105,7 @@ struct StateCache {
     slots: HashMap<String, Slot>,
     /// Events the states may hold together before idle ones are dropped.
     budget: u64,
-    /// Events the cached states hold together (the sum of the slots' sizes).
+    /// What the cached states hold together (the sum of the slots' sizes).
     total: Arc<AtomicU64>,
     /// Counts uses; a slot remembers its last.
     tick: u64,
@@ -120,8 +120,8 @@ struct StateCache {
 struct Slot {
     state: Arc<tokio::sync::Mutex<ProjectState>>,
     /// The state's size when its last user let go of it.
-    events: Arc<AtomicU64>,
-    /// The cache's total, kept up to date as `events` changes.
+    size: Arc<AtomicU64>,
+    /// The cache's total, kept up to date as `size` changes.
     total: Arc<AtomicU64>,
     used: u64,
     /// A move of the state's records to the cold store is under way.
@@ -140,7 +140,7 @@ impl Slot {
         } else {
             state.seq
         };
-        let before = self.events.swap(size, Ordering::Relaxed);
+        let before = self.size.swap(size, Ordering::Relaxed);
         if size >= before {
             self.total.fetch_add(size - before, Ordering::Relaxed);
         } else {
@@ -182,10 +182,10 @@ impl StateCache {
                     break;
                 }
                 if let Some(dropped) = self.slots.remove(&name) {
-                    let events = dropped.events.load(Ordering::Relaxed);
-                    self.total.fetch_sub(events, Ordering::Relaxed);
+                    let size = dropped.size.load(Ordering::Relaxed);
+                    self.total.fetch_sub(size, Ordering::Relaxed);
                     ::metrics::counter!("waybill_command_states_dropped_total").increment(1);
-                    tracing::debug!(project = %name, events, "dropped a cached project state");
+                    tracing::debug!(project = %name, size, "dropped a cached project state");
                     self.dropped += 1;
                 }
             }
@@ -214,7 +214,7 @@ impl StateCache {
             .entry(project.to_string())
             .or_insert_with(|| Slot {
                 state: Arc::new(tokio::sync::Mutex::new(ProjectState::new(project))),
-                events: Arc::default(),
+                size: Arc::default(),
                 total: total.clone(),
                 used: 0,
                 spilling: Arc::default(),
@@ -369,9 +369,8 @@ impl CommandHandler {
     /// (`slot`'s, locked by the caller) is let go of. Commands neither wait
     /// for it nor are held up by its writes: the project is locked only to
     /// plan the move and then to let go of what was written. One move per
-    /// project at a time. A failure
-    /// leaves the state whole (only bigger), so it is logged, not returned:
-    /// the command it follows did happen.
+    /// project at a time. A failure leaves the state whole (only bigger), so
+    /// it is logged, not returned: the command it follows did happen.
     fn spill_later(&self, project: &ProjectName, slot: &Slot, state: &ProjectState) {
         let Some(store) = &self.cold else {
             return;
@@ -381,10 +380,9 @@ impl CommandHandler {
         {
             return;
         }
-        let (mover, slot, project) = (store.clone(), slot.clone(), project.to_string());
+        let (moved_by, slot, project) = (store.clone(), slot.clone(), project.to_string());
         store.later(move || {
-            let store = mover;
-            let cold = store.project(&project);
+            let cold = moved_by.project(&project);
             let spill = cold.plan(&slot.state.blocking_lock());
             let moved = match spill.is_empty() {
                 true => Ok(()),
