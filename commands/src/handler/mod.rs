@@ -365,12 +365,16 @@ impl CommandHandler {
     }
 
     /// Moves what the project's working set no longer needs to the cold
-    /// store, on the store's low-priority mover thread once `state`
-    /// (`slot`'s, locked by the caller) is let go of. Commands neither wait
-    /// for it nor are held up by its writes: the project is locked only to
-    /// plan the move and then to let go of what was written. One move per
-    /// project at a time. A failure leaves the state whole (only bigger), so
-    /// it is logged, not returned: the command it follows did happen.
+    /// store once `state` (`slot`'s, locked by the caller) is let go of.
+    /// Commands neither wait for the move nor are held up by its writes: a
+    /// task on the runtime locks the project only to copy the records, the
+    /// store's low-priority mover thread serializes and writes them, and the
+    /// task locks the project again to let go of what was written. The
+    /// locks are taken at the runtime's priority, never by the mover thread,
+    /// so a command never waits for a thread the scheduler holds back. One
+    /// move per project at a time. A failure leaves the state whole (only
+    /// bigger), so it is logged, not returned: the command it follows did
+    /// happen.
     fn spill_later(&self, project: &ProjectName, slot: &Slot, state: &ProjectState) {
         let Some(store) = &self.cold else {
             return;
@@ -380,21 +384,9 @@ impl CommandHandler {
         {
             return;
         }
-        let (moved_by, slot, project) = (store.clone(), slot.clone(), project.to_string());
-        store.later(move || {
-            let cold = moved_by.project(&project);
-            let spill = cold.plan(&slot.state.blocking_lock());
-            let moved = match spill.is_empty() {
-                true => Ok(()),
-                false => cold.write(&spill).map(|written| {
-                    if written {
-                        let mut state = slot.state.blocking_lock();
-                        cold.release(spill, &mut state);
-                        slot.sized(&state, true);
-                    }
-                }),
-            };
-            if let Err(e) = moved {
+        let (store, slot, project) = (store.clone(), slot.clone(), project.to_string());
+        tokio::spawn(async move {
+            if let Err(e) = move_out(&store, &slot, &project).await {
                 warn_spill(&project, &e);
             }
             slot.spilling.store(false, Ordering::Release);
@@ -626,6 +618,31 @@ impl CommandHandler {
         }
         Ok(())
     }
+}
+
+/// One move of `project`'s records out of memory (see
+/// `CommandHandler::spill_later`).
+async fn move_out(store: &ColdStore, slot: &Slot, project: &str) -> Result<(), CommandError> {
+    let spill = store.project(project).plan(&*slot.state.lock().await);
+    if spill.is_empty() {
+        return Ok(());
+    }
+    let (done, written) = tokio::sync::oneshot::channel();
+    let (mover, name) = (store.clone(), project.to_string());
+    store.later(move || {
+        let result = mover.project(&name).write(&spill);
+        let _ = done.send(result.map(|written| written.then_some(spill)));
+    });
+    // No answer: the mover thread ended with the store, and nothing moved.
+    let Ok(written) = written.await else {
+        return Ok(());
+    };
+    if let Some(spill) = written? {
+        let mut state = slot.state.lock().await;
+        store.project(project).release(spill, &mut state);
+        slot.sized(&state, true);
+    }
+    Ok(())
 }
 
 fn warn_spill(project: &str, e: &CommandError) {
