@@ -171,6 +171,15 @@ pub fn discovery(project: &str, time: chrono::DateTime<chrono::Utc>, id: &str) -
     k
 }
 
+/// The project and freight id of a discovery key.
+pub fn discovery_parts(key: &[u8]) -> Option<(&str, &str)> {
+    let rest = key.strip_prefix(&[model::DISCOVERY])?;
+    let end = rest.iter().position(|&b| b == 0)?;
+    let project = std::str::from_utf8(&rest[..end]).ok()?;
+    let id = std::str::from_utf8(rest.get(end + 1 + 8..)?).ok()?;
+    Some((project, id))
+}
+
 /// The project a `k` key names.
 pub fn project_of(key: &[u8]) -> Option<&str> {
     let rest = key.strip_prefix(&[model::PROJECT])?;

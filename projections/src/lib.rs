@@ -10,6 +10,8 @@
 //! - [`history`]: one item per event: who, when, what, why, policy version,
 //!   position and hash.
 //! - [`keys`]: the key layout.
+//! - [`known`]: which freight the read models may hold (a Bloom filter), so
+//!   that a discovery seldom asks sled.
 //! - [`timeline`]: every version of every stage view, for `StateAt`.
 //! - [`service`]: the query gRPC service (`min_position` read-your-writes).
 //! - [`audit`]: the Merkle tree of the log, signed checkpoints, proofs,
@@ -19,6 +21,7 @@ pub mod audit;
 pub mod error;
 pub mod history;
 pub mod keys;
+pub mod known;
 pub mod models;
 pub mod postings;
 pub mod runner;

@@ -26,6 +26,7 @@ use waybill_ledger::{EventPayload, Position, StoredEvent};
 
 use crate::error::ProjectionError;
 use crate::keys::{self, model};
+use crate::known::KnownFreight;
 use crate::store::Writes;
 
 /// Freight and promotions a project keeps in memory beyond its working set
@@ -72,12 +73,17 @@ fn json<T: Serialize>(v: &T) -> Result<Vec<u8>, ProjectionError> {
 struct Stored<'a> {
     tree: &'a sled::Tree,
     project: &'a str,
+    /// The freight the store may hold; `None`: ask the store every time.
+    known: Option<&'a KnownFreight>,
 }
 
 impl Cold for Stored<'_> {
     type Error = ProjectionError;
 
     fn freight(&self, id: &str) -> Result<Option<Freight>, ProjectionError> {
+        if self.known.is_some_and(|k| !k.may_hold(self.project, id)) {
+            return Ok(None);
+        }
         freight(self.tree, self.project, id)
     }
 
@@ -96,9 +102,10 @@ impl Cold for Stored<'_> {
 }
 
 /// Loads into `state` what applying `ev` reads, and notes in `touched` what
-/// it may change. Blocking (sled).
+/// it may change and in `known` the freight it discovers. Blocking (sled).
 pub fn prefetch(
     tree: &sled::Tree,
+    known: &mut KnownFreight,
     state: &mut ProjectState,
     ev: &StoredEvent,
     touched: &mut Touched,
@@ -110,9 +117,11 @@ pub fn prefetch(
     let stored = Stored {
         tree,
         project: &project,
+        known: Some(known),
     };
     let reads = working_set::load_for_event(&stored, state, ev)?;
     if let Some(id) = reads.discovered {
+        known.add(&project, &id);
         touched.discovered.push((ev.event.time, id));
     }
     touched.freight.extend(reads.freight);
@@ -248,7 +257,11 @@ pub fn load_all(tree: &sled::Tree) -> Result<Vec<ProjectState>, ProjectionError>
             .filter_map(|s| s.current.as_ref().map(|c| c.freight.clone()))
             .collect();
         for id in current {
-            let stored = Stored { tree, project };
+            let stored = Stored {
+                tree,
+                project,
+                known: None,
+            };
             working_set::load_freight(&stored, &mut state, &id)?;
         }
         state.reindex();

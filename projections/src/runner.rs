@@ -20,6 +20,7 @@ use waybill_ledger::{EventLog, Position, StoredEvent};
 
 use crate::error::ProjectionError;
 use crate::history::HistoryItem;
+use crate::known::KnownFreight;
 use crate::models::{self, Touched};
 use crate::store::{ProjectionStore, Writes};
 use crate::timeline::Timeline;
@@ -186,11 +187,19 @@ impl Projections {
         mut progress: impl FnMut(Position),
     ) -> Result<(), ProjectionError> {
         tokio::pin!(shutdown);
+        let start = self.inner.store.checkpoint()?;
+        let store = self.inner.store.clone();
+        let known = tokio::task::spawn_blocking(move || match start {
+            Position::ZERO => KnownFreight::empty(),
+            _ => KnownFreight::load(store.views()),
+        })
+        .await
+        .map_err(|e| ProjectionError::Storage(e.to_string()))??;
         let mut work = Some(Work {
             states: self.read().clone(),
             timeline: Timeline::default(),
+            known,
         });
-        let start = self.inner.store.checkpoint()?;
         // Until the runner passes the log's head as it was at the start, it
         // is catching up: every batch is filled to MAX_BATCH (the events are
         // there), so each read model is written once per large batch.
@@ -312,11 +321,12 @@ impl Projections {
     }
 }
 
-/// What the runner carries from batch to batch: every project's state, and
-/// the stage versions last written.
+/// What the runner carries from batch to batch: every project's state, the
+/// stage versions last written, and the freight the read models may hold.
 struct Work {
     states: HashMap<String, SharedState>,
     timeline: Timeline,
+    known: KnownFreight,
 }
 
 /// A commit of the views running on the blocking pool.
@@ -415,7 +425,13 @@ impl Projections {
             return Ok(());
         }
         let changed = touched.entry(name.clone()).or_default();
-        models::prefetch(self.inner.store.views(), &mut state, ev, changed)?;
+        models::prefetch(
+            self.inner.store.views(),
+            &mut work.known,
+            &mut state,
+            ev,
+            changed,
+        )?;
         let target =
             waybill_ledger::domain::working_set::promotion_of(&ev.event.payload).and_then(|id| {
                 state
