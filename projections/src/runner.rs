@@ -10,6 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -33,11 +34,13 @@ pub const MAX_BATCH: usize = 256;
 const CATCH_UP_IDLE: Duration = Duration::from_millis(200);
 
 /// How long a caught-up runner with nothing being committed lets a batch
-/// gather events before committing it: a stream of commands then lands a
-/// few events per commit instead of one. A commit per event took CPU (and
-/// sled's process-wide lock) from the very commands that made them: with
-/// every role in one process, the 1-client `bench commands` p50 went from
-/// 409-632 µs to 309-396 µs; an event becomes visible up to this much later.
+/// gather events before committing it, unless a reader waits for one of
+/// them: a stream of commands then lands a few events per commit instead of
+/// one. A commit per event took CPU (and sled's process-wide lock) from the
+/// very commands that made them: with every role in one process, the
+/// 1-client `bench commands` p50 went from 409-632 µs to 309-396 µs. Events
+/// nobody waits for become visible up to this much later (plus the timer's
+/// granularity); a read with `min_position` cuts the wait short.
 const COALESCE: Duration = Duration::from_millis(2);
 
 /// The read side: the store, the current project states and the applied position.
@@ -54,6 +57,11 @@ struct Inner {
     store: ProjectionStore,
     states: RwLock<HashMap<String, SharedState>>,
     applied: watch::Sender<Position>,
+    /// Readers waiting for a position not applied yet (read-your-writes):
+    /// while there are any, the runner commits without waiting for more
+    /// events; a new one wakes it through `wanted`.
+    waiting: AtomicUsize,
+    wanted: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Projections {
@@ -84,6 +92,8 @@ impl Projections {
                 store,
                 states: RwLock::new(states),
                 applied,
+                waiting: AtomicUsize::new(0),
+                wanted: tokio::sync::Notify::new(),
             }),
         })
     }
@@ -101,6 +111,11 @@ impl Projections {
     /// Waits (at most `timeout`) until `min` is applied; returns the applied position.
     pub async fn wait_for(&self, min: Position, timeout: Duration) -> Result<Position, Position> {
         let mut rx = self.inner.applied.subscribe();
+        let _waiting = (*rx.borrow() < min).then(|| {
+            self.inner.waiting.fetch_add(1, Ordering::AcqRel);
+            self.inner.wanted.notify_one();
+            Waiting(&self.inner.waiting)
+        });
         let reached = tokio::time::timeout(timeout, rx.wait_for(|p| *p >= min)).await;
         match reached {
             Ok(Ok(p)) => Ok(*p),
@@ -269,12 +284,21 @@ impl Projections {
                     }
                 }
                 let Some((_, _, landed)) = in_flight.as_mut() else {
-                    match tokio::time::timeout_at(opened + COALESCE, tail.next()).await {
-                        Ok(Some(item)) => {
-                            chunk.push(item?);
-                            continue;
+                    if self.inner.waiting.load(Ordering::Acquire) > 0 {
+                        break;
+                    }
+                    tokio::select! {
+                        biased;
+                        () = self.inner.wanted.notified() => break,
+                        item = tokio::time::timeout_at(opened + COALESCE, tail.next()) => {
+                            match item {
+                                Ok(Some(item)) => {
+                                    chunk.push(item?);
+                                    continue;
+                                }
+                                _ => break,
+                            }
                         }
-                        _ => break,
                     }
                 };
                 tokio::select! {
@@ -334,6 +358,15 @@ impl Projections {
             .await
             .map_err(|e| ProjectionError::Storage(e.to_string()))??;
         Ok(())
+    }
+}
+
+/// Counts a reader in [`Inner::waiting`] while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

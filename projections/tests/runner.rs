@@ -281,3 +281,38 @@ async fn a_runner_catching_up_does_not_wait_for_a_deleted_last_event() {
     assert!(p.project("blog").is_some());
     common::stop(runner).await;
 }
+
+/// A caught-up runner lets a batch gather events for a moment before it
+/// commits, unless a reader waits for one of them: an event nobody waits for
+/// (here followed only through `subscribe`, which does not count as
+/// waiting) still lands on its own, and one a reader waits for lands too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_land_whether_or_not_a_reader_waits_for_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log: Arc<dyn EventLog> = Arc::new(SledLog::open(&dir.path().join("log")).expect("log"));
+    populate(&*log, &["shop"], 3).await;
+    let p = Projections::open(&dir.path().join("views")).expect("open");
+    let runner = common::spawn_runner(&p, log.clone());
+    let head = log.head().await.expect("head");
+    assert_eq!(p.wait_for(head, Duration::from_secs(20)).await, Ok(head));
+
+    let mut applied = p.subscribe();
+    populate(&*log, &["blog"], 1).await;
+    let unwatched = log.head().await.expect("head");
+    let landed = tokio::time::timeout(
+        Duration::from_secs(20),
+        applied.wait_for(|at| *at >= unwatched),
+    )
+    .await;
+    assert!(landed.is_ok_and(|r| r.is_ok()), "{unwatched} never landed");
+    assert!(p.project("blog").is_some());
+
+    populate(&*log, &["docs"], 1).await;
+    let waited = log.head().await.expect("head");
+    assert_eq!(
+        p.wait_for(waited, Duration::from_secs(20)).await,
+        Ok(waited)
+    );
+    assert!(p.project("docs").is_some());
+    common::stop(runner).await;
+}
