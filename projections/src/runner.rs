@@ -38,7 +38,7 @@ const CATCH_UP_IDLE: Duration = Duration::from_millis(200);
 /// them: a stream of commands then lands a few events per commit instead of
 /// one. A commit per event took CPU (and sled's process-wide lock) from the
 /// very commands that made them: with every role in one process, the
-/// 1-client `bench commands` p50 went from 409-632 µs to 309-396 µs. Events
+/// 1-client `bench commands` p50 went from 409-632 µs to 308-334 µs. Events
 /// nobody waits for become visible up to this much later (plus the timer's
 /// granularity); a read with `min_position` cuts the wait short.
 const COALESCE: Duration = Duration::from_millis(2);
