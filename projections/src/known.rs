@@ -45,13 +45,16 @@ impl KnownFreight {
         KnownFreight::sized(0)
     }
 
-    /// Every freight in `tree` (from its discovery keys). Blocking.
+    /// Every freight in `tree` (from its discovery keys, read once).
+    /// Blocking.
     pub fn load(tree: &sled::Tree) -> Result<KnownFreight, ProjectionError> {
-        let count = tree.scan_prefix([model::DISCOVERY]).count();
-        let mut known = KnownFreight::sized(count)?;
-        for item in tree.scan_prefix([model::DISCOVERY]) {
-            let (k, _) = item?;
-            let (project, id) = keys::discovery_parts(&k)
+        let discovered = tree
+            .scan_prefix([model::DISCOVERY])
+            .keys()
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut known = KnownFreight::sized(discovered.len())?;
+        for k in &discovered {
+            let (project, id) = keys::discovery_parts(k)
                 .ok_or_else(|| ProjectionError::Corrupt("bad discovery key".into()))?;
             known.add(project, id);
         }
