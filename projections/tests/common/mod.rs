@@ -1,5 +1,8 @@
 //! Helpers shared by the projection tests.
 
+// Each test crate compiles its own copy and uses a subset.
+#![allow(dead_code)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
