@@ -95,9 +95,18 @@ impl Served {
         &self,
         tx: mpsc::Sender<ExportItem>,
     ) -> tokio::task::JoinHandle<Result<(), ExportError>> {
+        self.export_from(None, tx)
+    }
+
+    /// An export of the records at or after `from`.
+    fn export_from(
+        &self,
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        tx: mpsc::Sender<ExportItem>,
+    ) -> tokio::task::JoinHandle<Result<(), ExportError>> {
         let spec = ExportSpec {
             project: ProjectName::project("shop").expect("name"),
-            from: None,
+            from,
             to: None,
             csv: false,
         };
@@ -179,5 +188,41 @@ async fn an_export_stops_when_its_reader_goes_away() {
         matches!(result, Err(ExportError::Cancelled)),
         "cancelled, not {result:?}"
     );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_of_a_range_without_records_chains_to_the_record_before_it() {
+    let s = served().await;
+    let (tx, mut rx) = mpsc::channel(8);
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    let job = s.export_from(Some(later), tx);
+    let (mut events, mut manifest) = (Vec::new(), Vec::new());
+    while let Some(item) = rx.recv().await {
+        match item {
+            ExportItem::Data {
+                file: "events.jsonl",
+                bytes,
+            } => events.extend(bytes),
+            ExportItem::Data {
+                file: "manifest.json",
+                bytes,
+            } => manifest.extend(bytes),
+            _ => {}
+        }
+    }
+    job.await.expect("join").expect("export");
+    assert!(events.is_empty(), "no record is in the range");
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest).expect("manifest");
+    let summary = &manifest["events"];
+    assert_eq!(summary["count"], 0, "{summary}");
+    let head = s
+        .log
+        .project_head(&ProjectName::project("shop").expect("name"))
+        .await
+        .expect("head");
+    // Every record comes before the range: the chain stops at the last.
+    assert_eq!(summary["prev_hash"], head.hash.to_hex(), "{summary}");
+    assert_eq!(summary["head_hash"], head.hash.to_hex(), "{summary}");
     s.stop().await;
 }

@@ -481,12 +481,11 @@ async fn read_events(
     if !batch.is_empty() {
         batches.send(batch).await.map_err(|_| stopped())?;
     }
-    summary.head_hash = if summary.count == 0 {
+    if summary.count == 0 {
         summary.prev_hash = before.to_hex();
-        before.to_hex()
-    } else {
-        last.to_hex()
-    };
+        last = before;
+    }
+    summary.head_hash = last.to_hex();
     Ok(summary)
 }
 
