@@ -126,27 +126,31 @@ impl Served {
     }
 }
 
+/// Every file of an export as it arrives: its bytes, and the length its
+/// Done item states.
+async fn files(
+    mut rx: mpsc::Receiver<ExportItem>,
+) -> std::collections::HashMap<&'static str, (Vec<u8>, Option<u64>)> {
+    let mut files = std::collections::HashMap::<&'static str, (Vec<u8>, Option<u64>)>::new();
+    while let Some(item) = rx.recv().await {
+        match item {
+            ExportItem::Data { file, bytes } => files.entry(file).or_default().0.extend(bytes),
+            ExportItem::Done { file, bytes, .. } => files.entry(file).or_default().1 = Some(bytes),
+            ExportItem::Progress { .. } => {}
+        }
+    }
+    files
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_export_holds_every_record_in_order() {
     let s = served().await;
-    let (tx, mut rx) = mpsc::channel(8);
+    let (tx, rx) = mpsc::channel(8);
     let job = s.export(tx);
-    let mut events = Vec::new();
-    let mut done = None;
-    while let Some(item) = rx.recv().await {
-        match item {
-            ExportItem::Data {
-                file: "events.jsonl",
-                bytes,
-            } => events.extend(bytes),
-            ExportItem::Done {
-                file: "events.jsonl",
-                bytes,
-                ..
-            } => done = Some(bytes),
-            _ => {}
-        }
-    }
+    let (events, done) = files(rx)
+        .await
+        .remove("events.jsonl")
+        .expect("events.jsonl");
     job.await.expect("join").expect("export");
     assert_eq!(
         done,
@@ -194,23 +198,12 @@ async fn an_export_stops_when_its_reader_goes_away() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_export_of_a_range_without_records_chains_to_the_record_before_it() {
     let s = served().await;
-    let (tx, mut rx) = mpsc::channel(8);
+    let (tx, rx) = mpsc::channel(8);
     let later = chrono::Utc::now() + chrono::Duration::hours(1);
     let job = s.export_from(Some(later), tx);
-    let (mut events, mut manifest) = (Vec::new(), Vec::new());
-    while let Some(item) = rx.recv().await {
-        match item {
-            ExportItem::Data {
-                file: "events.jsonl",
-                bytes,
-            } => events.extend(bytes),
-            ExportItem::Data {
-                file: "manifest.json",
-                bytes,
-            } => manifest.extend(bytes),
-            _ => {}
-        }
-    }
+    let mut files = files(rx).await;
+    let (events, _) = files.remove("events.jsonl").expect("events.jsonl");
+    let (manifest, _) = files.remove("manifest.json").expect("manifest.json");
     job.await.expect("join").expect("export");
     assert!(events.is_empty(), "no record is in the range");
     let manifest: serde_json::Value = serde_json::from_slice(&manifest).expect("manifest");
