@@ -28,10 +28,8 @@ struct Served {
     projections: Projections,
     transparency: Transparency,
     runner: common::Runner,
-    tree: (
-        tokio::sync::oneshot::Sender<()>,
-        tokio::task::JoinHandle<Result<(), waybill_projections::ProjectionError>>,
-    ),
+    /// The Merkle tree's runner, stopped the same way.
+    tree: common::Runner,
 }
 
 /// A pipeline and `FREIGHT` discoveries of project `shop`, with the read
@@ -120,9 +118,7 @@ impl Served {
 
     async fn stop(self) {
         stop(self.runner).await;
-        let (tx, tree) = self.tree;
-        let _ = tx.send(());
-        tree.await.expect("join").expect("tree");
+        stop(self.tree).await;
     }
 }
 
