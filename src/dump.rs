@@ -9,7 +9,7 @@ use waybill_ledger::{Position, ProjectName};
 
 use crate::cli::DumpArgs;
 use crate::config::FileConfig;
-use crate::open::open;
+use crate::open::open_existing;
 
 /// One line of the dump.
 #[derive(Debug, Serialize)]
@@ -31,7 +31,7 @@ struct DumpLine<'a> {
 
 pub async fn run(args: DumpArgs, file: &FileConfig) -> anyhow::Result<()> {
     let project = args.project.map(ProjectName::log_project).transpose()?;
-    let log = open(&args.log, file).await?;
+    let log = open_existing(&args.log, file, None).await?;
     let handle = log.log();
     let mut events = match &project {
         Some(p) => handle.read_project(p, Position(args.from)).await?,

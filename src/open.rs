@@ -37,28 +37,44 @@ impl OpenLog {
     }
 }
 
-/// Opens the backend the flags, environment and config file select.
+/// Opens the backend the flags, environment and config file select, creating
+/// the log (an embedded one, or the JetStream stream) if it is absent.
 pub async fn open(args: &LogArgs, file: &FileConfig) -> anyhow::Result<OpenLog> {
-    open_with_cache(args, file, None).await
+    open_log(args, file, None, true).await
 }
 
-/// [`open`], with a page cache of `cache_bytes` for an embedded log.
-pub async fn open_with_cache(
+/// Opens an existing log, for commands that read it (`verify`, `dump`,
+/// `projections`): a data directory or stream that is not there is an error,
+/// and nothing is created. `cache_bytes`: the page cache of an embedded log.
+pub async fn open_existing(
     args: &LogArgs,
     file: &FileConfig,
     cache_bytes: Option<u64>,
 ) -> anyhow::Result<OpenLog> {
+    open_log(args, file, cache_bytes, false).await
+}
+
+async fn open_log(
+    args: &LogArgs,
+    file: &FileConfig,
+    cache_bytes: Option<u64>,
+    create: bool,
+) -> anyhow::Result<OpenLog> {
     match log_config(args, file)? {
         LogConfig::Embedded { data_dir } => {
             let dir = data_dir.clone();
-            let log = tokio::task::spawn_blocking(move || match cache_bytes {
-                Some(bytes) => SledLog::open_with_cache(&dir, bytes),
-                None => SledLog::open(&dir),
+            let cache = cache_bytes.unwrap_or(SledLog::DEFAULT_CACHE_BYTES);
+            let log = tokio::task::spawn_blocking(move || match create {
+                true => SledLog::open_with_cache(&dir, cache),
+                false => SledLog::open_existing(&dir, cache),
             })
             .await
             .context("opening the embedded log")??;
             Ok(OpenLog::Embedded(log))
         }
-        LogConfig::JetStream(opts) => Ok(OpenLog::JetStream(JetStreamLog::connect(*opts).await?)),
+        LogConfig::JetStream(mut opts) => {
+            opts.create_stream = create;
+            Ok(OpenLog::JetStream(JetStreamLog::connect(*opts).await?))
+        }
     }
 }

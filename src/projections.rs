@@ -11,7 +11,7 @@ use waybill_projections::Projections;
 
 use crate::cli::{ProjectionsArgs, ProjectionsCommand};
 use crate::config::{FileConfig, DEFAULT_DATA_DIR};
-use crate::open::open_with_cache;
+use crate::open::open_existing;
 
 /// The page cache of an offline build: it writes mostly at the tails of the
 /// keyspace, which a small cache holds. On the 1M-event bench ledger, 16 MiB
@@ -79,7 +79,7 @@ async fn catch_up(
     what: &str,
 ) -> anyhow::Result<Position> {
     // The log is read through once, in order: a small cache will do.
-    let log = open_with_cache(&args.log, file, Some(LOG_CACHE_MB << 20)).await?;
+    let log = open_existing(&args.log, file, Some(LOG_CACHE_MB << 20)).await?;
     let handle = log.log();
     let head = handle.head().await?;
     let open_dir = dir.to_path_buf();

@@ -7,14 +7,14 @@ use waybill_ledger::{verify_log, ProjectName};
 
 use crate::cli::VerifyArgs;
 use crate::config::FileConfig;
-use crate::open::open;
+use crate::open::open_existing;
 
 /// Exit code when a chain is broken (2 is reserved for errors).
 const BROKEN: u8 = 1;
 
 pub async fn run(args: VerifyArgs, file: &FileConfig) -> anyhow::Result<ExitCode> {
     let project = args.project.map(ProjectName::log_project).transpose()?;
-    let log = open(&args.log, file).await?;
+    let log = open_existing(&args.log, file, None).await?;
     let started = Instant::now();
     let mut last_report = Instant::now();
     let report = verify_log(&*log.log(), project.as_ref(), |checked| {
@@ -25,6 +25,10 @@ pub async fn run(args: VerifyArgs, file: &FileConfig) -> anyhow::Result<ExitCode
     })
     .await?;
     log.close().await;
+    if let Some(p) = project.as_ref().filter(|_| report.events == 0) {
+        // Nothing verified is not a clean chain: most likely a mistyped name.
+        anyhow::bail!("project {p} has no events in this log: nothing to verify");
+    }
     match report.first_break {
         None => {
             println!(

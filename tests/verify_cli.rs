@@ -126,3 +126,99 @@ async fn jetstream_deleted_and_republished_messages_are_reported() {
         "{text}"
     );
 }
+
+/// The commands that only read the log, with `log_args` selecting it.
+fn readers<'a>(log_args: &[&'a str]) -> Vec<Vec<&'a str>> {
+    [
+        &["verify"][..],
+        &["dump"],
+        &["projections", "rebuild"],
+        &["projections", "catch-up"],
+    ]
+    .iter()
+    .map(|cmd| cmd.iter().chain(log_args).copied().collect())
+    .collect()
+}
+
+#[test]
+fn readers_refuse_a_data_dir_without_a_log_and_create_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("typo");
+    let missing_arg = missing.to_str().expect("utf8");
+    for args in readers(&["--data-dir", missing_arg]) {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stdout(&out));
+        let err = common::stderr(&out);
+        assert!(
+            err.contains(&format!("{missing_arg} does not exist")),
+            "{args:?}: {err}"
+        );
+        assert!(!missing.exists(), "{args:?} created {missing_arg}");
+    }
+
+    // A directory that is there but holds no log (here, an empty one) is
+    // refused the same way, and stays empty.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).expect("mkdir");
+    let empty_arg = empty.to_str().expect("utf8");
+    for args in readers(&["--data-dir", empty_arg]) {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stdout(&out));
+        let err = common::stderr(&out);
+        assert!(err.contains("holds no Waybill log"), "{args:?}: {err}");
+        let left = std::fs::read_dir(&empty).expect("read_dir").count();
+        assert_eq!(left, 0, "{args:?} wrote into {empty_arg}");
+    }
+
+    // Once a log is there, they read it.
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().expect("utf8");
+    burst(&["--data-dir", data_arg], "3", "1");
+    for args in readers(&["--data-dir", data_arg]) {
+        let out = run(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            common::stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn verifying_a_project_without_events_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().to_str().expect("utf8");
+    burst(&["--data-dir", data], "3", "1");
+    let out = run(&["verify", "--data-dir", data, "--project", "burst-9"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        common::stderr(&out).contains("project burst-9 has no events in this log"),
+        "{}",
+        common::stderr(&out)
+    );
+    let out = run(&["verify", "--data-dir", data, "--project", "burst-0"]);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_refuse_a_missing_stream_and_create_none() {
+    let server = NatsServer::start();
+    let url = server.url();
+    for args in readers(&["--nats", url.as_str(), "--stream", "TYPO"]) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut args = args.clone();
+        // The projections commands keep their read models in a data dir.
+        args.extend(["--data-dir", dir.path().to_str().expect("utf8")]);
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stdout(&out));
+        let err = common::stderr(&out);
+        assert!(err.contains("there is no stream TYPO"), "{args:?}: {err}");
+    }
+    let client = async_nats::connect(url.as_str()).await.expect("connect");
+    let js = async_nats::jetstream::new(client);
+    let names: Vec<String> = futures::TryStreamExt::try_collect(js.stream_names())
+        .await
+        .expect("stream names");
+    assert!(names.is_empty(), "a reader created {names:?}");
+}

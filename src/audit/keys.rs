@@ -77,11 +77,18 @@ fn write_secret(path: &Path, key: &SignerKey) -> anyhow::Result<()> {
 pub fn load_signer(path: &Path, create: bool) -> anyhow::Result<SignerKey> {
     if !path.exists() && create {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            std::fs::create_dir_all(dir).with_context(|| {
+                format!(
+                    "cannot create {} for the checkpoint signing key",
+                    dir.display()
+                )
+            })?;
         }
         let key = SignerKey::generate(&default_name())?;
         write_secret(path, &key)?;
-        std::fs::write(pub_path(path), format!("{}\n", key.verifier().encode()))?;
+        let public = pub_path(path);
+        std::fs::write(&public, format!("{}\n", key.verifier().encode()))
+            .with_context(|| format!("cannot write the public key {}", public.display()))?;
         tracing::warn!(
             path = %path.display(),
             public_key = %key.verifier().encode(),

@@ -20,11 +20,26 @@ use crate::error::LedgerError;
 use crate::log::{EventLog, EventStream, Position};
 use crate::name::ProjectName;
 
-/// sled's page cache (its default is 1 GiB).
-const CACHE_BYTES: u64 = 128 * 1024 * 1024;
-
 /// Appends waiting for the writer before callers are made to wait.
 const QUEUE_DEPTH: usize = 4096;
+
+/// The sled tree that holds the log.
+const LOG_TREE: &[u8] = b"log";
+
+/// `dir` (which `exists` or not) holds no log to read.
+fn no_log(dir: &Path, exists: bool) -> LedgerError {
+    let what = if exists {
+        "holds no Waybill log"
+    } else {
+        "does not exist"
+    };
+    LedgerError::Misconfigured(format!(
+        "{} {what}: nothing to read (check --data-dir; `waybill serve --data-dir {}` creates \
+         a log there, and --nats reads a JetStream one)",
+        dir.display(),
+        dir.display()
+    ))
+}
 
 /// The sled-backed event log. Cheap to clone.
 #[derive(Clone)]
@@ -49,9 +64,12 @@ impl std::fmt::Debug for SledLog {
 }
 
 impl SledLog {
+    /// sled's page cache for the log when none is given (sled's own default is 1 GiB).
+    pub const DEFAULT_CACHE_BYTES: u64 = 128 * 1024 * 1024;
+
     /// Opens (or creates) the log in `dir`. Blocking: call at start-up.
     pub fn open(dir: &Path) -> Result<SledLog, LedgerError> {
-        SledLog::open_with_cache(dir, CACHE_BYTES)
+        SledLog::open_with_cache(dir, SledLog::DEFAULT_CACHE_BYTES)
     }
 
     /// [`SledLog::open`] with a page cache of `cache_bytes` (a process that
@@ -60,6 +78,22 @@ impl SledLog {
         std::fs::create_dir_all(dir).map_err(|e| {
             LedgerError::Misconfigured(format!("cannot create data dir {}: {e}", dir.display()))
         })?;
+        SledLog::open_in(dir, cache_bytes, true)
+    }
+
+    /// Opens the log in `dir` only if one is there, for commands that read
+    /// it: a mistyped directory is an error rather than a new, empty log,
+    /// and nothing is created. Blocking.
+    pub fn open_existing(dir: &Path, cache_bytes: u64) -> Result<SledLog, LedgerError> {
+        // sled keeps its pages in `db`; opening a directory without it creates one.
+        if !dir.join("db").is_file() {
+            return Err(no_log(dir, dir.exists()));
+        }
+        SledLog::open_in(dir, cache_bytes, false)
+    }
+
+    /// Opens sled in `dir` and the log tree, which is created only if `create`.
+    fn open_in(dir: &Path, cache_bytes: u64, create: bool) -> Result<SledLog, LedgerError> {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_bytes)
@@ -80,7 +114,10 @@ impl SledLog {
                     dir.display()
                 )),
             })?;
-        let tree = db.open_tree("log")?;
+        if !create && !db.tree_names().iter().any(|n| n == LOG_TREE) {
+            return Err(no_log(dir, true));
+        }
+        let tree = db.open_tree(LOG_TREE)?;
         let head = match tree.get(keys::HEAD)? {
             Some(v) => keys::decode_pos(&v)
                 .ok_or_else(|| LedgerError::Storage("corrupt head key".into()))?,

@@ -74,6 +74,10 @@ pub struct JetStreamOptions {
     /// Accept an existing stream without `deny_delete`/`deny_purge`.
     /// Only for tests that tamper with the log; never in production.
     pub allow_mutable_stream: bool,
+    /// Create the stream when it is absent (`waybill serve`). Commands that
+    /// only read the log leave this off: a mistyped stream name or server
+    /// is then an error instead of a new, empty stream.
+    pub create_stream: bool,
 }
 
 impl JetStreamOptions {
@@ -89,6 +93,7 @@ impl JetStreamOptions {
             duplicate_window: DEFAULT_DUPLICATE_WINDOW,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             allow_mutable_stream: false,
+            create_stream: true,
         }
     }
 }

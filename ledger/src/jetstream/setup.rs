@@ -159,7 +159,15 @@ async fn get_or_create(
             jetstream::context::GetStreamErrorKind::JetStream(err)
                 if err.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
             {
-                create(js, opts).await
+                if opts.create_stream {
+                    create(js, opts).await
+                } else {
+                    Err(LedgerError::Misconfigured(format!(
+                        "there is no stream {} on {}: nothing to read (check --nats and \
+                         --stream; `waybill serve` creates the stream)",
+                        opts.stream, opts.url
+                    )))
+                }
             }
             _ => Err(classify_get_error(e, opts)),
         },
