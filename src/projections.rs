@@ -46,6 +46,10 @@ fn projections_dir(args: &ProjectionsArgs, file: &FileConfig) -> PathBuf {
 
 async fn rebuild(args: &ProjectionsArgs, file: &FileConfig) -> anyhow::Result<()> {
     let dir = projections_dir(args, file);
+    // Hold the lock sled keeps on the old store's `db` file until the swap:
+    // a server running on it holds that lock (refuse rather than swap the
+    // store from under it), and while the rebuild holds it none starts.
+    let _held = lock_store(&dir)?;
     let fresh = dir.with_file_name("projections.rebuild");
     if fresh.exists() {
         std::fs::remove_dir_all(&fresh)
@@ -69,6 +73,28 @@ async fn rebuild(args: &ProjectionsArgs, file: &FileConfig) -> anyhow::Result<()
         dir.display()
     );
     Ok(())
+}
+
+/// Takes the lock sled takes on the store in `dir` (on its `db` file), if
+/// there is a store; the lock goes with the file.
+fn lock_store(dir: &Path) -> anyhow::Result<Option<std::fs::File>> {
+    let db = dir.join("db");
+    let file = match std::fs::OpenOptions::new().read(true).write(true).open(&db) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot open {}", db.display())),
+    };
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "the read models in {} are in use by another Waybill process (a `waybill serve` \
+             on this data dir?): stop it first",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", db.display()))
+        }
+    }
 }
 
 /// Runs the projections in `dir` until they reflect the log's head at the start.

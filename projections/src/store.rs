@@ -154,11 +154,18 @@ impl ProjectionStore {
             .path(dir)
             .cache_capacity(cache_bytes)
             .open()
-            .map_err(|e| {
-                ProjectionError::Storage(format!(
-                    "cannot open projections in {}: {e}",
+            .map_err(|e| match e {
+                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                    ProjectionError::Storage(format!(
+                        "the read models in {} are in use by another Waybill process (a \
+                         `waybill serve` on this data dir?): stop it first",
+                        dir.display()
+                    ))
+                }
+                other => ProjectionError::Storage(format!(
+                    "cannot open projections in {}: {other}",
                     dir.display()
-                ))
+                )),
             })?;
         let tree = db.open_tree("views")?;
         // Whole project states, written beside the views up to format 5.
