@@ -182,7 +182,39 @@ async fn create(
     tracing::info!(stream = %opts.stream, replicas = opts.replicas, "creating stream");
     js.create_stream(config)
         .await
-        .map_err(|e| LedgerError::Unavailable(format!("cannot create stream {}: {e}", opts.stream)))
+        .map_err(|e| classify_create_error(e, opts))
+}
+
+/// A refusal that waiting will not change is a misconfiguration, said at
+/// once; the rest (a cluster still electing or placing) is retried.
+fn classify_create_error(
+    e: jetstream::context::CreateStreamError,
+    opts: &JetStreamOptions,
+) -> LedgerError {
+    use jetstream::ErrorCode;
+    let name = &opts.stream;
+    let code = match e.kind() {
+        jetstream::context::CreateStreamErrorKind::JetStream(err) => Some(err.error_code()),
+        _ => None,
+    };
+    let why = match code {
+        Some(ErrorCode::STREAM_SUBJECT_OVERLAP) => format!(
+            "its subjects {}.> overlap with another stream's on {}: a NATS account holds one \
+             Waybill ledger; if that stream is Waybill's, give its name with --stream",
+            opts.subject_prefix, opts.url
+        ),
+        Some(ErrorCode::STREAM_REPLICAS_NOT_SUPPORTED) => format!(
+            "{} replicas need a clustered NATS; this server is not clustered (use --replicas 1)",
+            opts.replicas
+        ),
+        Some(
+            ErrorCode::ACCOUNT_RESOURCES_EXCEEDED
+            | ErrorCode::STORAGE_RESOURCES_EXCEEDED
+            | ErrorCode::STREAM_NAME_EXIST,
+        ) => e.to_string(),
+        _ => return LedgerError::Unavailable(format!("cannot create stream {name}: {e}")),
+    };
+    LedgerError::Misconfigured(format!("cannot create stream {name}: {why}"))
 }
 
 fn classify_get_error(

@@ -92,6 +92,42 @@ async fn jetstream_refuses_a_stream_that_allows_deletes() {
     );
 }
 
+/// Stream creation that waiting cannot fix is refused at once with what to
+/// do, instead of being retried as "JetStream not ready" for 30 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_refuses_at_once_a_stream_it_can_never_create() {
+    let server = NatsServer::start();
+    // A Waybill stream is there; another name on the same subjects overlaps.
+    JetStreamLog::connect(JetStreamOptions::new(server.url()))
+        .await
+        .expect("the first ledger");
+    // (Setup retries only `Unavailable`: a `Misconfigured` error came at once.)
+    let err = JetStreamLog::connect(JetStreamOptions {
+        stream: "OTHER".into(),
+        ..JetStreamOptions::new(server.url())
+    })
+    .await
+    .expect_err("overlapping subjects must be refused");
+    let text = err.to_string();
+    assert!(matches!(err, LedgerError::Misconfigured(_)), "{text}");
+    assert!(
+        text.contains("overlap") && text.contains("--stream"),
+        "{text}"
+    );
+
+    // Three replicas on a server that is not clustered.
+    let single = NatsServer::start();
+    let err = JetStreamLog::connect(JetStreamOptions {
+        replicas: 3,
+        ..JetStreamOptions::new(single.url())
+    })
+    .await
+    .expect_err("R3 on one server must be refused");
+    let text = err.to_string();
+    assert!(matches!(err, LedgerError::Misconfigured(_)), "{text}");
+    assert!(text.contains("--replicas 1"), "{text}");
+}
+
 #[test]
 fn old_servers_are_refused_with_advice() {
     for old in ["2.9.10", "2.10.26", "v2.10.0"] {
