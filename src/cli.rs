@@ -140,8 +140,9 @@ pub struct ServeArgs {
     /// idempotency keys count as one); beyond it the least recently used
     /// projects are dropped and folded again from the log when next needed.
     /// The rest of each project is in `<data-dir>/command-state` [default: 500000].
-    #[arg(long, env = "WAYBILL_COMMAND_CACHE_EVENTS", value_name = "EVENTS", value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..))]
-    pub command_cache_events: Option<u64>,
+    /// (`--command-cache-events` is its former name.)
+    #[arg(long, alias = "command-cache-events", env = "WAYBILL_COMMAND_CACHE_RECORDS", value_name = "RECORDS", value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..))]
+    pub command_cache_records: Option<u64>,
     /// What this process runs, comma-separated: `commands` (the command
     /// service), `queries` (read models, Merkle tree and checkpoints, the
     /// query and audit services, exports), `reactors` (auto-promotion)
@@ -202,4 +203,23 @@ pub struct ProjectionsArgs {
     /// [default: 16, or `cache_mb` from the config file; more is faster].
     #[arg(long, env = "WAYBILL_CACHE_MB", value_name = "MIB")]
     pub cache_mb: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[test]
+    fn the_command_cache_flag_keeps_its_former_name() {
+        for flag in ["--command-cache-records", "--command-cache-events"] {
+            let cli = Cli::try_parse_from(["waybill", "serve", flag, "42"]).expect(flag);
+            let Command::Serve(args) = cli.command else {
+                panic!("{flag}: not serve");
+            };
+            assert_eq!(args.command_cache_records, Some(42), "{flag}");
+        }
+        assert!(Cli::try_parse_from(["waybill", "serve", "--command-cache-records", "0"]).is_err());
+    }
 }

@@ -27,8 +27,10 @@ pub struct FileConfig {
     pub rate_limit: Option<u32>,
     /// Read models' page cache, MiB.
     pub cache_mb: Option<u64>,
-    /// Records the command service's cached project states keep in memory.
-    pub command_cache_events: Option<u64>,
+    /// Records the command service's cached project states keep in memory
+    /// (`command_cache_events` is its former name).
+    #[serde(alias = "command_cache_events")]
+    pub command_cache_records: Option<u64>,
     /// What this process runs: `commands`, `queries`, `reactors`.
     pub roles: Option<Vec<crate::roles::ServeRole>>,
     /// gRPC over TLS: certificate and key (PEM), and for mutual TLS the CA of clients.
@@ -214,6 +216,14 @@ mod tests {
     }
 
     #[test]
+    fn the_command_cache_keeps_its_former_key() {
+        for key in ["command_cache_records", "command_cache_events"] {
+            let file: FileConfig = toml::from_str(&format!("{key} = 42\n")).expect(key);
+            assert_eq!(file.command_cache_records, Some(42), "{key}");
+        }
+    }
+
+    #[test]
     fn secrets_are_redacted() {
         let file: FileConfig = toml::from_str(
             "[nats]\nurl = \"nats://x\"\npassword = \"hunter2\"\ntoken = \"tok-123\"\n",
@@ -238,8 +248,8 @@ mod example_tests {
         assert_eq!(file.listen, Some(DEFAULT_LISTEN.parse().expect("addr")));
         assert_eq!(file.cache_mb, Some(crate::serve::DEFAULT_CACHE_MB));
         assert_eq!(
-            file.command_cache_events,
-            Some(waybill_commands::handler::DEFAULT_CACHE_EVENTS)
+            file.command_cache_records,
+            Some(waybill_commands::handler::DEFAULT_CACHE_RECORDS)
         );
         let roles = crate::roles::Roles::chosen(&[], file.roles.as_deref(), false).expect("roles");
         assert_eq!(roles, crate::roles::Roles::ALL);

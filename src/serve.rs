@@ -51,7 +51,7 @@ pub struct Services {
     pub auth: Arc<Authenticator>,
     pub clock: Clock,
     /// Records the command service's cached project states keep in memory.
-    pub command_cache_events: u64,
+    pub command_cache_records: u64,
     /// Where the command service keeps the records its project states leave
     /// out (none: each state keeps its whole history in memory).
     pub command_store: Option<ColdStore>,
@@ -140,13 +140,13 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         crate::metrics::install(metrics)?;
     }
     let roles = Roles::chosen(&args.roles, file.roles.as_deref(), args.no_reactors)?;
-    let command_cache_events = args
-        .command_cache_events
-        .or(file.command_cache_events)
-        .unwrap_or(waybill_commands::handler::DEFAULT_CACHE_EVENTS);
+    let command_cache_records = args
+        .command_cache_records
+        .or(file.command_cache_records)
+        .unwrap_or(waybill_commands::handler::DEFAULT_CACHE_RECORDS);
     anyhow::ensure!(
-        command_cache_events > 0,
-        "command_cache_events must be at least 1 (the records the command service's cached \
+        command_cache_records > 0,
+        "command_cache_records must be at least 1 (the records the command service's cached \
          project states keep in memory)"
     );
     let auth = authenticator(&args)?;
@@ -203,7 +203,7 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         log: log.clone(),
         auth: Arc::new(auth),
         clock: args.clock_start.map(Clock::starting_at).unwrap_or_default(),
-        command_cache_events,
+        command_cache_records,
         command_store,
         commands: roles.commands,
         reactors: roles.reactors,
@@ -308,7 +308,7 @@ pub async fn serve(
     let source = format!("waybill://{}", hostname());
     let mut handler = CommandHandler::new(log, authorizer, &source)
         .with_clock(services.clock)
-        .with_cache_budget(services.command_cache_events);
+        .with_cache_budget(services.command_cache_records);
     if let Some(store) = services.command_store.clone() {
         handler = handler.with_cold_store(store);
     }

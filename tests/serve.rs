@@ -159,7 +159,7 @@ fn bad_configuration_is_refused_with_a_clear_message() {
     std::fs::write(
         &config,
         format!(
-            "command_cache_events = 0\ndata_dir = {:?}\n",
+            "command_cache_records = 0\ndata_dir = {:?}\n",
             data.to_str().expect("utf8")
         ),
     )
@@ -167,7 +167,7 @@ fn bad_configuration_is_refused_with_a_clear_message() {
     let out = run(&["--config", config.to_str().expect("utf8"), "serve"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains("command_cache_events must be at least 1"),
+        stderr(&out).contains("command_cache_records must be at least 1"),
         "{}",
         stderr(&out)
     );

@@ -453,7 +453,7 @@ impl Server {
                 log: log.clone(),
                 auth: auth.clone(),
                 clock: Clock::System,
-                command_cache_events: waybill_commands::handler::DEFAULT_CACHE_EVENTS,
+                command_cache_records: waybill_commands::handler::DEFAULT_CACHE_RECORDS,
                 command_store: Some(command_store),
                 commands: true,
                 reactors: false,

@@ -333,7 +333,7 @@ async fn command_state_rss(
     let (mut server, endpoint) = serve(
         url,
         data,
-        &["--roles", "commands", "--command-cache-events", &budget],
+        &["--roles", "commands", "--command-cache-records", &budget],
     )?;
     let pid = server.id();
     let result = async {
@@ -573,7 +573,7 @@ same log, {command_state}, after one `RecordDiscovery` on each project. The
 first command on a project folds its whole history; the command service
 keeps each project's working set in memory and the rest in its store under
 the data directory (see `docs/decisions.md`, \"The command side keeps a
-working set\"); here `--command-cache-events` is set above the ledger's
+working set\"); here `--command-cache-records` is set above the ledger's
 size, so that no project is dropped from the cache.
 
 The rebuild row compares `waybill projections rebuild` (a child process:

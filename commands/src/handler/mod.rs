@@ -45,7 +45,7 @@ pub const MAX_ATTEMPTS: u32 = 16;
 /// How much the cached project states hold together by default: records in
 /// memory with a [`ColdStore`] (about 1 KB each), events without one (about
 /// 0.7 KB each).
-pub const DEFAULT_CACHE_EVENTS: u64 = 500_000;
+pub const DEFAULT_CACHE_RECORDS: u64 = 500_000;
 
 /// Why a command did not produce (or find) an event.
 #[derive(Debug, thiserror::Error)]
@@ -199,14 +199,14 @@ impl StateCache {
                     dropped = self.dropped,
                     budget = self.budget,
                     "the command service dropped cached project states to stay within \
-                     --command-cache-events; each is folded from the log again when next \
+                     --command-cache-records; each is folded from the log again when next \
                      needed (raise the budget if this repeats)"
                 );
                 self.dropped = 0;
                 self.warned = Some(std::time::Instant::now());
             }
         }
-        ::metrics::gauge!("waybill_command_state_events")
+        ::metrics::gauge!("waybill_command_state_records")
             .set(self.total.load(Ordering::Relaxed) as f64);
         let total = &self.total;
         let slot = self
@@ -244,7 +244,7 @@ impl CommandHandler {
             authorizer,
             source: source.to_string(),
             clock: Clock::System,
-            states: Arc::new(Mutex::new(StateCache::new(DEFAULT_CACHE_EVENTS))),
+            states: Arc::new(Mutex::new(StateCache::new(DEFAULT_CACHE_RECORDS))),
             cold: None,
         }
     }
