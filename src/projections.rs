@@ -86,11 +86,9 @@ fn lock_store(dir: &Path) -> anyhow::Result<Option<std::fs::File>> {
     };
     match file.try_lock() {
         Ok(()) => Ok(Some(file)),
-        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-            "the read models in {} are in use by another Waybill process (a `waybill serve` \
-             on this data dir?): stop it first",
-            dir.display()
-        ),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            anyhow::bail!(waybill_projections::store::in_use(dir))
+        }
         Err(std::fs::TryLockError::Error(e)) => {
             Err(e).with_context(|| format!("cannot lock {}", db.display()))
         }

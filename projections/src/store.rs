@@ -139,6 +139,15 @@ impl Writes {
     }
 }
 
+/// Why the store in `dir` cannot be opened while another process has it.
+pub fn in_use(dir: &Path) -> String {
+    format!(
+        "the read models in {} are in use by another Waybill process (a `waybill serve` on \
+         this data dir?): stop it first",
+        dir.display()
+    )
+}
+
 impl ProjectionStore {
     /// Opens (or creates) the store in `dir`. Blocking.
     pub fn open(dir: &Path) -> Result<ProjectionStore, ProjectionError> {
@@ -156,11 +165,7 @@ impl ProjectionStore {
             .open()
             .map_err(|e| match e {
                 sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-                    ProjectionError::Storage(format!(
-                        "the read models in {} are in use by another Waybill process (a \
-                         `waybill serve` on this data dir?): stop it first",
-                        dir.display()
-                    ))
+                    ProjectionError::Storage(in_use(dir))
                 }
                 other => ProjectionError::Storage(format!(
                     "cannot open projections in {}: {other}",
