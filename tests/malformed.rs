@@ -164,6 +164,24 @@ async fn malformed_requests_are_invalid_and_write_nothing() {
             .await,
         ));
     }
+    for (what, kind, digest) in [
+        ("abbreviated image digest", 1, "sha256:9f86d08"),
+        ("image digest without algorithm", 1, "9f86d081884c7d65"),
+        ("abbreviated git commit", 2, "9f86d08"),
+    ] {
+        let mut artifact = image(kind);
+        artifact.digest = digest.into();
+        cases.push((
+            what,
+            c.record_discovery(pb::RecordDiscoveryRequest {
+                project: "shop".into(),
+                warehouse: "images".into(),
+                artifacts: vec![artifact],
+                ..Default::default()
+            })
+            .await,
+        ));
+    }
     cases.push((
         "no artifacts",
         c.record_discovery(pb::RecordDiscoveryRequest {

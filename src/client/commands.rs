@@ -69,7 +69,7 @@ pub struct DiscoverArgs {
     /// Image `repo:tag[@sha256:digest]` (repeatable).
     #[arg(long)]
     pub image: Vec<String>,
-    /// Git `url@commit` (repeatable).
+    /// Git `url@commit`, with the full commit id (repeatable).
     #[arg(long)]
     pub git: Vec<String>,
     /// Helm chart `name:version` (repeatable).

@@ -91,6 +91,12 @@ pub fn artifacts(items: &[pb::Artifact]) -> Result<Vec<Artifact>, Rejection> {
                     "is required",
                 ));
             }
+            if let Some((field, problem)) = artifact_problem(kind, &a.version, &a.digest) {
+                return Err(Rejection::invalid(
+                    &format!("artifacts[{i}].{field}"),
+                    problem,
+                ));
+            }
             Ok(Artifact {
                 kind,
                 name: a.name.clone(),
@@ -99,6 +105,78 @@ pub fn artifacts(items: &[pb::Artifact]) -> Result<Vec<Artifact>, Rejection> {
             })
         })
         .collect()
+}
+
+/// What is wrong with an artifact's version and digest for its kind, if
+/// anything: the field and why. A freight's id is computed from these, so a
+/// malformed or abbreviated one would record something no registry or
+/// repository can resolve.
+fn artifact_problem(
+    kind: ArtifactKind,
+    version: &str,
+    digest: &str,
+) -> Option<(&'static str, String)> {
+    match kind {
+        ArtifactKind::Image if version.is_empty() && digest.is_empty() => {
+            Some(("version", "an image needs a tag or a digest".into()))
+        }
+        ArtifactKind::Git if !is_commit(digest) => Some((
+            "digest",
+            format!("{digest:?} is not a full git commit id (40 or 64 lowercase hex digits)"),
+        )),
+        ArtifactKind::Chart if version.is_empty() => {
+            Some(("version", "a chart needs its version".into()))
+        }
+        ArtifactKind::Image | ArtifactKind::Chart if !digest.is_empty() => {
+            oci_digest_problem(digest)
+                .map(|p| ("digest", format!("{digest:?} is not an OCI digest: {p}")))
+        }
+        _ => None,
+    }
+}
+
+fn is_lower_hex(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn is_commit(s: &str) -> bool {
+    matches!(s.len(), 40 | 64) && is_lower_hex(s)
+}
+
+/// What makes `digest` not an OCI digest (`algorithm:encoded`, with the
+/// registered algorithms' exact lengths), if anything.
+fn oci_digest_problem(digest: &str) -> Option<String> {
+    let Some((algorithm, encoded)) = digest.split_once(':') else {
+        return Some("expected algorithm:encoded, e.g. sha256:<64 hex digits>".into());
+    };
+    let component = |c: &str| {
+        !c.is_empty()
+            && c.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    };
+    if !algorithm.split(['+', '.', '_', '-']).all(component) {
+        return Some(format!("{algorithm:?} is not an algorithm name"));
+    }
+    let hex_len = match algorithm {
+        "sha256" => Some(64),
+        "sha512" => Some(128),
+        _ => None,
+    };
+    match hex_len {
+        Some(n) if encoded.len() != n || !is_lower_hex(encoded) => Some(format!(
+            "a {algorithm} digest is {n} lowercase hex digits, not {} characters",
+            encoded.len()
+        )),
+        None if encoded.is_empty()
+            || !encoded
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(&b)) =>
+        {
+            Some(format!("{encoded:?} is not an encoded digest"))
+        }
+        _ => None,
+    }
 }
 
 pub fn discovery(r: &pb::RecordDiscoveryRequest) -> Result<Command, Rejection> {
@@ -168,4 +246,60 @@ pub fn result(r: &pb::ReportPromotionResultRequest) -> Result<Command, Rejection
         result,
         details: r.details.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(kind: ArtifactKind, version: &str, digest: &str) -> Option<&'static str> {
+        artifact_problem(kind, version, digest).map(|(field, _)| field)
+    }
+
+    #[test]
+    fn artifacts_are_refused_when_no_registry_or_repository_could_resolve_them() {
+        let sha256 = format!("sha256:{}", "9f86d081".repeat(8));
+        let sha512 = format!("sha512:{}", "ab".repeat(64));
+        let commit = "a".repeat(40);
+        use ArtifactKind::{Chart, Git, Image};
+        for ok in [
+            (Image, "1.4.2", ""),
+            (Image, "1.4.2", sha256.as_str()),
+            (Image, "", sha256.as_str()),
+            (Image, "1.4.2", sha512.as_str()),
+            (Image, "1.4.2", "blake3:AbC_-="),
+            (
+                Image,
+                "1.4.2",
+                "multihash+base58:QmRZxt2b1FVZPNqd8hsiykDL3TdBDeTSPX9Kv46HmX4Gx8",
+            ),
+            (Git, "", commit.as_str()),
+            (Git, "main", &"0123456789abcdef".repeat(4)),
+            (Chart, "0.3.1", ""),
+            (Chart, "0.3.1", sha256.as_str()),
+        ] {
+            assert_eq!(check(ok.0, ok.1, ok.2), None, "{ok:?}");
+        }
+        for (bad, field) in [
+            ((Image, "", ""), "version"),
+            ((Image, "1.4.2", "sha256:9f86d08"), "digest"),
+            ((Image, "1.4.2", &sha256.to_uppercase()[..]), "digest"),
+            (
+                (Image, "1.4.2", &sha256.replace("sha256:", "")[..]),
+                "digest",
+            ),
+            ((Image, "1.4.2", "SHA256:abc"), "digest"),
+            ((Image, "1.4.2", "sha256:"), "digest"),
+            ((Image, "1.4.2", ":abc"), "digest"),
+            ((Image, "1.4.2", "sha256+:abc"), "digest"),
+            ((Image, "1.4.2", "blake3:a b"), "digest"),
+            ((Git, "", ""), "digest"),
+            ((Git, "", "abc1234"), "digest"),
+            ((Git, "", &commit.to_uppercase()[..]), "digest"),
+            ((Chart, "", ""), "version"),
+            ((Chart, "0.3.1", "md5"), "digest"),
+        ] {
+            assert_eq!(check(bad.0, bad.1, bad.2), Some(field), "{bad:?}");
+        }
+    }
 }
