@@ -103,9 +103,15 @@ impl SledLog {
                     if io.kind() == std::io::ErrorKind::WouldBlock
                         || io.to_string().contains("could not acquire lock") =>
                 {
+                    // Only one process at a time can open an embedded log.
+                    let what_to_do = if create {
+                        "stop it or choose another --data-dir"
+                    } else {
+                        "stop it first, or check the ledger through the running server \
+                         (`waybill export` then `waybill verify-export`)"
+                    };
                     LedgerError::Misconfigured(format!(
-                        "the data dir {} is in use by another Waybill process; \
-                         stop it or choose another --data-dir",
+                        "the data dir {} is in use by another Waybill process; {what_to_do}",
                         dir.display()
                     ))
                 }

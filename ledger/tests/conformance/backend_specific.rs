@@ -238,6 +238,9 @@ async fn sled_survives_reopen_and_refuses_a_second_opener() {
         append_n(&log, "keep", 25, "k").await;
         let err = SledLog::open(dir.path()).expect_err("locked");
         assert!(err.to_string().contains("in use"), "{err}");
+        // A reader (verify, dump) is told how to check a live ledger instead.
+        let err = SledLog::open_existing(dir.path(), 1 << 20).expect_err("locked");
+        assert!(err.to_string().contains("verify-export"), "{err}");
     }
     let log = SledLog::open(dir.path()).expect("reopen");
     assert_eq!(log.head().await.expect("head"), Position(25));
