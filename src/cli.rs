@@ -122,7 +122,7 @@ pub struct ServeArgs {
     #[arg(long, env = "WAYBILL_AUTH_CONFIG")]
     pub auth_config: Option<PathBuf>,
     /// Admit requests without credentials as an anonymous admin. Local trials only.
-    #[arg(long, env = "WAYBILL_INSECURE_DEV")]
+    #[arg(long, env = "WAYBILL_INSECURE_DEV", value_parser = clap::builder::BoolishValueParser::new())]
     pub insecure_dev: bool,
     /// Serve Prometheus metrics on this address (any path, e.g. /metrics) [default: off].
     #[arg(long, env = "WAYBILL_METRICS_LISTEN")]
@@ -151,7 +151,7 @@ pub struct ServeArgs {
     pub roles: Vec<crate::roles::ServeRole>,
     /// Do not run the auto-promotion reactor in this process (the same as
     /// leaving `reactors` out of --roles).
-    #[arg(long)]
+    #[arg(long, env = "WAYBILL_NO_REACTORS", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_reactors: bool,
     #[command(flatten)]
     pub audit: crate::audit::AuditArgs,

@@ -96,6 +96,32 @@ async fn data_dir_comes_from_the_environment_or_a_config_file() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switches_come_from_the_environment_and_the_log_is_plain_text() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let served = Served::start(
+        waybill()
+            .env("WAYBILL_INSECURE_DEV", "1")
+            .env("WAYBILL_NO_REACTORS", "yes")
+            .env("WAYBILL_NO_CHECKPOINTS", "true")
+            .env("WAYBILL_LOG", "info")
+            .args(["serve", "--data-dir"])
+            .arg(dir.path()),
+    );
+    wait_for_health(&served.endpoint(), ServingStatus::Serving).await;
+    let log = served.kill_and_log();
+    assert!(log.contains("INSECURE DEV MODE"), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("serving gRPC") && l.ends_with("roles=commands,queries")),
+        "{log}"
+    );
+    assert!(!log.contains("signing checkpoints"), "{log}");
+    assert!(!dir.path().join("signing.key").exists());
+    // stderr is a pipe here, as under systemd or in a container.
+    assert!(!log.contains('\u{1b}'), "terminal escape codes in {log:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jetstream_health_follows_the_server() {
     let mut nats = NatsServer::start();
     let dir = tempfile::tempdir().expect("tempdir");

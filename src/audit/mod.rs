@@ -54,7 +54,7 @@ pub struct AuditArgs {
     #[arg(long, env = "WAYBILL_CHECKPOINT_ORIGIN")]
     pub checkpoint_origin: Option<String>,
     /// Do not sign checkpoints in this process (another replica does).
-    #[arg(long)]
+    #[arg(long, env = "WAYBILL_NO_CHECKPOINTS", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_checkpoints: bool,
 }
 
