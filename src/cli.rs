@@ -5,6 +5,13 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// The format of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 /// Waybill: an event-sourced promotion ledger.
 #[derive(Debug, Parser)]
 #[command(name = "waybill", version, about)]
@@ -12,6 +19,11 @@ pub struct Cli {
     /// Config file (TOML); flags and environment variables override it.
     #[arg(long, global = true, env = "WAYBILL_CONFIG")]
     pub config: Option<PathBuf>,
+
+    /// How log lines on stderr are written: `text` (coloured on a terminal)
+    /// or `json` (one object per line, for log collectors).
+    #[arg(long, global = true, env = "WAYBILL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 
     #[command(flatten)]
     pub client: crate::client::ClientArgs,

@@ -122,6 +122,42 @@ async fn switches_come_from_the_environment_and_the_log_is_plain_text() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_can_be_json_lines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let served = Served::start(
+        waybill()
+            .env("WAYBILL_LOG", "info")
+            .args([
+                "serve",
+                "--insecure-dev",
+                "--log-format",
+                "json",
+                "--data-dir",
+            ])
+            .arg(dir.path()),
+    );
+    wait_for_health(&served.endpoint(), ServingStatus::Serving).await;
+    let log = served.kill_and_log();
+    let mut serving = None;
+    for line in log
+        .lines()
+        .filter(|l| !l.starts_with("waybill listening on"))
+    {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
+        if v["fields"]["message"] == "serving gRPC" {
+            serving = Some(v);
+        }
+    }
+    let serving = serving.unwrap_or_else(|| panic!("no 'serving gRPC' in {log}"));
+    assert_eq!(serving["fields"]["backend"], "embedded", "{serving}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jetstream_health_follows_the_server() {
     let mut nats = NatsServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
