@@ -1,14 +1,6 @@
 //! The Prometheus scrape endpoint of `waybill serve` (`--metrics-listen`).
 //!
-//! | metric | kind | labels |
-//! |---|---|---|
-//! | `waybill_commands_total` | counter | `command`, `outcome` (accepted, already_done, rejected, invalid, not_found, denied, aborted, unavailable, internal), `reason` (policy reason when rejected) |
-//! | `waybill_append_seconds` | histogram | |
-//! | `waybill_append_conflicts_total` | counter | (each one is retried, up to 16 attempts) |
-//! | `waybill_reactor_actions_total` | counter | `reactor`, `action` (requested, duplicate, not_allowed, failed) |
-//! | `waybill_projection_applied_position`, `waybill_log_head_position`, `waybill_projection_lag` | gauge | |
-//! | `waybill_log_up` | gauge | 1 while the log answers |
-//! | `waybill_merkle_tree_size`, `waybill_checkpoints_signed_total` | gauge, counter | |
+//! Every metric, with its HELP text, is in [`METRICS`] (and in the README).
 
 use std::net::SocketAddr;
 
@@ -18,6 +10,43 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 /// Append latency buckets, in seconds: 100 µs to 1 s.
 const APPEND_BUCKETS: [f64; 13] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
+
+/// Kinds of metric.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Every metric `waybill serve` exports: name, kind, and the HELP text a
+/// scrape shows (labels in brackets).
+const METRICS: [(&str, Kind, &str); 12] = [
+    ("waybill_commands_total", Kind::Counter,
+     "Commands handled [command; outcome: accepted, already_done, rejected, invalid, not_found, denied, aborted, unavailable, internal; reason: the policy reason of a rejection]"),
+    ("waybill_append_seconds", Kind::Histogram,
+     "Time to append one event to the log, seconds"),
+    ("waybill_append_conflicts_total", Kind::Counter,
+     "Appends refused because the project moved on (each is decided again, up to 16 attempts)"),
+    ("waybill_reactor_actions_total", Kind::Counter,
+     "What the reactors did [reactor; action: requested, duplicate, not_allowed, failed]"),
+    ("waybill_command_state_records", Kind::Gauge,
+     "Records the command service's cached project states hold in memory (budget: --command-cache-records)"),
+    ("waybill_command_states_dropped_total", Kind::Counter,
+     "Cached project states dropped to stay within --command-cache-records (each is folded again when next needed)"),
+    ("waybill_log_up", Kind::Gauge,
+     "1 while the event log answers, else 0"),
+    ("waybill_log_head_position", Kind::Gauge,
+     "The event log's last position"),
+    ("waybill_projection_applied_position", Kind::Gauge,
+     "The last position every read model reflects"),
+    ("waybill_projection_lag", Kind::Gauge,
+     "Positions the read models are behind the log's head"),
+    ("waybill_merkle_tree_size", Kind::Gauge,
+     "Records in the Merkle tree of the log"),
+    ("waybill_checkpoints_signed_total", Kind::Counter,
+     "Checkpoints of the Merkle tree signed and appended by this process"),
 ];
 
 /// Installs the recorder and serves the scrape endpoint on `addr`.
@@ -31,6 +60,26 @@ pub fn install(addr: SocketAddr) -> anyhow::Result<()> {
         .context("append latency buckets")?
         .install()
         .with_context(|| format!("cannot serve metrics on {addr}"))?;
+    for (name, kind, help) in METRICS {
+        match kind {
+            Kind::Counter => metrics::describe_counter!(name, help),
+            Kind::Gauge => metrics::describe_gauge!(name, help),
+            Kind::Histogram => metrics::describe_histogram!(name, help),
+        }
+    }
     tracing::info!(%addr, "serving Prometheus metrics");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_readme_lists_every_metric() {
+        let readme = include_str!("../README.md");
+        for (name, _, _) in METRICS {
+            assert!(readme.contains(&format!("| `{name}` |")), "README lacks {name}");
+        }
+    }
 }

@@ -80,6 +80,10 @@ fn serve_exposes_prometheus_metrics() {
         "waybill_log_up 1",
         "waybill_merkle_tree_size ",
         "waybill_checkpoints_signed_total ",
+        "waybill_command_state_records ",
+        // Every metric is described.
+        "# HELP waybill_commands_total Commands handled",
+        "# HELP waybill_projection_lag Positions the read models are behind",
     ];
     let mut text = String::new();
     for _ in 0..100 {
