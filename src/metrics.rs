@@ -79,7 +79,10 @@ mod tests {
     fn the_readme_lists_every_metric() {
         let readme = include_str!("../README.md");
         for (name, _, _) in METRICS {
-            assert!(readme.contains(&format!("| `{name}` |")), "README lacks {name}");
+            assert!(
+                readme.contains(&format!("| `{name}` |")),
+                "README lacks {name}"
+            );
         }
     }
 }

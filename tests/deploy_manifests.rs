@@ -229,3 +229,47 @@ fn systemd_units_agree_with_the_binary_and_the_nats_config() {
         "variables of cluster.conf vs nats-server@.service"
     );
 }
+
+/// The metrics the README documents (its table in "Running in production",
+/// which a unit test keeps equal to what `waybill serve` exports).
+fn documented_metrics() -> BTreeSet<String> {
+    read("README.md")
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("| `waybill_"))
+        .filter_map(|rest| rest.split('`').next())
+        .map(|name| format!("waybill_{name}"))
+        .collect()
+}
+
+#[test]
+fn alerting_rules_use_only_metrics_waybill_exports() {
+    let rules: Value = serde_saphyr::from_str(&read("deploy/prometheus/waybill-rules.yaml"))
+        .expect("waybill-rules.yaml parses");
+    let known = documented_metrics();
+    assert!(known.len() >= 10, "the README's metrics table: {known:?}");
+    let rules = rules["groups"][0]["rules"].as_array().expect("rules");
+    assert!(!rules.is_empty());
+    for rule in rules {
+        let name = rule["alert"].as_str().expect("alert name");
+        let expr = rule["expr"].as_str().expect("expr");
+        assert!(rule["labels"]["severity"].is_string(), "{name}: severity");
+        assert!(
+            rule["annotations"]["summary"].is_string(),
+            "{name}: summary"
+        );
+        let mut used = 0;
+        for (at, _) in expr.match_indices("waybill_") {
+            let metric: String = expr[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| metric.strip_suffix(s))
+                .unwrap_or(&metric);
+            assert!(known.contains(base), "{name}: no metric {metric} in {expr}");
+            used += 1;
+        }
+        assert!(used > 0, "{name} uses no Waybill metric: {expr}");
+    }
+}
