@@ -164,7 +164,7 @@ impl ProjectionStore {
             .cache_capacity(cache_bytes)
             .open()
             .map_err(|e| match e {
-                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                e if waybill_ledger::embedded::is_locked(&e) => {
                     ProjectionError::Storage(in_use(dir))
                 }
                 other => ProjectionError::Storage(format!(

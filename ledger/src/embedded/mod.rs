@@ -26,6 +26,14 @@ const QUEUE_DEPTH: usize = 4096;
 /// The sled tree that holds the log.
 const LOG_TREE: &[u8] = b"log";
 
+/// Whether sled refused to open a database because another process holds
+/// its lock (sled allows one process per database).
+pub fn is_locked(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io)
+        if io.kind() == std::io::ErrorKind::WouldBlock
+            || io.to_string().contains("could not acquire lock"))
+}
+
 /// `dir` (which `exists` or not) holds no log to read.
 fn no_log(dir: &Path, exists: bool) -> LedgerError {
     let what = if exists {
@@ -99,10 +107,7 @@ impl SledLog {
             .cache_capacity(cache_bytes)
             .open()
             .map_err(|e| match e {
-                sled::Error::Io(io)
-                    if io.kind() == std::io::ErrorKind::WouldBlock
-                        || io.to_string().contains("could not acquire lock") =>
-                {
+                e if is_locked(&e) => {
                     // Only one process at a time can open an embedded log.
                     let what_to_do = if create {
                         "stop it or choose another --data-dir"
