@@ -1,5 +1,6 @@
 //! `waybill verify`: walk the log, report the first broken link.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -31,18 +32,24 @@ pub async fn run(args: VerifyArgs, file: &FileConfig) -> anyhow::Result<ExitCode
     }
     match report.first_break {
         None => {
-            println!(
+            // One line per project: written, not printed, so that a reader
+            // that goes away (`| head`) ends it quietly instead of a panic.
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            writeln!(
+                out,
                 "ok: {} events in {} project(s) verified in {:.1?}",
                 report.events,
                 report.heads.len(),
                 started.elapsed()
-            );
+            )?;
             for (project, head) in &report.heads {
-                println!(
+                writeln!(
+                    out,
                     "  {project}: {} events, head at position {} hash {}",
                     head.seq, head.position, head.hash
-                );
+                )?;
             }
+            out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
         Some(broken) => {

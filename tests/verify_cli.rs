@@ -222,3 +222,33 @@ async fn readers_refuse_a_missing_stream_and_create_none() {
         .expect("stream names");
     assert!(names.is_empty(), "a reader created {names:?}");
 }
+
+#[test]
+fn a_dump_whose_reader_goes_away_stops_quietly() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().to_str().expect("utf8");
+    // Far more than a pipe holds (64 KiB), so the dump is still writing.
+    burst(&["--data-dir", data], "1500", "2");
+    let mut child = common::waybill()
+        .args(["dump", "--data-dir", data])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut first = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut first)
+        .expect("first line");
+    assert!(first.contains("\"position\":1"), "{first}");
+    // The reader is gone (as with `| head -1`).
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        out.status,
+        common::stderr(&out)
+    );
+    assert!(common::stderr(&out).is_empty(), "{}", common::stderr(&out));
+}
