@@ -73,7 +73,7 @@ fn main() -> ExitCode {
         let file = config::FileConfig::load(cli.config.as_deref())?;
         match cli.command {
             Command::Serve(args) => serve::run(*args, &file).await.map(|()| ExitCode::SUCCESS),
-            Command::Verify(args) => verify::run(args, &file).await,
+            Command::Verify(args) => verify::run(args, cli.client.output, &file).await,
             Command::Dump(args) => dump::run(args, &file).await.map(|()| ExitCode::SUCCESS),
             Command::Keygen(args) => audit::keys::keygen(&args).map(|()| ExitCode::SUCCESS),
             Command::Export(args) => audit::export::run(&cli.client, &args).await,

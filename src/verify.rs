@@ -4,16 +4,19 @@ use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use serde_json::json;
 use waybill_ledger::{verify_log, ProjectName};
 
 use crate::cli::VerifyArgs;
+use crate::client::Output;
 use crate::config::FileConfig;
 use crate::open::open_existing;
 
 /// Exit code when a chain is broken (2 is reserved for errors).
 const BROKEN: u8 = 1;
 
-pub async fn run(args: VerifyArgs, file: &FileConfig) -> anyhow::Result<ExitCode> {
+/// `output`: a report for people, or one JSON object (`--output json`).
+pub async fn run(args: VerifyArgs, output: Output, file: &FileConfig) -> anyhow::Result<ExitCode> {
     let project = args.project.map(ProjectName::log_project).transpose()?;
     let log = open_existing(&args.log, file, None).await?;
     let started = Instant::now();
@@ -30,32 +33,66 @@ pub async fn run(args: VerifyArgs, file: &FileConfig) -> anyhow::Result<ExitCode
         // Nothing verified is not a clean chain: most likely a mistyped name.
         anyhow::bail!("project {p} has no events in this log: nothing to verify");
     }
-    match report.first_break {
-        None => {
-            // One line per project: written, not printed, so that a reader
-            // that goes away (`| head`) ends it quietly instead of a panic.
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            writeln!(
-                out,
-                "ok: {} events in {} project(s) verified in {:.1?}",
-                report.events,
-                report.heads.len(),
-                started.elapsed()
-            )?;
-            for (project, head) in &report.heads {
+    let elapsed = started.elapsed();
+    let code = match report.first_break {
+        None => ExitCode::SUCCESS,
+        Some(_) => ExitCode::from(BROKEN),
+    };
+    // Written, not printed, so that a reader that goes away (`| head`)
+    // ends it quietly instead of a panic.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    match output {
+        Output::Json => {
+            let projects: Vec<_> = report
+                .heads
+                .iter()
+                .map(|(project, head)| {
+                    json!({
+                        "project": project,
+                        "events": head.seq,
+                        "head_position": head.position.0,
+                        "head_hash": head.hash.to_string(),
+                    })
+                })
+                .collect();
+            let first_break = report.first_break.as_ref().map(|b| {
+                json!({
+                    "position": b.position.0,
+                    "project": b.project,
+                    "message": b.to_string(),
+                })
+            });
+            let line = json!({
+                "ok": report.first_break.is_none(),
+                "events": report.events,
+                "seconds": elapsed.as_secs_f64(),
+                "projects": projects,
+                "first_break": first_break,
+            });
+            writeln!(out, "{line}")?;
+        }
+        Output::Text => match &report.first_break {
+            None => {
                 writeln!(
                     out,
-                    "  {project}: {} events, head at position {} hash {}",
-                    head.seq, head.position, head.hash
+                    "ok: {} events in {} project(s) verified in {elapsed:.1?}",
+                    report.events,
+                    report.heads.len(),
                 )?;
+                for (project, head) in &report.heads {
+                    writeln!(
+                        out,
+                        "  {project}: {} events, head at position {} hash {}",
+                        head.seq, head.position, head.hash
+                    )?;
+                }
             }
-            out.flush()?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Some(broken) => {
-            println!("BROKEN: {broken}");
-            println!("  {} events verified before the break", report.events);
-            Ok(ExitCode::from(BROKEN))
-        }
+            Some(broken) => {
+                writeln!(out, "BROKEN: {broken}")?;
+                writeln!(out, "  {} events verified before the break", report.events)?;
+            }
+        },
     }
+    out.flush()?;
+    Ok(code)
 }

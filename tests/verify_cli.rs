@@ -58,6 +58,36 @@ fn embedded_clean_then_tampered() {
         text.contains("BROKEN") && text.contains("position 17"),
         "{text}"
     );
+
+    // The same verdict as one JSON object, for scripts.
+    let out = run(&["verify", "--data-dir", &data, "--output", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("one JSON object");
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["first_break"]["position"], 17, "{v}");
+    assert!(v["events"].as_u64().is_some_and(|n| n < 40), "{v}");
+}
+
+#[test]
+fn a_clean_verification_as_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().to_str().expect("utf8").to_string();
+    burst(&["--data-dir", &data], "20", "2");
+    let out = run(&["verify", "--data-dir", &data, "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("one JSON object");
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["events"], 40, "{v}");
+    assert!(v["first_break"].is_null(), "{v}");
+    let projects = v["projects"].as_array().expect("projects");
+    assert_eq!(projects.len(), 2, "{v}");
+    assert_eq!(projects[0]["project"], "burst-0", "{v}");
+    assert_eq!(projects[0]["events"], 20, "{v}");
+    assert_eq!(
+        projects[0]["head_hash"].as_str().map(str::len),
+        Some(64),
+        "{v}"
+    );
 }
 
 #[test]
