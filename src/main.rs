@@ -77,7 +77,7 @@ fn main() -> ExitCode {
             Command::Dump(args) => dump::run(args, &file).await.map(|()| ExitCode::SUCCESS),
             Command::Keygen(args) => audit::keys::keygen(&args).map(|()| ExitCode::SUCCESS),
             Command::Export(args) => audit::export::run(&cli.client, &args).await,
-            Command::VerifyExport(args) => audit::verify_export::run(&args),
+            Command::VerifyExport(args) => audit::verify_export::run(&args, cli.client.output),
             Command::Checkpoint(args) => audit::prove::checkpoint(&cli.client, &args).await,
             Command::Prove(args) => audit::prove::prove(&cli.client, &args).await,
             Command::Client(command) => client::run(&cli.client, command).await,

@@ -144,11 +144,35 @@ fn verify(dir: &Path, pubkey: &str) -> (i32, String) {
     )
 }
 
+/// Runs `waybill verify-export --output json`; returns (exit code, verdict).
+fn verify_json(dir: &Path, pubkey: &str) -> (i32, serde_json::Value) {
+    let out = waybill()
+        .arg("verify-export")
+        .arg(dir)
+        .args(["--pubkey", pubkey, "--output", "json"])
+        .output()
+        .expect("verify-export");
+    let verdict = serde_json::from_str(&stdout(&out))
+        .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(&out), stderr(&out)));
+    (out.status.code().unwrap_or(-1), verdict)
+}
+
 fn assert_fails(dir: &Path, pubkey: &str, expect: &[&str], case: &str) {
     let (code, report) = verify(dir, pubkey);
     assert_eq!(code, 1, "{case}: verify-export should fail:\n{report}");
     for e in expect {
         assert!(report.contains(e), "{case}: report lacks {e:?}:\n{report}");
+    }
+    // The same verdict as JSON, with every problem listed.
+    let (code, verdict) = verify_json(dir, pubkey);
+    assert_eq!(code, 1, "{case}: {verdict}");
+    assert_eq!(verdict["ok"], false, "{case}: {verdict}");
+    let text = verdict.to_string();
+    for e in expect {
+        assert!(
+            text.contains(e),
+            "{case}: JSON verdict lacks {e:?}: {verdict}"
+        );
     }
 }
 
@@ -276,6 +300,11 @@ fn walk(log_args: Vec<String>) {
         report.contains("OK: the export is complete and unaltered"),
         "{report}"
     );
+    let (code, verdict) = verify_json(&first, &s.pubkey);
+    assert_eq!(code, 0, "{verdict}");
+    assert_eq!(verdict["ok"], true, "{verdict}");
+    assert_eq!(verdict["problems"], serde_json::json!([]), "{verdict}");
+    assert!(verdict["facts"]["records"].is_string(), "{verdict}");
 
     s.activity(&["1.2", "1.3", "1.4"]);
     let export = s.export("second", "jsonl");

@@ -9,6 +9,7 @@ mod promotions;
 mod records;
 
 use std::io::BufRead;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -386,26 +387,56 @@ fn short(hash: &str) -> &str {
 }
 
 /// Prints the report; exit 0 when the export verifies, 1 when it does not.
-pub fn run(args: &VerifyExportArgs) -> anyhow::Result<ExitCode> {
+/// Checks the export and reports: for people, or as one JSON object
+/// (`--output json`: every problem, not only the first few).
+pub fn run(args: &VerifyExportArgs, output: crate::client::Output) -> anyhow::Result<ExitCode> {
     let key = load_verifier(&args.pubkey)?;
     let findings = verify(&args.dir, &key)?;
-    println!("export {}", args.dir.display());
-    for (topic, what) in &findings.facts {
-        println!("  {topic:<11} {what}");
+    let ok = findings.problems.is_empty();
+    // Written, not printed: a reader that goes away ends it quietly.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    match output {
+        crate::client::Output::Json => {
+            let facts: serde_json::Map<String, serde_json::Value> = findings
+                .facts
+                .iter()
+                .map(|(topic, what)| (topic.to_string(), what.clone().into()))
+                .collect();
+            let line = serde_json::json!({
+                "ok": ok,
+                "dir": args.dir.display().to_string(),
+                "signed_by": key.encode(),
+                "facts": facts,
+                "problems": findings.problems,
+            });
+            writeln!(out, "{line}")?;
+        }
+        crate::client::Output::Text => {
+            writeln!(out, "export {}", args.dir.display())?;
+            for (topic, what) in &findings.facts {
+                writeln!(out, "  {topic:<11} {what}")?;
+            }
+            if ok {
+                writeln!(
+                    out,
+                    "OK: the export is complete and unaltered, signed by {}",
+                    key.encode()
+                )?;
+            } else {
+                writeln!(out, "FAILED: {} problem(s)", findings.problems.len())?;
+                for p in findings.problems.iter().take(SHOWN) {
+                    writeln!(out, "  - {p}")?;
+                }
+                if findings.problems.len() > SHOWN {
+                    writeln!(out, "  ... and {} more", findings.problems.len() - SHOWN)?;
+                }
+            }
+        }
     }
-    if findings.problems.is_empty() {
-        println!(
-            "OK: the export is complete and unaltered, signed by {}",
-            key.encode()
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!("FAILED: {} problem(s)", findings.problems.len());
-    for p in findings.problems.iter().take(SHOWN) {
-        println!("  - {p}");
-    }
-    if findings.problems.len() > SHOWN {
-        println!("  ... and {} more", findings.problems.len() - SHOWN);
-    }
-    Ok(ExitCode::from(FAILED))
+    out.flush()?;
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(FAILED)
+    })
 }
