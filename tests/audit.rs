@@ -109,6 +109,21 @@ impl Setup {
         self.export_with(name, &["--format", format])
     }
 
+    /// An export taken with `--output json`; returns its directory and summary.
+    fn export_json(&self, name: &str) -> (PathBuf, serde_json::Value) {
+        let out_dir = self.dir.path().join(name);
+        let out = waybill()
+            .args(["export", "--project", "shop", "--output", "json", "--out"])
+            .arg(&out_dir)
+            .args(["--server", &self.served.endpoint()])
+            .output()
+            .expect("export");
+        assert!(out.status.success(), "export: {}", stderr(&out));
+        let summary =
+            serde_json::from_str(&stdout(&out)).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)));
+        (out_dir, summary)
+    }
+
     fn export_with(&self, name: &str, args: &[&str]) -> PathBuf {
         let out_dir = self.dir.path().join(name);
         let out = waybill()
@@ -299,6 +314,15 @@ fn walk(log_args: Vec<String>) {
     assert!(
         report.contains("OK: the export is complete and unaltered"),
         "{report}"
+    );
+    // The same export, summarized as JSON: what a script needs to check it.
+    let (again, summary) = s.export_json("first-json");
+    assert_eq!(summary["project"], "shop", "{summary}");
+    assert_eq!(summary["public_key"], s.pubkey.as_str(), "{summary}");
+    assert_eq!(
+        summary["events"].as_u64(),
+        Some(lines(&again.join("events.jsonl")).len() as u64),
+        "{summary}"
     );
     let (code, verdict) = verify_json(&first, &s.pubkey);
     assert_eq!(code, 0, "{verdict}");

@@ -93,6 +93,23 @@ pub async fn run(client: &ClientArgs, args: &ExportArgs) -> anyhow::Result<ExitC
     std::fs::rename(&tmp, &args.out)
         .with_context(|| format!("cannot move the export to {}", args.out.display()))?;
     let manifest: Manifest = serde_json::from_slice(&std::fs::read(args.out.join(MANIFEST_FILE))?)?;
+    if client.output == crate::client::Output::Json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "dir": args.out.display().to_string(),
+                "project": manifest.project,
+                "events": manifest.events.count,
+                "first_position": manifest.events.first_position,
+                "last_position": manifest.events.last_position,
+                "promotions": manifest.promotions.count,
+                "tree_size": manifest.checkpoint.size,
+                "root": manifest.checkpoint.root,
+                "public_key": manifest.public_key,
+            })
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
         "exported {} events (positions {}..{}) and {} promotions of {} to {}",
         manifest.events.count,
