@@ -418,6 +418,31 @@ fn walk(log_args: Vec<String>) {
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(stdout(&out).contains("NOT VERIFIED"), "{}", stdout(&out));
 
+    // The same proofs as one JSON object each.
+    let json = |args: &[&str]| -> (Option<i32>, serde_json::Value) {
+        let out = cli(&[args, &["--output", "json"][..]].concat());
+        let v = serde_json::from_str(&stdout(&out))
+            .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(&out), stderr(&out)));
+        (out.status.code(), v)
+    };
+    let (code, v) = json(&[
+        "prove",
+        "--position",
+        "1",
+        "--since",
+        &since,
+        "--pubkey",
+        &s.pubkey,
+    ]);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["inclusion"]["included"], true, "{v}");
+    assert_eq!(v["consistency"]["consistent"], true, "{v}");
+    let (code, v) = json(&["prove", "--position", "1", "--pubkey", &impostor]);
+    assert_eq!(code, Some(1), "{v}");
+    assert_eq!(v["ok"], false, "{v}");
+    assert!(v["signature"].is_string(), "{v}");
+
     tamper(s.dir.path(), &export, &first, &s.pubkey);
 }
 

@@ -133,19 +133,28 @@ pub async fn prove(args: &ClientArgs, a: &ProveArgs) -> anyhow::Result<ExitCode>
     let signed = match Checkpoint::open(&reply.note, &key) {
         Ok(c) => c,
         Err(e) => {
-            println!(
-                "NOT VERIFIED: the checkpoint of tree size {}: {e}",
-                reply.size
+            report(
+                args.output,
+                &[format!(
+                    "NOT VERIFIED: the checkpoint of tree size {}: {e}",
+                    reply.size
+                )],
+                json!({"ok": false, "tree_size": reply.size, "signature": e.to_string()}),
             );
             return Ok(ExitCode::from(FAILED));
         }
     };
-    println!(
+    let mut text = vec![format!(
         "checkpoint: tree size {} root {}, signed by {}",
         signed.size,
         hex::encode(signed.root),
         key.encode()
-    );
+    )];
+    let mut verdict = json!({
+        "tree_size": signed.size,
+        "root": hex::encode(signed.root),
+        "signed_by": key.encode(),
+    });
     let mut ok = true;
     if let Some(position) = a.position {
         let p = match audit
@@ -163,17 +172,27 @@ pub async fn prove(args: &ClientArgs, a: &ProveArgs) -> anyhow::Result<ExitCode>
             .iter()
             .map(|h| hash(h))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        match verify_inclusion(p.leaf_index, signed.size, &hash(&p.leaf_hash)?, &proof, &signed.root) {
-            Ok(()) => println!(
-                "included: the record at position {position} (leaf hash {}) is in the signed tree ({} proof hashes)",
-                hex::encode(&p.leaf_hash),
-                proof.len()
-            ),
+        let leaf = hex::encode(&p.leaf_hash);
+        verdict["inclusion"] = match verify_inclusion(
+            p.leaf_index,
+            signed.size,
+            &hash(&p.leaf_hash)?,
+            &proof,
+            &signed.root,
+        ) {
+            Ok(()) => {
+                text.push(format!(
+                    "included: the record at position {position} (leaf hash {leaf}) is in the signed tree ({} proof hashes)",
+                    proof.len()
+                ));
+                json!({"position": position, "included": true, "leaf_hash": leaf, "proof_hashes": proof.len()})
+            }
             Err(e) => {
                 ok = false;
-                println!("NOT INCLUDED: position {position}: {e}");
+                text.push(format!("NOT INCLUDED: position {position}: {e}"));
+                json!({"position": position, "included": false, "leaf_hash": leaf, "error": e.to_string()})
             }
-        }
+        };
     }
     if let Some(old) = a.since {
         let c = match audit
@@ -191,21 +210,41 @@ pub async fn prove(args: &ClientArgs, a: &ProveArgs) -> anyhow::Result<ExitCode>
             .iter()
             .map(|h| hash(h))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let old_root = hex::encode(&c.old_root);
         // The old root is the server's claim; compare it with a checkpoint you hold.
-        match verify_consistency(old, signed.size, &hash(&c.old_root)?, &signed.root, &proof) {
-            Ok(()) => println!(
-                "consistent: the tree of size {old} (root {}) is a prefix of the signed tree",
-                hex::encode(&c.old_root)
-            ),
+        verdict["consistency"] = match verify_consistency(
+            old,
+            signed.size,
+            &hash(&c.old_root)?,
+            &signed.root,
+            &proof,
+        ) {
+            Ok(()) => {
+                text.push(format!(
+                    "consistent: the tree of size {old} (root {old_root}) is a prefix of the signed tree"
+                ));
+                json!({"old_size": old, "old_root": old_root, "consistent": true})
+            }
             Err(e) => {
                 ok = false;
-                println!("NOT CONSISTENT: from size {old}: {e}");
+                text.push(format!("NOT CONSISTENT: from size {old}: {e}"));
+                json!({"old_size": old, "old_root": old_root, "consistent": false, "error": e.to_string()})
             }
-        }
+        };
     }
+    verdict["ok"] = ok.into();
+    report(args.output, &text, verdict);
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(FAILED)
     })
+}
+
+/// Prints `text` line by line, or `verdict` as one JSON object.
+fn report(output: Output, text: &[String], verdict: serde_json::Value) {
+    match output {
+        Output::Json => println!("{verdict}"),
+        Output::Text => text.iter().for_each(|line| println!("{line}")),
+    }
 }
