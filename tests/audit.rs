@@ -394,7 +394,7 @@ fn walk(log_args: Vec<String>) {
         stderr(&out)
     );
     let since = old.size.to_string();
-    let out = cli(&[
+    let prove = [
         "prove",
         "--position",
         "1",
@@ -402,7 +402,8 @@ fn walk(log_args: Vec<String>) {
         &since,
         "--pubkey",
         &s.pubkey,
-    ]);
+    ];
+    let out = cli(&prove);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert!(
         stdout(&out).contains("included: the record at position 1"),
@@ -425,15 +426,7 @@ fn walk(log_args: Vec<String>) {
             .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(&out), stderr(&out)));
         (out.status.code(), v)
     };
-    let (code, v) = json(&[
-        "prove",
-        "--position",
-        "1",
-        "--since",
-        &since,
-        "--pubkey",
-        &s.pubkey,
-    ]);
+    let (code, v) = json(&prove);
     assert_eq!(code, Some(0), "{v}");
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["inclusion"]["included"], true, "{v}");
