@@ -57,7 +57,10 @@ fn main() -> ExitCode {
             .init(),
         // With the fields of the spans it happened in (a command's
         // correlation id among them).
-        cli::LogFormat::Json => logs.json().init(),
+        cli::LogFormat::Json => {
+            JSON_LOGS.store(true, std::sync::atomic::Ordering::Relaxed);
+            logs.json().init()
+        }
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -98,10 +101,24 @@ fn main() -> ExitCode {
         // it wanted was written; stop quietly, as `rg` and `cat` do.
         Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            if json_logs() {
+                // One JSON line, like the rest of the log, for collectors.
+                tracing::error!(error = format!("{e:#}"), "exiting");
+            } else {
+                eprintln!("error: {e:#}");
+            }
             ExitCode::from(2)
         }
     }
+}
+
+/// Set when the log is JSON lines (`--log-format json`).
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the log is JSON lines: what else the process writes to stderr
+/// should be too.
+pub(crate) fn json_logs() -> bool {
+    JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Whether `e` comes from writing to a pipe whose reader has gone.

@@ -190,8 +190,21 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
-    // Printed for scripts and tests that pass port 0.
-    eprintln!("waybill listening on {local}");
+    // Printed for scripts and tests that pass port 0, whatever the log
+    // level; as a JSON line when the log is JSON.
+    if crate::json_logs() {
+        eprintln!(
+            "{}",
+            serde_json::json!({
+                "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                "level": "INFO",
+                "fields": { "message": format!("waybill listening on {local}"), "addr": local.to_string() },
+                "target": "waybill::serve",
+            })
+        );
+    } else {
+        eprintln!("waybill listening on {local}");
+    }
     tracing::info!(
         addr = %local,
         backend = backend_name(&log),

@@ -137,12 +137,12 @@ async fn the_log_can_be_json_lines() {
             .arg(dir.path()),
     );
     wait_for_health(&served.endpoint(), ServingStatus::Serving).await;
+    let served_addr = served.addr.to_string();
     let log = served.kill_and_log();
     let mut serving = None;
-    for line in log
-        .lines()
-        .filter(|l| !l.starts_with("waybill listening on"))
-    {
+    let mut listening = None;
+    // Every line, the address line included, is one JSON object.
+    for line in log.lines() {
         let v: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
         assert!(
@@ -151,10 +151,40 @@ async fn the_log_can_be_json_lines() {
         );
         if v["fields"]["message"] == "serving gRPC" {
             serving = Some(v);
+        } else if v["fields"]["addr"].is_string() {
+            listening = Some(v);
         }
     }
     let serving = serving.unwrap_or_else(|| panic!("no 'serving gRPC' in {log}"));
     assert_eq!(serving["fields"]["backend"], "embedded", "{serving}");
+    let listening = listening.unwrap_or_else(|| panic!("no address line in {log}"));
+    assert_eq!(listening["fields"]["addr"], served_addr, "{listening}");
+
+    // A server that cannot start says why as JSON too.
+    let out = waybill()
+        .args([
+            "serve",
+            "--log-format",
+            "json",
+            "--listen",
+            "192.0.2.1:1",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .expect("run waybill serve");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    let v: serde_json::Value =
+        serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(v["level"], "ERROR", "{v}");
+    assert!(
+        v["fields"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("192.0.2.1")),
+        "{v}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -45,6 +45,19 @@ pub struct Served {
     reader: Option<std::thread::JoinHandle<()>>,
 }
 
+/// The address in the server's "listening" line, as text or (under
+/// `--log-format json`) a JSON object with an `addr` field.
+fn listening_on(line: &str) -> Option<String> {
+    if let Some(addr) = line.strip_prefix("waybill listening on ") {
+        return Some(addr.trim().to_string());
+    }
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    let message = v["fields"]["message"].as_str()?;
+    message
+        .starts_with("waybill listening on ")
+        .then(|| v["fields"]["addr"].as_str().map(str::to_string))?
+}
+
 impl Served {
     /// Starts `waybill serve ARGS --listen 127.0.0.1:0` and waits for its address.
     pub fn start(cmd: &mut Command) -> Served {
@@ -63,8 +76,8 @@ impl Served {
                 if let Ok(mut kept) = kept.lock() {
                     kept.push(line.clone());
                 }
-                if let Some(addr) = line.strip_prefix("waybill listening on ") {
-                    let _ = tx.send(Ok(addr.trim().to_string()));
+                if let Some(addr) = listening_on(&line) {
+                    let _ = tx.send(Ok(addr));
                 } else {
                     eprintln!("[waybill] {line}");
                     if line.starts_with("error:") {
