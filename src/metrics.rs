@@ -22,7 +22,7 @@ enum Kind {
 
 /// Every metric `waybill serve` exports: name, kind, and the HELP text a
 /// scrape shows (labels in brackets).
-const METRICS: [(&str, Kind, &str); 12] = [
+const METRICS: [(&str, Kind, &str); 13] = [
     ("waybill_commands_total", Kind::Counter,
      "Commands handled [command; outcome: accepted, already_done, rejected, invalid, not_found, denied, aborted, unavailable, internal; reason: the policy reason of a rejection]"),
     ("waybill_append_seconds", Kind::Histogram,
@@ -35,6 +35,8 @@ const METRICS: [(&str, Kind, &str); 12] = [
      "Records the command service's cached project states hold in memory (budget: --command-cache-records)"),
     ("waybill_command_states_dropped_total", Kind::Counter,
      "Cached project states dropped to stay within --command-cache-records (each is folded again when next needed)"),
+    ("waybill_command_states_restored_total", Kind::Counter,
+     "Project states the command service took back from the last clean shutdown instead of folding their log"),
     ("waybill_log_up", Kind::Gauge,
      "1 while the event log answers, else 0"),
     ("waybill_log_head_position", Kind::Gauge,

@@ -39,6 +39,9 @@ const MAX_COMMAND_MESSAGE: usize = 1024 * 1024;
 const MAX_READ_MESSAGE: usize = 64 * 1024;
 /// Requests per second per connection by default.
 const DEFAULT_RATE_LIMIT: u32 = 1000;
+/// How long saving the command state may take at shutdown.
+const SAVE_STATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How long in-flight requests may take to finish once shutdown begins.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Requests one connection may have in flight; more wait.
@@ -374,7 +377,7 @@ pub async fn serve(
         }));
     }
     if services.reactors {
-        let reactor = AutoPromoter::new(handler);
+        let reactor = AutoPromoter::new(handler.clone());
         tasks.push(tokio::spawn(reactor.run(stopped(stop_rx.clone()))));
     }
 
@@ -439,6 +442,20 @@ pub async fn serve(
     };
     for task in tasks {
         let _ = task.await;
+    }
+    // The next start takes the project states back instead of folding
+    // every project's log again.
+    if services.command_store.is_some() {
+        match tokio::time::timeout(SAVE_STATE_TIMEOUT, handler.save_state()).await {
+            Ok(Ok(projects)) => tracing::info!(projects, "saved the command state"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot save the command state; the next start folds every project's log")
+            }
+            Err(_) => tracing::warn!(
+                secs = SAVE_STATE_TIMEOUT.as_secs(),
+                "saving the command state took too long; the next start folds every project's log"
+            ),
+        }
     }
     result.context("gRPC server failed")
 }

@@ -165,6 +165,13 @@ fn handler(dir: &std::path::Path, hot: Option<usize>) -> CommandHandler {
     }
 }
 
+/// The project states a clean shutdown left in `h`'s store, untaken.
+fn snapshots(h: &CommandHandler) -> usize {
+    h.cold_store()
+        .map(|s| s.snapshots().expect("snapshots"))
+        .unwrap_or(0)
+}
+
 /// What a reply says, without the event ids (each log makes its own).
 fn reply(
     r: &Result<waybill_commands::handler::Outcome, waybill_commands::handler::CommandError>,
@@ -175,10 +182,13 @@ fn reply(
     }
 }
 
-async fn run(steps: Vec<Step>, hot: usize) -> Result<(), TestCaseError> {
+/// Runs `steps` on both handlers; the working one is shut down cleanly
+/// (its state saved) and started again on the same log and store before
+/// step `restart`, if given.
+async fn run(steps: Vec<Step>, hot: usize, restart: Option<usize>) -> Result<(), TestCaseError> {
     let dirs = (tempfile::tempdir()?, tempfile::tempdir()?);
     let full = handler(dirs.0.path(), None);
-    let working = handler(dirs.1.path(), Some(hot));
+    let mut working = handler(dirs.1.path(), Some(hot));
     let mut now: DateTime<Utc> = "2026-11-30T09:00:00Z".parse().expect("time");
     let admin = user(0);
     let apply = Command::ApplyPipeline {
@@ -191,6 +201,16 @@ async fn run(steps: Vec<Step>, hot: usize) -> Result<(), TestCaseError> {
     let (mut freight, mut promotions) = (Vec::new(), Vec::new());
     for (i, step) in steps.iter().enumerate() {
         now += Duration::minutes(i64::from(step.minutes));
+        if restart == Some(i) && i > 0 {
+            let saved = working
+                .save_state()
+                .await
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(saved, 1);
+            drop(working);
+            working = handler(dirs.1.path(), Some(hot));
+            prop_assert_eq!(snapshots(&working), 1);
+        }
         // A retry of an earlier command, with its idempotency key; or a new one.
         let (cmd, id, who) = if step.op == 9 || i == 0 {
             past[(step.a as usize) % past.len()].clone()
@@ -211,6 +231,11 @@ async fn run(steps: Vec<Step>, hot: usize) -> Result<(), TestCaseError> {
             .execute(&project(), &who, cmd.clone(), Some(id.clone()))
             .await;
         prop_assert_eq!(reply(&got), reply(&expected), "step {} {:?}", i, cmd);
+        if restart.is_some_and(|r| r > 0 && r <= i) {
+            // Taken back, not folded again.
+            prop_assert_eq!(snapshots(&working), 0);
+            prop_assert_eq!(working.cold_store().map(ColdStore::restored), Some(1));
+        }
         match expected.as_ref().ok().and_then(|o| o.payload.as_ref()) {
             Some(EventPayload::FreightDiscovered(d)) => freight.push(d.freight_id.clone()),
             Some(EventPayload::PromotionRequested(r)) => promotions.push(r.promotion_id.clone()),
@@ -246,7 +271,19 @@ proptest! {
     #[test]
     fn the_working_set_decides_as_the_whole_state(steps in steps(), hot in 0usize..4) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        rt.block_on(run(steps, hot))?;
+        rt.block_on(run(steps, hot, None))?;
+    }
+
+    /// A state saved at a clean shutdown and taken back by the next process
+    /// decides as the whole state folded from the log would.
+    #[test]
+    fn a_state_taken_back_after_a_restart_decides_as_the_whole_state(
+        steps in steps(),
+        hot in 0usize..4,
+        restart in 1usize..60,
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        rt.block_on(run(steps, hot, Some(restart)))?;
     }
 }
 
@@ -353,7 +390,7 @@ async fn records_leave_memory_and_come_back() -> anyhow::Result<()> {
 /// The store is one process's cache: a second open of it is refused while
 /// the first holds it, and what a killed process left there is cleared away.
 #[test]
-fn the_store_belongs_to_one_process_and_starts_empty() -> anyhow::Result<()> {
+fn the_store_belongs_to_one_process_and_starts_empty_unless_sealed() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("cold");
     let first = ColdStore::open(&path)?;
@@ -368,5 +405,121 @@ fn the_store_belongs_to_one_process_and_starts_empty() -> anyhow::Result<()> {
     std::fs::write(path.join("db"), b"not a sled database")?;
     let store = ColdStore::open(&path)?;
     assert_eq!(store.project("ws").alias("v1")?, None);
+    Ok(())
+}
+
+fn apply_pipeline() -> anyhow::Result<Command> {
+    Ok(Command::ApplyPipeline {
+        definition: serde_json::from_str::<PipelineDefinition>(PIPELINE)?,
+        source_uri: String::new(),
+        source_revision: String::new(),
+        source_digest: String::new(),
+    })
+}
+
+/// The freight ids the project's state holds in memory.
+async fn freight_in_memory(h: &CommandHandler) -> anyhow::Result<Vec<String>> {
+    Ok(
+        h.inspect(&project(), |s| s.freight.keys().cloned().collect())
+            .await?,
+    )
+}
+
+/// A clean shutdown's state is taken back by the next process, idempotency
+/// keys included (a retry answers with the original event, not the log's
+/// duplicate notice); a process that ends without saving leaves nothing
+/// for the next one.
+#[tokio::test]
+async fn a_clean_shutdown_keeps_the_state_and_a_crash_does_not() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let admin = user(0);
+    let h = handler(dir.path(), Some(1000));
+    h.execute(&project(), &admin, apply_pipeline()?, None)
+        .await?;
+    for i in 0..3 {
+        h.execute(&project(), &admin, common::discovery(i), None)
+            .await?;
+    }
+    // A command that is not idempotent by its content: only its key tells
+    // a retry from a second request.
+    let request = || Command::RequestPromotion {
+        stage: "dev".into(),
+        freight: FreightSelector::Named("v1".into()),
+        ticket: String::new(),
+        reason: String::new(),
+    };
+    let first = h
+        .execute(&project(), &admin, request(), Some("request".into()))
+        .await?;
+    assert!(!first.already_done);
+    let before = freight_in_memory(&h).await?;
+    assert_eq!(before.len(), 3);
+    assert_eq!(h.save_state().await?, 1);
+    drop(h);
+
+    let h = handler(dir.path(), Some(1000));
+    let store = h.cold_store().expect("store");
+    assert_eq!(store.snapshots()?, 1);
+    let retry = h
+        .execute(&project(), &admin, request(), Some("request".into()))
+        .await?;
+    assert!(retry.already_done);
+    assert_eq!(
+        (retry.position, retry.event_id),
+        (first.position, first.event_id)
+    );
+    assert_eq!(h.cold_store().map(ColdStore::restored), Some(1));
+    assert_eq!(freight_in_memory(&h).await?, before);
+    // A new command goes on from the state taken back.
+    let next = h
+        .execute(&project(), &admin, common::discovery(3), None)
+        .await?;
+    assert!(!next.already_done);
+    drop(h);
+
+    // Not saved this time (as if killed): the next store starts empty.
+    let h = handler(dir.path(), Some(1000));
+    assert_eq!(h.cold_store().expect("store").snapshots()?, 0);
+    assert_eq!(freight_in_memory(&h).await?.len(), 4);
+    assert_eq!(h.cold_store().map(ColdStore::restored), Some(0));
+    Ok(())
+}
+
+/// A saved state whose last event the log no longer holds (here: the log
+/// was replaced by another one with the same positions) is not used: the
+/// project is folded from the new log.
+#[tokio::test]
+async fn a_saved_state_the_log_does_not_match_is_folded_again() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let admin = user(0);
+    let h = handler(dir.path(), Some(1000));
+    h.execute(&project(), &admin, apply_pipeline()?, None)
+        .await?;
+    for i in 0..3 {
+        h.execute(&project(), &admin, common::discovery(i), None)
+            .await?;
+    }
+    assert_eq!(h.save_state().await?, 1);
+    drop(h);
+
+    // Another history at the same positions.
+    std::fs::remove_dir_all(dir.path().join("log"))?;
+    let other = handler(dir.path(), None);
+    other
+        .execute(&project(), &admin, apply_pipeline()?, None)
+        .await?;
+    for i in 10..13 {
+        other
+            .execute(&project(), &admin, common::discovery(i), None)
+            .await?;
+    }
+    let want = freight_in_memory(&other).await?;
+    drop(other);
+
+    let h = handler(dir.path(), Some(1000));
+    assert_eq!(h.cold_store().expect("store").snapshots()?, 1);
+    assert_eq!(freight_in_memory(&h).await?, want);
+    assert_eq!(h.cold_store().map(ColdStore::restored), Some(0));
+    assert_eq!(h.cold_store().expect("store").snapshots()?, 0);
     Ok(())
 }

@@ -117,6 +117,19 @@ impl Served {
         format!("http://{}", self.addr)
     }
 
+    /// Sends SIGTERM, waits for the exit status, and returns it with
+    /// everything the server wrote to stderr.
+    pub fn terminate_and_log(mut self) -> (std::process::ExitStatus, String) {
+        let log = self.log.clone();
+        let reader = self.reader.take();
+        let status = self.terminate();
+        if let Some(reader) = reader {
+            let _ = reader.join();
+        }
+        let lines = log.lock().map(|l| l.join("\n")).unwrap_or_default();
+        (status, lines)
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();

@@ -9,9 +9,16 @@
 //! [`waybill_ledger::domain::working_set::load_for_event`]). So a project's
 //! memory does not grow with its history.
 //!
-//! The store is a cache of the log, never read by anything else: it is wiped
-//! when opened, and a project's records are cleared whenever its state is
-//! folded again from the start.
+//! The store is a cache of the log, never read by anything else: a project's
+//! records are cleared whenever its state is folded again from the start.
+//! It outlives the process only through a clean shutdown: then
+//! [`ColdStore::seal`] writes each cached project's state beside its records
+//! (with the chain hash of the last event it applied) and marks the store
+//! clean. The next [`ColdStore::open`] keeps a clean store, and unmarks it
+//! before anything else is written, so a store a killed process left is
+//! wiped; a project's state is taken back ([`ProjectCold::take_snapshot`])
+//! only if the log still holds that event with that hash, and then caught
+//! up from there instead of folded from the start.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -23,7 +30,7 @@ use waybill_ledger::domain::{
     available_to, freight_id, CommandKey, CommandOutcome, Freight, ProjectState, Promotion,
     PromotionStatus, StageDef,
 };
-use waybill_ledger::Position;
+use waybill_ledger::{ChainHash, Position};
 
 use super::CommandError;
 use crate::command::{Command, FreightSelector};
@@ -60,10 +67,32 @@ const ALIAS: u8 = b'a';
 const DISCOVERY: u8 = b'd';
 const COMMAND: u8 = b'c';
 const SUCCEEDED: u8 = b's';
-const KINDS: [u8; 6] = [FREIGHT, PROMOTION, ALIAS, DISCOVERY, COMMAND, SUCCEEDED];
+/// A project's state at a clean shutdown (see [`Snapshot`]).
+const SNAPSHOT: u8 = b'n';
+const KINDS: [u8; 7] = [
+    FREIGHT, PROMOTION, ALIAS, DISCOVERY, COMMAND, SUCCEEDED, SNAPSHOT,
+];
+
+/// Present only in a store sealed by a clean shutdown, and removed (durably)
+/// when the store is opened again.
+const CLEAN: &[u8] = b"!clean";
+
+/// The file of the store's database in its directory.
+const FILE: &str = "records.redb";
+
+/// A project's cached state as [`ColdStore::seal`] wrote it, and the chain
+/// hash of the event at `state.position` (what it was folded up to).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Snapshot<S> {
+    hash: String,
+    state: S,
+}
 
 /// A key and its value.
 type Entry = (Vec<u8>, Vec<u8>);
+
+/// Keys to set (`Some`) or remove (`None`) in one write.
+pub type Batch = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
 /// A redb error as a command error.
 fn store_error(e: impl Into<redb::Error>) -> CommandError {
@@ -77,6 +106,8 @@ struct Kv {
     dir: std::path::PathBuf,
     /// When the last durable commit was made.
     durable: Mutex<std::time::Instant>,
+    /// Sealed by a clean shutdown: the directory stays when dropped.
+    keep: std::sync::atomic::AtomicBool,
     /// Held locked while the store is open.
     _lock: std::fs::File,
 }
@@ -89,7 +120,9 @@ impl std::fmt::Debug for Kv {
 
 impl Drop for Kv {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.keep.load(std::sync::atomic::Ordering::Acquire) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -136,6 +169,16 @@ impl Kv {
         self.write_if(batch, || true).map(|_| ())
     }
 
+    /// [`Kv::write`], durable (fsynced with everything written before it)
+    /// when it returns.
+    fn write_durably(&self, batch: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<(), CommandError> {
+        let tx = self.db.begin_write().map_err(store_error)?;
+        put(&tx, batch)?;
+        tx.commit().map_err(store_error)?;
+        *self.durable.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
+        Ok(())
+    }
+
     /// [`Kv::write`], if `still` holds once no other write can start;
     /// whether it wrote.
     fn write_if(
@@ -158,23 +201,61 @@ impl Kv {
             tx.set_durability(redb::Durability::None)
                 .map_err(|e| CommandError::Internal(format!("command state store: {e}")))?;
         }
-        {
-            let mut table = tx.open_table(RECORDS).map_err(store_error)?;
-            for (k, v) in batch {
-                match v {
-                    Some(v) => table
-                        .insert(k.as_slice(), v.as_slice())
-                        .map_err(store_error)?,
-                    None => table.remove(k.as_slice()).map_err(store_error)?,
-                };
-            }
-        }
+        put(&tx, batch)?;
         let was_durable = now.duration_since(*durable) >= DURABLE_EVERY;
         tx.commit().map_err(store_error)?;
         if was_durable {
             *durable = now;
         }
         Ok(true)
+    }
+}
+
+/// Sets (`Some`) or removes (`None`) each key in `tx`.
+fn put(
+    tx: &redb::WriteTransaction,
+    batch: &[(Vec<u8>, Option<Vec<u8>>)],
+) -> Result<(), CommandError> {
+    let mut table = tx.open_table(RECORDS).map_err(store_error)?;
+    for (k, v) in batch {
+        match v {
+            Some(v) => table
+                .insert(k.as_slice(), v.as_slice())
+                .map_err(store_error)?,
+            None => table.remove(k.as_slice()).map_err(store_error)?,
+        };
+    }
+    Ok(())
+}
+
+/// The database a clean shutdown left in `dir`, unmarked (durably) so that
+/// it is wiped if this process does not end cleanly too; `None` if there is
+/// none, or it is not clean, or it cannot be read.
+fn reopen_clean(dir: &Path) -> Option<redb::Database> {
+    use redb::ReadableDatabase;
+    let path = dir.join(FILE);
+    if !path.exists() {
+        return None;
+    }
+    let attempt = || -> Result<Option<redb::Database>, redb::Error> {
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .open(&path)?;
+        let clean = db.begin_read()?.open_table(RECORDS)?.get(CLEAN)?.is_some();
+        if !clean {
+            return Ok(None);
+        }
+        let tx = db.begin_write()?;
+        tx.open_table(RECORDS)?.remove(CLEAN)?;
+        tx.commit()?;
+        Ok(Some(db))
+    };
+    match attempt() {
+        Ok(db) => db,
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot reuse the command state store; starting it empty");
+            None
+        }
     }
 }
 
@@ -230,6 +311,8 @@ pub struct ColdStore {
     clears: Arc<Mutex<HashMap<String, u64>>>,
     /// The mover thread's queue.
     mover: std::sync::mpsc::Sender<Job>,
+    /// Project states taken back from a clean shutdown.
+    restored: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Work for the mover thread.
@@ -259,10 +342,11 @@ fn start_mover() -> Result<std::sync::mpsc::Sender<Job>, CommandError> {
 }
 
 impl ColdStore {
-    /// Opens the store in `dir`, emptied first (it only caches the log); the
-    /// directory is removed again when the last clone is dropped. Refused
-    /// while another process has it open (a lock on the file `<dir>.lock`
-    /// beside it); what a killed process left there is removed unread.
+    /// Opens the store in `dir`: as a clean shutdown sealed it, or else
+    /// emptied (it only caches the log; what a killed process left there is
+    /// removed unread). Unless sealed again, the directory is removed when
+    /// the last clone is dropped. Refused while another process has it open
+    /// (a lock on the file `<dir>.lock` beside it).
     pub fn open(dir: &Path) -> Result<ColdStore, CommandError> {
         let io = |what: &str, e: std::io::Error| {
             CommandError::Internal(format!("{what} {}: {e}", dir.display()))
@@ -289,22 +373,29 @@ impl ColdStore {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io("cannot lock", e)),
         }
-        if dir.exists() {
-            std::fs::remove_dir_all(dir).map_err(|e| io("cannot empty", e))?;
-        }
-        std::fs::create_dir_all(dir).map_err(|e| io("cannot create", e))?;
-        let db = redb::Builder::new()
-            .set_cache_size(CACHE_BYTES)
-            .create(dir.join("records.redb"))
-            .map_err(store_error)?;
-        let tx = db.begin_write().map_err(store_error)?;
-        tx.open_table(RECORDS).map_err(store_error)?;
-        tx.commit().map_err(store_error)?;
-        Ok(ColdStore {
+        let db = match reopen_clean(dir) {
+            Some(db) => db,
+            None => {
+                if dir.exists() {
+                    std::fs::remove_dir_all(dir).map_err(|e| io("cannot empty", e))?;
+                }
+                std::fs::create_dir_all(dir).map_err(|e| io("cannot create", e))?;
+                let db = redb::Builder::new()
+                    .set_cache_size(CACHE_BYTES)
+                    .create(dir.join(FILE))
+                    .map_err(store_error)?;
+                let tx = db.begin_write().map_err(store_error)?;
+                tx.open_table(RECORDS).map_err(store_error)?;
+                tx.commit().map_err(store_error)?;
+                db
+            }
+        };
+        let store = ColdStore {
             kv: Arc::new(Kv {
                 db,
                 dir: dir.to_path_buf(),
                 durable: Mutex::new(std::time::Instant::now()),
+                keep: std::sync::atomic::AtomicBool::new(false),
                 _lock: lock,
             }),
             hot: HOT,
@@ -312,7 +403,63 @@ impl ColdStore {
             floors: Arc::default(),
             clears: Arc::default(),
             mover: start_mover()?,
-        })
+            restored: Arc::default(),
+        };
+        let kept = store.snapshots()?;
+        if kept > 0 {
+            tracing::info!(
+                projects = kept,
+                "kept the command state of the last clean shutdown"
+            );
+        }
+        Ok(store)
+    }
+
+    /// How many project states a clean shutdown left to take back.
+    pub fn snapshots(&self) -> Result<usize, CommandError> {
+        let start = [SNAPSHOT];
+        let end = [SNAPSHOT + 1];
+        Ok(self
+            .kv
+            .table()?
+            .range(&start[..]..&end[..])
+            .map_err(store_error)?
+            .count())
+    }
+
+    /// How many project states this process took back from a clean
+    /// shutdown (tests use it to tell that from a fold).
+    #[doc(hidden)]
+    pub fn restored(&self) -> u64 {
+        self.restored.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Counts a project state taken back.
+    pub(super) fn note_restored(&self) {
+        self.restored
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Waits until the moves queued so far are written.
+    pub async fn moves_written(&self) {
+        let (done, written) = tokio::sync::oneshot::channel();
+        self.later(move || {
+            let _ = done.send(());
+        });
+        let _ = written.await;
+    }
+
+    /// Writes `batch` (the projects' states, from
+    /// [`ProjectCold::snapshot`]) and marks the store clean, durably: the
+    /// next [`ColdStore::open`] keeps it. Called once, at a clean shutdown,
+    /// when nothing else writes any more.
+    pub fn seal(&self, mut batch: Batch) -> Result<(), CommandError> {
+        batch.push((CLEAN.to_vec(), Some(Vec::new())));
+        self.kv.write_durably(&batch)?;
+        self.kv
+            .keep
+            .store(true, std::sync::atomic::Ordering::Release);
+        Ok(())
     }
 
     /// Keeps at most `records` freight, promotions and aliases and
@@ -516,6 +663,54 @@ impl ProjectCold<'_> {
             }
         }
         Ok(())
+    }
+
+    /// What [`ColdStore::seal`] writes of `state` (this project's, folded up
+    /// to the event whose chain hash is `hash`): the state, and the
+    /// idempotency keys it holds in memory (which a state's serialization
+    /// leaves out).
+    pub fn snapshot(&self, state: &ProjectState, hash: &ChainHash) -> Result<Batch, CommandError> {
+        let mut batch: Vec<_> = state
+            .commands
+            .iter()
+            .map(|(k, o)| {
+                let v = [&o.position.0.to_be_bytes()[..], o.event_id.as_bytes()].concat();
+                (key(COMMAND, self.project, k.bytes()), Some(v))
+            })
+            .collect();
+        let snapshot = Snapshot {
+            hash: hash.to_hex(),
+            state,
+        };
+        batch.push((
+            key(SNAPSHOT, self.project, b""),
+            Some(serde_json::to_vec(&snapshot)?),
+        ));
+        Ok(batch)
+    }
+
+    /// The project's state a clean shutdown left, and the chain hash of the
+    /// event it was folded up to, removed from the store (it is taken back
+    /// once: after that the records change with the state).
+    pub fn take_snapshot(&self) -> Result<Option<(ProjectState, ChainHash)>, CommandError> {
+        let k = key(SNAPSHOT, self.project, b"");
+        let Some(v) = self.store.kv.get(&k)? else {
+            return Ok(None);
+        };
+        self.store.kv.write(&[(k, None)])?;
+        let snapshot: Snapshot<ProjectState> = match serde_json::from_slice(&v) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(project = self.project, error = %e, "cannot read the saved command state; folding the project's log");
+                return Ok(None);
+            }
+        };
+        let Some(hash) = ChainHash::from_hex(&snapshot.hash) else {
+            return Ok(None);
+        };
+        let mut state = snapshot.state;
+        state.reindex();
+        Ok(Some((state, hash)))
     }
 
     /// The freight id `alias` names, if it was moved here.

@@ -256,6 +256,12 @@ impl CommandHandler {
         self
     }
 
+    /// The cold store, if there is one (tests read its counters).
+    #[doc(hidden)]
+    pub fn cold_store(&self) -> Option<&ColdStore> {
+        self.cold.as_ref()
+    }
+
     /// The records of `project` in the cold store, if there is one.
     fn cold<'a>(&'a self, project: &'a ProjectName) -> Option<cold::ProjectCold<'a>> {
         self.cold.as_ref().map(|c| c.project(project.as_str()))
@@ -585,23 +591,32 @@ impl CommandHandler {
         Ok(())
     }
 
-    /// Applies the project's events after `state.position` (from the start,
-    /// with the cold store's records of the project cleared first, when the
-    /// state is empty), moving what the working set does not need out as it
-    /// goes.
+    /// Applies the project's events after `state.position`, moving what the
+    /// working set does not need out as it goes. An empty state starts from
+    /// the state a clean shutdown left in the cold store, if the log still
+    /// holds the event it was folded up to; else from the start, with the
+    /// cold store's records of the project cleared first.
     async fn catch_up(
         &self,
         project: &ProjectName,
         state: &mut ProjectState,
     ) -> Result<(), CommandError> {
         let cold = self.cold(project);
+        let mut restored = None;
         if let (Some(cold), 0) = (&cold, state.seq) {
-            cold.clear()?;
+            restored = self.restore(project, cold, state).await?;
+            if restored.is_none() {
+                cold.clear()?;
+            }
         }
-        let mut events = self
-            .log
-            .read_project(project, state.position.next())
-            .await?;
+        let mut events = match restored {
+            Some(events) => events,
+            None => {
+                self.log
+                    .read_project(project, state.position.next())
+                    .await?
+            }
+        };
         let mut applied = 0u64;
         while let Some(ev) = events.next().await {
             let ev = ev?;
@@ -617,6 +632,103 @@ impl CommandHandler {
             cold.spill(state)?;
         }
         Ok(())
+    }
+}
+
+impl CommandHandler {
+    /// Puts in `state` (empty) the project's state a clean shutdown left in
+    /// the cold store, if the log still holds the event it was folded up to
+    /// (same position, same chain hash); then the events after it, to apply.
+    async fn restore(
+        &self,
+        project: &ProjectName,
+        cold: &cold::ProjectCold<'_>,
+        state: &mut ProjectState,
+    ) -> Result<Option<waybill_ledger::EventStream>, CommandError> {
+        let Some((saved, hash)) = cold.take_snapshot()? else {
+            return Ok(None);
+        };
+        let mut events = self.log.read_project(project, saved.position).await?;
+        match events.next().await.transpose()? {
+            Some(ev) if ev.position == saved.position && ev.hash == hash => {
+                tracing::debug!(project = %project, position = saved.position.0, "took back the command state saved at shutdown");
+                ::metrics::counter!("waybill_command_states_restored_total").increment(1);
+                if let Some(store) = &self.cold {
+                    store.note_restored();
+                }
+                *state = saved;
+                Ok(Some(events))
+            }
+            _ => {
+                tracing::warn!(
+                    project = %project,
+                    position = saved.position.0,
+                    "the log no longer holds the event the saved command state was folded up \
+                     to; folding the project from the start"
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// Saves each cached project's state in the cold store and seals it, so
+    /// that the next process takes the states back instead of folding every
+    /// project's log again; the number of projects saved. Called at a clean
+    /// shutdown, once nothing else runs commands: a project still in use
+    /// (or whose last event cannot be read) is left out, and folded next
+    /// time.
+    pub async fn save_state(&self) -> Result<usize, CommandError> {
+        let Some(store) = &self.cold else {
+            return Ok(0);
+        };
+        let slots: Vec<(String, Slot)> = self
+            .cache()
+            .slots
+            .iter()
+            .map(|(name, slot)| (name.clone(), slot.clone()))
+            .collect();
+        // Moves under way finish first, so none is written after the seal.
+        for (_, slot) in &slots {
+            for _ in 0..1000 {
+                if !slot.spilling.load(Ordering::Acquire) {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }
+        store.moves_written().await;
+        let mut batch = Vec::new();
+        let mut saved = 0;
+        for (name, slot) in slots {
+            let Ok(state) = slot.state.try_lock() else {
+                continue;
+            };
+            if state.seq == 0 || slot.spilling.load(Ordering::Acquire) {
+                continue;
+            }
+            let Ok(project) = ProjectName::project(&name) else {
+                continue;
+            };
+            let last = async {
+                let mut events = self.log.read_project(&project, state.position).await?;
+                events.next().await.transpose()
+            };
+            match last.await {
+                Ok(Some(ev)) if ev.position == state.position => {
+                    batch.extend(store.project(&name).snapshot(&state, &ev.hash)?);
+                    saved += 1;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(project = %name, error = %e, "cannot save the command state");
+                }
+            }
+        }
+        let sealed = store.clone();
+        tokio::task::spawn_blocking(move || sealed.seal(batch))
+            .await
+            .map_err(|e| CommandError::Internal(format!("saving the command state: {e}")))??;
+        Ok(saved)
     }
 }
 
