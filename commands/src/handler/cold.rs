@@ -84,9 +84,17 @@ const FILE: &str = "records.redb";
 /// hash of the event at `state.position` (what it was folded up to).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Snapshot<S> {
+    /// [`SNAPSHOT_FORMAT`] of the process that wrote it.
+    format: String,
     hash: String,
     state: S,
 }
+
+/// Which releases read each other's saved states: this crate's version
+/// (a state saved by another release is folded again, as a field added
+/// with a default would not hold what the events say), and a number to
+/// raise when `ProjectState` changes meaning within one.
+const SNAPSHOT_FORMAT: &str = concat!(env!("CARGO_PKG_VERSION"), "/1");
 
 /// A key and its value.
 type Entry = (Vec<u8>, Vec<u8>);
@@ -679,6 +687,7 @@ impl ProjectCold<'_> {
             })
             .collect();
         let snapshot = Snapshot {
+            format: SNAPSHOT_FORMAT.to_string(),
             hash: hash.to_hex(),
             state,
         };
@@ -698,6 +707,19 @@ impl ProjectCold<'_> {
             return Ok(None);
         };
         self.store.kv.write(&[(k, None)])?;
+        #[derive(serde::Deserialize)]
+        struct Format {
+            format: String,
+        }
+        let format = serde_json::from_slice::<Format>(&v).ok().map(|f| f.format);
+        if let Some(format) = format.filter(|f| f != SNAPSHOT_FORMAT) {
+            tracing::info!(
+                project = self.project,
+                saved_by = format,
+                "the saved command state is of another release; folding the project's log"
+            );
+            return Ok(None);
+        }
         let snapshot: Snapshot<ProjectState> = match serde_json::from_slice(&v) {
             Ok(s) => s,
             Err(e) => {
@@ -1058,4 +1080,39 @@ pub fn load_auto_candidates(
         working_set::load_newest_available(cold, state, &def, now)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_saved_by_another_release_is_not_taken_back() -> Result<(), CommandError> {
+        let dir = tempfile::tempdir().map_err(|e| CommandError::Internal(e.to_string()))?;
+        let store = ColdStore::open(&dir.path().join("store"))?;
+        let project = store.project("p");
+        let mut state = ProjectState::new("p");
+        state.seq = 3;
+        state.position = Position(7);
+        let hash = ChainHash([7; 32]);
+
+        store.seal(project.snapshot(&state, &hash)?)?;
+        assert_eq!(project.take_snapshot()?, Some((state.clone(), hash)));
+        assert_eq!(store.snapshots()?, 0, "taken back once");
+
+        let mut batch = project.snapshot(&state, &hash)?;
+        for (k, v) in &mut batch {
+            if k[0] == SNAPSHOT {
+                let mut json: serde_json::Value =
+                    serde_json::from_slice(v.as_deref().unwrap_or_default())?;
+                json["format"] = "0.0.1/1".into();
+                *v = Some(serde_json::to_vec(&json)?);
+            }
+        }
+        store.seal(batch)?;
+        assert_eq!(store.snapshots()?, 1);
+        assert_eq!(project.take_snapshot()?, None);
+        assert_eq!(store.snapshots()?, 0);
+        Ok(())
+    }
 }
