@@ -100,11 +100,37 @@ fn to_stored(msg: &async_nats::jetstream::Message) -> Result<StoredEvent, Ledger
     stored_event(position, msg.payload.clone(), stored_hash)
 }
 
-async fn ordered(
-    log: &JetStreamLog,
-    filter: &str,
-    from: Position,
-) -> Result<pull::Ordered, LedgerError> {
+/// An ordered consumer's messages; the consumer is deleted on the server
+/// when this is dropped. Left alone, the server would keep it for 30 s
+/// after its last pull (async-nats' inactive threshold for ordered
+/// consumers), and nats-server 2.15 refuses a stream's 1,001st consumer
+/// (its default limit, which the stream's `max_consumers: -1` does not
+/// lift): a burst of reads (each project's first command after a start,
+/// conflicts under load) would fail with "maximum consumers limit reached".
+struct Reading {
+    messages: pull::Ordered,
+    /// The consumer's name, and its stream.
+    reap: Option<(async_nats::jetstream::stream::Stream, String)>,
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        let Some((stream, name)) = self.reap.take() else {
+            return;
+        };
+        // Without a runtime (the process is ending) the server's inactive
+        // threshold removes it.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = stream.delete_consumer(&name).await {
+                    tracing::debug!(consumer = %name, error = %e, "cannot delete a finished read's consumer");
+                }
+            });
+        }
+    }
+}
+
+async fn ordered(log: &JetStreamLog, filter: &str, from: Position) -> Result<Reading, LedgerError> {
     let consumer = log
         .inner
         .stream
@@ -117,10 +143,15 @@ async fn ordered(
         })
         .await
         .map_err(|e| unavailable("creating a consumer", e))?;
-    consumer
+    let name = consumer.cached_info().name.clone();
+    let messages = consumer
         .messages()
         .await
-        .map_err(|e| unavailable("starting a consumer", e))
+        .map_err(|e| unavailable("starting a consumer", e))?;
+    Ok(Reading {
+        messages,
+        reap: Some((log.inner.stream.clone(), name)),
+    })
 }
 
 /// Events matching `filter` with `from <= position <= end`.
@@ -142,9 +173,9 @@ pub(super) async fn bounded(
             return None;
         }
         // A buffered message needs no timer.
-        let received = match messages.next().now_or_never() {
+        let received = match messages.messages.next().now_or_never() {
             Some(received) => Ok(received),
-            None => tokio::time::timeout(BOUNDED_IDLE, messages.next()).await,
+            None => tokio::time::timeout(BOUNDED_IDLE, messages.messages.next()).await,
         };
         match received {
             Ok(Some(Ok(msg))) => {
@@ -174,7 +205,7 @@ pub(super) async fn bounded(
 /// anything already delivered is skipped.
 pub(super) fn tail(log: JetStreamLog, filter: String, from: Position) -> EventStream {
     let from = from.max(Position(1));
-    let state = (log, filter, None::<pull::Ordered>, from, 0u32);
+    let state = (log, filter, None::<Reading>, from, 0u32);
     stream::unfold(state, |(log, filter, mut messages, mut next, mut failures)| async move {
         loop {
             let current = match messages.as_mut() {
@@ -192,7 +223,7 @@ pub(super) fn tail(log: JetStreamLog, filter: String, from: Position) -> EventSt
                     }
                 },
             };
-            match current.next().await {
+            match current.messages.next().await {
                 Some(Ok(msg)) => {
                     let item = to_stored(&msg);
                     match &item {

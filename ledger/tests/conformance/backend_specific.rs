@@ -321,3 +321,44 @@ async fn jetstream_append_waits_out_a_moment_without_a_stream() {
     assert_eq!(report.events, 1);
     assert!(report.first_break.is_none(), "{:?}", report.first_break);
 }
+
+/// Each read of the log starts a consumer on the server; a finished or
+/// abandoned read deletes it. Left to expire (30 s), 1,000 of them would
+/// make nats-server 2.15 refuse every further read ("maximum consumers
+/// limit reached", its default per stream): a burst of first commands on
+/// many projects, or of conflicts, within half a minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_reads_leave_no_consumers_behind() {
+    let h = jetstream().await;
+    let log = h.log.clone();
+    append_n(&*log, "reads", 3, "r").await;
+    let p = project("reads");
+    for i in 0..1_100 {
+        let mut events = log
+            .read_project(&p, Position(1))
+            .await
+            .unwrap_or_else(|e| panic!("read {i}: {e}"));
+        if i % 2 == 0 {
+            // Abandoned after the first event.
+            events.next().await.expect("an event").expect("read");
+        } else {
+            let all: Vec<_> = events.collect().await;
+            assert_eq!(all.len(), 3, "read {i}");
+        }
+    }
+    let server = h.server.as_ref().expect("server");
+    let client = async_nats::connect(server.url()).await.expect("connect");
+    let mut stream = jetstream::new(client)
+        .get_stream("WAYBILL")
+        .await
+        .expect("stream");
+    let mut consumers = usize::MAX;
+    for _ in 0..100 {
+        consumers = stream.info().await.expect("info").state.consumer_count;
+        if consumers == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(consumers, 0, "consumers left on the stream");
+}
