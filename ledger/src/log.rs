@@ -82,6 +82,22 @@ pub trait EventLog: Send + Sync + fmt::Debug {
     async fn last_position(&self, project: &ProjectName) -> Result<Position, LedgerError> {
         Ok(self.project_head(project).await?.position)
     }
+
+    /// The project's first event at or after `from`, if any, without
+    /// starting a read of the rest (on JetStream, a direct get rather than
+    /// a consumer).
+    async fn next_event(
+        &self,
+        project: &ProjectName,
+        from: Position,
+    ) -> Result<Option<StoredEvent>, LedgerError> {
+        use futures::StreamExt;
+        self.read_project(project, from)
+            .await?
+            .next()
+            .await
+            .transpose()
+    }
 }
 
 /// A record ready to be stored: the event, its canonical bytes and chain hash.

@@ -648,9 +648,12 @@ impl CommandHandler {
         let Some((saved, hash)) = cold.take_snapshot()? else {
             return Ok(None);
         };
-        let mut events = self.log.read_project(project, saved.position).await?;
-        match events.next().await.transpose()? {
+        match self.log.next_event(project, saved.position).await? {
             Some(ev) if ev.position == saved.position && ev.hash == hash => {
+                let events = self
+                    .log
+                    .read_project(project, saved.position.next())
+                    .await?;
                 tracing::debug!(project = %project, position = saved.position.0, "took back the command state saved at shutdown");
                 ::metrics::counter!("waybill_command_states_restored_total").increment(1);
                 if let Some(store) = &self.cold {
@@ -709,11 +712,7 @@ impl CommandHandler {
             let Ok(project) = ProjectName::project(&name) else {
                 continue;
             };
-            let last = async {
-                let mut events = self.log.read_project(&project, state.position).await?;
-                events.next().await.transpose()
-            };
-            match last.await {
+            match self.log.next_event(&project, state.position).await {
                 Ok(Some(ev)) if ev.position == state.position => {
                     batch.extend(store.project(&name).snapshot(&state, &ev.hash)?);
                     saved += 1;

@@ -155,6 +155,14 @@ impl EventLog for JetStreamLog {
         read::bounded(self, self.project_filter(project.as_str()), from, end).await
     }
 
+    async fn next_event(
+        &self,
+        project: &ProjectName,
+        from: Position,
+    ) -> Result<Option<crate::StoredEvent>, LedgerError> {
+        read::next_event(self, &self.project_filter(project.as_str()), from).await
+    }
+
     async fn read_all(&self, from: Position) -> Result<EventStream, LedgerError> {
         let end = self.head().await?;
         let filter = format!("{}.>", self.inner.opts.subject_prefix);

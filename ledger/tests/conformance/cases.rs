@@ -107,6 +107,24 @@ pub async fn ordering(log: Arc<dyn EventLog>) {
         assert_eq!(head.position, events[19].position);
         assert_eq!(head.hash, events[19].hash);
         assert_eq!(head.seq, 20);
+        // One event: at a position of the project, or the project's next
+        // after another project's position; none after its last.
+        for ev in &events {
+            let one = log.next_event(p, ev.position).await.expect("next_event");
+            let one = one.expect("an event");
+            assert_eq!((one.position, one.hash), (ev.position, ev.hash));
+            let after = log
+                .next_event(p, Position(ev.position.0.saturating_sub(1)))
+                .await
+                .expect("next_event")
+                .expect("an event");
+            assert!(after.position <= ev.position && after.event.project == p.as_str());
+        }
+        let past = log
+            .next_event(p, events[19].position.next())
+            .await
+            .expect("next_event");
+        assert!(past.is_none(), "{past:?}");
     }
     // Reading from the middle starts exactly there.
     let mid = all[30].position;
