@@ -150,7 +150,8 @@ pub struct ServeArgs {
     /// Records the command service's cached project states keep in memory
     /// together (freight, promotions and aliases, about 1 KB each; 16
     /// idempotency keys count as one); beyond it the least recently used
-    /// projects are dropped and folded again from the log when next needed.
+    /// projects are saved to the command state store and read back when next
+    /// needed.
     /// The rest of each project is in `<data-dir>/command-state` [default: 500000].
     /// (`--command-cache-events` is its former name.)
     #[arg(long, alias = "command-cache-events", env = "WAYBILL_COMMAND_CACHE_RECORDS", value_name = "RECORDS", value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..))]

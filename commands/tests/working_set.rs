@@ -182,13 +182,32 @@ fn reply(
     }
 }
 
-/// Runs `steps` on both handlers; the working one is shut down cleanly
-/// (its state saved) and started again on the same log and store before
-/// step `restart`, if given.
-async fn run(steps: Vec<Step>, hot: usize, restart: Option<usize>) -> Result<(), TestCaseError> {
+/// How the working handler is disturbed between steps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Disturb {
+    None,
+    /// Shut down cleanly (its state saved) and started again on the same
+    /// log and store before this step.
+    Restart(usize),
+    /// After every step, the project's state is dropped from the cache (a
+    /// zero budget, and another project used) and so saved in the store.
+    Evict,
+}
+
+/// Runs `steps` on both handlers, disturbing the working one as `disturb`
+/// says.
+async fn run(steps: Vec<Step>, hot: usize, disturb: Disturb) -> Result<(), TestCaseError> {
+    let restart = match disturb {
+        Disturb::Restart(at) => Some(at),
+        _ => None,
+    };
     let dirs = (tempfile::tempdir()?, tempfile::tempdir()?);
     let full = handler(dirs.0.path(), None);
     let mut working = handler(dirs.1.path(), Some(hot));
+    if disturb == Disturb::Evict {
+        working = working.with_cache_budget(0);
+    }
+    let mut evictions = 0u64;
     let mut now: DateTime<Utc> = "2026-11-30T09:00:00Z".parse().expect("time");
     let admin = user(0);
     let apply = Command::ApplyPipeline {
@@ -249,6 +268,32 @@ async fn run(steps: Vec<Step>, hot: usize, restart: Option<usize>) -> Result<(),
         };
         let (want, have) = (intents(full_at).await?, intents(working_at).await?);
         prop_assert_eq!(have, want, "auto-promotion intents after step {}", i);
+        if disturb == Disturb::Evict {
+            // Using another project drops this one's state, which is saved
+            // on its own; wait for that, so the next step takes it back.
+            let other = ProjectName::project("other").expect("name");
+            working
+                .inspect(&other, |_| ())
+                .await
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            // (Not while it holds nothing but idempotency keys, which count
+            // for a sixteenth each against the budget.)
+            if !working.cached_projects().contains(&"ws".to_string()) {
+                for _ in 0..200 {
+                    if snapshots(&working) == 1 {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+                prop_assert_eq!(snapshots(&working), 1, "saved after step {}", i);
+                evictions += 1;
+            }
+        }
+    }
+    if disturb == Disturb::Evict {
+        // Each saved state but the last was taken back by the next step.
+        let restored = working.cold_store().map(ColdStore::restored).unwrap_or(0);
+        prop_assert!(restored + 1 >= evictions, "{} of {}", restored, evictions);
     }
     // The working set stayed small: only what the stages run, the active
     // promotions, and what the limit lets stay.
@@ -271,7 +316,7 @@ proptest! {
     #[test]
     fn the_working_set_decides_as_the_whole_state(steps in steps(), hot in 0usize..4) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        rt.block_on(run(steps, hot, None))?;
+        rt.block_on(run(steps, hot, Disturb::None))?;
     }
 
     /// A state saved at a clean shutdown and taken back by the next process
@@ -283,7 +328,19 @@ proptest! {
         restart in 1usize..60,
     ) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        rt.block_on(run(steps, hot, Some(restart)))?;
+        rt.block_on(run(steps, hot, Disturb::Restart(restart)))?;
+    }
+
+    /// A state dropped from the cache is saved in the store and taken back
+    /// by the project's next command, which decides as the whole state
+    /// would.
+    #[test]
+    fn a_state_dropped_from_the_cache_and_taken_back_decides_as_the_whole_state(
+        steps in steps(),
+        hot in 0usize..4,
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        rt.block_on(run(steps, hot, Disturb::Evict))?;
     }
 }
 
@@ -521,5 +578,80 @@ async fn a_saved_state_the_log_does_not_match_is_folded_again() -> anyhow::Resul
     assert_eq!(freight_in_memory(&h).await?, want);
     assert_eq!(h.cold_store().map(ColdStore::restored), Some(0));
     assert_eq!(h.cold_store().expect("store").snapshots()?, 0);
+    Ok(())
+}
+
+/// Commands from several threads on a few projects, through two handlers,
+/// one with a zero cache budget: its every command drops the other
+/// projects' states, which are saved
+/// and taken back (or, when a command comes before the save, folded again,
+/// and the late save is not written) all the time. Each re-discovery of a
+/// known freight must still be recognised: no freight is discovered twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn states_dropped_and_taken_back_under_concurrency_stay_right() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let h = handler(dir.path(), Some(2)).with_cache_budget(0);
+    let projects: Vec<ProjectName> = (0..4)
+        .map(|i| ProjectName::project(format!("p{i}")))
+        .collect::<Result<_, _>>()?;
+    for p in &projects {
+        let definition = serde_json::from_str::<PipelineDefinition>(&PIPELINE.replace(
+            "\"project\": \"ws\"",
+            &format!("\"project\": \"{}\"", p.as_str()),
+        ))?;
+        let apply = Command::ApplyPipeline {
+            definition,
+            source_uri: String::new(),
+            source_revision: String::new(),
+            source_digest: String::new(),
+        };
+        h.execute(p, &user(0), apply, None).await?;
+    }
+    // Half the tasks go through a second handler on the same log, with
+    // neither store nor budget: the first one's saved states fall behind
+    // and must catch up when taken back.
+    let plain = common::handler_for_anyone(
+        h.log().clone(),
+        vec![Role::Promoter, Role::Approver, Role::Bypass, Role::Admin],
+    );
+    let mut tasks = Vec::new();
+    for t in 0..8usize {
+        let h = if t % 2 == 0 { h.clone() } else { plain.clone() };
+        let projects = projects.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..120usize {
+                let p = &projects[(t * 7 + i * 3 + i / 5) % projects.len()];
+                let version = (t * 31 + i * 17) % 24;
+                h.execute(p, &user(0), common::discovery(version), None)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{p} v{version}: {e}"))?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let log: Arc<dyn EventLog> = h.log().clone();
+    let mut discovered = std::collections::BTreeMap::new();
+    let mut events = log.read_all(waybill_ledger::Position(1)).await?;
+    while let Some(ev) = futures::StreamExt::next(&mut events).await {
+        let ev = ev?;
+        if let EventPayload::FreightDiscovered(d) = &ev.event.payload {
+            *discovered
+                .entry((ev.event.project.clone(), d.freight_id.clone()))
+                .or_insert(0) += 1;
+        }
+    }
+    assert_eq!(discovered.len(), 4 * 24, "every version of every project");
+    assert!(
+        discovered.values().all(|n| *n == 1),
+        "discovered twice: {:?}",
+        discovered
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .collect::<Vec<_>>()
+    );
+    assert!(h.cold_store().map(ColdStore::restored).unwrap_or(0) > 0);
     Ok(())
 }

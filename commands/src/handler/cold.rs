@@ -16,9 +16,12 @@
 //! (with the chain hash of the last event it applied) and marks the store
 //! clean. The next [`ColdStore::open`] keeps a clean store, and unmarks it
 //! before anything else is written, so a store a killed process left is
-//! wiped; a project's state is taken back ([`ProjectCold::take_snapshot`])
-//! only if the log still holds that event with that hash, and then caught
-//! up from there instead of folded from the start.
+//! wiped. A state dropped from the command service's cache is saved the
+//! same way ([`ProjectCold::hibernate`]), unless its project was folded
+//! again meanwhile. A project's state is taken back
+//! ([`ProjectCold::take_snapshot`]) only if the log still holds that event
+//! with that hash, and then caught up from there instead of folded from the
+//! start.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -642,7 +645,8 @@ impl ProjectCold<'_> {
         }
     }
 
-    fn clears(&self) -> u64 {
+    /// How many times the project's records were cleared.
+    pub(super) fn clears(&self) -> u64 {
         let clears = self.store.clears.lock().unwrap_or_else(|p| p.into_inner());
         clears.get(self.project).copied().unwrap_or(0)
     }
@@ -696,6 +700,20 @@ impl ProjectCold<'_> {
             Some(serde_json::to_vec(&snapshot)?),
         ));
         Ok(batch)
+    }
+
+    /// Writes what [`ProjectCold::snapshot`] gives for `state` unless the
+    /// project's records were cleared since their count was `clears`;
+    /// whether it wrote. For a state dropped from the cache: the project's
+    /// next command takes it back.
+    pub(super) fn hibernate(
+        &self,
+        state: &ProjectState,
+        hash: &ChainHash,
+        clears: u64,
+    ) -> Result<bool, CommandError> {
+        let batch = self.snapshot(state, hash)?;
+        self.store.kv.write_if(&batch, || self.clears() == clears)
     }
 
     /// The project's state a clean shutdown left, and the chain hash of the

@@ -12,8 +12,9 @@
 //! as `waybill serve` runs), it holds only its working set and the rest is in
 //! the store, so a project's memory does not grow with its history. Either
 //! way the cache keeps at most [`CommandHandler::with_cache_budget`] of it:
-//! beyond it the least recently used idle projects are dropped, and folded
-//! again from the log when next needed.
+//! beyond it the least recently used idle projects are dropped: with a store,
+//! saved there and taken back when next needed (see [`cold`]); without one,
+//! folded again from the log.
 
 pub mod cold;
 mod labels;
@@ -162,11 +163,12 @@ impl StateCache {
     }
 
     /// The slot of `project` (made if absent), marked as just used; first
-    /// drops the least recently used idle slots while the cache is over
-    /// its budget. A slot is idle when nobody holds it (so nobody is
-    /// resizing it): a command on it finishes undisturbed, and the project
-    /// is never cached twice.
-    fn slot(&mut self, project: &str) -> Slot {
+    /// takes out the least recently used idle slots while the cache is over
+    /// its budget, and returns them too. A slot is idle when nobody holds it
+    /// (so nobody is resizing it): a command on it finishes undisturbed,
+    /// and the project is never cached twice.
+    fn slot(&mut self, project: &str) -> (Slot, Vec<(String, Slot)>) {
+        let mut evicted = Vec::new();
         self.tick += 1;
         let tick = self.tick;
         if self.total.load(Ordering::Relaxed) > self.budget {
@@ -187,10 +189,12 @@ impl StateCache {
                     ::metrics::counter!("waybill_command_states_dropped_total").increment(1);
                     tracing::debug!(project = %name, size, "dropped a cached project state");
                     self.dropped += 1;
+                    evicted.push((name, dropped));
                 }
             }
-            // Each dropped project is folded from the log again on its next
-            // command: say so, at most once a minute, if it keeps happening.
+            // Each dropped project is read back (from the store, or folded
+            // from the log) on its next command: say so, at most once a
+            // minute, if it keeps happening.
             let quiet = self
                 .warned
                 .is_some_and(|at| at.elapsed() < std::time::Duration::from_secs(60));
@@ -199,8 +203,8 @@ impl StateCache {
                     dropped = self.dropped,
                     budget = self.budget,
                     "the command service dropped cached project states to stay within \
-                     --command-cache-records; each is folded from the log again when next \
-                     needed (raise the budget if this repeats)"
+                     --command-cache-records; each is saved in the command state store and \
+                     read back when next needed (raise the budget if this repeats)"
                 );
                 self.dropped = 0;
                 self.warned = Some(std::time::Instant::now());
@@ -220,7 +224,7 @@ impl StateCache {
                 spilling: Arc::default(),
             });
         slot.used = tick;
-        slot.clone()
+        (slot.clone(), evicted)
     }
 }
 
@@ -302,8 +306,60 @@ impl CommandHandler {
         &self.log
     }
 
+    /// The slot of `project`; the states dropped from the cache to make
+    /// room are saved in the cold store, if there is one.
     fn slot(&self, project: &str) -> Slot {
-        self.cache().slot(project)
+        let mut cache = self.cache();
+        let (slot, evicted) = cache.slot(project);
+        // What each dropped project's records were cleared so far, read
+        // before any command can make the project a new slot (and clear its
+        // records to fold it): a save planned before a clear is not written.
+        let evicted: Vec<_> = evicted
+            .into_iter()
+            .map(|(name, dropped)| {
+                let clears = self.cold.as_ref().map(|c| c.project(&name).clears());
+                (name, dropped, clears)
+            })
+            .collect();
+        drop(cache);
+        for (name, dropped, clears) in evicted {
+            if let (Some(store), Some(clears)) = (&self.cold, clears) {
+                self.hibernate(store.clone(), name, dropped, clears);
+            }
+        }
+        slot
+    }
+
+    /// Saves the state of `slot`, just dropped from the cache, in `store`,
+    /// as a clean shutdown does: the project's next command takes it back
+    /// instead of folding the project's log again. Unless the project's
+    /// records were cleared since (`clears` changed: a command already
+    /// folded it again in a new slot).
+    fn hibernate(&self, store: ColdStore, project: String, slot: Slot, clears: u64) {
+        let log = self.log.clone();
+        tokio::spawn(async move {
+            // Nobody else holds a dropped slot (it was idle).
+            let Ok(state) = Arc::try_unwrap(slot.state) else {
+                return;
+            };
+            let state = state.into_inner();
+            let Ok(name) = ProjectName::project(&project) else {
+                return;
+            };
+            if state.seq == 0 {
+                return;
+            }
+            let hash = match log.next_event(&name, state.position).await {
+                Ok(Some(ev)) if ev.position == state.position => ev.hash,
+                _ => return,
+            };
+            let mover = store.clone();
+            store.later(move || {
+                if let Err(e) = mover.project(&project).hibernate(&state, &hash, clears) {
+                    tracing::warn!(project, error = %e, "cannot save a dropped project state");
+                }
+            });
+        });
     }
 
     /// Holds the project's command lock until the guard is dropped (tests use
