@@ -324,6 +324,25 @@ pub struct ColdStore {
     mover: std::sync::mpsc::Sender<Job>,
     /// Project states taken back from a clean shutdown.
     restored: Arc<std::sync::atomic::AtomicU64>,
+    /// Dropped project states waiting to be saved (see [`SaveTicket`]).
+    saving: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Dropped project states that may wait to be saved at once: each holds its
+/// memory until the low-priority mover writes it, so beyond this (the
+/// commands keep the CPU busy) a dropped state is let go unsaved, and
+/// folded again when next needed.
+const MAX_SAVING: usize = 64;
+
+/// One of the [`MAX_SAVING`] places for a dropped state being saved, given
+/// back when dropped.
+#[derive(Debug)]
+pub struct SaveTicket(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for SaveTicket {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// Work for the mover thread.
@@ -415,6 +434,7 @@ impl ColdStore {
             clears: Arc::default(),
             mover: start_mover()?,
             restored: Arc::default(),
+            saving: Arc::default(),
         };
         let kept = store.snapshots()?;
         if kept > 0 {
@@ -443,6 +463,18 @@ impl ColdStore {
     #[doc(hidden)]
     pub fn restored(&self) -> u64 {
         self.restored.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A place for one more dropped state to be saved, if fewer than
+    /// [`MAX_SAVING`] are waiting.
+    pub(super) fn save_ticket(&self) -> Option<SaveTicket> {
+        use std::sync::atomic::Ordering;
+        self.saving
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_SAVING).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| SaveTicket(self.saving.clone()))
     }
 
     /// Counts a project state taken back.
@@ -1103,6 +1135,21 @@ pub fn load_auto_candidates(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn at_most_max_saving_dropped_states_wait_to_be_saved() -> Result<(), CommandError> {
+        let dir = tempfile::tempdir().map_err(|e| CommandError::Internal(e.to_string()))?;
+        let store = ColdStore::open(&dir.path().join("store"))?;
+        let mut tickets: Vec<_> = (0..MAX_SAVING).map_while(|_| store.save_ticket()).collect();
+        assert_eq!(tickets.len(), MAX_SAVING);
+        assert!(store.save_ticket().is_none());
+        tickets.pop();
+        assert!(
+            store.save_ticket().is_some(),
+            "a place given back is taken again"
+        );
+        Ok(())
+    }
 
     #[test]
     fn a_state_saved_by_another_release_is_not_taken_back() -> Result<(), CommandError> {

@@ -336,6 +336,13 @@ impl CommandHandler {
     /// records were cleared since (`clears` changed: a command already
     /// folded it again in a new slot).
     fn hibernate(&self, store: ColdStore, project: String, slot: Slot, clears: u64) {
+        let Some(ticket) = store.save_ticket() else {
+            tracing::debug!(
+                project,
+                "too many dropped states waiting to be saved; letting this one go"
+            );
+            return;
+        };
         let log = self.log.clone();
         tokio::spawn(async move {
             // Nobody else holds a dropped slot (it was idle).
@@ -358,6 +365,7 @@ impl CommandHandler {
                 if let Err(e) = mover.project(&project).hibernate(&state, &hash, clears) {
                     tracing::warn!(project, error = %e, "cannot save a dropped project state");
                 }
+                drop(ticket);
             });
         });
     }
