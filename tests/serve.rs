@@ -489,3 +489,34 @@ async fn a_restart_after_a_clean_shutdown_takes_the_command_state_back() {
     assert!(!log.contains("kept the command state"), "{log}");
     assert!(!log.contains("took back"), "{log}");
 }
+
+/// A server whose NATS is gone still stops cleanly on SIGTERM: saving the
+/// command state gives up at the first project it cannot check against the
+/// log, instead of waiting on every one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_nats_is_gone_still_stops_and_saves_what_it_can() {
+    let mut nats = NatsServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let served = Served::start(
+        waybill()
+            .env("WAYBILL_LOG", "info")
+            .args([
+                "serve",
+                "--insecure-dev",
+                "--no-reactors",
+                "--nats",
+                &nats.url(),
+                "--data-dir",
+            ])
+            .arg(dir.path()),
+    );
+    served.apply_example();
+    nats.kill();
+    let (status, log) = served.terminate_and_log();
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains("cannot read the log to save the command state"),
+        "{log}"
+    );
+    assert!(log.contains("saved the command state projects=0"), "{log}");
+}

@@ -782,6 +782,11 @@ impl CommandHandler {
                     saved += 1;
                 }
                 Ok(_) => {}
+                Err(e @ LedgerError::Unavailable(_)) => {
+                    // The others would wait as long: save what was read.
+                    tracing::warn!(error = %e, "cannot read the log to save the command state; the projects not saved yet are folded next time");
+                    break;
+                }
                 Err(e) => {
                     tracing::warn!(project = %name, error = %e, "cannot save the command state");
                 }
