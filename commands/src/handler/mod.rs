@@ -657,9 +657,10 @@ impl CommandHandler {
 
     /// Applies the project's events after `state.position`, moving what the
     /// working set does not need out as it goes. An empty state starts from
-    /// the state a clean shutdown left in the cold store, if the log still
-    /// holds the event it was folded up to; else from the start, with the
-    /// cold store's records of the project cleared first.
+    /// the state saved in the cold store (at a clean shutdown, or when the
+    /// project was dropped from the cache), if the log still holds the event
+    /// it was folded up to; else from the start, with the cold store's
+    /// records of the project cleared first.
     async fn catch_up(
         &self,
         project: &ProjectName,
@@ -700,9 +701,9 @@ impl CommandHandler {
 }
 
 impl CommandHandler {
-    /// Puts in `state` (empty) the project's state a clean shutdown left in
-    /// the cold store, if the log still holds the event it was folded up to
-    /// (same position, same chain hash); then the events after it, to apply.
+    /// Puts in `state` (empty) the project's state saved in the cold store,
+    /// if the log still holds the event it was folded up to (same position,
+    /// same chain hash); then the events after it, to apply.
     async fn restore(
         &self,
         project: &ProjectName,
@@ -718,7 +719,7 @@ impl CommandHandler {
                     .log
                     .read_project(project, saved.position.next())
                     .await?;
-                tracing::debug!(project = %project, position = saved.position.0, "took back the command state saved at shutdown");
+                tracing::debug!(project = %project, position = saved.position.0, "took back the saved command state");
                 ::metrics::counter!("waybill_command_states_restored_total").increment(1);
                 if let Some(store) = &self.cold {
                     store.note_restored();
