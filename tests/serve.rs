@@ -420,12 +420,24 @@ async fn roles_split_commands_and_queries_across_processes() {
     assert!(queries.terminate().success());
 }
 
+/// Records `ghcr.io/acme/shop:<tag>` in project `shop` on `served`, with
+/// idempotency key `key`.
+async fn discover(served: &Served, tag: &str, key: &str) -> waybill_proto::v1::CommandReply {
+    use waybill_proto::v1::command_service_client::CommandServiceClient;
+    CommandServiceClient::connect(served.endpoint())
+        .await
+        .expect("connect")
+        .record_discovery(common::discovery(tag, key))
+        .await
+        .expect("discover")
+        .into_inner()
+}
+
 /// A clean shutdown saves the command service's project states; the next
 /// start takes them back instead of folding each project's log, and goes
 /// on from there. A killed server leaves nothing to take back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_after_a_clean_shutdown_takes_the_command_state_back() {
-    use waybill_proto::v1::command_service_client::CommandServiceClient;
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let start = || {
@@ -438,33 +450,15 @@ async fn a_restart_after_a_clean_shutdown_takes_the_command_state_back() {
     };
     let served = start();
     served.apply_example();
-    let mut client = CommandServiceClient::connect(served.endpoint())
-        .await
-        .expect("connect");
-    let first = client
-        .record_discovery(common::discovery("1.0", "d1"))
-        .await
-        .expect("discover")
-        .into_inner();
+    let first = discover(&served, "1.0", "d1").await;
     let (status, log) = served.terminate_and_log();
     assert!(status.success(), "{log}");
     assert!(log.contains("saved the command state projects=1"), "{log}");
 
     let served = start();
-    let mut client = CommandServiceClient::connect(served.endpoint())
-        .await
-        .expect("connect");
-    let second = client
-        .record_discovery(common::discovery("2.0", "d2"))
-        .await
-        .expect("discover")
-        .into_inner();
+    let second = discover(&served, "2.0", "d2").await;
     assert!(second.position > first.position);
-    let retry = client
-        .record_discovery(common::discovery("1.0", "d1"))
-        .await
-        .expect("retry")
-        .into_inner();
+    let retry = discover(&served, "1.0", "d1").await;
     assert_eq!(
         (retry.event_id, retry.position),
         (first.event_id, first.position)
@@ -474,17 +468,11 @@ async fn a_restart_after_a_clean_shutdown_takes_the_command_state_back() {
         log.contains("kept the command state of the last clean shutdown projects=1"),
         "{log}"
     );
-    assert!(log.contains("took back the command state"), "{log}");
+    assert!(log.contains("took back the saved command state"), "{log}");
 
     // Killed, so not saved: the next start folds the log again.
     let served = start();
-    let mut client = CommandServiceClient::connect(served.endpoint())
-        .await
-        .expect("connect");
-    client
-        .record_discovery(common::discovery("3.0", "d3"))
-        .await
-        .expect("discover");
+    discover(&served, "3.0", "d3").await;
     let log = served.kill_and_log();
     assert!(!log.contains("kept the command state"), "{log}");
     assert!(!log.contains("took back"), "{log}");

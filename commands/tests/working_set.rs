@@ -474,6 +474,17 @@ fn apply_pipeline() -> anyhow::Result<Command> {
     })
 }
 
+/// Applies the pipeline and discovers versions `0..n`.
+async fn configure_and_discover(h: &CommandHandler, n: usize) -> anyhow::Result<()> {
+    h.execute(&project(), &user(0), apply_pipeline()?, None)
+        .await?;
+    for i in 0..n {
+        h.execute(&project(), &user(0), common::discovery(i), None)
+            .await?;
+    }
+    Ok(())
+}
+
 /// The freight ids the project's state holds in memory.
 async fn freight_in_memory(h: &CommandHandler) -> anyhow::Result<Vec<String>> {
     Ok(
@@ -491,12 +502,7 @@ async fn a_clean_shutdown_keeps_the_state_and_a_crash_does_not() -> anyhow::Resu
     let dir = tempfile::tempdir()?;
     let admin = user(0);
     let h = handler(dir.path(), Some(1000));
-    h.execute(&project(), &admin, apply_pipeline()?, None)
-        .await?;
-    for i in 0..3 {
-        h.execute(&project(), &admin, common::discovery(i), None)
-            .await?;
-    }
+    configure_and_discover(&h, 3).await?;
     // A command that is not idempotent by its content: only its key tells
     // a retry from a second request.
     let request = || Command::RequestPromotion {
@@ -550,12 +556,7 @@ async fn a_saved_state_the_log_does_not_match_is_folded_again() -> anyhow::Resul
     let dir = tempfile::tempdir()?;
     let admin = user(0);
     let h = handler(dir.path(), Some(1000));
-    h.execute(&project(), &admin, apply_pipeline()?, None)
-        .await?;
-    for i in 0..3 {
-        h.execute(&project(), &admin, common::discovery(i), None)
-            .await?;
-    }
+    configure_and_discover(&h, 3).await?;
     assert_eq!(h.save_state().await?, 1);
     drop(h);
 
