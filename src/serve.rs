@@ -137,6 +137,8 @@ pub async fn open_projections(
 }
 
 pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
+    // First: a SIGTERM during start-up stops the server once it serves.
+    let shutdown = shutdown_signal()?;
     let addr = listen_addr(args.listen, file)?;
     let tls = server_tls(&args, file)?;
     if let Some(metrics) = args.metrics_listen.or(file.metrics_listen) {
@@ -231,7 +233,7 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
                 .unwrap_or(DEFAULT_RATE_LIMIT),
         ),
     };
-    serve(listener, services, shutdown_signal()).await?;
+    serve(listener, services, shutdown).await?;
     log.close().await;
     tracing::info!("stopped");
     Ok(())
@@ -516,24 +518,27 @@ async fn watch_log_health(
 }
 
 /// Completes on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+pub fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    // The handlers are installed here, before anything is served: a signal
+    // future polled only later (tonic polls it beside its first accept) let
+    // a SIGTERM that came right after the first request kill the process
+    // instead of stopping it.
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (mut term, mut int) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
-    tracing::info!("shutdown requested");
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown requested");
+    })
 }

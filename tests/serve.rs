@@ -508,3 +508,22 @@ async fn a_server_whose_nats_is_gone_still_stops_and_saves_what_it_can() {
     );
     assert!(log.contains("saved the command state projects=0"), "{log}");
 }
+
+/// SIGTERM right after the server says where it listens (before it has
+/// served anything) stops it cleanly: the handler is installed before
+/// anything else, not when the server first looks for a signal.
+#[test]
+fn a_sigterm_right_after_start_stops_the_server_cleanly() {
+    for _ in 0..3 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let served = Served::start(
+            waybill()
+                .env("WAYBILL_LOG", "info")
+                .args(["serve", "--insecure-dev", "--data-dir"])
+                .arg(dir.path()),
+        );
+        let (status, log) = served.terminate_and_log();
+        assert!(status.success(), "{status:?}\n{log}");
+        assert!(log.contains("shutdown requested"), "{log}");
+    }
+}
