@@ -262,3 +262,71 @@ async fn a_busy_project_does_not_block_another() {
     .expect("a command on another project completes while this one is held");
     assert!(done.is_ok());
 }
+
+/// A replica whose cached state fell behind another's appends by `gap`
+/// events catches up on its next command (by reading the few missing
+/// events one by one, or the rest as a stream beyond a handful) and
+/// decides on the whole history: the other replica's last freight is
+/// already known, and its own next event follows the other's.
+async fn behind(log: Arc<dyn EventLog>) {
+    let (a, b) = (replica(log.clone()), replica(log.clone()));
+    let definition: PipelineDefinition = serde_json::from_str(PIPELINE).expect("json");
+    let apply = Command::ApplyPipeline {
+        definition,
+        source_uri: String::new(),
+        source_revision: String::new(),
+        source_digest: String::new(),
+    };
+    a.execute(&project(), &user(0), apply, None)
+        .await
+        .expect("apply");
+    let mut version = 0;
+    for gap in [1, 3, 8, 9, 25] {
+        let mut last = None;
+        for _ in 0..gap {
+            version += 1;
+            last = Some(
+                b.execute(&project(), &user(1), common::discovery(version), None)
+                    .await
+                    .expect("b discovers"),
+            );
+        }
+        let last = last.expect("one at least");
+        let again = a
+            .execute(&project(), &user(0), common::discovery(version), None)
+            .await
+            .expect("a re-discovers");
+        assert!(again.already_done, "gap {gap}: {again:?}");
+        assert_eq!(again.position, last.position, "gap {gap}");
+        version += 1;
+        let next = a
+            .execute(&project(), &user(0), common::discovery(version), None)
+            .await
+            .expect("a discovers");
+        assert!(
+            !next.already_done && next.position > last.position,
+            "gap {gap}"
+        );
+        let seq = a.inspect(&project(), |s| s.seq).await.expect("state");
+        assert_eq!(
+            seq,
+            1 + version as u64,
+            "gap {gap}: every event applied once"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_behind_catches_up_on_the_embedded_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    behind(Arc::new(SledLog::open(dir.path()).expect("sled"))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_behind_catches_up_on_jetstream() {
+    let server = NatsServer::start();
+    let log = JetStreamLog::connect(JetStreamOptions::new(server.url()))
+        .await
+        .expect("connect");
+    behind(Arc::new(log)).await;
+}

@@ -419,7 +419,10 @@ impl CommandHandler {
         let slot = self.slot(project.as_str());
         let mut state = slot.state.lock().await;
         if known.is_none_or(|k| state.position < k) {
-            let caught_up = self.catch_up(project, &mut state).await;
+            let caught_up = match known {
+                Some(k) => self.catch_up_to(project, &mut state, k).await,
+                None => self.catch_up(project, &mut state).await,
+            };
             self.sized(&slot, &state);
             caught_up?;
         }
@@ -597,7 +600,7 @@ impl CommandHandler {
                 Err(LedgerError::Conflict { actual }) => {
                     ::metrics::counter!("waybill_append_conflicts_total").increment(1);
                     tracing::debug!(project = %project, attempt, actual = actual.0, "conflict; re-deciding");
-                    self.catch_up(project, state).await?;
+                    self.catch_up_to(project, state, actual).await?;
                 }
                 Err(LedgerError::Duplicate { original }) => {
                     self.catch_up(project, state).await?;
@@ -653,6 +656,36 @@ impl CommandHandler {
         }
         state.apply(ev);
         Ok(())
+    }
+
+    /// Applies the project's events after `state.position` up to `target`
+    /// at least (the project's last position as a conflict or the log's
+    /// tail reported it). A few events behind, as after another replica's
+    /// command, they are read one by one (`EventLog::next_event`, a direct
+    /// get on JetStream, instead of a consumer made and deleted for each
+    /// catch-up); further behind, or with an empty state, as
+    /// [`CommandHandler::catch_up`] does.
+    async fn catch_up_to(
+        &self,
+        project: &ProjectName,
+        state: &mut ProjectState,
+        target: Position,
+    ) -> Result<(), CommandError> {
+        if state.seq > 0 {
+            for _ in 0..SMALL_GAP {
+                if state.position >= target {
+                    return Ok(());
+                }
+                match self.log.next_event(project, state.position.next()).await? {
+                    Some(ev) => self.apply(project, state, &ev)?,
+                    None => return Ok(()),
+                }
+            }
+            if state.position >= target {
+                return Ok(());
+            }
+        }
+        self.catch_up(project, state).await
     }
 
     /// Applies the project's events after `state.position`, moving what the
@@ -838,6 +871,9 @@ struct IdempotencyKey<'a> {
     /// is not looked for in the cold store.
     given: bool,
 }
+
+/// Events a catch-up reads one by one before it starts a read of the rest.
+const SMALL_GAP: usize = 8;
 
 /// Events applied while catching up between two moves to the cold store.
 const SPILL_EVERY: u64 = 256;
