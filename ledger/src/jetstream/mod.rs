@@ -46,6 +46,8 @@ struct Inner {
     opts: JetStreamOptions,
     /// Last known chain head per project; a hint, never trusted over the server's OCC.
     heads: Mutex<HashMap<String, ChainHead>>,
+    /// Answers of recent single-event reads (see [`read::next_event`]).
+    recent: Mutex<read::Recent>,
 }
 
 impl std::fmt::Debug for JetStreamLog {
@@ -72,6 +74,7 @@ impl JetStreamLog {
                 stream,
                 opts,
                 heads: Mutex::new(HashMap::new()),
+                recent: Mutex::default(),
             }),
         })
     }

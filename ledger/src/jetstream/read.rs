@@ -49,9 +49,62 @@ pub(super) async fn fetch_head(
     }
 }
 
+/// Answers of recent [`next_event`] calls: "the first event matching this
+/// filter at or after this position is that one" stays true for ever (a
+/// later message always gets a higher sequence, and none is ever deleted),
+/// so it is kept and given again. This serves the reads that follow a
+/// conflict: the append looks through the events it missed for its own
+/// command id, then the command's catch-up reads the same events.
+#[derive(Debug, Default)]
+pub(super) struct Recent {
+    answers: std::collections::HashMap<(String, u64), StoredEvent>,
+    order: std::collections::VecDeque<(String, u64)>,
+}
+
+impl Recent {
+    /// Answers kept; the oldest go first.
+    const KEPT: usize = 256;
+
+    fn get(&self, filter: &str, from: u64) -> Option<StoredEvent> {
+        self.answers.get(&(filter.to_string(), from)).cloned()
+    }
+
+    fn put(&mut self, filter: &str, from: u64, event: StoredEvent) {
+        let key = (filter.to_string(), from);
+        if self.answers.insert(key.clone(), event).is_none() {
+            self.order.push_back(key);
+            while self.order.len() > Self::KEPT {
+                if let Some(old) = self.order.pop_front() {
+                    self.answers.remove(&old);
+                }
+            }
+        }
+    }
+}
+
 /// The first event matching `filter` at or after `from`, read through the
-/// stream leader (so it reflects every acknowledged append).
+/// stream leader (so it reflects every acknowledged append), or as a recent
+/// read found it (see [`Recent`]).
 pub(super) async fn next_event(
+    log: &JetStreamLog,
+    filter: &str,
+    from: Position,
+) -> Result<Option<StoredEvent>, LedgerError> {
+    let from = Position(from.0.max(1));
+    // A poisoned lock only means a panic elsewhere; the map is whole.
+    let recent = || log.inner.recent.lock().unwrap_or_else(|p| p.into_inner());
+    let known = recent().get(filter, from.0);
+    if known.is_some() {
+        return Ok(known);
+    }
+    let found = fetch_next_event(log, filter, from).await?;
+    if let Some(ev) = &found {
+        recent().put(filter, from.0, ev.clone());
+    }
+    Ok(found)
+}
+
+async fn fetch_next_event(
     log: &JetStreamLog,
     filter: &str,
     from: Position,

@@ -362,3 +362,33 @@ async fn jetstream_reads_leave_no_consumers_behind() {
     }
     assert_eq!(consumers, 0, "consumers left on the stream");
 }
+
+/// "The first event of this project at or after this position" never
+/// changes, so a JetStream log answers it again from memory: the reads a
+/// conflict makes (the append's search for its own command id, then the
+/// command's catch-up over the same events) reach the server once. Shown by
+/// asking again with the server down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_single_event_reads_are_answered_once() {
+    let mut h = jetstream().await;
+    let log = h.log.clone();
+    let last = append_n(&*log, "once", 3, "o").await;
+    let p = project("once");
+    let first = log
+        .next_event(&p, Position(1))
+        .await
+        .expect("read")
+        .expect("an event");
+    h.server.as_mut().expect("server").kill();
+    let again = log
+        .next_event(&p, Position(1))
+        .await
+        .expect("answered from memory")
+        .expect("an event");
+    assert_eq!(again, first);
+    let err = log
+        .next_event(&p, last)
+        .await
+        .expect_err("never asked: needs the server");
+    assert!(matches!(err, LedgerError::Unavailable(_)), "{err}");
+}
