@@ -392,3 +392,47 @@ async fn jetstream_single_event_reads_are_answered_once() {
         .expect_err("never asked: needs the server");
     assert!(matches!(err, LedgerError::Unavailable(_)), "{err}");
 }
+
+/// A retry the server's duplicate window no longer covers, with an expected
+/// position many events old, is still recognised: the append looks through
+/// the events after that position for its command id (the first few one by
+/// one, the rest as a stream) and answers `Duplicate` with the original
+/// position; a command never appended gets `Conflict` with the head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_finds_an_old_retry_among_many_missed_events() {
+    let server = NatsServer::start();
+    let mut opts = JetStreamOptions::new(server.url());
+    opts.duplicate_window = Duration::from_millis(200);
+    let log = JetStreamLog::connect(opts).await.expect("connect");
+    let p = project("old-retry");
+    let mut positions = Vec::new();
+    let mut last = Position::ZERO;
+    for i in 0..30 {
+        last = log
+            .append(&p, last, approval(&format!("e{i}")))
+            .await
+            .expect("append")
+            .position;
+        positions.push(last);
+    }
+    // Past the server's own duplicate window.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in [1, 8, 9, 15, 29] {
+        match log
+            .append(&p, positions[0], approval(&format!("e{i}")))
+            .await
+        {
+            Err(LedgerError::Duplicate { original }) => assert_eq!(original, positions[i], "e{i}"),
+            other => panic!("e{i}: expected a duplicate, got {other:?}"),
+        }
+    }
+    match log.append(&p, positions[0], approval("never")).await {
+        Err(LedgerError::Conflict { actual }) => assert_eq!(actual, last),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(
+        log.last_position(&p).await.expect("head"),
+        last,
+        "nothing written"
+    );
+}
