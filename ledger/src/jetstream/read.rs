@@ -183,19 +183,46 @@ impl Drop for Reading {
     }
 }
 
+/// How long a read waits for the stream's consumer limit to free a slot
+/// before it fails `Unavailable`.
+const CONSUMER_SLOT_WAIT: Duration = Duration::from_secs(30);
+
+/// Is this the stream (or the server) refusing one more consumer? Every
+/// bounded read holds one while it runs, so a burst of reads can meet the
+/// limit (nats-server 2.15: 1,000 per stream unless configured otherwise);
+/// it frees as the other reads end.
+fn at_consumer_limit(e: &async_nats::jetstream::stream::ConsumerError) -> bool {
+    use async_nats::jetstream::{stream::ConsumerErrorKind, ErrorCode};
+    matches!(e.kind(), ConsumerErrorKind::JetStream(err)
+        if err.error_code() == ErrorCode::MAXIMUM_CONSUMERS_LIMIT)
+}
+
 async fn ordered(log: &JetStreamLog, filter: &str, from: Position) -> Result<Reading, LedgerError> {
-    let consumer = log
-        .inner
-        .stream
-        .create_consumer(pull::OrderedConfig {
-            filter_subject: filter.to_string(),
-            deliver_policy: DeliverPolicy::ByStartSequence {
-                start_sequence: from.0.max(1),
-            },
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| unavailable("creating a consumer", e))?;
+    let config = pull::OrderedConfig {
+        filter_subject: filter.to_string(),
+        deliver_policy: DeliverPolicy::ByStartSequence {
+            start_sequence: from.0.max(1),
+        },
+        ..Default::default()
+    };
+    let started = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(5);
+    let consumer = loop {
+        match log.inner.stream.create_consumer(config.clone()).await {
+            Ok(consumer) => break consumer,
+            Err(e) if at_consumer_limit(&e) && started.elapsed() < CONSUMER_SLOT_WAIT => {
+                if pause == Duration::from_millis(5) {
+                    tracing::debug!(
+                        filter,
+                        "the stream's consumer limit is reached; waiting for a slot"
+                    );
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(250));
+            }
+            Err(e) => return Err(unavailable("creating a consumer", e)),
+        }
+    };
     let name = consumer.cached_info().name.clone();
     let messages = consumer
         .messages()

@@ -363,6 +363,56 @@ async fn jetstream_reads_leave_no_consumers_behind() {
     assert_eq!(consumers, 0, "consumers left on the stream");
 }
 
+/// A stream allows only so many consumers at once (nats-server 2.15: 1,000
+/// unless configured otherwise), and every bounded read holds one while it
+/// runs: a burst of reads (each project's first command after a crash, a
+/// rebuild beside many conflicts) must wait for a slot, not fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_reads_beyond_the_consumer_limit_wait_for_a_slot() {
+    let h = jetstream().await;
+    let log = h.log.clone();
+    append_n(&*log, "busy", 3, "b").await;
+    let server = h.server.as_ref().expect("server");
+    let js = jetstream::new(async_nats::connect(server.url()).await.expect("connect"));
+    let mut stream = js.get_stream("WAYBILL").await.expect("stream");
+    let mut config = stream.info().await.expect("info").config.clone();
+    config.max_consumers = 2;
+    js.update_stream(config)
+        .await
+        .expect("lower the consumer limit");
+
+    let p = project("busy");
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut events = log.read_project(&p, Position(1)).await.expect("read");
+        events.next().await.expect("an event").expect("read");
+        held.push(events);
+    }
+    let waiting = {
+        let (log, p) = (log.clone(), p.clone());
+        tokio::spawn(async move {
+            let events = log.read_project(&p, Position(1)).await?;
+            events
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a third read ended while both consumers were held: {:?}",
+        waiting.await
+    );
+    drop(held.pop());
+    let events = waiting
+        .await
+        .expect("task")
+        .expect("the read, once a slot freed");
+    assert_eq!(events.len(), 3);
+}
+
 /// "The first event of this project at or after this position" never
 /// changes, so a JetStream log answers it again from memory: the reads a
 /// conflict makes (the append's search for its own command id, then the
