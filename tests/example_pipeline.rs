@@ -376,7 +376,8 @@ fn walk(log_args: Vec<String>) {
     // ── The Saturday after, on the same ledger ──────────────────────────────
     let served = serve(&log_args, &auth, SATURDAY);
     let cli = Cli {
-        server: served.endpoint(),
+        // HOST:PORT, as `serve --listen` takes it, works as well as a URL.
+        server: served.addr.to_string(),
     };
     let f3 = cli.discover("1.2");
     let (code, json) = cli.ready_for_prod(&f3, "CHG-50");

@@ -73,7 +73,8 @@ fn mutual_tls_admits_only_clients_with_a_certificate() {
     let out = run(&apply.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("position 1"), "{}", stdout(&out));
-    let out = attempt(&https, &client);
+    // HOST:PORT with TLS settings means https.
+    let out = attempt(&served.addr.to_string(), &client);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("\"project\":\"shop\""),

@@ -216,6 +216,32 @@ async fn jetstream_health_follows_the_server() {
     assert!(served.terminate().success());
 }
 
+/// A client that cannot reach its server says where it tried and why (the
+/// operating system's reason, not only tonic's "transport error"), exits 2,
+/// and takes `HOST:PORT` as well as a URL.
+#[test]
+fn an_unreachable_server_is_named_with_the_reason() {
+    // A port that was free a moment ago: nothing listens on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    for server in [
+        format!("127.0.0.1:{port}"),
+        format!("http://127.0.0.1:{port}"),
+    ] {
+        let out = run(&["status", "-p", "shop", "--server", &server]);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!(
+                "cannot reach the Waybill server at http://127.0.0.1:{port}"
+            )) && err.to_lowercase().contains("connection refused"),
+            "{err}"
+        );
+    }
+}
+
 #[test]
 fn bad_configuration_is_refused_with_a_clear_message() {
     let dir = tempfile::tempdir().expect("tempdir");

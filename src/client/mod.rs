@@ -22,7 +22,8 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
 /// How to reach the server and who we are.
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
-    /// Server address.
+    /// Server address: a URL, or HOST:PORT as `serve --listen` takes it
+    /// (then http://, or https:// when --ca or --cert is given).
     #[arg(long, env = "WAYBILL_SERVER", default_value = DEFAULT_SERVER, global = true)]
     pub server: String,
     /// Bearer token or JWT.
@@ -42,10 +43,29 @@ pub struct ClientArgs {
     pub key: Option<std::path::PathBuf>,
 }
 
+impl ClientArgs {
+    /// The server's URL: `--server` as given when it names a scheme, else
+    /// `HOST:PORT` (what `serve --listen` takes and prints) made a URL, with
+    /// https when TLS settings are given. Without this, tonic takes
+    /// `127.0.0.1:50051` as a URI with the scheme `127.0.0.1` and fails to
+    /// connect with a bare "transport error".
+    pub fn server_url(&self) -> String {
+        if self.server.contains("://") {
+            return self.server.clone();
+        }
+        let scheme = if self.ca.is_some() || self.cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.server)
+    }
+}
+
 /// The TLS settings of the client flags, if any apply.
 fn client_tls(args: &ClientArgs) -> anyhow::Result<Option<tonic::transport::ClientTlsConfig>> {
     use tonic::transport::{Certificate, ClientTlsConfig, Identity};
-    let https = args.server.starts_with("https://");
+    let https = args.server_url().starts_with("https://");
     if !https && args.ca.is_none() && args.cert.is_none() {
         return Ok(None);
     }
@@ -111,8 +131,9 @@ pub async fn channel(args: &ClientArgs) -> anyhow::Result<(Channel, Bearer)> {
         })?),
         None => None,
     };
+    let url = args.server_url();
     let mut endpoint = windows(
-        Endpoint::from_shared(args.server.clone())
+        Endpoint::from_shared(url.clone())
             .map_err(|e| anyhow::anyhow!("invalid --server {:?}: {e}", args.server))?,
     )
     .connect_timeout(std::time::Duration::from_secs(5));
@@ -121,10 +142,21 @@ pub async fn channel(args: &ClientArgs) -> anyhow::Result<(Channel, Bearer)> {
             .tls_config(tls)
             .map_err(|e| anyhow::anyhow!("the TLS settings: {e}"))?;
     }
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot reach the Waybill server at {}: {e}", args.server))?;
+    let channel = endpoint.connect().await.map_err(|e| {
+        // tonic's own message is "transport error"; the cause is below it.
+        let mut reason = e.to_string();
+        let mut last = reason.clone();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            let said = cause.to_string();
+            if said != last {
+                reason = format!("{reason}: {said}");
+                last = said;
+            }
+            source = cause.source();
+        }
+        anyhow::anyhow!("cannot reach the Waybill server at {url}: {reason}")
+    })?;
     Ok((channel, Bearer(bearer)))
 }
 
@@ -132,4 +164,38 @@ pub async fn channel(args: &ClientArgs) -> anyhow::Result<(Channel, Bearer)> {
 pub async fn connect(args: &ClientArgs) -> anyhow::Result<Commands> {
     let (channel, bearer) = channel(args).await?;
     Ok(CommandServiceClient::with_interceptor(channel, bearer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(server: &str, ca: bool) -> ClientArgs {
+        ClientArgs {
+            server: server.into(),
+            token: None,
+            output: Output::Text,
+            ca: ca.then(|| "ca.pem".into()),
+            cert: None,
+            key: None,
+        }
+    }
+
+    #[test]
+    fn a_server_without_a_scheme_gets_one() {
+        assert_eq!(
+            args("127.0.0.1:50051", false).server_url(),
+            "http://127.0.0.1:50051"
+        );
+        assert_eq!(
+            args("waybill.internal:443", true).server_url(),
+            "https://waybill.internal:443"
+        );
+        assert_eq!(
+            args("[::1]:50051", false).server_url(),
+            "http://[::1]:50051"
+        );
+        assert_eq!(args("https://w:1", false).server_url(), "https://w:1");
+        assert_eq!(args("http://w:1", true).server_url(), "http://w:1");
+    }
 }
