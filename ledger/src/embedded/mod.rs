@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::chain::ChainHead;
-use crate::envelope::{Appended, NewEvent};
+use crate::envelope::{Appended, NewEvent, StoredEvent};
 use crate::error::LedgerError;
 use crate::log::{EventLog, EventStream, Position};
 use crate::name::ProjectName;
@@ -234,6 +234,14 @@ impl EventLog for SledLog {
             from,
             end,
         ))
+    }
+
+    async fn next_event(
+        &self,
+        project: &ProjectName,
+        from: Position,
+    ) -> Result<Option<StoredEvent>, LedgerError> {
+        reader::next_in_project(&self.inner.tree, project.as_str(), from.max(Position(1)))
     }
 
     async fn read_all(&self, from: Position) -> Result<EventStream, LedgerError> {

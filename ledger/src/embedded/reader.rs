@@ -106,6 +106,29 @@ fn project_chunk(
     (out, next)
 }
 
+/// The project's first event at or after `from`: one index lookup and one
+/// record, where a read of the project would decode a whole chunk.
+pub(super) fn next_in_project(
+    tree: &sled::Tree,
+    project: &str,
+    from: Position,
+) -> Result<Option<StoredEvent>, LedgerError> {
+    let range = keys::index(project, from)..=keys::index(project, Position(u64::MAX));
+    let Some(item) = tree.range(range).next() else {
+        return Ok(None);
+    };
+    let (k, _) = item?;
+    let pos =
+        keys::index_pos(&k).ok_or_else(|| LedgerError::Storage("corrupt index key".into()))?;
+    match tree.get(keys::event(pos))? {
+        Some(v) => decode(pos, &v).map(Some),
+        None => Err(LedgerError::Corrupt {
+            position: pos,
+            reason: "indexed event is missing".into(),
+        }),
+    }
+}
+
 /// What a stream yields when a chunk's read panicked or was cancelled: an
 /// error, so that its reader does not take an early end for the whole log.
 fn read_failed(e: tokio::task::JoinError) -> Chunk {

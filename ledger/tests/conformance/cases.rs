@@ -137,6 +137,11 @@ pub async fn ordering(log: Arc<dyn EventLog>) {
         log.last_position(&project("nobody")).await.expect("head"),
         Position::ZERO
     );
+    let none = log
+        .next_event(&project("nobody"), Position(1))
+        .await
+        .expect("next_event");
+    assert!(none.is_none(), "{none:?}");
     let report = verify_log(&*log, None, |_| {}).await.expect("verify");
     assert!(report.first_break.is_none());
     assert_eq!(report.events, 60);
@@ -247,6 +252,17 @@ pub async fn project_runs(log: Arc<dyn EventLog>) {
     let other_read = collect_project(&*log, &other).await;
     let got: Vec<Position> = other_read.iter().map(|e| e.position).collect();
     assert_eq!(got, other_positions);
+
+    // One event at a time: the project's next, never another project's,
+    // not even one whose name starts with this one's.
+    let longer = project("solo-2");
+    append_next(&*log, &longer, &mut Vec::new(), "longer").await;
+    for from in [other_positions[40], solo_positions[1023], solo_head.next()] {
+        let one = log.next_event(&solo, from).await.expect("next_event");
+        let want = solo_positions.iter().copied().find(|p| *p >= from);
+        assert_eq!(one.as_ref().map(|e| e.position), want, "solo from {from:?}");
+        assert!(one.iter().all(|e| e.event.project == "solo"));
+    }
 }
 
 /// The live tail delivers what exists, then each new event, once and in order.
