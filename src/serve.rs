@@ -299,22 +299,18 @@ pub async fn serve(
     services: Services,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let (reporter, health) = tonic_health::server::health_reporter();
+    let (reporter, health_service) = tonic_health::server::health_reporter();
     reporter
-        .set_service_status("", ServingStatus::Serving)
+        .set_service_status(LIVENESS, ServingStatus::Serving)
         .await;
-    let served = [
-        ("waybill.v1.CommandService", services.commands),
-        ("waybill.v1.QueryService", services.read_side.is_some()),
-        ("waybill.v1.AuditService", services.read_side.is_some()),
-    ];
-    // A service of a role this process does not run stays unknown to health
-    // (NOT_FOUND), as it is to gRPC (UNIMPLEMENTED).
-    for (service, _) in served.iter().filter(|(_, on)| *on) {
-        reporter
-            .set_service_status(*service, ServingStatus::Serving)
-            .await;
-    }
+    // Read models start out behind the log (empty, or as of the last stop):
+    // queries are not served until they catch up (see `watch_health`).
+    let health = Health {
+        reporter,
+        commands: services.commands,
+        read_side: services.read_side.is_some(),
+    };
+    health.report(true, services.read_side.is_none()).await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(waybill_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -353,11 +349,10 @@ pub async fn serve(
         let _ = rx.wait_for(|s| *s).await;
     };
     let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(watch_log_health(
+    tasks.push(tokio::spawn(watch_health(
         services.log.clone(),
         services.read_side.as_ref().map(|r| r.projections.clone()),
-        services.commands,
-        reporter,
+        health.clone(),
         stopped(stop_rx.clone()),
     )));
     if let Some(read_side) = &services.read_side {
@@ -394,7 +389,7 @@ pub async fn serve(
         // Per connection: requests in flight at once, and HTTP/2 streams.
         .concurrency_limit_per_connection(MAX_IN_FLIGHT_PER_CONNECTION)
         .max_concurrent_streams(Some(MAX_IN_FLIGHT_PER_CONNECTION as u32))
-        .add_service(health)
+        .add_service(health_service)
         .add_service(reflection)
         .add_optional_service(commands.map(|c| {
             InterceptedService::new(
@@ -471,48 +466,115 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-/// Turns the health status NOT_SERVING while the log does not answer, and
-/// keeps the gauges of the log's head and the projections' lag.
-async fn watch_log_health(
+/// The health service's name that is SERVING for as long as the process
+/// answers at all: for a liveness probe, which must not restart a process
+/// because NATS is down or its read models are still catching up.
+pub const LIVENESS: &str = "liveness";
+
+/// How often health looks at the read models while they catch up.
+const CATCH_UP_POLL: Duration = Duration::from_millis(100);
+
+/// What gRPC health reports, by service.
+#[derive(Clone)]
+struct Health {
+    reporter: tonic_health::server::HealthReporter,
+    commands: bool,
+    read_side: bool,
+}
+
+impl Health {
+    /// The overall status (`""`, for a readiness probe) is SERVING while the
+    /// log answers and the read models (if this process keeps them) have
+    /// caught up with the log as it was at the start; the command service
+    /// follows the log, the query and audit services the read models. A
+    /// service of a role this process does not run stays unknown to health
+    /// (NOT_FOUND), as it is to gRPC (UNIMPLEMENTED).
+    async fn report(&self, log_up: bool, caught_up: bool) {
+        let status = |on: bool| {
+            if on {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            }
+        };
+        let reporter = &self.reporter;
+        if self.commands {
+            reporter
+                .set_service_status("waybill.v1.CommandService", status(log_up))
+                .await;
+        }
+        if self.read_side {
+            for service in ["waybill.v1.QueryService", "waybill.v1.AuditService"] {
+                reporter
+                    .set_service_status(service, status(caught_up))
+                    .await;
+            }
+        }
+        // Last: once the whole is SERVING, so is each of its services.
+        reporter
+            .set_service_status("", status(log_up && caught_up))
+            .await;
+    }
+}
+
+/// Keeps gRPC health (see [`Health::report`]) and the gauges of the log's
+/// head and the projections' lag. A process that starts with read models
+/// behind the log (a new replica, a pod on a fresh volume) is not ready until
+/// they reach the log's head as it was when the process first read it:
+/// before, its queries would answer "no such project" for projects that
+/// exist. Lag after that (the log grows while they catch up, or later) does
+/// not take it out again; `min_position` is how a client reads its writes.
+async fn watch_health(
     log: OpenLog,
     projections: Option<Projections>,
-    commands: bool,
-    reporter: tonic_health::server::HealthReporter,
+    health: Health,
     stopped: impl std::future::Future<Output = ()>,
 ) {
     let log = log.log();
-    let mut serving = true;
+    let mut log_up = true;
+    let mut caught_up = projections.is_none();
+    let mut catch_up_to = None;
     tokio::pin!(stopped);
     loop {
-        tokio::select! {
-            () = &mut stopped => return,
-            () = tokio::time::sleep(HEALTH_INTERVAL) => {}
-        }
         let head = tokio::time::timeout(HEALTH_INTERVAL, log.head()).await;
         let ok = matches!(head, Ok(Ok(_)));
         metrics::gauge!("waybill_log_up").set(if ok { 1.0 } else { 0.0 });
+        let was = (log_up, caught_up);
         if let Ok(Ok(head)) = head {
             metrics::gauge!("waybill_log_head_position").set(head.0 as f64);
             if let Some(projections) = &projections {
-                let lag = head.0.saturating_sub(projections.applied().0);
+                let applied = projections.applied();
+                let lag = head.0.saturating_sub(applied.0);
                 metrics::gauge!("waybill_projection_lag").set(lag as f64);
+                let target = *catch_up_to.get_or_insert(head);
+                if !caught_up && applied >= target {
+                    caught_up = true;
+                    tracing::info!(
+                        position = applied.0,
+                        "read models caught up with the log: serving queries"
+                    );
+                }
             }
         }
-        if ok != serving {
-            serving = ok;
-            let status = if ok {
+        if ok != log_up {
+            log_up = ok;
+            if ok {
                 tracing::info!("event log reachable again");
-                ServingStatus::Serving
             } else {
                 tracing::warn!("event log unreachable: health is NOT_SERVING");
-                ServingStatus::NotServing
-            };
-            reporter.set_service_status("", status).await;
-            if commands {
-                reporter
-                    .set_service_status("waybill.v1.CommandService", status)
-                    .await;
             }
+        }
+        if (log_up, caught_up) != was {
+            health.report(log_up, caught_up).await;
+        }
+        let pause = if caught_up {
+            HEALTH_INTERVAL
+        } else {
+            CATCH_UP_POLL
+        };
+        tokio::select! {
+            () = &mut stopped => return,
+            () = tokio::time::sleep(pause) => {}
         }
     }
 }

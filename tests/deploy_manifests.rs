@@ -90,6 +90,15 @@ fn kubernetes_manifests_agree_with_the_binary_and_the_config() {
                 "{name} {probe}"
             );
         }
+        // Readiness asks for the whole (log up, read models caught up);
+        // liveness for the service that only says the process answers
+        // (`tests/serve.rs` checks the server reports it).
+        assert!(c["readinessProbe"]["grpc"]["service"].is_null(), "{name}");
+        assert_eq!(
+            c["livenessProbe"]["grpc"]["service"].as_str(),
+            Some("liveness"),
+            "{name}"
+        );
         // Every file the arguments and the config name is mounted.
         let mounts: Vec<(String, String)> = c["volumeMounts"]
             .as_array()

@@ -384,11 +384,17 @@ async fn roles_split_commands_and_queries_across_processes() {
         (&q, "waybill.v1.QueryService", serving),
         (&q, "waybill.v1.AuditService", serving),
     ] {
-        assert_eq!(
-            service_health(endpoint, service).await,
-            want,
-            "{service} at {endpoint}"
-        );
+        // The query side reports SERVING once its (empty) read models have
+        // caught up with the log, a moment after the start.
+        let mut got = service_health(endpoint, service).await;
+        for _ in 0..500 {
+            if got == want {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            got = service_health(endpoint, service).await;
+        }
+        assert_eq!(got, want, "{service} at {endpoint}");
     }
     // The commands process keeps no read models.
     assert!(!cdir.path().join("projections").exists());
@@ -444,6 +450,71 @@ async fn roles_split_commands_and_queries_across_processes() {
     assert!(stderr(&out).contains("everything"), "{}", stderr(&out));
     assert!(commands.terminate().success());
     assert!(queries.terminate().success());
+}
+
+/// A process whose read models are behind the log (a new replica, a pod on
+/// a fresh volume) is alive but not ready: overall health and the query and
+/// audit services stay NOT_SERVING until the read models reach the log's
+/// head as it was at the start, so a load balancer does not send it queries
+/// it would answer from an empty store. Liveness is SERVING throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_models_behind_the_log_keep_health_not_serving_until_they_catch_up() {
+    use waybill_proto::v1 as pb;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let start = || {
+        Served::start(
+            waybill()
+                .args([
+                    "serve",
+                    "--insecure-dev",
+                    "--no-reactors",
+                    "--no-checkpoints",
+                ])
+                .arg("--data-dir")
+                .arg(dir.path()),
+        )
+    };
+    let served = start();
+    served.apply_example();
+    let mut last = 0;
+    for i in 0..2_000 {
+        last = discover(&served, &format!("1.{i}"), "").await.position;
+    }
+    assert!(served.terminate().success());
+    std::fs::remove_dir_all(dir.path().join("projections")).expect("drop the read models");
+
+    let served = start();
+    let endpoint = served.endpoint();
+    let mut queries = pb::query_service_client::QueryServiceClient::connect(endpoint.clone())
+        .await
+        .expect("connect");
+    let mut polls = 0;
+    loop {
+        assert_eq!(
+            service_health(&endpoint, "liveness").await,
+            Some(ServingStatus::Serving)
+        );
+        let ready = service_health(&endpoint, "").await == Some(ServingStatus::Serving);
+        let query_service = service_health(&endpoint, "waybill.v1.QueryService").await;
+        let status = queries
+            .projection_status(pb::ProjectionStatusRequest {})
+            .await
+            .expect("status")
+            .into_inner();
+        if ready {
+            assert_eq!(query_service, Some(ServingStatus::Serving));
+            assert!(
+                status.applied >= last,
+                "ready with read models at {} of {last}",
+                status.applied
+            );
+            break;
+        }
+        polls += 1;
+        assert!(polls < 3_000, "never ready: {status:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(served.terminate().success());
 }
 
 /// Records `ghcr.io/acme/shop:<tag>` in project `shop` on `served`, with
