@@ -25,11 +25,13 @@ pub struct ExportArgs {
     /// The project to export.
     #[arg(long)]
     pub project: String,
-    /// From this time (RFC 3339, inclusive) [default: the project's first event].
-    #[arg(long)]
+    /// From this time (inclusive; RFC 3339, or a date and time in UTC)
+    /// [default: the project's first event].
+    #[arg(long, value_parser = crate::client::time_arg)]
     pub from: Option<String>,
-    /// To this time (RFC 3339, exclusive) [default: the project's last event].
-    #[arg(long)]
+    /// To this time (exclusive; RFC 3339, or a date and time in UTC)
+    /// [default: the project's last event].
+    #[arg(long, value_parser = crate::client::time_arg)]
     pub to: Option<String>,
     /// Format of the promotions file.
     #[arg(long, value_enum, default_value_t = Format::Jsonl)]

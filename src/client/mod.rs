@@ -6,7 +6,7 @@ pub mod token;
 
 pub use commands::{run, ClientCommand};
 pub use queries::rpc::refused;
-pub use queries::{run as run_query, QueryCommand};
+pub use queries::{run as run_query, time_arg, QueryCommand};
 pub use token::TokenArgs;
 
 use clap::{Args, ValueEnum};

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use super::format::rfc3339_arg;
+use super::format::time_arg;
 use super::rpc::{connect, refused};
 use super::stages::AtPoint;
 use super::{freight, history, promotions, stages, watch};
@@ -72,11 +72,12 @@ pub struct HistoryArgs {
     /// Event type, e.g. PromotionRequested.
     #[arg(long = "type", value_name = "EVENT_TYPE")]
     pub event_type: Option<String>,
-    /// From this time on (RFC 3339, inclusive).
-    #[arg(long, value_parser = rfc3339_arg)]
+    /// From this time on (inclusive): RFC 3339, or a date and time in UTC
+    /// (2024-05-01 12:00).
+    #[arg(long, value_parser = time_arg)]
     pub since: Option<String>,
-    /// Before this time (RFC 3339, exclusive).
-    #[arg(long, value_parser = rfc3339_arg)]
+    /// Before this time (exclusive): RFC 3339, or a date and time in UTC.
+    #[arg(long, value_parser = time_arg)]
     pub until: Option<String>,
     /// From this position on.
     #[arg(long, value_name = "POSITION", default_value_t = 0)]
@@ -158,7 +159,8 @@ pub struct WatchArgs {
 pub struct AtArgs {
     #[command(flatten)]
     pub read: ReadArgs,
-    /// A position, or an RFC 3339 time.
+    /// A position, or a time: RFC 3339, or a date and time in UTC
+    /// (2024-05-01 03:12).
     #[arg(value_name = "POSITION|TIME", value_parser = AtPoint::parse)]
     pub at: AtPoint,
 }

@@ -42,11 +42,36 @@ pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-/// Checks an RFC 3339 time given on the command line; returns it in UTC.
-pub fn rfc3339_arg(s: &str) -> Result<String, String> {
+/// What a time on the command line may look like, for help and errors.
+pub const TIME_FORMS: &str =
+    "an RFC 3339 time (2024-05-01T12:00:00+02:00), or a UTC date and time (2024-05-01 12:00, 2024-05-01T12:00:00, 2024-05-01)";
+
+/// Reads a time given on the command line: RFC 3339, or a date with an
+/// optional time of day (to the minute, second or below) without an offset,
+/// taken as UTC (the tables print UTC). Returns it as RFC 3339 in UTC.
+pub fn time_arg(s: &str) -> Result<String, String> {
+    use chrono::{NaiveDate, NaiveDateTime};
+    let s = s.trim();
+    let naive = || {
+        [
+            "%Y-%m-%dT%H:%M:%S%.f",
+            "%Y-%m-%d %H:%M:%S%.f",
+            "%Y-%m-%dT%H:%M",
+            "%Y-%m-%d %H:%M",
+        ]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+        .or_else(|| {
+            NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+        })
+        .map(|t| t.and_utc())
+    };
     parse_time(s)
+        .or_else(naive)
         .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
-        .ok_or_else(|| format!("{s:?} is not an RFC 3339 time (e.g. 2024-05-01T12:00:00Z)"))
+        .ok_or_else(|| format!("{s:?} is not {TIME_FORMS}"))
 }
 
 /// A server time to the second, `2024-05-01 12:00:00Z`; as given if it does
@@ -235,12 +260,30 @@ mod tests {
     }
 
     #[test]
-    fn rfc3339_arguments_are_checked_and_normalized() {
-        assert_eq!(
-            rfc3339_arg("2024-05-01T14:00:00+02:00").as_deref(),
-            Ok("2024-05-01T12:00:00Z")
-        );
-        assert!(rfc3339_arg("2024-05-01").is_err());
+    fn time_arguments_are_checked_and_normalized() {
+        for (given, want) in [
+            ("2024-05-01T14:00:00+02:00", "2024-05-01T12:00:00Z"),
+            ("2024-05-01T12:00:00.250Z", "2024-05-01T12:00:00.250Z"),
+            // Without an offset: UTC.
+            ("2024-05-01", "2024-05-01T00:00:00Z"),
+            ("2024-05-01 03:12", "2024-05-01T03:12:00Z"),
+            ("2024-05-01T03:12", "2024-05-01T03:12:00Z"),
+            (" 2024-05-01 03:12:09 ", "2024-05-01T03:12:09Z"),
+            ("2024-05-01T03:12:09.5", "2024-05-01T03:12:09.500Z"),
+        ] {
+            assert_eq!(time_arg(given).as_deref(), Ok(want), "{given}");
+        }
+        for bad in [
+            "",
+            "yesterday",
+            "2024-13-01",
+            "2024-05-01 25:00",
+            "05/01/2024",
+            "2024-05-01 3pm",
+        ] {
+            let err = time_arg(bad).expect_err(bad);
+            assert!(err.contains("RFC 3339") && err.contains("UTC"), "{err}");
+        }
     }
 
     #[test]

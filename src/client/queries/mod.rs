@@ -20,4 +20,6 @@ mod stages;
 mod testing;
 mod watch;
 
+pub use format::time_arg;
+
 pub use command::{run, QueryCommand};

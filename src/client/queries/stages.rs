@@ -212,7 +212,7 @@ pub enum AtPoint {
 }
 
 impl AtPoint {
-    /// Parses `1234` or an RFC 3339 time.
+    /// Parses `1234`, or a time as [`super::format::time_arg`] reads it.
     pub fn parse(s: &str) -> Result<AtPoint, String> {
         if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
             return s
@@ -220,9 +220,12 @@ impl AtPoint {
                 .map(AtPoint::Position)
                 .map_err(|e| format!("{s:?}: {e}"));
         }
-        super::format::rfc3339_arg(s)
-            .map(AtPoint::Time)
-            .map_err(|_| format!("{s:?} is neither a position nor an RFC 3339 time"))
+        super::format::time_arg(s).map(AtPoint::Time).map_err(|_| {
+            format!(
+                "{s:?} is neither a position nor {}",
+                super::format::TIME_FORMS
+            )
+        })
     }
 
     /// The request field.
@@ -440,6 +443,10 @@ mod tests {
         assert_eq!(
             AtPoint::parse("2024-05-01T14:00:00+02:00"),
             Ok(AtPoint::Time("2024-05-01T12:00:00Z".into()))
+        );
+        assert_eq!(
+            AtPoint::parse("2024-05-01 03:12"),
+            Ok(AtPoint::Time("2024-05-01T03:12:00Z".into()))
         );
         assert!(AtPoint::parse("yesterday").is_err());
         assert!(AtPoint::parse("").is_err());
