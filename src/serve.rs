@@ -141,6 +141,11 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
     let addr = listen_addr(args.listen, file)?;
     let tls = server_tls(&args, file)?;
+    // Before anything is created or opened: a port in use is refused with
+    // nothing written (no data dir, no signing key).
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
     if let Some(metrics) = args.metrics_listen.or(file.metrics_listen) {
         crate::metrics::install(metrics)?;
     }
@@ -191,9 +196,6 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         }
         None
     };
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     // Printed for scripts and tests that pass port 0, whatever the log
     // level; as a JSON line when the log is JSON.

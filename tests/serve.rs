@@ -293,6 +293,19 @@ fn bad_configuration_is_refused_with_a_clear_message() {
         !data.exists(),
         "nothing is created for a refused configuration"
     );
+
+    // A port in use: refused before the data dir or a signing key is made.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let data_arg = data.to_str().expect("utf8");
+    let out = run(&["serve", "--listen", &addr, "--data-dir", data_arg]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(&format!("cannot listen on {addr}")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!data.exists(), "nothing is created when the port is taken");
 }
 
 #[test]
