@@ -146,6 +146,13 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
+    if args.insecure_dev && !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "INSECURE DEV MODE on an address other machines may reach: anyone who can \
+             connect acts as an admin of every project"
+        );
+    }
     if let Some(metrics) = args.metrics_listen.or(file.metrics_listen) {
         crate::metrics::install(metrics)?;
     }
@@ -279,11 +286,17 @@ fn authenticator(args: &ServeArgs) -> anyhow::Result<Authenticator> {
         None => AuthConfig::default(),
     };
     let auth = Authenticator::new(config)?.with_insecure_dev(args.insecure_dev);
-    if args.auth_config.is_none() && !args.insecure_dev {
-        tracing::warn!(
-            "no --auth-config: every command will be refused as unauthenticated \
-             (give --auth-config FILE, or --insecure-dev for a local trial)"
-        );
+    if !args.insecure_dev && !auth.accepts_credentials() {
+        match &args.auth_config {
+            None => tracing::warn!(
+                "no --auth-config: every command will be refused as unauthenticated \
+                 (give --auth-config FILE, or --insecure-dev for a local trial)"
+            ),
+            Some(path) => tracing::warn!(
+                auth_config = %path.display(),
+                "the auth config names no tokens file and no [jwt]: every request will be refused"
+            ),
+        }
     }
     Ok(auth)
 }

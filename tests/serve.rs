@@ -110,6 +110,10 @@ async fn switches_come_from_the_environment_and_the_log_is_plain_text() {
     wait_for_health(&served.endpoint(), ServingStatus::Serving).await;
     let log = served.kill_and_log();
     assert!(log.contains("INSECURE DEV MODE"), "{log}");
+    // Not also told that every request will be refused, nor, on loopback,
+    // that other machines may reach it.
+    assert!(!log.contains("will be refused"), "{log}");
+    assert!(!log.contains("other machines"), "{log}");
     assert!(
         log.lines()
             .any(|l| l.contains("serving gRPC") && l.ends_with("roles=commands,queries")),

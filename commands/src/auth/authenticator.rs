@@ -34,9 +34,6 @@ impl Authenticator {
             jwt_algorithms = ?jwt.as_ref().map(JwtVerifier::algorithms),
             "authentication configured"
         );
-        if tokens.is_none() && jwt.is_none() {
-            tracing::warn!("no tokens file and no [jwt]: every request will be refused");
-        }
         Ok(Authenticator {
             tokens,
             jwt,
@@ -57,6 +54,12 @@ impl Authenticator {
         self.insecure_dev = insecure_dev;
         self.authorizer = self.authorizer.with_insecure_dev(insecure_dev);
         self
+    }
+
+    /// Whether any credential can be accepted: a tokens file or JWT keys.
+    /// Without either, only insecure-dev mode admits anyone.
+    pub fn accepts_credentials(&self) -> bool {
+        self.tokens.is_some() || self.jwt.is_some()
     }
 
     /// Whether insecure-dev mode is on.
