@@ -78,6 +78,17 @@ pub trait EventLog: Send + Sync + fmt::Debug {
     /// appended, forever: in order, without gaps or duplicates, across reconnects.
     async fn tail(&self, from: Position) -> Result<EventStream, LedgerError>;
 
+    /// Writes records read from another log (`waybill copy`), each as it
+    /// was there: the same bytes at the same position, so every chain hash,
+    /// Merkle root and signed checkpoint stays valid. The first must land just
+    /// after this log's head (`Conflict{actual: head}` otherwise) and each
+    /// must follow its project's chain here (`Invalid` otherwise, as for a
+    /// record whose stored hash does not match its bytes). Returns the new
+    /// head. On an error, the records before the refused one may have been
+    /// written: this log then holds a prefix of the source, from which a
+    /// copy resumes.
+    async fn append_copies(&self, records: &[StoredEvent]) -> Result<Position, LedgerError>;
+
     /// The project's last position.
     async fn last_position(&self, project: &ProjectName) -> Result<Position, LedgerError> {
         Ok(self.project_head(project).await?.position)
@@ -98,6 +109,53 @@ pub trait EventLog: Send + Sync + fmt::Debug {
             .await
             .transpose()
     }
+}
+
+/// Checks that `record`, copied from another log, can follow `head` (its
+/// project's chain head here) at position `at`; returns the project's new
+/// head and its name.
+pub(crate) fn check_copy(
+    record: &StoredEvent,
+    at: Position,
+    head: &ChainHead,
+) -> Result<(ProjectName, ChainHead), LedgerError> {
+    let pos = record.position;
+    let invalid =
+        |reason: String| LedgerError::invalid("copied record", format!("position {pos}: {reason}"));
+    if pos.0 == 0 {
+        return Err(invalid("positions start at 1".into()));
+    }
+    if pos != at {
+        return Err(LedgerError::Conflict {
+            actual: Position(at.0.saturating_sub(1)),
+        });
+    }
+    let project = ProjectName::log_project(record.event.project.clone())
+        .map_err(|e| invalid(format!("its project name: {e}")))?;
+    if record.stored_hash.is_some_and(|h| h != record.hash) {
+        return Err(invalid(
+            "the hash stored beside it does not match its bytes (run `waybill verify` on the source)"
+                .into(),
+        ));
+    }
+    if record.event.prev_hash != head.hash || record.event.project_seq != head.seq + 1 {
+        return Err(invalid(format!(
+            "event {} of project {} does not follow the {} event(s) of its chain here \
+             (run `waybill verify` on the source)",
+            record.event.project_seq, record.event.project, head.seq
+        )));
+    }
+    if record.hash != head.hash.next(&record.bytes) {
+        return Err(invalid("its hash is not the hash of its bytes".into()));
+    }
+    Ok((
+        project,
+        ChainHead {
+            position: pos,
+            hash: record.hash,
+            seq: record.event.project_seq,
+        },
+    ))
 }
 
 /// A record ready to be stored: the event, its canonical bytes and chain hash.

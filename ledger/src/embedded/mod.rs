@@ -58,7 +58,7 @@ pub struct SledLog {
 struct Inner {
     db: sled::Db,
     tree: sled::Tree,
-    tx: mpsc::Sender<writer::AppendRequest>,
+    tx: mpsc::Sender<writer::Request>,
     head_rx: watch::Receiver<Position>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -185,6 +185,24 @@ impl Drop for Inner {
     }
 }
 
+impl SledLog {
+    /// Hands `request` to the writer and waits for its answer.
+    async fn request<T>(
+        &self,
+        request: writer::Request,
+        answer: oneshot::Receiver<Result<T, LedgerError>>,
+    ) -> Result<T, LedgerError> {
+        self.inner
+            .tx
+            .send(request)
+            .await
+            .map_err(|_| LedgerError::Unavailable("the embedded log is closed".into()))?;
+        answer
+            .await
+            .map_err(|_| LedgerError::Unavailable("the embedded log writer stopped".into()))?
+    }
+}
+
 #[async_trait]
 impl EventLog for SledLog {
     async fn append(
@@ -195,19 +213,25 @@ impl EventLog for SledLog {
     ) -> Result<Appended, LedgerError> {
         event.payload.validate()?;
         let (reply, rx) = oneshot::channel();
-        let request = writer::AppendRequest {
+        let request = writer::Request::Append(Box::new(writer::AppendRequest {
             project: project.clone(),
             expected,
             event,
             reply,
-        };
-        self.inner
-            .tx
-            .send(request)
-            .await
-            .map_err(|_| LedgerError::Unavailable("the embedded log is closed".into()))?;
-        rx.await
-            .map_err(|_| LedgerError::Unavailable("the embedded log writer stopped".into()))?
+        }));
+        self.request(request, rx).await
+    }
+
+    async fn append_copies(&self, records: &[StoredEvent]) -> Result<Position, LedgerError> {
+        if records.is_empty() {
+            return self.head().await;
+        }
+        let (reply, rx) = oneshot::channel();
+        let request = writer::Request::Copy(writer::CopyRequest {
+            records: records.to_vec(),
+            reply,
+        });
+        self.request(request, rx).await
     }
 
     async fn project_head(&self, project: &ProjectName) -> Result<ChainHead, LedgerError> {

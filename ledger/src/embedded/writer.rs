@@ -12,9 +12,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::keys;
 use crate::chain::ChainHead;
-use crate::envelope::{Appended, NewEvent};
+use crate::envelope::{Appended, NewEvent, StoredEvent};
 use crate::error::LedgerError;
-use crate::log::{seal, Position};
+use crate::log::{check_copy, seal, Position};
 use crate::name::ProjectName;
 
 /// Most appends committed in one batch.
@@ -27,6 +27,32 @@ pub(crate) struct AppendRequest {
     pub reply: oneshot::Sender<Result<Appended, LedgerError>>,
 }
 
+/// Records copied from another log, written as they are (`append_copies`).
+pub(crate) struct CopyRequest {
+    pub records: Vec<StoredEvent>,
+    pub reply: oneshot::Sender<Result<Position, LedgerError>>,
+}
+
+pub(crate) enum Request {
+    Append(Box<AppendRequest>),
+    Copy(CopyRequest),
+}
+
+impl Request {
+    fn fail(self, err: LedgerError) {
+        match self {
+            Request::Append(r) => drop(r.reply.send(Err(err))),
+            Request::Copy(r) => drop(r.reply.send(Err(err))),
+        }
+    }
+}
+
+/// What a request decided, sent once its batch is on disk.
+enum Outcome {
+    Append(Box<Result<Appended, LedgerError>>),
+    Copy(Result<Position, LedgerError>),
+}
+
 /// What the writer knows beyond what is on disk: this batch's pending writes.
 struct Pending {
     heads: HashMap<String, ChainHead>,
@@ -36,7 +62,7 @@ struct Pending {
 
 pub(crate) fn run(
     db: sled::Tree,
-    mut rx: mpsc::Receiver<AppendRequest>,
+    mut rx: mpsc::Receiver<Request>,
     head_tx: watch::Sender<Position>,
 ) {
     let mut head = *head_tx.borrow();
@@ -56,7 +82,14 @@ pub(crate) fn run(
         let mut batch = sled::Batch::default();
         let mut outcomes = Vec::with_capacity(requests.len());
         for req in &requests {
-            outcomes.push(decide(&db, &mut pending, &mut batch, req));
+            outcomes.push(match req {
+                Request::Append(req) => {
+                    Outcome::Append(Box::new(decide(&db, &mut pending, &mut batch, req)))
+                }
+                Request::Copy(req) => {
+                    Outcome::Copy(copy(&db, &mut pending, &mut batch, &req.records))
+                }
+            });
         }
         let wrote = pending.head != head;
         let committed = if wrote {
@@ -74,15 +107,17 @@ pub(crate) fn run(
                     head_tx.send_replace(head);
                 }
                 for (req, outcome) in requests.into_iter().zip(outcomes) {
-                    let _ = req.reply.send(outcome);
+                    match (req, outcome) {
+                        (Request::Append(r), Outcome::Append(o)) => drop(r.reply.send(*o)),
+                        (Request::Copy(r), Outcome::Copy(o)) => drop(r.reply.send(o)),
+                        _ => unreachable!("outcomes follow their requests"),
+                    }
                 }
             }
             Err(err) => {
                 tracing::error!(error = %err, "embedded log batch failed; nothing acknowledged");
                 for req in requests {
-                    let _ = req
-                        .reply
-                        .send(Err(LedgerError::Unavailable(err.to_string())));
+                    req.fail(LedgerError::Unavailable(err.to_string()));
                 }
             }
         }
@@ -108,14 +143,7 @@ fn decide(
             .ok_or_else(|| LedgerError::Storage("corrupt dedup entry".into()))?;
         return Err(LedgerError::Duplicate { original });
     }
-    let head = match pending.heads.get(project) {
-        Some(head) => *head,
-        None => match db.get(keys::project(project))? {
-            Some(value) => keys::decode_head(&value)
-                .ok_or_else(|| LedgerError::Storage("corrupt project head".into()))?,
-            None => ChainHead::EMPTY,
-        },
-    };
+    let head = project_head(db, pending, project)?;
     if head.position != req.expected {
         return Err(LedgerError::Conflict {
             actual: head.position,
@@ -123,20 +151,77 @@ fn decide(
     }
     let sealed = seal(&req.project, &head, req.event.clone())?;
     let position = pending.head.next();
-    let mut value = Vec::with_capacity(32 + sealed.bytes.len());
-    value.extend_from_slice(&sealed.hash.0);
-    value.extend_from_slice(&sealed.bytes);
-    batch.insert(&keys::event(position)[..], value);
-    batch.insert(keys::index(project, position), &[][..]);
     let new_head = ChainHead {
         position,
         hash: sealed.hash,
         seq: sealed.event.project_seq,
     };
-    batch.insert(keys::project(project), &keys::encode_head(&new_head)[..]);
-    batch.insert(keys::dedup(command_id), &keys::encode_pos(position)[..]);
-    pending.heads.insert(project.to_string(), new_head);
-    pending.dedup.insert(command_id.clone(), position);
-    pending.head = position;
+    write(pending, batch, project, command_id, &sealed.bytes, new_head);
     Ok(sealed.into_appended(position))
+}
+
+/// The project's chain head, counting this batch's pending writes.
+fn project_head(
+    db: &sled::Tree,
+    pending: &Pending,
+    project: &str,
+) -> Result<ChainHead, LedgerError> {
+    match pending.heads.get(project) {
+        Some(head) => Ok(*head),
+        None => match db.get(keys::project(project))? {
+            Some(value) => keys::decode_head(&value)
+                .ok_or_else(|| LedgerError::Storage("corrupt project head".into())),
+            None => Ok(ChainHead::EMPTY),
+        },
+    }
+}
+
+/// The keys of one record at `head.position`: the record, the project's
+/// index entry and head, the command id.
+fn write(
+    pending: &mut Pending,
+    batch: &mut sled::Batch,
+    project: &str,
+    command_id: &str,
+    bytes: &[u8],
+    head: ChainHead,
+) {
+    let position = head.position;
+    let mut value = Vec::with_capacity(32 + bytes.len());
+    value.extend_from_slice(&head.hash.0);
+    value.extend_from_slice(bytes);
+    batch.insert(&keys::event(position)[..], value);
+    batch.insert(keys::index(project, position), &[][..]);
+    batch.insert(keys::project(project), &keys::encode_head(&head)[..]);
+    batch.insert(keys::dedup(command_id), &keys::encode_pos(position)[..]);
+    pending.heads.insert(project.to_string(), head);
+    pending.dedup.insert(command_id.to_string(), position);
+    pending.head = position;
+}
+
+/// Copied records, each at the next position; stops at the first that
+/// cannot be written (those before it are written with the batch).
+fn copy(
+    db: &sled::Tree,
+    pending: &mut Pending,
+    batch: &mut sled::Batch,
+    records: &[StoredEvent],
+) -> Result<Position, LedgerError> {
+    for record in records {
+        let project = record.event.project.as_str();
+        let command_id = &record.event.command_id;
+        let head = project_head(db, pending, project)?;
+        let (_, new_head) = check_copy(record, pending.head.next(), &head)?;
+        if pending.dedup.contains_key(command_id) || db.get(keys::dedup(command_id))?.is_some() {
+            return Err(LedgerError::invalid(
+                "copied record",
+                format!(
+                    "position {}: its command id {command_id:?} is already in this log",
+                    record.position
+                ),
+            ));
+        }
+        write(pending, batch, project, command_id, &record.bytes, new_head);
+    }
+    Ok(pending.head)
 }

@@ -54,35 +54,24 @@ pub(super) async fn append(
             head
         }
     };
-    let event_type = event.payload.event_type();
     let sealed = seal(project, &head, event)?;
     let e = &sealed.event;
-    let subject = format!(
-        "{}.{name}.{}",
-        log.inner.opts.subject_prefix,
-        event_type.subject_token()
-    );
+    let subject = subject_of(log, e);
     let payload = bytes::Bytes::copy_from_slice(&sealed.bytes);
     let filter = log.project_filter(name);
-    let (id, time, hash) = (e.id.to_string(), e.time.to_rfc3339(), sealed.hash.to_hex());
-    let ce_type = event_type.ce_type();
+    let envelope = Envelope::of(e, &sealed.hash);
     // Built per attempt (normally once) rather than cloned.
     let message = || {
-        PublishMessage::build()
-            .payload(payload.clone())
-            .message_id(&e.command_id)
-            .expected_last_subject_sequence(expected.0)
-            .header(
-                "Nats-Expected-Last-Subject-Sequence-Subject",
-                filter.as_str(),
-            )
-            .header("ce-specversion", "1.0")
-            .header("ce-id", id.as_str())
-            .header("ce-source", e.source.as_str())
-            .header("ce-type", ce_type)
-            .header("ce-time", time.as_str())
-            .header("ce-subject", e.subject.as_str())
-            .header(HASH_HEADER, hash.as_str())
+        envelope.headers(
+            e,
+            PublishMessage::build()
+                .payload(payload.clone())
+                .expected_last_subject_sequence(expected.0)
+                .header(
+                    "Nats-Expected-Last-Subject-Sequence-Subject",
+                    filter.as_str(),
+                ),
+        )
     };
 
     let mut attempt = 0;
@@ -159,6 +148,130 @@ pub(super) async fn append(
             },
         }
     }
+}
+
+/// `<prefix>.<project>.<event type>`.
+fn subject_of(log: &JetStreamLog, e: &crate::envelope::Event) -> String {
+    format!(
+        "{}.{}.{}",
+        log.inner.opts.subject_prefix,
+        e.project,
+        e.payload.event_type().subject_token()
+    )
+}
+
+/// The headers every Waybill message carries: the command id (dedup), the
+/// CloudEvents attributes and the chain hash (docs/ledger-format.md).
+struct Envelope {
+    id: String,
+    time: String,
+    hash: String,
+    ce_type: &'static str,
+}
+
+impl Envelope {
+    fn of(e: &crate::envelope::Event, hash: &crate::chain::ChainHash) -> Envelope {
+        Envelope {
+            id: e.id.to_string(),
+            time: e.time.to_rfc3339(),
+            hash: hash.to_hex(),
+            ce_type: e.payload.event_type().ce_type(),
+        }
+    }
+
+    fn headers(&self, e: &crate::envelope::Event, message: PublishMessage) -> PublishMessage {
+        message
+            .message_id(&e.command_id)
+            .header("ce-specversion", "1.0")
+            .header("ce-id", self.id.as_str())
+            .header("ce-source", e.source.as_str())
+            .header("ce-type", self.ce_type)
+            .header("ce-time", self.time.as_str())
+            .header("ce-subject", e.subject.as_str())
+            .header(HASH_HEADER, self.hash.as_str())
+    }
+}
+
+/// Records copied from another log, each published with the headers it
+/// would have had and `Nats-Expected-Last-Sequence` = its position - 1, so
+/// that it lands exactly at its position or not at all. Published as one
+/// pipeline, then acknowledged in order.
+pub(super) async fn append_copies(
+    log: &JetStreamLog,
+    records: &[crate::StoredEvent],
+) -> Result<Position, LedgerError> {
+    let Some(first) = records.first() else {
+        return read::stream_last_sequence(log).await;
+    };
+    let mut heads: std::collections::HashMap<String, ChainHead> = Default::default();
+    let mut acks = Vec::with_capacity(records.len());
+    let mut at = first.position;
+    for record in records {
+        let e = &record.event;
+        let head = match heads.get(&e.project) {
+            Some(head) => *head,
+            None => read::fetch_head(log, &e.project).await?,
+        };
+        let (project, new_head) = crate::log::check_copy(record, at, &head)?;
+        heads.insert(project.as_str().to_string(), new_head);
+        let message = PublishMessage::build().payload(record.bytes.clone());
+        // The server ignores an expected last sequence of 0; "nothing on the
+        // stream's subjects yet" is said with the subject-filtered header.
+        let message = match record.position.0 - 1 {
+            0 => message.expected_last_subject_sequence(0).header(
+                "Nats-Expected-Last-Subject-Sequence-Subject",
+                format!("{}.>", log.inner.opts.subject_prefix).as_str(),
+            ),
+            previous => message.expected_last_sequence(previous),
+        };
+        let message = Envelope::of(e, &record.hash).headers(e, message);
+        let ack = log
+            .inner
+            .js
+            .send_publish(subject_of(log, e), message)
+            .await
+            .map_err(|err| {
+                LedgerError::Unavailable(format!("copying position {}: {err}", record.position))
+            })?;
+        acks.push((record.position, ack));
+        at = record.position.next();
+    }
+    let mut last = Position::ZERO;
+    for (position, ack) in acks {
+        match ack.await {
+            Ok(ack) if ack.duplicate => {
+                return Err(LedgerError::invalid(
+                    "copied record",
+                    format!("position {position}: its command id is already in this log"),
+                ))
+            }
+            Ok(ack) if ack.sequence != position.0 => {
+                return Err(LedgerError::Storage(format!(
+                    "the copy of position {position} landed at {}",
+                    ack.sequence
+                )))
+            }
+            Ok(_) => last = position,
+            Err(err) => {
+                for project in heads.keys() {
+                    log.forget_head(project);
+                }
+                return Err(match classify(&err) {
+                    Failure::Conflict(_) => LedgerError::Conflict {
+                        actual: read::stream_last_sequence(log).await?,
+                    },
+                    _ => LedgerError::Unavailable(format!(
+                        "copying position {position}: {err}{}",
+                        source_text(&err)
+                    )),
+                });
+            }
+        }
+    }
+    for (project, head) in heads {
+        log.cache_head(&project, head);
+    }
+    Ok(last)
 }
 
 /// Most events examined for a retried command id before calling it a conflict.

@@ -139,6 +139,10 @@ impl EventLog for JetStreamLog {
         append::append(self, project, expected, event).await
     }
 
+    async fn append_copies(&self, records: &[crate::StoredEvent]) -> Result<Position, LedgerError> {
+        append::append_copies(self, records).await
+    }
+
     async fn project_head(&self, project: &ProjectName) -> Result<ChainHead, LedgerError> {
         let head = read::fetch_head(self, project.as_str()).await?;
         self.cache_head(project.as_str(), head);

@@ -5,6 +5,7 @@
 
 mod backend_specific;
 mod cases;
+mod copy;
 mod fold;
 mod support;
 
