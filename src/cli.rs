@@ -40,6 +40,9 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Write raw records as JSON lines (for auditors' own tools).
     Dump(DumpArgs),
+    /// Copy the whole log into another one, record for record (embedded to
+    /// JetStream, or JetStream into a data directory as a backup); resumes.
+    Copy(Box<crate::copy::CopyArgs>),
     /// Create an Ed25519 key for signing checkpoints and exports.
     Keygen(crate::audit::keys::KeygenArgs),
     /// Take a compliance export of a project from the server into a directory.

@@ -6,6 +6,7 @@ mod bench;
 mod cli;
 mod client;
 mod config;
+mod copy;
 mod debug;
 mod dump;
 mod metrics;
@@ -78,6 +79,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(*args, &file).await.map(|()| ExitCode::SUCCESS),
             Command::Verify(args) => verify::run(args, cli.client.output, &file).await,
             Command::Dump(args) => dump::run(args, &file).await.map(|()| ExitCode::SUCCESS),
+            Command::Copy(args) => copy::run(*args, cli.client.output, &file).await,
             Command::Keygen(args) => audit::keys::keygen(&args).map(|()| ExitCode::SUCCESS),
             Command::Export(args) => audit::export::run(&cli.client, &args).await,
             Command::VerifyExport(args) => audit::verify_export::run(&args, cli.client.output),

@@ -1,0 +1,184 @@
+//! `waybill copy`: the whole log into another log, record for record: an
+//! embedded ledger onto NATS JetStream when a trial becomes production, or a
+//! JetStream stream into a data directory as a backup. Every record keeps its
+//! bytes, hash and position, so chains, Merkle roots and signed checkpoints
+//! stay valid; a copy that stops part-way resumes from the target's head.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use futures::StreamExt;
+use serde_json::json;
+use waybill_ledger::{EventLog, Position, StoredEvent};
+
+use crate::cli::LogArgs;
+use crate::client::Output;
+use crate::config::FileConfig;
+use crate::open::{open, open_existing};
+
+/// Records per `append_copies` call: one fsync on the embedded log, one
+/// pipeline of publishes on JetStream.
+const BATCH: usize = 512;
+
+/// `waybill copy`.
+#[derive(Debug, clap::Args)]
+pub struct CopyArgs {
+    /// The log to copy (as `serve` opens it: `--data-dir` or `--nats`, the
+    /// config file, the environment).
+    #[command(flatten)]
+    pub from: LogArgs,
+    /// Copy into this data directory (created if absent; an embedded log
+    /// that is not in use).
+    #[arg(long, conflicts_with = "to_nats", required_unless_present = "to_nats")]
+    pub to_data_dir: Option<PathBuf>,
+    /// Copy into JetStream on these NATS server(s) (the stream is created if absent).
+    #[arg(long)]
+    pub to_nats: Option<String>,
+    /// NATS credentials file for --to-nats.
+    #[arg(long, requires = "to_nats")]
+    pub to_nats_creds: Option<PathBuf>,
+    /// PEM CA of the --to-nats servers' certificates.
+    #[arg(long, requires = "to_nats")]
+    pub to_nats_ca: Option<PathBuf>,
+    /// PEM client certificate for --to-nats (with --to-nats-key).
+    #[arg(long, requires = "to_nats")]
+    pub to_nats_cert: Option<PathBuf>,
+    /// PEM key of --to-nats-cert.
+    #[arg(long, requires = "to_nats")]
+    pub to_nats_key: Option<PathBuf>,
+    /// Stream name on --to-nats [default: WAYBILL].
+    #[arg(long, requires = "to_nats")]
+    pub to_stream: Option<String>,
+    /// Replicas when the stream on --to-nats is created [default: 1].
+    #[arg(long, requires = "to_nats")]
+    pub to_replicas: Option<usize>,
+}
+
+impl CopyArgs {
+    /// The target, as the log options `open` takes.
+    fn target(&self) -> LogArgs {
+        LogArgs {
+            data_dir: self.to_data_dir.clone(),
+            nats: self.to_nats.clone(),
+            nats_creds: self.to_nats_creds.clone(),
+            nats_ca: self.to_nats_ca.clone(),
+            nats_cert: self.to_nats_cert.clone(),
+            nats_key: self.to_nats_key.clone(),
+            stream: self.to_stream.clone(),
+            replicas: self.to_replicas,
+            ..LogArgs::default()
+        }
+    }
+}
+
+/// Where the copy starts: after the target's head, once the target is known
+/// to hold the source's first events (nothing, or an earlier copy).
+async fn resume_point(source: &dyn EventLog, target: &dyn EventLog) -> anyhow::Result<Position> {
+    let (source_head, target_head) = (source.head().await?, target.head().await?);
+    anyhow::ensure!(
+        target_head <= source_head,
+        "the target holds {} events, more than the source's {}: it is another ledger; copy \
+         into an empty data directory or stream",
+        target_head,
+        source_head
+    );
+    if target_head > Position::ZERO {
+        let (ours, theirs) = (
+            event_at(source, target_head).await?,
+            event_at(target, target_head).await?,
+        );
+        let same = matches!((&ours, &theirs), (Some(a), Some(b)) if a.position == b.position && a.hash == b.hash);
+        anyhow::ensure!(
+            same,
+            "the target's event at position {target_head} is not the source's: it is another \
+             ledger; copy into an empty data directory or stream"
+        );
+    }
+    Ok(target_head.next())
+}
+
+async fn event_at(log: &dyn EventLog, at: Position) -> anyhow::Result<Option<StoredEvent>> {
+    let mut events = log.read_all(at).await?;
+    Ok(events.next().await.transpose()?)
+}
+
+pub async fn run(args: CopyArgs, output: Output, file: &FileConfig) -> anyhow::Result<ExitCode> {
+    let source = open_existing(&args.from, file, None)
+        .await
+        .context("opening the log to copy")?;
+    let target = open(&args.target(), &FileConfig::default())
+        .await
+        .context("opening the target")?;
+    let (from, to) = (source.log(), target.log());
+    let start = resume_point(&*from, &*to).await?;
+    let head = from.head().await?;
+    let started = Instant::now();
+    let bar = crate::progress::terminal_bar(
+        head.0,
+        "copying {bar:40} {pos}/{len} events ({per_sec}, eta {eta})",
+    );
+    bar.set_position(start.0 - 1);
+    let mut events = from.read_all(start).await?;
+    let mut batch: Vec<StoredEvent> = Vec::with_capacity(BATCH);
+    let mut copied = 0u64;
+    loop {
+        let next = events.next().await.transpose()?;
+        let done = match next {
+            Some(ev) if ev.position > head => true,
+            Some(ev) => {
+                batch.push(ev);
+                false
+            }
+            None => true,
+        };
+        if batch.len() == BATCH || (done && !batch.is_empty()) {
+            let last = to.append_copies(&batch).await.with_context(|| {
+                format!(
+                    "copying positions {} to {}; what was copied before stays, and the same \
+                     command resumes after it",
+                    batch[0].position,
+                    batch[batch.len() - 1].position
+                )
+            })?;
+            copied += batch.len() as u64;
+            bar.set_position(last.0);
+            batch.clear();
+        }
+        if done {
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    let target_head = to.head().await?;
+    source.close().await;
+    target.close().await;
+    let secs = started.elapsed().as_secs_f64();
+    let mut out = std::io::stdout().lock();
+    match output {
+        Output::Json => writeln!(
+            out,
+            "{}",
+            json!({
+                "copied": copied,
+                "from_position": start.0,
+                "target_head": target_head.0,
+                "seconds": secs,
+            })
+        )?,
+        Output::Text if copied == 0 => writeln!(
+            out,
+            "nothing to copy: the target already holds the source's {} events",
+            target_head.0
+        )?,
+        Output::Text => writeln!(
+            out,
+            "copied {copied} events (positions {} to {}) in {secs:.1} s; the target holds {} \
+             events. Check it with `waybill verify`.",
+            start.0, target_head.0, target_head.0
+        )?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
