@@ -23,6 +23,9 @@ use crate::open::{open, open_existing};
 /// pipeline of publishes on JetStream.
 const BATCH: usize = 512;
 
+/// How often a copy without a terminal says how far it is.
+const REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// `waybill copy`.
 #[derive(Debug, clap::Args)]
 pub struct CopyArgs {
@@ -124,6 +127,7 @@ pub async fn run(args: CopyArgs, output: Output, file: &FileConfig) -> anyhow::R
     let mut events = from.read_all(start).await?;
     let mut batch: Vec<StoredEvent> = Vec::with_capacity(BATCH);
     let mut copied = 0u64;
+    let mut last_report = Instant::now();
     loop {
         let next = events.next().await.transpose()?;
         let done = match next {
@@ -146,6 +150,11 @@ pub async fn run(args: CopyArgs, output: Output, file: &FileConfig) -> anyhow::R
             copied += batch.len() as u64;
             bar.set_position(last.0);
             batch.clear();
+            // Without a terminal (a cron job, a pod), a line now and then.
+            if bar.is_hidden() && last_report.elapsed() >= REPORT_EVERY {
+                last_report = Instant::now();
+                eprintln!("copied up to position {last} of {head}...");
+            }
         }
         if done {
             break;

@@ -208,11 +208,25 @@ pub(super) async fn append_copies(
     let mut at = first.position;
     for record in records {
         let e = &record.event;
-        let head = match heads.get(&e.project) {
-            Some(head) => *head,
-            None => read::fetch_head(log, &e.project).await?,
+        // The head this call or an earlier one left; else the server's. One
+        // known from before that does not fit is asked for again (it can
+        // only be stale; the server checks the expected sequence anyway).
+        let known = heads
+            .get(&e.project)
+            .copied()
+            .or_else(|| log.cached_head(&e.project));
+        let checked = match known {
+            Some(head) => crate::log::check_copy(record, at, &head),
+            None => Err(LedgerError::Unavailable("head not known".into())),
         };
-        let (project, new_head) = crate::log::check_copy(record, at, &head)?;
+        let (project, new_head) = match checked {
+            Ok(checked) => checked,
+            Err(_) if !heads.contains_key(&e.project) => {
+                let head = read::fetch_head(log, &e.project).await?;
+                crate::log::check_copy(record, at, &head)?
+            }
+            Err(err) => return Err(err),
+        };
         heads.insert(project.as_str().to_string(), new_head);
         let message = PublishMessage::build().payload(record.bytes.clone());
         // The server ignores an expected last sequence of 0; "nothing on the
