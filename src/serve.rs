@@ -166,7 +166,8 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         "command_cache_records must be at least 1 (the records the command service's cached \
          project states keep in memory)"
     );
-    let auth = authenticator(&args)?;
+    let auth = Arc::new(authenticator(&args)?);
+    reload_auth_on_sighup(auth.clone(), args.auth_config.clone())?;
     let policy = crate::audit::checkpoint_policy(
         &args.audit,
         &file.audit,
@@ -228,7 +229,7 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
     );
     let services = Services {
         log: log.clone(),
-        auth: Arc::new(auth),
+        auth,
         clock: args.clock_start.map(Clock::starting_at).unwrap_or_default(),
         command_cache_records,
         command_store,
@@ -299,6 +300,43 @@ fn authenticator(args: &ServeArgs) -> anyhow::Result<Authenticator> {
         }
     }
     Ok(auth)
+}
+
+/// SIGHUP reads the auth config again (tokens file, JWT keys, bindings) and
+/// puts it in force, or keeps the one in force if the new one is wrong: a
+/// leaked token is revoked without a restart. Without `--auth-config` there
+/// is nothing to read, and SIGHUP (which would otherwise end the process)
+/// only says so.
+fn reload_auth_on_sighup(
+    auth: Arc<Authenticator>,
+    path: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                let Some(path) = &path else {
+                    tracing::warn!("SIGHUP: no --auth-config to read again");
+                    continue;
+                };
+                match AuthConfig::load(path).and_then(|config| auth.reload(config)) {
+                    Ok(()) => {
+                        tracing::info!(auth_config = %path.display(), "SIGHUP: auth config reloaded")
+                    }
+                    Err(e) => tracing::error!(
+                        auth_config = %path.display(),
+                        error = %e,
+                        "SIGHUP: cannot reload the auth config; the previous one stays in force"
+                    ),
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = (auth, path);
+    Ok(())
 }
 
 fn backend_name(log: &OpenLog) -> &'static str {

@@ -76,3 +76,100 @@ fn example_roles_admit_and_refuse_as_documented() {
     );
     assert!(served.terminate().success());
 }
+
+/// SIGHUP reads the auth config again: a token revoked or added, a binding
+/// added, without a restart; a broken config is refused and the one in force
+/// stays. Without `--auth-config`, SIGHUP does not end the server.
+#[test]
+fn a_sighup_puts_a_new_auth_config_in_force() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let auth = dir.path().join("auth.toml");
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/examples/auth.toml"
+    ))
+    .expect("example");
+    std::fs::write(&auth, &example).expect("write");
+    let alice = token(dir.path(), "alice", "");
+    let served = Served::start(
+        waybill()
+            .env("WAYBILL_LOG", "info")
+            .args(["serve", "--no-reactors", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .arg("--auth-config")
+            .arg(&auth),
+    );
+    let endpoint = served.endpoint();
+    let status = |token: &str| status_at(&endpoint, Some(token));
+    let admitted = |token: &str| status(token).status.success();
+    let out = waybill()
+        .args([
+            "apply",
+            "-f",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples/pipeline.yaml"),
+        ])
+        .args(["--server", &served.endpoint(), "--token", &alice])
+        .output()
+        .expect("apply");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Dave's token is made after the start, in a new tokens file without
+    // Alice's, with a binding of his own: nothing changes until SIGHUP.
+    let mut cmd = waybill();
+    cmd.args(["token", "create", "--name", "dave", "--append-to"])
+        .arg(dir.path().join("tokens-2.toml"));
+    let dave = String::from_utf8(cmd.output().expect("token").stdout)
+        .expect("utf8")
+        .trim()
+        .to_string();
+    std::fs::write(
+        &auth,
+        example.replace("tokens.toml", "tokens-2.toml")
+            + "\n[[binding]]\nsubjects = [\"user:dave\"]\nroles = [\"viewer\"]\n",
+    )
+    .expect("rewrite");
+    assert!(admitted(&alice));
+    let refused = status(&dave);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("Unauthenticated"));
+
+    served.signal("-HUP");
+    served.wait_for_log("auth config reloaded");
+    assert!(
+        admitted(&dave),
+        "{}",
+        String::from_utf8_lossy(&status(&dave).stderr)
+    );
+    assert!(String::from_utf8_lossy(&status(&alice).stderr).contains("Unauthenticated"));
+
+    // A broken config changes nothing.
+    std::fs::write(&auth, "colour = \"blue\"\n").expect("break");
+    served.signal("-HUP");
+    served.wait_for_log("the previous one stays in force");
+    assert!(admitted(&dave));
+    assert!(served.terminate().success());
+
+    // No --auth-config: SIGHUP is logged, and the server goes on.
+    let served = Served::start(
+        waybill()
+            .args(["serve", "--insecure-dev", "--no-reactors", "--data-dir"])
+            .arg(dir.path().join("data")),
+    );
+    served.signal("-HUP");
+    served.wait_for_log("no --auth-config to read again");
+    assert!(status_at(&served.endpoint(), None).status.success());
+    assert!(served.terminate().success());
+}
+
+/// `waybill status -p shop` against `endpoint`, with `token` if given.
+fn status_at(endpoint: &str, token: Option<&str>) -> std::process::Output {
+    let mut cmd = waybill();
+    cmd.args(["status", "-p", "shop", "--server", endpoint]);
+    if let Some(token) = token {
+        cmd.args(["--token", token]);
+    }
+    cmd.output().expect("status")
+}

@@ -102,6 +102,31 @@ impl Served {
         }
     }
 
+    /// What the server has written to stderr so far.
+    pub fn log_so_far(&self) -> String {
+        self.log.lock().map(|l| l.join("\n")).unwrap_or_default()
+    }
+
+    /// Sends `signal` (e.g. `-HUP`) with kill(1).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {signal}");
+    }
+
+    /// Waits (up to 30 s) until the server's stderr has a line containing `text`.
+    pub fn wait_for_log(&self, text: &str) {
+        for _ in 0..3_000 {
+            if self.log_so_far().contains(text) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("no {text:?} in {}", self.log_so_far());
+    }
+
     /// Kills the server and returns everything it wrote to stderr.
     pub fn kill_and_log(mut self) -> String {
         let _ = self.child.kill();

@@ -1,45 +1,77 @@
 //! Turning request metadata into a [`Principal`].
 
+use std::sync::{Arc, RwLock};
+
 use tonic::metadata::MetadataMap;
 
 use super::bearer::{bearer, Credential};
+use super::config::BindingConfig;
 use super::jwt::JwtVerifier;
 use super::tokens::TokenStore;
 use super::{AuthConfig, AuthError, Authorizer, Principal, Role};
 
 /// Authenticates requests (bearer tokens and JWTs) and holds the [`Authorizer`]
-/// built from the same configuration. Everything is read at construction;
-/// `Debug` shows no secret.
+/// built from the same configuration. Everything is read at construction,
+/// and again by [`Authenticator::reload`]; `Debug` shows no secret.
 #[derive(Debug)]
 pub struct Authenticator {
-    tokens: Option<TokenStore>,
-    jwt: Option<JwtVerifier>,
+    credentials: RwLock<Arc<Credentials>>,
     authorizer: Authorizer,
     insecure_dev: bool,
+}
+
+/// What credentials are checked against.
+#[derive(Debug)]
+struct Credentials {
+    tokens: Option<TokenStore>,
+    jwt: Option<JwtVerifier>,
+}
+
+/// Reads and checks everything `config` names.
+fn load(config: AuthConfig) -> Result<(Credentials, Vec<BindingConfig>), AuthError> {
+    config.validate()?;
+    let tokens = config
+        .tokens_file
+        .as_deref()
+        .map(TokenStore::load)
+        .transpose()?;
+    let jwt = config.jwt.as_ref().map(JwtVerifier::new).transpose()?;
+    Authorizer::validate(&config.bindings)?;
+    tracing::info!(
+        tokens = tokens.as_ref().map_or(0, TokenStore::len),
+        jwt_algorithms = ?jwt.as_ref().map(JwtVerifier::algorithms),
+        bindings = config.bindings.len(),
+        "authentication configured"
+    );
+    Ok((Credentials { tokens, jwt }, config.bindings))
 }
 
 impl Authenticator {
     /// Validates `config` and reads the tokens file, keys and JWKS it names.
     pub fn new(config: AuthConfig) -> Result<Authenticator, AuthError> {
-        config.validate()?;
-        let tokens = config
-            .tokens_file
-            .as_deref()
-            .map(TokenStore::load)
-            .transpose()?;
-        let jwt = config.jwt.as_ref().map(JwtVerifier::new).transpose()?;
-        let authorizer = Authorizer::new(config.bindings)?;
-        tracing::info!(
-            tokens = tokens.as_ref().map_or(0, TokenStore::len),
-            jwt_algorithms = ?jwt.as_ref().map(JwtVerifier::algorithms),
-            "authentication configured"
-        );
+        let (credentials, bindings) = load(config)?;
         Ok(Authenticator {
-            tokens,
-            jwt,
-            authorizer,
+            credentials: RwLock::new(Arc::new(credentials)),
+            authorizer: Authorizer::new(bindings)?,
             insecure_dev: false,
         })
+    }
+
+    /// Puts a new configuration in force (tokens, JWT keys, role bindings)
+    /// for every request from now on, or, if anything in it is wrong,
+    /// changes nothing and says what. Insecure-dev mode stays as it was.
+    pub fn reload(&self, config: AuthConfig) -> Result<(), AuthError> {
+        let (credentials, bindings) = load(config)?;
+        *self.credentials.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(credentials);
+        self.authorizer.replace(bindings);
+        Ok(())
+    }
+
+    fn credentials(&self) -> Arc<Credentials> {
+        self.credentials
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// `--insecure-dev`: a request without credentials becomes the anonymous
@@ -59,7 +91,8 @@ impl Authenticator {
     /// Whether any credential can be accepted: a tokens file or JWT keys.
     /// Without either, only insecure-dev mode admits anyone.
     pub fn accepts_credentials(&self) -> bool {
-        self.tokens.is_some() || self.jwt.is_some()
+        let credentials = self.credentials();
+        credentials.tokens.is_some() || credentials.jwt.is_some()
     }
 
     /// Whether insecure-dev mode is on.
@@ -95,18 +128,19 @@ impl Authenticator {
     }
 
     fn identify(&self, metadata: &MetadataMap) -> Result<Principal, AuthError> {
+        let credentials = self.credentials();
         match bearer(metadata)? {
             None if self.insecure_dev => Ok(Principal::anonymous()),
             None => Err(AuthError::unauthenticated(
                 "no credentials: send `authorization: Bearer <token>`",
             )),
-            Some(Credential::Jwt(token)) => match &self.jwt {
+            Some(Credential::Jwt(token)) => match &credentials.jwt {
                 Some(jwt) => jwt.verify(token),
                 None => Err(AuthError::unauthenticated(
                     "JWT authentication is not configured",
                 )),
             },
-            Some(Credential::Token(token)) => self
+            Some(Credential::Token(token)) => credentials
                 .tokens
                 .as_ref()
                 .and_then(|tokens| tokens.authenticate(token))

@@ -1,6 +1,7 @@
 //! Role bindings: who holds which role on which project and stage.
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, RwLock};
 
 use super::config::BindingConfig;
 use super::{AuthError, AuthMethod, Principal, Role};
@@ -11,22 +12,44 @@ use super::{AuthError, AuthMethod, Principal, Role};
 /// `projects` is empty or names the project, and its `stages` is empty or names
 /// the stage. A binding restricted to stages never applies to project-level
 /// operations (`stage: None`).
+///
+/// Clones share the bindings: [`Authorizer::replace`] (a reload of the auth
+/// config) reaches every clone at once.
 #[derive(Debug, Clone, Default)]
 pub struct Authorizer {
-    bindings: Vec<BindingConfig>,
+    bindings: Arc<RwLock<Arc<Vec<BindingConfig>>>>,
     insecure_dev: bool,
 }
 
 impl Authorizer {
     /// An authorizer over validated `bindings`.
     pub fn new(bindings: Vec<BindingConfig>) -> Result<Authorizer, AuthError> {
+        Self::validate(&bindings)?;
+        Ok(Authorizer {
+            bindings: Arc::new(RwLock::new(Arc::new(bindings))),
+            insecure_dev: false,
+        })
+    }
+
+    pub(crate) fn validate(bindings: &[BindingConfig]) -> Result<(), AuthError> {
         for (index, binding) in bindings.iter().enumerate() {
             binding.validate(index)?;
         }
-        Ok(Authorizer {
-            bindings,
-            insecure_dev: false,
-        })
+        Ok(())
+    }
+
+    /// Puts validated `bindings` in force for this authorizer and its clones.
+    pub(crate) fn replace(&self, bindings: Vec<BindingConfig>) {
+        let mut current = self.bindings.write().unwrap_or_else(|e| e.into_inner());
+        *current = Arc::new(bindings);
+    }
+
+    /// The bindings in force.
+    fn current(&self) -> Arc<Vec<BindingConfig>> {
+        self.bindings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// In insecure-dev mode the anonymous principal holds every role.
@@ -46,7 +69,7 @@ impl Authorizer {
         if principal.method == AuthMethod::Anonymous {
             return self.insecure_dev;
         }
-        self.applicable(principal, project, stage)
+        applicable(&self.current(), principal, project, stage)
             .any(|binding| binding.roles.iter().any(|held| held.implies(role)))
     }
 
@@ -82,19 +105,20 @@ impl Authorizer {
             .filter(|role| self.has_role(principal, *role, project, stage))
             .collect()
     }
+}
 
-    fn applicable<'a>(
-        &'a self,
-        principal: &'a Principal,
-        project: &'a str,
-        stage: Option<&'a str>,
-    ) -> impl Iterator<Item = &'a BindingConfig> + 'a {
-        self.bindings.iter().filter(move |binding| {
-            let project_ok =
-                binding.projects.is_empty() || binding.projects.iter().any(|p| p == project);
-            let stage_ok = binding.stages.is_empty()
-                || stage.is_some_and(|stage| binding.stages.iter().any(|s| s == stage));
-            project_ok && stage_ok && binding.subjects.iter().any(|s| s.matches(principal))
-        })
-    }
+/// The bindings that apply to `principal` on `project` (and `stage`).
+fn applicable<'a>(
+    bindings: &'a [BindingConfig],
+    principal: &'a Principal,
+    project: &'a str,
+    stage: Option<&'a str>,
+) -> impl Iterator<Item = &'a BindingConfig> + 'a {
+    bindings.iter().filter(move |binding| {
+        let project_ok =
+            binding.projects.is_empty() || binding.projects.iter().any(|p| p == project);
+        let stage_ok = binding.stages.is_empty()
+            || stage.is_some_and(|stage| binding.stages.iter().any(|s| s == stage));
+        project_ok && stage_ok && binding.subjects.iter().any(|s| s.matches(principal))
+    })
 }
