@@ -22,7 +22,7 @@ use waybill_commands::handler::{ColdStore, CommandHandler};
 use waybill_commands::reactor::AutoPromoter;
 use waybill_commands::service::CommandGrpc;
 use waybill_projections::audit::{AuditGrpc, Transparency};
-use waybill_projections::service::{Access, MayApprove, QueryGrpc};
+use waybill_projections::service::{Access, MayApprove, MayView, QueryGrpc};
 use waybill_projections::Projections;
 
 use crate::cli::ServeArgs;
@@ -105,6 +105,14 @@ impl Access for ViewerAccess {
             authorizer.has_role(&principal, Role::Approver, project, Some(stage))
         };
         Ok((name, Box::new(may)))
+    }
+
+    fn viewer(&self, metadata: &tonic::metadata::MetadataMap) -> Result<MayView, tonic::Status> {
+        let principal = self.0.authenticate(metadata).map_err(tonic::Status::from)?;
+        let authorizer = self.0.authorizer().clone();
+        Ok(Box::new(move |project: &str| {
+            authorizer.has_role(&principal, Role::Viewer, project, None)
+        }))
     }
 }
 

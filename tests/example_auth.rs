@@ -74,6 +74,68 @@ fn example_roles_admit_and_refuse_as_documented() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
+
+    // `waybill projects` lists what the caller may view: CI is bound to
+    // shop only, Alice to every project.
+    let web = dir.path().join("web.yaml");
+    let pipeline = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/examples/pipeline.yaml"
+    ))
+    .expect("pipeline");
+    std::fs::write(&web, pipeline.replace("project: shop", "project: web")).expect("write");
+    let out = waybill()
+        .args(["apply", "-f"])
+        .arg(&web)
+        .args([
+            "--server",
+            &served.endpoint(),
+            "--token",
+            &alice,
+            "--output",
+            "json",
+        ])
+        .output()
+        .expect("apply web");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let applied: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let at = applied["position"].as_u64().expect("position").to_string();
+    let projects = |token: &str| {
+        let out = waybill()
+            .args(["projects", "--min-position", &at, "--output", "json"])
+            .args(["--server", &served.endpoint(), "--token", token])
+            .output()
+            .expect("projects");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        v["projects"]
+            .as_array()
+            .expect("projects")
+            .iter()
+            .map(|p| p["project"].as_str().expect("name").to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(projects(&alice), ["shop", "web"]);
+    assert_eq!(projects(&ci), ["shop"]);
+    let unknown = waybill()
+        .args([
+            "projects",
+            "--server",
+            &served.endpoint(),
+            "--token",
+            "not-a-token",
+        ])
+        .output()
+        .expect("projects");
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("Unauthenticated"));
     assert!(served.terminate().success());
 }
 

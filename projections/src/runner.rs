@@ -135,6 +135,11 @@ impl Projections {
         self.shared(name).map(|s| read(&s).clone())
     }
 
+    /// Every project the read models know, in no particular order.
+    pub fn project_names(&self) -> Vec<String> {
+        self.read().keys().cloned().collect()
+    }
+
     /// A project's live state (lock it with [`read`], never across an await).
     pub fn shared(&self, name: &str) -> Option<SharedState> {
         self.read().get(name).cloned()

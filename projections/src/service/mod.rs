@@ -35,6 +35,9 @@ const PAGE: usize = 100;
 /// Does the caller hold the approver role for (project, stage)?
 pub type MayApprove = Box<dyn Fn(&str, &str) -> bool + Send>;
 
+/// Does the caller hold the viewer role for a project?
+pub type MayView = Box<dyn Fn(&str) -> bool + Send>;
+
 pub trait Access: Send + Sync + 'static {
     /// Checks that the caller may read `project` (empty: every project).
     fn check(&self, metadata: &tonic::metadata::MetadataMap, project: &str) -> Result<(), Status>;
@@ -45,6 +48,9 @@ pub trait Access: Send + Sync + 'static {
         &self,
         metadata: &tonic::metadata::MetadataMap,
     ) -> Result<(String, MayApprove), Status>;
+
+    /// Authenticates the caller, and tests whether it may read a project.
+    fn viewer(&self, metadata: &tonic::metadata::MetadataMap) -> Result<MayView, Status>;
 }
 
 /// Serves `waybill.v1.QueryService`.
@@ -532,6 +538,36 @@ impl QueryService for QueryGrpc {
             head: head.0,
             lag: head.0.saturating_sub(applied.0),
         }))
+    }
+
+    async fn list_projects(
+        &self,
+        request: Request<pb::ListProjectsRequest>,
+    ) -> Result<Response<pb::ListProjectsReply>, Status> {
+        let may_view = self.access.viewer(request.metadata())?;
+        let position = self
+            .caught_up(Position(request.get_ref().min_position))
+            .await?;
+        let mut names = self.projections.project_names();
+        names.sort();
+        let projects = names
+            .into_iter()
+            .filter(|name| may_view(name))
+            .filter_map(|name| {
+                let shared = self.projections.shared(&name)?;
+                let state = read(&shared);
+                let definition = state.definition()?;
+                Some(pb::ProjectSummary {
+                    stages: definition.stages.iter().map(|s| s.name.clone()).collect(),
+                    policy_version: state.policy_version().0,
+                    events: state.seq,
+                    last_position: state.position.0,
+                    latest_event_time: state.latest_time.map(convert::time).unwrap_or_default(),
+                    project: name,
+                })
+            })
+            .collect();
+        Ok(Response::new(pb::ListProjectsReply { projects, position }))
     }
 
     async fn pending_approvals(

@@ -7,12 +7,14 @@ use clap::{Args, Subcommand};
 use super::format::time_arg;
 use super::rpc::{connect, refused};
 use super::stages::AtPoint;
-use super::{freight, history, promotions, stages, watch};
+use super::{freight, history, projects, promotions, stages, watch};
 use crate::client::ClientArgs;
 
 /// The read verbs: they ask the projections and change nothing.
 #[derive(Debug, Subcommand)]
 pub enum QueryCommand {
+    /// Every project you may view: its stages, events and last event.
+    Projects(ProjectsArgs),
     /// Every stage of a project: current freight, verification, queue, hold.
     Status(StatusArgs),
     /// What happened, oldest first, filtered.
@@ -36,6 +38,13 @@ pub struct ReadArgs {
     #[arg(long, short = 'p', env = "WAYBILL_PROJECT")]
     pub project: String,
     /// Wait (bounded) until the server reflects this position: read your own writes.
+    #[arg(long, value_name = "POSITION", default_value_t = 0)]
+    pub min_position: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ProjectsArgs {
+    /// Wait (bounded) until the server reflects this position.
     #[arg(long, value_name = "POSITION", default_value_t = 0)]
     pub min_position: u64,
 }
@@ -176,6 +185,7 @@ pub async fn run(client: &ClientArgs, command: QueryCommand) -> anyhow::Result<E
     let mut svc = connect(client).await?;
     let output = client.output;
     let result = match command {
+        QueryCommand::Projects(a) => projects::run(&mut svc, a, output).await,
         QueryCommand::Status(a) => stages::status(&mut svc, a, output).await,
         QueryCommand::History(a) => history::run(&mut svc, a, output).await,
         QueryCommand::Freight(a) => freight::run(&mut svc, a, output).await,

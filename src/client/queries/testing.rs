@@ -94,6 +94,12 @@ impl QueryService for Flaky {
     ) -> Result<Response<pb::ProjectionStatusReply>, Status> {
         nope()
     }
+    async fn list_projects(
+        &self,
+        _: Request<pb::ListProjectsRequest>,
+    ) -> Result<Response<pb::ListProjectsReply>, Status> {
+        nope()
+    }
     type WatchStream = Entries;
     async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<Response<Entries>, Status> {
         let req = req.into_inner();
