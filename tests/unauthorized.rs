@@ -450,5 +450,28 @@ fn every_rpc_refuses_the_unauthenticated_and_the_underprivileged() {
             "a viewer",
         );
         assert_eq!(head(channel.clone()).await, before, "nothing was appended");
+
+        // ListProjects answers everyone it can identify, with the projects
+        // each may view: none for a principal without roles.
+        let mut q = QueryServiceClient::new(channel.clone());
+        for token in [None, Some("not-a-token")] {
+            let refused = q
+                .list_projects(with(token, pb::ListProjectsRequest::default()))
+                .await
+                .expect_err("unauthenticated");
+            assert_eq!(refused.code(), Code::Unauthenticated, "{token:?}");
+        }
+        for (token, want) in [
+            ("token-of-nobody", vec![]),
+            ("token-of-viewer", vec!["shop".to_string()]),
+        ] {
+            let listed = q
+                .list_projects(with(Some(token), pb::ListProjectsRequest::default()))
+                .await
+                .expect("list")
+                .into_inner();
+            let names: Vec<String> = listed.projects.into_iter().map(|p| p.project).collect();
+            assert_eq!(names, want, "{token}");
+        }
     });
 }
