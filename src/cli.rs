@@ -171,6 +171,11 @@ pub struct ServeArgs {
     pub no_reactors: bool,
     #[command(flatten)]
     pub audit: crate::audit::AuditArgs,
+    /// Keep a live copy of the log in this directory (an embedded log,
+    /// record for record, each event copied as it is appended): a backup on
+    /// another disk, usable by `waybill serve --data-dir` or `waybill copy`.
+    #[arg(long, env = "WAYBILL_BACKUP_DIR")]
+    pub backup_dir: Option<PathBuf>,
     /// Start the decision clock at this instant (RFC 3339); tests only.
     #[arg(long, hide = true)]
     pub clock_start: Option<chrono::DateTime<chrono::Utc>>,

@@ -38,6 +38,8 @@ pub struct FileConfig {
     pub tls_key: Option<PathBuf>,
     pub tls_client_ca: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
+    /// A live copy of the log, kept in this directory.
+    pub backup_dir: Option<PathBuf>,
     #[serde(default)]
     pub nats: NatsFileConfig,
     #[serde(default)]

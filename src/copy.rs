@@ -7,7 +7,8 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::StreamExt;
@@ -24,7 +25,7 @@ use crate::open::{open, open_existing};
 const BATCH: usize = 512;
 
 /// How often a copy without a terminal says how far it is.
-const REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+const REPORT_EVERY: Duration = Duration::from_secs(5);
 
 /// `waybill copy`.
 #[derive(Debug, clap::Args)]
@@ -79,7 +80,10 @@ impl CopyArgs {
 
 /// Where the copy starts: after the target's head, once the target is known
 /// to hold the source's first events (nothing, or an earlier copy).
-async fn resume_point(source: &dyn EventLog, target: &dyn EventLog) -> anyhow::Result<Position> {
+pub async fn resume_point(
+    source: &dyn EventLog,
+    target: &dyn EventLog,
+) -> anyhow::Result<Position> {
     let (source_head, target_head) = (source.head().await?, target.head().await?);
     anyhow::ensure!(
         target_head <= source_head,
@@ -108,6 +112,62 @@ async fn event_at(log: &dyn EventLog, at: Position) -> anyhow::Result<Option<Sto
     Ok(events.next().await.transpose()?)
 }
 
+/// Copies the events from `start` to `head` of `from` into `to`, [`BATCH`]
+/// at a time, calling `progress` with the last position of each batch;
+/// returns how many it copied.
+pub async fn copy_range(
+    from: &dyn EventLog,
+    to: &dyn EventLog,
+    start: Position,
+    head: Position,
+    mut progress: impl FnMut(Position),
+) -> anyhow::Result<u64> {
+    if start > head {
+        return Ok(0);
+    }
+    let mut events = from.read_all(start).await?;
+    let mut batch: Vec<StoredEvent> = Vec::with_capacity(BATCH);
+    let mut copied = 0u64;
+    loop {
+        let next = events.next().await.transpose()?;
+        let done = match next {
+            Some(ev) if ev.position > head => true,
+            Some(ev) => {
+                batch.push(ev);
+                false
+            }
+            None => true,
+        };
+        if batch.len() == BATCH || (done && !batch.is_empty()) {
+            let last = to.append_copies(&batch).await.with_context(|| {
+                format!(
+                    "copying positions {} to {}; what was copied before stays, and a copy \
+                     resumes after it",
+                    batch[0].position,
+                    batch[batch.len() - 1].position
+                )
+            })?;
+            copied += batch.len() as u64;
+            progress(last);
+            batch.clear();
+        }
+        if done {
+            return Ok(copied);
+        }
+    }
+}
+
+/// Brings `target` up to `source`'s head (at a clean stop of `serve
+/// --backup-dir`, once nothing appends any more).
+pub async fn catch_up(source: &dyn EventLog, target: &dyn EventLog) -> anyhow::Result<u64> {
+    let start = resume_point(source, target).await?;
+    let head = source.head().await?;
+    copy_range(source, target, start, head, |last| {
+        metrics::gauge!("waybill_backup_position").set(last.0 as f64);
+    })
+    .await
+}
+
 pub async fn run(args: CopyArgs, output: Output, file: &FileConfig) -> anyhow::Result<ExitCode> {
     let source = open_existing(&args.from, file, None)
         .await
@@ -124,42 +184,16 @@ pub async fn run(args: CopyArgs, output: Output, file: &FileConfig) -> anyhow::R
         "copying {bar:40} {pos}/{len} events ({per_sec}, eta {eta})",
     );
     bar.set_position(start.0 - 1);
-    let mut events = from.read_all(start).await?;
-    let mut batch: Vec<StoredEvent> = Vec::with_capacity(BATCH);
-    let mut copied = 0u64;
     let mut last_report = Instant::now();
-    loop {
-        let next = events.next().await.transpose()?;
-        let done = match next {
-            Some(ev) if ev.position > head => true,
-            Some(ev) => {
-                batch.push(ev);
-                false
-            }
-            None => true,
-        };
-        if batch.len() == BATCH || (done && !batch.is_empty()) {
-            let last = to.append_copies(&batch).await.with_context(|| {
-                format!(
-                    "copying positions {} to {}; what was copied before stays, and the same \
-                     command resumes after it",
-                    batch[0].position,
-                    batch[batch.len() - 1].position
-                )
-            })?;
-            copied += batch.len() as u64;
-            bar.set_position(last.0);
-            batch.clear();
-            // Without a terminal (a cron job, a pod), a line now and then.
-            if bar.is_hidden() && last_report.elapsed() >= REPORT_EVERY {
-                last_report = Instant::now();
-                eprintln!("copied up to position {last} of {head}...");
-            }
+    let copied = copy_range(&*from, &*to, start, head, |last| {
+        bar.set_position(last.0);
+        // Without a terminal (a cron job, a pod), a line now and then.
+        if bar.is_hidden() && last_report.elapsed() >= REPORT_EVERY {
+            last_report = Instant::now();
+            eprintln!("copied up to position {last} of {head}...");
         }
-        if done {
-            break;
-        }
-    }
+    })
+    .await?;
     bar.finish_and_clear();
     let target_head = to.head().await?;
     source.close().await;
@@ -190,4 +224,61 @@ pub async fn run(args: CopyArgs, output: Output, file: &FileConfig) -> anyhow::R
         )?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Keeps `target` a copy of `source` as it grows (`serve --backup-dir`):
+/// from the target's head, every event of the source's tail, in batches of
+/// whatever has arrived (at most [`BATCH`]), until `stop`. A failure (the
+/// target's disk, the source unreachable) is logged and the copy starts
+/// again from the target's head after a pause; the target is a prefix of
+/// the source at every moment.
+pub async fn follow(
+    source: Arc<dyn EventLog>,
+    target: Arc<dyn EventLog>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    use futures::FutureExt as _;
+    tokio::pin!(stop);
+    let mut failures = 0u32;
+    loop {
+        let copied = std::sync::atomic::AtomicU64::new(0);
+        let run = async {
+            let start = resume_point(&*source, &*target).await?;
+            let mut events = source.tail(start).await?;
+            while let Some(first) = events.next().await {
+                let mut batch = vec![first?];
+                while batch.len() < BATCH {
+                    match events.next().now_or_never() {
+                        Some(Some(event)) => batch.push(event?),
+                        _ => break,
+                    }
+                }
+                let last = target.append_copies(&batch).await?;
+                metrics::gauge!("waybill_backup_position").set(last.0 as f64);
+                copied.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+            anyhow::Ok(())
+        };
+        let result = tokio::select! {
+            () = &mut stop => return,
+            result = run => result,
+        };
+        if copied.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+            failures = 0;
+        }
+        failures += 1;
+        let pause = Duration::from_millis(250 << failures.min(5));
+        match result {
+            Ok(()) => tracing::warn!("the backup's source ended; starting again"),
+            Err(e) => tracing::error!(
+                error = format!("{e:#}"),
+                retry_in_ms = pause.as_millis() as u64,
+                "the backup stopped; it starts again from its head"
+            ),
+        }
+        tokio::select! {
+            () = &mut stop => return,
+            () = tokio::time::sleep(pause) => {}
+        }
+    }
 }

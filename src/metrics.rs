@@ -22,7 +22,7 @@ enum Kind {
 
 /// Every metric `waybill serve` exports: name, kind, and the HELP text a
 /// scrape shows (labels in brackets).
-const METRICS: [(&str, Kind, &str); 13] = [
+const METRICS: [(&str, Kind, &str); 14] = [
     ("waybill_commands_total", Kind::Counter,
      "Commands handled [command; outcome: accepted, already_done, rejected, invalid, not_found, denied, aborted, unavailable, internal; reason: the policy reason of a rejection]"),
     ("waybill_append_seconds", Kind::Histogram,
@@ -49,6 +49,8 @@ const METRICS: [(&str, Kind, &str); 13] = [
      "Records in the Merkle tree of the log"),
     ("waybill_checkpoints_signed_total", Kind::Counter,
      "Checkpoints of the Merkle tree signed and appended by this process"),
+    ("waybill_backup_position", Kind::Gauge,
+     "The last position the live copy of the log (--backup-dir) holds"),
 ];
 
 /// Installs the recorder and serves the scrape endpoint on `addr`.

@@ -32,6 +32,9 @@ use crate::roles::Roles;
 
 /// How often the health service checks that the log answers.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// At a clean stop, how long the backup may take to copy the last events.
+const BACKUP_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest command request (a pipeline file may be 512 KiB); larger ones are
 /// refused with OUT_OF_RANGE before they are decoded.
 const MAX_COMMAND_MESSAGE: usize = 1024 * 1024;
@@ -68,6 +71,8 @@ pub struct Services {
     pub tls: Option<tonic::transport::ServerTlsConfig>,
     /// Requests per second per connection.
     pub rate_limit: RateLimit,
+    /// A live copy of the log (`--backup-dir`), kept up to date while serving.
+    pub backup: Option<OpenLog>,
 }
 
 /// What the `queries` role keeps and serves.
@@ -174,6 +179,7 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         "command_cache_records must be at least 1 (the records the command service's cached \
          project states keep in memory)"
     );
+    let backup_dir = backup_dir(&args, file)?;
     let auth = Arc::new(authenticator(&args)?);
     reload_auth_on_sighup(auth.clone(), args.auth_config.clone())?;
     let policy = crate::audit::checkpoint_policy(
@@ -182,6 +188,10 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         &crate::config::data_dir(&args.log, file),
     )?;
     let log = open(&args.log, file).await?;
+    let backup = match backup_dir {
+        Some(dir) => Some(open_backup(dir, &log).await?),
+        None => None,
+    };
     let command_store = if roles.commands || roles.reactors {
         let dir = crate::config::data_dir(&args.log, file).join(COMMAND_STORE_DIR);
         let store = tokio::task::spawn_blocking(move || {
@@ -250,11 +260,51 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
                 .or(file.rate_limit)
                 .unwrap_or(DEFAULT_RATE_LIMIT),
         ),
+        backup,
     };
     serve(listener, services, shutdown).await?;
     log.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `--backup-dir`, checked to be outside the data directory.
+fn backup_dir(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Option<std::path::PathBuf>> {
+    let Some(dir) = args.backup_dir.clone().or_else(|| file.backup_dir.clone()) else {
+        return Ok(None);
+    };
+    // Resolved as far as it exists (either may not yet).
+    let resolved = |p: &std::path::Path| {
+        std::fs::canonicalize(p)
+            .or_else(|_| std::path::absolute(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    };
+    let data = crate::config::data_dir(&args.log, file);
+    let (a, b) = (resolved(&data), resolved(&dir));
+    anyhow::ensure!(
+        !(b.starts_with(&a) || a.starts_with(&b)),
+        "--backup-dir {} must be outside the data directory {} (on another disk, ideally)",
+        dir.display(),
+        data.display()
+    );
+    Ok(Some(dir))
+}
+
+/// Opens the backup (an embedded log) and checks, before anything is
+/// served, that it holds nothing or an earlier copy of this log.
+async fn open_backup(dir: std::path::PathBuf, log: &OpenLog) -> anyhow::Result<OpenLog> {
+    let target = crate::cli::LogArgs {
+        data_dir: Some(dir.clone()),
+        ..Default::default()
+    };
+    let backup = open(&target, &FileConfig::default())
+        .await
+        .with_context(|| format!("opening the backup in {}", dir.display()))?;
+    crate::copy::resume_point(&*log.log(), &*backup.log())
+        .await
+        .with_context(|| format!("the backup in {}", dir.display()))?;
+    tracing::info!(dir = %dir.display(), "keeping a live copy of the log");
+    Ok(backup)
 }
 
 /// The gRPC TLS settings of the flags and the config file.
@@ -434,6 +484,14 @@ pub async fn serve(
             }
         }));
     }
+    if let Some(backup) = &services.backup {
+        let (source, target) = (services.log.log(), backup.log());
+        tasks.push(tokio::spawn(crate::copy::follow(
+            source,
+            target,
+            stopped(stop_rx.clone()),
+        )));
+    }
     if services.reactors {
         let reactor = AutoPromoter::new(handler.clone());
         tasks.push(tokio::spawn(reactor.run(stopped(stop_rx.clone()))));
@@ -500,6 +558,25 @@ pub async fn serve(
     };
     for task in tasks {
         let _ = task.await;
+    }
+    if let Some(backup) = &services.backup {
+        // Nothing appends any more: the backup takes the last events too.
+        let (source, target) = (services.log.log(), backup.log());
+        let catch_up = crate::copy::catch_up(&*source, &*target);
+        match tokio::time::timeout(BACKUP_CATCH_UP_TIMEOUT, catch_up).await {
+            Ok(Ok(copied)) => tracing::info!(copied, "the backup holds the whole log"),
+            Ok(Err(e)) => {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "cannot bring the backup up to date"
+                )
+            }
+            Err(_) => tracing::warn!(
+                secs = BACKUP_CATCH_UP_TIMEOUT.as_secs(),
+                "the backup is still behind the log; it goes on at the next start"
+            ),
+        }
+        backup.close().await;
     }
     // The next start takes the project states back instead of folding
     // every project's log again.

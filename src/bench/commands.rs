@@ -460,6 +460,7 @@ impl Server {
                 read_side,
                 tls: None,
                 rate_limit: crate::rate_limit::RateLimit::new(u32::MAX),
+                backup: None,
             },
             async move {
                 let _ = stop_rx.await;
