@@ -125,6 +125,29 @@ fn example_roles_admit_and_refuse_as_documented() {
     };
     assert_eq!(projects(&alice), ["shop", "web"]);
     assert_eq!(projects(&ci), ["shop"]);
+    // Without -p, a read verb takes the only project the caller may view,
+    // and asks for one when there are several.
+    let status = |token: &str| {
+        waybill()
+            .args(["status", "--min-position", &at])
+            .args(["--server", &served.endpoint(), "--token", token])
+            .output()
+            .expect("status")
+    };
+    let one = status(&ci);
+    assert!(
+        one.status.success(),
+        "{}",
+        String::from_utf8_lossy(&one.stderr)
+    );
+    assert!(String::from_utf8_lossy(&one.stdout).contains("project shop: 3 stages"));
+    let several = status(&alice);
+    assert_eq!(several.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&several.stderr).contains("you may view shop, web"),
+        "{}",
+        String::from_utf8_lossy(&several.stderr)
+    );
     let unknown = waybill()
         .args([
             "projects",

@@ -34,8 +34,8 @@ pub enum QueryCommand {
 /// Project and read-your-own-writes position, common to the read verbs.
 #[derive(Debug, Args)]
 pub struct ReadArgs {
-    /// Project.
-    #[arg(long, short = 'p', env = "WAYBILL_PROJECT")]
+    /// Project [default: the only project you may view, if there is one].
+    #[arg(long, short = 'p', env = "WAYBILL_PROJECT", default_value = "")]
     pub project: String,
     /// Wait (bounded) until the server reflects this position: read your own writes.
     #[arg(long, value_name = "POSITION", default_value_t = 0)]
@@ -174,6 +174,58 @@ pub struct AtArgs {
     pub at: AtPoint,
 }
 
+impl QueryCommand {
+    /// The project and position arguments of a verb about one project.
+    fn read_args(&self) -> Option<&ReadArgs> {
+        match self {
+            QueryCommand::Status(a) => Some(&a.read),
+            QueryCommand::History(a) => Some(&a.read),
+            QueryCommand::Freight(a) => Some(&a.read),
+            QueryCommand::Promotions(a) => Some(&a.read),
+            QueryCommand::At(a) => Some(&a.read),
+            QueryCommand::Projects(_) | QueryCommand::Pending(_) | QueryCommand::Watch(_) => None,
+        }
+    }
+
+    fn set_project(&mut self, project: String) {
+        let read = match self {
+            QueryCommand::Status(a) => &mut a.read,
+            QueryCommand::History(a) => &mut a.read,
+            QueryCommand::Freight(a) => &mut a.read,
+            QueryCommand::Promotions(a) => &mut a.read,
+            QueryCommand::At(a) => &mut a.read,
+            QueryCommand::Projects(_) | QueryCommand::Pending(_) | QueryCommand::Watch(_) => return,
+        };
+        read.project = project;
+    }
+}
+
+/// The project a verb means when none is given: the only one the caller
+/// may view. `Err(Ok(text))`: there is none, or there are several;
+/// `Err(Err(status))`: the server refused.
+async fn sole_project(
+    svc: &mut super::rpc::Queries,
+    min_position: u64,
+) -> Result<String, Result<String, tonic::Status>> {
+    let reply = svc
+        .list_projects(waybill_proto::v1::ListProjectsRequest { min_position })
+        .await
+        .map_err(Err)?
+        .into_inner();
+    let mut names: Vec<String> = reply.projects.into_iter().map(|p| p.project).collect();
+    match names.len() {
+        1 => Ok(names.remove(0)),
+        0 => Err(Ok(
+            "no project to show: none is applied yet, or you may view none (give one with -p)"
+                .to_string(),
+        )),
+        _ => Err(Ok(format!(
+            "give a project with -p (or WAYBILL_PROJECT): you may view {}",
+            names.join(", ")
+        ))),
+    }
+}
+
 /// Runs one read verb. Exit codes: 0 done, 1 refused by the server, 2 the
 /// server cannot be reached (connection errors come back as `Err`).
 pub async fn run(client: &ClientArgs, command: QueryCommand) -> anyhow::Result<ExitCode> {
@@ -184,6 +236,14 @@ pub async fn run(client: &ClientArgs, command: QueryCommand) -> anyhow::Result<E
     }
     let mut svc = connect(client).await?;
     let output = client.output;
+    let mut command = command;
+    if let Some(read) = command.read_args().filter(|r| r.project.is_empty()) {
+        match sole_project(&mut svc, read.min_position).await {
+            Ok(project) => command.set_project(project),
+            Err(Ok(problem)) => anyhow::bail!(problem),
+            Err(Err(status)) => return Ok(refused(output, &status)),
+        }
+    }
     let result = match command {
         QueryCommand::Projects(a) => projects::run(&mut svc, a, output).await,
         QueryCommand::Status(a) => stages::status(&mut svc, a, output).await,
