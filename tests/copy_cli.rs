@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{run, stderr, stdout};
+use common::{append_burst, run, stderr, stdout};
 use waybill_ledger::testing::NatsServer;
 
 fn ok(args: &[&str]) -> String {
@@ -14,21 +14,8 @@ fn ok(args: &[&str]) -> String {
     stdout(&out)
 }
 
-/// `count` events per writer, each writer on its own project; `tag`
-/// prefixes the command ids.
 fn burst(data_dir: &str, count: &str, writers: &str, tag: &str) {
-    ok(&[
-        "debug",
-        "append-burst",
-        "--count",
-        count,
-        "--writers",
-        writers,
-        "--tag",
-        tag,
-        "--data-dir",
-        data_dir,
-    ]);
+    append_burst(&["--data-dir", data_dir], count, writers, tag);
 }
 
 #[test]

@@ -3,22 +3,12 @@
 
 mod common;
 
-use common::{run, stdout};
+use common::{append_burst, run, stdout};
 use waybill_ledger::testing::{mutable_jetstream, NatsServer};
 use waybill_ledger::SledLog;
 
 fn burst(log_args: &[&str], count: &str, writers: &str) {
-    let mut args = vec![
-        "debug",
-        "append-burst",
-        "--count",
-        count,
-        "--writers",
-        writers,
-    ];
-    args.extend_from_slice(log_args);
-    let out = run(&args);
-    assert!(out.status.success(), "{}", common::stderr(&out));
+    append_burst(log_args, count, writers, "burst");
 }
 
 #[test]

@@ -8,6 +8,45 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The text of the Prometheus endpoint on `port` (`serve --metrics-listen`).
+pub fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to metrics");
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .expect("request");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("response");
+    text
+}
+
+/// `waybill debug append-burst`: `count` events from each of `writers`
+/// writers, each on its own project `burst-<n>`, command ids prefixed with
+/// `tag`, on the log `log_args` selects.
+pub fn append_burst(log_args: &[&str], count: &str, writers: &str, tag: &str) {
+    let mut args = vec![
+        "debug",
+        "append-burst",
+        "--count",
+        count,
+        "--writers",
+        writers,
+        "--tag",
+        tag,
+    ];
+    args.extend_from_slice(log_args);
+    let out = run(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 /// The binary under test.
 pub fn waybill() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_waybill"));
