@@ -609,6 +609,9 @@ pub fn hostname() -> String {
 /// because NATS is down or its read models are still catching up.
 pub const LIVENESS: &str = "liveness";
 
+/// How often a catch-up says how far it is.
+const CATCH_UP_REPORT: Duration = Duration::from_secs(10);
+
 /// How often health looks at the read models while they catch up.
 const CATCH_UP_POLL: Duration = Duration::from_millis(100);
 
@@ -672,6 +675,14 @@ async fn watch_health(
     let mut log_up = true;
     let mut caught_up = projections.is_none();
     let mut catch_up_to = None;
+    // When the catch-up last said how far it was, and where it was then.
+    let mut progress = (
+        tokio::time::Instant::now(),
+        projections
+            .as_ref()
+            .map(Projections::applied)
+            .unwrap_or_default(),
+    );
     tokio::pin!(stopped);
     loop {
         let head = tokio::time::timeout(HEALTH_INTERVAL, log.head()).await;
@@ -691,6 +702,19 @@ async fn watch_health(
                         position = applied.0,
                         "read models caught up with the log: serving queries"
                     );
+                } else if !caught_up && progress.0.elapsed() >= CATCH_UP_REPORT {
+                    // A long catch-up (a new replica on a big log) says how far it is.
+                    let secs = progress.0.elapsed().as_secs_f64();
+                    let rate = applied.0.saturating_sub(progress.1 .0) as f64 / secs;
+                    let eta = target.0.saturating_sub(applied.0) as f64 / rate.max(1.0);
+                    tracing::info!(
+                        applied = applied.0,
+                        target = target.0,
+                        events_per_sec = rate.round() as u64,
+                        eta_secs = eta.round() as u64,
+                        "read models catching up with the log (health NOT_SERVING until they have)"
+                    );
+                    progress = (tokio::time::Instant::now(), applied);
                 }
             }
         }
