@@ -169,6 +169,14 @@ pub async fn catch_up(source: &dyn EventLog, target: &dyn EventLog) -> anyhow::R
 }
 
 pub async fn run(args: CopyArgs, output: Output, file: &FileConfig) -> anyhow::Result<ExitCode> {
+    if let (Some(to), None) = (&args.to_data_dir, &args.from.nats) {
+        let from = crate::config::data_dir(&args.from, file);
+        let same = matches!(
+            (std::fs::canonicalize(&from), std::fs::canonicalize(to)),
+            (Ok(a), Ok(b)) if a == b
+        );
+        anyhow::ensure!(!same, "--to-data-dir {} is the log to copy", to.display());
+    }
     let source = open_existing(&args.from, file, None)
         .await
         .context("opening the log to copy")?;

@@ -102,6 +102,10 @@ fn a_copy_onto_another_ledger_or_with_bad_arguments_writes_nothing() {
     // No target, two targets, a source that is not there.
     refused(&["copy", "--data-dir", &a], "--to-data-dir");
     refused(
+        &["copy", "--data-dir", &a, "--to-data-dir", &a],
+        "is the log to copy",
+    );
+    refused(
         &[
             "copy",
             "--data-dir",
