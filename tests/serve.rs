@@ -415,6 +415,14 @@ async fn roles_split_commands_and_queries_across_processes() {
     }
     // The commands process keeps no read models.
     assert!(!cdir.path().join("projections").exists());
+    // A read sent to it says why it is refused, and what to do.
+    let out = run(&["status", "-p", "shop", "--server", &c]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("does not serve that call"),
+        "{}",
+        stderr(&out)
+    );
 
     commands.apply_example();
     let mut cmd = pb::command_service_client::CommandServiceClient::connect(c.clone())

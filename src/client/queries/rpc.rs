@@ -51,12 +51,21 @@ pub fn refused(output: Output, status: &Status) -> ExitCode {
                 .map(str::to_string)
         })
         .unwrap_or_default();
+    // A server that does not run the role behind this call answers
+    // UNIMPLEMENTED with no message of its own.
+    let message = match (status.code(), status.message()) {
+        (Code::Unimplemented, "") => "this server does not serve that call: it runs without the \
+             role for it (--roles: `commands` for changes, `queries` for reads and audit); \
+             point --server at one that does"
+            .to_string(),
+        (_, message) => message.to_string(),
+    };
     match output {
         Output::Json => Out::default().line(
             &json!({
                 "error": format!("{:?}", status.code()),
                 "reason": reason,
-                "message": status.message(),
+                "message": message,
                 "details": info.map(|i| i.metadata).unwrap_or_default(),
             })
             .to_string(),
@@ -67,7 +76,7 @@ pub fn refused(output: Output, status: &Status) -> ExitCode {
             } else {
                 "refused"
             };
-            eprintln!("{verb} ({:?}): {}", status.code(), status.message());
+            eprintln!("{verb} ({:?}): {message}", status.code());
             if !reason.is_empty() {
                 eprintln!("  reason: {reason}");
             }
