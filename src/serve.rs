@@ -33,6 +33,9 @@ use crate::roles::Roles;
 /// How often the health service checks that the log answers.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 
+/// The page cache of the backup's embedded log.
+const BACKUP_CACHE_BYTES: u64 = 16 << 20;
+
 /// At a clean stop, how long the backup may take to copy the last events.
 const BACKUP_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest command request (a pipeline file may be 512 KiB); larger ones are
@@ -293,13 +296,14 @@ fn backup_dir(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Option<std:
 /// Opens the backup (an embedded log) and checks, before anything is
 /// served, that it holds nothing or an earlier copy of this log.
 async fn open_backup(dir: std::path::PathBuf, log: &OpenLog) -> anyhow::Result<OpenLog> {
-    let target = crate::cli::LogArgs {
-        data_dir: Some(dir.clone()),
-        ..Default::default()
-    };
-    let backup = open(&target, &FileConfig::default())
-        .await
-        .with_context(|| format!("opening the backup in {}", dir.display()))?;
+    let at = dir.clone();
+    // Written, hardly ever read: a small page cache.
+    let backup = tokio::task::spawn_blocking(move || {
+        waybill_ledger::SledLog::open_with_cache(&at, BACKUP_CACHE_BYTES)
+    })
+    .await?
+    .map(OpenLog::Embedded)
+    .with_context(|| format!("opening the backup in {}", dir.display()))?;
     crate::copy::resume_point(&*log.log(), &*backup.log())
         .await
         .with_context(|| format!("the backup in {}", dir.display()))?;
