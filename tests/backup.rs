@@ -162,3 +162,44 @@ fn a_backup_inside_the_data_dir_or_of_another_ledger_is_refused() {
     refused(&path("b"), &path("a-backup"), "another ledger");
     assert_eq!(dump(&path("a-backup")), dump(&path("a")), "left as it was");
 }
+
+#[test]
+fn a_backup_of_a_jetstream_log_holds_the_stream() {
+    let nats = waybill_ledger::testing::NatsServer::start();
+    let url = nats.url();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = |name: &str| dir.path().join(name).to_str().expect("utf8").to_string();
+    let backup = path("backup");
+    let served = Served::start(
+        waybill()
+            .args([
+                "serve",
+                "--insecure-dev",
+                "--no-checkpoints",
+                "--nats",
+                &url,
+            ])
+            .args(["--data-dir", &path("data"), "--backup-dir", &backup]),
+    );
+    served.apply_example();
+    for i in 0..5 {
+        let out = run(&[
+            "discover",
+            "-p",
+            "shop",
+            "-w",
+            "images",
+            "--image",
+            &format!("ghcr.io/acme/shop:{i}"),
+            "--server",
+            &served.endpoint(),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    assert!(served.terminate().success());
+    let out = run(&["dump", "--nats", &url]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stream: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
+    assert!(stream.len() >= 6, "{}", stream.len());
+    assert_eq!(dump(&backup), stream);
+}
