@@ -57,7 +57,7 @@ fn kubernetes_manifests_agree_with_the_binary_and_the_config() {
         "the ConfigMap drifted from deploy/waybill.cluster.toml"
     );
 
-    let deployments: Vec<&Value> = kind("Deployment").collect();
+    let deployments: Vec<&Value> = kind("StatefulSet").collect();
     assert_eq!(deployments.len(), 2, "api and worker");
     let mut container_ports = BTreeSet::new();
     for d in &deployments {
@@ -111,12 +111,29 @@ fn kubernetes_manifests_agree_with_the_binary_and_the_config() {
                 )
             })
             .collect();
+        let claims: BTreeSet<&str> = d["spec"]["volumeClaimTemplates"]
+            .as_array()
+            .expect("volume claims")
+            .iter()
+            .map(|v| v["metadata"]["name"].as_str().expect("name"))
+            .collect();
         let volumes: BTreeSet<&str> = pod["volumes"]
             .as_array()
             .expect("volumes")
             .iter()
             .map(|v| v["name"].as_str().expect("name"))
+            .chain(claims.iter().copied())
             .collect();
+        // The data directory is each pod's own volume, kept across restarts.
+        let data_mount = mounts
+            .iter()
+            .find(|(_, m)| *m == config["data_dir"].as_str().expect("data_dir"))
+            .map(|(v, _)| v.as_str())
+            .expect("the data directory is mounted");
+        assert!(
+            claims.contains(data_mount),
+            "{name}: data is not a volume claim"
+        );
         for (volume, _) in &mounts {
             assert!(
                 volumes.contains(volume.as_str()),
