@@ -34,6 +34,22 @@ fn gauge(port: u16, name: &str) -> Option<u64> {
         .map(|v| v as u64)
 }
 
+/// `waybill discover` of `ghcr.io/acme/shop:<tag>` in project shop.
+fn discover(served: &Served, tag: &str) {
+    let out = run(&[
+        "discover",
+        "-p",
+        "shop",
+        "-w",
+        "images",
+        "--image",
+        &format!("ghcr.io/acme/shop:{tag}"),
+        "--server",
+        &served.endpoint(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 fn dump(dir: &str) -> Vec<String> {
     let out = run(&["dump", "--data-dir", dir]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -53,24 +69,6 @@ fn a_backup_follows_the_log_and_survives_stops_and_kills() {
                 .args(["--data-dir", &data, "--backup-dir", &backup])
                 .args(["--metrics-listen", &format!("127.0.0.1:{port}")]),
         )
-    };
-    let discover = |served: &Served, tag: &str| {
-        let out = run(&[
-            "discover",
-            "-p",
-            "shop",
-            "-w",
-            "images",
-            "--image",
-            &format!("ghcr.io/acme/shop:{tag}"),
-            "--server",
-            &served.endpoint(),
-            "--output",
-            "json",
-        ]);
-        assert!(out.status.success(), "{}", stderr(&out));
-        let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("json");
-        v["position"].as_u64().expect("position")
     };
 
     // Live: the backup reaches each new event while the server runs (the
@@ -183,18 +181,7 @@ fn a_backup_of_a_jetstream_log_holds_the_stream() {
     );
     served.apply_example();
     for i in 0..5 {
-        let out = run(&[
-            "discover",
-            "-p",
-            "shop",
-            "-w",
-            "images",
-            "--image",
-            &format!("ghcr.io/acme/shop:{i}"),
-            "--server",
-            &served.endpoint(),
-        ]);
-        assert!(out.status.success(), "{}", stderr(&out));
+        discover(&served, &i.to_string());
     }
     assert!(served.terminate().success());
     let out = run(&["dump", "--nats", &url]);
