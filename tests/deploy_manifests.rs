@@ -124,6 +124,13 @@ fn kubernetes_manifests_agree_with_the_binary_and_the_config() {
             .map(|v| v["name"].as_str().expect("name"))
             .chain(claims.iter().copied())
             .collect();
+        // A StatefulSet names a Service of its own (headless).
+        let governing = d["spec"]["serviceName"].as_str().expect("serviceName");
+        assert!(
+            kind("Service")
+                .any(|s| s["metadata"]["name"] == governing && s["spec"]["clusterIP"] == "None"),
+            "{name}: no headless Service {governing}"
+        );
         // The data directory is each pod's own volume, kept across restarts.
         let data_mount = mounts
             .iter()
