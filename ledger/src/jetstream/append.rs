@@ -195,13 +195,48 @@ impl Envelope {
 /// Records copied from another log, each published with the headers it
 /// would have had and `Nats-Expected-Last-Sequence` = its position - 1, so
 /// that it lands exactly at its position or not at all. Published as one
-/// pipeline, then acknowledged in order.
+/// pipeline, then acknowledged in order. A batch that no stream answered at
+/// all (a replicated stream just created, or electing a leader: nothing was
+/// stored) is published again, as an append is.
 pub(super) async fn append_copies(
     log: &JetStreamLog,
     records: &[crate::StoredEvent],
 ) -> Result<Position, LedgerError> {
+    let mut unanswered = 0;
+    loop {
+        match publish_copies(log, records).await {
+            Err(Unanswered(err)) if unanswered < NO_RESPONDER_RETRIES => {
+                unanswered += 1;
+                tracing::debug!(retry = unanswered, error = %err, "no stream answered the copy; retrying");
+                tokio::time::sleep(Duration::from_millis(20 << unanswered.min(4))).await;
+            }
+            Err(Unanswered(err)) => return Err(err),
+            Err(Failed(err)) => return Err(err),
+            Ok(last) => return Ok(last),
+        }
+    }
+}
+
+/// Why a batch of copies was not all stored.
+enum CopyFailure {
+    /// No stream answered its first record: nothing was stored.
+    Unanswered(LedgerError),
+    Failed(LedgerError),
+}
+use CopyFailure::{Failed, Unanswered};
+
+impl From<LedgerError> for CopyFailure {
+    fn from(err: LedgerError) -> Self {
+        Failed(err)
+    }
+}
+
+async fn publish_copies(
+    log: &JetStreamLog,
+    records: &[crate::StoredEvent],
+) -> Result<Position, CopyFailure> {
     let Some(first) = records.first() else {
-        return read::stream_last_sequence(log).await;
+        return Ok(read::stream_last_sequence(log).await?);
     };
     let mut heads: std::collections::HashMap<String, ChainHead> = Default::default();
     let mut acks = Vec::with_capacity(records.len());
@@ -225,7 +260,7 @@ pub(super) async fn append_copies(
                 let head = read::fetch_head(log, &e.project).await?;
                 crate::log::check_copy(record, at, &head)?
             }
-            Err(err) => return Err(err),
+            Err(err) => return Err(Failed(err)),
         };
         heads.insert(project.as_str().to_string(), new_head);
         let message = PublishMessage::build().payload(record.bytes.clone());
@@ -254,30 +289,32 @@ pub(super) async fn append_copies(
     for (position, ack) in acks {
         match ack.await {
             Ok(ack) if ack.duplicate => {
-                return Err(LedgerError::invalid(
+                return Err(Failed(LedgerError::invalid(
                     "copied record",
                     format!("position {position}: its command id is already in this log"),
-                ))
+                )))
             }
             Ok(ack) if ack.sequence != position.0 => {
-                return Err(LedgerError::Storage(format!(
+                return Err(Failed(LedgerError::Storage(format!(
                     "the copy of position {position} landed at {}",
                     ack.sequence
-                )))
+                ))))
             }
             Ok(_) => last = position,
             Err(err) => {
                 for project in heads.keys() {
                     log.forget_head(project);
                 }
+                let unavailable = LedgerError::Unavailable(format!(
+                    "copying position {position}: {err}{}",
+                    source_text(&err)
+                ));
                 return Err(match classify(&err) {
-                    Failure::Conflict(_) => LedgerError::Conflict {
+                    Failure::Conflict(_) => Failed(LedgerError::Conflict {
                         actual: read::stream_last_sequence(log).await?,
-                    },
-                    _ => LedgerError::Unavailable(format!(
-                        "copying position {position}: {err}{}",
-                        source_text(&err)
-                    )),
+                    }),
+                    Failure::NoResponders if last == Position::ZERO => Unanswered(unavailable),
+                    _ => Failed(unavailable),
                 });
             }
         }
