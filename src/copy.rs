@@ -249,7 +249,7 @@ pub async fn follow(
     tokio::pin!(stop);
     let mut failures = 0u32;
     loop {
-        let copied = std::sync::atomic::AtomicU64::new(0);
+        let mut progressed = false;
         let run = async {
             let start = resume_point(&*source, &*target).await?;
             let mut events = source.tail(start).await?;
@@ -263,7 +263,7 @@ pub async fn follow(
                 }
                 let last = target.append_copies(&batch).await?;
                 metrics::gauge!("waybill_backup_position").set(last.0 as f64);
-                copied.fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                progressed = true;
             }
             anyhow::Ok(())
         };
@@ -271,7 +271,7 @@ pub async fn follow(
             () = &mut stop => return,
             result = run => result,
         };
-        if copied.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+        if progressed {
             failures = 0;
         }
         failures += 1;
