@@ -106,6 +106,11 @@ pub struct LogArgs {
     /// JetStream stream name [default: WAYBILL].
     #[arg(long, env = "WAYBILL_STREAM")]
     pub stream: Option<String>,
+    /// Subjects of the stream: `<prefix>.<project>.<event type>`; two
+    /// ledgers on one NATS account need different prefixes (and streams)
+    /// [default: waybill].
+    #[arg(long, env = "WAYBILL_SUBJECT_PREFIX")]
+    pub subject_prefix: Option<String>,
     /// Replicas when creating the stream [default: 1].
     #[arg(long, env = "WAYBILL_REPLICAS")]
     pub replicas: Option<usize>,

@@ -59,6 +59,8 @@ pub struct NatsFileConfig {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub stream: Option<String>,
+    /// Events go to `<subject_prefix>.<project>.<event type>`.
+    pub subject_prefix: Option<String>,
     pub replicas: Option<usize>,
     pub duplicate_window_secs: Option<u64>,
 }
@@ -142,6 +144,24 @@ pub fn log_config(args: &LogArgs, file: &FileConfig) -> anyhow::Result<LogConfig
             bail!("invalid stream name {stream:?}: use letters, digits, '-' and '_'");
         }
         opts.stream = stream;
+    }
+    if let Some(prefix) = args
+        .subject_prefix
+        .clone()
+        .or_else(|| n.subject_prefix.clone())
+    {
+        let token_ok = |t: &str| {
+            !t.is_empty()
+                && t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        };
+        if !prefix.split('.').all(token_ok) {
+            bail!(
+                "invalid subject prefix {prefix:?}: use dot-separated tokens of letters, \
+                 digits, '-' and '_' (e.g. waybill or acme.waybill)"
+            );
+        }
+        opts.subject_prefix = prefix;
     }
     if let Some(r) = args.replicas.or(n.replicas) {
         if !(1..=5).contains(&r) {

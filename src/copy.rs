@@ -59,6 +59,10 @@ pub struct CopyArgs {
     /// Replicas when the stream on --to-nats is created [default: 1].
     #[arg(long, requires = "to_nats")]
     pub to_replicas: Option<usize>,
+    /// Subject prefix of the stream on --to-nats [default: waybill]; another
+    /// than the source's to copy into a second stream on the same account.
+    #[arg(long, requires = "to_nats")]
+    pub to_subject_prefix: Option<String>,
 }
 
 impl CopyArgs {
@@ -72,6 +76,7 @@ impl CopyArgs {
             nats_cert: self.to_nats_cert.clone(),
             nats_key: self.to_nats_key.clone(),
             stream: self.to_stream.clone(),
+            subject_prefix: self.to_subject_prefix.clone(),
             replicas: self.to_replicas,
             ..LogArgs::default()
         }

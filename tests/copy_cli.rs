@@ -61,6 +61,36 @@ fn an_embedded_ledger_moves_to_jetstream_and_back_unchanged() {
     assert_eq!(summary["from_position"], 451, "{summary}");
     assert_eq!(summary["target_head"], 455, "{summary}");
 
+    // Into a second stream on the same account: another name and subjects.
+    ok(&[
+        "copy",
+        "--nats",
+        &url,
+        "--to-nats",
+        &url,
+        "--to-stream",
+        "LEDGER_TWO",
+        "--to-subject-prefix",
+        "acme.two",
+    ]);
+    let second = [
+        "--nats",
+        &url,
+        "--stream",
+        "LEDGER_TWO",
+        "--subject-prefix",
+        "acme.two",
+    ];
+    assert_eq!(
+        ok(&[&["dump"][..], &second[..]].concat()),
+        ok(&["dump", "--nats", &url])
+    );
+    let verified = ok(&[&["verify"][..], &second[..]].concat());
+    assert!(
+        verified.contains("ok: 455 events in 3 project(s)"),
+        "{verified}"
+    );
+
     // And back into a new data directory, as a backup.
     ok(&["copy", "--nats", &url, "--to-data-dir", back]);
     let source_dump = ok(&["dump", "--data-dir", src]);
@@ -99,6 +129,19 @@ fn a_copy_onto_another_ledger_or_with_bad_arguments_writes_nothing() {
     );
     assert_eq!(ok(&["dump", "--nats", &url]), copied);
 
+    // A subject prefix NATS cannot take.
+    refused(
+        &[
+            "copy",
+            "--data-dir",
+            &a,
+            "--to-nats",
+            &url,
+            "--to-subject-prefix",
+            "bad prefix",
+        ],
+        "invalid subject prefix",
+    );
     // No target, two targets, a source that is not there.
     refused(&["copy", "--data-dir", &a], "--to-data-dir");
     refused(
