@@ -16,6 +16,7 @@ mod projections;
 mod rate_limit;
 mod roles;
 mod serve;
+mod tls;
 mod verify;
 
 use std::process::ExitCode;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use futures::FutureExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::service::interceptor::InterceptedService;
@@ -29,6 +30,7 @@ use crate::cli::ServeArgs;
 use crate::config::{listen_addr, FileConfig};
 use crate::open::{open, OpenLog};
 use crate::roles::Roles;
+use crate::tls::{ServerTls, TlsFiles};
 
 /// How often the health service checks that the log answers.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
@@ -71,7 +73,7 @@ pub struct Services {
     /// here and served by the query and audit services.
     pub read_side: Option<ReadSide>,
     /// gRPC over TLS (and mutual TLS), when configured.
-    pub tls: Option<tonic::transport::ServerTlsConfig>,
+    pub tls: Option<Arc<ServerTls>>,
     /// Requests per second per connection.
     pub rate_limit: RateLimit,
     /// A live copy of the log (`--backup-dir`), kept up to date while serving.
@@ -184,7 +186,7 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
     );
     let backup_dir = backup_dir(&args, file)?;
     let auth = Arc::new(authenticator(&args)?);
-    reload_auth_on_sighup(auth.clone(), args.auth_config.clone())?;
+    reload_on_sighup(auth.clone(), args.auth_config.clone(), tls.clone())?;
     let policy = crate::audit::checkpoint_policy(
         &args.audit,
         &file.audit,
@@ -311,34 +313,25 @@ async fn open_backup(dir: std::path::PathBuf, log: &OpenLog) -> anyhow::Result<O
     Ok(backup)
 }
 
-/// The gRPC TLS settings of the flags and the config file.
-fn server_tls(
-    args: &ServeArgs,
-    file: &FileConfig,
-) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
-    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+/// The gRPC TLS settings of the flags and the config file, read and
+/// checked (SIGHUP reads them again).
+fn server_tls(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Option<Arc<ServerTls>>> {
     let cert = args.tls_cert.clone().or_else(|| file.tls_cert.clone());
     let key = args.tls_key.clone().or_else(|| file.tls_key.clone());
     let client_ca = args
         .tls_client_ca
         .clone()
         .or_else(|| file.tls_client_ca.clone());
-    let read = |p: &std::path::Path| {
-        std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
-    };
     match (cert, key) {
         (None, None) if client_ca.is_some() => {
             anyhow::bail!("--tls-client-ca needs --tls-cert and --tls-key")
         }
         (None, None) => Ok(None),
-        (Some(cert), Some(key)) => {
-            let mut tls =
-                ServerTlsConfig::new().identity(Identity::from_pem(read(&cert)?, read(&key)?));
-            if let Some(ca) = client_ca {
-                tls = tls.client_ca_root(Certificate::from_pem(read(&ca)?));
-            }
-            Ok(Some(tls))
-        }
+        (Some(cert), Some(key)) => Ok(Some(Arc::new(ServerTls::load(TlsFiles {
+            cert,
+            key,
+            client_ca,
+        })?))),
         _ => anyhow::bail!("--tls-cert and --tls-key go together"),
     }
 }
@@ -365,13 +358,15 @@ fn authenticator(args: &ServeArgs) -> anyhow::Result<Authenticator> {
 }
 
 /// SIGHUP reads the auth config again (tokens file, JWT keys, bindings) and
-/// puts it in force, or keeps the one in force if the new one is wrong: a
-/// leaked token is revoked without a restart. Without `--auth-config` there
-/// is nothing to read, and SIGHUP (which would otherwise end the process)
-/// only says so.
-fn reload_auth_on_sighup(
+/// the gRPC TLS files, and puts each in force, or keeps the one in force if
+/// the new one is wrong: a leaked token is revoked, and a rotated
+/// certificate served, without a restart. With neither configured there is
+/// nothing to read, and SIGHUP (which would otherwise end the process) only
+/// says so.
+fn reload_on_sighup(
     auth: Arc<Authenticator>,
     path: Option<std::path::PathBuf>,
+    tls: Option<Arc<ServerTls>>,
 ) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
@@ -379,25 +374,42 @@ fn reload_auth_on_sighup(
         let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
-                let Some(path) = &path else {
-                    tracing::warn!("SIGHUP: no --auth-config to read again");
+                if path.is_none() && tls.is_none() {
+                    tracing::warn!("SIGHUP: no --auth-config and no TLS files to read again");
                     continue;
-                };
-                match AuthConfig::load(path).and_then(|config| auth.reload(config)) {
-                    Ok(()) => {
-                        tracing::info!(auth_config = %path.display(), "SIGHUP: auth config reloaded")
+                }
+                if let Some(path) = &path {
+                    match AuthConfig::load(path).and_then(|config| auth.reload(config)) {
+                        Ok(()) => tracing::info!(
+                            auth_config = %path.display(),
+                            "SIGHUP: auth config reloaded"
+                        ),
+                        Err(e) => tracing::error!(
+                            auth_config = %path.display(),
+                            error = %e,
+                            "SIGHUP: cannot reload the auth config; the previous one stays in force"
+                        ),
                     }
-                    Err(e) => tracing::error!(
-                        auth_config = %path.display(),
-                        error = %e,
-                        "SIGHUP: cannot reload the auth config; the previous one stays in force"
-                    ),
+                }
+                if let Some(tls) = &tls {
+                    let cert = tls.cert_path().display().to_string();
+                    match tls.reload() {
+                        Ok(()) => tracing::info!(
+                            tls_cert = %cert,
+                            "SIGHUP: TLS certificate reloaded; new connections use it"
+                        ),
+                        Err(e) => tracing::error!(
+                            tls_cert = %cert,
+                            error = format!("{e:#}"),
+                            "SIGHUP: cannot reload the TLS files; the previous ones stay in force"
+                        ),
+                    }
                 }
             }
         });
     }
     #[cfg(not(unix))]
-    let _ = (auth, path);
+    let _ = (auth, path, tls);
     Ok(())
 }
 
@@ -501,14 +513,11 @@ pub async fn serve(
         tasks.push(tokio::spawn(reactor.run(stopped(stop_rx.clone()))));
     }
 
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = services.tls {
-        builder = builder.tls_config(tls).context("the gRPC TLS settings")?;
-    }
+    let builder = tonic::transport::Server::builder();
     let limit = &services.rate_limit;
     let (queries, audit) = read_services.unzip();
     // A service of a role this process does not run is absent: UNIMPLEMENTED.
-    let result = builder
+    let router = builder
         // Per connection: requests in flight at once, and HTTP/2 streams.
         .concurrency_limit_per_connection(MAX_IN_FLIGHT_PER_CONNECTION)
         .max_concurrent_streams(Some(MAX_IN_FLIGHT_PER_CONNECTION as u32))
@@ -532,17 +541,25 @@ pub async fn serve(
                 a.into_server().max_decoding_message_size(MAX_READ_MESSAGE),
                 limit.clone(),
             )
-        }))
-        .serve_with_incoming_shutdown(
-            // No Nagle: small HTTP/2 frames must not wait for the peer's ACK.
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            // Stop accepting, and tell watches and reactors, at the same time;
-            // in-flight requests then finish.
-            async move {
-                shutdown.await;
-                let _ = stop_tx.send(true);
-            },
-        );
+        }));
+    // Stop accepting, and tell watches and reactors, at the same time;
+    // in-flight requests then finish.
+    let stopping = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
+    let result = match services.tls {
+        Some(tls) => router
+            .serve_with_incoming_shutdown(tls.incoming(listener), stopping)
+            .boxed(),
+        None => router
+            .serve_with_incoming_shutdown(
+                // No Nagle: small HTTP/2 frames must not wait for the peer's ACK.
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                stopping,
+            )
+            .boxed(),
+    };
     // In-flight requests get a grace period; a client that keeps its
     // connection open (or stops reading) does not hold the shutdown forever.
     let mut stopping = stop_rx.clone();

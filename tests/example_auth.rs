@@ -244,7 +244,7 @@ fn a_sighup_puts_a_new_auth_config_in_force() {
             .arg(dir.path().join("data")),
     );
     served.signal("-HUP");
-    served.wait_for_log("no --auth-config to read again");
+    served.wait_for_log("no --auth-config and no TLS files to read again");
     assert!(status_at(&served.endpoint(), None).status.success());
     assert!(served.terminate().success());
 }

@@ -82,3 +82,66 @@ fn mutual_tls_admits_only_clients_with_a_certificate() {
         stdout(&out)
     );
 }
+
+/// A rotated certificate (cert-manager, an ACME client) is put in place and
+/// the server is sent SIGHUP: new connections get the new certificate, no
+/// restart. A broken rotation (a key that is not the certificate's) is
+/// refused, and the certificate in force stays.
+#[test]
+fn a_sighup_serves_a_rotated_certificate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    let install = |c: &str, k: &str| {
+        std::fs::copy(tls(c), &cert).expect("copy the certificate");
+        std::fs::copy(tls(k), &key).expect("copy the key");
+    };
+    install("server.pem", "server-key.pem");
+    let served = Served::start(
+        waybill()
+            .env("WAYBILL_LOG", "info")
+            .args(["serve", "--insecure-dev", "--no-checkpoints", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .arg("--tls-cert")
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&key),
+    );
+    let https = format!("https://{}", served.addr);
+    // Trusting only `ca`, does a new connection get through?
+    let trusted_by = |ca: &str| {
+        let out = run(&[
+            "projects",
+            "--output",
+            "json",
+            "--server",
+            &https,
+            "--ca",
+            &tls(ca),
+        ]);
+        out.status.success()
+    };
+    // A client that connects and never says hello holds up nobody.
+    let _silent = std::net::TcpStream::connect(served.addr).expect("connect");
+    assert!(trusted_by("ca.pem"));
+    assert!(
+        !trusted_by("ca2.pem"),
+        "a certificate the client cannot trust"
+    );
+
+    // The new files alone change nothing until the signal.
+    install("server2.pem", "server2-key.pem");
+    assert!(trusted_by("ca.pem"), "the old certificate until SIGHUP");
+    served.signal("-HUP");
+    served.wait_for_log("TLS certificate reloaded");
+    assert!(trusted_by("ca2.pem"), "{}", served.log_so_far());
+    assert!(!trusted_by("ca.pem"), "the old certificate after SIGHUP");
+
+    // A half-done rotation: the old certificate with the new key.
+    std::fs::copy(tls("server.pem"), &cert).expect("copy the certificate");
+    served.signal("-HUP");
+    served.wait_for_log("cannot reload the TLS files");
+    assert!(served.log_so_far().contains("do not go together"));
+    assert!(trusted_by("ca2.pem"), "the certificate in force stays");
+    assert!(!trusted_by("ca.pem"));
+    served.terminate();
+}

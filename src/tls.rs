@@ -1,0 +1,236 @@
+//! The gRPC server's TLS: its certificate, key and (for mutual TLS) client
+//! CA, read from files at start and again on SIGHUP, so that a rotated
+//! certificate is served to new connections without a restart.
+//!
+//! tonic's own TLS settings are fixed when the server is built, so the
+//! server accepts TCP connections itself, completes each handshake with the
+//! settings in force when the connection arrived, and hands tonic the
+//! encrypted streams.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use futures::Stream;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::{RootCertStore, ServerConfig};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+/// A client that has not finished its handshake by then is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections whose handshake is done, waiting for the gRPC server.
+const ACCEPTED_QUEUE: usize = 64;
+
+/// The files the TLS settings come from.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The server's certificate chain (PEM), leaf first.
+    pub cert: PathBuf,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// CA certificates (PEM) a client certificate must chain to; none:
+    /// clients need no certificate.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// TLS settings in force, replaced whole by [`ServerTls::reload`].
+pub struct ServerTls {
+    files: TlsFiles,
+    config: RwLock<Arc<ServerConfig>>,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTls")
+            .field("files", &self.files)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerTls {
+    /// Reads and checks the files: every certificate parses, the key is the
+    /// certificate's, the client CA holds at least one certificate.
+    pub fn load(files: TlsFiles) -> anyhow::Result<ServerTls> {
+        let config = server_config(&files)?;
+        Ok(ServerTls {
+            files,
+            config: RwLock::new(config),
+        })
+    }
+
+    /// Reads the files again; new connections get the new settings, open
+    /// ones keep theirs. On any error the settings in force stay.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let config = server_config(&self.files)?;
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
+        Ok(())
+    }
+
+    /// The certificate file, for messages.
+    pub fn cert_path(&self) -> &Path {
+        &self.files.cert
+    }
+
+    fn current(&self) -> Arc<ServerConfig> {
+        // A poisoned lock only means a panic elsewhere; the value is whole.
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The connections `listener` accepts, once their handshake is done.
+    /// Handshakes run side by side, so a slow or silent client holds up
+    /// nobody else; one that fails or takes longer than
+    /// [`HANDSHAKE_TIMEOUT`] is dropped (and logged at debug level). The
+    /// listener closes when the stream is dropped.
+    pub fn incoming(
+        self: Arc<Self>,
+        listener: TcpListener,
+    ) -> impl Stream<Item = Result<TlsStream<TcpStream>, std::io::Error>> {
+        let (tx, mut rx) = mpsc::channel(ACCEPTED_QUEUE);
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    () = tx.closed() => return,
+                };
+                let (tcp, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of file descriptors, most likely: let some close.
+                        tracing::warn!(error = %e, "cannot accept a connection");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                // No Nagle: small HTTP/2 frames must not wait for the peer's ACK.
+                let _ = tcp.set_nodelay(true);
+                let acceptor = TlsAcceptor::from(self.current());
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => {
+                            let _ = tx.send(Ok(stream)).await;
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+    }
+}
+
+fn server_config(files: &TlsFiles) -> anyhow::Result<Arc<ServerConfig>> {
+    let chain = certificates(&files.cert)?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: no private key (PEM: PKCS#8, PKCS#1 or SEC1): {e}",
+            files.key.display()
+        )
+    })?;
+    let builder = ServerConfig::builder();
+    let builder = match &files.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let mut roots = RootCertStore::empty();
+            for cert in certificates(path)? {
+                roots
+                    .add(cert)
+                    .with_context(|| format!("{}: a CA certificate is unusable", path.display()))?;
+            }
+            let verifier = WebPkiClientVerifier::builder(roots.into())
+                .build()
+                .with_context(|| format!("{}: the client CA", path.display()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_single_cert(chain, key).with_context(|| {
+        format!(
+            "{} and {}: the certificate and key do not go together",
+            files.cert.display(),
+            files.key.display()
+        )
+    })?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Every certificate in a PEM file; at least one.
+fn certificates(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| anyhow::anyhow!("{}: cannot read certificates: {e}", path.display()))?;
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "{}: no certificate (PEM) in the file",
+        path.display()
+    );
+    Ok(certs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(file: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/tls")
+            .join(file)
+    }
+
+    fn files(cert: &str, key: &str, client_ca: Option<&str>) -> TlsFiles {
+        TlsFiles {
+            cert: fixture(cert),
+            key: fixture(key),
+            client_ca: client_ca.map(fixture),
+        }
+    }
+
+    #[test]
+    fn a_certificate_and_its_key_load() {
+        ServerTls::load(files("server.pem", "server-key.pem", None)).expect("plain TLS");
+        ServerTls::load(files("server.pem", "server-key.pem", Some("ca.pem"))).expect("mutual");
+    }
+
+    #[test]
+    fn wrong_files_are_refused_with_their_names() {
+        for (what, files, expected) in [
+            (
+                "a key that is not the certificate's",
+                files("server.pem", "client-key.pem", None),
+                "do not go together",
+            ),
+            (
+                "a key file given as the certificate",
+                files("server-key.pem", "server-key.pem", None),
+                "no certificate",
+            ),
+            (
+                "a certificate given as the key",
+                files("server.pem", "server.pem", None),
+                "no private key",
+            ),
+            (
+                "a missing client CA",
+                files("server.pem", "server-key.pem", Some("absent.pem")),
+                "absent.pem",
+            ),
+        ] {
+            let e = ServerTls::load(files).expect_err(what);
+            let message = format!("{e:#}");
+            assert!(message.contains(expected), "{what}: {message}");
+        }
+    }
+}
