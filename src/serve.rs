@@ -191,6 +191,7 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         &args.audit,
         &file.audit,
         &crate::config::data_dir(&args.log, file),
+        roles.queries,
     )?;
     let log = open(&args.log, file).await?;
     let backup = match backup_dir {
@@ -222,9 +223,6 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
             transparency,
         })
     } else {
-        if policy.signer.is_some() {
-            tracing::warn!("checkpoints are signed by the queries role, which this process does not run: the signing key is unused");
-        }
         None
     };
     let local = listener.local_addr()?;

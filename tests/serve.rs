@@ -413,8 +413,12 @@ async fn roles_split_commands_and_queries_across_processes() {
         }
         assert_eq!(got, want, "{service} at {endpoint}");
     }
-    // The commands process keeps no read models.
+    // The commands process keeps no read models, and signs nothing: it
+    // makes no signing key and says nothing about one.
     assert!(!cdir.path().join("projections").exists());
+    assert!(!cdir.path().join("signing.key").exists());
+    assert!(qdir.path().join("signing.key").exists());
+    assert!(!commands.log_so_far().contains("signing key"));
     // A read sent to it says why it is refused, and what to do.
     let out = run(&["status", "-p", "shop", "--server", &c]);
     assert_eq!(out.status.code(), Some(1));

@@ -58,11 +58,14 @@ pub struct AuditArgs {
     pub no_checkpoints: bool,
 }
 
-/// Merges flags over the file, loads (or creates) the key.
+/// Merges flags over the file, loads (or creates) the key. A process that
+/// does not sign (`signs`: it runs no queries role, which keeps the Merkle
+/// tree) loads no key and creates none.
 pub fn checkpoint_policy(
     args: &AuditArgs,
     file: &AuditFileConfig,
     data_dir: &std::path::Path,
+    signs: bool,
 ) -> anyhow::Result<CheckpointPolicy> {
     let every = args
         .checkpoint_every
@@ -76,11 +79,17 @@ pub fn checkpoint_policy(
         anyhow::bail!("checkpoint_every and checkpoint_interval_secs must be at least 1");
     }
     let enabled = !args.no_checkpoints && file.checkpoints.unwrap_or(true);
-    let signer = if enabled {
-        let configured = args
-            .signing_key
-            .clone()
-            .or_else(|| file.signing_key.clone());
+    let configured = args
+        .signing_key
+        .clone()
+        .or_else(|| file.signing_key.clone());
+    if enabled && !signs && configured.is_some() {
+        tracing::warn!(
+            "checkpoints are signed by the queries role, which this process does not run: \
+             the signing key is unused"
+        );
+    }
+    let signer = if enabled && signs {
         let key = match configured {
             Some(path) => keys::load_signer(&path, false)?,
             None => keys::load_signer(&data_dir.join(DEFAULT_KEY_FILE), true)?,
