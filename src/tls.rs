@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use futures::Stream;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
@@ -24,9 +24,6 @@ use tokio_rustls::TlsAcceptor;
 
 /// A client that has not finished its handshake by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Connections whose handshake is done, waiting for the gRPC server.
-const ACCEPTED_QUEUE: usize = 64;
 
 /// The files the TLS settings come from.
 #[derive(Debug, Clone)]
@@ -87,48 +84,57 @@ impl ServerTls {
     }
 
     /// The connections `listener` accepts, once their handshake is done.
-    /// Handshakes run side by side, so a slow or silent client holds up
-    /// nobody else; one that fails or takes longer than
-    /// [`HANDSHAKE_TIMEOUT`] is dropped (and logged at debug level). The
-    /// listener closes when the stream is dropped.
+    /// Handshakes run side by side (tasks owned by the stream: dropping it
+    /// ends them and closes the listener), so a slow or silent client holds
+    /// up nobody else; one that fails or takes longer than
+    /// [`HANDSHAKE_TIMEOUT`] is dropped (and logged at debug level).
     pub fn incoming(
         self: Arc<Self>,
         listener: TcpListener,
     ) -> impl Stream<Item = Result<TlsStream<TcpStream>, std::io::Error>> {
-        let (tx, mut rx) = mpsc::channel(ACCEPTED_QUEUE);
-        tokio::spawn(async move {
+        let state = (self, listener, JoinSet::new());
+        futures::stream::unfold(state, |(tls, listener, mut handshakes)| async move {
             loop {
-                let accepted = tokio::select! {
-                    accepted = listener.accept() => accepted,
-                    () = tx.closed() => return,
-                };
-                let (tcp, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        // Out of file descriptors, most likely: let some close.
-                        tracing::warn!(error = %e, "cannot accept a connection");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                // No Nagle: small HTTP/2 frames must not wait for the peer's ACK.
-                let _ = tcp.set_nodelay(true);
-                let acceptor = TlsAcceptor::from(self.current());
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => {
-                            let _ = tx.send(Ok(stream)).await;
+                tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((tcp, peer)) => {
+                            // No Nagle: small HTTP/2 frames must not wait for the peer's ACK.
+                            let _ = tcp.set_nodelay(true);
+                            handshakes.spawn(handshake(TlsAcceptor::from(tls.current()), tcp, peer));
                         }
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed")
+                        Err(e) => {
+                            // Out of file descriptors, most likely: let some close.
+                            tracing::warn!(error = %e, "cannot accept a connection");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
                         }
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    },
+                    Some(done) = handshakes.join_next() => {
+                        if let Ok(Some(stream)) = done {
+                            return Some((Ok(stream), (tls, listener, handshakes)));
+                        }
                     }
-                });
+                }
             }
-        });
-        futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+        })
+    }
+}
+
+/// The TLS handshake of one connection, or `None` if it failed or timed out.
+async fn handshake(
+    acceptor: TlsAcceptor,
+    tcp: TcpStream,
+    peer: std::net::SocketAddr,
+) -> Option<TlsStream<TcpStream>> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            None
+        }
     }
 }
 

@@ -143,5 +143,5 @@ fn a_sighup_serves_a_rotated_certificate() {
     assert!(served.log_so_far().contains("do not go together"));
     assert!(trusted_by("ca2.pem"), "the certificate in force stays");
     assert!(!trusted_by("ca.pem"));
-    served.terminate();
+    assert!(served.terminate().success(), "a clean stop with TLS");
 }
