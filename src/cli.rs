@@ -182,6 +182,12 @@ pub struct ServeArgs {
     #[arg(long, env = "WAYBILL_BACKUP_DIR")]
     pub backup_dir: Option<PathBuf>,
     /// Start the decision clock at this instant (RFC 3339); tests only.
+    /// Read and check the configuration (config file, flags, environment,
+    /// TLS files, auth config, signing key, backup directory), say what
+    /// `serve` would start with, and exit: binds no port, connects to
+    /// nothing, writes nothing. Exits non-zero on the first error.
+    #[arg(long)]
+    pub check: bool,
     #[arg(long, hide = true)]
     pub clock_start: Option<chrono::DateTime<chrono::Utc>>,
 }

@@ -3,6 +3,7 @@
 
 mod audit;
 mod bench;
+mod check;
 mod cli;
 mod client;
 mod config;

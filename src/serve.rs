@@ -155,6 +155,9 @@ pub async fn open_projections(
 }
 
 pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
+    if args.check {
+        return crate::check::run(&args, file);
+    }
     // First: a SIGTERM during start-up stops the server once it serves.
     let shutdown = shutdown_signal()?;
     let addr = listen_addr(args.listen, file)?;
@@ -175,15 +178,7 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         crate::metrics::install(metrics)?;
     }
     let roles = Roles::chosen(&args.roles, file.roles.as_deref(), args.no_reactors)?;
-    let command_cache_records = args
-        .command_cache_records
-        .or(file.command_cache_records)
-        .unwrap_or(waybill_commands::handler::DEFAULT_CACHE_RECORDS);
-    anyhow::ensure!(
-        command_cache_records > 0,
-        "command_cache_records must be at least 1 (the records the command service's cached \
-         project states keep in memory)"
-    );
+    let command_cache_records = command_cache_records(&args, file)?;
     let backup_dir = backup_dir(&args, file)?;
     let auth = Arc::new(authenticator(&args)?);
     reload_on_sighup(auth.clone(), args.auth_config.clone(), tls.clone())?;
@@ -192,6 +187,7 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         &file.audit,
         &crate::config::data_dir(&args.log, file),
         roles.queries,
+        crate::audit::MissingKey::Create,
     )?;
     let log = open(&args.log, file).await?;
     let backup = match backup_dir {
@@ -271,8 +267,25 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--command-cache-records`, at least 1.
+pub(crate) fn command_cache_records(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<u64> {
+    let records = args
+        .command_cache_records
+        .or(file.command_cache_records)
+        .unwrap_or(waybill_commands::handler::DEFAULT_CACHE_RECORDS);
+    anyhow::ensure!(
+        records > 0,
+        "command_cache_records must be at least 1 (the records the command service's cached \
+         project states keep in memory)"
+    );
+    Ok(records)
+}
+
 /// `--backup-dir`, checked to be outside the data directory.
-fn backup_dir(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Option<std::path::PathBuf>> {
+pub(crate) fn backup_dir(
+    args: &ServeArgs,
+    file: &FileConfig,
+) -> anyhow::Result<Option<std::path::PathBuf>> {
     let Some(dir) = args.backup_dir.clone().or_else(|| file.backup_dir.clone()) else {
         return Ok(None);
     };
@@ -313,7 +326,10 @@ async fn open_backup(dir: std::path::PathBuf, log: &OpenLog) -> anyhow::Result<O
 
 /// The gRPC TLS settings of the flags and the config file, read and
 /// checked (SIGHUP reads them again).
-fn server_tls(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Option<Arc<ServerTls>>> {
+pub(crate) fn server_tls(
+    args: &ServeArgs,
+    file: &FileConfig,
+) -> anyhow::Result<Option<Arc<ServerTls>>> {
     let cert = args.tls_cert.clone().or_else(|| file.tls_cert.clone());
     let key = args.tls_key.clone().or_else(|| file.tls_key.clone());
     let client_ca = args
@@ -334,7 +350,7 @@ fn server_tls(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Option<Arc<
     }
 }
 
-fn authenticator(args: &ServeArgs) -> anyhow::Result<Authenticator> {
+pub(crate) fn authenticator(args: &ServeArgs) -> anyhow::Result<Authenticator> {
     let config = match &args.auth_config {
         Some(path) => AuthConfig::load(path)?,
         None => AuthConfig::default(),

@@ -233,6 +233,19 @@ fn systemd_units_agree_with_the_binary_and_the_nats_config() {
     assert!(waybill
         .windows(2)
         .any(|w| w == ["--config", "/etc/waybill/waybill.toml"]));
+    // A reload first checks what the server runs with: the same command
+    // line with --check, then SIGHUP.
+    let reloads: Vec<String> = read("deploy/systemd/waybill.service")
+        .lines()
+        .filter_map(|l| l.strip_prefix("ExecReload="))
+        .map(|l| l.trim().to_string())
+        .collect();
+    let mut checked = waybill.clone();
+    checked.insert(2, "--check".to_string());
+    assert_eq!(
+        reloads,
+        [checked.join(" "), "/bin/kill -HUP $MAINPID".to_string()]
+    );
 
     let nats = exec("deploy/systemd/nats-server@.service");
     assert_eq!(nats[1..], ["-c", "/etc/nats/cluster.conf"]);

@@ -58,6 +58,16 @@ pub struct AuditArgs {
     pub no_checkpoints: bool,
 }
 
+/// What [`checkpoint_policy`] does when no key is configured and the data
+/// directory holds none yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingKey {
+    /// Make one (`serve`).
+    Create,
+    /// Sign nothing, write nothing (`serve --check`).
+    Leave,
+}
+
 /// Merges flags over the file, loads (or creates) the key. A process that
 /// does not sign (`signs`: it runs no queries role, which keeps the Merkle
 /// tree) loads no key and creates none.
@@ -66,6 +76,7 @@ pub fn checkpoint_policy(
     file: &AuditFileConfig,
     data_dir: &std::path::Path,
     signs: bool,
+    missing: MissingKey,
 ) -> anyhow::Result<CheckpointPolicy> {
     let every = args
         .checkpoint_every
@@ -90,11 +101,13 @@ pub fn checkpoint_policy(
         );
     }
     let signer = if enabled && signs {
-        let key = match configured {
-            Some(path) => keys::load_signer(&path, false)?,
-            None => keys::load_signer(&data_dir.join(DEFAULT_KEY_FILE), true)?,
-        };
-        Some(Arc::new(key))
+        let default = data_dir.join(DEFAULT_KEY_FILE);
+        match configured {
+            Some(path) => Some(keys::load_signer(&path, false)?),
+            None if missing == MissingKey::Leave && !default.exists() => None,
+            None => Some(keys::load_signer(&default, missing == MissingKey::Create)?),
+        }
+        .map(Arc::new)
     } else {
         None
     };
@@ -112,5 +125,35 @@ pub fn checkpoint_policy(
         interval: Duration::from_secs(secs),
         origin,
         signer,
+    })
+}
+
+/// The checkpoint settings `serve` would start with, for people, read and
+/// checked without creating a key.
+pub fn describe_checkpoints(
+    args: &AuditArgs,
+    file: &AuditFileConfig,
+    data_dir: &std::path::Path,
+    signs: bool,
+) -> anyhow::Result<String> {
+    let policy = checkpoint_policy(args, file, data_dir, signs, MissingKey::Leave)?;
+    let enabled = !args.no_checkpoints && file.checkpoints.unwrap_or(true);
+    let cadence = format!(
+        "every {} events or {} s",
+        policy.every,
+        policy.interval.as_secs()
+    );
+    Ok(match &policy.signer {
+        _ if !enabled => "off (another replica signs)".to_string(),
+        _ if !signs => "not signed here (only the queries role signs)".to_string(),
+        Some(key) => format!(
+            "signed with {} ({cadence}, origin {:?})",
+            key.verifier().encode(),
+            policy.origin
+        ),
+        None => format!(
+            "signed with a key the first start makes in {} ({cadence})",
+            data_dir.join(DEFAULT_KEY_FILE).display()
+        ),
     })
 }

@@ -95,6 +95,33 @@ impl Authenticator {
         credentials.tokens.is_some() || credentials.jwt.is_some()
     }
 
+    /// What is in force, for people: the tokens, the JWT algorithms and the
+    /// role bindings, or that nothing can be accepted.
+    pub fn describe(&self) -> String {
+        let credentials = self.credentials();
+        let mut parts = Vec::new();
+        if let Some(tokens) = &credentials.tokens {
+            parts.push(format!("{} bearer tokens", tokens.len()));
+        }
+        if let Some(jwt) = &credentials.jwt {
+            let algorithms: Vec<String> =
+                jwt.algorithms().iter().map(|a| format!("{a:?}")).collect();
+            parts.push(format!("JWTs ({})", algorithms.join(", ")));
+        }
+        let bindings = self.authorizer.binding_count();
+        let accepted = if parts.is_empty() {
+            "no credentials accepted".to_string()
+        } else {
+            parts.join(", ")
+        };
+        let dev = if self.insecure_dev {
+            "; INSECURE DEV MODE: requests without credentials act as admin"
+        } else {
+            ""
+        };
+        format!("{accepted}; {bindings} role bindings{dev}")
+    }
+
     /// Whether insecure-dev mode is on.
     pub fn insecure_dev(&self) -> bool {
         self.insecure_dev

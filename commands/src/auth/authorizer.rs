@@ -52,6 +52,11 @@ impl Authorizer {
             .clone()
     }
 
+    /// How many bindings are in force.
+    pub fn binding_count(&self) -> usize {
+        self.current().len()
+    }
+
     /// In insecure-dev mode the anonymous principal holds every role.
     pub fn with_insecure_dev(mut self, insecure_dev: bool) -> Authorizer {
         self.insecure_dev = insecure_dev;

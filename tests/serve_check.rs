@@ -1,0 +1,141 @@
+//! `waybill serve --check`: the configuration is read and checked, what
+//! `serve` would start with is printed, and nothing is bound, connected to
+//! or written; a bad file is named with what is wrong.
+
+mod common;
+
+use common::{run, stderr, stdout};
+
+fn fixture(file: &str) -> String {
+    format!("{}/tests/fixtures/tls/{file}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn a_check_reads_everything_and_touches_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().expect("utf8");
+    // A port in use: `serve` would refuse it, the check does not bind it.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let listen = taken.local_addr().expect("addr").to_string();
+
+    let out = run(&[
+        "serve",
+        "--check",
+        "--insecure-dev",
+        "--data-dir",
+        data_arg,
+        "--listen",
+        &listen,
+        "--tls-cert",
+        &fixture("server.pem"),
+        "--tls-key",
+        &fixture("server-key.pem"),
+        "--tls-client-ca",
+        &fixture("ca.pem"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = stdout(&out);
+    for expected in [
+        "configuration OK",
+        &listen,
+        "client certificates required",
+        "embedded, in",
+        "commands,queries,reactors",
+        "INSECURE DEV MODE",
+        "signed with a key the first start makes in",
+    ] {
+        assert!(report.contains(expected), "{expected:?} in {report}");
+    }
+    assert!(!data.exists(), "the check wrote {}", data.display());
+
+    // A signing key of its own, a NATS log: read, not connected to; the
+    // password in the URL is not printed.
+    let key = dir.path().join("signing.key");
+    let out = run(&["keygen", "--out", key.to_str().expect("utf8")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let public = std::fs::read_to_string(dir.path().join("signing.key.pub")).expect("pub");
+    let out = run(&[
+        "serve",
+        "--check",
+        "--nats",
+        "nats://alice:s3cret@127.0.0.1:1",
+        "--replicas",
+        "3",
+        "--signing-key",
+        key.to_str().expect("utf8"),
+        "--data-dir",
+        data_arg,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = stdout(&out);
+    assert!(
+        report.contains("NATS JetStream at nats://***@127.0.0.1:1, stream WAYBILL, subjects waybill.>, 3 replicas"),
+        "{report}"
+    );
+    assert!(report.contains(public.trim()), "{report}");
+    assert!(report.contains("no credentials accepted"), "{report}");
+    assert!(!report.contains("s3cret") && !stderr(&out).contains("s3cret"));
+    assert!(!data.exists());
+
+    // Wrong files: each named, non-zero exit, nothing written.
+    for (what, extra, expected) in [
+        (
+            "a key that is not the certificate's",
+            vec![
+                "--tls-cert".to_string(),
+                fixture("server.pem"),
+                "--tls-key".into(),
+                fixture("client-key.pem"),
+            ],
+            "do not go together",
+        ),
+        (
+            "an unreadable NATS creds file",
+            vec![
+                "--nats".to_string(),
+                "nats://127.0.0.1:1".into(),
+                "--nats-creds".into(),
+                dir.path().join("absent.creds").display().to_string(),
+            ],
+            "--nats-creds",
+        ),
+        (
+            "a missing auth config",
+            vec![
+                "--auth-config".to_string(),
+                dir.path().join("absent.toml").display().to_string(),
+            ],
+            "absent.toml",
+        ),
+        (
+            "a backup inside the data directory",
+            vec!["--backup-dir".to_string(), format!("{data_arg}/backup")],
+            "must be outside the data directory",
+        ),
+    ] {
+        let mut args: Vec<String> = ["serve", "--check", "--data-dir", data_arg]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(extra);
+        let out = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(!out.status.success(), "{what}: {}", stdout(&out));
+        assert!(stderr(&out).contains(expected), "{what}: {}", stderr(&out));
+        assert!(!stdout(&out).contains("configuration OK"), "{what}");
+        assert!(!data.exists(), "{what}: wrote {}", data.display());
+    }
+}
+
+/// The shipped embedded example configuration is complete and valid.
+#[test]
+fn the_example_config_checks() {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/waybill.example.toml");
+    let out = run(&["--config", config, "serve", "--check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("embedded, in /var/lib/waybill"),
+        "{}",
+        stdout(&out)
+    );
+}
