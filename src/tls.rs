@@ -25,6 +25,10 @@ use tokio_rustls::TlsAcceptor;
 /// A client that has not finished its handshake by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Handshakes in progress at once; beyond this, new connections wait in the
+/// kernel's accept queue (a flood of silent clients cannot take the memory).
+const MAX_HANDSHAKES: usize = 1024;
+
 /// The files the TLS settings come from.
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
@@ -96,18 +100,19 @@ impl ServerTls {
         futures::stream::unfold(state, |(tls, listener, mut handshakes)| async move {
             loop {
                 tokio::select! {
-                    accepted = listener.accept() => match accepted {
-                        Ok((tcp, peer)) => {
-                            // No Nagle: small HTTP/2 frames must not wait for the peer's ACK.
-                            let _ = tcp.set_nodelay(true);
-                            handshakes.spawn(handshake(TlsAcceptor::from(tls.current()), tcp, peer));
+                    accepted = listener.accept(), if handshakes.len() < MAX_HANDSHAKES => {
+                        match accepted {
+                            Ok((tcp, peer)) => {
+                                let acceptor = TlsAcceptor::from(tls.current());
+                                handshakes.spawn(handshake(acceptor, tcp, peer));
+                            }
+                            Err(e) => {
+                                // Out of file descriptors, most likely: let some close.
+                                tracing::warn!(error = %e, "cannot accept a connection");
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
                         }
-                        Err(e) => {
-                            // Out of file descriptors, most likely: let some close.
-                            tracing::warn!(error = %e, "cannot accept a connection");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                    },
+                    }
                     Some(done) = handshakes.join_next() => {
                         if let Ok(Some(stream)) = done {
                             return Some((Ok(stream), (tls, listener, handshakes)));
@@ -125,6 +130,8 @@ async fn handshake(
     tcp: TcpStream,
     peer: std::net::SocketAddr,
 ) -> Option<TlsStream<TcpStream>> {
+    // No Nagle: small HTTP/2 frames must not wait for the peer's ACK.
+    let _ = tcp.set_nodelay(true);
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => Some(stream),
         Ok(Err(e)) => {
