@@ -48,10 +48,20 @@ fn mutual_tls_admits_only_clients_with_a_certificate() {
     };
 
     // Refused: no client certificate, an untrusted server, plaintext.
-    for (what, server, extra) in [
-        ("no client certificate", https.as_str(), &client[..2]),
-        ("no CA for the server", https.as_str(), &client[2..]),
-        ("plaintext", plain.as_str(), &client[..0]),
+    for (what, server, extra, hint) in [
+        (
+            "no client certificate",
+            https.as_str(),
+            &client[..2],
+            Some("--cert and --key"),
+        ),
+        (
+            "no CA for the server",
+            https.as_str(),
+            &client[2..],
+            Some("give --ca"),
+        ),
+        ("plaintext", plain.as_str(), &client[..0], None),
     ] {
         let out = attempt(server, extra);
         assert!(!out.status.success(), "{what}: {}", stdout(&out));
@@ -62,6 +72,11 @@ fn mutual_tls_admits_only_clients_with_a_certificate() {
             stdout(&out),
             stderr(&out)
         );
+        // What to do about it.
+        if let Some(hint) = hint {
+            let said = stdout(&out) + &stderr(&out);
+            assert!(said.contains(hint), "{what}: {said}");
+        }
     }
 
     // Admitted with both: apply, then read it back.

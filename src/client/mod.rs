@@ -144,20 +144,39 @@ pub async fn channel(args: &ClientArgs) -> anyhow::Result<(Channel, Bearer)> {
     }
     let channel = endpoint.connect().await.map_err(|e| {
         // tonic's own message is "transport error"; the cause is below it.
-        let mut reason = e.to_string();
-        let mut last = reason.clone();
-        let mut source = std::error::Error::source(&e);
-        while let Some(cause) = source {
-            let said = cause.to_string();
-            if said != last {
-                reason = format!("{reason}: {said}");
-                last = said;
-            }
-            source = cause.source();
-        }
-        anyhow::anyhow!("cannot reach the Waybill server at {url}: {reason}")
+        let reason = with_causes(e.to_string(), std::error::Error::source(&e));
+        anyhow::anyhow!(
+            "cannot reach the Waybill server at {url}: {reason}{}",
+            tls_hint(&reason)
+        )
     })?;
     Ok((channel, Bearer(bearer)))
+}
+
+/// `said`, then what each cause below it says (repeats left out).
+pub fn with_causes(said: String, mut source: Option<&(dyn std::error::Error + 'static)>) -> String {
+    let mut reason = said;
+    let mut last = reason.clone();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if said != last && !reason.ends_with(&said) {
+            reason = format!("{reason}: {said}");
+            last = said;
+        }
+        source = cause.source();
+    }
+    reason
+}
+
+/// What to do about a TLS failure, from rustls' words for it.
+pub fn tls_hint(reason: &str) -> &'static str {
+    if reason.contains("invalid peer certificate") {
+        " (give --ca the CA that signed the server's certificate)"
+    } else if reason.contains("CertificateRequired") || reason.contains("certificate required") {
+        " (the server requires a client certificate: --cert and --key)"
+    } else {
+        ""
+    }
 }
 
 /// Connects to the command service.

@@ -58,7 +58,28 @@ pub fn refused(output: Output, status: &Status) -> ExitCode {
              role for it (--roles: `commands` for changes, `queries` for reads and audit); \
              point --server at one that does"
             .to_string(),
-        (_, message) => message.to_string(),
+        // What a plaintext client reads from a TLS server.
+        (Code::Internal | Code::Unknown, message) if message.contains("h2 protocol error") => {
+            format!(
+                "{message} (a server that uses TLS needs an https:// --server, with --ca if \
+                 its CA is not the system's)"
+            )
+        }
+        // A connection that failed under the call: the cause is below it.
+        (_, message) => {
+            let said =
+                crate::client::with_causes(message.to_string(), std::error::Error::source(status));
+            let hint = match crate::client::tls_hint(&said) {
+                // TLS 1.3: a server that wants a client certificate may close
+                // the connection only once the call is under way.
+                "" if said.contains("transport error") => {
+                    " (the connection failed during the call: the server may have stopped, \
+                     or it requires a client certificate: --cert and --key)"
+                }
+                hint => hint,
+            };
+            format!("{said}{hint}")
+        }
     };
     match output {
         Output::Json => Out::default().line(
