@@ -138,7 +138,7 @@ pub struct ServeArgs {
     /// Mutual TLS: require client certificates signed by this PEM CA.
     #[arg(long, env = "WAYBILL_TLS_CLIENT_CA")]
     pub tls_client_ca: Option<PathBuf>,
-    /// Identity and roles (TOML: tokens file, [jwt], [[binding]]).
+    /// Identity and roles (TOML: tokens file, `[jwt]`, `[[binding]]`).
     #[arg(long, env = "WAYBILL_AUTH_CONFIG")]
     pub auth_config: Option<PathBuf>,
     /// Admit requests without credentials as an anonymous admin. Local trials only.

@@ -2,7 +2,7 @@
 //!
 //! - [`clock`]: the time decisions are made at.
 //! - [`command`]: the commands callers issue and the context they come with.
-//! - [`decide`]: `decide(state, context, command) → event | rejection`, every
+//! - [`decide`](mod@decide): `decide(state, context, command) → event | rejection`, every
 //!   rule and no I/O.
 //! - [`policy`]: promotion windows, freezes and change tickets.
 //! - [`pipeline_check`]: the rules a pipeline definition must follow.

@@ -12,7 +12,7 @@ pub struct KeygenArgs {
     /// Where to write the signing key (the public key goes to FILE.pub).
     #[arg(long, default_value = "waybill-signing.key")]
     pub out: PathBuf,
-    /// Key name, shown in every signature line [default: waybill-<hostname>].
+    /// Key name, shown in every signature line (default: waybill-HOSTNAME).
     #[arg(long)]
     pub name: Option<String>,
     /// Replace an existing key file.

@@ -41,7 +41,7 @@ pub struct AuditFileConfig {
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct AuditArgs {
     /// Ed25519 key that signs checkpoints and exports (`waybill keygen`)
-    /// [default: <data-dir>/signing.key, created on first start].
+    /// (default: DATA_DIR/signing.key, created on first start).
     #[arg(long, env = "WAYBILL_SIGNING_KEY")]
     pub signing_key: Option<PathBuf>,
     /// Sign a checkpoint after this many records [default: 10000].

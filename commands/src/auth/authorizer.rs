@@ -13,7 +13,7 @@ use super::{AuthError, AuthMethod, Principal, Role};
 /// the stage. A binding restricted to stages never applies to project-level
 /// operations (`stage: None`).
 ///
-/// Clones share the bindings: [`Authorizer::replace`] (a reload of the auth
+/// Clones share the bindings: `Authorizer::replace` (a reload of the auth
 /// config) reaches every clone at once.
 #[derive(Debug, Clone, Default)]
 pub struct Authorizer {

@@ -1,0 +1,137 @@
+//! Loading back what a command reads before it is decided.
+
+use super::*;
+
+/// Loads into `state` what deciding `command` at `now` reads, so that the
+/// decision equals the one taken with every record in memory. `command_id`
+/// is its idempotency key, if it may have been used before (`None`: made up
+/// for this command).
+pub fn load_for_command(
+    cold: &ProjectCold<'_>,
+    state: &mut ProjectState,
+    command: &Command,
+    command_id: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(), CommandError> {
+    if let Some(id) = command_id {
+        let k = CommandKey::of(id);
+        if let std::collections::hash_map::Entry::Vacant(slot) = state.commands.entry(k) {
+            if let Some(outcome) = cold.command(&k)? {
+                slot.insert(outcome);
+            }
+        }
+    }
+    match command {
+        Command::ApplyPipeline { .. } => {}
+        Command::RecordDiscovery {
+            warehouse,
+            artifacts,
+            alias,
+        } => {
+            working_set::load_freight(cold, state, &freight_id(warehouse, artifacts))?;
+            if !alias.is_empty() {
+                cold.load_named(state, alias)?;
+            }
+        }
+        Command::RecordVerification { freight, .. } | Command::ApproveFreight { freight, .. } => {
+            cold.load_named(state, freight)?;
+        }
+        Command::RequestPromotion { stage, freight, .. } => match freight {
+            FreightSelector::Named(name) => cold.load_named(state, name)?,
+            FreightSelector::NewestAvailable => {
+                let def = state.definition().and_then(|d| d.stage(stage)).cloned();
+                if let Some(def) = def {
+                    working_set::load_newest_available(cold, state, &def, now)?;
+                }
+            }
+        },
+        Command::ApprovePromotion { promotion, .. }
+        | Command::RejectPromotion { promotion, .. }
+        | Command::AbortPromotion { promotion, .. }
+        | Command::ReportPromotionResult { promotion, .. } => {
+            if working_set::load_promotion(cold, state, promotion)? {
+                let freight = state.promotions.get(promotion).map(|p| p.freight.clone());
+                if let Some(freight) = freight {
+                    working_set::load_freight(cold, state, &freight)?;
+                }
+            }
+        }
+        Command::Rollback { stage, .. } => load_rollback(cold, state, stage, now)?,
+    }
+    Ok(())
+}
+
+/// Loads the stage's succeeded promotions, latest first, with their freight,
+/// until one that a rollback may pick (its freight is not current there and
+/// still available): the promotions a rollback decision compares.
+pub(super) fn load_rollback(
+    cold: &ProjectCold<'_>,
+    state: &mut ProjectState,
+    stage: &str,
+    now: DateTime<Utc>,
+) -> Result<(), CommandError> {
+    let Some(def) = state.definition().and_then(|d| d.stage(stage)).cloned() else {
+        return Ok(());
+    };
+    let current = state
+        .stages
+        .get(stage)
+        .and_then(|s| s.current.as_ref())
+        .map(|c| c.freight.clone());
+    // Is the freight of promotion `id` (loaded with it) one to roll back to?
+    let target = |state: &mut ProjectState, id: &str| -> Result<bool, CommandError> {
+        working_set::load_promotion(cold, state, id)?;
+        let Some(freight) = state.promotions.get(id).map(|p| p.freight.clone()) else {
+            return Ok(false);
+        };
+        working_set::load_freight(cold, state, &freight)?;
+        Ok(Some(&freight) != current.as_ref()
+            && state
+                .freight
+                .get(&freight)
+                .is_some_and(|f| available_to(f, &def, now).is_ok()))
+    };
+    // Those kept here, then those in memory, each down to the first target:
+    // the rollback's pick is the later of the two.
+    for id in cold.succeeded_newest_first(stage) {
+        if target(state, &id?)? {
+            break;
+        }
+    }
+    let mut succeeded: Vec<(Position, String)> = state
+        .promotions
+        .values()
+        .filter(|p| p.stage == stage && p.status == PromotionStatus::Succeeded)
+        .map(|p| (p.requested, p.id.clone()))
+        .collect();
+    succeeded.sort_unstable_by(|a, b| b.cmp(a));
+    for (_, id) in succeeded {
+        if target(state, &id)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Loads into `state` the freight auto-promotion would pick at `now` for
+/// each stage where it picks the newest available.
+pub fn load_auto_candidates(
+    cold: &ProjectCold<'_>,
+    state: &mut ProjectState,
+    now: DateTime<Utc>,
+) -> Result<(), CommandError> {
+    let stages: Vec<_> = state
+        .definition()
+        .map(|d| {
+            d.stages
+                .iter()
+                .filter(|s| working_set::picks_newest(s))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    for def in stages {
+        working_set::load_newest_available(cold, state, &def, now)?;
+    }
+    Ok(())
+}
