@@ -52,6 +52,18 @@ pub fn run(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         },
     ));
     lines.push(("checkpoints", checkpoints));
+    if args.auth_config.is_some() || tls.is_some() {
+        lines.push((
+            "reload",
+            match serve::reload_check(args, file) {
+                Some(every) => format!(
+                    "on SIGHUP, and within {} s of a change to the auth or TLS files",
+                    every.as_secs()
+                ),
+                None => "on SIGHUP".to_string(),
+            },
+        ));
+    }
     if roles.commands || roles.reactors {
         lines.push((
             "command cache",

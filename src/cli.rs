@@ -182,6 +182,11 @@ pub struct ServeArgs {
     #[arg(long, env = "WAYBILL_BACKUP_DIR")]
     pub backup_dir: Option<PathBuf>,
     /// Start the decision clock at this instant (RFC 3339); tests only.
+    /// How often to check the auth config (and the files it names) and the
+    /// TLS files for changes, in seconds, and put changed ones in force as
+    /// SIGHUP does; 0: only on SIGHUP [default: 30].
+    #[arg(long, env = "WAYBILL_RELOAD_CHECK_SECS", value_name = "SECS")]
+    pub reload_check_secs: Option<u64>,
     /// Read and check the configuration (config file, flags, environment,
     /// TLS files, auth config, signing key, backup directory), say what
     /// `serve` would start with, and exit: binds no port, connects to

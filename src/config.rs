@@ -40,6 +40,8 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     /// A live copy of the log, kept in this directory.
     pub backup_dir: Option<PathBuf>,
+    /// Seconds between checks of the auth and TLS files for changes (0: off).
+    pub reload_check_secs: Option<u64>,
     #[serde(default)]
     pub nats: NatsFileConfig,
     #[serde(default)]

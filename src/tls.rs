@@ -79,6 +79,16 @@ impl ServerTls {
         &self.files.cert
     }
 
+    /// Every file the settings are read from.
+    pub fn files(&self) -> Vec<PathBuf> {
+        let f = &self.files;
+        [Some(&f.cert), Some(&f.key), f.client_ca.as_ref()]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
     fn current(&self) -> Arc<ServerConfig> {
         // A poisoned lock only means a panic elsewhere; the value is whole.
         self.config

@@ -179,7 +179,8 @@ fn a_sighup_puts_a_new_auth_config_in_force() {
     let served = Served::start(
         waybill()
             .env("WAYBILL_LOG", "info")
-            .args(["serve", "--no-reactors", "--data-dir"])
+            .args(["serve", "--no-reactors", "--reload-check-secs", "0"])
+            .arg("--data-dir")
             .arg(dir.path().join("data"))
             .arg("--auth-config")
             .arg(&auth),
@@ -257,4 +258,47 @@ fn status_at(endpoint: &str, token: Option<&str>) -> std::process::Output {
         cmd.args(["--token", token]);
     }
     cmd.output().expect("status")
+}
+
+/// The auth config's files are checked for changes (here every second):
+/// a token added to the tokens file is admitted without a signal, as a
+/// Kubernetes Secret update would need; a broken config changes nothing.
+#[test]
+fn changed_auth_files_are_put_in_force_without_a_signal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let auth = dir.path().join("auth.toml");
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/examples/auth.toml"
+    ))
+    .expect("example");
+    std::fs::write(&auth, &example).expect("write");
+    token(dir.path(), "alice", "");
+    let served = Served::start(
+        waybill()
+            .env("WAYBILL_LOG", "info")
+            .args(["serve", "--no-reactors", "--reload-check-secs", "1"])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--auth-config")
+            .arg(&auth),
+    );
+    let endpoint = served.endpoint();
+    // A token made after the start: its name needs no binding to be
+    // authenticated (`status` of an unknown project is then refused for
+    // the role, not for the token).
+    let bob = token(dir.path(), "bob", "");
+    served.wait_for_log("auth files changed: auth config reloaded");
+    let out = status_at(&endpoint, Some(&bob));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("Unauthenticated"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    std::fs::write(&auth, "colour = \"blue\"\n").expect("break");
+    served.wait_for_log("auth files changed: cannot reload the auth config");
+    let out = status_at(&endpoint, Some(&bob));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("Unauthenticated"));
+    assert!(served.terminate().success());
 }

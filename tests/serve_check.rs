@@ -44,6 +44,7 @@ fn a_check_reads_everything_and_touches_nothing() {
         "commands,queries,reactors",
         "INSECURE DEV MODE",
         "signed with a key the first start makes in",
+        "on SIGHUP, and within 30 s of a change to the auth or TLS files",
     ] {
         assert!(report.contains(expected), "{expected:?} in {report}");
     }

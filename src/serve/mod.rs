@@ -8,9 +8,12 @@
 //! - `settings`: what the flags and the config file ask for, read and checked;
 //! - `server`: the gRPC server and the tasks beside it, until shutdown;
 //! - `health`: what gRPC health reports, and readiness while read models catch up;
-//! - `signals`: SIGTERM/SIGINT (shutdown) and SIGHUP (reloads).
+//! - `signals`: SIGTERM/SIGINT (shutdown);
+//! - `reload`: the auth config and TLS files read again, on SIGHUP and when
+//!   they change.
 
 mod health;
+mod reload;
 mod server;
 mod settings;
 mod signals;
@@ -35,8 +38,9 @@ use crate::tls::ServerTls;
 
 pub use server::{hostname, serve};
 use settings::open_backup;
-pub(crate) use settings::{authenticator, backup_dir, command_cache_records, server_tls};
-use signals::reload_on_sighup;
+pub(crate) use settings::{
+    authenticator, backup_dir, command_cache_records, reload_check, server_tls,
+};
 pub use signals::shutdown_signal;
 
 /// Requests per second per connection by default.
@@ -131,7 +135,14 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
     let command_cache_records = command_cache_records(&args, file)?;
     let backup_dir = backup_dir(&args, file)?;
     let auth = Arc::new(authenticator(&args)?);
-    reload_on_sighup(auth.clone(), args.auth_config.clone(), tls.clone())?;
+    reload::start(
+        reload::Reloadable {
+            auth: auth.clone(),
+            auth_path: args.auth_config.clone(),
+            tls: tls.clone(),
+        },
+        reload_check(&args, file),
+    )?;
     let policy = crate::audit::checkpoint_policy(
         &args.audit,
         &file.audit,

@@ -117,3 +117,13 @@ pub(crate) fn authenticator(args: &ServeArgs) -> anyhow::Result<Authenticator> {
     }
     Ok(auth)
 }
+
+/// How often the auth and TLS files are checked for changes (`None`: only
+/// SIGHUP reloads them).
+pub(crate) fn reload_check(args: &ServeArgs, file: &FileConfig) -> Option<std::time::Duration> {
+    let secs = args
+        .reload_check_secs
+        .or(file.reload_check_secs)
+        .unwrap_or(super::reload::DEFAULT_CHECK_SECS);
+    (secs > 0).then(|| std::time::Duration::from_secs(secs))
+}

@@ -261,6 +261,18 @@ impl AuthConfig {
         Ok(())
     }
 
+    /// Every file this configuration names (tokens file, JWT secret, keys
+    /// and JWKS), as resolved by [`AuthConfig::load`].
+    pub fn files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = self.tokens_file.iter().cloned().collect();
+        if let Some(jwt) = &self.jwt {
+            files.extend(jwt.hs256_secret_file.iter().cloned());
+            files.extend(jwt.public_keys_pem_files.iter().cloned());
+            files.extend(jwt.jwks_file.iter().cloned());
+        }
+        files
+    }
+
     fn resolve_paths(&mut self, base: &Path) {
         resolve_opt(&mut self.tokens_file, base);
         if let Some(jwt) = &mut self.jwt {
