@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{run, stderr, stdout, waybill, Served};
+use common::{free_port, run, scrape, stderr, stdout, waybill, Served};
 
 fn tls(file: &str) -> String {
     format!("{}/tests/fixtures/tls/{file}", env!("CARGO_MANIFEST_DIR"))
@@ -170,12 +170,14 @@ fn a_renewed_certificate_is_served_without_a_signal() {
     let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
     std::fs::copy(tls("server.pem"), &cert).expect("copy the certificate");
     std::fs::copy(tls("server-key.pem"), &key).expect("copy the key");
+    let metrics = free_port();
     let served = Served::start(
         waybill()
             .env("WAYBILL_LOG", "info")
             .args(["serve", "--insecure-dev", "--no-checkpoints"])
             .args(["--reload-check-secs", "1", "--data-dir"])
             .arg(dir.path().join("data"))
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
             .arg("--tls-cert")
             .arg(&cert)
             .arg("--tls-key")
@@ -194,9 +196,13 @@ fn a_renewed_certificate_is_served_without_a_signal() {
     std::fs::copy(tls("server2-key.pem"), &key).expect("copy the key");
     served.wait_for_log("TLS files changed: cannot reload the TLS files");
     assert!(trusted_by("ca.pem"));
+    // What an alert watches.
+    let gauge = |v: u8| format!("waybill_config_reload_ok{{what=\"tls\"}} {v}");
+    assert!(scrape(metrics).contains(&gauge(0)), "{}", scrape(metrics));
     std::fs::copy(tls("server2.pem"), &cert).expect("copy the certificate");
     served.wait_for_log("TLS files changed: TLS certificate reloaded");
     assert!(trusted_by("ca2.pem"), "{}", served.log_so_far());
     assert!(!trusted_by("ca.pem"));
+    assert!(scrape(metrics).contains(&gauge(1)), "{}", scrape(metrics));
     assert!(served.terminate().success());
 }

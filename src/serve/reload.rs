@@ -72,7 +72,9 @@ impl Reloadable {
         let Some(path) = &self.auth_path else {
             return;
         };
-        match AuthConfig::load(path).and_then(|config| self.auth.reload(config)) {
+        let result = AuthConfig::load(path).and_then(|config| self.auth.reload(config));
+        reloaded("auth", result.is_ok());
+        match result {
             Ok(()) => tracing::info!(auth_config = %path.display(), "{why}: auth config reloaded"),
             Err(e) => tracing::error!(
                 auth_config = %path.display(),
@@ -88,7 +90,9 @@ impl Reloadable {
             return;
         };
         let cert = tls.cert_path().display().to_string();
-        match tls.reload() {
+        let result = tls.reload();
+        reloaded("tls", result.is_ok());
+        match result {
             Ok(()) => tracing::info!(
                 tls_cert = %cert,
                 "{why}: TLS certificate reloaded; new connections use it"
@@ -102,6 +106,12 @@ impl Reloadable {
     }
 }
 
+/// Sets `waybill_config_reload_ok` for `what` (an alert fires while a
+/// refused reload has left older files in force).
+fn reloaded(what: &'static str, ok: bool) {
+    ::metrics::gauge!("waybill_config_reload_ok", "what" => what).set(if ok { 1.0 } else { 0.0 });
+}
+
 /// Reloads on SIGHUP, and, every `check_every` (if any), when the files
 /// changed. Without an auth config and TLS there is nothing to read, and
 /// SIGHUP (which would otherwise end the process) only says so.
@@ -112,6 +122,13 @@ pub(super) fn start(reloadable: Reloadable, check_every: Option<Duration>) -> an
         signal(SignalKind::hangup()).context("installing the SIGHUP handler")?
     };
     let nothing = reloadable.auth_path.is_none() && reloadable.tls.is_none();
+    // What the process started with was read and checked.
+    if reloadable.auth_path.is_some() {
+        reloaded("auth", true);
+    }
+    if reloadable.tls.is_some() {
+        reloaded("tls", true);
+    }
     let check_every = check_every.filter(|_| !nothing);
     let mut auth_seen = stamps(&reloadable.auth_files());
     let mut tls_seen = stamps(&reloadable.tls_files());
