@@ -32,10 +32,15 @@ pub fn run(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         args.tls_client_ca.is_some() || file.tls_client_ca.is_some(),
     ) {
         (None, _) => ", plaintext".to_string(),
-        (Some(tls), false) => format!(", TLS with {}", tls.cert_path().display()),
+        (Some(tls), false) => format!(
+            ", TLS with {} (valid until {})",
+            tls.cert_path().display(),
+            crate::tls::utc(tls.expires())
+        ),
         (Some(tls), true) => format!(
-            ", TLS with {}, client certificates required",
-            tls.cert_path().display()
+            ", TLS with {} (valid until {}), client certificates required",
+            tls.cert_path().display(),
+            crate::tls::utc(tls.expires())
         ),
     };
     lines.push(("log", describe_log(&log)?));

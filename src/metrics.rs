@@ -22,7 +22,7 @@ enum Kind {
 
 /// Every metric `waybill serve` exports: name, kind, and the HELP text a
 /// scrape shows (labels in brackets).
-const METRICS: [(&str, Kind, &str); 15] = [
+const METRICS: [(&str, Kind, &str); 16] = [
     ("waybill_commands_total", Kind::Counter,
      "Commands handled [command; outcome: accepted, already_done, rejected, invalid, not_found, denied, aborted, unavailable, internal; reason: the policy reason of a rejection]"),
     ("waybill_append_seconds", Kind::Histogram,
@@ -51,6 +51,8 @@ const METRICS: [(&str, Kind, &str); 15] = [
      "Checkpoints of the Merkle tree signed and appended by this process"),
     ("waybill_backup_position", Kind::Gauge,
      "The last position the live copy of the log (--backup-dir) holds"),
+    ("waybill_tls_cert_expiry_timestamp_seconds", Kind::Gauge,
+     "When the gRPC TLS certificate in force stops being valid (its notAfter), seconds since the Unix epoch"),
     ("waybill_config_reload_ok", Kind::Gauge,
      "0 while the last reload of these files was refused (the previous ones stay in force), else 1 [what: auth, tls]"),
 ];

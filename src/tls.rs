@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use futures::Stream;
@@ -44,7 +44,14 @@ pub struct TlsFiles {
 /// TLS settings in force, replaced whole by [`ServerTls::reload`].
 pub struct ServerTls {
     files: TlsFiles,
-    config: RwLock<Arc<ServerConfig>>,
+    config: RwLock<Loaded>,
+}
+
+/// A rustls configuration, and when its certificate stops being valid.
+#[derive(Clone)]
+struct Loaded {
+    config: Arc<ServerConfig>,
+    expires: SystemTime,
 }
 
 impl std::fmt::Debug for ServerTls {
@@ -59,19 +66,24 @@ impl ServerTls {
     /// Reads and checks the files: every certificate parses, the key is the
     /// certificate's, the client CA holds at least one certificate.
     pub fn load(files: TlsFiles) -> anyhow::Result<ServerTls> {
-        let config = server_config(&files)?;
+        let loaded = server_config(&files)?;
         Ok(ServerTls {
             files,
-            config: RwLock::new(config),
+            config: RwLock::new(loaded),
         })
     }
 
     /// Reads the files again; new connections get the new settings, open
     /// ones keep theirs. On any error the settings in force stay.
     pub fn reload(&self) -> anyhow::Result<()> {
-        let config = server_config(&self.files)?;
-        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
+        let loaded = server_config(&self.files)?;
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = loaded;
         Ok(())
+    }
+
+    /// When the certificate in force stops being valid (its `notAfter`).
+    pub fn expires(&self) -> SystemTime {
+        self.loaded().expires
     }
 
     /// The certificate file, for messages.
@@ -89,12 +101,16 @@ impl ServerTls {
             .collect()
     }
 
-    fn current(&self) -> Arc<ServerConfig> {
+    fn loaded(&self) -> Loaded {
         // A poisoned lock only means a panic elsewhere; the value is whole.
         self.config
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    fn current(&self) -> Arc<ServerConfig> {
+        self.loaded().config
     }
 
     /// The connections `listener` accepts, once their handshake is done.
@@ -155,8 +171,17 @@ async fn handshake(
     }
 }
 
-fn server_config(files: &TlsFiles) -> anyhow::Result<Arc<ServerConfig>> {
+fn server_config(files: &TlsFiles) -> anyhow::Result<Loaded> {
     let chain = certificates(&files.cert)?;
+    let expires = not_after(&chain[0])
+        .with_context(|| format!("{}: the certificate", files.cert.display()))?;
+    if expires <= SystemTime::now() {
+        anyhow::bail!(
+            "{}: the certificate expired on {}; renew it",
+            files.cert.display(),
+            utc(expires)
+        );
+    }
     let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| {
         anyhow::anyhow!(
             "{}: no private key (PEM: PKCS#8, PKCS#1 or SEC1): {e}",
@@ -187,7 +212,26 @@ fn server_config(files: &TlsFiles) -> anyhow::Result<Arc<ServerConfig>> {
         )
     })?;
     config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(Arc::new(config))
+    Ok(Loaded {
+        config: Arc::new(config),
+        expires,
+    })
+}
+
+/// A certificate's `notAfter`.
+fn not_after(cert: &CertificateDer<'_>) -> anyhow::Result<SystemTime> {
+    use x509_cert::der::Decode;
+    let cert = x509_cert::Certificate::from_der(cert.as_ref())
+        .map_err(|e| anyhow::anyhow!("cannot be decoded (X.509 DER): {e}"))?;
+    let since_epoch = cert.tbs_certificate.validity.not_after.to_unix_duration();
+    Ok(SystemTime::UNIX_EPOCH + since_epoch)
+}
+
+/// `at` as people read it, in UTC.
+pub fn utc(at: SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(at)
+        .format("%Y-%m-%d %H:%M UTC")
+        .to_string()
 }
 
 /// Every certificate in a PEM file; at least one.
@@ -223,7 +267,9 @@ mod tests {
 
     #[test]
     fn a_certificate_and_its_key_load() {
-        ServerTls::load(files("server.pem", "server-key.pem", None)).expect("plain TLS");
+        let tls = ServerTls::load(files("server.pem", "server-key.pem", None)).expect("plain TLS");
+        // The fixture is valid until 2126-11-05 03:38:40 UTC.
+        assert_eq!(utc(tls.expires()), "2126-11-05 03:38 UTC");
         ServerTls::load(files("server.pem", "server-key.pem", Some("ca.pem"))).expect("mutual");
     }
 
@@ -244,6 +290,11 @@ mod tests {
                 "a certificate given as the key",
                 files("server.pem", "server.pem", None),
                 "no private key",
+            ),
+            (
+                "an expired certificate",
+                files("expired.pem", "expired-key.pem", None),
+                "expired on 2021-01-01 00:00 UTC",
             ),
             (
                 "a missing client CA",

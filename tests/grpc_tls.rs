@@ -191,6 +191,13 @@ fn a_renewed_certificate_is_served_without_a_signal() {
     };
     assert!(trusted_by("ca.pem"));
     assert!(!trusted_by("ca2.pem"));
+    // When the served certificate ends (server.pem: 2126-11-05 03:38:40 UTC).
+    let expiry = |secs: u64| format!("waybill_tls_cert_expiry_timestamp_seconds {secs}");
+    assert!(
+        scrape(metrics).contains(&expiry(4_949_523_520)),
+        "{}",
+        scrape(metrics)
+    );
     // The key first, as a renewal may: until the certificate follows, the
     // pair is refused and the old one stays.
     std::fs::copy(tls("server2-key.pem"), &key).expect("copy the key");
@@ -204,5 +211,11 @@ fn a_renewed_certificate_is_served_without_a_signal() {
     assert!(trusted_by("ca2.pem"), "{}", served.log_so_far());
     assert!(!trusted_by("ca.pem"));
     assert!(scrape(metrics).contains(&gauge(1)), "{}", scrape(metrics));
+    // server2.pem: 2126-11-06 19:01:58 UTC.
+    assert!(
+        scrape(metrics).contains(&expiry(4_949_665_318)),
+        "{}",
+        scrape(metrics)
+    );
     assert!(served.terminate().success());
 }

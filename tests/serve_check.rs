@@ -39,7 +39,7 @@ fn a_check_reads_everything_and_touches_nothing() {
     for expected in [
         "configuration OK",
         &listen,
-        "client certificates required",
+        "(valid until 2126-11-05 03:38 UTC), client certificates required",
         "embedded, in",
         "commands,queries,reactors",
         "INSECURE DEV MODE",
@@ -90,6 +90,16 @@ fn a_check_reads_everything_and_touches_nothing() {
                 fixture("client-key.pem"),
             ],
             "do not go together",
+        ),
+        (
+            "an expired certificate",
+            vec![
+                "--tls-cert".to_string(),
+                fixture("expired.pem"),
+                "--tls-key".into(),
+                fixture("expired-key.pem"),
+            ],
+            "expired on 2021-01-01 00:00 UTC",
         ),
         (
             "an unreadable NATS creds file",

@@ -92,6 +92,9 @@ impl Reloadable {
         let cert = tls.cert_path().display().to_string();
         let result = tls.reload();
         reloaded("tls", result.is_ok());
+        if result.is_ok() {
+            certificate_served(tls);
+        }
         match result {
             Ok(()) => tracing::info!(
                 tls_cert = %cert,
@@ -112,6 +115,29 @@ fn reloaded(what: &'static str, ok: bool) {
     ::metrics::gauge!("waybill_config_reload_ok", "what" => what).set(if ok { 1.0 } else { 0.0 });
 }
 
+/// A certificate closer than this to its end is worth a warning at start.
+const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);
+
+/// Sets `waybill_tls_cert_expiry_timestamp_seconds` from the certificate in
+/// force (an alert fires before it ends).
+fn certificate_served(tls: &ServerTls) {
+    let expires = tls.expires();
+    let secs = expires
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    ::metrics::gauge!("waybill_tls_cert_expiry_timestamp_seconds").set(secs);
+    let left = expires
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    if left < EXPIRY_WARNING {
+        tracing::warn!(
+            tls_cert = %tls.cert_path().display(),
+            expires = %crate::tls::utc(expires),
+            "the gRPC TLS certificate expires in less than 14 days; renew it"
+        );
+    }
+}
+
 /// Reloads on SIGHUP, and, every `check_every` (if any), when the files
 /// changed. Without an auth config and TLS there is nothing to read, and
 /// SIGHUP (which would otherwise end the process) only says so.
@@ -126,8 +152,9 @@ pub(super) fn start(reloadable: Reloadable, check_every: Option<Duration>) -> an
     if reloadable.auth_path.is_some() {
         reloaded("auth", true);
     }
-    if reloadable.tls.is_some() {
+    if let Some(tls) = &reloadable.tls {
         reloaded("tls", true);
+        certificate_served(tls);
     }
     let check_every = check_every.filter(|_| !nothing);
     let mut auth_seen = stamps(&reloadable.auth_files());
