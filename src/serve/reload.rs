@@ -115,7 +115,8 @@ fn reloaded(what: &'static str, ok: bool) {
     ::metrics::gauge!("waybill_config_reload_ok", "what" => what).set(if ok { 1.0 } else { 0.0 });
 }
 
-/// A certificate closer than this to its end is worth a warning at start.
+/// A certificate closer than this to its end is worth a warning when it is
+/// put in force.
 const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);
 
 /// Sets `waybill_tls_cert_expiry_timestamp_seconds` from the certificate in
@@ -185,11 +186,12 @@ pub(super) fn start(reloadable: Reloadable, check_every: Option<Duration>) -> an
                         tracing::warn!("SIGHUP: no --auth-config and no TLS files to read again");
                         continue;
                     }
-                    reloadable.reload_auth("SIGHUP");
-                    reloadable.reload_tls("SIGHUP");
-                    // What was just read is what is in force.
+                    // Taken first: a file that changes while it is read is
+                    // read again at the next check.
                     auth_seen = stamps(&reloadable.auth_files());
                     tls_seen = stamps(&reloadable.tls_files());
+                    reloadable.reload_auth("SIGHUP");
+                    reloadable.reload_tls("SIGHUP");
                 }
                 _ = checked => {
                     let auth_now = stamps(&reloadable.auth_files());
