@@ -137,6 +137,10 @@ pub fn log_config(args: &LogArgs, file: &FileConfig) -> anyhow::Result<LogConfig
     if opts.credentials.user.is_some() != opts.credentials.password.is_some() {
         bail!("--nats-user and --nats-password go together");
     }
+    let c = &opts.credentials;
+    if c.creds_file.is_some() && (c.user.is_some() || c.token.is_some() || c.nkey_seed.is_some()) {
+        bail!("--nats-creds cannot be combined with --nats-user, --nats-token or --nats-nkey: give one way to authenticate to NATS");
+    }
     if let Some(stream) = args.stream.clone().or_else(|| n.stream.clone()) {
         if stream.is_empty()
             || !stream

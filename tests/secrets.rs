@@ -156,12 +156,19 @@ fn nats_nkey_authentication_works_and_the_seed_is_never_logged() {
     assert_clean("a refused nkey", &(stdout(&out) + &stderr(&out)), &[&other]);
 }
 
-/// A NATS JWT: `claims` issued (and signed) by `issuer` about `subject`.
-fn nats_jwt(issuer: &nkeys::KeyPair, subject: &str, name: &str, nats: serde_json::Value) -> String {
+/// A NATS JWT: `claims` issued (and signed) by `issuer` about `subject`,
+/// valid until `exp` (Unix seconds) if given.
+fn nats_jwt(
+    issuer: &nkeys::KeyPair,
+    subject: &str,
+    name: &str,
+    nats: serde_json::Value,
+    exp: Option<u64>,
+) -> String {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let header = b64.encode(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
-    let claims = serde_json::json!({
+    let mut claims = serde_json::json!({
         "jti": format!("{}{}", name.to_uppercase(), "JTI"),
         "iat": 1_700_000_000u64,
         "iss": issuer.public_key(),
@@ -169,18 +176,21 @@ fn nats_jwt(issuer: &nkeys::KeyPair, subject: &str, name: &str, nats: serde_json
         "sub": subject,
         "nats": nats,
     });
+    if let Some(exp) = exp {
+        claims["exp"] = exp.into();
+    }
     let claims = b64.encode(claims.to_string());
     let signing_input = format!("{header}.{claims}");
     let signature = issuer.sign(signing_input.as_bytes()).expect("sign");
     format!("{signing_input}.{}", b64.encode(signature))
 }
 
-#[test]
-fn nats_creds_file_authentication_works_and_the_seed_is_never_logged() {
+/// A nats-server in operator mode (memory resolver) with one account for
+/// Waybill, and that account's key, which signs user JWTs.
+fn operator_mode_server() -> (NatsServer, nkeys::KeyPair) {
     let operator = nkeys::KeyPair::new_operator();
     let account = nkeys::KeyPair::new_account();
     let system = nkeys::KeyPair::new_account();
-    let user = nkeys::KeyPair::new_user();
     let unlimited = serde_json::json!({
         "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
         "wildcards": true, "conn": -1, "leaf": -1,
@@ -191,12 +201,14 @@ fn nats_creds_file_authentication_works_and_the_seed_is_never_logged() {
         &operator.public_key(),
         "op",
         serde_json::json!({"type": "operator", "version": 2}),
+        None,
     );
     let account_jwt = nats_jwt(
         &operator,
         &account.public_key(),
         "waybill",
         serde_json::json!({"type": "account", "version": 2, "limits": unlimited}),
+        None,
     );
     // JetStream needs a system account in operator mode.
     let system_jwt = nats_jwt(
@@ -204,13 +216,7 @@ fn nats_creds_file_authentication_works_and_the_seed_is_never_logged() {
         &system.public_key(),
         "SYS",
         serde_json::json!({"type": "account", "version": 2}),
-    );
-    let user_jwt = nats_jwt(
-        &account,
-        &user.public_key(),
-        "waybill-user",
-        serde_json::json!({"type": "user", "version": 2, "pub": {}, "sub": {},
-                           "subs": -1, "data": -1, "payload": -1}),
+        None,
     );
     let nats = NatsServer::start_with(ServerOptions {
         extra_config: format!(
@@ -221,17 +227,36 @@ fn nats_creds_file_authentication_works_and_the_seed_is_never_logged() {
         ),
         ..ServerOptions::default()
     });
+    (nats, account)
+}
+
+/// A creds file's text for a new user of `account`, valid until `exp` if
+/// given, and the user's seed.
+fn user_creds(account: &nkeys::KeyPair, name: &str, exp: Option<u64>) -> (String, String) {
+    let user = nkeys::KeyPair::new_user();
+    let jwt = nats_jwt(
+        account,
+        &user.public_key(),
+        name,
+        serde_json::json!({"type": "user", "version": 2, "pub": {}, "sub": {},
+                           "subs": -1, "data": -1, "payload": -1}),
+        exp,
+    );
     let seed = user.seed().expect("seed");
+    let text = format!(
+        "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n\
+         -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
+    );
+    (text, seed)
+}
+
+#[test]
+fn nats_creds_file_authentication_works_and_the_seed_is_never_logged() {
+    let (nats, account) = operator_mode_server();
+    let (text, seed) = user_creds(&account, "waybill-user", None);
     let dir = tempfile::tempdir().expect("tempdir");
     let creds = dir.path().join("waybill.creds");
-    std::fs::write(
-        &creds,
-        format!(
-            "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n\
-             -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
-        ),
-    )
-    .expect("creds");
+    std::fs::write(&creds, text).expect("creds");
     let served = Served::start(
         waybill()
             .env("WAYBILL_LOG", "debug")
@@ -256,4 +281,65 @@ fn nats_creds_file_authentication_works_and_the_seed_is_never_logged() {
         .output()
         .expect("verify");
     assert!(!out.status.success(), "no credentials is refused");
+}
+
+/// A user JWT that expires: nats-server closes the connection when it
+/// does, and the client reconnects with the creds file as it is then. A
+/// renewed file is used, so the server keeps working without a restart
+/// (async-nats alone would sign with the JWT it read at start, refused for
+/// ever after the expiry).
+#[test]
+fn a_renewed_creds_file_is_used_when_the_old_jwt_expires() {
+    let (nats, account) = operator_mode_server();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let (expiring, old_seed) = user_creds(&account, "waybill-until-soon", Some(now + 4));
+    let (renewed, new_seed) = user_creds(&account, "waybill-renewed", None);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let creds = dir.path().join("waybill.creds");
+    std::fs::write(&creds, expiring).expect("creds");
+    let served = Served::start(
+        waybill()
+            .env("WAYBILL_LOG", "info")
+            .args(["serve", "--nats", &nats.url(), "--insecure-dev"])
+            .args(["--no-checkpoints", "--no-reactors", "--nats-creds"])
+            .arg(&creds)
+            .arg("--data-dir")
+            .arg(dir.path().join("data")),
+    );
+    served.apply_example();
+    std::fs::write(&creds, renewed).expect("renew");
+    // The server ends the expiring user's connection; the client reconnects.
+    served.wait_for_log("disconnected");
+    let discover = || {
+        waybill()
+            .args([
+                "discover",
+                "-p",
+                "shop",
+                "-w",
+                "images",
+                "--image",
+                "ghcr.io/acme/shop:9",
+            ])
+            .args(["--server", &served.endpoint()])
+            .output()
+            .expect("discover")
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut out = discover();
+    while !out.status.success() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        out = discover();
+    }
+    assert!(
+        out.status.success(),
+        "after the expiry: {}\n{}",
+        stderr(&out),
+        served.log_so_far()
+    );
+    let log = served.kill_and_log();
+    assert_clean("waybill serve's log", &log, &[&old_seed, &new_seed]);
 }

@@ -112,6 +112,18 @@ fn a_check_reads_everything_and_touches_nothing() {
             "--nats-creds",
         ),
         (
+            "two ways to authenticate to NATS",
+            vec![
+                "--nats".to_string(),
+                "nats://127.0.0.1:1".into(),
+                "--nats-creds".into(),
+                fixture("ca.pem"),
+                "--nats-token".into(),
+                "t0ken".into(),
+            ],
+            "cannot be combined",
+        ),
+        (
             "a missing auth config",
             vec![
                 "--auth-config".to_string(),

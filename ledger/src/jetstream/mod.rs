@@ -8,6 +8,7 @@
 //! as `ce-*` headers beside the protobuf record.
 
 mod append;
+mod creds;
 mod options;
 mod read;
 mod setup;

@@ -9,19 +9,24 @@ use crate::error::LedgerError;
 const MIN_SERVER: (u64, u64) = (2, 11);
 
 pub(crate) async fn connect(opts: &JetStreamOptions) -> Result<async_nats::Client, LedgerError> {
-    let mut connect = async_nats::ConnectOptions::new()
+    let c = &opts.credentials;
+    let connect = match &c.creds_file {
+        Some(path) => {
+            if c.user.is_some() || c.token.is_some() || c.nkey_seed.is_some() {
+                return Err(LedgerError::Misconfigured(
+                    "a NATS credentials file cannot be combined with a NATS user, token or \
+                     nkey: give one way to authenticate"
+                        .into(),
+                ));
+            }
+            super::creds::options(path).await?
+        }
+        None => async_nats::ConnectOptions::new(),
+    };
+    let mut connect = connect
         .name("waybill")
         .request_timeout(Some(opts.request_timeout))
         .connection_timeout(opts.request_timeout);
-    let c = &opts.credentials;
-    if let Some(path) = &c.creds_file {
-        connect = connect.credentials_file(path).await.map_err(|e| {
-            LedgerError::Misconfigured(format!(
-                "cannot read NATS credentials file {}: {e}",
-                path.display()
-            ))
-        })?;
-    }
     if let (Some(user), Some(password)) = (&c.user, &c.password) {
         connect = connect.user_and_password(user.clone(), password.clone());
     }
