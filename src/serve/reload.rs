@@ -158,6 +158,12 @@ pub(super) fn start(reloadable: Reloadable, check_every: Option<Duration>) -> an
         certificate_served(tls);
     }
     let check_every = check_every.filter(|_| !nothing);
+    if let Some(every) = check_every {
+        tracing::info!(
+            every_secs = every.as_secs(),
+            "the auth config and TLS files are read again on SIGHUP and when they change"
+        );
+    }
     let mut auth_seen = stamps(&reloadable.auth_files());
     let mut tls_seen = stamps(&reloadable.tls_files());
     tokio::spawn(async move {
