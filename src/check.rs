@@ -112,6 +112,9 @@ fn describe_log(log: &LogConfig) -> anyhow::Result<String> {
             readable(path).with_context(|| format!("{flag} {}", path.display()))?;
         }
     }
+    if let Some(creds) = &opts.credentials.creds_file {
+        waybill_ledger::jetstream::check_creds_file(creds)?;
+    }
     let urls: Vec<String> = opts.url.split(',').map(without_userinfo).collect();
     Ok(format!(
         "NATS JetStream at {}, stream {}, subjects {}.>, {} replica{}",

@@ -112,6 +112,16 @@ fn a_check_reads_everything_and_touches_nothing() {
             "--nats-creds",
         ),
         (
+            "a creds file that is not one",
+            vec![
+                "--nats".to_string(),
+                "nats://127.0.0.1:1".into(),
+                "--nats-creds".into(),
+                fixture("ca.pem"),
+            ],
+            "is not a NATS credentials file",
+        ),
+        (
             "two ways to authenticate to NATS",
             vec![
                 "--nats".to_string(),

@@ -35,12 +35,9 @@ fn parse(text: &str) -> Option<(String, String)> {
     }
 }
 
-/// Reads `path` and signs `nonce` with its seed; the JWT and the signature.
-async fn sign(path: &Path, nonce: &[u8]) -> Result<(String, Vec<u8>), String> {
-    let text = tokio::fs::read_to_string(path)
-        .await
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let (jwt, seed) = parse(&text).ok_or_else(|| {
+/// The JWT and the key pair in `text`, the contents of `path`.
+fn keys(path: &Path, text: &str) -> Result<(String, nkeys::KeyPair), String> {
+    let (jwt, seed) = parse(text).ok_or_else(|| {
         format!(
             "{} is not a NATS credentials file (a user JWT, then an nkey seed)",
             path.display()
@@ -48,18 +45,39 @@ async fn sign(path: &Path, nonce: &[u8]) -> Result<(String, Vec<u8>), String> {
     })?;
     let key = nkeys::KeyPair::from_seed(&seed)
         .map_err(|e| format!("{}: the nkey seed is invalid: {e}", path.display()))?;
+    Ok((jwt, key))
+}
+
+/// Reads `path` and signs `nonce` with its seed; the JWT and the signature.
+async fn sign(path: &Path, nonce: &[u8]) -> Result<(String, Vec<u8>), String> {
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let (jwt, key) = keys(path, &text)?;
     let signature = key
         .sign(nonce)
         .map_err(|e| format!("{}: cannot sign: {e}", path.display()))?;
     Ok((jwt, signature))
 }
 
+/// Checks that `path` is a readable NATS credentials file with a valid
+/// seed (what `waybill serve --check` asks), without connecting.
+pub fn check_creds_file(path: &Path) -> Result<(), LedgerError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        LedgerError::Misconfigured(format!(
+            "cannot read NATS credentials file {}: {e}",
+            path.display()
+        ))
+    })?;
+    keys(path, &text)
+        .map(|_| ())
+        .map_err(|e| LedgerError::Misconfigured(format!("NATS credentials file: {e}")))
+}
+
 /// Connection options that authenticate with the creds file at `path`,
 /// read and checked now and again at every connection.
 pub(super) async fn options(path: &Path) -> Result<async_nats::ConnectOptions, LedgerError> {
-    sign(path, b"check")
-        .await
-        .map_err(|e| LedgerError::Misconfigured(format!("NATS credentials file: {e}")))?;
+    check_creds_file(path)?;
     let path: PathBuf = path.to_path_buf();
     Ok(async_nats::ConnectOptions::with_auth_callback(
         move |nonce: Vec<u8>| {

@@ -13,6 +13,7 @@ mod options;
 mod read;
 mod setup;
 
+pub use creds::check_creds_file;
 pub use options::{
     JetStreamOptions, NatsCredentials, NatsTls, DEFAULT_DUPLICATE_WINDOW, DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_STREAM, DEFAULT_SUBJECT_PREFIX,
