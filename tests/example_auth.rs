@@ -168,23 +168,9 @@ fn example_roles_admit_and_refuse_as_documented() {
 #[test]
 fn a_sighup_puts_a_new_auth_config_in_force() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let auth = dir.path().join("auth.toml");
-    let example = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/deploy/examples/auth.toml"
-    ))
-    .expect("example");
-    std::fs::write(&auth, &example).expect("write");
+    let (auth, example) = example_auth(dir.path());
     let alice = token(dir.path(), "alice", "");
-    let served = Served::start(
-        waybill()
-            .env("WAYBILL_LOG", "info")
-            .args(["serve", "--no-reactors", "--reload-check-secs", "0"])
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("--auth-config")
-            .arg(&auth),
-    );
+    let served = serve_with_auth(dir.path(), &auth, "0");
     let endpoint = served.endpoint();
     let status = |token: &str| status_at(&endpoint, Some(token));
     let admitted = |token: &str| status(token).status.success();
@@ -250,6 +236,42 @@ fn a_sighup_puts_a_new_auth_config_in_force() {
     assert!(served.terminate().success());
 }
 
+/// The example auth config, written into `dir` (its tokens file is
+/// `dir/tokens.toml`); its path and text.
+fn example_auth(dir: &std::path::Path) -> (std::path::PathBuf, String) {
+    let auth = dir.join("auth.toml");
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/examples/auth.toml"
+    ))
+    .expect("example");
+    std::fs::write(&auth, &example).expect("write");
+    (auth, example)
+}
+
+/// `waybill serve` with `auth` (logging at info), checking the files for
+/// changes every `reload_check_secs`.
+fn serve_with_auth(
+    dir: &std::path::Path,
+    auth: &std::path::Path,
+    reload_check_secs: &str,
+) -> Served {
+    Served::start(
+        waybill()
+            .env("WAYBILL_LOG", "info")
+            .args([
+                "serve",
+                "--no-reactors",
+                "--reload-check-secs",
+                reload_check_secs,
+            ])
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .arg("--auth-config")
+            .arg(auth),
+    )
+}
+
 /// `waybill status -p shop` against `endpoint`, with `token` if given.
 fn status_at(endpoint: &str, token: Option<&str>) -> std::process::Output {
     let mut cmd = waybill();
@@ -266,23 +288,9 @@ fn status_at(endpoint: &str, token: Option<&str>) -> std::process::Output {
 #[test]
 fn changed_auth_files_are_put_in_force_without_a_signal() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let auth = dir.path().join("auth.toml");
-    let example = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/deploy/examples/auth.toml"
-    ))
-    .expect("example");
-    std::fs::write(&auth, &example).expect("write");
+    let (auth, _) = example_auth(dir.path());
     token(dir.path(), "alice", "");
-    let served = Served::start(
-        waybill()
-            .env("WAYBILL_LOG", "info")
-            .args(["serve", "--no-reactors", "--reload-check-secs", "1"])
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("--auth-config")
-            .arg(&auth),
-    );
+    let served = serve_with_auth(dir.path(), &auth, "1");
     let endpoint = served.endpoint();
     // A token made after the start: its name needs no binding to be
     // authenticated (`status` of an unknown project is then refused for

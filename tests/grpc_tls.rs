@@ -98,6 +98,37 @@ fn mutual_tls_admits_only_clients_with_a_certificate() {
     );
 }
 
+/// `waybill serve` over TLS with the certificate and key at `cert` and
+/// `key`, checking them for changes every `reload_check_secs`.
+fn serve_tls(
+    dir: &std::path::Path,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    reload_check_secs: &str,
+    extra: &[&str],
+) -> Served {
+    Served::start(
+        waybill()
+            .env("WAYBILL_LOG", "info")
+            .args(["serve", "--insecure-dev", "--no-checkpoints"])
+            .args(["--reload-check-secs", reload_check_secs, "--data-dir"])
+            .arg(dir.join("data"))
+            .args(extra)
+            .arg("--tls-cert")
+            .arg(cert)
+            .arg("--tls-key")
+            .arg(key),
+    )
+}
+
+/// Trusting only the CA in the fixture `ca`, does a new connection to
+/// `https` get through?
+fn trusted(https: &str, ca: &str) -> bool {
+    run(&["projects", "--server", https, "--ca", &tls(ca)])
+        .status
+        .success()
+}
+
 /// A rotated certificate (cert-manager, an ACME client) is put in place and
 /// the server is sent SIGHUP: new connections get the new certificate, no
 /// restart. A broken rotation (a key that is not the certificate's) is
@@ -111,31 +142,9 @@ fn a_sighup_serves_a_rotated_certificate() {
         std::fs::copy(tls(k), &key).expect("copy the key");
     };
     install("server.pem", "server-key.pem");
-    let served = Served::start(
-        waybill()
-            .env("WAYBILL_LOG", "info")
-            .args(["serve", "--insecure-dev", "--no-checkpoints"])
-            .args(["--reload-check-secs", "0", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .arg("--tls-cert")
-            .arg(&cert)
-            .arg("--tls-key")
-            .arg(&key),
-    );
+    let served = serve_tls(dir.path(), &cert, &key, "0", &[]);
     let https = format!("https://{}", served.addr);
-    // Trusting only `ca`, does a new connection get through?
-    let trusted_by = |ca: &str| {
-        let out = run(&[
-            "projects",
-            "--output",
-            "json",
-            "--server",
-            &https,
-            "--ca",
-            &tls(ca),
-        ]);
-        out.status.success()
-    };
+    let trusted_by = |ca: &str| trusted(&https, ca);
     // A client that connects and never says hello holds up nobody.
     let _silent = std::net::TcpStream::connect(served.addr).expect("connect");
     assert!(trusted_by("ca.pem"));
@@ -171,24 +180,10 @@ fn a_renewed_certificate_is_served_without_a_signal() {
     std::fs::copy(tls("server.pem"), &cert).expect("copy the certificate");
     std::fs::copy(tls("server-key.pem"), &key).expect("copy the key");
     let metrics = free_port();
-    let served = Served::start(
-        waybill()
-            .env("WAYBILL_LOG", "info")
-            .args(["serve", "--insecure-dev", "--no-checkpoints"])
-            .args(["--reload-check-secs", "1", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
-            .arg("--tls-cert")
-            .arg(&cert)
-            .arg("--tls-key")
-            .arg(&key),
-    );
+    let listen = format!("127.0.0.1:{metrics}");
+    let served = serve_tls(dir.path(), &cert, &key, "1", &["--metrics-listen", &listen]);
     let https = format!("https://{}", served.addr);
-    let trusted_by = |ca: &str| {
-        run(&["projects", "--server", &https, "--ca", &tls(ca)])
-            .status
-            .success()
-    };
+    let trusted_by = |ca: &str| trusted(&https, ca);
     assert!(trusted_by("ca.pem"));
     assert!(!trusted_by("ca2.pem"));
     // When the served certificate ends (server.pem: 2126-11-05 03:38:40 UTC).
