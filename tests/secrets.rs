@@ -313,21 +313,7 @@ fn a_renewed_creds_file_is_used_when_the_old_jwt_expires() {
     std::fs::write(&creds, renewed).expect("renew");
     // The server ends the expiring user's connection; the client reconnects.
     served.wait_for_log("disconnected");
-    let discover = || {
-        waybill()
-            .args([
-                "discover",
-                "-p",
-                "shop",
-                "-w",
-                "images",
-                "--image",
-                "ghcr.io/acme/shop:9",
-            ])
-            .args(["--server", &served.endpoint()])
-            .output()
-            .expect("discover")
-    };
+    let discover = || served.discover_cli("9");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let mut out = discover();
     while !out.status.success() && std::time::Instant::now() < deadline {

@@ -280,6 +280,22 @@ impl Served {
         ]);
         assert!(out.status.success(), "apply: {}", stderr(&out));
     }
+
+    /// `waybill discover` of `ghcr.io/acme/shop:<tag>` in the example's
+    /// warehouse, through the CLI (anonymous).
+    pub fn discover_cli(&self, tag: &str) -> Output {
+        run(&[
+            "discover",
+            "-p",
+            "shop",
+            "-w",
+            "images",
+            "--image",
+            &format!("ghcr.io/acme/shop:{tag}"),
+            "--server",
+            &self.endpoint(),
+        ])
+    }
 }
 
 /// Waits until the server at `endpoint` reflects position `head`, or, when
