@@ -34,19 +34,10 @@ fn gauge(port: u16, name: &str) -> Option<u64> {
         .map(|v| v as u64)
 }
 
-/// `waybill discover` of `ghcr.io/acme/shop:<tag>` in project shop.
+/// `waybill discover` of `ghcr.io/acme/shop:<tag>` in project shop, which
+/// must be accepted.
 fn discover(served: &Served, tag: &str) {
-    let out = run(&[
-        "discover",
-        "-p",
-        "shop",
-        "-w",
-        "images",
-        "--image",
-        &format!("ghcr.io/acme/shop:{tag}"),
-        "--server",
-        &served.endpoint(),
-    ]);
+    let out = served.discover_cli(tag);
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
