@@ -45,6 +45,17 @@ pub fn run(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
     };
     lines.push(("log", describe_log(&log)?));
     if matches!(log, LogConfig::JetStream(_)) {
+        let wait = args
+            .nats_connect_wait
+            .or(file.nats.connect_wait_secs)
+            .unwrap_or(0);
+        lines.push((
+            "nats at start",
+            match wait {
+                0 => "give up at once if NATS cannot be reached".to_string(),
+                secs => format!("keep trying to reach NATS for up to {secs} s"),
+            },
+        ));
         // Read models, the Merkle tree, the command state.
         lines.push(("data dir", data.display().to_string()));
     }

@@ -182,6 +182,11 @@ pub struct ServeArgs {
     #[arg(long, env = "WAYBILL_BACKUP_DIR")]
     pub backup_dir: Option<PathBuf>,
     /// Start the decision clock at this instant (RFC 3339); tests only.
+    /// At start, how long to keep trying to reach NATS before giving up, in
+    /// seconds (a server started before NATS serves once NATS is up);
+    /// SIGTERM stops the wait [default: 0: give up at once].
+    #[arg(long, env = "WAYBILL_NATS_CONNECT_WAIT", value_name = "SECS")]
+    pub nats_connect_wait: Option<u64>,
     /// How often to check the auth config (and the files it names) and the
     /// TLS files for changes, in seconds, and put changed ones in force as
     /// SIGHUP does; 0: only on SIGHUP [default: 30].

@@ -65,6 +65,8 @@ pub struct NatsFileConfig {
     pub subject_prefix: Option<String>,
     pub replicas: Option<usize>,
     pub duplicate_window_secs: Option<u64>,
+    /// At start, seconds to keep trying to reach NATS (`serve` only).
+    pub connect_wait_secs: Option<u64>,
 }
 
 impl std::fmt::Debug for NatsFileConfig {
@@ -83,6 +85,7 @@ impl std::fmt::Debug for NatsFileConfig {
             .field("stream", &self.stream)
             .field("replicas", &self.replicas)
             .field("duplicate_window_secs", &self.duplicate_window_secs)
+            .field("connect_wait_secs", &self.connect_wait_secs)
             .finish()
     }
 }

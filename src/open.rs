@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use waybill_ledger::{EventLog, JetStreamLog, SledLog};
+use waybill_ledger::{EventLog, JetStreamLog, LedgerError, SledLog};
 
 use crate::cli::LogArgs;
 use crate::config::{log_config, FileConfig, LogConfig};
@@ -41,6 +41,52 @@ impl OpenLog {
 /// the log (an embedded one, or the JetStream stream) if it is absent.
 pub async fn open(args: &LogArgs, file: &FileConfig) -> anyhow::Result<OpenLog> {
     open_log(args, file, None, true).await
+}
+
+/// [`open`], retrying while NATS cannot be reached, for up to `wait`: a
+/// server started before NATS (a reboot, a cluster coming up) serves once
+/// NATS does, instead of exiting. `None` if `stop` (a shutdown signal)
+/// completes first. Errors other than an unreachable NATS (a refused stream,
+/// bad credentials) are returned at once.
+pub async fn open_waiting(
+    args: &LogArgs,
+    file: &FileConfig,
+    wait: std::time::Duration,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<Option<OpenLog>> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut pause = std::time::Duration::from_millis(500);
+    tokio::pin!(stop);
+    loop {
+        let result = tokio::select! {
+            result = open(args, file) => result,
+            () = &mut stop => return Ok(None),
+        };
+        let unreachable = matches!(
+            result
+                .as_ref()
+                .err()
+                .and_then(|e| e.downcast_ref::<LedgerError>()),
+            Some(LedgerError::Unavailable(_))
+        );
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if !unreachable || left.is_zero() {
+            return result.map(Some);
+        }
+        if let Err(e) = &result {
+            tracing::warn!(
+                error = %e,
+                retry_in_ms = pause.min(left).as_millis() as u64,
+                left_secs = left.as_secs(),
+                "cannot reach NATS yet; trying again (--nats-connect-wait)"
+            );
+        }
+        tokio::select! {
+            () = tokio::time::sleep(pause.min(left)) => {}
+            () = &mut stop => return Ok(None),
+        }
+        pause = (pause * 2).min(std::time::Duration::from_secs(5));
+    }
 }
 
 /// Opens an existing log, for commands that read it (`verify`, `dump`,

@@ -128,3 +128,81 @@ async fn commands_fail_unavailable_while_nats_is_down_and_recover_after() {
     let out = run(&["verify", "--nats", &nats.url()]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
 }
+
+/// Waits (up to 30 s) until `path` exists: `waybill serve` makes its
+/// signing key just before it opens the log.
+fn wait_for_file(path: &std::path::Path) {
+    for _ in 0..3_000 {
+        if path.exists() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("{} never appeared", path.display());
+}
+
+/// A server started before NATS (a reboot, a cluster coming up) with
+/// `--nats-connect-wait` keeps trying, says so, and serves once NATS is up;
+/// SIGTERM ends the wait at once. Without the flag it gives up at once
+/// (`bad_configuration_is_refused_with_a_clear_message` in tests/serve.rs).
+#[test]
+fn a_server_started_before_nats_waits_for_it() {
+    let mut nats = NatsServer::start();
+    let url = nats.url();
+    nats.stop();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    // NATS comes up once the server has tried and failed.
+    let key = data.join("signing.key");
+    let nats = std::thread::spawn(move || {
+        wait_for_file(&key);
+        std::thread::sleep(Duration::from_millis(500));
+        nats.restart();
+        nats
+    });
+    let served = Served::start(
+        waybill()
+            .args(["serve", "--insecure-dev", "--nats", &url])
+            .args(["--nats-connect-wait", "60", "--data-dir"])
+            .arg(&data),
+    );
+    let _nats = nats.join().expect("nats");
+    assert!(
+        served
+            .log_so_far()
+            .contains("cannot reach NATS yet; trying again"),
+        "{}",
+        served.log_so_far()
+    );
+    served.apply_example();
+    assert!(served.terminate().success());
+
+    // NATS never comes: SIGTERM stops the wait, cleanly.
+    let other = tempfile::tempdir().expect("tempdir");
+    let mut child = waybill()
+        .args(["serve", "--insecure-dev", "--nats", "nats://127.0.0.1:1"])
+        .args(["--nats-connect-wait", "600", "--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(other.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    wait_for_file(&other.path().join("signing.key"));
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            started.elapsed() < HUNG,
+            "SIGTERM did not end the wait for NATS"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+}

@@ -75,6 +75,10 @@ fn a_check_reads_everything_and_touches_nothing() {
         "{report}"
     );
     assert!(report.contains(public.trim()), "{report}");
+    assert!(
+        report.contains("give up at once if NATS cannot be reached"),
+        "{report}"
+    );
     assert!(report.contains("no credentials accepted"), "{report}");
     assert!(!report.contains("s3cret") && !stderr(&out).contains("s3cret"));
     assert!(!data.exists());

@@ -31,7 +31,7 @@ use waybill_projections::Projections;
 
 use crate::cli::ServeArgs;
 use crate::config::{listen_addr, FileConfig};
-use crate::open::{open, OpenLog};
+use crate::open::{open_waiting, OpenLog};
 use crate::rate_limit::RateLimit;
 use crate::roles::Roles;
 use crate::tls::ServerTls;
@@ -112,8 +112,9 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
     if args.check {
         return crate::check::run(&args, file);
     }
-    // First: a SIGTERM during start-up stops the server once it serves.
-    let shutdown = shutdown_signal()?;
+    // First: a SIGTERM during start-up stops the server once it serves (or
+    // the wait for NATS, see below).
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown_signal()?));
     let addr = listen_addr(args.listen, file)?;
     let tls = server_tls(&args, file)?;
     // Before anything is created or opened: a port in use is refused with
@@ -150,7 +151,15 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         roles.queries,
         crate::audit::MissingKey::Create,
     )?;
-    let log = open(&args.log, file).await?;
+    let wait = std::time::Duration::from_secs(
+        args.nats_connect_wait
+            .or(file.nats.connect_wait_secs)
+            .unwrap_or(0),
+    );
+    let Some(log) = open_waiting(&args.log, file, wait, shutdown.clone()).await? else {
+        tracing::info!("stopped while waiting for NATS");
+        return Ok(());
+    };
     let backup = match backup_dir {
         Some(dir) => Some(open_backup(dir, &log).await?),
         None => None,
