@@ -159,19 +159,14 @@ impl ProjectionStore {
         dir: &Path,
         cache_bytes: u64,
     ) -> Result<ProjectionStore, ProjectionError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            .open()
-            .map_err(|e| match e {
-                e if waybill_ledger::embedded::is_locked(&e) => {
-                    ProjectionError::Storage(in_use(dir))
-                }
-                other => ProjectionError::Storage(format!(
-                    "cannot open projections in {}: {other}",
-                    dir.display()
-                )),
-            })?;
+        let config = sled::Config::new().path(dir).cache_capacity(cache_bytes);
+        let db = waybill_ledger::embedded::open_sled(&config).map_err(|e| match e {
+            e if waybill_ledger::embedded::is_locked(&e) => ProjectionError::Storage(in_use(dir)),
+            other => ProjectionError::Storage(format!(
+                "cannot open projections in {}: {other}",
+                dir.display()
+            )),
+        })?;
         let tree = db.open_tree("views")?;
         // Whole project states, written beside the views up to format 5.
         db.drop_tree("snapshots")?;

@@ -34,6 +34,20 @@ pub fn is_locked(e: &sled::Error) -> bool {
             || io.to_string().contains("could not acquire lock"))
 }
 
+/// Opens a sled database, waiting up to a second for its lock: a
+/// database this process closed a moment ago may still be held by a read
+/// that was under way (a read on the blocking pool holds the store until it
+/// ends, within milliseconds), and is not another process's.
+pub fn open_sled(config: &sled::Config) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    let mut opened = config.open();
+    while matches!(&opened, Err(e) if is_locked(e)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        opened = config.open();
+    }
+    opened
+}
+
 /// `dir` (which `exists` or not) holds no log to read.
 fn no_log(dir: &Path, exists: bool) -> LedgerError {
     let what = if exists {
@@ -62,6 +76,10 @@ struct Inner {
     head_rx: watch::Receiver<Position>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
+
+/// How long opening waits for a lock before saying another process holds
+/// the log.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl std::fmt::Debug for SledLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -102,29 +120,26 @@ impl SledLog {
 
     /// Opens sled in `dir` and the log tree, which is created only if `create`.
     fn open_in(dir: &Path, cache_bytes: u64, create: bool) -> Result<SledLog, LedgerError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            .open()
-            .map_err(|e| match e {
-                e if is_locked(&e) => {
-                    // Only one process at a time can open an embedded log.
-                    let what_to_do = if create {
-                        "stop it or choose another --data-dir"
-                    } else {
-                        "stop it first, or check the ledger through the running server \
+        let config = sled::Config::new().path(dir).cache_capacity(cache_bytes);
+        let db = open_sled(&config).map_err(|e| match e {
+            e if is_locked(&e) => {
+                // Only one process at a time can open an embedded log.
+                let what_to_do = if create {
+                    "stop it or choose another --data-dir"
+                } else {
+                    "stop it first, or check the ledger through the running server \
                          (`waybill export` then `waybill verify-export`)"
-                    };
-                    LedgerError::Misconfigured(format!(
-                        "the data dir {} is in use by another Waybill process; {what_to_do}",
-                        dir.display()
-                    ))
-                }
-                other => LedgerError::Misconfigured(format!(
-                    "cannot open the embedded log in {}: {other}",
+                };
+                LedgerError::Misconfigured(format!(
+                    "the data dir {} is in use by another Waybill process; {what_to_do}",
                     dir.display()
-                )),
-            })?;
+                ))
+            }
+            other => LedgerError::Misconfigured(format!(
+                "cannot open the embedded log in {}: {other}",
+                dir.display()
+            )),
+        })?;
         if !create && !db.tree_names().iter().any(|n| n == LOG_TREE) {
             return Err(no_log(dir, true));
         }
