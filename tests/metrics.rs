@@ -26,21 +26,8 @@ fn serve_exposes_prometheus_metrics() {
         all.extend(["--server", &server]);
         run(&all)
     };
-    let out = cli(&[
-        "apply",
-        "-f",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples/pipeline.yaml"),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let out = cli(&[
-        "discover",
-        "-p",
-        "shop",
-        "-w",
-        "images",
-        "--image",
-        "ghcr.io/acme/shop:1.0",
-    ]);
+    served.apply_example();
+    let out = served.discover_cli("1.0");
     assert!(out.status.success(), "{}", stderr(&out));
     // Refused by policy: nothing is verified in staging yet.
     let out = cli(&[
