@@ -17,12 +17,24 @@ pub enum LogFormat {
 #[command(name = "waybill", version, about)]
 pub struct Cli {
     /// Config file (TOML); flags and environment variables override it.
-    #[arg(long, global = true, env = "WAYBILL_CONFIG")]
+    #[arg(
+        long,
+        global = true,
+        env = "WAYBILL_CONFIG",
+        help_heading = "Global options"
+    )]
     pub config: Option<PathBuf>,
 
     /// How log lines on stderr are written: `text` (coloured on a terminal)
     /// or `json` (one object per line, for log collectors).
-    #[arg(long, global = true, env = "WAYBILL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    #[arg(
+        long,
+        global = true,
+        env = "WAYBILL_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text,
+        help_heading = "Global options"
+    )]
     pub log_format: LogFormat,
 
     #[command(flatten)]

@@ -54,8 +54,9 @@ pub struct ApplyArgs {
     #[arg(long, short = 'f')]
     pub file: PathBuf,
     /// Source revision (e.g. the git commit of the file).
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", hide_default_value = true)]
     pub revision: String,
+    /// Idempotency key: a retry with the same key returns the original outcome.
     #[arg(long)]
     pub idempotency_key: Option<String>,
 }
@@ -64,6 +65,7 @@ pub struct ApplyArgs {
 pub struct DiscoverArgs {
     #[command(flatten)]
     pub common: Common,
+    /// The warehouse of the pipeline the freight comes from.
     #[arg(long, short = 'w')]
     pub warehouse: String,
     /// Image `repo:tag[@sha256:digest]` (repeatable).
@@ -75,7 +77,8 @@ pub struct DiscoverArgs {
     /// Helm chart `name:version` (repeatable).
     #[arg(long)]
     pub chart: Vec<String>,
-    #[arg(long, default_value = "")]
+    /// A name for the freight, usable wherever its id is (e.g. a release name).
+    #[arg(long, default_value = "", hide_default_value = true)]
     pub alias: String,
 }
 
@@ -86,8 +89,10 @@ pub struct VerificationArgs {
     /// Freight id or alias.
     #[arg(long)]
     pub freight: String,
-    #[arg(long)]
+    /// The stage the check ran in.
+    #[arg(long, short = 's')]
     pub stage: String,
+    /// The check, as the stage's `verification` names it.
     #[arg(long)]
     pub check: String,
     /// The check passed.
@@ -99,9 +104,11 @@ pub struct VerificationArgs {
     /// A metric `name=value` (repeatable).
     #[arg(long)]
     pub metric: Vec<String>,
-    #[arg(long, default_value = "")]
+    /// Where the evidence is (e.g. the CI run's URL).
+    #[arg(long, default_value = "", hide_default_value = true)]
     pub evidence: String,
-    #[arg(long, default_value = "")]
+    /// What the check found, in a sentence.
+    #[arg(long, default_value = "", hide_default_value = true)]
     pub details: String,
 }
 
@@ -109,7 +116,8 @@ pub struct VerificationArgs {
 pub struct PromoteArgs {
     #[command(flatten)]
     pub common: Common,
-    #[arg(long)]
+    /// The stage to promote into.
+    #[arg(long, short = 's')]
     pub stage: String,
     /// Freight id or alias.
     #[arg(long, conflicts_with = "newest", required_unless_present = "newest")]
@@ -117,9 +125,11 @@ pub struct PromoteArgs {
     /// The newest freight available to the stage.
     #[arg(long)]
     pub newest: bool,
-    #[arg(long, default_value = "")]
+    /// Change ticket (a stage's policy may require one, e.g. CHG-123).
+    #[arg(long, default_value = "", hide_default_value = true)]
     pub ticket: String,
-    #[arg(long, default_value = "")]
+    /// Why, for the record.
+    #[arg(long, default_value = "", hide_default_value = true)]
     pub reason: String,
 }
 
@@ -131,7 +141,7 @@ pub struct DecisionArgs {
     #[arg(long)]
     pub promotion: String,
     /// Comment or reason.
-    #[arg(long, short = 'm', default_value = "")]
+    #[arg(long, short = 'm', default_value = "", hide_default_value = true)]
     pub comment: String,
 }
 
@@ -139,14 +149,17 @@ pub struct DecisionArgs {
 pub struct BypassArgs {
     #[command(flatten)]
     pub common: Common,
+    /// Freight id or alias.
     #[arg(long)]
     pub freight: String,
-    #[arg(long)]
+    /// The stage the freight is approved for.
+    #[arg(long, short = 's')]
     pub stage: String,
     /// Why (mandatory).
     #[arg(long)]
     pub reason: String,
-    #[arg(long, default_value = "")]
+    /// Change ticket (e.g. the incident).
+    #[arg(long, default_value = "", hide_default_value = true)]
     pub ticket: String,
 }
 
@@ -154,11 +167,14 @@ pub struct BypassArgs {
 pub struct RollbackArgs {
     #[command(flatten)]
     pub common: Common,
-    #[arg(long)]
+    /// The stage to roll back.
+    #[arg(long, short = 's')]
     pub stage: String,
-    #[arg(long, default_value = "")]
+    /// Change ticket (a stage's policy may require one, e.g. CHG-123).
+    #[arg(long, default_value = "", hide_default_value = true)]
     pub ticket: String,
-    #[arg(long, default_value = "")]
+    /// Why, for the record.
+    #[arg(long, default_value = "", hide_default_value = true)]
     pub reason: String,
 }
 

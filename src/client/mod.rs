@@ -21,6 +21,7 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
 
 /// How to reach the server and who we are.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Client options")]
 pub struct ClientArgs {
     /// Server address: a URL, or HOST:PORT as `serve --listen` takes it
     /// (then http://, or https:// when --ca or --cert is given).

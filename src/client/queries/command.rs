@@ -35,7 +35,13 @@ pub enum QueryCommand {
 #[derive(Debug, Args)]
 pub struct ReadArgs {
     /// Project [default: the only project you may view, if there is one].
-    #[arg(long, short = 'p', env = "WAYBILL_PROJECT", default_value = "")]
+    #[arg(
+        long,
+        short = 'p',
+        env = "WAYBILL_PROJECT",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub project: String,
     /// Wait (bounded) until the server reflects this position: read your own writes.
     #[arg(long, value_name = "POSITION", default_value_t = 0)]
@@ -71,21 +77,23 @@ pub struct StatusArgs {
 pub struct HistoryArgs {
     #[command(flatten)]
     pub read: ReadArgs,
-    #[arg(long)]
+    /// Only events about this stage.
+    #[arg(long, short = 's')]
     pub stage: Option<String>,
-    /// Freight id or alias.
+    /// Only events about this freight (id or alias).
     #[arg(long)]
     pub freight: Option<String>,
+    /// Only events by this principal (e.g. alice, svc:auto-promoter).
     #[arg(long)]
     pub actor: Option<String>,
     /// Event type, e.g. PromotionRequested.
     #[arg(long = "type", value_name = "EVENT_TYPE")]
     pub event_type: Option<String>,
-    /// From this time on (inclusive): RFC 3339, or a date and time in UTC
-    /// (2024-05-01 12:00).
+    /// From this time on (inclusive): RFC 3339, a date and time in UTC
+    /// (2024-05-01 12:00), or a time ago (2h, "1d 6h ago").
     #[arg(long, value_parser = time_arg)]
     pub since: Option<String>,
-    /// Before this time (exclusive): RFC 3339, or a date and time in UTC.
+    /// Before this time (exclusive): as --since.
     #[arg(long, value_parser = time_arg)]
     pub until: Option<String>,
     /// From this position on.
@@ -135,7 +143,8 @@ pub struct PageArgs {
 pub struct PromotionsArgs {
     #[command(flatten)]
     pub read: ReadArgs,
-    #[arg(long)]
+    /// Only promotions into this stage.
+    #[arg(long, short = 's')]
     pub stage: Option<String>,
     /// Requested, Authorized, Running, Succeeded, Failed, Aborted or Rejected.
     #[arg(long, value_parser = promotions::status_arg)]
@@ -154,7 +163,13 @@ pub struct PromotionsArgs {
 #[derive(Debug, Args)]
 pub struct WatchArgs {
     /// Project (empty: every project).
-    #[arg(long, short = 'p', env = "WAYBILL_PROJECT", default_value = "")]
+    #[arg(
+        long,
+        short = 'p',
+        env = "WAYBILL_PROJECT",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub project: String,
     /// From this position on (default: from the beginning).
     #[arg(long, value_name = "POSITION", default_value_t = 0)]
@@ -168,8 +183,8 @@ pub struct WatchArgs {
 pub struct AtArgs {
     #[command(flatten)]
     pub read: ReadArgs,
-    /// A position, or a time: RFC 3339, or a date and time in UTC
-    /// (2024-05-01 03:12).
+    /// A position, or a time: RFC 3339, a date and time in UTC
+    /// (2024-05-01 03:12), or a time ago (2h, "1d 6h ago").
     #[arg(value_name = "POSITION|TIME", value_parser = AtPoint::parse)]
     pub at: AtPoint,
 }

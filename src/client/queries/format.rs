@@ -44,12 +44,18 @@ pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
 
 /// What a time on the command line may look like, for help and errors.
 pub const TIME_FORMS: &str =
-    "an RFC 3339 time (2024-05-01T12:00:00+02:00), or a UTC date and time (2024-05-01 12:00, 2024-05-01T12:00:00, 2024-05-01)";
+    "an RFC 3339 time (2024-05-01T12:00:00+02:00), a UTC date and time (2024-05-01 12:00, 2024-05-01T12:00:00, 2024-05-01), or a time ago (90m, 2h, \"1d 6h ago\", now)";
 
-/// Reads a time given on the command line: RFC 3339, or a date with an
+/// Reads a time given on the command line: RFC 3339; a date with an
 /// optional time of day (to the minute, second or below) without an offset,
-/// taken as UTC (the tables print UTC). Returns it as RFC 3339 in UTC.
+/// taken as UTC (the tables print UTC); or a duration before now (`2h`,
+/// `1d 6h ago`, `now`). Returns it as RFC 3339 in UTC.
 pub fn time_arg(s: &str) -> Result<String, String> {
+    time_arg_at(s, Utc::now())
+}
+
+/// [`time_arg`], with durations counted back from `now`.
+pub fn time_arg_at(s: &str, now: DateTime<Utc>) -> Result<String, String> {
     use chrono::{NaiveDate, NaiveDateTime};
     let s = s.trim();
     let naive = || {
@@ -68,8 +74,17 @@ pub fn time_arg(s: &str) -> Result<String, String> {
         })
         .map(|t| t.and_utc())
     };
+    let ago = || {
+        if s == "now" {
+            return Some(now);
+        }
+        let span = s.strip_suffix("ago").unwrap_or(s).trim_end();
+        let span = humantime::parse_duration(span).ok()?;
+        now.checked_sub_signed(chrono::Duration::from_std(span).ok()?)
+    };
     parse_time(s)
         .or_else(naive)
+        .or_else(ago)
         .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
         .ok_or_else(|| format!("{s:?} is not {TIME_FORMS}"))
 }
@@ -273,8 +288,23 @@ mod tests {
         ] {
             assert_eq!(time_arg(given).as_deref(), Ok(want), "{given}");
         }
+        let now = t("2024-05-01T12:00:00Z");
+        for (given, want) in [
+            ("now", "2024-05-01T12:00:00Z"),
+            ("90m", "2024-05-01T10:30:00Z"),
+            ("2h ago", "2024-05-01T10:00:00Z"),
+            ("1d 6h ago", "2024-04-30T06:00:00Z"),
+            (" 2weeks ", "2024-04-17T12:00:00Z"),
+            ("30s", "2024-05-01T11:59:30Z"),
+        ] {
+            assert_eq!(time_arg_at(given, now).as_deref(), Ok(want), "{given}");
+        }
         for bad in [
             "",
+            "ago",
+            "2h later",
+            "-2h",
+            "9999999999999d",
             "yesterday",
             "2024-13-01",
             "2024-05-01 25:00",
@@ -282,7 +312,7 @@ mod tests {
             "2024-05-01 3pm",
         ] {
             let err = time_arg(bad).expect_err(bad);
-            assert!(err.contains("RFC 3339") && err.contains("UTC"), "{err}");
+            assert!(err.contains("RFC 3339") && err.contains("ago"), "{err}");
         }
     }
 
