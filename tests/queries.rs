@@ -365,6 +365,21 @@ async fn scenario(mut cmd: std::process::Command) {
         .expect("state at")
         .into_inner();
     assert_eq!(current(&then, "dev"), Some(f1.clone()));
+    // A position the log has not reached is refused, not answered with today.
+    let beyond = q
+        .state_at(pb::StateAtRequest {
+            project: "shop".into(),
+            at: Some(pb::state_at_request::At::Position(1_000_000)),
+        })
+        .await
+        .expect_err("a position beyond the head");
+    assert_eq!(beyond.code(), tonic::Code::OutOfRange, "{beyond:?}");
+    assert!(
+        beyond
+            .message()
+            .contains("position 1000000 is beyond the end of the log"),
+        "{beyond:?}"
+    );
 
     // Watch: everything from position 1, then a reconnect from the last + 1.
     let mut watch = q

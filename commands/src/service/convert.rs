@@ -3,7 +3,7 @@
 
 use waybill_ledger::event::{Artifact, ArtifactKind};
 use waybill_ledger::name::name_problem;
-use waybill_ledger::ProjectName;
+use waybill_ledger::{LedgerError, ProjectName};
 use waybill_proto::v1 as pb;
 
 use crate::command::{Command, FreightSelector, PromotionResult};
@@ -13,7 +13,10 @@ use crate::rejection::Rejection;
 const MAX_ID: usize = 128;
 
 pub fn project(value: &str) -> Result<ProjectName, Rejection> {
-    ProjectName::project(value).map_err(|e| Rejection::invalid("project", e.to_string()))
+    ProjectName::project(value).map_err(|e| match e {
+        LedgerError::Invalid { field, reason } => Rejection::invalid(&field, reason),
+        other => Rejection::invalid("project", other.to_string()),
+    })
 }
 
 pub fn name(field: &str, value: &str) -> Result<String, Rejection> {

@@ -443,8 +443,17 @@ impl QueryService for QueryGrpc {
             .head()
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
+        // A position the log has not reached yet would be answered with
+        // today's state, and differently once it is reached: refuse it.
         let needed = match at {
-            At::Position(p) => p.min(head),
+            At::Position(p) if p > head => {
+                return Err(Status::out_of_range(format!(
+                    "position {} is beyond the end of the log (position {}): ask for a \
+                     position up to {}, or a time",
+                    p.0, head.0, head.0
+                )))
+            }
+            At::Position(p) => p,
             At::Time(_) => head,
         };
         self.caught_up(needed).await?;
