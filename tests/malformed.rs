@@ -262,10 +262,7 @@ async fn malformed_requests_are_invalid_and_write_nothing() {
                 assert_eq!(status.code(), code, "{what}: {status:?}");
                 // Each error says what is wrong once, without repeating itself.
                 let words: Vec<&str> = status.message().split(": ").collect();
-                assert!(
-                    words.windows(2).all(|w| w[0] != w[1]),
-                    "{what}: {status:?}"
-                );
+                assert!(words.windows(2).all(|w| w[0] != w[1]), "{what}: {status:?}");
             }
             Ok(reply) => panic!("{what}: accepted {reply:?}"),
         }

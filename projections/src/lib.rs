@@ -22,6 +22,7 @@ pub mod error;
 pub mod history;
 pub mod keys;
 pub mod known;
+pub mod lookup;
 pub mod models;
 pub mod postings;
 pub mod runner;

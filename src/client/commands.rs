@@ -10,8 +10,12 @@ use serde_json::json;
 use waybill_commands::pipeline_file::parse_pipeline;
 use waybill_proto::v1 as pb;
 
-use super::queries::rpc::refused;
-use super::{connect, ClientArgs, Output};
+use waybill_projections::lookup::is_id_prefix;
+use waybill_proto::v1::command_service_client::CommandServiceClient;
+use waybill_proto::v1::query_service_client::QueryServiceClient;
+
+use super::queries::rpc::{refused, Queries};
+use super::{channel, ClientArgs, Output};
 
 /// Exit code of a command the server refused (2 is for usage and connection errors).
 const REFUSED: u8 = 1;
@@ -253,7 +257,9 @@ pub async fn run(client: &ClientArgs, command: ClientCommand) -> anyhow::Result<
             return Ok(ExitCode::from(REFUSED));
         }
     }
-    let mut svc = connect(client).await?;
+    let (channel, bearer) = channel(client).await?;
+    let mut svc = CommandServiceClient::with_interceptor(channel.clone(), bearer.clone());
+    let mut queries = QueryServiceClient::with_interceptor(channel, bearer);
     let (what, result) = match command {
         ClientCommand::Apply(a) => {
             let yaml = std::fs::read_to_string(&a.file)?;
@@ -276,9 +282,13 @@ pub async fn run(client: &ClientArgs, command: ClientCommand) -> anyhow::Result<
             ("freight recorded", svc.record_discovery(req).await)
         }
         ClientCommand::RecordVerification(a) => {
+            let freight = match whole_id(&mut queries, &a.common.project, &a.freight).await {
+                Ok(id) => id,
+                Err(status) => return Ok(refused(client.output, &status)),
+            };
             let req = pb::RecordVerificationRequest {
                 project: a.common.project.clone(),
-                freight: a.freight.clone(),
+                freight,
                 stage: a.stage.clone(),
                 check: a.check.clone(),
                 passed: a.pass && !a.fail,
@@ -292,7 +302,10 @@ pub async fn run(client: &ClientArgs, command: ClientCommand) -> anyhow::Result<
         ClientCommand::Promote(a) => {
             use pb::request_promotion_request::FreightSelector as S;
             let selector = match &a.freight {
-                Some(f) => S::Freight(f.clone()),
+                Some(f) => match whole_id(&mut queries, &a.common.project, f).await {
+                    Ok(id) => S::Freight(id),
+                    Err(status) => return Ok(refused(client.output, &status)),
+                },
                 None => S::NewestAvailable(true),
             };
             let req = pb::RequestPromotionRequest {
@@ -315,9 +328,13 @@ pub async fn run(client: &ClientArgs, command: ClientCommand) -> anyhow::Result<
         ),
         ClientCommand::Abort(a) => ("promotion aborted", svc.abort_promotion(decision(&a)).await),
         ClientCommand::ApproveFreight(a) => {
+            let freight = match whole_id(&mut queries, &a.common.project, &a.freight).await {
+                Ok(id) => id,
+                Err(status) => return Ok(refused(client.output, &status)),
+            };
             let req = pb::ApproveFreightRequest {
                 project: a.common.project.clone(),
-                freight: a.freight.clone(),
+                freight,
                 stage: a.stage.clone(),
                 reason: a.reason.clone(),
                 ticket: a.ticket.clone(),
@@ -345,6 +362,33 @@ pub async fn run(client: &ClientArgs, command: ClientCommand) -> anyhow::Result<
             Ok(ExitCode::SUCCESS)
         }
         Err(status) => Ok(refused(client.output, &status)),
+    }
+}
+
+/// The whole id of the freight `reference` names when it is the start of
+/// one id, as the tables print them (`waybill status` shows 12 characters);
+/// otherwise as given, for the command service to judge. A start shared by
+/// several ids is refused here. The query service answers: where it does not
+/// run (`serve --roles commands`), or the freight is too new for it, the
+/// reference goes as given.
+async fn whole_id(
+    queries: &mut Queries,
+    project: &str,
+    reference: &str,
+) -> Result<String, tonic::Status> {
+    let reference = reference.to_string();
+    if !is_id_prefix(&reference) {
+        return Ok(reference);
+    }
+    let request = pb::GetFreightRequest {
+        project: project.to_string(),
+        freight: reference.clone(),
+        ..Default::default()
+    };
+    match queries.get_freight(request).await {
+        Ok(reply) => Ok(reply.into_inner().freight.map_or(reference, |f| f.id)),
+        Err(status) if status.code() == tonic::Code::InvalidArgument => Err(status),
+        Err(_) => Ok(reference),
     }
 }
 

@@ -11,10 +11,8 @@ pub use token::TokenArgs;
 
 use clap::{Args, ValueEnum};
 use tonic::metadata::MetadataValue;
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
-use waybill_proto::v1::command_service_client::CommandServiceClient;
 
 /// Default server address.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
@@ -113,8 +111,6 @@ impl tonic::service::Interceptor for Bearer {
     }
 }
 
-pub type Commands = CommandServiceClient<InterceptedService<Channel, Bearer>>;
-
 /// HTTP/2 receive windows: a history or export stream is hundreds of
 /// kilobytes, and with HTTP/2's default 64 KiB window the server would stop
 /// to wait for the client's window updates several times per reply.
@@ -178,12 +174,6 @@ pub fn tls_hint(reason: &str) -> &'static str {
     } else {
         ""
     }
-}
-
-/// Connects to the command service.
-pub async fn connect(args: &ClientArgs) -> anyhow::Result<Commands> {
-    let (channel, bearer) = channel(args).await?;
-    Ok(CommandServiceClient::with_interceptor(channel, bearer))
 }
 
 #[cfg(test)]

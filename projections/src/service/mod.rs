@@ -17,6 +17,7 @@ use waybill_proto::v1::query_service_server::QueryService;
 use crate::runner::{read, Projections, SharedState};
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::lookup::FreightLookup;
 use crate::models;
 use crate::store::HistoryFilter;
 use crate::timeline::{self, At};
@@ -115,6 +116,18 @@ impl QueryGrpc {
             .filter(|s| read(s).definition().is_some())
             .ok_or_else(|| Status::not_found(format!("no project {project:?}")))
     }
+
+    /// The whole id of the freight `reference` (id, alias or start of an id)
+    /// names in `project`.
+    async fn whole_freight_id(&self, project: &str, reference: &str) -> Result<String, Status> {
+        let (projections, p, r) = (
+            self.projections.clone(),
+            project.to_string(),
+            reference.to_string(),
+        );
+        let lookup = blocking(move || projections.find_freight(&p, &r)).await?;
+        Ok(found(lookup, project, reference)?.id)
+    }
 }
 
 /// An optional RFC 3339 time field (empty: none); INVALID_ARGUMENT otherwise.
@@ -145,6 +158,25 @@ async fn blocking<T: Send + 'static>(
         .await
         .map_err(|e| Status::internal(e.to_string()))?
         .map_err(|e| Status::internal(e.to_string()))
+}
+
+/// The freight a lookup found, or why there is none.
+fn found(
+    lookup: FreightLookup,
+    project: &str,
+    reference: &str,
+) -> Result<Box<waybill_ledger::domain::Freight>, Status> {
+    match lookup {
+        FreightLookup::Found(f) => Ok(f),
+        FreightLookup::Missing => Err(Status::not_found(format!(
+            "no freight {reference:?} in {project}"
+        ))),
+        FreightLookup::Ambiguous(ids) => Err(Status::invalid_argument(format!(
+            "{reference:?} is the start of more than one freight id in {project} ({}): give \
+             more of the id",
+            ids.join(", ")
+        ))),
+    }
 }
 
 fn opt(s: &str) -> Option<String> {
@@ -196,11 +228,11 @@ impl QueryService for QueryGrpc {
             r.project.clone(),
             r.freight.clone(),
         );
-        let f = blocking(move || projections.freight(&project, &id))
-            .await?
-            .ok_or_else(|| {
-                Status::not_found(format!("no freight {:?} in {}", r.freight, r.project))
-            })?;
+        let f = found(
+            blocking(move || projections.find_freight(&project, &id)).await?,
+            &r.project,
+            &r.freight,
+        )?;
         Ok(Response::new(pb::FreightReply {
             freight: Some(convert::freight(&f, Utc::now(), None)),
             position,
@@ -379,10 +411,17 @@ impl QueryService for QueryGrpc {
             ProjectName::project(r.project.as_str())
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
         }
+        // A freight of a project may be named by alias or by the start of
+        // its id, as `GetFreight` takes it; the index knows whole ids only.
+        let freight = match (r.project.as_str(), r.freight.as_str()) {
+            (_, "") => None,
+            ("", id) => Some(id.to_string()),
+            (project, reference) => Some(self.whole_freight_id(project, reference).await?),
+        };
         let filter = HistoryFilter {
             project: opt(&r.project),
             stage: opt(&r.stage),
-            freight: opt(&r.freight),
+            freight,
             actor: opt(&r.actor),
             event_type: opt(&r.event_type),
             since: parse_time("since", &r.since)?,

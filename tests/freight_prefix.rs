@@ -1,0 +1,156 @@
+//! Freight named by the start of its id, as the tables print it: the CLI and
+//! `GetFreight` take it when one id starts so, and refuse it, naming the ids,
+//! when several do; a refused reference appends nothing.
+
+mod common;
+
+use common::{run, stderr, stdout, waybill, Served};
+use serde_json::Value;
+
+/// Two tags of the example's image whose freight ids share their first six
+/// hex digits (`8c4dea`), found by hashing tags as `freight_id` does.
+const TWINS: [&str; 2] = ["1.0.196", "1.0.6332"];
+const SHARED: &str = "8c4dea";
+
+fn serve(data: &std::path::Path) -> Served {
+    Served::start(
+        waybill()
+            .args(["serve", "--insecure-dev", "--no-reactors", "--data-dir"])
+            .arg(data),
+    )
+}
+
+fn cli(served: &Served, args: &[&str]) -> std::process::Output {
+    let mut all = args.to_vec();
+    let endpoint = served.endpoint();
+    all.extend(["--server", &endpoint, "--output", "json"]);
+    run(&all)
+}
+
+fn json(out: &std::process::Output) -> Value {
+    let text = stdout(out);
+    serde_json::from_str(text.lines().last().unwrap_or("null")).expect("json")
+}
+
+/// The log's head, as the server reports it.
+fn head(served: &Served) -> u64 {
+    let out = cli(served, &["history", "-p", "shop", "--limit", "0"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|e| e["position"].as_u64())
+        .max()
+        .expect("some history")
+}
+
+#[test]
+fn freight_is_found_by_the_start_of_its_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let served = serve(&data);
+    served.apply_example();
+    let ids: Vec<String> = TWINS
+        .iter()
+        .map(|tag| {
+            let image = format!("ghcr.io/acme/shop:{tag}");
+            let alias = if *tag == TWINS[1] { "twin" } else { "" };
+            let out = cli(
+                &served,
+                &[
+                    "discover", "-p", "shop", "-w", "images", "--image", &image, "--alias", alias,
+                ],
+            );
+            assert!(out.status.success(), "{}", stderr(&out));
+            let id = json(&out)["freight_id"]
+                .as_str()
+                .expect("freight id")
+                .to_string();
+            assert!(id.starts_with(SHARED), "{tag}: {id}");
+            id
+        })
+        .collect();
+
+    let check = |served: &Served| {
+        // The table's twelve characters name one freight.
+        let short = &ids[0][..12];
+        let out = cli(served, &["freight", "-p", "shop", short]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(json(&out)["freight"]["id"], ids[0].as_str());
+
+        // The shared start names two: refused, naming both.
+        let out = cli(served, &["freight", "-p", "shop", SHARED]);
+        assert_eq!(out.status.code(), Some(1));
+        let said = stdout(&out) + &stderr(&out);
+        assert!(said.contains("more than one freight id"), "{said}");
+        for id in &ids {
+            assert!(said.contains(id.as_str()), "{said}");
+        }
+
+        // History takes it too, and an alias; the index alone knows whole ids.
+        for (reference, id) in [(short, &ids[0]), ("twin", &ids[1])] {
+            let out = cli(served, &["history", "-p", "shop", "--freight", reference]);
+            assert!(out.status.success(), "{}", stderr(&out));
+            let entries: Vec<Value> = stdout(&out)
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("history json"))
+                .collect();
+            assert!(!entries.is_empty(), "{reference}");
+            for e in entries {
+                assert_eq!(e["freight"], id.as_str(), "{reference}: {e}");
+            }
+        }
+        let out = cli(served, &["history", "-p", "shop", "--freight", "abcdef123"]);
+        assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+        assert_eq!(json(&out)["error"], "NotFound", "{}", stdout(&out));
+
+        // A command with the shared start is refused before anything is appended.
+        let before = head(served);
+        let out = cli(
+            served,
+            &[
+                "record-verification",
+                "-p",
+                "shop",
+                "-s",
+                "dev",
+                "--freight",
+                SHARED,
+                "--check",
+                "integration-tests",
+                "--pass",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+        assert_eq!(json(&out)["error"], "InvalidArgument", "{}", stdout(&out));
+        assert_eq!(head(served), before);
+    };
+    check(&served);
+
+    // With the short id, the command names the whole one.
+    let out = cli(
+        &served,
+        &[
+            "approve-freight",
+            "-p",
+            "shop",
+            "-s",
+            "staging",
+            "--freight",
+            &ids[1][..12],
+            "--reason",
+            "test",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = cli(&served, &["freight", "-p", "shop", &ids[1]]);
+    let approved = json(&out)["freight"]["approved_for"].to_string();
+    assert!(approved.contains("staging"), "{approved}");
+    assert!(served.terminate().success());
+
+    // After a restart the projections keep older freight only in their
+    // store: found there the same way.
+    let served = serve(&data);
+    check(&served);
+    assert!(served.terminate().success());
+}
