@@ -154,11 +154,7 @@ fn a_known_token_authenticates_with_its_groups() {
     let principal = auth.authenticate(&bearer(CI_TOKEN)).expect("known token");
     assert_eq!(
         principal,
-        Principal {
-            name: "ci-bot".into(),
-            groups: vec!["ci".into()],
-            method: AuthMethod::Token
-        }
+        Principal::new("ci-bot", vec!["ci".into()], AuthMethod::Token)
     );
     let other = auth
         .authenticate(&bearer("wbt_ops_other"))
@@ -644,11 +640,11 @@ fn bindings(text: &str) -> Authorizer {
 }
 
 fn user(name: &str, groups: &[&str]) -> Principal {
-    Principal {
-        name: name.into(),
-        groups: groups.iter().map(|g| g.to_string()).collect(),
-        method: AuthMethod::Jwt,
-    }
+    Principal::new(
+        name,
+        groups.iter().map(|g| g.to_string()).collect(),
+        AuthMethod::Jwt,
+    )
 }
 
 const BINDINGS: &str = r#"
@@ -757,11 +753,7 @@ fn a_user_subject_does_not_match_a_service_or_a_token_named_alike() {
     );
     let impostor = user("svc:deployer", &[]);
     assert!(!authz.has_role(&impostor, Role::Admin, "shop", None));
-    let token = Principal {
-        name: "deployer".into(),
-        groups: vec![],
-        method: AuthMethod::Token,
-    };
+    let token = Principal::new("deployer", vec![], AuthMethod::Token);
     assert!(authz.has_role(&token, Role::Viewer, "shop", None));
     assert!(!authz.has_role(&token, Role::Promoter, "shop", None));
     assert!(authz.has_role(&Principal::service("deployer"), Role::Admin, "shop", None));
@@ -812,6 +804,45 @@ fn authorize_combines_authentication_and_roles() {
         .authorize(&MetadataMap::new(), Role::Viewer, "shop", None)
         .expect_err("no credentials");
     assert!(matches!(err, AuthError::Unauthenticated(_)));
+}
+
+/// A reload between a request's authentication and its role check (the
+/// command service checks roles only once it has the project's state) must
+/// not mix configurations: the principal keeps the bindings read with the
+/// credentials that admitted it.
+#[test]
+fn roles_are_judged_by_the_configuration_that_authenticated() {
+    let setup = Setup::new();
+    let tokens = setup.tokens_file();
+    let config = |ci_role: &str| {
+        format!(
+            "tokens_file = {tokens:?}\n\n[[binding]]\nsubjects = [\"group:ci\"]\nroles = [\"{ci_role}\"]\n"
+        )
+    };
+    let auth = setup
+        .authenticator(&config("viewer"))
+        .expect("valid config");
+    let before = auth.authenticate(&bearer(CI_TOKEN)).expect("known token");
+
+    let path = setup.write("auth.toml", &config("admin"));
+    auth.reload(AuthConfig::load(path).expect("valid config"))
+        .expect("reload");
+    let after = auth.authenticate(&bearer(CI_TOKEN)).expect("known token");
+
+    // The same identity...
+    assert_eq!(before, after);
+    // ...judged by the bindings in force when each was authenticated, through
+    // the authenticator's authorizer and any clone of it (the command handler's).
+    let handlers = auth.authorizer().clone();
+    for authorizer in [auth.authorizer(), &handlers] {
+        assert!(authorizer.has_role(&before, Role::Viewer, "shop", None));
+        assert!(!authorizer.has_role(&before, Role::Admin, "shop", None));
+        assert!(authorizer.has_role(&after, Role::Admin, "shop", None));
+    }
+    // A principal no authenticator made (a service, a test) is judged by the
+    // bindings in force now.
+    let made = Principal::new("ci-bot", vec!["ci".into()], AuthMethod::Token);
+    assert!(auth.authorizer().has_role(&made, Role::Admin, "shop", None));
 }
 
 // ---------------------------------------------------------------- insecure dev

@@ -33,11 +33,7 @@ fn replica(log: Arc<dyn EventLog>) -> CommandHandler {
 }
 
 fn user(i: usize) -> Principal {
-    Principal {
-        name: format!("user-{i}"),
-        groups: vec![],
-        method: AuthMethod::Token,
-    }
+    Principal::new(format!("user-{i}"), vec![], AuthMethod::Token)
 }
 
 fn project() -> ProjectName {

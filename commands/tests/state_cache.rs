@@ -28,11 +28,7 @@ fn handler(log: Arc<dyn EventLog>, budget: u64) -> CommandHandler {
 }
 
 fn admin() -> Principal {
-    Principal {
-        name: "admin".into(),
-        groups: vec![],
-        method: AuthMethod::Token,
-    }
+    Principal::new("admin", vec![], AuthMethod::Token)
 }
 
 fn name(project: &str) -> ProjectName {

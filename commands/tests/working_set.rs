@@ -46,11 +46,7 @@ fn project() -> ProjectName {
 }
 
 fn user(i: u8) -> Principal {
-    Principal {
-        name: format!("user-{}", i % 3),
-        groups: vec![],
-        method: AuthMethod::Token,
-    }
+    Principal::new(format!("user-{}", i % 3), vec![], AuthMethod::Token)
 }
 
 /// One step: what to do, two choices, and minutes to let pass first.

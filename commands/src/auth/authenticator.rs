@@ -7,6 +7,7 @@ use tonic::metadata::MetadataMap;
 use super::bearer::{bearer, Credential};
 use super::config::BindingConfig;
 use super::jwt::JwtVerifier;
+use super::principal::Grants;
 use super::tokens::TokenStore;
 use super::{AuthConfig, AuthError, Authorizer, Principal, Role};
 
@@ -20,15 +21,18 @@ pub struct Authenticator {
     insecure_dev: bool,
 }
 
-/// What credentials are checked against.
+/// What credentials are checked against, and the role bindings read with
+/// them: swapped as one by a reload, so that a principal is judged against
+/// the bindings of the configuration that authenticated it.
 #[derive(Debug)]
 struct Credentials {
     tokens: Option<TokenStore>,
     jwt: Option<JwtVerifier>,
+    bindings: Arc<Vec<BindingConfig>>,
 }
 
 /// Reads and checks everything `config` names.
-fn load(config: AuthConfig) -> Result<(Credentials, Vec<BindingConfig>), AuthError> {
+fn load(config: AuthConfig) -> Result<Credentials, AuthError> {
     config.validate()?;
     let tokens = config
         .tokens_file
@@ -43,16 +47,22 @@ fn load(config: AuthConfig) -> Result<(Credentials, Vec<BindingConfig>), AuthErr
         bindings = config.bindings.len(),
         "authentication configured"
     );
-    Ok((Credentials { tokens, jwt }, config.bindings))
+    Ok(Credentials {
+        tokens,
+        jwt,
+        bindings: Arc::new(config.bindings),
+    })
 }
 
 impl Authenticator {
     /// Validates `config` and reads the tokens file, keys and JWKS it names.
     pub fn new(config: AuthConfig) -> Result<Authenticator, AuthError> {
-        let (credentials, bindings) = load(config)?;
+        let credentials = load(config)?;
+        let authorizer = Authorizer::default();
+        authorizer.replace(credentials.bindings.clone());
         Ok(Authenticator {
             credentials: RwLock::new(Arc::new(credentials)),
-            authorizer: Authorizer::new(bindings)?,
+            authorizer,
             insecure_dev: false,
         })
     }
@@ -61,8 +71,11 @@ impl Authenticator {
     /// for every request from now on, or, if anything in it is wrong,
     /// changes nothing and says what. Insecure-dev mode stays as it was.
     pub fn reload(&self, config: AuthConfig) -> Result<(), AuthError> {
-        let (credentials, bindings) = load(config)?;
+        let credentials = load(config)?;
+        let bindings = credentials.bindings.clone();
         *self.credentials.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(credentials);
+        // For principals authenticated elsewhere (services): the ones this
+        // authenticator makes carry the bindings read with their credentials.
         self.authorizer.replace(bindings);
         Ok(())
     }
@@ -108,7 +121,7 @@ impl Authenticator {
                 jwt.algorithms().iter().map(|a| format!("{a:?}")).collect();
             parts.push(format!("JWTs ({})", algorithms.join(", ")));
         }
-        let bindings = self.authorizer.binding_count();
+        let bindings = credentials.bindings.len();
         let accepted = if parts.is_empty() {
             "no credentials accepted".to_string()
         } else {
@@ -156,8 +169,18 @@ impl Authenticator {
 
     fn identify(&self, metadata: &MetadataMap) -> Result<Principal, AuthError> {
         let credentials = self.credentials();
+        let mut principal = Self::check(&credentials, metadata, self.insecure_dev)?;
+        principal.grants = Grants::new(credentials.bindings.clone());
+        Ok(principal)
+    }
+
+    fn check(
+        credentials: &Credentials,
+        metadata: &MetadataMap,
+        insecure_dev: bool,
+    ) -> Result<Principal, AuthError> {
         match bearer(metadata)? {
-            None if self.insecure_dev => Ok(Principal::anonymous()),
+            None if insecure_dev => Ok(Principal::anonymous()),
             None => Err(AuthError::unauthenticated(
                 "no credentials: send `authorization: Bearer <token>`",
             )),

@@ -39,13 +39,13 @@ impl Authorizer {
     }
 
     /// Puts validated `bindings` in force for this authorizer and its clones.
-    pub(crate) fn replace(&self, bindings: Vec<BindingConfig>) {
+    pub(crate) fn replace(&self, bindings: Arc<Vec<BindingConfig>>) {
         let mut current = self.bindings.write().unwrap_or_else(|e| e.into_inner());
-        *current = Arc::new(bindings);
+        *current = bindings;
     }
 
     /// The bindings in force.
-    fn current(&self) -> Arc<Vec<BindingConfig>> {
+    pub(crate) fn current(&self) -> Arc<Vec<BindingConfig>> {
         self.bindings
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -63,7 +63,9 @@ impl Authorizer {
         self
     }
 
-    /// Whether `principal` holds `role` on `project` (and `stage`, if given).
+    /// Whether `principal` holds `role` on `project` (and `stage`, if given),
+    /// under the bindings in force when it was authenticated (see
+    /// [`Principal`]'s grants), or else those in force now.
     pub fn has_role(
         &self,
         principal: &Principal,
@@ -74,8 +76,17 @@ impl Authorizer {
         if principal.method == AuthMethod::Anonymous {
             return self.insecure_dev;
         }
-        applicable(&self.current(), principal, project, stage)
-            .any(|binding| binding.roles.iter().any(|held| held.implies(role)))
+        let now;
+        let bindings = match principal.grants.bindings() {
+            Some(then) => then,
+            None => {
+                now = self.current();
+                &now
+            }
+        };
+        let held = applicable(bindings, principal, project, stage)
+            .any(|binding| binding.roles.iter().any(|held| held.implies(role)));
+        held
     }
 
     /// Like [`Authorizer::has_role`], as a `PermissionDenied` error.

@@ -154,11 +154,7 @@ impl JwtVerifier {
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(bad_groups()),
         };
-        Ok(Principal {
-            name: name.to_string(),
-            groups,
-            method: AuthMethod::Jwt,
-        })
+        Ok(Principal::new(name, groups, AuthMethod::Jwt))
     }
 }
 

@@ -1,9 +1,13 @@
 //! Who is acting, and how they proved it.
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use waybill_ledger::Actor;
+
+use super::config::BindingConfig;
 
 /// Prefix of service principal names (`svc:auto-promoter`).
 pub const SERVICE_PREFIX: &str = "svc:";
@@ -52,26 +56,81 @@ pub struct Principal {
     pub groups: Vec<String>,
     /// How the principal was authenticated.
     pub method: AuthMethod,
+    /// The role bindings in force when the credentials were checked.
+    #[serde(skip)]
+    pub(crate) grants: Grants,
+}
+
+/// The role bindings that were in force, with the credentials, when a
+/// principal was authenticated. Its roles are judged against these, so a
+/// request never mixes the credentials of one auth configuration with the
+/// bindings of the next one that a reload put in force meanwhile. Empty for
+/// principals not made by an [`super::Authenticator`] (services, tests): they
+/// are judged against the bindings in force. Not part of a principal's
+/// identity: equality and hashing ignore it.
+#[derive(Clone, Default)]
+pub(crate) struct Grants(Option<Arc<Vec<BindingConfig>>>);
+
+impl Grants {
+    pub(crate) fn new(bindings: Arc<Vec<BindingConfig>>) -> Grants {
+        Grants(Some(bindings))
+    }
+
+    pub(crate) fn bindings(&self) -> Option<&Arc<Vec<BindingConfig>>> {
+        self.0.as_ref()
+    }
+}
+
+impl fmt::Debug for Grants {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(bindings) => write!(f, "Grants({} bindings)", bindings.len()),
+            None => f.write_str("Grants(in force)"),
+        }
+    }
+}
+
+impl PartialEq for Grants {
+    fn eq(&self, _: &Grants) -> bool {
+        true
+    }
+}
+
+impl Eq for Grants {}
+
+impl Hash for Grants {
+    fn hash<H: Hasher>(&self, _: &mut H) {}
 }
 
 impl Principal {
+    /// A principal as credentials name it; its roles are judged against the
+    /// bindings in force.
+    pub fn new(name: impl Into<String>, groups: Vec<String>, method: AuthMethod) -> Principal {
+        Principal {
+            name: name.into(),
+            groups,
+            method,
+            grants: Grants::default(),
+        }
+    }
+
     /// The service principal `svc:<name>` that a reactor acts as.
     pub fn service(name: &str) -> Principal {
-        Principal {
-            name: format!("{SERVICE_PREFIX}{name}"),
-            groups: Vec::new(),
-            method: AuthMethod::Service,
-        }
+        Principal::new(
+            format!("{SERVICE_PREFIX}{name}"),
+            Vec::new(),
+            AuthMethod::Service,
+        )
     }
 
     /// The anonymous principal of insecure-dev mode. It holds roles only
     /// through an [`super::Authorizer`] that is itself in insecure-dev mode.
     pub fn anonymous() -> Principal {
-        Principal {
-            name: ANONYMOUS_NAME.to_string(),
-            groups: Vec::new(),
-            method: AuthMethod::Anonymous,
-        }
+        Principal::new(
+            ANONYMOUS_NAME.to_string(),
+            Vec::new(),
+            AuthMethod::Anonymous,
+        )
     }
 
     /// The service name, when this is a service principal.
@@ -112,11 +171,7 @@ mod tests {
 
     #[test]
     fn only_service_principals_have_a_service_name() {
-        let p = Principal {
-            name: "svc:auto-promoter".into(),
-            groups: vec![],
-            method: AuthMethod::Jwt,
-        };
+        let p = Principal::new("svc:auto-promoter", vec![], AuthMethod::Jwt);
         assert_eq!(p.service_name(), None);
         assert_eq!(Principal::anonymous().actor().auth_method, "anonymous");
     }

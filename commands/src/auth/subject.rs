@@ -87,11 +87,11 @@ mod tests {
     use super::*;
 
     fn jwt(name: &str, groups: &[&str]) -> Principal {
-        Principal {
-            name: name.into(),
-            groups: groups.iter().map(|g| g.to_string()).collect(),
-            method: AuthMethod::Jwt,
-        }
+        Principal::new(
+            name,
+            groups.iter().map(|g| g.to_string()).collect(),
+            AuthMethod::Jwt,
+        )
     }
 
     #[test]

@@ -111,10 +111,8 @@ impl TokenStore {
                 found = Some(token);
             }
         }
-        found.map(|token| Principal {
-            name: token.name.clone(),
-            groups: token.groups.clone(),
-            method: AuthMethod::Token,
+        found.map(|token| {
+            Principal::new(token.name.clone(), token.groups.clone(), AuthMethod::Token)
         })
     }
 
