@@ -1,30 +1,27 @@
 //! The query gRPC service: answers from the projections only.
 
 pub(crate) mod convert;
+mod stream;
+mod support;
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use futures::{Stream, StreamExt};
+use chrono::Utc;
+use futures::Stream;
 use tonic::{Request, Response, Status};
 use waybill_ledger::domain::{Promotion, PromotionStatus};
 use waybill_ledger::{EventLog, Position, ProjectName};
 use waybill_proto::v1 as pb;
 use waybill_proto::v1::query_service_server::QueryService;
 
-use crate::runner::{read, Projections, SharedState};
-use tokio_stream::wrappers::ReceiverStream;
-
-use crate::lookup::FreightLookup;
 use crate::models;
-use crate::store::HistoryFilter;
+use crate::runner::{read, Projections};
 use crate::timeline::{self, At};
 use crate::ProjectionError;
-
-/// History entries read before the first are sent.
-const HISTORY_CHUNK: usize = 100;
+pub(crate) use support::parse_time;
+use support::{blocking, found, opt, page_size};
 
 /// How long a query waits for `min_position` before giving up.
 pub const MIN_POSITION_WAIT: Duration = Duration::from_secs(5);
@@ -91,96 +88,6 @@ impl QueryGrpc {
     pub fn into_server(self) -> pb::query_service_server::QueryServiceServer<QueryGrpc> {
         pb::query_service_server::QueryServiceServer::new(self)
     }
-
-    /// Checks access and waits for `min_position`; returns the position reflected.
-    async fn ready<T>(&self, request: &Request<T>, project: &str, min: u64) -> Result<u64, Status> {
-        self.access.check(request.metadata(), project)?;
-        self.caught_up(Position(min)).await
-    }
-
-    /// Waits (bounded) until the projections reflect `min`.
-    async fn caught_up(&self, min: Position) -> Result<u64, Status> {
-        match self.projections.wait_for(min, MIN_POSITION_WAIT).await {
-            Ok(p) => Ok(p.0),
-            Err(applied) => Err(Status::unavailable(format!(
-                "the projections reflect position {applied}, not yet {min}; retry"
-            ))),
-        }
-    }
-
-    fn state(&self, project: &str) -> Result<SharedState, Status> {
-        let name =
-            ProjectName::project(project).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        self.projections
-            .shared(name.as_str())
-            .filter(|s| read(s).definition().is_some())
-            .ok_or_else(|| Status::not_found(format!("no project {project:?}")))
-    }
-
-    /// The whole id of the freight `reference` (id, alias or start of an id)
-    /// names in `project`.
-    async fn whole_freight_id(&self, project: &str, reference: &str) -> Result<String, Status> {
-        let (projections, p, r) = (
-            self.projections.clone(),
-            project.to_string(),
-            reference.to_string(),
-        );
-        let lookup = blocking(move || projections.find_freight(&p, &r)).await?;
-        Ok(found(lookup, project, reference)?.id)
-    }
-}
-
-/// An optional RFC 3339 time field (empty: none); INVALID_ARGUMENT otherwise.
-pub(crate) fn parse_time(field: &str, value: &str) -> Result<Option<DateTime<Utc>>, Status> {
-    if value.is_empty() {
-        return Ok(None);
-    }
-    DateTime::parse_from_rfc3339(value)
-        .map(|t| Some(t.with_timezone(&Utc)))
-        .map_err(|e| {
-            Status::invalid_argument(format!("{field}: {value:?} is not an RFC 3339 time: {e}"))
-        })
-}
-
-/// Items per page: what was asked for, at most [`PAGE`] (0: [`PAGE`]).
-fn page_size(asked: u32) -> usize {
-    match asked as usize {
-        0 => PAGE,
-        n => n.min(PAGE),
-    }
-}
-
-/// Runs read-model work on the blocking pool; storage errors are INTERNAL.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, ProjectionError> + Send + 'static,
-) -> Result<T, Status> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(|e| Status::internal(e.to_string()))
-}
-
-/// The freight a lookup found, or why there is none.
-fn found(
-    lookup: FreightLookup,
-    project: &str,
-    reference: &str,
-) -> Result<Box<waybill_ledger::domain::Freight>, Status> {
-    match lookup {
-        FreightLookup::Found(f) => Ok(f),
-        FreightLookup::Missing => Err(Status::not_found(format!(
-            "no freight {reference:?} in {project}"
-        ))),
-        FreightLookup::Ambiguous(ids) => Err(Status::invalid_argument(format!(
-            "{reference:?} is the start of more than one freight id in {project} ({}): give \
-             more of the id",
-            ids.join(", ")
-        ))),
-    }
-}
-
-fn opt(s: &str) -> Option<String> {
-    (!s.is_empty()).then(|| s.to_string())
 }
 
 #[tonic::async_trait]
@@ -407,56 +314,7 @@ impl QueryService for QueryGrpc {
     ) -> Result<Response<EntryStream>, Status> {
         let r = request.get_ref();
         self.ready(&request, &r.project, r.min_position).await?;
-        if !r.project.is_empty() {
-            ProjectName::project(r.project.as_str())
-                .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        }
-        // A freight of a project may be named by alias or by the start of
-        // its id, as `GetFreight` takes it; the index knows whole ids only.
-        let freight = match (r.project.as_str(), r.freight.as_str()) {
-            (_, "") => None,
-            ("", id) => Some(id.to_string()),
-            (project, reference) => Some(self.whole_freight_id(project, reference).await?),
-        };
-        let filter = HistoryFilter {
-            project: opt(&r.project),
-            stage: opt(&r.stage),
-            freight,
-            actor: opt(&r.actor),
-            event_type: opt(&r.event_type),
-            since: parse_time("since", &r.since)?,
-            until: parse_time("until", &r.until)?,
-        };
-        let limit = if r.limit == 0 { 1000 } else { r.limit as usize };
-        let store = self.projections.store().clone();
-        let from = Position(r.from_position.max(1));
-        // Entries go out in chunks while the rest is read.
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<pb::HistoryEntry>, Status>>(4);
-        tokio::task::spawn_blocking(move || {
-            let mut chunk = Vec::with_capacity(HISTORY_CHUNK);
-            let read = store.history_each(&filter, from, limit, |h| {
-                chunk.push(h);
-                if chunk.len() < HISTORY_CHUNK {
-                    return true;
-                }
-                let full = std::mem::replace(&mut chunk, Vec::with_capacity(HISTORY_CHUNK));
-                tx.blocking_send(Ok(full)).is_ok()
-            });
-            let last = match read {
-                Ok(()) if chunk.is_empty() => return,
-                Ok(()) => Ok(chunk),
-                Err(e) => Err(Status::internal(e.to_string())),
-            };
-            let _ = tx.blocking_send(last);
-        });
-        let entries = ReceiverStream::new(rx).flat_map(|chunk| {
-            let items: Vec<Result<pb::HistoryEntry, Status>> = match chunk {
-                Ok(chunk) => chunk.into_iter().map(Ok).collect(),
-                Err(status) => vec![Err(status)],
-            };
-            futures::stream::iter(items)
-        });
-        Ok(Response::new(Box::pin(entries)))
+        Ok(Response::new(self.history_entries(r).await?))
     }
 
     async fn state_at(
@@ -515,59 +373,7 @@ impl QueryService for QueryGrpc {
     ) -> Result<Response<EntryStream>, Status> {
         let r = request.get_ref();
         self.access.check(request.metadata(), &r.project)?;
-        if !r.project.is_empty() {
-            ProjectName::project(r.project.as_str())
-                .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        }
-        let filter = HistoryFilter {
-            project: opt(&r.project),
-            ..Default::default()
-        };
-        let from = Position(r.from_position.max(1));
-        let projections = self.projections.clone();
-        let stopping = self.stopping.clone();
-        let stream = futures::stream::unfold(
-            (from, projections.subscribe()),
-            move |(next, mut applied)| {
-                let projections = projections.clone();
-                let filter = filter.clone();
-                let mut stopping = stopping.clone();
-                async move {
-                    loop {
-                        let store = projections.store().clone();
-                        let f = filter.clone();
-                        let items =
-                            tokio::task::spawn_blocking(move || store.history(&f, next, 256)).await;
-                        match items {
-                            Ok(Ok(items)) if !items.is_empty() => {
-                                let last = items.last().map_or(next, |h| Position(h.position));
-                                let out: Vec<_> = items.into_iter().map(Ok).collect();
-                                return Some((futures::stream::iter(out), (last.next(), applied)));
-                            }
-                            Ok(Ok(_)) => {
-                                // Nothing new: wait until the projections move
-                                // past `next`, or the server stops.
-                                tokio::select! {
-                                    moved = applied.wait_for(|p| *p >= next) => {
-                                        if moved.is_err() {
-                                            return None;
-                                        }
-                                    }
-                                    _ = stopping.wait_for(|s| *s) => return None,
-                                }
-                            }
-                            Ok(Err(e)) => {
-                                let out = vec![Err(Status::internal(e.to_string()))];
-                                return Some((futures::stream::iter(out), (next, applied)));
-                            }
-                            Err(_) => return None,
-                        }
-                    }
-                }
-            },
-        )
-        .flatten();
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(self.watch_entries(r)?))
     }
 
     async fn projection_status(

@@ -1,0 +1,133 @@
+//! The streaming queries: `History` (a filtered read of the history
+//! items, sent in chunks while the rest is read) and `Watch` (history items
+//! as the projections apply them, from a position on).
+
+use futures::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+use waybill_ledger::{Position, ProjectName};
+use waybill_proto::v1 as pb;
+
+use super::{opt, parse_time, EntryStream, QueryGrpc};
+use crate::store::HistoryFilter;
+
+/// History entries read before the first are sent.
+const HISTORY_CHUNK: usize = 100;
+
+impl QueryGrpc {
+    /// The entries `History` answers `r` with (the caller has checked access
+    /// and waited for `r.min_position`).
+    pub(super) async fn history_entries(
+        &self,
+        r: &pb::HistoryRequest,
+    ) -> Result<EntryStream, Status> {
+        if !r.project.is_empty() {
+            ProjectName::project(r.project.as_str())
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        }
+        // A freight of a project may be named by alias or by the start of
+        // its id, as `GetFreight` takes it; the index knows whole ids only.
+        let freight = match (r.project.as_str(), r.freight.as_str()) {
+            (_, "") => None,
+            ("", id) => Some(id.to_string()),
+            (project, reference) => Some(self.whole_freight_id(project, reference).await?),
+        };
+        let filter = HistoryFilter {
+            project: opt(&r.project),
+            stage: opt(&r.stage),
+            freight,
+            actor: opt(&r.actor),
+            event_type: opt(&r.event_type),
+            since: parse_time("since", &r.since)?,
+            until: parse_time("until", &r.until)?,
+        };
+        let limit = if r.limit == 0 { 1000 } else { r.limit as usize };
+        let store = self.projections.store().clone();
+        let from = Position(r.from_position.max(1));
+        // Entries go out in chunks while the rest is read.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<pb::HistoryEntry>, Status>>(4);
+        tokio::task::spawn_blocking(move || {
+            let mut chunk = Vec::with_capacity(HISTORY_CHUNK);
+            let read = store.history_each(&filter, from, limit, |h| {
+                chunk.push(h);
+                if chunk.len() < HISTORY_CHUNK {
+                    return true;
+                }
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(HISTORY_CHUNK));
+                tx.blocking_send(Ok(full)).is_ok()
+            });
+            let last = match read {
+                Ok(()) if chunk.is_empty() => return,
+                Ok(()) => Ok(chunk),
+                Err(e) => Err(Status::internal(e.to_string())),
+            };
+            let _ = tx.blocking_send(last);
+        });
+        let entries = ReceiverStream::new(rx).flat_map(|chunk| {
+            let items: Vec<Result<pb::HistoryEntry, Status>> = match chunk {
+                Ok(chunk) => chunk.into_iter().map(Ok).collect(),
+                Err(status) => vec![Err(status)],
+            };
+            futures::stream::iter(items)
+        });
+        Ok(Box::pin(entries))
+    }
+
+    /// The entries `Watch` answers `r` with, until the client goes or the
+    /// server stops (the caller has checked access).
+    pub(super) fn watch_entries(&self, r: &pb::WatchRequest) -> Result<EntryStream, Status> {
+        if !r.project.is_empty() {
+            ProjectName::project(r.project.as_str())
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        }
+        let filter = HistoryFilter {
+            project: opt(&r.project),
+            ..Default::default()
+        };
+        let from = Position(r.from_position.max(1));
+        let projections = self.projections.clone();
+        let stopping = self.stopping.clone();
+        let stream = futures::stream::unfold(
+            (from, projections.subscribe()),
+            move |(next, mut applied)| {
+                let projections = projections.clone();
+                let filter = filter.clone();
+                let mut stopping = stopping.clone();
+                async move {
+                    loop {
+                        let store = projections.store().clone();
+                        let f = filter.clone();
+                        let items =
+                            tokio::task::spawn_blocking(move || store.history(&f, next, 256)).await;
+                        match items {
+                            Ok(Ok(items)) if !items.is_empty() => {
+                                let last = items.last().map_or(next, |h| Position(h.position));
+                                let out: Vec<_> = items.into_iter().map(Ok).collect();
+                                return Some((futures::stream::iter(out), (last.next(), applied)));
+                            }
+                            Ok(Ok(_)) => {
+                                // Nothing new: wait until the projections move
+                                // past `next`, or the server stops.
+                                tokio::select! {
+                                    moved = applied.wait_for(|p| *p >= next) => {
+                                        if moved.is_err() {
+                                            return None;
+                                        }
+                                    }
+                                    _ = stopping.wait_for(|s| *s) => return None,
+                                }
+                            }
+                            Ok(Err(e)) => {
+                                let out = vec![Err(Status::internal(e.to_string()))];
+                                return Some((futures::stream::iter(out), (next, applied)));
+                            }
+                            Err(_) => return None,
+                        }
+                    }
+                }
+            },
+        )
+        .flatten();
+        Ok(Box::pin(stream))
+    }
+}

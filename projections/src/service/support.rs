@@ -1,0 +1,114 @@
+//! What the query service's calls share: access and read-your-writes
+//! waits, project and freight lookups, time and page arguments, and the
+//! blocking pool for read-model work.
+
+use chrono::{DateTime, Utc};
+use tonic::{Request, Status};
+use waybill_ledger::{Position, ProjectName};
+
+use super::{QueryGrpc, MIN_POSITION_WAIT, PAGE};
+use crate::lookup::FreightLookup;
+use crate::runner::{read, SharedState};
+use crate::ProjectionError;
+
+impl QueryGrpc {
+    /// Checks access and waits for `min_position`; returns the position reflected.
+    pub(super) async fn ready<T>(
+        &self,
+        request: &Request<T>,
+        project: &str,
+        min: u64,
+    ) -> Result<u64, Status> {
+        self.access.check(request.metadata(), project)?;
+        self.caught_up(Position(min)).await
+    }
+
+    /// Waits (bounded) until the projections reflect `min`.
+    pub(super) async fn caught_up(&self, min: Position) -> Result<u64, Status> {
+        match self.projections.wait_for(min, MIN_POSITION_WAIT).await {
+            Ok(p) => Ok(p.0),
+            Err(applied) => Err(Status::unavailable(format!(
+                "the projections reflect position {applied}, not yet {min}; retry"
+            ))),
+        }
+    }
+
+    pub(super) fn state(&self, project: &str) -> Result<SharedState, Status> {
+        let name =
+            ProjectName::project(project).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.projections
+            .shared(name.as_str())
+            .filter(|s| read(s).definition().is_some())
+            .ok_or_else(|| Status::not_found(format!("no project {project:?}")))
+    }
+
+    /// The whole id of the freight `reference` (id, alias or start of an id)
+    /// names in `project`.
+    pub(super) async fn whole_freight_id(
+        &self,
+        project: &str,
+        reference: &str,
+    ) -> Result<String, Status> {
+        let (projections, p, r) = (
+            self.projections.clone(),
+            project.to_string(),
+            reference.to_string(),
+        );
+        let lookup = blocking(move || projections.find_freight(&p, &r)).await?;
+        Ok(found(lookup, project, reference)?.id)
+    }
+}
+
+/// An optional RFC 3339 time field (empty: none); INVALID_ARGUMENT otherwise.
+pub(crate) fn parse_time(field: &str, value: &str) -> Result<Option<DateTime<Utc>>, Status> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    DateTime::parse_from_rfc3339(value)
+        .map(|t| Some(t.with_timezone(&Utc)))
+        .map_err(|e| {
+            Status::invalid_argument(format!("{field}: {value:?} is not an RFC 3339 time: {e}"))
+        })
+}
+
+/// Items per page: what was asked for, at most [`PAGE`] (0: [`PAGE`]).
+pub(super) fn page_size(asked: u32) -> usize {
+    match asked as usize {
+        0 => PAGE,
+        n => n.min(PAGE),
+    }
+}
+
+/// Runs read-model work on the blocking pool; storage errors are INTERNAL.
+pub(super) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ProjectionError> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| Status::internal(e.to_string()))
+}
+
+/// The freight a lookup found, or why there is none.
+pub(super) fn found(
+    lookup: FreightLookup,
+    project: &str,
+    reference: &str,
+) -> Result<Box<waybill_ledger::domain::Freight>, Status> {
+    match lookup {
+        FreightLookup::Found(f) => Ok(f),
+        FreightLookup::Missing => Err(Status::not_found(format!(
+            "no freight {reference:?} in {project}"
+        ))),
+        FreightLookup::Ambiguous(ids) => Err(Status::invalid_argument(format!(
+            "{reference:?} is the start of more than one freight id in {project} ({}): give \
+             more of the id",
+            ids.join(", ")
+        ))),
+    }
+}
+
+/// `Some` of a non-empty request field.
+pub(super) fn opt(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_string())
+}
