@@ -77,6 +77,13 @@ pub enum Command {
     Token(TokenCommand),
     /// Measure Waybill against raw JetStream.
     Bench(crate::bench::BenchArgs),
+    /// Print a shell completion script (e.g. `waybill completions bash >
+    /// /etc/bash_completion.d/waybill`, or `source <(waybill completions zsh)`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Internal helpers for tests.
     #[command(hide = true)]
     Debug(crate::debug::DebugArgs),

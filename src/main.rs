@@ -96,6 +96,17 @@ fn main() -> ExitCode {
                 client::token::create(&args).map(|()| ExitCode::SUCCESS)
             }
             Command::Bench(args) => bench::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Completions { shell } => {
+                // Into memory first: `generate` panics on a write error,
+                // such as a closed pipe (`waybill completions bash | head`).
+                let mut command = <cli::Cli as clap::CommandFactory>::command();
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut command, "waybill", &mut script);
+                let mut out = std::io::stdout().lock();
+                std::io::Write::write_all(&mut out, &script)?;
+                std::io::Write::flush(&mut out)?;
+                Ok(ExitCode::SUCCESS)
+            }
             Command::Debug(args) => debug::run(args, &file).await.map(|()| ExitCode::SUCCESS),
         }
     });
