@@ -20,7 +20,7 @@ const SHOWN: usize = 5;
 pub enum FreightLookup {
     /// One freight: by id, by alias, or the only id starting so.
     Found(Box<Freight>),
-    /// Several ids start so (at most [`SHOWN`] of them, sorted).
+    /// Several ids start so (at most five of them, sorted).
     Ambiguous(Vec<String>),
     /// Nothing.
     Missing,
