@@ -270,7 +270,18 @@ fn bad_configuration_is_refused_with_a_clear_message() {
         stderr(&out)
     );
 
-    let out = run(&["serve", "--nats", "nats://x:4222", "--replicas", "7"]);
+    // A bad setting is named even when the port is in use too.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let listen = taken.local_addr().expect("addr").to_string();
+    let out = run(&[
+        "serve",
+        "--listen",
+        &listen,
+        "--nats",
+        "nats://x:4222",
+        "--replicas",
+        "7",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("replicas"), "{}", stderr(&out));
 

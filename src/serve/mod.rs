@@ -115,8 +115,15 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
     // First: a SIGTERM during start-up stops the server once it serves (or
     // the wait for NATS, see below).
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown_signal()?));
+    // Every setting is checked first, so that a bad one is named whatever
+    // else is wrong (a port in use among them).
     let addr = listen_addr(args.listen, file)?;
     let tls = server_tls(&args, file)?;
+    let roles = Roles::chosen(&args.roles, file.roles.as_deref(), args.no_reactors)?;
+    let command_cache_records = command_cache_records(&args, file)?;
+    let backup_dir = backup_dir(&args, file)?;
+    let auth = Arc::new(authenticator(&args)?);
+    crate::config::log_config(&args.log, file)?;
     // Before anything is created or opened: a port in use is refused with
     // nothing written (no data dir, no signing key).
     let listener = TcpListener::bind(addr)
@@ -132,10 +139,6 @@ pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
     if let Some(metrics) = args.metrics_listen.or(file.metrics_listen) {
         crate::metrics::install(metrics)?;
     }
-    let roles = Roles::chosen(&args.roles, file.roles.as_deref(), args.no_reactors)?;
-    let command_cache_records = command_cache_records(&args, file)?;
-    let backup_dir = backup_dir(&args, file)?;
-    let auth = Arc::new(authenticator(&args)?);
     reload::start(
         reload::Reloadable {
             auth: auth.clone(),
