@@ -6,39 +6,29 @@
 //! the proof is computed beside them in a blocking thread from the stored
 //! tree, so memory does not grow with the export.
 
+mod events;
 mod manifest;
+mod out;
+mod promotions;
 mod records;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
 use chrono::{DateTime, SecondsFormat, Utc};
-use futures::StreamExt;
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use waybill_ledger::audit::{multi_proof, root, Checkpoint};
-use waybill_ledger::domain::Freight;
-use waybill_ledger::{ChainHash, EventLog, Position, ProjectName, StoredEvent};
+use waybill_ledger::{EventLog, ProjectName};
 
+use events::write_events;
 pub use manifest::*;
+use out::{send_all, FileOut};
+use promotions::spawn_promotions;
 pub use records::*;
 
 use super::runner::Transparency;
-use crate::models;
 use crate::runner::Projections;
-use crate::store::ProjectionStore;
 
-/// Bytes buffered per file before a chunk is sent.
-const CHUNK_BYTES: usize = 256 * 1024;
-/// Leaf indices handed to the proof builder at a time.
-const INDEX_BATCH: usize = 1024;
-/// Records per batch handed from the reader to the line writer, and
-/// batches in flight between them.
-const LINE_BATCH: usize = 256;
-const LINE_BATCHES: usize = 4;
-/// Records between two progress reports.
-const PROGRESS_EVERY: u64 = 4096;
 /// How long an export waits for a checkpoint covering the project's head.
 pub const CHECKPOINT_WAIT: Duration = Duration::from_secs(30);
 /// How long an export waits for the read models to reach the project's head.
@@ -93,98 +83,6 @@ impl From<waybill_ledger::LedgerError> for ExportError {
             other => ExportError::Internal(other.to_string()),
         }
     }
-}
-
-/// A file being written: buffered, hashed, sent in chunks.
-struct FileOut {
-    name: &'static str,
-    buf: Vec<u8>,
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl FileOut {
-    fn new(name: &'static str) -> FileOut {
-        FileOut {
-            name,
-            buf: Vec::with_capacity(CHUNK_BYTES + 1024),
-            hasher: Sha256::new(),
-            bytes: 0,
-        }
-    }
-
-    /// Appends `data`; returns a chunk to send once enough is buffered.
-    fn write(&mut self, data: &[u8]) -> Option<ExportItem> {
-        self.hasher.update(data);
-        self.bytes += data.len() as u64;
-        self.buf.extend_from_slice(data);
-        (self.buf.len() >= CHUNK_BYTES).then(|| self.take())
-    }
-
-    /// Appends what `f` writes into the buffer (no copy through a line of
-    /// its own); returns a chunk to send once enough is buffered.
-    fn write_with<E>(
-        &mut self,
-        f: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
-    ) -> Result<Option<ExportItem>, E> {
-        let start = self.buf.len();
-        if let Err(e) = f(&mut self.buf) {
-            self.buf.truncate(start);
-            return Err(e);
-        }
-        let added = &self.buf[start..];
-        self.hasher.update(added);
-        self.bytes += added.len() as u64;
-        Ok((self.buf.len() >= CHUNK_BYTES).then(|| self.take()))
-    }
-
-    fn take(&mut self) -> ExportItem {
-        ExportItem::Data {
-            file: self.name,
-            bytes: std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES + 1024)),
-        }
-    }
-
-    /// The last chunk, the completion item and the manifest entry.
-    fn finish(mut self) -> (Vec<ExportItem>, FileEntry) {
-        let sha256 = hex::encode(self.hasher.finalize_reset());
-        let mut items = Vec::new();
-        if !self.buf.is_empty() {
-            items.push(self.take());
-        }
-        items.push(ExportItem::Done {
-            file: self.name,
-            sha256: sha256.clone(),
-            bytes: self.bytes,
-        });
-        let entry = FileEntry {
-            name: self.name.to_string(),
-            sha256,
-            bytes: self.bytes,
-        };
-        (items, entry)
-    }
-}
-
-async fn send(tx: &mpsc::Sender<ExportItem>, item: ExportItem) -> Result<(), ExportError> {
-    tx.send(item).await.map_err(|_| ExportError::Cancelled)
-}
-
-async fn send_all(
-    tx: &mpsc::Sender<ExportItem>,
-    items: Vec<ExportItem>,
-) -> Result<(), ExportError> {
-    for item in items {
-        send(tx, item).await?;
-    }
-    Ok(())
-}
-
-/// `bytes` in lowercase hex, written into `out` (no allocation).
-fn hex_str<'a>(bytes: &[u8; 32], out: &'a mut [u8; 64]) -> &'a str {
-    // Cannot fail: `out` is exactly twice as long as `bytes`.
-    let _ = hex::encode_to_slice(bytes, out);
-    std::str::from_utf8(out).unwrap_or_default()
 }
 
 fn time(t: DateTime<Utc>) -> String {
@@ -363,267 +261,4 @@ pub async fn export(
     let (items, _) = out.finish();
     send_all(&tx, first.into_iter().chain(items).collect()).await?;
     Ok(())
-}
-
-/// Writes the records of the project up to `head` (within the spec's time
-/// range) as `events.jsonl`, and feeds their leaf indices to the proof.
-///
-/// Two stages, so that an export uses both cores: this task reads the log
-/// (the log client's parsing, decoding, the chain check) and keeps the
-/// summary; a blocking thread formats, hashes and sends the lines
-/// ([`write_lines`]). With one task doing both, the records' half of a
-/// 1M-event export ran on one core while the other idled once the
-/// promotions were written.
-async fn write_events(
-    log: &Arc<dyn EventLog>,
-    spec: &ExportSpec,
-    head: &waybill_ledger::ChainHead,
-    tx: &mpsc::Sender<ExportItem>,
-    indices: &std::sync::mpsc::SyncSender<Vec<u64>>,
-) -> Result<(FileEntry, EventsSummary), ExportError> {
-    let (batches, received) = mpsc::channel::<Vec<StoredEvent>>(LINE_BATCHES);
-    let lines = {
-        let (tx, indices) = (tx.clone(), indices.clone());
-        tokio::task::spawn_blocking(move || write_lines(received, &tx, &indices))
-    };
-    let read = read_events(log, spec, head, tx, batches).await;
-    // The line writer ends once the reader has dropped its sender.
-    let out = lines
-        .await
-        .map_err(|e| ExportError::Internal(e.to_string()))?;
-    let (summary, out) = match (read, out) {
-        (Ok(summary), Ok(out)) => (summary, out),
-        // The line writer stops when the export is cancelled (or the proof
-        // builder stops), and the reader then cannot hand it more records:
-        // its error says why.
-        (_, Err(e)) | (Err(e), _) => return Err(e),
-    };
-    send(
-        tx,
-        ExportItem::Progress {
-            done: head.seq,
-            total: head.seq,
-        },
-    )
-    .await?;
-    let (items, entry) = out.finish();
-    send_all(tx, items).await?;
-    Ok((entry, summary))
-}
-
-/// Reads the records [`write_events`] exports and hands them to the line
-/// writer in batches; returns their summary.
-async fn read_events(
-    log: &Arc<dyn EventLog>,
-    spec: &ExportSpec,
-    head: &waybill_ledger::ChainHead,
-    tx: &mpsc::Sender<ExportItem>,
-    batches: mpsc::Sender<Vec<StoredEvent>>,
-) -> Result<EventsSummary, ExportError> {
-    let mut summary = EventsSummary {
-        count: 0,
-        first_position: 0,
-        last_position: 0,
-        first_seq: 0,
-        last_seq: 0,
-        prev_hash: ChainHash::GENESIS.to_hex(),
-        head_hash: ChainHash::GENESIS.to_hex(),
-        project_head_position: head.position.0,
-        project_head_seq: head.seq,
-        project_head_hash: head.hash.to_hex(),
-    };
-    let mut before = ChainHash::GENESIS;
-    let mut last = ChainHash::GENESIS;
-    let mut records = log.read_project(&spec.project, Position(1)).await?;
-    let mut read_count = 0u64;
-    let mut batch = Vec::with_capacity(LINE_BATCH);
-    // A closed channel: the line writer stopped, and says why.
-    let stopped = || ExportError::Internal("the line writer stopped".into());
-    while let Some(ev) = records.next().await {
-        let ev = ev?;
-        if ev.position > head.position {
-            break;
-        }
-        read_count += 1;
-        if read_count.is_multiple_of(PROGRESS_EVERY) {
-            send(
-                tx,
-                ExportItem::Progress {
-                    done: read_count,
-                    total: head.seq,
-                },
-            )
-            .await?;
-        }
-        let started = summary.count > 0;
-        if !started && spec.from.is_some_and(|from| ev.event.time < from) {
-            before = ev.hash;
-            continue;
-        }
-        if spec.to.is_some_and(|to| ev.event.time >= to) {
-            break;
-        }
-        if !started {
-            summary.first_position = ev.position.0;
-            summary.first_seq = ev.event.project_seq;
-            summary.prev_hash = before.to_hex();
-        }
-        summary.count += 1;
-        summary.last_position = ev.position.0;
-        summary.last_seq = ev.event.project_seq;
-        last = ev.hash;
-        batch.push(ev);
-        if batch.len() == LINE_BATCH {
-            let full = std::mem::replace(&mut batch, Vec::with_capacity(LINE_BATCH));
-            batches.send(full).await.map_err(|_| stopped())?;
-        }
-    }
-    if !batch.is_empty() {
-        batches.send(batch).await.map_err(|_| stopped())?;
-    }
-    if summary.count == 0 {
-        summary.prev_hash = before.to_hex();
-        last = before;
-    }
-    summary.head_hash = last.to_hex();
-    Ok(summary)
-}
-
-/// Formats, hashes and sends the lines of `events.jsonl`, and feeds the
-/// records' leaf indices to the proof, on the calling (blocking) thread.
-/// Returns the file, not finished: only a complete read finishes it.
-fn write_lines(
-    mut received: mpsc::Receiver<Vec<StoredEvent>>,
-    tx: &mpsc::Sender<ExportItem>,
-    indices: &std::sync::mpsc::SyncSender<Vec<u64>>,
-) -> Result<FileOut, ExportError> {
-    let mut out = FileOut::new(EVENTS_FILE);
-    let mut leaves = Vec::with_capacity(INDEX_BATCH);
-    let b64 = base64::engine::general_purpose::STANDARD;
-    // Reused for every record's base64.
-    let mut record = String::new();
-    let proof_stopped = || ExportError::Internal("the proof builder stopped".into());
-    while let Some(events) = received.blocking_recv() {
-        for ev in &events {
-            let (mut prev_hex, mut hash_hex) = ([0u8; 64], [0u8; 64]);
-            record.clear();
-            b64.encode_string(&ev.bytes, &mut record);
-            let time = time(ev.event.time);
-            let line = EventLine {
-                position: ev.position.0,
-                project: ev.event.project.as_str(),
-                project_seq: ev.event.project_seq,
-                event_type: ev.event.payload.event_type().ce_type(),
-                time: time.as_str(),
-                actor: ev.event.actor.principal.as_str(),
-                prev_hash: hex_str(&ev.event.prev_hash.0, &mut prev_hex),
-                hash: hex_str(&ev.hash.0, &mut hash_hex),
-                record: record.as_str(),
-            };
-            let chunk = out
-                .write_with(|buf| {
-                    serde_json::to_writer(&mut *buf, &line)?;
-                    buf.push(b'\n');
-                    Ok(())
-                })
-                .map_err(|e: serde_json::Error| ExportError::Internal(e.to_string()))?;
-            if let Some(chunk) = chunk {
-                tx.blocking_send(chunk)
-                    .map_err(|_| ExportError::Cancelled)?;
-            }
-            leaves.push(ev.position.0 - 1);
-            if leaves.len() == INDEX_BATCH {
-                let full = std::mem::replace(&mut leaves, Vec::with_capacity(INDEX_BATCH));
-                indices.send(full).map_err(|_| proof_stopped())?;
-            }
-        }
-    }
-    if !leaves.is_empty() {
-        indices.send(leaves).map_err(|_| proof_stopped())?;
-    }
-    Ok(out)
-}
-
-/// Writes one record per promotion requested at a position in `range` (the
-/// exported records'), in the order of their requests, from the promotions
-/// read model, on the calling (blocking) thread.
-fn write_promotions(
-    store: &ProjectionStore,
-    project: &str,
-    csv: bool,
-    range: std::ops::RangeInclusive<u64>,
-    tx: &mpsc::Sender<ExportItem>,
-) -> Result<(FileEntry, u64), ExportError> {
-    let send = |item| tx.blocking_send(item).map_err(|_| ExportError::Cancelled);
-    let storage = |e: crate::ProjectionError| ExportError::Internal(e.to_string());
-    let mut out = FileOut::new(promotions_file(csv));
-    if csv {
-        if let Some(chunk) = out.write(&csv_line(PromotionRecord::CSV_HEADER)?) {
-            send(chunk)?;
-        }
-    }
-    let tree = store.views();
-    let after = Position(range.start().saturating_sub(1));
-    // Promotions of one freight tend to come together: look its freight up once.
-    let mut last: Option<(String, Option<Freight>)> = None;
-    let mut count = 0u64;
-    for p in models::promotions_after(tree, project, after) {
-        let p = p.map_err(storage)?;
-        if p.requested.0 > *range.end() {
-            break;
-        }
-        if last.as_ref().is_none_or(|(id, _)| *id != p.freight) {
-            let f = models::freight(tree, project, &p.freight).map_err(storage)?;
-            last = Some((p.freight.clone(), f));
-        }
-        let freight = last.as_ref().and_then(|(_, f)| f.as_ref());
-        let record = PromotionRecord::with_freight(project, &p, freight);
-        count += 1;
-        let chunk = if csv {
-            out.write(&csv_line(record.csv_row())?)
-        } else {
-            out.write_with(|buf| {
-                serde_json::to_writer(&mut *buf, &record)?;
-                buf.push(b'\n');
-                Ok(())
-            })
-            .map_err(|e: serde_json::Error| ExportError::Internal(e.to_string()))?
-        };
-        if let Some(chunk) = chunk {
-            send(chunk)?;
-        }
-    }
-    let (items, entry) = out.finish();
-    for item in items {
-        send(item)?;
-    }
-    Ok((entry, count))
-}
-
-/// [`write_promotions`] on the blocking pool.
-fn spawn_promotions(
-    projections: &Projections,
-    spec: &ExportSpec,
-    range: std::ops::RangeInclusive<u64>,
-    tx: &mpsc::Sender<ExportItem>,
-) -> tokio::task::JoinHandle<Result<(FileEntry, u64), ExportError>> {
-    let store = projections.store().clone();
-    let project = spec.project.as_str().to_string();
-    let (csv, tx) = (spec.csv, tx.clone());
-    tokio::task::spawn_blocking(move || write_promotions(&store, &project, csv, range, &tx))
-}
-
-/// One CSV line (RFC 4180 quoting).
-fn csv_line<I, T>(fields: I) -> Result<Vec<u8>, ExportError>
-where
-    I: IntoIterator<Item = T>,
-    T: AsRef<[u8]>,
-{
-    let mut w = csv::WriterBuilder::new()
-        .has_headers(false)
-        .from_writer(Vec::new());
-    w.write_record(fields)
-        .map_err(|e| ExportError::Internal(e.to_string()))?;
-    w.into_inner()
-        .map_err(|e| ExportError::Internal(e.to_string()))
 }
