@@ -30,6 +30,7 @@ fn example_roles_admit_and_refuse_as_documented() {
     .expect("copy");
     let alice = token(dir.path(), "alice", "");
     let ci = token(dir.path(), "ci", "");
+    let bob = token(dir.path(), "bob", "");
     let tokens = std::fs::read_to_string(dir.path().join("tokens.toml")).expect("tokens");
     assert!(
         !tokens.contains(&alice) && !tokens.contains(&ci),
@@ -159,6 +160,99 @@ fn example_roles_admit_and_refuse_as_documented() {
         .output()
         .expect("projects");
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("Unauthenticated"));
+
+    // Bob approves prod only: he may read the project he approves in, and
+    // `pending` (every project) answers him, as it does CI, bound to one
+    // project: calls about every project keep to what the caller may view.
+    let cli = |token: &str, args: &[&str]| {
+        let out = waybill()
+            .args(args)
+            .args(["--min-position", &at])
+            .args(["--server", &served.endpoint(), "--token", token])
+            .output()
+            .expect("cli");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(cli(&bob, &["status", "-p", "shop"]).contains("project shop: 3 stages"));
+    assert!(cli(&bob, &["promotions", "-p", "shop"]).contains("0 promotions"));
+    for who in [&bob, &ci] {
+        assert!(cli(who, &["pending"]).contains("nothing waits for your approval"));
+    }
+    let discovered = waybill()
+        .args(["discover", "-p", "shop", "-w", "images", "--image", "a:1"])
+        .args([
+            "--server",
+            &served.endpoint(),
+            "--token",
+            &ci,
+            "--output",
+            "json",
+        ])
+        .output()
+        .expect("discover");
+    let discovered: serde_json::Value = serde_json::from_slice(&discovered.stdout).expect("json");
+    let discovered = discovered["position"].as_u64().expect("position");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (history, watched) = runtime.block_on(async {
+        use futures::StreamExt;
+        use waybill_proto::v1 as pb;
+        let mut q = pb::query_service_client::QueryServiceClient::connect(served.endpoint())
+            .await
+            .expect("connect");
+        fn with_token<T>(token: &str, message: T) -> tonic::Request<T> {
+            let mut request = tonic::Request::new(message);
+            let bearer = format!("Bearer {token}").parse().expect("header");
+            request.metadata_mut().insert("authorization", bearer);
+            request
+        }
+        let history: Vec<(String, u64)> = q
+            .history(with_token(
+                &ci,
+                pb::HistoryRequest {
+                    min_position: discovered,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("history of every project")
+            .into_inner()
+            .map(|e| {
+                let e = e.expect("entry");
+                (e.project, e.position)
+            })
+            .collect()
+            .await;
+        let mut watch = q
+            .watch(with_token(
+                &ci,
+                pb::WatchRequest {
+                    project: String::new(),
+                    from_position: 1,
+                },
+            ))
+            .await
+            .expect("watch every project")
+            .into_inner();
+        let mut watched = Vec::new();
+        while watched.last().is_none_or(|(_, p)| *p < discovered) {
+            let e = tokio::time::timeout(std::time::Duration::from_secs(10), watch.next())
+                .await
+                .expect("an entry in time")
+                .expect("entry")
+                .expect("ok");
+            watched.push((e.project, e.position));
+        }
+        (history, watched)
+    });
+    for entries in [&history, &watched] {
+        assert!(entries.iter().all(|(p, _)| p == "shop"), "{entries:?}");
+        assert!(entries.iter().any(|(_, p)| *p == discovered), "{entries:?}");
+    }
     assert!(served.terminate().success());
 }
 

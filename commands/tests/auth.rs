@@ -700,10 +700,14 @@ fn bindings_grant_roles_by_subject_project_and_stage() {
         (&alice, Role::Approver, "shop", Some("prod"), false),
         (&rm, Role::Approver, "shop", Some("prod"), true),
         (&rm, Role::Promoter, "shop", Some("prod"), false),
-        // a stage-scoped binding: not other stages, not project-level operations
+        // a stage-scoped binding: not other stages, no project-level
+        // operation but viewing the project (an approver sees what it approves)
         (&rm, Role::Approver, "shop", Some("staging"), false),
         (&rm, Role::Approver, "shop", None, false),
         (&rm, Role::Approver, "blog", Some("prod"), false),
+        (&rm, Role::Viewer, "blog", None, false),
+        (&sre, Role::Viewer, "blog", None, true),
+        (&sre, Role::Viewer, "blog", Some("dev"), false),
         // service: subject, all projects
         (&svc, Role::Promoter, "shop", Some("prod"), true),
         (&svc, Role::Promoter, "blog", None, true),

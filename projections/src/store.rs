@@ -44,6 +44,8 @@ pub struct HistoryFilter {
     pub event_type: Option<String>,
     pub since: Option<chrono::DateTime<chrono::Utc>>,
     pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only these projects (the ones a caller may view), when set.
+    pub visible: Option<std::sync::Arc<std::collections::BTreeSet<String>>>,
 }
 
 impl HistoryFilter {
@@ -57,6 +59,10 @@ impl HistoryFilter {
             && eq(&self.event_type, &item.event_type)
             && self.since.is_none_or(|t| time >= &keys::time(t)[..])
             && self.until.is_none_or(|t| time < &keys::time(t)[..])
+            && self
+                .visible
+                .as_ref()
+                .is_none_or(|v| v.contains(&item.project))
     }
 
     /// The most selective index for this filter, and its value.

@@ -10,8 +10,10 @@ use super::{AuthError, AuthMethod, Principal, Role};
 ///
 /// A binding applies when one of its subjects matches the principal, its
 /// `projects` is empty or names the project, and its `stages` is empty or names
-/// the stage. A binding restricted to stages never applies to project-level
-/// operations (`stage: None`).
+/// the stage. A binding restricted to stages applies to no other project-level
+/// operation (`stage: None`) than viewing: whoever holds a role on a stage may
+/// read the project (its status, history and promotions), as an approver
+/// must to see what they approve.
 ///
 /// Clones share the bindings: `Authorizer::replace` (a reload of the auth
 /// config) reaches every clone at once.
@@ -84,7 +86,8 @@ impl Authorizer {
                 &now
             }
         };
-        let held = applicable(bindings, principal, project, stage)
+        let viewing = role == Role::Viewer && stage.is_none();
+        let held = applicable(bindings, principal, project, stage, viewing)
             .any(|binding| binding.roles.iter().any(|held| held.implies(role)));
         held
     }
@@ -123,17 +126,20 @@ impl Authorizer {
     }
 }
 
-/// The bindings that apply to `principal` on `project` (and `stage`).
+/// The bindings that apply to `principal` on `project` (and `stage`); with
+/// `viewing` (viewing the project), those on any of its stages too.
 fn applicable<'a>(
     bindings: &'a [BindingConfig],
     principal: &'a Principal,
     project: &'a str,
     stage: Option<&'a str>,
+    viewing: bool,
 ) -> impl Iterator<Item = &'a BindingConfig> + 'a {
     bindings.iter().filter(move |binding| {
         let project_ok =
             binding.projects.is_empty() || binding.projects.iter().any(|p| p == project);
         let stage_ok = binding.stages.is_empty()
+            || viewing
             || stage.is_some_and(|stage| binding.stages.iter().any(|s| s == stage));
         project_ok && stage_ok && binding.subjects.iter().any(|s| s.matches(principal))
     })

@@ -53,7 +53,8 @@ impl AuthError {
 impl From<AuthError> for tonic::Status {
     fn from(err: AuthError) -> tonic::Status {
         match err {
-            AuthError::Unauthenticated(_) => tonic::Status::unauthenticated(err.to_string()),
+            // The status code says "unauthenticated" already.
+            AuthError::Unauthenticated(reason) => tonic::Status::unauthenticated(reason),
             AuthError::PermissionDenied { .. } => tonic::Status::permission_denied(err.to_string()),
             AuthError::Config(_) => {
                 // Configuration details (file paths) are for operators, not clients.

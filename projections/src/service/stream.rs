@@ -2,24 +2,28 @@
 //! items, sent in chunks while the rest is read) and `Watch` (history items
 //! as the projections apply them, from a position on).
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
 use futures::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 use waybill_ledger::{Position, ProjectName};
 use waybill_proto::v1 as pb;
 
-use super::{opt, parse_time, EntryStream, QueryGrpc};
+use super::{opt, parse_time, EntryStream, MayView, QueryGrpc};
 use crate::store::HistoryFilter;
 
 /// History entries read before the first are sent.
 const HISTORY_CHUNK: usize = 100;
 
 impl QueryGrpc {
-    /// The entries `History` answers `r` with (the caller has checked access
-    /// and waited for `r.min_position`).
+    /// The entries `History` answers `r` with, of the `visible` projects if
+    /// set (the caller has checked access and waited for `r.min_position`).
     pub(super) async fn history_entries(
         &self,
         r: &pb::HistoryRequest,
+        visible: Option<Arc<BTreeSet<String>>>,
     ) -> Result<EntryStream, Status> {
         if !r.project.is_empty() {
             ProjectName::project(r.project.as_str())
@@ -40,6 +44,7 @@ impl QueryGrpc {
             event_type: opt(&r.event_type),
             since: parse_time("since", &r.since)?,
             until: parse_time("until", &r.until)?,
+            visible,
         };
         let limit = if r.limit == 0 { 1000 } else { r.limit as usize };
         let store = self.projections.store().clone();
@@ -73,9 +78,14 @@ impl QueryGrpc {
         Ok(Box::pin(entries))
     }
 
-    /// The entries `Watch` answers `r` with, until the client goes or the
-    /// server stops (the caller has checked access).
-    pub(super) fn watch_entries(&self, r: &pb::WatchRequest) -> Result<EntryStream, Status> {
+    /// The entries `Watch` answers `r` with, of the projects `may_view`
+    /// passes, until the client goes or the server stops (the caller has
+    /// checked access to `r.project`).
+    pub(super) fn watch_entries(
+        &self,
+        r: &pb::WatchRequest,
+        may_view: MayView,
+    ) -> Result<EntryStream, Status> {
         if !r.project.is_empty() {
             ProjectName::project(r.project.as_str())
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -88,8 +98,8 @@ impl QueryGrpc {
         let projections = self.projections.clone();
         let stopping = self.stopping.clone();
         let stream = futures::stream::unfold(
-            (from, projections.subscribe()),
-            move |(next, mut applied)| {
+            (from, projections.subscribe(), may_view),
+            move |(next, mut applied, may_view)| {
                 let projections = projections.clone();
                 let filter = filter.clone();
                 let mut stopping = stopping.clone();
@@ -102,8 +112,13 @@ impl QueryGrpc {
                         match items {
                             Ok(Ok(items)) if !items.is_empty() => {
                                 let last = items.last().map_or(next, |h| Position(h.position));
-                                let out: Vec<_> = items.into_iter().map(Ok).collect();
-                                return Some((futures::stream::iter(out), (last.next(), applied)));
+                                let out: Vec<_> = items
+                                    .into_iter()
+                                    .filter(|h| may_view(&h.project))
+                                    .map(Ok)
+                                    .collect();
+                                let state = (last.next(), applied, may_view);
+                                return Some((futures::stream::iter(out), state));
                             }
                             Ok(Ok(_)) => {
                                 // Nothing new: wait until the projections move
@@ -119,7 +134,8 @@ impl QueryGrpc {
                             }
                             Ok(Err(e)) => {
                                 let out = vec![Err(Status::internal(e.to_string()))];
-                                return Some((futures::stream::iter(out), (next, applied)));
+                                let state = (next, applied, may_view);
+                                return Some((futures::stream::iter(out), state));
                             }
                             Err(_) => return None,
                         }

@@ -2,6 +2,9 @@
 //! waits, project and freight lookups, time and page arguments, and the
 //! blocking pool for read-model work.
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use tonic::{Request, Status};
 use waybill_ledger::{Position, ProjectName};
@@ -12,6 +15,18 @@ use crate::runner::{read, SharedState};
 use crate::ProjectionError;
 
 impl QueryGrpc {
+    /// The projects the caller may view, of those there are now.
+    pub(super) fn visible(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<Arc<BTreeSet<String>>, Status> {
+        let may_view = self.access.viewer(metadata)?;
+        let names = self.projections.project_names();
+        Ok(Arc::new(
+            names.into_iter().filter(|p| may_view(p)).collect(),
+        ))
+    }
+
     /// Checks access and waits for `min_position`; returns the position reflected.
     pub(super) async fn ready<T>(
         &self,

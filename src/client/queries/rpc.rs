@@ -65,6 +65,9 @@ pub fn refused(output: Output, status: &Status) -> ExitCode {
                  its CA is not the system's)"
             )
         }
+        (Code::Unauthenticated, message) if message.starts_with("no credentials") => {
+            format!("{message} (give --token, or set WAYBILL_TOKEN)")
+        }
         // A connection that failed under the call: the cause is below it.
         (_, message) => {
             let said =
