@@ -226,7 +226,7 @@ pub struct VerifyArgs {
     #[command(flatten)]
     pub log: LogArgs,
     /// Check only this project's chain.
-    #[arg(long)]
+    #[arg(long, short = 'p')]
     pub project: Option<String>,
 }
 
@@ -235,7 +235,7 @@ pub struct DumpArgs {
     #[command(flatten)]
     pub log: LogArgs,
     /// Only this project's records.
-    #[arg(long)]
+    #[arg(long, short = 'p')]
     pub project: Option<String>,
     /// First position to write.
     #[arg(long, default_value_t = 1)]

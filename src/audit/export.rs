@@ -23,7 +23,7 @@ use crate::client::{channel, ClientArgs};
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
     /// The project to export.
-    #[arg(long)]
+    #[arg(long, short = 'p', env = "WAYBILL_PROJECT")]
     pub project: String,
     /// From this time (inclusive; RFC 3339, or a date and time in UTC)
     /// [default: the project's first event].

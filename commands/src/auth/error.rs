@@ -14,7 +14,8 @@ pub enum AuthError {
     Unauthenticated(String),
     /// The principal is known but lacks the role: someone must grant it.
     #[error(
-        "{principal} lacks the {role} role for project {project}{}",
+        "{principal} lacks the {role} role for {}{}",
+        scope(project),
         stage_suffix(stage)
     )]
     PermissionDenied {
@@ -31,6 +32,15 @@ pub enum AuthError {
     /// which file and what is wrong.
     #[error("auth configuration: {0}")]
     Config(String),
+}
+
+/// `project P`, or, for calls about the whole log (checkpoints, proofs),
+/// every project.
+fn scope(project: &str) -> String {
+    match project {
+        "" => "every project (the whole log)".to_string(),
+        p => format!("project {p}"),
+    }
 }
 
 fn stage_suffix(stage: &Option<String>) -> String {
@@ -88,6 +98,20 @@ mod tests {
         assert_eq!(
             tonic::Status::from(denied).code(),
             tonic::Code::PermissionDenied
+        );
+        let whole_log = AuthError::PermissionDenied {
+            principal: "bob".into(),
+            role: Role::Viewer,
+            project: String::new(),
+            stage: None,
+        };
+        assert_eq!(
+            whole_log.to_string(),
+            "bob lacks the viewer role for every project (the whole log)"
+        );
+        assert_eq!(
+            tonic::Status::from(AuthError::unauthenticated("no credentials")).message(),
+            "no credentials"
         );
 
         let status = tonic::Status::from(AuthError::config("/etc/waybill/auth.toml: broken"));
