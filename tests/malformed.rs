@@ -337,6 +337,20 @@ async fn malformed_times_are_invalid() {
             );
         }
     }
+    let backwards = q
+        .history(pb::HistoryRequest {
+            project: "shop".into(),
+            since: "2026-12-02T10:00:00Z".into(),
+            until: "2026-12-01T10:00:00Z".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a history range that ends before it starts");
+    assert_eq!(backwards.code(), Code::InvalidArgument, "{backwards:?}");
+    assert!(
+        backwards.message().contains("must be before until"),
+        "{backwards:?}"
+    );
     let backwards = a
         .export(pb::ExportRequest {
             project: "shop".into(),

@@ -36,14 +36,26 @@ impl QueryGrpc {
             ("", id) => Some(id.to_string()),
             (project, reference) => Some(self.whole_freight_id(project, reference).await?),
         };
+        let (since, until) = (
+            parse_time("since", &r.since)?,
+            parse_time("until", &r.until)?,
+        );
+        if let (Some(since), Some(until)) = (since, until) {
+            if since >= until {
+                return Err(Status::invalid_argument(format!(
+                    "since ({}) must be before until ({}): the range is empty",
+                    r.since, r.until
+                )));
+            }
+        }
         let filter = HistoryFilter {
             project: opt(&r.project),
             stage: opt(&r.stage),
             freight,
             actor: opt(&r.actor),
             event_type: opt(&r.event_type),
-            since: parse_time("since", &r.since)?,
-            until: parse_time("until", &r.until)?,
+            since,
+            until,
             visible,
         };
         let limit = if r.limit == 0 { 1000 } else { r.limit as usize };
