@@ -32,4 +32,4 @@ pub use error::AuthError;
 pub use principal::{AuthMethod, Principal, ANONYMOUS_NAME, SERVICE_PREFIX};
 pub use role::{ParseRoleError, Role};
 pub use subject::Subject;
-pub use tokens::hash_token;
+pub use tokens::{check_tokens_file, hash_token, token_name_problem};

@@ -61,6 +61,25 @@ impl fmt::Debug for TokenStore {
     }
 }
 
+/// What is wrong with `name` as the name of a token, if anything.
+pub fn token_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() || name.trim() != name {
+        return Some("name must be non-empty and unpadded".to_string());
+    }
+    if name.starts_with(SERVICE_PREFIX) {
+        return Some(format!(
+            "names starting with {SERVICE_PREFIX:?} are reserved for services"
+        ));
+    }
+    None
+}
+
+/// Reads and checks a tokens file as the server does; returns how many
+/// tokens it holds.
+pub fn check_tokens_file(path: &Path) -> Result<usize, AuthError> {
+    TokenStore::load(path).map(|store| store.len())
+}
+
 impl TokenStore {
     /// Reads a tokens file; errors name the file and the offending entry.
     pub(crate) fn load(path: &Path) -> Result<TokenStore, AuthError> {
@@ -71,15 +90,8 @@ impl TokenStore {
         let mut tokens: Vec<StoredToken> = Vec::with_capacity(file.tokens.len());
         for (index, entry) in file.tokens.into_iter().enumerate() {
             let which = format!("token #{} ({:?})", index + 1, entry.name);
-            if entry.name.is_empty() || entry.name.trim() != entry.name {
-                return Err(fail(format!(
-                    "{which}: name must be non-empty and unpadded"
-                )));
-            }
-            if entry.name.starts_with(SERVICE_PREFIX) {
-                return Err(fail(format!(
-                    "{which}: names starting with {SERVICE_PREFIX:?} are reserved for services"
-                )));
+            if let Some(problem) = token_name_problem(&entry.name) {
+                return Err(fail(format!("{which}: {problem}")));
             }
             if !names.insert(entry.name.clone()) {
                 return Err(fail(format!("{which}: the name is used twice")));
