@@ -501,6 +501,16 @@ fn walk(log_args: Vec<String>) {
     .lines()
     .map(|l| serde_json::from_str(l).expect("history json"))
     .collect();
+    // Where f3 went, by the start of its id as the tables print it.
+    let of_f3: serde_json::Value =
+        serde_json::from_str(&read(&["promotions", "-p", "shop", "--freight", &f3[..12]]))
+            .expect("promotions json");
+    let of_f3 = of_f3["promotions"].as_array().expect("promotions");
+    assert!(of_f3.iter().any(|p| p["stage"] == "prod"), "{of_f3:?}");
+    assert!(
+        of_f3.iter().all(|p| p["freight"] == f3.as_str()),
+        "{of_f3:?}"
+    );
     assert_eq!(bypasses.len(), 1);
     assert_eq!(bypasses[0]["bypass"], true);
     assert_eq!(bypasses[0]["reason"], "payment outage");

@@ -257,6 +257,35 @@ async fn scenario(mut cmd: std::process::Command) {
         }
     }
 
+    // A freight's promotions (found through its history index), by id,
+    // alias or start of id: what filtering the whole list gives.
+    for (reference, id) in [
+        (f1.as_str(), f1.as_str()),
+        ("v1.0", f1.as_str()),
+        (&whole[2].freight[..10], whole[2].freight.as_str()),
+    ] {
+        let want: Vec<&str> = whole
+            .iter()
+            .filter(|p| p.freight == id)
+            .map(|p| p.id.as_str())
+            .collect();
+        assert!(!want.is_empty(), "{reference}");
+        let got = q
+            .list_promotions(pb::ListPromotionsRequest {
+                project: "shop".into(),
+                freight: reference.into(),
+                page_size: 1000,
+                min_position: written,
+                ..Default::default()
+            })
+            .await
+            .expect("list by freight")
+            .into_inner()
+            .promotions;
+        let got: Vec<&str> = got.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(got, want, "freight {reference}");
+    }
+
     // Freight: pages of 3, newest first, each freight once.
     let everything = q
         .list_freight(pb::ListFreightRequest {

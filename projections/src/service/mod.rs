@@ -18,6 +18,7 @@ use waybill_proto::v1::query_service_server::QueryService;
 
 use crate::models;
 use crate::runner::{read, Projections};
+use crate::store::{HistoryFilter, MAX_HISTORY};
 use crate::timeline::{self, At};
 use crate::ProjectionError;
 pub(crate) use support::parse_time;
@@ -35,6 +36,34 @@ pub type MayApprove = Box<dyn Fn(&str, &str) -> bool + Send>;
 
 /// Does the caller hold the viewer role for a project?
 pub type MayView = Box<dyn Fn(&str) -> bool + Send>;
+
+/// The promotions of `freight` requested after `after`, in order of request:
+/// through the history index of the freight (a request names its freight),
+/// not a scan of every promotion. Blocking.
+fn freight_promotions(
+    projections: &Projections,
+    project: &str,
+    freight: &str,
+    after: Position,
+) -> Result<Vec<Result<Promotion, ProjectionError>>, ProjectionError> {
+    let filter = HistoryFilter {
+        project: Some(project.to_string()),
+        freight: Some(freight.to_string()),
+        event_type: Some("PromotionRequested".to_string()),
+        ..Default::default()
+    };
+    let mut ids = Vec::new();
+    projections
+        .store()
+        .history_each(&filter, after.next(), MAX_HISTORY, |h| {
+            ids.push(h.promotion);
+            true
+        })?;
+    Ok(ids
+        .into_iter()
+        .filter_map(|id| projections.promotion(project, &id).transpose())
+        .collect())
+}
 
 /// Calls about every project (`History` and `Watch` without a project,
 /// `PendingApprovals`, `ListProjects`) answer with the projects the caller
@@ -260,6 +289,10 @@ impl QueryService for QueryGrpc {
                 })?,
         };
         let size = page_size(r.page_size);
+        let freight = match r.freight.as_str() {
+            "" => None,
+            reference => Some(self.whole_freight_id(&r.project, reference).await?),
+        };
         let projections = self.projections.clone();
         let (project, stage, status) = (r.project.clone(), r.stage.clone(), r.status.clone());
         // The promotions read model is in order of request: read one past
@@ -272,7 +305,11 @@ impl QueryService for QueryGrpc {
                 .any(|s| s.name().eq_ignore_ascii_case(&status));
             // The narrowest index that holds every match, in request order.
             let candidates: Box<dyn Iterator<Item = Result<Promotion, ProjectionError>>> =
-                if !stage.is_empty() {
+                if let Some(freight) = &freight {
+                    Box::new(
+                        freight_promotions(&projections, &project, freight, after)?.into_iter(),
+                    )
+                } else if !stage.is_empty() {
                     Box::new(models::stage_promotions_after(
                         tree, &project, &stage, after,
                     ))

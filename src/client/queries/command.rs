@@ -149,13 +149,16 @@ pub struct PromotionsArgs {
     /// Requested, Authorized, Running, Succeeded, Failed, Aborted or Rejected.
     #[arg(long, value_parser = promotions::status_arg)]
     pub status: Option<String>,
+    /// Only promotions of this freight (id, alias or start of its id).
+    #[arg(long)]
+    pub freight: Option<String>,
     /// In order of request, a page at a time.
     #[command(flatten)]
     pub page: PageArgs,
     /// Show this promotion in detail, with each approval.
     #[arg(
         value_name = "ID",
-        conflicts_with_all = ["stage", "status", "page_size", "page_token", "all"]
+        conflicts_with_all = ["stage", "status", "freight", "page_size", "page_token", "all"]
     )]
     pub promotion: Option<String>,
 }

@@ -182,6 +182,7 @@ pub async fn run(svc: &mut Queries, a: PromotionsArgs, output: Output) -> Result
         project: a.read.project,
         stage: a.stage.unwrap_or_default(),
         status: a.status.unwrap_or_default(),
+        freight: a.freight.unwrap_or_default(),
         page_size: a.page.page_size,
         page_token: String::new(),
         min_position: a.read.min_position,
