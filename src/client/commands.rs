@@ -15,6 +15,7 @@ use waybill_proto::v1::command_service_client::CommandServiceClient;
 use waybill_proto::v1::query_service_client::QueryServiceClient;
 
 use super::queries::rpc::{refused, Queries};
+use super::wait::{self, WaitArgs};
 use super::{channel, ClientArgs, Output};
 
 /// Exit code of a command the server refused (2 is for usage and connection errors).
@@ -135,6 +136,8 @@ pub struct PromoteArgs {
     /// Why, for the record.
     #[arg(long, default_value = "", hide_default_value = true)]
     pub reason: String,
+    #[command(flatten)]
+    pub wait: WaitArgs,
 }
 
 #[derive(Debug, Args)]
@@ -180,6 +183,8 @@ pub struct RollbackArgs {
     /// Why, for the record.
     #[arg(long, default_value = "", hide_default_value = true)]
     pub reason: String,
+    #[command(flatten)]
+    pub wait: WaitArgs,
 }
 
 fn key(k: &Option<String>) -> String {
@@ -257,6 +262,17 @@ pub async fn run(client: &ClientArgs, command: ClientCommand) -> anyhow::Result<
             return Ok(ExitCode::from(REFUSED));
         }
     }
+    let waiting = match &command {
+        ClientCommand::Promote(a) => a
+            .wait
+            .wait
+            .then_some((a.common.project.clone(), a.wait.timeout)),
+        ClientCommand::Rollback(a) => a
+            .wait
+            .wait
+            .then_some((a.common.project.clone(), a.wait.timeout)),
+        _ => None,
+    };
     let (channel, bearer) = channel(client).await?;
     let mut svc = CommandServiceClient::with_interceptor(channel.clone(), bearer.clone());
     let mut queries = QueryServiceClient::with_interceptor(channel, bearer);
@@ -358,8 +374,21 @@ pub async fn run(client: &ClientArgs, command: ClientCommand) -> anyhow::Result<
     };
     match result {
         Ok(reply) => {
-            print_reply(client.output, what, &reply.into_inner());
-            Ok(ExitCode::SUCCESS)
+            let reply = reply.into_inner();
+            print_reply(client.output, what, &reply);
+            let Some((project, timeout)) = waiting else {
+                return Ok(ExitCode::SUCCESS);
+            };
+            let id = &reply.promotion_id;
+            match wait::until_ended(&mut queries, &project, id, reply.position, timeout).await {
+                Ok(ended) => Ok(ExitCode::from(wait::report(
+                    client.output,
+                    id,
+                    ended.as_ref(),
+                    timeout,
+                ))),
+                Err(status) => Ok(refused(client.output, &status)),
+            }
         }
         Err(status) => Ok(refused(client.output, &status)),
     }

@@ -3,6 +3,7 @@
 mod commands;
 mod queries;
 pub mod token;
+mod wait;
 
 pub use commands::{run, ClientCommand};
 pub use queries::rpc::refused;

@@ -1,0 +1,156 @@
+//! `waybill promote --wait`: the CLI follows the promotion it requested until
+//! the executor reports its end, and says how it ended in its exit code.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{waybill, Served, EXAMPLE_PIPELINE};
+use waybill_proto::v1 as pb;
+use waybill_proto::v1::command_service_client::CommandServiceClient;
+use waybill_proto::v1::report_promotion_result_request::Result as Outcome;
+
+/// `waybill promote --wait` of `tag`'s freight into `stage`, as a child.
+fn promote_waiting(served: &Served, project: &str, freight: &str, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_waybill"))
+        .args(["promote", "-p", project, "-s", "dev", "--freight", freight])
+        .args(["--wait", "--server", &served.endpoint()])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn promote --wait")
+}
+
+/// Waits (bounded) for `child` to exit; its code and standard output.
+fn finish(mut child: Child) -> (Option<i32>, String) {
+    for _ in 0..600 {
+        if child.try_wait().expect("wait").is_some() {
+            let out = child.wait_with_output().expect("output");
+            let said = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            return (out.status.code(), said);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("promote --wait did not end");
+}
+
+/// The promotion of `freight` in `shop`, once it is requested.
+async fn promotion_of(
+    q: &mut pb::query_service_client::QueryServiceClient<tonic::transport::Channel>,
+    freight: &str,
+) -> String {
+    for _ in 0..600 {
+        let list = q
+            .list_promotions(pb::ListPromotionsRequest {
+                project: "shop".into(),
+                freight: freight.into(),
+                ..Default::default()
+            })
+            .await
+            .expect("promotions")
+            .into_inner()
+            .promotions;
+        if let Some(p) = list.first() {
+            return p.id.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no promotion of {freight}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promote_wait_follows_the_promotion_to_its_end() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let served = Served::start(
+        waybill()
+            .args(["serve", "--insecure-dev", "--no-reactors", "--data-dir"])
+            .arg(dir.path()),
+    );
+    let channel = tonic::transport::Endpoint::from_shared(served.endpoint())
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let mut c = CommandServiceClient::new(channel.clone());
+    let mut q = pb::query_service_client::QueryServiceClient::new(channel);
+    let example = std::fs::read_to_string(EXAMPLE_PIPELINE).expect("example");
+    // `shop`: dev deployed by an executor; `tiny`: every stage record-only.
+    let executed = example.replacen("record_only: true", "record_only: false", 1);
+    let tiny = example.replace("project: shop", "project: tiny");
+    for yaml in [executed, tiny] {
+        c.apply_pipeline(pb::ApplyPipelineRequest {
+            yaml,
+            ..Default::default()
+        })
+        .await
+        .expect("apply");
+    }
+    let mut discover = async |project: &str, tag: &str| {
+        let mut d = common::discovery(tag, "");
+        d.project = project.into();
+        c.record_discovery(d)
+            .await
+            .expect("discover")
+            .into_inner()
+            .freight_id
+    };
+    let (f1, f2, f3) = (
+        discover("shop", "1.0").await,
+        discover("shop", "2.0").await,
+        discover("shop", "3.0").await,
+    );
+    let tiny_freight = discover("tiny", "1.0").await;
+
+    // A record-only stage: the promotion ends as it is authorized.
+    let (code, said) = finish(promote_waiting(&served, "tiny", &tiny_freight, &[]));
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("into dev: Succeeded"), "{said}");
+
+    // The executor reports started, then succeeded: exit 0.
+    let mut report = async |id: &str, outcome: Outcome, details: &str| {
+        c.report_promotion_result(pb::ReportPromotionResultRequest {
+            project: "shop".into(),
+            promotion_id: id.into(),
+            result: outcome as i32,
+            details: details.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("report");
+    };
+    let child = promote_waiting(&served, "shop", &f1, &[]);
+    let id = promotion_of(&mut q, &f1).await;
+    report(&id, Outcome::Started, "rolling out").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    report(&id, Outcome::Succeeded, "rolled out").await;
+    let (code, said) = finish(child);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains(&format!("promotion {id} into dev: Succeeded")),
+        "{said}"
+    );
+
+    // It fails: exit 1, with the executor's words.
+    let child = promote_waiting(&served, "shop", &f2, &["--output", "json"]);
+    let id = promotion_of(&mut q, &f2).await;
+    report(&id, Outcome::Failed, "helm upgrade timed out").await;
+    let (code, said) = finish(child);
+    assert_eq!(code, Some(1), "{said}");
+    let last: serde_json::Value =
+        serde_json::from_str(said.lines().last().expect("a line")).expect("json");
+    assert_eq!(last["status"], "Failed", "{said}");
+    assert!(last["details"]
+        .as_str()
+        .expect("details")
+        .contains("helm upgrade timed out"));
+
+    // Nobody reports: exit 3 once the timeout passes; the promotion goes on.
+    let (code, said) = finish(promote_waiting(&served, "shop", &f3, &["--timeout", "1s"]));
+    assert_eq!(code, Some(3), "{said}");
+    assert!(said.contains("had not ended after 1s"), "{said}");
+    assert!(served.terminate().success());
+}
