@@ -154,3 +154,95 @@ async fn promote_wait_follows_the_promotion_to_its_end() {
     assert!(said.contains("had not ended after 1s"), "{said}");
     assert!(served.terminate().success());
 }
+
+/// `waybill serve` on a fixed port (to restart it there), ready once the
+/// port accepts connections.
+fn serve_on(port: u16, data: &std::path::Path) -> Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_waybill"))
+        .args(["serve", "--insecure-dev", "--no-reactors", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    for _ in 0..600 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return child;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("waybill serve did not listen on {port}");
+}
+
+/// SIGTERM, and the server's exit.
+fn stop(mut child: Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    assert!(child.wait().expect("wait").success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promote_wait_outlives_a_server_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = common::free_port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let server = serve_on(port, dir.path());
+    let connect = async || {
+        let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        (
+            CommandServiceClient::new(channel.clone()),
+            pb::query_service_client::QueryServiceClient::new(channel),
+        )
+    };
+    let (mut c, mut q) = connect().await;
+    let example = std::fs::read_to_string(EXAMPLE_PIPELINE).expect("example");
+    c.apply_pipeline(pb::ApplyPipelineRequest {
+        yaml: example.replacen("record_only: true", "record_only: false", 1),
+        ..Default::default()
+    })
+    .await
+    .expect("apply");
+    let freight = c
+        .record_discovery(common::discovery("1.0", ""))
+        .await
+        .expect("discover")
+        .into_inner()
+        .freight_id;
+    let child = Command::new(env!("CARGO_BIN_EXE_waybill"))
+        .args(["promote", "-p", "shop", "-s", "dev", "--freight", &freight])
+        .args(["--wait", "--timeout", "2m", "--server", &endpoint])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn promote --wait");
+    let id = promotion_of(&mut q, &freight).await;
+
+    // The server goes away and comes back while the CLI waits.
+    stop(server);
+    let server = serve_on(port, dir.path());
+    let (mut c, _) = connect().await;
+    c.report_promotion_result(pb::ReportPromotionResultRequest {
+        project: "shop".into(),
+        promotion_id: id.clone(),
+        result: Outcome::Succeeded as i32,
+        ..Default::default()
+    })
+    .await
+    .expect("report");
+    let (code, said) = finish(child);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains(&format!("promotion {id} into dev: Succeeded")),
+        "{said}"
+    );
+    stop(server);
+}

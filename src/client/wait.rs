@@ -62,13 +62,21 @@ async fn follow(
     let mut seen = position;
     let mut promotion = get(queries, project, id, seen).await?;
     while !ENDED.contains(&promotion.status.as_str()) {
-        let mut watch = queries
+        let watched = queries
             .watch(pb::WatchRequest {
                 project: project.to_string(),
                 from_position: seen + 1,
             })
-            .await?
-            .into_inner();
+            .await;
+        let mut watch = match watched {
+            Ok(watch) => watch.into_inner(),
+            // A server restarting: ask again (`--timeout` bounds it).
+            Err(status) if status.code() == Code::Unavailable => {
+                tokio::time::sleep(RECONNECT).await;
+                continue;
+            }
+            Err(status) => return Err(status),
+        };
         loop {
             match watch.message().await {
                 Ok(Some(entry)) => {
@@ -92,22 +100,39 @@ async fn follow(
     Ok(promotion)
 }
 
+/// The promotion as of `min_position` at least. Asked again while the read
+/// models are behind (UNAVAILABLE: a server catching up); `--timeout` bounds it.
 async fn get(
     queries: &mut Queries,
     project: &str,
     id: &str,
     min_position: u64,
 ) -> Result<pb::Promotion, Status> {
-    queries
-        .get_promotion(pb::GetPromotionRequest {
-            project: project.to_string(),
-            promotion_id: id.to_string(),
-            min_position,
-        })
-        .await?
-        .into_inner()
-        .promotion
-        .ok_or_else(|| Status::internal("the server sent no promotion"))
+    let mut said = false;
+    loop {
+        let reply = queries
+            .get_promotion(pb::GetPromotionRequest {
+                project: project.to_string(),
+                promotion_id: id.to_string(),
+                min_position,
+            })
+            .await;
+        match reply {
+            Ok(reply) => {
+                return reply
+                    .into_inner()
+                    .promotion
+                    .ok_or_else(|| Status::internal("the server sent no promotion"))
+            }
+            Err(status) if status.code() == Code::Unavailable => {
+                if !std::mem::replace(&mut said, true) {
+                    eprintln!("waiting for the server: {}", status.message());
+                }
+                tokio::time::sleep(RECONNECT).await;
+            }
+            Err(status) => return Err(status),
+        }
+    }
 }
 
 /// Prints how the promotion ended and returns the exit code: 0 if it
