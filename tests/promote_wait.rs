@@ -158,7 +158,7 @@ async fn promote_wait_follows_the_promotion_to_its_end() {
 /// `waybill serve` on a fixed port (to restart it there), ready once the
 /// port accepts connections.
 fn serve_on(port: u16, data: &std::path::Path) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_waybill"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_waybill"))
         .args(["serve", "--insecure-dev", "--no-reactors", "--listen"])
         .arg(format!("127.0.0.1:{port}"))
         .arg("--data-dir")
@@ -173,6 +173,8 @@ fn serve_on(port: u16, data: &std::path::Path) -> Child {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("waybill serve did not listen on {port}");
 }
 
