@@ -184,10 +184,9 @@ pub fn log_config(args: &LogArgs, file: &FileConfig) -> anyhow::Result<LogConfig
         }
         opts.duplicate_window = Duration::from_secs(secs);
     }
-    if args.unsafe_allow_mutable_stream {
-        tracing::warn!("accepting a stream that allows deletes and purges: tests only");
-        opts.allow_mutable_stream = true;
-    }
+    // Warned about where the stream is opened (`open.rs`): this is also
+    // called only to check the settings.
+    opts.allow_mutable_stream = args.unsafe_allow_mutable_stream;
     Ok(LogConfig::JetStream(Box::new(opts)))
 }
 

@@ -119,6 +119,9 @@ async fn open_log(
             Ok(OpenLog::Embedded(log))
         }
         LogConfig::JetStream(mut opts) => {
+            if opts.allow_mutable_stream {
+                tracing::warn!("accepting a stream that allows deletes and purges: tests only");
+            }
             opts.create_stream = create;
             Ok(OpenLog::JetStream(JetStreamLog::connect(*opts).await?))
         }
