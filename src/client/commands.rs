@@ -91,7 +91,7 @@ pub struct DiscoverArgs {
 pub struct VerificationArgs {
     #[command(flatten)]
     pub common: Common,
-    /// Freight id or alias.
+    /// Freight: its id, alias, or the start of its id (6+ hex digits).
     #[arg(long)]
     pub freight: String,
     /// The stage the check ran in.
@@ -124,7 +124,7 @@ pub struct PromoteArgs {
     /// The stage to promote into.
     #[arg(long, short = 's')]
     pub stage: String,
-    /// Freight id or alias.
+    /// Freight: its id, alias, or the start of its id (6+ hex digits).
     #[arg(long, conflicts_with = "newest", required_unless_present = "newest")]
     pub freight: Option<String>,
     /// The newest freight available to the stage.
@@ -156,7 +156,7 @@ pub struct DecisionArgs {
 pub struct BypassArgs {
     #[command(flatten)]
     pub common: Common,
-    /// Freight id or alias.
+    /// Freight: its id, alias, or the start of its id (6+ hex digits).
     #[arg(long)]
     pub freight: String,
     /// The stage the freight is approved for.
@@ -263,14 +263,10 @@ pub async fn run(client: &ClientArgs, command: ClientCommand) -> anyhow::Result<
         }
     }
     let waiting = match &command {
-        ClientCommand::Promote(a) => a
-            .wait
-            .wait
-            .then_some((a.common.project.clone(), a.wait.timeout)),
-        ClientCommand::Rollback(a) => a
-            .wait
-            .wait
-            .then_some((a.common.project.clone(), a.wait.timeout)),
+        ClientCommand::Promote(PromoteArgs { common, wait, .. })
+        | ClientCommand::Rollback(RollbackArgs { common, wait, .. }) => {
+            wait.wait.then(|| (common.project.clone(), wait.timeout))
+        }
         _ => None,
     };
     let (channel, bearer) = channel(client).await?;
