@@ -210,9 +210,9 @@ fn example_roles_admit_and_refuse_as_documented() {
             request.metadata_mut().insert("authorization", bearer);
             request
         }
-        let history: Vec<(String, u64)> = q
-            .history(with_token(
-                &ci,
+        let mut history_as = async |token: &str| -> Vec<(String, u64)> {
+            q.history(with_token(
+                token,
                 pb::HistoryRequest {
                     min_position: discovered,
                     ..Default::default()
@@ -226,7 +226,12 @@ fn example_roles_admit_and_refuse_as_documented() {
                 (e.project, e.position)
             })
             .collect()
-            .await;
+            .await
+        };
+        // Alice views every project: all of it.
+        let all = history_as(&alice).await;
+        assert!(all.iter().any(|(p, _)| p == "web"), "{all:?}");
+        let history = history_as(&ci).await;
         let mut watch = q
             .watch(with_token(
                 &ci,
