@@ -15,6 +15,9 @@
 //! projects = ["shop"]                    # empty or absent: every project
 //! stages = ["prod"]                      # empty or absent: every stage
 //! ```
+//!
+//! A binding restricted to stages grants its roles there, and at project
+//! level only reading the project.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -211,7 +214,9 @@ pub struct BindingConfig {
     /// Projects it applies to; empty means every project.
     #[serde(default)]
     pub projects: Vec<String>,
-    /// Stages it applies to; empty means every stage and project-level operations.
+    /// Stages it applies to; empty means every stage and project-level
+    /// operations. A binding on stages still lets its subjects read the
+    /// project (the viewer role at project level), nothing more there.
     #[serde(default)]
     pub stages: Vec<String>,
 }
