@@ -92,7 +92,8 @@ fn write_entry(path: &Path, args: &TokenArgs, token: &str) -> anyhow::Result<boo
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => anyhow::bail!("cannot read {shown}: {e}"),
     };
-    let mut text = old.clone().unwrap_or_default();
+    let exists = old.is_some();
+    let mut text = old.unwrap_or_default();
     let mut doc: toml_edit::DocumentMut = text
         .parse()
         .map_err(|e| anyhow::anyhow!("{shown} is not a TOML tokens file: {e}"))?;
@@ -133,7 +134,7 @@ fn write_entry(path: &Path, args: &TokenArgs, token: &str) -> anyhow::Result<boo
     let mut temporary = file_name.to_os_string();
     temporary.push(format!(".new-{}", std::process::id()));
     let temporary = path.with_file_name(temporary);
-    let written = write_checked(&temporary, path, &text, old.is_some());
+    let written = write_checked(&temporary, path, &text, exists);
     if let Err(e) = written {
         let _ = std::fs::remove_file(&temporary);
         return Err(e);
