@@ -788,6 +788,23 @@ fn permission_denied_names_principal_role_and_scope() {
 }
 
 #[test]
+fn a_server_without_credentials_says_so() {
+    let auth = Authenticator::new(AuthConfig::default()).expect("empty config");
+    for metadata in [MetadataMap::new(), bearer(CI_TOKEN)] {
+        let err = auth.authenticate(&metadata).expect_err("nothing accepted");
+        assert!(
+            matches!(&err, AuthError::Unauthenticated(m) if m.contains("accepts no credentials")),
+            "{err}"
+        );
+    }
+    // Insecure-dev mode still admits a request without credentials.
+    let dev = Authenticator::new(AuthConfig::default())
+        .expect("empty config")
+        .with_insecure_dev(true);
+    assert!(dev.authenticate(&MetadataMap::new()).is_ok());
+}
+
+#[test]
 fn authorize_combines_authentication_and_roles() {
     let setup = Setup::new();
     let tokens = setup.tokens_file();

@@ -179,8 +179,13 @@ impl Authenticator {
         metadata: &MetadataMap,
         insecure_dev: bool,
     ) -> Result<Principal, AuthError> {
+        let nothing_accepted = credentials.tokens.is_none() && credentials.jwt.is_none();
         match bearer(metadata)? {
             None if insecure_dev => Ok(Principal::anonymous()),
+            _ if nothing_accepted => Err(AuthError::unauthenticated(
+                "this server accepts no credentials: it runs without an auth config \
+                 (`waybill serve --auth-config FILE`, or `--insecure-dev` for a local trial)",
+            )),
             None => Err(AuthError::unauthenticated(
                 "no credentials: send `authorization: Bearer <token>`",
             )),
