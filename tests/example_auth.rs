@@ -204,15 +204,9 @@ fn example_roles_admit_and_refuse_as_documented() {
         let mut q = pb::query_service_client::QueryServiceClient::connect(served.endpoint())
             .await
             .expect("connect");
-        fn with_token<T>(token: &str, message: T) -> tonic::Request<T> {
-            let mut request = tonic::Request::new(message);
-            let bearer = format!("Bearer {token}").parse().expect("header");
-            request.metadata_mut().insert("authorization", bearer);
-            request
-        }
         let mut history_as = async |token: &str| -> Vec<(String, u64)> {
-            q.history(with_token(
-                token,
+            q.history(common::with_token(
+                Some(token),
                 pb::HistoryRequest {
                     min_position: discovered,
                     ..Default::default()
@@ -233,8 +227,8 @@ fn example_roles_admit_and_refuse_as_documented() {
         assert!(all.iter().any(|(p, _)| p == "web"), "{all:?}");
         let history = history_as(&ci).await;
         let mut watch = q
-            .watch(with_token(
-                &ci,
+            .watch(common::with_token(
+                Some(&ci),
                 pb::WatchRequest {
                     project: String::new(),
                     from_position: 1,

@@ -6,11 +6,10 @@ mod common;
 
 use std::path::Path;
 
-use common::{waybill, Served};
+use common::{waybill, with_token as with, Served};
 use sha2::{Digest, Sha256};
-use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
+use tonic::{Code, Status};
 use waybill_proto::v1 as pb;
 use waybill_proto::v1::audit_service_client::AuditServiceClient;
 use waybill_proto::v1::command_service_client::CommandServiceClient;
@@ -38,15 +37,6 @@ roles = ["viewer"]
     let path = dir.join("auth.toml");
     std::fs::write(&path, auth).expect("auth");
     path
-}
-
-fn with<T>(token: Option<&str>, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    if let Some(t) = token {
-        let value: MetadataValue<_> = format!("Bearer {t}").parse().expect("header");
-        request.metadata_mut().insert("authorization", value);
-    }
-    request
 }
 
 /// The outcome of every command RPC for `token`.

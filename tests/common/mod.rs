@@ -8,6 +8,16 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// A gRPC request carrying `authorization: Bearer <token>` (none without a token).
+pub fn with_token<T>(token: Option<&str>, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(token) = token {
+        let bearer = format!("Bearer {token}").parse().expect("header");
+        request.metadata_mut().insert("authorization", bearer);
+    }
+    request
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
