@@ -59,11 +59,7 @@ async fn malformed_requests_are_invalid_and_write_nothing() {
             .arg("--data-dir")
             .arg(dir.path()),
     );
-    let channel = tonic::transport::Endpoint::from_shared(served.endpoint())
-        .expect("endpoint")
-        .connect()
-        .await
-        .expect("connect");
+    let channel = served.channel().await;
     let mut c = Client::new(channel);
     let yaml = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -288,11 +284,7 @@ async fn malformed_times_are_invalid() {
             .args(["serve", "--insecure-dev", "--no-reactors", "--data-dir"])
             .arg(dir.path()),
     );
-    let channel = tonic::transport::Endpoint::from_shared(served.endpoint())
-        .expect("endpoint")
-        .connect()
-        .await
-        .expect("connect");
+    let channel = served.channel().await;
     let mut q = QueryServiceClient::new(channel.clone());
     let mut a = AuditServiceClient::new(channel);
     let times = [

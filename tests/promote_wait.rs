@@ -70,11 +70,7 @@ async fn promote_wait_follows_the_promotion_to_its_end() {
             .args(["serve", "--insecure-dev", "--no-reactors", "--data-dir"])
             .arg(dir.path()),
     );
-    let channel = tonic::transport::Endpoint::from_shared(served.endpoint())
-        .expect("endpoint")
-        .connect()
-        .await
-        .expect("connect");
+    let channel = served.channel().await;
     let mut c = CommandServiceClient::new(channel.clone());
     let mut q = pb::query_service_client::QueryServiceClient::new(channel);
     let example = std::fs::read_to_string(EXAMPLE_PIPELINE).expect("example");

@@ -62,11 +62,7 @@ fn current(reply: &pb::ListStagesReply, stage: &str) -> Option<String> {
 
 async fn scenario(mut cmd: std::process::Command) {
     let served = Served::start(cmd.arg("--insecure-dev").arg("--no-reactors"));
-    let channel = tonic::transport::Endpoint::from_shared(served.endpoint())
-        .expect("endpoint")
-        .connect()
-        .await
-        .expect("connect");
+    let channel = served.channel().await;
     let mut c = Commands::new(channel.clone());
     let mut q = Queries::new(channel);
     let yaml = std::fs::read_to_string(concat!(

@@ -151,6 +151,15 @@ impl Served {
         }
     }
 
+    /// A gRPC channel to the server.
+    pub async fn channel(&self) -> tonic::transport::Channel {
+        tonic::transport::Endpoint::from_shared(self.endpoint())
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect")
+    }
+
     /// What the server has written to stderr so far.
     pub fn log_so_far(&self) -> String {
         self.log.lock().map(|l| l.join("\n")).unwrap_or_default()
