@@ -69,7 +69,8 @@ fn freight_promotions(
 /// `PendingApprovals`, `ListProjects`) answer with the projects the caller
 /// may view, instead of refusing whoever may not view them all.
 pub trait Access: Send + Sync + 'static {
-    /// Checks that the caller may read `project`.
+    /// Checks that the caller may read `project` (empty: every project, the
+    /// whole log, as checkpoints and proofs need).
     fn check(&self, metadata: &tonic::metadata::MetadataMap, project: &str) -> Result<(), Status>;
 
     /// The caller's principal name and a test of whether it holds the
