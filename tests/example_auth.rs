@@ -318,11 +318,7 @@ fn a_sighup_puts_a_new_auth_config_in_force() {
     assert!(served.terminate().success());
 
     // No --auth-config: SIGHUP is logged, and the server goes on.
-    let served = Served::start(
-        waybill()
-            .args(["serve", "--insecure-dev", "--no-reactors", "--data-dir"])
-            .arg(dir.path().join("data")),
-    );
+    let served = Served::insecure_dev(&dir.path().join("data"));
     served.signal("-HUP");
     served.wait_for_log("no --auth-config and no TLS files to read again");
     assert!(status_at(&served.endpoint(), None).status.success());

@@ -4,21 +4,13 @@
 
 mod common;
 
-use common::{run, stderr, stdout, waybill, Served};
+use common::{run, stderr, stdout, Served};
 use serde_json::Value;
 
 /// Two tags of the example's image whose freight ids share their first six
 /// hex digits (`8c4dea`), found by hashing tags as `freight_id` does.
 const TWINS: [&str; 2] = ["1.0.196", "1.0.6332"];
 const SHARED: &str = "8c4dea";
-
-fn serve(data: &std::path::Path) -> Served {
-    Served::start(
-        waybill()
-            .args(["serve", "--insecure-dev", "--no-reactors", "--data-dir"])
-            .arg(data),
-    )
-}
 
 fn cli(served: &Served, args: &[&str]) -> std::process::Output {
     let mut all = args.to_vec();
@@ -48,7 +40,7 @@ fn head(served: &Served) -> u64 {
 fn freight_is_found_by_the_start_of_its_id() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let served = serve(&data);
+    let served = Served::insecure_dev(&data);
     served.apply_example();
     let ids: Vec<String> = TWINS
         .iter()
@@ -150,7 +142,7 @@ fn freight_is_found_by_the_start_of_its_id() {
 
     // After a restart the projections keep older freight only in their
     // store: found there the same way.
-    let served = serve(&data);
+    let served = Served::insecure_dev(&data);
     check(&served);
     assert!(served.terminate().success());
 }

@@ -279,11 +279,7 @@ async fn malformed_times_are_invalid() {
     use waybill_proto::v1::state_at_request::At;
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let served = Served::start(
-        waybill()
-            .args(["serve", "--insecure-dev", "--no-reactors", "--data-dir"])
-            .arg(dir.path()),
-    );
+    let served = Served::insecure_dev(dir.path());
     let channel = served.channel().await;
     let mut q = QueryServiceClient::new(channel.clone());
     let mut a = AuditServiceClient::new(channel);

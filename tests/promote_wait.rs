@@ -6,7 +6,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{waybill, Served, EXAMPLE_PIPELINE};
+use common::{Served, EXAMPLE_PIPELINE};
 use waybill_proto::v1 as pb;
 use waybill_proto::v1::command_service_client::CommandServiceClient;
 use waybill_proto::v1::report_promotion_result_request::Result as Outcome;
@@ -65,11 +65,7 @@ async fn promotion_of(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promote_wait_follows_the_promotion_to_its_end() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let served = Served::start(
-        waybill()
-            .args(["serve", "--insecure-dev", "--no-reactors", "--data-dir"])
-            .arg(dir.path()),
-    );
+    let served = Served::insecure_dev(dir.path());
     let channel = served.channel().await;
     let mut c = CommandServiceClient::new(channel.clone());
     let mut q = pb::query_service_client::QueryServiceClient::new(channel);

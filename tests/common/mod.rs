@@ -151,6 +151,16 @@ impl Served {
         }
     }
 
+    /// `waybill serve --insecure-dev --no-reactors` on the embedded log in
+    /// `data`: a server that admits anyone and promotes nothing by itself.
+    pub fn insecure_dev(data: &std::path::Path) -> Served {
+        Served::start(
+            waybill()
+                .args(["serve", "--insecure-dev", "--no-reactors", "--data-dir"])
+                .arg(data),
+        )
+    }
+
     /// A gRPC channel to the server.
     pub async fn channel(&self) -> tonic::transport::Channel {
         tonic::transport::Endpoint::from_shared(self.endpoint())
