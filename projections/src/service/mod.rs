@@ -39,13 +39,14 @@ pub type MayView = Box<dyn Fn(&str) -> bool + Send>;
 
 /// The promotions of `freight` requested after `after`, in order of request:
 /// through the history index of the freight (a request names its freight),
-/// not a scan of every promotion. Blocking.
-fn freight_promotions(
-    projections: &Projections,
-    project: &str,
+/// not a scan of every promotion. Each is read as the iterator reaches it,
+/// so a page reads only what it shows. Blocking.
+fn freight_promotions<'a>(
+    projections: &'a Projections,
+    project: &'a str,
     freight: &str,
     after: Position,
-) -> Result<Vec<Result<Promotion, ProjectionError>>, ProjectionError> {
+) -> Result<impl Iterator<Item = Result<Promotion, ProjectionError>> + 'a, ProjectionError> {
     let filter = HistoryFilter {
         project: Some(project.to_string()),
         freight: Some(freight.to_string()),
@@ -61,8 +62,7 @@ fn freight_promotions(
         })?;
     Ok(ids
         .into_iter()
-        .filter_map(|id| projections.promotion(project, &id).transpose())
-        .collect())
+        .filter_map(move |id| projections.promotion(project, &id).transpose()))
 }
 
 /// Calls about every project (`History` and `Watch` without a project,
@@ -307,9 +307,7 @@ impl QueryService for QueryGrpc {
             // The narrowest index that holds every match, in request order.
             let candidates: Box<dyn Iterator<Item = Result<Promotion, ProjectionError>>> =
                 if let Some(freight) = &freight {
-                    Box::new(
-                        freight_promotions(&projections, &project, freight, after)?.into_iter(),
-                    )
+                    Box::new(freight_promotions(&projections, &project, freight, after)?)
                 } else if !stage.is_empty() {
                     Box::new(models::stage_promotions_after(
                         tree, &project, &stage, after,
