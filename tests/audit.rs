@@ -294,6 +294,36 @@ async fn check_proofs(endpoint: String, pubkey: &str, old: &Checkpoint, new: &Ch
         .await
         .expect_err("position 0");
     assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    // A record in the log but after the latest signed checkpoint (at least
+    // that checkpoint's own record) is refused as such, not as unknown.
+    let mut said = None;
+    for _ in 0..100 {
+        let latest = audit
+            .get_checkpoint(pb::GetCheckpointRequest { size: 0 })
+            .await
+            .expect("latest")
+            .into_inner();
+        if latest.tree_size > latest.size {
+            let asked = audit
+                .get_inclusion_proof(pb::InclusionProofRequest {
+                    position: latest.size + 1,
+                    size: 0,
+                })
+                .await;
+            // Err unless a checkpoint was signed in between.
+            if let Err(e) = asked {
+                assert_eq!(e.code(), tonic::Code::InvalidArgument);
+                said = Some(e.message().to_string());
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let said = said.expect("a record after the latest checkpoint");
+    assert!(
+        said.contains("in the log but after the latest signed checkpoint"),
+        "{said}"
+    );
     let chain = audit
         .verify_chain(pb::VerifyChainRequest {
             project: "shop".into(),
@@ -360,6 +390,26 @@ fn walk(log_args: Vec<String>) {
     let (code, report) = verify(&csv, &s.pubkey);
     assert_eq!(code, 0, "{report}");
     assert!(lines(&csv.join("promotions.csv"))[0].starts_with("project,promotion_id,stage"));
+    // Parts left empty (no digest) leave no trailing space in a field.
+    let mut rows = csv::Reader::from_path(csv.join("promotions.csv")).expect("csv");
+    let headers = rows.headers().expect("headers").clone();
+    let artifacts = headers
+        .iter()
+        .position(|h| h == "artifacts")
+        .expect("column");
+    let mut seen = 0;
+    for row in rows.records() {
+        let row = row.expect("row");
+        assert!(
+            row[artifacts].starts_with("image ghcr.io/acme/shop:"),
+            "{row:?}"
+        );
+        for field in row.iter() {
+            assert_eq!(field, field.trim_end(), "{row:?}");
+        }
+        seen += 1;
+    }
+    assert!(seen > 0);
 
     // The checkpoints are in the log and the proofs served check out.
     let key = VerifierKey::parse(&s.pubkey).expect("key");
@@ -491,6 +541,31 @@ fn ranged(s: &Setup, all_events: &[String], all_promotions: &[String]) {
         have.iter().map(|p| &p["promotion_id"]).collect::<Vec<_>>(),
         want.iter().map(|p| &p["promotion_id"]).collect::<Vec<_>>()
     );
+
+    // A range after the last record: an empty export that says so, and verifies.
+    let out_dir = s.dir.path().join("empty-range");
+    let out = waybill()
+        .args([
+            "export",
+            "--project",
+            "shop",
+            "--from",
+            "2999-01-01",
+            "--out",
+        ])
+        .arg(&out_dir)
+        .args(["--server", &s.served.endpoint()])
+        .output()
+        .expect("export");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("exported no events (none in the range asked) and 0 promotions"),
+        "{}",
+        stdout(&out)
+    );
+    let (code, report) = verify(&out_dir, &s.pubkey);
+    assert_eq!(code, 0, "{report}");
+    assert!(lines(&out_dir.join("events.jsonl")).is_empty());
 }
 
 /// Every kind of tampering is detected, with a message saying what and where.

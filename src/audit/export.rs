@@ -112,11 +112,15 @@ pub async fn run(client: &ClientArgs, args: &ExportArgs) -> anyhow::Result<ExitC
         );
         return Ok(ExitCode::SUCCESS);
     }
+    let events = match manifest.events.count {
+        0 => "no events (none in the range asked)".to_string(),
+        n => format!(
+            "{n} events (positions {}..{})",
+            manifest.events.first_position, manifest.events.last_position
+        ),
+    };
     println!(
-        "exported {} events (positions {}..{}) and {} promotions of {} to {}",
-        manifest.events.count,
-        manifest.events.first_position,
-        manifest.events.last_position,
+        "exported {events} and {} promotions of {} to {}",
         manifest.promotions.count,
         manifest.project,
         args.out.display()

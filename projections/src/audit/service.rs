@@ -174,8 +174,18 @@ impl AuditService for AuditGrpc {
         let r = request.into_inner();
         let size = self.tree_size(r.size)?;
         if r.position == 0 || r.position > size {
+            let later = if r.position > size && r.position <= self.transparency.size() {
+                if r.size == 0 {
+                    "; it is in the log but after the latest signed checkpoint: the next \
+                     checkpoint will cover it"
+                } else {
+                    "; it is in the log, in a larger tree"
+                }
+            } else {
+                ""
+            };
             return Err(Status::invalid_argument(format!(
-                "position {} is not in a tree of {size} leaves (positions 1 to {size})",
+                "position {} is not in a tree of {size} leaves (positions 1 to {size}){later}",
                 r.position
             )));
         }

@@ -194,7 +194,10 @@ impl PromotionRecord {
             .freight
             .artifacts
             .iter()
-            .map(|a| format!("{} {}:{} {}", a.kind, a.name, a.version, a.digest))
+            .map(|a| {
+                let artifact = format!("{} {}:{} {}", a.kind, a.name, a.version, a.digest);
+                artifact.trim_end().to_string()
+            })
             .collect::<Vec<_>>()
             .join("; ");
         let approvals = self
@@ -208,10 +211,11 @@ impl PromotionRecord {
             .iter()
             .map(|v| {
                 let outcome = if v.passed { "passed" } else { "failed" };
-                format!(
+                let line = format!(
                     "{}/{} {outcome} at {} {}",
                     v.stage, v.check, v.at, v.evidence_url
-                )
+                );
+                line.trim_end().to_string()
             })
             .collect::<Vec<_>>()
             .join("; ");
