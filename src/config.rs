@@ -37,6 +37,8 @@ pub struct FileConfig {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub tls_client_ca: Option<PathBuf>,
+    /// Identity and roles (tokens file, `[jwt]`, `[[binding]]`).
+    pub auth_config: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
     /// A live copy of the log, kept in this directory.
     pub backup_dir: Option<PathBuf>,

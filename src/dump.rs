@@ -33,6 +33,13 @@ pub async fn run(args: DumpArgs, file: &FileConfig) -> anyhow::Result<()> {
     let project = args.project.map(ProjectName::log_project).transpose()?;
     let log = open_existing(&args.log, file, None).await?;
     let handle = log.log();
+    if let Some(p) = &project {
+        if handle.last_position(p).await? == Position::ZERO {
+            log.close().await;
+            // An empty dump would look like a project without records.
+            anyhow::bail!("project {p} has no events in this log: nothing to dump");
+        }
+    }
     let mut events = match &project {
         Some(p) => handle.read_project(p, Position(args.from)).await?,
         None => handle.read_all(Position(args.from)).await?,

@@ -132,6 +132,44 @@ fn python_verifier_agrees_with_waybill_and_catches_tampering() {
     let positions: Vec<u64> = lines.iter().map(|l| l.position).collect();
     assert_eq!(positions, (1..=150).collect::<Vec<u64>>());
 
+    // One project's dump is its lines of the whole dump; a project without
+    // records is refused, not dumped as nothing.
+    let dump_of = |project: &str| {
+        Command::new(WAYBILL)
+            .args(["dump", "--data-dir", data_dir, "--project", project])
+            .env_remove("WAYBILL_NATS_URL")
+            .env_remove("WAYBILL_CONFIG")
+            .output()
+            .expect("run the waybill binary")
+    };
+    let project = lines[0].project.clone();
+    let one = dump_of(&project);
+    assert!(
+        one.status.success(),
+        "{}",
+        String::from_utf8_lossy(&one.stderr)
+    );
+    let want: Vec<&str> = dump_text
+        .lines()
+        .zip(&lines)
+        .filter(|(_, l)| l.project == project)
+        .map(|(text, _)| text)
+        .collect();
+    assert_eq!(
+        String::from_utf8_lossy(&one.stdout)
+            .lines()
+            .collect::<Vec<_>>(),
+        want
+    );
+    let none = dump_of("no-such-project");
+    assert!(!none.status.success());
+    assert!(none.stdout.is_empty());
+    let said = String::from_utf8_lossy(&none.stderr);
+    assert!(
+        said.contains("project no-such-project has no events in this log"),
+        "{said}"
+    );
+
     // The clean dump verifies, with the same heads as `waybill verify`.
     let (code, stdout) = verify_chain(&dump_path);
     assert_eq!(code, 0, "{stdout}");

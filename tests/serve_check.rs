@@ -168,11 +168,97 @@ fn a_check_reads_everything_and_touches_nothing() {
 #[test]
 fn the_example_config_checks() {
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/waybill.example.toml");
+    // It names /etc/waybill/auth.toml, which this machine does not have.
     let out = run(&["--config", config, "serve", "--check"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("/etc/waybill/auth.toml"),
+        "{}",
+        stderr(&out)
+    );
+    // With an auth config that exists (the flag wins over the file) it checks.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let auth = auth_config(dir.path());
+    let out = run(&[
+        "--config",
+        config,
+        "serve",
+        "--check",
+        "--auth-config",
+        &auth,
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("embedded, in /var/lib/waybill"),
         "{}",
         stdout(&out)
     );
+    assert!(stdout(&out).contains(&format!("auth:           {auth}: 1 bearer tokens")));
+}
+
+/// An auth config (tokens file and one binding) in `dir`; returns its path.
+fn auth_config(dir: &std::path::Path) -> String {
+    let auth = dir.join("auth.toml");
+    std::fs::write(
+        &auth,
+        "tokens_file = \"tokens.toml\"\n[[binding]]\nsubjects = [\"user:alice\"]\nroles = [\"admin\"]\n",
+    )
+    .expect("write");
+    let tokens = dir.join("tokens.toml");
+    let out = run(&[
+        "token",
+        "create",
+        "--name",
+        "alice",
+        "--append-to",
+        tokens.to_str().expect("utf8"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    auth.to_str().expect("utf8").to_string()
+}
+
+/// `auth_config` in the config file is the auth config `serve` starts with.
+#[test]
+fn the_auth_config_may_come_from_the_config_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let auth = auth_config(dir.path());
+    let config = dir.path().join("waybill.toml");
+    let data = dir.path().join("data");
+    std::fs::write(
+        &config,
+        format!(
+            "auth_config = \"{auth}\"\ndata_dir = \"{}\"\n",
+            data.display()
+        ),
+    )
+    .expect("write");
+    let config = config.to_str().expect("utf8");
+    let out = run(&["--config", config, "serve", "--check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!(
+            "auth:           {auth}: 1 bearer tokens; 1 role bindings"
+        )),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("reload:         on SIGHUP"),
+        "{}",
+        stdout(&out)
+    );
+    // A file that is not there is named, and nothing is written.
+    std::fs::write(
+        dir.path().join("waybill.toml"),
+        format!(
+            "auth_config = \"{}/missing.toml\"\ndata_dir = \"{}\"\n",
+            dir.path().display(),
+            data.display()
+        ),
+    )
+    .expect("write");
+    let out = run(&["--config", config, "serve", "--check"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("missing.toml"), "{}", stderr(&out));
+    assert!(!data.exists());
 }

@@ -108,7 +108,12 @@ pub async fn open_projections(
     .await?
 }
 
-pub async fn run(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
+pub async fn run(mut args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
+    // The flag (or WAYBILL_AUTH_CONFIG) wins over the file; from here on the
+    // path is read, reloaded and reported from `args` alone.
+    if args.auth_config.is_none() {
+        args.auth_config = file.auth_config.clone();
+    }
     if args.check {
         return crate::check::run(&args, file);
     }
