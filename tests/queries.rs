@@ -370,6 +370,34 @@ async fn scenario(mut cmd: std::process::Command) {
         n += 1;
     }
     assert_eq!(n, 6);
+    // A type may be named as its subject token too; an unknown one is
+    // refused with the list, not answered with nothing.
+    let count = |event_type: &str| {
+        let mut q = q.clone();
+        let event_type = event_type.to_string();
+        async move {
+            let stream = q
+                .history(pb::HistoryRequest {
+                    project: "shop".into(),
+                    stage: "dev".into(),
+                    event_type,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            let entries: Vec<_> = stream.collect().await;
+            Ok::<usize, tonic::Status>(entries.len())
+        }
+    };
+    assert_eq!(count("promotion-requested").await.expect("token"), 6);
+    let unknown = count("PromotionFoo").await.expect_err("unknown type");
+    assert_eq!(unknown.code(), tonic::Code::InvalidArgument);
+    assert!(
+        unknown
+            .message()
+            .contains("unknown event type \"PromotionFoo\": one of PipelineConfigured"),
+        "{unknown:?}"
+    );
 
     // State at a position before the first promotion: dev was empty.
     let before = q

@@ -92,6 +92,17 @@ impl EventType {
         EventType::ALL.into_iter().find(|t| t.name() == name)
     }
 
+    /// A type as a person names it: its name (`PromotionRequested`, in any
+    /// case), its subject token (`promotion-requested`) or its CloudEvents
+    /// type (`waybill.v1.PromotionRequested`).
+    pub fn parse(text: &str) -> Option<EventType> {
+        let text = text.trim();
+        let name = text.strip_prefix("waybill.v1.").unwrap_or(text);
+        EventType::ALL.into_iter().find(|t| {
+            t.name().eq_ignore_ascii_case(name) || t.subject_token().eq_ignore_ascii_case(name)
+        })
+    }
+
     /// The schema version new events of this type are written with.
     pub fn schema_version(self) -> u32 {
         1
@@ -114,6 +125,16 @@ mod tests {
             assert_eq!(t as usize, i, "{t} is out of order in ALL");
             assert_eq!(t.ce_type(), format!("waybill.v1.{}", t.name()));
             assert_eq!(EventType::from_ce_type(t.ce_type()), Some(t));
+            for text in [
+                t.name().to_string(),
+                t.name().to_lowercase(),
+                t.subject_token().to_string(),
+                t.ce_type().to_string(),
+            ] {
+                assert_eq!(EventType::parse(&text), Some(t), "{text}");
+            }
         }
+        assert_eq!(EventType::parse("PromotionFoo"), None);
+        assert_eq!(EventType::parse(""), None);
     }
 }

@@ -22,7 +22,7 @@ use crate::store::{HistoryFilter, MAX_HISTORY};
 use crate::timeline::{self, At};
 use crate::ProjectionError;
 pub(crate) use support::parse_time;
-use support::{blocking, found, opt, page_size};
+use support::{blocking, event_type, found, opt, page_size};
 
 /// How long a query waits for `min_position` before giving up.
 pub const MIN_POSITION_WAIT: Duration = Duration::from_secs(5);

@@ -11,7 +11,7 @@ use tonic::Status;
 use waybill_ledger::{Position, ProjectName};
 use waybill_proto::v1 as pb;
 
-use super::{opt, parse_time, EntryStream, MayView, QueryGrpc};
+use super::{event_type, opt, parse_time, EntryStream, MayView, QueryGrpc};
 use crate::store::HistoryFilter;
 
 /// History entries read before the first are sent.
@@ -53,7 +53,7 @@ impl QueryGrpc {
             stage: opt(&r.stage),
             freight,
             actor: opt(&r.actor),
-            event_type: opt(&r.event_type),
+            event_type: event_type(&r.event_type)?,
             since,
             until,
             visible,

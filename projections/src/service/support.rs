@@ -127,3 +127,24 @@ pub(super) fn found(
 pub(super) fn opt(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
 }
+
+/// The event type a history filter names (as [`waybill_ledger::EventType::parse`]
+/// takes it), as the index stores it; `None` for an empty field.
+pub(super) fn event_type(s: &str) -> Result<Option<String>, Status> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    match waybill_ledger::EventType::parse(s) {
+        Some(t) => Ok(Some(t.name().to_string())),
+        None => {
+            let names: Vec<&str> = waybill_ledger::EventType::ALL
+                .iter()
+                .map(|t| t.name())
+                .collect();
+            Err(Status::invalid_argument(format!(
+                "unknown event type {s:?}: one of {}",
+                names.join(", ")
+            )))
+        }
+    }
+}

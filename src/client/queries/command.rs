@@ -86,7 +86,7 @@ pub struct HistoryArgs {
     /// Only events by this principal (e.g. alice, svc:auto-promoter).
     #[arg(long)]
     pub actor: Option<String>,
-    /// Event type, e.g. PromotionRequested.
+    /// Event type: PromotionRequested (or promotion-requested), FreightDiscovered, ...
     #[arg(long = "type", value_name = "EVENT_TYPE")]
     pub event_type: Option<String>,
     /// From this time on (inclusive): RFC 3339, a date and time in UTC
