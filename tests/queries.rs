@@ -398,6 +398,26 @@ async fn scenario(mut cmd: std::process::Command) {
             .contains("unknown event type \"PromotionFoo\": one of PipelineConfigured"),
         "{unknown:?}"
     );
+    // So are a project and a stage that never were.
+    for (project, stage, said) in [
+        ("nope", "", "no project \"nope\""),
+        (
+            "shop",
+            "nostage",
+            "project shop has no stage \"nostage\", and never had",
+        ),
+    ] {
+        let e = q
+            .history(pb::HistoryRequest {
+                project: project.into(),
+                stage: stage.into(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("unknown");
+        assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+        assert!(e.message().contains(said), "{e:?}");
+    }
 
     // State at a position before the first promotion: dev was empty.
     let before = q

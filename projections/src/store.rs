@@ -233,6 +233,13 @@ impl ProjectionStore {
         Ok(())
     }
 
+    /// Whether any history item names `stage` of `project` (a stage since
+    /// removed from the pipeline still has its history). Blocking.
+    pub fn has_stage_history(&self, project: &str, stage: &str) -> Result<bool, ProjectionError> {
+        let prefix = keys::index_prefix(Index::Stage, &format!("{project}/{stage}"));
+        Ok(self.tree.scan_prefix(prefix).next().transpose()?.is_some())
+    }
+
     /// History matching `filter` from position `from`, oldest first, at most `limit`.
     pub fn history(
         &self,

@@ -11,7 +11,8 @@ use tonic::Status;
 use waybill_ledger::{Position, ProjectName};
 use waybill_proto::v1 as pb;
 
-use super::{event_type, opt, parse_time, EntryStream, MayView, QueryGrpc};
+use super::{blocking, event_type, opt, parse_time, EntryStream, MayView, QueryGrpc};
+use crate::runner::read;
 use crate::store::HistoryFilter;
 
 /// History entries read before the first are sent.
@@ -29,13 +30,7 @@ impl QueryGrpc {
             ProjectName::project(r.project.as_str())
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
         }
-        // A freight of a project may be named by alias or by the start of
-        // its id, as `GetFreight` takes it; the index knows whole ids only.
-        let freight = match (r.project.as_str(), r.freight.as_str()) {
-            (_, "") => None,
-            ("", id) => Some(id.to_string()),
-            (project, reference) => Some(self.whole_freight_id(project, reference).await?),
-        };
+        let event_type = event_type(&r.event_type)?;
         let (since, until) = (
             parse_time("since", &r.since)?,
             parse_time("until", &r.until)?,
@@ -48,12 +43,39 @@ impl QueryGrpc {
                 )));
             }
         }
+        if !r.project.is_empty() {
+            // Names nobody has used are refused rather than answered with
+            // nothing: most likely a typo.
+            let shared = self.state(&r.project)?;
+            if !r.stage.is_empty() {
+                let in_pipeline = read(&shared)
+                    .definition()
+                    .is_some_and(|d| d.stage(&r.stage).is_some());
+                let store = self.projections.store().clone();
+                let (project, stage) = (r.project.clone(), r.stage.clone());
+                if !in_pipeline
+                    && !blocking(move || store.has_stage_history(&project, &stage)).await?
+                {
+                    return Err(Status::not_found(format!(
+                        "project {} has no stage {:?}, and never had",
+                        r.project, r.stage
+                    )));
+                }
+            }
+        }
+        // A freight of a project may be named by alias or by the start of
+        // its id, as `GetFreight` takes it; the index knows whole ids only.
+        let freight = match (r.project.as_str(), r.freight.as_str()) {
+            (_, "") => None,
+            ("", id) => Some(id.to_string()),
+            (project, reference) => Some(self.whole_freight_id(project, reference).await?),
+        };
         let filter = HistoryFilter {
             project: opt(&r.project),
             stage: opt(&r.stage),
             freight,
             actor: opt(&r.actor),
-            event_type: event_type(&r.event_type)?,
+            event_type,
             since,
             until,
             visible,
