@@ -252,6 +252,34 @@ async fn scenario(mut cmd: std::process::Command) {
             assert_eq!(got, want, "status {status}, stage {stage:?}");
         }
     }
+    // A status or a stage that cannot match is refused, not answered with
+    // an empty list.
+    for (stage, status, code, said) in [
+        (
+            "",
+            "Bogus",
+            tonic::Code::InvalidArgument,
+            "unknown promotion status \"Bogus\"",
+        ),
+        (
+            "nostage",
+            "",
+            tonic::Code::NotFound,
+            "project shop has no stage \"nostage\"",
+        ),
+    ] {
+        let e = q
+            .list_promotions(pb::ListPromotionsRequest {
+                project: "shop".into(),
+                stage: stage.into(),
+                status: status.into(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("refused");
+        assert_eq!(e.code(), code, "{e:?}");
+        assert!(e.message().contains(said), "{e:?}");
+    }
 
     // A freight's promotions (found through its history index), by id,
     // alias or start of id: what filtering the whole list gives.

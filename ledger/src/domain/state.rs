@@ -253,6 +253,17 @@ impl PromotionStatus {
         PromotionStatus::ACTIVE.contains(&self)
     }
 
+    /// Every status, in lifecycle order.
+    pub const ALL: [PromotionStatus; 7] = [
+        PromotionStatus::Requested,
+        PromotionStatus::Authorized,
+        PromotionStatus::Running,
+        PromotionStatus::Succeeded,
+        PromotionStatus::Failed,
+        PromotionStatus::Aborted,
+        PromotionStatus::Rejected,
+    ];
+
     /// The statuses of a promotion that has not finished.
     pub const ACTIVE: [PromotionStatus; 3] = [
         PromotionStatus::Requested,

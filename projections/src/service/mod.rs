@@ -279,7 +279,22 @@ impl QueryService for QueryGrpc {
     ) -> Result<Response<pb::ListPromotionsReply>, Status> {
         let r = request.get_ref();
         let position = self.ready(&request, &r.project, r.min_position).await?;
-        self.state(&r.project)?;
+        if !r.status.is_empty()
+            && !PromotionStatus::ALL
+                .iter()
+                .any(|s| s.name().eq_ignore_ascii_case(&r.status))
+        {
+            let names: Vec<&str> = PromotionStatus::ALL.iter().map(|s| s.name()).collect();
+            return Err(Status::invalid_argument(format!(
+                "unknown promotion status {:?}: one of {}",
+                r.status,
+                names.join(", ")
+            )));
+        }
+        let shared = self.state(&r.project)?;
+        if !r.stage.is_empty() {
+            self.known_stage(&shared, &r.project, &r.stage).await?;
+        }
         let after = match r.page_token.as_str() {
             "" => 0,
             t => t

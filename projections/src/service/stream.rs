@@ -11,8 +11,7 @@ use tonic::Status;
 use waybill_ledger::{Position, ProjectName};
 use waybill_proto::v1 as pb;
 
-use super::{blocking, event_type, opt, parse_time, EntryStream, MayView, QueryGrpc};
-use crate::runner::read;
+use super::{event_type, opt, parse_time, EntryStream, MayView, QueryGrpc};
 use crate::store::HistoryFilter;
 
 /// History entries read before the first are sent.
@@ -48,19 +47,7 @@ impl QueryGrpc {
             // nothing: most likely a typo.
             let shared = self.state(&r.project)?;
             if !r.stage.is_empty() {
-                let in_pipeline = read(&shared)
-                    .definition()
-                    .is_some_and(|d| d.stage(&r.stage).is_some());
-                let store = self.projections.store().clone();
-                let (project, stage) = (r.project.clone(), r.stage.clone());
-                if !in_pipeline
-                    && !blocking(move || store.has_stage_history(&project, &stage)).await?
-                {
-                    return Err(Status::not_found(format!(
-                        "project {} has no stage {:?}, and never had",
-                        r.project, r.stage
-                    )));
-                }
+                self.known_stage(&shared, &r.project, &r.stage).await?;
             }
         }
         // A freight of a project may be named by alias or by the start of

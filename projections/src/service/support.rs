@@ -57,6 +57,31 @@ impl QueryGrpc {
             .ok_or_else(|| Status::not_found(format!("no project {project:?}")))
     }
 
+    /// Refuses a stage `project` neither has nor had (a stage since removed
+    /// from the pipeline still has its history): a filter naming it would
+    /// answer nothing, and most likely it is a typo.
+    pub(super) async fn known_stage(
+        &self,
+        shared: &SharedState,
+        project: &str,
+        stage: &str,
+    ) -> Result<(), Status> {
+        let in_pipeline = read(shared)
+            .definition()
+            .is_some_and(|d| d.stage(stage).is_some());
+        if in_pipeline {
+            return Ok(());
+        }
+        let store = self.projections.store().clone();
+        let (p, s) = (project.to_string(), stage.to_string());
+        if blocking(move || store.has_stage_history(&p, &s)).await? {
+            return Ok(());
+        }
+        Err(Status::not_found(format!(
+            "project {project} has no stage {stage:?}, and never had"
+        )))
+    }
+
     /// The whole id of the freight `reference` (id, alias or start of an id)
     /// names in `project`.
     pub(super) async fn whole_freight_id(

@@ -11,25 +11,18 @@ use super::format::{short, when, Table};
 use super::pages;
 use super::rpc::{Out, Queries};
 use crate::client::Output;
-
-/// The statuses a promotion can have, as the server spells them.
-pub const STATUSES: [&str; 7] = [
-    "Requested",
-    "Authorized",
-    "Running",
-    "Succeeded",
-    "Failed",
-    "Aborted",
-    "Rejected",
-];
+use waybill_ledger::domain::PromotionStatus;
 
 /// Checks a `--status` value, in any case; returns the server's spelling.
 pub fn status_arg(s: &str) -> Result<String, String> {
-    STATUSES
-        .iter()
-        .find(|known| known.eq_ignore_ascii_case(s))
-        .map(|known| known.to_string())
-        .ok_or_else(|| format!("{s:?} is not one of {}", STATUSES.join(", ")))
+    let all = PromotionStatus::ALL;
+    all.iter()
+        .find(|known| known.name().eq_ignore_ascii_case(s))
+        .map(|known| known.name().to_string())
+        .ok_or_else(|| {
+            let names: Vec<&str> = all.iter().map(|k| k.name()).collect();
+            format!("{s:?} is not one of {}", names.join(", "))
+        })
 }
 
 /// The promotions table.
