@@ -489,6 +489,11 @@ fn walk(log_args: Vec<String>) {
         serde_json::from_str(&read(&["status", "-p", "shop"])).expect("status json");
     assert_eq!(status["stages"][2]["name"], "prod");
     assert_eq!(status["stages"][2]["current"]["freight"], f3.as_str());
+    // One stage, named as the argument or with -s as other commands take it.
+    let prod = read(&["status", "-p", "shop", "prod"]);
+    assert_eq!(read(&["status", "-p", "shop", "-s", "prod"]), prod);
+    let prod: serde_json::Value = serde_json::from_str(&prod).expect("stage json");
+    assert!(prod.to_string().contains(f3.as_str()), "{prod}");
     let bypasses: Vec<serde_json::Value> = read(&[
         "history",
         "-p",

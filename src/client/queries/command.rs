@@ -71,6 +71,22 @@ pub struct StatusArgs {
     pub read: ReadArgs,
     /// Show this stage in detail (checks, queue, upstreams).
     pub stage: Option<String>,
+    /// The same as STAGE, as the other commands take it.
+    #[arg(
+        long = "stage",
+        short = 's',
+        id = "stage_flag",
+        value_name = "STAGE",
+        conflicts_with = "stage"
+    )]
+    pub stage_flag: Option<String>,
+}
+
+impl StatusArgs {
+    /// The stage asked for, as the argument or the flag.
+    pub fn stage(&self) -> Option<&str> {
+        self.stage.as_deref().or(self.stage_flag.as_deref())
+    }
 }
 
 #[derive(Debug, Args)]

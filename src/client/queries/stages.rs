@@ -272,7 +272,7 @@ pub fn at_json(point: &AtPoint, reply: &pb::ListStagesReply) -> Value {
 /// `status`: every stage, or one in detail.
 pub async fn status(svc: &mut Queries, a: StatusArgs, output: Output) -> Result<(), Status> {
     let mut out = Out::default();
-    match a.stage {
+    match a.stage().map(str::to_string) {
         Some(stage) => {
             let reply = svc
                 .get_stage(pb::GetStageRequest {
