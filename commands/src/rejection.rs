@@ -40,6 +40,7 @@ pub enum Reason {
     AlreadyInFlight,
     AlreadyCurrent,
     NoPipeline,
+    StageInUse,
 }
 
 impl Reason {
@@ -61,6 +62,7 @@ impl Reason {
             Reason::AlreadyInFlight => "ALREADY_IN_FLIGHT",
             Reason::AlreadyCurrent => "ALREADY_CURRENT",
             Reason::NoPipeline => "NO_PIPELINE",
+            Reason::StageInUse => "STAGE_IN_USE",
         }
     }
 }
@@ -99,6 +101,43 @@ impl Rejection {
         match self {
             Rejection::Policy { reason, .. } => Some(*reason),
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every reason (a new one belongs here too).
+    const ALL: [Reason; 16] = [
+        Reason::FreightNotAvailable,
+        Reason::ApprovalsMissing,
+        Reason::SeparationOfDuties,
+        Reason::AlreadyApproved,
+        Reason::TicketRequired,
+        Reason::TicketInvalid,
+        Reason::PromotionWindowClosed,
+        Reason::StageFrozen,
+        Reason::StageBusy,
+        Reason::PromotionNotPending,
+        Reason::NoRollbackTarget,
+        Reason::BypassNotAllowed,
+        Reason::AlreadyInFlight,
+        Reason::AlreadyCurrent,
+        Reason::NoPipeline,
+        Reason::StageInUse,
+    ];
+
+    #[test]
+    fn every_reason_is_documented_in_the_command_proto() {
+        let proto = include_str!("../../proto/waybill/v1/commands.proto");
+        for r in ALL {
+            assert!(
+                proto.contains(&format!("//   {} ", r.code())),
+                "{} is not listed in commands.proto",
+                r.code()
+            );
         }
     }
 }

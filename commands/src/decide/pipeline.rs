@@ -7,7 +7,7 @@ use waybill_ledger::EventPayload;
 use super::Decision;
 use crate::command::Command;
 use crate::pipeline_check::check_definition;
-use crate::rejection::Rejection;
+use crate::rejection::{Reason, Rejection};
 
 pub(super) fn apply(state: &ProjectState, command: &Command) -> Result<Decision, Rejection> {
     let Command::ApplyPipeline {
@@ -30,6 +30,24 @@ pub(super) fn apply(state: &ProjectState, command: &Command) -> Result<Decision,
     }
     if let Some(problem) = check_definition(definition).into_iter().next() {
         return Err(Rejection::invalid(&problem.path, problem.message));
+    }
+    // A stage left out of the new definition must have no promotion under
+    // way: nothing could approve, run or report it any more.
+    for (stage, by_freight) in &state.active {
+        let ids: Vec<&str> = by_freight.values().flatten().map(String::as_str).collect();
+        if ids.is_empty() || definition.stage(stage).is_some() {
+            continue;
+        }
+        return Err(Rejection::policy(
+            Reason::StageInUse,
+            format!(
+                "stage {stage} is not in the new definition but has {} promotion(s) under way \
+                 ({}): abort them first (`waybill abort --promotion ID`), or keep the stage",
+                ids.len(),
+                ids.join(", ")
+            ),
+            [("stage", stage.clone()), ("promotions", ids.join(","))],
+        ));
     }
     let json = definition.to_canonical_json();
     if let Some(current) = &state.pipeline {

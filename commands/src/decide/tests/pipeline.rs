@@ -57,6 +57,40 @@ fn decisions_use_the_policy_in_force_when_they_were_made() {
 }
 
 #[test]
+fn a_stage_with_promotions_under_way_cannot_be_left_out() {
+    let mut s = Scenario::shop();
+    let f = ready_for_prod(&mut s, "1.0");
+    let p = s.request(alice(), "prod", &f, "CHG-1");
+    let mut def: PipelineDefinition = serde_json::from_str(PIPELINE).expect("json");
+    def.stages.truncate(2);
+    let r = s.refused(alice(), apply(def.clone()), Reason::StageInUse);
+    assert!(
+        r.to_string().contains(&format!(
+            "stage prod is not in the new definition but has 1 promotion(s) under way ({p})"
+        )),
+        "{r}"
+    );
+    // Changing the stage is fine; leaving it out once nothing is under way too.
+    let mut changed: PipelineDefinition = serde_json::from_str(PIPELINE).expect("json");
+    changed.stages[2].policy.required_approvals = 1;
+    s.ok(alice(), apply(changed));
+    s.ok(
+        alice(),
+        Command::AbortPromotion {
+            promotion: p.clone(),
+            reason: "prod goes".into(),
+        },
+    );
+    s.ok(alice(), apply(def));
+    assert!(s
+        .state
+        .definition()
+        .expect("pipeline")
+        .stage("prod")
+        .is_none());
+}
+
+#[test]
 fn rediscovery_is_idempotent_and_aliases_are_unique() {
     let mut s = Scenario::shop();
     let f = s.discover("1.0");
