@@ -94,6 +94,27 @@ impl Cli {
         (out.status.code().unwrap_or(-1), json)
     }
 
+    /// Runs `waybill ARGS` (readable output) as `who`; asserts success and
+    /// returns stdout.
+    fn text(&self, who: &str, args: &[&str]) -> String {
+        let out = waybill()
+            .args(args)
+            .args([
+                "--server",
+                &self.server,
+                "--token",
+                &format!("token-of-{who}"),
+            ])
+            .output()
+            .expect("run cli");
+        assert!(
+            out.status.success(),
+            "{who} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf8")
+    }
+
     fn ok(&self, who: &str, args: &[&str]) -> Value {
         let (code, json) = self.run(who, args);
         assert_eq!(code, 0, "{who} {args:?}: {json}");
@@ -291,7 +312,17 @@ fn walk(log_args: Vec<String>) {
         "SEPARATION_OF_DUTIES",
     );
     cli.refused("ci", &["approve", "-p", "shop", "--promotion", &p1], "");
-    cli.ok(
+    // The stage shows its policy; each approval says what is still needed.
+    let prod = cli.text("bob", &["status", "-p", "shop", "prod"]);
+    for line in [
+        "approvals:      2 (approver role; the requester's own does not count)",
+        "ticket:         CHG-\\d+",
+        "freezes:        Sat, Sun",
+        "time zone:      ",
+    ] {
+        assert!(prod.contains(line), "{line:?} in\n{prod}");
+    }
+    let said = cli.text(
         "bob",
         &[
             "approve",
@@ -303,12 +334,24 @@ fn walk(log_args: Vec<String>) {
             "looks good",
         ],
     );
+    assert!(
+        said.contains(&format!(
+            "promotion {p1} into prod is Requested, 1 of 2 approvals ("
+        )),
+        "{said}"
+    );
     cli.refused(
         "bob",
         &["approve", "-p", "shop", "--promotion", &p1],
         "ALREADY_APPROVED",
     );
-    cli.ok("carol", &["approve", "-p", "shop", "--promotion", &p1]);
+    let said = cli.text("carol", &["approve", "-p", "shop", "--promotion", &p1]);
+    assert!(
+        said.contains(&format!(
+            "promotion {p1} into prod is Succeeded, approved by "
+        )),
+        "{said}"
+    );
     cli.current("prod", &f1);
 
     // A newer freight reaches prod, then is rolled back.

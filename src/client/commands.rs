@@ -269,6 +269,13 @@ pub async fn run(client: &ClientArgs, command: ClientCommand) -> anyhow::Result<
         }
         _ => None,
     };
+    // The promotion a decision is about (the reply names it for the others).
+    let decided = match &command {
+        ClientCommand::Approve(a) | ClientCommand::Reject(a) | ClientCommand::Abort(a) => {
+            Some(a.promotion.clone())
+        }
+        _ => None,
+    };
     let (channel, bearer) = channel(client).await?;
     let mut svc = CommandServiceClient::with_interceptor(channel.clone(), bearer.clone());
     let mut queries = QueryServiceClient::with_interceptor(channel, bearer);
@@ -373,6 +380,15 @@ pub async fn run(client: &ClientArgs, command: ClientCommand) -> anyhow::Result<
             let reply = reply.into_inner();
             print_reply(client.output, what, &reply);
             let Some((project, timeout)) = waiting else {
+                let id = decided.unwrap_or_else(|| reply.promotion_id.clone());
+                if client.output == Output::Text && !id.is_empty() {
+                    let project = &reply.project;
+                    if let Some(line) =
+                        super::outcome::describe(&mut queries, project, &id, reply.position).await
+                    {
+                        println!("{line}");
+                    }
+                }
                 return Ok(ExitCode::SUCCESS);
             };
             let id = &reply.promotion_id;

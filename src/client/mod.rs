@@ -1,6 +1,7 @@
 //! The CLI as a client of the gRPC API: connection, credentials, output.
 
 mod commands;
+mod outcome;
 mod queries;
 pub mod token;
 mod wait;

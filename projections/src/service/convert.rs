@@ -21,6 +21,97 @@ fn mode(m: PolicyMode) -> &'static str {
     }
 }
 
+/// The promotion policy of `def`, from the pipeline version `version`.
+pub fn policy(def: &StageDef, version: u64) -> pb::StagePolicy {
+    let p = &def.policy;
+    let minute = |t: chrono::NaiveTime| t.format("%H:%M").to_string();
+    let stamp = |t: chrono::NaiveDateTime| t.format("%Y-%m-%d %H:%M").to_string();
+    pb::StagePolicy {
+        mode: mode(p.mode).to_string(),
+        required_approvals: p.required_approvals,
+        separation_of_duties: p.separation_of_duties,
+        ticket_pattern: p.ticket_pattern.clone().unwrap_or_default(),
+        timezone: p.timezone.clone(),
+        windows: p
+            .windows
+            .iter()
+            .map(|w| format!("{} {}-{}", days(&w.days), minute(w.start), minute(w.end)))
+            .collect(),
+        freezes: p
+            .freezes
+            .iter()
+            .map(|f| {
+                let mut text = match (f.from, f.to) {
+                    (Some(from), Some(to)) => format!("{} to {}", stamp(from), stamp(to)),
+                    (Some(from), None) => format!("from {}", stamp(from)),
+                    (None, Some(to)) => format!("until {}", stamp(to)),
+                    (None, None) => String::new(),
+                };
+                if !f.days.is_empty() {
+                    let d = days(&f.days);
+                    text = if text.is_empty() {
+                        d
+                    } else {
+                        format!("{d}, {text}")
+                    };
+                }
+                if !f.reason.is_empty() {
+                    text = format!("{text}: {}", f.reason);
+                }
+                text
+            })
+            .collect(),
+        gates: p
+            .gates
+            .iter()
+            .map(|g| match (&g.check, &g.metric) {
+                (Some(check), _) => format!("check {check}"),
+                (None, Some(metric)) => {
+                    let mut text = format!("metric {metric}");
+                    if let Some(min) = g.min {
+                        text.push_str(&format!(" >= {min}"));
+                    }
+                    if let Some(max) = g.max {
+                        text.push_str(&format!(" <= {max}"));
+                    }
+                    text
+                }
+                (None, None) => String::new(),
+            })
+            .collect(),
+        bypass: p.bypass.clone(),
+        policy_version: version,
+    }
+}
+
+/// Weekdays as a person writes them: `Mon-Fri`, `Sat, Sun`, `every day`.
+fn days(list: &[chrono::Weekday]) -> String {
+    if list.is_empty() {
+        return "every day".to_string();
+    }
+    let mut sorted: Vec<u32> = list.iter().map(|d| d.num_days_from_monday()).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let name =
+        |n: u32| ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"][n as usize % 7].to_string();
+    // Runs of three or more consecutive days read as a range.
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let mut j = i;
+        while j + 1 < sorted.len() && sorted[j + 1] == sorted[j] + 1 {
+            j += 1;
+        }
+        if j - i >= 2 {
+            parts.push(format!("{}-{}", name(sorted[i]), name(sorted[j])));
+        } else {
+            parts.extend(sorted[i..=j].iter().map(|&d| name(d)));
+        }
+        i = j + 1;
+    }
+    parts.join(", ")
+}
+
 pub fn stage(state: &ProjectState, def: &StageDef) -> pb::Stage {
     let st = state.stages.get(&def.name);
     let current = st.and_then(|s| s.current.as_ref());
@@ -202,5 +293,21 @@ pub fn entry(h: &HistoryItem) -> pb::HistoryEntry {
         hash: h.hash.clone(),
         summary: h.summary.clone(),
         command_id: h.command_id.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Weekday::*;
+
+    use super::days;
+
+    #[test]
+    fn weekdays_read_as_a_person_writes_them() {
+        assert_eq!(days(&[]), "every day");
+        assert_eq!(days(&[Mon, Tue, Wed, Thu, Fri]), "Mon-Fri");
+        assert_eq!(days(&[Sun, Sat]), "Sat, Sun");
+        assert_eq!(days(&[Mon, Wed, Thu, Fri, Sun]), "Mon, Wed-Fri, Sun");
+        assert_eq!(days(&[Tue, Tue]), "Tue");
     }
 }

@@ -13,6 +13,7 @@ mod format;
 mod freight;
 mod history;
 mod pages;
+mod policy;
 mod projects;
 mod promotions;
 pub(crate) mod rpc;

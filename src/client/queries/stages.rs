@@ -112,7 +112,12 @@ pub fn queue(queue: &[String]) -> String {
 }
 
 /// One stage in detail (`status -p P STAGE`).
-pub fn stage_text(s: &pb::Stage, position: u64, now: DateTime<Utc>) -> String {
+pub fn stage_text(
+    s: &pb::Stage,
+    policy: Option<&pb::StagePolicy>,
+    position: u64,
+    now: DateTime<Utc>,
+) -> String {
     let mut out = format!("stage {}  {}\n", s.name, mode(s));
     let mut field = |name: &str, value: String| {
         if !value.is_empty() {
@@ -139,6 +144,9 @@ pub fn stage_text(s: &pb::Stage, position: u64, now: DateTime<Utc>) -> String {
     field("running", s.running.clone());
     field("hold", s.hold.clone());
     field("last promotion", s.last_promotion.clone());
+    for (name, value) in policy.map(super::policy::lines).unwrap_or_default() {
+        field(name, value);
+    }
     if !s.queue.is_empty() {
         out.push_str(&format!("  queue ({}):\n", s.queue.len()));
         for p in &s.queue {
@@ -286,9 +294,19 @@ pub async fn status(svc: &mut Queries, a: StatusArgs, output: Output) -> Result<
                 .stage
                 .ok_or_else(|| Status::internal("the server sent no stage"))?;
             match output {
-                Output::Text => out.block(&stage_text(&stage, reply.position, Utc::now())),
+                Output::Text => out.block(&stage_text(
+                    &stage,
+                    reply.policy.as_ref(),
+                    reply.position,
+                    Utc::now(),
+                )),
                 Output::Json => out.line(
-                    &json!({ "stage": stage_json(&stage), "position": reply.position }).to_string(),
+                    &json!({
+                        "stage": stage_json(&stage),
+                        "policy": reply.policy.as_ref().map(super::policy::json),
+                        "position": reply.position,
+                    })
+                    .to_string(),
                 ),
             }
         }

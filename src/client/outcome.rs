@@ -1,0 +1,109 @@
+//! What a command left its promotion at: after `promote`, `approve`,
+//! `reject`, `abort` and `rollback` the CLI says where the promotion stands
+//! (how many approvals it still needs, or how it ended), so that nobody has
+//! to ask with `waybill promotions ID` whether theirs was the last approval.
+
+use waybill_proto::v1 as pb;
+
+use super::queries::rpc::Queries;
+
+/// One line on promotion `id` as the read models reflect `position` (the
+/// command's event), or `None` when the query service cannot say (it runs
+/// elsewhere, or is behind by more than its wait).
+pub async fn describe(
+    queries: &mut Queries,
+    project: &str,
+    id: &str,
+    position: u64,
+) -> Option<String> {
+    let p = queries
+        .get_promotion(pb::GetPromotionRequest {
+            project: project.to_string(),
+            promotion_id: id.to_string(),
+            min_position: position,
+        })
+        .await
+        .ok()?
+        .into_inner()
+        .promotion?;
+    let need = match p.status.as_str() {
+        "Requested" => queries
+            .get_stage(pb::GetStageRequest {
+                project: project.to_string(),
+                stage: p.stage.clone(),
+                min_position: position,
+            })
+            .await
+            .ok()
+            .and_then(|r| r.into_inner().policy)
+            .map(|policy| policy.required_approvals),
+        _ => None,
+    };
+    Some(line(&p, need))
+}
+
+/// The line for `p`; `need`: the approvals its stage requires, if known.
+fn line(p: &pb::Promotion, need: Option<u32>) -> String {
+    let by: Vec<&str> = p.approvals.iter().map(|a| a.by.as_str()).collect();
+    let approvals = match (need, by.is_empty()) {
+        (Some(need), true) => format!(", 0 of {need} approvals"),
+        (Some(need), false) => format!(", {} of {need} approvals ({})", by.len(), by.join(", ")),
+        (None, true) => String::new(),
+        (None, false) => format!(", approved by {}", by.join(", ")),
+    };
+    let details = if p.details.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", p.details)
+    };
+    format!(
+        "promotion {} into {} is {}{approvals}{details}",
+        p.id, p.stage, p.status
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn promotion(status: &str, approvers: &[&str], details: &str) -> pb::Promotion {
+        pb::Promotion {
+            id: "prm-1".into(),
+            stage: "prod".into(),
+            status: status.into(),
+            details: details.into(),
+            approvals: approvers
+                .iter()
+                .map(|by| pb::Approval {
+                    by: by.to_string(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_line_says_what_is_still_needed_or_how_it_ended() {
+        assert_eq!(
+            line(&promotion("Requested", &["bob"], ""), Some(2)),
+            "promotion prm-1 into prod is Requested, 1 of 2 approvals (bob)"
+        );
+        assert_eq!(
+            line(&promotion("Requested", &[], ""), Some(2)),
+            "promotion prm-1 into prod is Requested, 0 of 2 approvals"
+        );
+        assert_eq!(
+            line(
+                &promotion(
+                    "Succeeded",
+                    &["bob", "carol"],
+                    "record-only stage: completed at authorization"
+                ),
+                None
+            ),
+            "promotion prm-1 into prod is Succeeded, approved by bob, carol: record-only stage: \
+             completed at authorization"
+        );
+    }
+}
