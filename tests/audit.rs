@@ -88,7 +88,7 @@ impl Setup {
             let json: serde_json::Value =
                 serde_json::from_str(out.lines().last().expect("line")).expect("json");
             let freight = json["freight_id"].as_str().expect("freight").to_string();
-            self.cli(&[
+            let said = self.cli(&[
                 "record-verification",
                 "-p",
                 "shop",
@@ -102,6 +102,12 @@ impl Setup {
                 "--evidence",
                 &format!("https://ci.example/run/{tag}"),
             ]);
+            assert!(
+                said.starts_with(
+                    "verification recorded (integration-tests passed in dev): project shop"
+                ),
+                "{said}"
+            );
         }
     }
 

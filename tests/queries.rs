@@ -398,6 +398,22 @@ async fn scenario(mut cmd: std::process::Command) {
         n += 1;
     }
     assert_eq!(n, 6);
+    // A pipeline's entry: its source is the why, the summary the version.
+    let mut configured = q
+        .history(pb::HistoryRequest {
+            project: "shop".into(),
+            event_type: "PipelineConfigured".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("history")
+        .into_inner();
+    let first = configured.next().await.expect("an entry").expect("ok");
+    assert_eq!(first.reason, "pipeline.yaml");
+    assert_eq!(
+        first.summary,
+        format!("pipeline applied: policy version {}", applied.position)
+    );
     // A type may be named as its subject token too; an unknown one is
     // refused with the list, not answered with nothing.
     let count = |event_type: &str| {

@@ -64,9 +64,14 @@ impl HistoryItem {
         let (stage, freight) = promotion_target.unwrap_or(("", ""));
         match &e.payload {
             EventPayload::PipelineConfigured(p) => {
-                item.reason = p.source_uri.clone();
+                // Where the definition came from is its "why"; the summary
+                // says what it did (a new policy version).
+                item.reason = match p.source_revision.as_str() {
+                    "" => p.source_uri.clone(),
+                    revision => format!("{} at {revision}", p.source_uri),
+                };
                 item.policy_version = ev.position;
-                item.summary = format!("pipeline applied from {}", p.source_uri);
+                item.summary = format!("pipeline applied: policy version {}", ev.position);
             }
             EventPayload::FreightDiscovered(d) => {
                 item.freight = d.freight_id.clone();

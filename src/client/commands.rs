@@ -288,7 +288,10 @@ pub async fn run(client: &ClientArgs, command: ClientCommand) -> anyhow::Result<
                 source_revision: a.revision.clone(),
                 idempotency_key: key(&a.idempotency_key),
             };
-            ("pipeline applied", svc.apply_pipeline(req).await)
+            (
+                "pipeline applied".to_string(),
+                svc.apply_pipeline(req).await,
+            )
         }
         ClientCommand::Discover(a) => {
             let req = pb::RecordDiscoveryRequest {
@@ -298,7 +301,10 @@ pub async fn run(client: &ClientArgs, command: ClientCommand) -> anyhow::Result<
                 alias: a.alias.clone(),
                 idempotency_key: key(&a.common.idempotency_key),
             };
-            ("freight recorded", svc.record_discovery(req).await)
+            (
+                "freight recorded".to_string(),
+                svc.record_discovery(req).await,
+            )
         }
         ClientCommand::RecordVerification(a) => {
             let freight = match whole_id(&mut queries, &a.common.project, &a.freight).await {
@@ -316,7 +322,13 @@ pub async fn run(client: &ClientArgs, command: ClientCommand) -> anyhow::Result<
                 details: a.details.clone(),
                 idempotency_key: key(&a.common.idempotency_key),
             };
-            ("verification recorded", svc.record_verification(req).await)
+            let what = format!(
+                "verification recorded ({} {} in {})",
+                req.check,
+                if req.passed { "passed" } else { "failed" },
+                req.stage
+            );
+            (what, svc.record_verification(req).await)
         }
         ClientCommand::Promote(a) => {
             use pb::request_promotion_request::FreightSelector as S;
@@ -335,17 +347,23 @@ pub async fn run(client: &ClientArgs, command: ClientCommand) -> anyhow::Result<
                 reason: a.reason.clone(),
                 idempotency_key: key(&a.common.idempotency_key),
             };
-            ("promotion requested", svc.request_promotion(req).await)
+            (
+                "promotion requested".to_string(),
+                svc.request_promotion(req).await,
+            )
         }
         ClientCommand::Approve(a) => (
-            "promotion approved",
+            "promotion approved".to_string(),
             svc.approve_promotion(decision(&a)).await,
         ),
         ClientCommand::Reject(a) => (
-            "promotion rejected",
+            "promotion rejected".to_string(),
             svc.reject_promotion(decision(&a)).await,
         ),
-        ClientCommand::Abort(a) => ("promotion aborted", svc.abort_promotion(decision(&a)).await),
+        ClientCommand::Abort(a) => (
+            "promotion aborted".to_string(),
+            svc.abort_promotion(decision(&a)).await,
+        ),
         ClientCommand::ApproveFreight(a) => {
             let freight = match whole_id(&mut queries, &a.common.project, &a.freight).await {
                 Ok(id) => id,
@@ -360,7 +378,7 @@ pub async fn run(client: &ClientArgs, command: ClientCommand) -> anyhow::Result<
                 idempotency_key: key(&a.common.idempotency_key),
             };
             (
-                "freight approved (EMERGENCY BYPASS)",
+                format!("freight approved for {} (EMERGENCY BYPASS)", req.stage),
                 svc.approve_freight(req).await,
             )
         }
@@ -372,13 +390,13 @@ pub async fn run(client: &ClientArgs, command: ClientCommand) -> anyhow::Result<
                 reason: a.reason.clone(),
                 idempotency_key: key(&a.common.idempotency_key),
             };
-            ("rollback requested", svc.rollback(req).await)
+            ("rollback requested".to_string(), svc.rollback(req).await)
         }
     };
     match result {
         Ok(reply) => {
             let reply = reply.into_inner();
-            print_reply(client.output, what, &reply);
+            print_reply(client.output, &what, &reply);
             let Some((project, timeout)) = waiting else {
                 let id = decided.unwrap_or_else(|| reply.promotion_id.clone());
                 if client.output == Output::Text && !id.is_empty() {
