@@ -303,6 +303,14 @@ fn walk(log_args: Vec<String>) {
             .collect()
     };
     assert_eq!(pending("bob"), vec![p1.clone()]);
+    let waiting = cli.ok(
+        "carol",
+        &["pending", "-p", "shop", "--min-position", &requested_at],
+    );
+    assert_eq!(
+        waiting["promotions"][0]["approvals_required"], 2,
+        "{waiting}"
+    );
     assert_eq!(pending("carol"), vec![p1.clone()]);
     assert!(pending("alice").is_empty(), "the requester cannot approve");
     assert!(pending("ci").is_empty(), "ci is not an approver");

@@ -185,6 +185,20 @@ impl Projections {
         }
     }
 
+    /// The approvals the policy in force requires of promotion `p` of
+    /// `project` while it waits for them (Requested); 0 otherwise.
+    pub fn approvals_required(&self, project: &str, p: &Promotion) -> u32 {
+        if p.status != waybill_ledger::domain::PromotionStatus::Requested {
+            return 0;
+        }
+        self.shared(project).map_or(0, |s| {
+            read(&s)
+                .definition()
+                .and_then(|d| d.stage(&p.stage))
+                .map_or(0, |st| st.policy.required_approvals)
+        })
+    }
+
     /// Every project's name.
     pub fn projects(&self) -> Vec<String> {
         let mut names: Vec<String> = self.read().keys().cloned().collect();

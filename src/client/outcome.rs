@@ -26,25 +26,13 @@ pub async fn describe(
         .ok()?
         .into_inner()
         .promotion?;
-    let need = match p.status.as_str() {
-        "Requested" => queries
-            .get_stage(pb::GetStageRequest {
-                project: project.to_string(),
-                stage: p.stage.clone(),
-                min_position: position,
-            })
-            .await
-            .ok()
-            .and_then(|r| r.into_inner().policy)
-            .map(|policy| policy.required_approvals),
-        _ => None,
-    };
-    Some(line(&p, need))
+    Some(line(&p))
 }
 
-/// The line for `p`; `need`: the approvals its stage requires, if known.
-fn line(p: &pb::Promotion, need: Option<u32>) -> String {
+/// The line for `p`.
+fn line(p: &pb::Promotion) -> String {
     let by: Vec<&str> = p.approvals.iter().map(|a| a.by.as_str()).collect();
+    let need = (p.approvals_required > 0).then_some(p.approvals_required);
     let approvals = match (need, by.is_empty()) {
         (Some(need), true) => format!(", 0 of {need} approvals"),
         (Some(need), false) => format!(", {} of {need} approvals ({})", by.len(), by.join(", ")),
@@ -66,8 +54,9 @@ fn line(p: &pb::Promotion, need: Option<u32>) -> String {
 mod tests {
     use super::*;
 
-    fn promotion(status: &str, approvers: &[&str], details: &str) -> pb::Promotion {
+    fn promotion(status: &str, approvers: &[&str], need: u32, details: &str) -> pb::Promotion {
         pb::Promotion {
+            approvals_required: need,
             id: "prm-1".into(),
             stage: "prod".into(),
             status: status.into(),
@@ -86,22 +75,20 @@ mod tests {
     #[test]
     fn a_line_says_what_is_still_needed_or_how_it_ended() {
         assert_eq!(
-            line(&promotion("Requested", &["bob"], ""), Some(2)),
+            line(&promotion("Requested", &["bob"], 2, "")),
             "promotion prm-1 into prod is Requested, 1 of 2 approvals (bob)"
         );
         assert_eq!(
-            line(&promotion("Requested", &[], ""), Some(2)),
+            line(&promotion("Requested", &[], 2, "")),
             "promotion prm-1 into prod is Requested, 0 of 2 approvals"
         );
         assert_eq!(
-            line(
-                &promotion(
-                    "Succeeded",
-                    &["bob", "carol"],
-                    "record-only stage: completed at authorization"
-                ),
-                None
-            ),
+            line(&promotion(
+                "Succeeded",
+                &["bob", "carol"],
+                0,
+                "record-only stage: completed at authorization"
+            )),
             "promotion prm-1 into prod is Succeeded, approved by bob, carol: record-only stage: \
              completed at authorization"
         );

@@ -244,7 +244,13 @@ pub fn freight(f: &Freight, now: DateTime<Utc>, available_for: Option<&StageDef>
 }
 
 /// A promotion, with its freight (for the bypass that allowed it, if any).
-pub fn promotion(p: &Promotion, freight: Option<&Freight>) -> pb::Promotion {
+/// A promotion; `approvals_required`: what the policy in force requires of
+/// it while it waits for approvals (see [`crate::runner::Projections::approvals_required`]).
+pub fn promotion(
+    p: &Promotion,
+    freight: Option<&Freight>,
+    approvals_required: u32,
+) -> pb::Promotion {
     let bypass = freight
         .and_then(|f| f.approved_for.get(&p.stage))
         .filter(|a| a.bypass);
@@ -272,6 +278,7 @@ pub fn promotion(p: &Promotion, freight: Option<&Freight>) -> pb::Promotion {
         bypass: bypass.is_some(),
         bypass_reason: bypass.map(|a| a.reason.clone()).unwrap_or_default(),
         requested_position: p.requested.0,
+        approvals_required,
     }
 }
 

@@ -148,7 +148,8 @@ impl QueryGrpc {
                     return Ok((list, true));
                 }
                 let f = projections.freight(&project, &p.freight)?;
-                list.push(convert::promotion(&p, f.as_ref()));
+                let need = projections.approvals_required(&project, &p);
+                list.push(convert::promotion(&p, f.as_ref(), need));
             }
             Ok((list, false))
         })

@@ -175,7 +175,8 @@ impl QueryService for QueryGrpc {
                 return Ok(None);
             };
             let f = projections.freight(&project, &p.freight)?;
-            Ok(Some(convert::promotion(&p, f.as_ref())))
+            let need = projections.approvals_required(&project, &p);
+            Ok(Some(convert::promotion(&p, f.as_ref(), need)))
         })
         .await?
         .ok_or_else(|| {
@@ -380,7 +381,8 @@ impl QueryService for QueryGrpc {
                 .into_iter()
                 .map(|(project, p)| {
                     let f = projections.freight(&project, &p.freight)?;
-                    Ok(convert::promotion(&p, f.as_ref()))
+                    let need = projections.approvals_required(&project, &p);
+                    Ok(convert::promotion(&p, f.as_ref(), need))
                 })
                 .collect()
         })

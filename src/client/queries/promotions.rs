@@ -47,7 +47,7 @@ pub fn list_text(promotions: &[pb::Promotion], now: DateTime<Utc>) -> String {
             p.status.clone(),
             p.requested_by.clone(),
             when(&p.requested_at, now),
-            p.approvals.len().to_string(),
+            approvals(p),
             p.ticket.clone(),
             p.policy_version.to_string(),
             if p.bypass { "BYPASS" } else { "" }.to_string(),
@@ -108,9 +108,13 @@ pub fn detail_text(p: &pb::Promotion, position: u64, now: DateTime<Utc>) -> Stri
         field("updated", when(&p.updated_at, now));
     }
     if p.approvals.is_empty() {
-        out.push_str("  approvals: none\n");
+        let none = match p.approvals_required {
+            0 => "none".to_string(),
+            need => format!("0/{need}"),
+        };
+        out.push_str(&format!("  approvals: {none}\n"));
     } else {
-        out.push_str(&format!("  approvals ({}):\n", p.approvals.len()));
+        out.push_str(&format!("  approvals ({}):\n", approvals(p)));
         let mut table = Table::new(&["BY", "AT", "COMMENT"]);
         for a in &p.approvals {
             table.row(vec![a.by.clone(), when(&a.at, now), a.comment.clone()]);
@@ -121,6 +125,14 @@ pub fn detail_text(p: &pb::Promotion, position: u64, now: DateTime<Utc>) -> Stri
     }
     out.push_str(&format!("reflects position {position}\n"));
     out
+}
+
+/// Its approvals, and while it waits for them how many it needs: `1/2`.
+fn approvals(p: &pb::Promotion) -> String {
+    match p.approvals_required {
+        0 => p.approvals.len().to_string(),
+        need => format!("{}/{need}", p.approvals.len()),
+    }
 }
 
 /// A promotion as JSON.
@@ -134,6 +146,7 @@ pub fn promotion_json(p: &pb::Promotion) -> Value {
         "requested_position": p.requested_position,
         "ticket": p.ticket,
         "reason": p.reason,
+        "approvals_required": p.approvals_required,
         "approvals": p.approvals.iter().map(|a| json!({
             "by": a.by,
             "at": a.at,
@@ -280,6 +293,15 @@ mod tests {
              10m ago (2024-05-01 11:50:00Z)  1          OPS-1   3       -\n"
         );
         assert_eq!(list_text(&[], now()), "no promotions\n");
+        let mut waiting = promotion();
+        waiting.status = "Requested".into();
+        waiting.approvals_required = 2;
+        assert!(list_text(&[waiting.clone()], now()).contains("  1/2  "));
+        let detail = detail_text(&waiting, 41, now());
+        assert!(detail.contains("  approvals (1/2):\n"), "{detail}");
+        waiting.approvals.clear();
+        let detail = detail_text(&waiting, 41, now());
+        assert!(detail.contains("  approvals: 0/2\n"), "{detail}");
     }
 
     #[test]
