@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
-use waybill_ledger::domain::{Freight, ProjectState, Promotion};
+use waybill_ledger::domain::ProjectState;
 use waybill_ledger::{EventLog, Position, StoredEvent};
 
 use crate::error::ProjectionError;
@@ -25,6 +25,8 @@ use crate::known::KnownFreight;
 use crate::models::{self, Touched};
 use crate::store::{ProjectionStore, Writes};
 use crate::timeline::Timeline;
+
+mod reads;
 
 /// Events applied per atomic batch at most.
 pub const MAX_BATCH: usize = 256;
@@ -126,84 +128,6 @@ impl Projections {
     /// Follows the applied position.
     pub fn subscribe(&self) -> watch::Receiver<Position> {
         self.inner.applied.subscribe()
-    }
-
-    /// A copy of a project's working set in memory: its pipeline, stages,
-    /// active promotions and the freight its stages run, and whatever else
-    /// recent events brought in (the rest is in the read models).
-    pub fn project(&self, name: &str) -> Option<ProjectState> {
-        self.shared(name).map(|s| read(&s).clone())
-    }
-
-    /// Every project the read models know, in no particular order.
-    pub fn project_names(&self) -> Vec<String> {
-        self.read().keys().cloned().collect()
-    }
-
-    /// A project's live state (lock it with [`read`], never across an await).
-    pub fn shared(&self, name: &str) -> Option<SharedState> {
-        self.read().get(name).cloned()
-    }
-
-    /// A freight of `project` by id or alias: from memory when it is there
-    /// (it may be ahead of the applied position), else from the read models.
-    /// Blocking.
-    pub fn freight(
-        &self,
-        project: &str,
-        id_or_alias: &str,
-    ) -> Result<Option<Freight>, ProjectionError> {
-        let in_memory = |id: &str| {
-            self.shared(project)
-                .and_then(|s| read(&s).freight.get(id).map(|f| Freight::clone(f)))
-        };
-        let tree = self.inner.store.views();
-        if let Some(f) = in_memory(id_or_alias) {
-            return Ok(Some(f));
-        }
-        if let Some(f) = models::freight(tree, project, id_or_alias)? {
-            return Ok(Some(f));
-        }
-        match models::alias(tree, project, id_or_alias)? {
-            Some(id) => match in_memory(&id) {
-                Some(f) => Ok(Some(f)),
-                None => models::freight(tree, project, &id),
-            },
-            None => Ok(None),
-        }
-    }
-
-    /// A promotion of `project`: from memory when it is there, else from the
-    /// read models. Blocking.
-    pub fn promotion(&self, project: &str, id: &str) -> Result<Option<Promotion>, ProjectionError> {
-        let in_memory = self
-            .shared(project)
-            .and_then(|s| read(&s).promotions.get(id).map(|p| Promotion::clone(p)));
-        match in_memory {
-            Some(p) => Ok(Some(p)),
-            None => models::promotion(self.inner.store.views(), project, id),
-        }
-    }
-
-    /// The approvals the policy in force requires of promotion `p` of
-    /// `project` while it waits for them (Requested); 0 otherwise.
-    pub fn approvals_required(&self, project: &str, p: &Promotion) -> u32 {
-        if p.status != waybill_ledger::domain::PromotionStatus::Requested {
-            return 0;
-        }
-        self.shared(project).map_or(0, |s| {
-            read(&s)
-                .definition()
-                .and_then(|d| d.stage(&p.stage))
-                .map_or(0, |st| st.policy.required_approvals)
-        })
-    }
-
-    /// Every project's name.
-    pub fn projects(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.read().keys().cloned().collect();
-        names.sort();
-        names
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, SharedState>> {
