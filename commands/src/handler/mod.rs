@@ -21,6 +21,7 @@
 //! - `saved`: the states across a clean restart.
 
 mod cache;
+mod catch_up;
 pub mod cold;
 mod labels;
 mod roles;
@@ -28,14 +29,12 @@ mod saved;
 
 pub use cold::ColdStore;
 
-use cache::{Slot, StateCache, SPILL_EVERY};
+use cache::{Slot, StateCache};
 pub use roles::required_role;
 
 use std::sync::{Arc, Mutex};
 
-use futures::StreamExt;
 use uuid::Uuid;
-use waybill_ledger::domain::working_set;
 use waybill_ledger::domain::{CommandOutcome, ProjectState};
 use waybill_ledger::{EventLog, LedgerError, NewEvent, Position, ProjectName};
 
@@ -406,95 +405,6 @@ impl CommandHandler {
             None => Ok(None),
         }
     }
-
-    /// Applies `ev` to `state`, first loading what it reads from the cold
-    /// store.
-    fn apply(
-        &self,
-        project: &ProjectName,
-        state: &mut ProjectState,
-        ev: &waybill_ledger::StoredEvent,
-    ) -> Result<(), CommandError> {
-        if let Some(cold) = self.cold(project) {
-            working_set::load_for_event(&cold, state, ev)?;
-        }
-        state.apply(ev);
-        Ok(())
-    }
-
-    /// Applies the project's events after `state.position` up to `target`
-    /// at least (the project's last position as a conflict or the log's
-    /// tail reported it). A few events behind, as after another replica's
-    /// command, they are read one by one (`EventLog::next_event`, a direct
-    /// get on JetStream, instead of a consumer made and deleted for each
-    /// catch-up); further behind, or with an empty state, as
-    /// [`CommandHandler::catch_up`] does.
-    async fn catch_up_to(
-        &self,
-        project: &ProjectName,
-        state: &mut ProjectState,
-        target: Position,
-    ) -> Result<(), CommandError> {
-        if state.seq > 0 {
-            for _ in 0..SMALL_GAP {
-                if state.position >= target {
-                    return Ok(());
-                }
-                match self.log.next_event(project, state.position.next()).await? {
-                    Some(ev) => self.apply(project, state, &ev)?,
-                    None => return Ok(()),
-                }
-            }
-            if state.position >= target {
-                return Ok(());
-            }
-        }
-        self.catch_up(project, state).await
-    }
-
-    /// Applies the project's events after `state.position`, moving what the
-    /// working set does not need out as it goes. An empty state starts from
-    /// the state saved in the cold store (at a clean shutdown, or when the
-    /// project was dropped from the cache), if the log still holds the event
-    /// it was folded up to; else from the start, with the cold store's
-    /// records of the project cleared first.
-    async fn catch_up(
-        &self,
-        project: &ProjectName,
-        state: &mut ProjectState,
-    ) -> Result<(), CommandError> {
-        let cold = self.cold(project);
-        let mut restored = None;
-        if let (Some(cold), 0) = (&cold, state.seq) {
-            restored = self.restore(project, cold, state).await?;
-            if restored.is_none() {
-                cold.clear()?;
-            }
-        }
-        let mut events = match restored {
-            Some(events) => events,
-            None => {
-                self.log
-                    .read_project(project, state.position.next())
-                    .await?
-            }
-        };
-        let mut applied = 0u64;
-        while let Some(ev) = events.next().await {
-            let ev = ev?;
-            self.apply(project, state, &ev)?;
-            applied += 1;
-            if let Some(cold) = &cold {
-                if applied.is_multiple_of(SPILL_EVERY) {
-                    cold.spill(state)?;
-                }
-            }
-        }
-        if let Some(cold) = &cold {
-            cold.spill(state)?;
-        }
-        Ok(())
-    }
 }
 
 /// A command's idempotency key.
@@ -505,6 +415,3 @@ struct IdempotencyKey<'a> {
     /// is not looked for in the cold store.
     given: bool,
 }
-
-/// Events a catch-up reads one by one before it starts a read of the rest.
-const SMALL_GAP: usize = 8;
