@@ -17,10 +17,12 @@ use waybill_proto::v1 as pb;
 use waybill_proto::v1::query_service_client::QueryServiceClient;
 
 use super::doc;
+use super::generate::generate_project;
 use super::machine::{self, Machine};
 use super::measure::Progress;
+use super::process::serve;
 use super::process::{rss, run_measured, settle};
-use super::queries::{generate_project, raw_replay, serve};
+use super::queries::raw_replay;
 use super::report::{self, Row, Target as Goal, Value};
 use super::scratch::ScratchDir;
 use super::server::Target;

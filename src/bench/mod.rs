@@ -15,6 +15,7 @@
 mod commands;
 mod doc;
 mod export;
+mod generate;
 mod ledger;
 mod log;
 mod machine;

@@ -1,10 +1,11 @@
 //! Child processes of the benchmarks: run one to completion while sampling
 //! its peak resident set size (`VmHWM` in `/proc/<pid>/status`).
 
-use std::process::{Child, Command};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::ensure;
+use anyhow::{ensure, Context as _};
 
 /// The peak resident set size of a running process, in bytes (0 if unknown).
 pub fn peak_rss(child: &Child) -> u64 {
@@ -79,4 +80,44 @@ pub fn run_measured(
     };
     ensure!(status.success(), "{what} failed: {status}");
     Ok((started.elapsed(), peak))
+}
+
+/// Starts `waybill serve` on the rebuilt data dir; returns it and its address.
+/// `url`: the NATS server, or `None` for the embedded log in `data`.
+pub(super) fn serve(
+    url: Option<&str>,
+    data: &std::path::Path,
+    extra: &[&str],
+) -> anyhow::Result<(Child, String)> {
+    let exe = std::env::current_exe()?;
+    let nats: Vec<&str> = url.map(|u| vec!["--nats", u]).unwrap_or_default();
+    let mut child = Command::new(exe)
+        .arg("serve")
+        .args(nats)
+        .args([
+            "--insecure-dev",
+            // Measure the server, not its per-connection rate limit.
+            "--rate-limit",
+            "1000000000",
+            "--no-reactors",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(data)
+        .args(extra)
+        .env("WAYBILL_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stderr = child.stderr.take().context("stderr")?;
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines.next().context("serve exited")??;
+        if let Some(addr) = line.strip_prefix("waybill listening on ") {
+            break addr.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Ok((child, format!("http://{addr}")))
 }

@@ -3,9 +3,8 @@
 //! reading the same stream, peak RSS of the rebuild, GetStage / History /
 //! StateAt latency, and command-to-visible lag, each through real processes.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,19 +14,16 @@ use clap::builder::RangedU64ValueParser;
 use clap::Args;
 use futures::StreamExt;
 use tonic::transport::Channel;
-use waybill_ledger::domain::freight_id;
-use waybill_ledger::event::{
-    Artifact, ArtifactKind, FreightDiscovered, PipelineConfigured, PromotionRequested,
-    VerificationRecorded,
-};
-use waybill_ledger::{Actor, EventLog, EventPayload, NewEvent, Position, ProjectName};
+use waybill_ledger::EventLog;
 use waybill_proto::v1 as pb;
 use waybill_proto::v1::command_service_client::CommandServiceClient;
 use waybill_proto::v1::query_service_client::QueryServiceClient;
 
 use super::doc;
+use super::generate::generate;
 use super::machine::{self, Machine};
 use super::measure::Progress;
+use super::process::serve;
 use super::report::{self, Row, Target as Goal, Value};
 use super::scratch::ScratchDir;
 use super::server::Target;
@@ -62,99 +58,6 @@ pub struct QueriesBenchArgs {
     pub write: Option<PathBuf>,
 }
 
-const PIPELINE: &str = r#"{"project":"PROJECT","warehouses":[{"name":"images"}],"stages":[
- {"name":"dev","record_only":true,"requested_freight":[{"origin":"images","sources":{"direct":true}}],
-  "verification":["integration-tests"],"policy":{"mode":"auto"}},
- {"name":"staging","record_only":true,"requested_freight":[{"origin":"images","sources":{"stages":["dev"]}}],
-  "policy":{"mode":"auto"}}]}"#;
-
-fn actor(name: &str) -> Actor {
-    Actor {
-        principal: name.into(),
-        auth_method: "service".into(),
-    }
-}
-
-/// One project's events: the pipeline, then per freight a discovery, a
-/// promotion into dev, a passing check and a promotion into staging.
-pub(super) async fn generate_project(
-    log: Arc<dyn EventLog>,
-    project: String,
-    events: u64,
-) -> anyhow::Result<()> {
-    let name = ProjectName::project(project.clone())?;
-    let mut head = Position::ZERO;
-    let mut n = 0u64;
-    let mut append = |payload: EventPayload, who: &str| {
-        n += 1;
-        let mut ev = NewEvent::new(payload, actor(who), format!("{project}-{n}"));
-        ev.subject = "bench".into();
-        ev
-    };
-    let first = append(
-        EventPayload::PipelineConfigured(PipelineConfigured {
-            definition_json: PIPELINE.replace("PROJECT", &project),
-            source_uri: "bench".into(),
-            source_revision: String::new(),
-            source_digest: String::new(),
-        }),
-        "admin",
-    );
-    head = log.append(&name, head, first).await?.position;
-    let mut i = 0u64;
-    let mut written = 1;
-    while written < events {
-        let artifacts = vec![Artifact {
-            kind: ArtifactKind::Image,
-            name: "ghcr.io/acme/app".into(),
-            version: format!("1.{i}"),
-            digest: format!("sha256:{i:064x}"),
-        }];
-        let id = freight_id("images", &artifacts);
-        let steps = [
-            EventPayload::FreightDiscovered(FreightDiscovered {
-                freight_id: id.clone(),
-                warehouse: "images".into(),
-                artifacts,
-                alias: format!("v1-{i}"),
-            }),
-            EventPayload::PromotionRequested(PromotionRequested {
-                promotion_id: format!("prm-d{i}"),
-                stage: "dev".into(),
-                freight_id: id.clone(),
-                ticket: String::new(),
-                reason: "auto-promotion".into(),
-            }),
-            EventPayload::VerificationRecorded(VerificationRecorded {
-                freight_id: id.clone(),
-                stage: "dev".into(),
-                check: "integration-tests".into(),
-                passed: true,
-                metrics: Default::default(),
-                evidence_url: format!("https://ci.example/{i}"),
-                details: String::new(),
-            }),
-            EventPayload::PromotionRequested(PromotionRequested {
-                promotion_id: format!("prm-s{i}"),
-                stage: "staging".into(),
-                freight_id: id,
-                ticket: String::new(),
-                reason: "auto-promotion".into(),
-            }),
-        ];
-        for payload in steps {
-            if written >= events {
-                break;
-            }
-            let ev = append(payload, "auto-promoter");
-            head = log.append(&name, head, ev).await?.position;
-            written += 1;
-        }
-        i += 1;
-    }
-    Ok(())
-}
-
 /// Reads the whole stream through an ordered consumer, touching each payload.
 pub(super) async fn raw_replay(target: &Target, expected: u64) -> anyhow::Result<Rate> {
     let stream = target.context().get_stream("WAYBILL").await?;
@@ -180,33 +83,6 @@ pub(super) async fn raw_replay(target: &Target, expected: u64) -> anyhow::Result
     })
 }
 
-/// Generates `per_project` events in each of `projects` projects, at once.
-async fn generate(
-    log: &Arc<dyn EventLog>,
-    projects: usize,
-    per_project: u64,
-) -> anyhow::Result<()> {
-    let tasks: Vec<_> = (0..projects)
-        .map(|p| {
-            tokio::spawn(generate_project(
-                log.clone(),
-                format!("proj-{p:03}"),
-                per_project,
-            ))
-        })
-        .collect();
-    for t in tasks {
-        t.await??;
-    }
-    let total = per_project * projects as u64;
-    let head = log.head().await?.0;
-    ensure!(
-        head == total,
-        "the generated ledger has {head} events, not {total}"
-    );
-    Ok(())
-}
-
 /// Runs the rebuild in a child process (on JetStream at `url`, or on the
 /// embedded log in `data`); returns its rate and peak RSS (bytes).
 fn rebuild(url: Option<&str>, data: &std::path::Path, events: u64) -> anyhow::Result<(Rate, u64)> {
@@ -224,46 +100,6 @@ fn rebuild(url: Option<&str>, data: &std::path::Path, events: u64) -> anyhow::Re
         || {},
     )?;
     Ok((Rate { events, elapsed }, peak))
-}
-
-/// Starts `waybill serve` on the rebuilt data dir; returns it and its address.
-/// `url`: the NATS server, or `None` for the embedded log in `data`.
-pub(super) fn serve(
-    url: Option<&str>,
-    data: &std::path::Path,
-    extra: &[&str],
-) -> anyhow::Result<(Child, String)> {
-    let exe = std::env::current_exe()?;
-    let nats: Vec<&str> = url.map(|u| vec!["--nats", u]).unwrap_or_default();
-    let mut child = Command::new(exe)
-        .arg("serve")
-        .args(nats)
-        .args([
-            "--insecure-dev",
-            // Measure the server, not its per-connection rate limit.
-            "--rate-limit",
-            "1000000000",
-            "--no-reactors",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(data)
-        .args(extra)
-        .env("WAYBILL_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let stderr = child.stderr.take().context("stderr")?;
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines.next().context("serve exited")??;
-        if let Some(addr) = line.strip_prefix("waybill listening on ") {
-            break addr.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Ok((child, format!("http://{addr}")))
 }
 
 /// The staging stage of `project`.
