@@ -9,14 +9,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::builder::RangedU64ValueParser;
 use clap::Args;
-use tokio::net::TcpListener;
 use tonic::transport::Channel;
 use waybill_commands::auth::{AuthConfig, Authenticator};
-use waybill_commands::clock::Clock;
 use waybill_proto::v1 as pb;
 use waybill_proto::v1::command_service_client::CommandServiceClient;
 
 use super::doc;
+use super::in_process::Server;
 use super::machine::{self, Machine};
 use super::measure::Progress;
 use super::raw::RawStream;
@@ -25,7 +24,6 @@ use super::sample::RunId;
 use super::server::Target;
 use super::stats::{Latency, Rate};
 use crate::open::OpenLog;
-use crate::serve::{serve, Services};
 
 /// 1-client p50 may be at most this many times raw OCC publish+ack.
 const LATENCY_TARGET: f64 = 2.0;
@@ -425,61 +423,6 @@ handler's work and its append, so its ratio is roughly the lowest the
         println!("wrote the bench:commands section of {}", path.display());
     }
     Ok(())
-}
-
-/// A `serve` in this process on a loopback port.
-struct Server {
-    channel: Channel,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl Server {
-    /// Serves the commands role, and the queries role with `read_side`,
-    /// keeping the command state store in `store_dir` as `serve` does.
-    async fn start(
-        log: &OpenLog,
-        auth: &Arc<Authenticator>,
-        read_side: Option<crate::serve::ReadSide>,
-        store_dir: &std::path::Path,
-    ) -> anyhow::Result<Server> {
-        let command_store = waybill_commands::handler::ColdStore::open(store_dir)?;
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(serve(
-            listener,
-            Services {
-                log: log.clone(),
-                auth: auth.clone(),
-                clock: Clock::System,
-                command_cache_records: waybill_commands::handler::DEFAULT_CACHE_RECORDS,
-                command_store: Some(command_store),
-                commands: true,
-                reactors: false,
-                read_side,
-                tls: None,
-                rate_limit: crate::rate_limit::RateLimit::new(u32::MAX),
-                backup: None,
-            },
-            async move {
-                let _ = stop_rx.await;
-            },
-        ));
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
-            .connect()
-            .await?;
-        Ok(Server {
-            channel,
-            stop,
-            task,
-        })
-    }
-
-    async fn stop(self) -> anyhow::Result<()> {
-        let _ = self.stop.send(());
-        self.task.await.context("server task")?
-    }
 }
 
 /// Projects `{prefix}-{i}` with `per` freights each, for `c` clients.

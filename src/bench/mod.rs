@@ -16,6 +16,7 @@ mod commands;
 mod doc;
 mod export;
 mod generate;
+mod in_process;
 mod ledger;
 mod log;
 mod machine;
