@@ -386,6 +386,40 @@ fn walk(log_args: Vec<String>) {
         ],
         "TICKET_INVALID",
     );
+    // A dry run decides as a request would and appends nothing.
+    let prod_promotions = |cli: &Cli| {
+        let json = cli.ok("alice", &["promotions", "-p", "shop", "--stage", "prod"]);
+        json["promotions"].as_array().expect("promotions").len()
+    };
+    let before = prod_promotions(&cli);
+    let promote_f2 = ["promote", "-p", "shop", "--stage", "prod", "--freight", &f2];
+    let dry = cli.ok(
+        "alice",
+        &[&promote_f2[..], &["--ticket", "CHG-43", "--dry-run"]].concat(),
+    );
+    assert_eq!(dry["validated_only"], true, "{dry}");
+    assert_eq!(dry["freight_id"], f2.as_str(), "{dry}");
+    assert_eq!(dry["promotion_id"], "", "{dry}");
+    cli.refused(
+        "alice",
+        &[&promote_f2[..], &["--ticket", "JIRA-1", "--dry-run"]].concat(),
+        "TICKET_INVALID",
+    );
+    let text = cli.text(
+        "alice",
+        &[&promote_f2[..], &["--ticket", "CHG-43", "--dry-run"]].concat(),
+    );
+    assert!(
+        text.starts_with(&format!(
+            "dry run: would be accepted: project shop, freight {f2}"
+        )),
+        "{text}"
+    );
+    assert_eq!(
+        prod_promotions(&cli),
+        before,
+        "a dry run appended a promotion"
+    );
     let p2 = cli.ok(
         "alice",
         &[

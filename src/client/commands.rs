@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use serde_json::json;
 use waybill_commands::pipeline_file::parse_pipeline;
 use waybill_proto::v1 as pb;
 
@@ -136,6 +135,10 @@ pub struct PromoteArgs {
     /// Why, for the record.
     #[arg(long, default_value = "", hide_default_value = true)]
     pub reason: String,
+    /// Decide, append nothing: say whether the request would be accepted
+    /// now (exit 0) or why not (exit 1).
+    #[arg(long, conflicts_with = "wait")]
+    pub dry_run: bool,
     #[command(flatten)]
     pub wait: WaitArgs,
 }
@@ -183,6 +186,10 @@ pub struct RollbackArgs {
     /// Why, for the record.
     #[arg(long, default_value = "", hide_default_value = true)]
     pub reason: String,
+    /// Decide, append nothing: say whether the request would be accepted
+    /// now (exit 0) or why not (exit 1).
+    #[arg(long, conflicts_with = "wait")]
+    pub dry_run: bool,
     #[command(flatten)]
     pub wait: WaitArgs,
 }
@@ -345,6 +352,7 @@ pub async fn run(client: &ClientArgs, command: ClientCommand) -> anyhow::Result<
                 freight_selector: Some(selector),
                 ticket: a.ticket.clone(),
                 reason: a.reason.clone(),
+                validate_only: a.dry_run,
                 idempotency_key: key(&a.common.idempotency_key),
             };
             (
@@ -388,6 +396,7 @@ pub async fn run(client: &ClientArgs, command: ClientCommand) -> anyhow::Result<
                 stage: a.stage.clone(),
                 ticket: a.ticket.clone(),
                 reason: a.reason.clone(),
+                validate_only: a.dry_run,
                 idempotency_key: key(&a.common.idempotency_key),
             };
             ("rollback requested".to_string(), svc.rollback(req).await)
@@ -396,7 +405,7 @@ pub async fn run(client: &ClientArgs, command: ClientCommand) -> anyhow::Result<
     match result {
         Ok(reply) => {
             let reply = reply.into_inner();
-            print_reply(client.output, &what, &reply);
+            super::outcome::print_reply(client.output, &what, &reply);
             let Some((project, timeout)) = waiting else {
                 let id = decided.unwrap_or_else(|| reply.promotion_id.clone());
                 if client.output == Output::Text && !id.is_empty() {
@@ -457,36 +466,5 @@ fn decision(a: &DecisionArgs) -> pb::PromotionDecisionRequest {
         promotion_id: a.promotion.clone(),
         comment: a.comment.clone(),
         idempotency_key: key(&a.common.idempotency_key),
-    }
-}
-
-fn print_reply(output: Output, what: &str, r: &pb::CommandReply) {
-    match output {
-        Output::Json => println!(
-            "{}",
-            json!({
-                "project": r.project, "event_id": r.event_id, "position": r.position,
-                "already_done": r.already_done, "freight_id": r.freight_id,
-                "promotion_id": r.promotion_id,
-            })
-        ),
-        Output::Text => {
-            let mut line = format!("{what}: project {}", r.project);
-            if !r.freight_id.is_empty() {
-                line.push_str(&format!(", freight {}", r.freight_id));
-            }
-            if !r.promotion_id.is_empty() {
-                line.push_str(&format!(", promotion {}", r.promotion_id));
-            }
-            line.push_str(&format!(
-                " (event {} at position {}",
-                r.event_id, r.position
-            ));
-            if r.already_done {
-                line.push_str(", already recorded: nothing new appended");
-            }
-            line.push(')');
-            println!("{line}");
-        }
     }
 }

@@ -1,11 +1,14 @@
-//! What a command left its promotion at: after `promote`, `approve`,
-//! `reject`, `abort` and `rollback` the CLI says where the promotion stands
-//! (how many approvals it still needs, or how it ended), so that nobody has
-//! to ask with `waybill promotions ID` whether theirs was the last approval.
+//! What a command did (its reply), and what it left its promotion at: after
+//! `promote`, `approve`, `reject`, `abort` and `rollback` the CLI says where
+//! the promotion stands (how many approvals it still needs, or how it
+//! ended), so that nobody has to ask with `waybill promotions ID` whether
+//! theirs was the last approval.
 
+use serde_json::json;
 use waybill_proto::v1 as pb;
 
 use super::queries::rpc::Queries;
+use super::Output;
 
 /// One line on promotion `id` as the read models reflect `position` (the
 /// command's event), or `None` when the query service cannot say (it runs
@@ -48,6 +51,43 @@ fn line(p: &pb::Promotion) -> String {
         "promotion {} into {} is {}{approvals}{details}",
         p.id, p.stage, p.status
     )
+}
+
+/// The reply to a command: what it did, the event and its position.
+pub fn print_reply(output: Output, what: &str, r: &pb::CommandReply) {
+    match output {
+        Output::Json => println!(
+            "{}",
+            json!({
+                "project": r.project, "event_id": r.event_id, "position": r.position,
+                "already_done": r.already_done, "freight_id": r.freight_id,
+                "promotion_id": r.promotion_id, "validated_only": r.validated_only,
+            })
+        ),
+        Output::Text if r.validated_only => println!(
+            "dry run: would be accepted: project {}, freight {} (decided as the log stood at \
+             position {}; nothing appended)",
+            r.project, r.freight_id, r.position
+        ),
+        Output::Text => {
+            let mut line = format!("{what}: project {}", r.project);
+            if !r.freight_id.is_empty() {
+                line.push_str(&format!(", freight {}", r.freight_id));
+            }
+            if !r.promotion_id.is_empty() {
+                line.push_str(&format!(", promotion {}", r.promotion_id));
+            }
+            line.push_str(&format!(
+                " (event {} at position {}",
+                r.event_id, r.position
+            ));
+            if r.already_done {
+                line.push_str(", already recorded: nothing new appended");
+            }
+            line.push(')');
+            println!("{line}");
+        }
+    }
 }
 
 #[cfg(test)]

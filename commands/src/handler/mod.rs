@@ -299,6 +299,81 @@ impl CommandHandler {
         result
     }
 
+    /// Authorizes `principal` and decides `command` on `state` now (loading
+    /// what the decision reads from the cold store first).
+    fn decide_on(
+        &self,
+        project: &ProjectName,
+        principal: &Principal,
+        command: &Command,
+        key: IdempotencyKey<'_>,
+        state: &mut ProjectState,
+    ) -> Result<(Context, Decision), CommandError> {
+        let now = self.clock.now();
+        if let Some(cold) = self.cold(project) {
+            let stored = key.given.then_some(key.id);
+            cold::load_for_command(&cold, state, command, stored, now)?;
+        }
+        let (role, stage) = required_role(state, command);
+        if principal.service_name().is_none() {
+            self.authorizer
+                .require(principal, role, project.as_str(), stage)?;
+        }
+        let ctx = Context {
+            actor: principal.actor(),
+            groups: principal.groups.clone(),
+            now,
+            command_id: key.id.to_string(),
+        };
+        let decision = decide(state, &ctx, command)?;
+        Ok((ctx, decision))
+    }
+
+    /// Decides `command` as [`CommandHandler::execute`] would, on the
+    /// project as the log has it now, and appends nothing: the outcome's
+    /// `position` is the one the decision was made at, its `event_id` nil and
+    /// its `payload` the event that would be appended (`None`, with
+    /// `already_done`, when the command was executed already). Refusals are
+    /// returned as `execute` returns them.
+    pub async fn check(
+        &self,
+        project: &ProjectName,
+        principal: &Principal,
+        command: Command,
+        command_id: Option<String>,
+    ) -> Result<Outcome, CommandError> {
+        let given = command_id.filter(|k| !k.is_empty());
+        let key_text = given.clone().unwrap_or_else(|| Uuid::now_v7().to_string());
+        let key = IdempotencyKey {
+            id: &key_text,
+            given: given.is_some(),
+        };
+        let slot = self.slot(project.as_str());
+        let mut state = slot.state.lock().await;
+        // The cached state may be behind what other replicas appended.
+        let result = match self.catch_up(project, &mut state).await {
+            Ok(()) => self.decide_on(project, principal, &command, key, &mut state),
+            Err(e) => Err(e),
+        };
+        let position = state.position;
+        self.sized(&slot, &state);
+        self.spill_later(project, &slot, &state);
+        Ok(match result?.1 {
+            Decision::AlreadyDone(o) => Outcome {
+                event_id: o.event_id,
+                position: o.position,
+                already_done: true,
+                payload: None,
+            },
+            Decision::Append { payload, .. } => Outcome {
+                event_id: Uuid::nil(),
+                position,
+                already_done: false,
+                payload: Some(payload),
+            },
+        })
+    }
+
     /// Decides on `state` (caught up first if it is empty) and appends,
     /// deciding again after each conflict.
     async fn decide_and_append(
@@ -315,23 +390,8 @@ impl CommandHandler {
             self.catch_up(project, state).await?;
         }
         for attempt in 1..=MAX_ATTEMPTS {
-            let now = self.clock.now();
-            if let Some(cold) = self.cold(project) {
-                let stored = key.given.then_some(command_id);
-                cold::load_for_command(&cold, state, &command, stored, now)?;
-            }
-            let (role, stage) = required_role(state, &command);
-            if principal.service_name().is_none() {
-                self.authorizer
-                    .require(principal, role, project.as_str(), stage)?;
-            }
-            let ctx = Context {
-                actor: principal.actor(),
-                groups: principal.groups.clone(),
-                now,
-                command_id: command_id.to_string(),
-            };
-            let (payload, subject) = match decide(state, &ctx, &command)? {
+            let (ctx, decision) = self.decide_on(project, principal, &command, key, state)?;
+            let (payload, subject) = match decision {
                 Decision::AlreadyDone(o) => {
                     return Ok(Outcome {
                         event_id: o.event_id,

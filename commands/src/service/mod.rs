@@ -45,6 +45,20 @@ impl CommandGrpc {
         command: Result<Command, Rejection>,
         key: &str,
     ) -> Result<Response<pb::CommandReply>, Status> {
+        self.run_or_check(request, project, command, key, false)
+            .await
+    }
+
+    /// [`CommandGrpc::run`], or with `validate_only` the decision alone
+    /// (nothing appended).
+    async fn run_or_check<T>(
+        &self,
+        request: &Request<T>,
+        project: Result<ProjectName, Rejection>,
+        command: Result<Command, Rejection>,
+        key: &str,
+        validate_only: bool,
+    ) -> Result<Response<pb::CommandReply>, Status> {
         let principal = self
             .auth
             .authenticate(request.metadata())
@@ -60,6 +74,24 @@ impl CommandGrpc {
             let project = project?;
             let command = command?;
             let command_id = convert::command_id(key)?;
+            if validate_only {
+                let outcome = self
+                    .handler
+                    .check(
+                        &project,
+                        &principal,
+                        command.clone(),
+                        Some(command_id.clone()),
+                    )
+                    .await?;
+                let mut reply = reply(&project, &command, &command_id, outcome);
+                if !reply.already_done {
+                    reply.validated_only = true;
+                    reply.event_id.clear();
+                    reply.promotion_id.clear();
+                }
+                return Ok(reply);
+            }
             let outcome = self
                 .handler
                 .execute_correlated(
@@ -140,7 +172,8 @@ fn reply(
             reply.freight_id = freight_id(warehouse, artifacts);
         }
         (Some(EventPayload::PromotionRequested(r)), _) => {
-            reply.promotion_id = r.promotion_id.clone()
+            reply.promotion_id = r.promotion_id.clone();
+            reply.freight_id = r.freight_id.clone();
         }
         (_, Command::RequestPromotion { .. } | Command::Rollback { .. }) => {
             reply.promotion_id = promotion_id(command_id);
@@ -219,11 +252,12 @@ impl CommandService for CommandGrpc {
         request: Request<pb::RequestPromotionRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
         let r = request.get_ref();
-        self.run(
+        self.run_or_check(
             &request,
             convert::project(&r.project),
             convert::promotion(r),
             &r.idempotency_key,
+            r.validate_only,
         )
         .await
     }
@@ -307,11 +341,12 @@ impl CommandService for CommandGrpc {
             ticket: r.ticket.clone(),
             reason: r.reason.clone(),
         });
-        self.run(
+        self.run_or_check(
             &request,
             convert::project(&r.project),
             command,
             &r.idempotency_key,
+            r.validate_only,
         )
         .await
     }
