@@ -327,6 +327,7 @@ fn walk(log_args: Vec<String>) {
         "ticket:         CHG-\\d+",
         "freezes:        Sat, Sun",
         "time zone:      ",
+        "promotions now: ",
     ] {
         assert!(prod.contains(line), "{line:?} in\n{prod}");
     }

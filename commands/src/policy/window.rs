@@ -1,133 +1,57 @@
-//! Promotion windows and freezes, evaluated in the policy's time zone.
+//! Promotion windows and freezes as refusals (evaluated by
+//! [`waybill_ledger::domain::window`]).
 
-use chrono::{DateTime, Datelike, Duration, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use waybill_ledger::domain::{Freeze, PromotionPolicy, Window};
+use waybill_ledger::domain::window::{self, Openness};
+use waybill_ledger::domain::PromotionPolicy;
 
 use crate::rejection::{Reason, Rejection};
 
 /// Parses the policy's time zone (checked when the pipeline was applied).
 pub fn time_zone(policy: &PromotionPolicy) -> Result<Tz, Rejection> {
-    policy.timezone.parse::<Tz>().map_err(|_| {
-        Rejection::invalid(
-            "timezone",
-            format!("unknown time zone {:?}", policy.timezone),
-        )
-    })
+    window::time_zone(policy).map_err(|e| Rejection::invalid("timezone", e.to_string()))
 }
 
 /// Refuses a promotion during a freeze or outside every window.
 pub fn check_open(policy: &PromotionPolicy, now: DateTime<Utc>) -> Result<(), Rejection> {
-    let tz = time_zone(policy)?;
-    let local = now.with_timezone(&tz).naive_local();
-    if let Some(freeze) = policy.freezes.iter().find(|f| in_freeze(f, local)) {
-        let until = freeze_end(policy, &tz, local);
-        let mut details = vec![("timezone", policy.timezone.clone())];
-        if let Some(u) = until {
-            details.push(("until", u.to_rfc3339()));
-        }
-        let reason = if freeze.reason.is_empty() {
-            "a freeze is in force".to_string()
-        } else {
-            format!("a freeze is in force: {}", freeze.reason)
-        };
-        let message = match until {
-            Some(u) => format!("{reason} (until {})", u.to_rfc3339()),
-            None => reason,
-        };
-        return Err(Rejection::policy(Reason::StageFrozen, message, details));
-    }
-    if policy.windows.is_empty() || policy.windows.iter().any(|w| in_window(w, local)) {
-        return Ok(());
-    }
-    let next = next_window_start(policy, &tz, local);
+    let openness =
+        window::openness(policy, now).map_err(|e| Rejection::invalid("timezone", e.to_string()))?;
     let mut details = vec![("timezone", policy.timezone.clone())];
-    if let Some(n) = next {
-        details.push(("until", n.to_rfc3339()));
-    }
-    let message = match next {
-        Some(n) => format!(
-            "outside every promotion window; the next opens at {}",
-            n.to_rfc3339()
-        ),
-        None => "outside every promotion window".to_string(),
-    };
-    Err(Rejection::policy(
-        Reason::PromotionWindowClosed,
-        message,
-        details,
-    ))
-}
-
-fn in_window(w: &Window, local: NaiveDateTime) -> bool {
-    let day_ok = w.days.is_empty() || w.days.contains(&local.weekday());
-    let t = local.time();
-    day_ok
-        && if w.start <= w.end {
-            t >= w.start && t < w.end
-        } else {
-            // A window across midnight.
-            t >= w.start || t < w.end
+    match openness {
+        Openness::Open => Ok(()),
+        Openness::Frozen { until, reason } => {
+            if let Some(u) = until {
+                details.push(("until", u.to_rfc3339()));
+            }
+            let reason = if reason.is_empty() {
+                "a freeze is in force".to_string()
+            } else {
+                format!("a freeze is in force: {reason}")
+            };
+            let message = match until {
+                Some(u) => format!("{reason} (until {})", u.to_rfc3339()),
+                None => reason,
+            };
+            Err(Rejection::policy(Reason::StageFrozen, message, details))
         }
-}
-
-fn in_freeze(f: &Freeze, local: NaiveDateTime) -> bool {
-    let day = f.days.is_empty() || f.days.contains(&local.weekday());
-    let from_ok = f.from.is_none_or(|from| local >= from);
-    let to_ok = f.to.is_none_or(|to| local < to);
-    let has_range = f.from.is_some() || f.to.is_some();
-    if f.days.is_empty() && !has_range {
-        return false;
-    }
-    day && from_ok && to_ok
-}
-
-fn to_utc(tz: &Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
-    tz.from_local_datetime(&local)
-        .earliest()
-        .map(|t| t.with_timezone(&Utc))
-}
-
-/// The first minute (within two weeks) at which no freeze applies.
-fn freeze_end(policy: &PromotionPolicy, tz: &Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
-    let mut t = local.with_second0();
-    for _ in 0..(14 * 24 * 60) {
-        t += Duration::minutes(1);
-        if !policy.freezes.iter().any(|f| in_freeze(f, t)) {
-            return to_utc(tz, t);
+        Openness::Closed { next } => {
+            if let Some(n) = next {
+                details.push(("until", n.to_rfc3339()));
+            }
+            let message = match next {
+                Some(n) => format!(
+                    "outside every promotion window; the next opens at {}",
+                    n.to_rfc3339()
+                ),
+                None => "outside every promotion window".to_string(),
+            };
+            Err(Rejection::policy(
+                Reason::PromotionWindowClosed,
+                message,
+                details,
+            ))
         }
-    }
-    None
-}
-
-fn next_window_start(
-    policy: &PromotionPolicy,
-    tz: &Tz,
-    local: NaiveDateTime,
-) -> Option<DateTime<Utc>> {
-    (0..8)
-        .flat_map(|d| {
-            let date = local.date() + Duration::days(d);
-            policy.windows.iter().filter_map(move |w| {
-                let start = date.and_time(w.start);
-                let day_ok = w.days.is_empty() || w.days.contains(&date.weekday());
-                (day_ok && start > local).then_some(start)
-            })
-        })
-        .min()
-        .and_then(|start| to_utc(tz, start))
-}
-
-trait Second0 {
-    fn with_second0(self) -> Self;
-}
-
-impl Second0 for NaiveDateTime {
-    fn with_second0(self) -> Self {
-        use chrono::Timelike;
-        self.with_second(0)
-            .and_then(|t| t.with_nanosecond(0))
-            .unwrap_or(self)
     }
 }
 
@@ -135,6 +59,7 @@ impl Second0 for NaiveDateTime {
 mod tests {
     use super::*;
     use chrono::{NaiveTime, Weekday};
+    use waybill_ledger::domain::{Freeze, Window};
 
     fn policy(tz: &str) -> PromotionPolicy {
         PromotionPolicy {

@@ -9,6 +9,7 @@ mod evolve;
 mod freight_id;
 mod pipeline;
 mod state;
+pub mod window;
 pub mod working_set;
 
 pub use availability::{auto_candidate, available_to, check_available, gates_pass, Unavailable};

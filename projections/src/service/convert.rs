@@ -1,6 +1,7 @@
 //! Read models → wire types. Protobuf stops here.
 
 use chrono::{DateTime, Utc};
+use waybill_ledger::domain::window::{self, Openness};
 use waybill_ledger::domain::{
     available_to, Freight, PolicyMode, ProjectState, Promotion, StageDef,
 };
@@ -21,9 +22,17 @@ fn mode(m: PolicyMode) -> &'static str {
     }
 }
 
-/// The promotion policy of `def`, from the pipeline version `version`.
-pub fn policy(def: &StageDef, version: u64) -> pb::StagePolicy {
+/// The promotion policy of `def`, from the pipeline version `version`, and
+/// whether it allows a promotion at `now`.
+pub fn policy(def: &StageDef, version: u64, now: DateTime<Utc>) -> pb::StagePolicy {
     let p = &def.policy;
+    let (state, until, closed_reason) = match window::openness(p, now) {
+        Ok(Openness::Open) => ("open", None, String::new()),
+        Ok(Openness::Frozen { until, reason }) => ("frozen", until, reason),
+        Ok(Openness::Closed { next }) => ("closed", next, String::new()),
+        // Checked when the pipeline was applied.
+        Err(e) => ("closed", None, e.to_string()),
+    };
     let minute = |t: chrono::NaiveTime| t.format("%H:%M").to_string();
     let stamp = |t: chrono::NaiveDateTime| t.format("%Y-%m-%d %H:%M").to_string();
     pb::StagePolicy {
@@ -81,6 +90,9 @@ pub fn policy(def: &StageDef, version: u64) -> pb::StagePolicy {
             .collect(),
         bypass: p.bypass.clone(),
         policy_version: version,
+        now: state.to_string(),
+        until: until.map(time).unwrap_or_default(),
+        closed_reason,
     }
 }
 
@@ -308,6 +320,39 @@ mod tests {
     use chrono::Weekday::*;
 
     use super::days;
+
+    #[test]
+    fn a_policy_says_whether_a_promotion_may_happen_now() {
+        let def: waybill_ledger::domain::StageDef = serde_json::from_str(
+            r#"{"name": "prod", "requested_freight": [{"origin": "images", "sources": {"direct": true}}],
+                "policy": {"mode": "manual", "required_approvals": 2, "timezone": "Europe/Berlin",
+                           "windows": [{"days": ["Mon", "Tue", "Wed", "Thu", "Fri"], "start": "08:00:00", "end": "18:00:00"}],
+                           "freezes": [{"days": ["Sat", "Sun"], "reason": "weekend freeze"}]}}"#,
+        )
+        .expect("stage");
+        let at = |t: &str| super::policy(&def, 7, t.parse().expect("time"));
+        // Wednesday 10:00 UTC is 11:00 in Berlin.
+        let open = at("2026-12-02T10:00:00Z");
+        assert_eq!((open.now.as_str(), open.until.as_str()), ("open", ""));
+        assert_eq!(open.windows, vec!["Mon-Fri 08:00-18:00"]);
+        assert_eq!(open.freezes, vec!["Sat, Sun: weekend freeze"]);
+        // Wednesday 20:00 Berlin: the next window opens Thursday 08:00 (07:00 UTC).
+        let closed = at("2026-12-02T19:00:00Z");
+        assert_eq!(
+            (closed.now.as_str(), closed.until.as_str()),
+            ("closed", "2026-12-03T07:00:00.000Z")
+        );
+        // Saturday: frozen until Monday 00:00 Berlin (Sunday 23:00 UTC).
+        let frozen = at("2026-12-05T12:00:00Z");
+        assert_eq!(
+            (
+                frozen.now.as_str(),
+                frozen.until.as_str(),
+                frozen.closed_reason.as_str()
+            ),
+            ("frozen", "2026-12-06T23:00:00.000Z", "weekend freeze")
+        );
+    }
 
     #[test]
     fn weekdays_read_as_a_person_writes_them() {

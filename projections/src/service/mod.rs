@@ -110,7 +110,7 @@ impl QueryService for QueryGrpc {
             })?;
         Ok(Response::new(pb::StageReply {
             stage: Some(convert::stage(&state, def)),
-            policy: Some(convert::policy(def, state.policy_version().0)),
+            policy: Some(convert::policy(def, state.policy_version().0, Utc::now())),
             position,
         }))
     }

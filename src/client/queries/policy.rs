@@ -1,11 +1,25 @@
 //! A stage's promotion policy, as `waybill status STAGE` shows it and as the
 //! commands that act on a promotion say what it still needs.
 
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use waybill_proto::v1 as pb;
 
-/// The policy as `field: value` lines of the stage view (empty values left out).
-pub fn lines(p: &pb::StagePolicy) -> Vec<(&'static str, String)> {
+use super::format::when;
+
+/// The policy as `field: value` lines of the stage view (empty values left
+/// out); `now` for the times it names.
+pub fn lines(p: &pb::StagePolicy, now: DateTime<Utc>) -> Vec<(&'static str, String)> {
+    let until = match p.until.as_str() {
+        "" => String::new(),
+        t => format!(" until {}", when(t, now)),
+    };
+    let state = match p.now.as_str() {
+        "frozen" if p.closed_reason.is_empty() => format!("frozen{until}"),
+        "frozen" => format!("frozen{until}: {}", p.closed_reason),
+        "closed" => format!("closed (outside every window){until}"),
+        other => other.to_string(),
+    };
     let approvals = match (p.required_approvals, p.separation_of_duties) {
         (0, _) => "none".to_string(),
         (n, true) => format!("{n} (approver role; the requester's own does not count)"),
@@ -22,6 +36,7 @@ pub fn lines(p: &pb::StagePolicy) -> Vec<(&'static str, String)> {
         subjects => subjects.join(", "),
     };
     vec![
+        ("promotions now", state),
         ("approvals", approvals),
         ("ticket", p.ticket_pattern.clone()),
         ("windows", p.windows.join("; ")),
@@ -46,6 +61,9 @@ pub fn json(p: &pb::StagePolicy) -> Value {
         "gates": p.gates,
         "bypass": p.bypass,
         "policy_version": p.policy_version,
+        "now": p.now,
+        "until": p.until,
+        "closed_reason": p.closed_reason,
     })
 }
 
@@ -63,9 +81,13 @@ mod tests {
             timezone: "Europe/Berlin".into(),
             freezes: vec!["Sat, Sun".into()],
             policy_version: 7,
+            now: "frozen".into(),
+            until: "2026-12-06T23:00:00.000Z".into(),
+            closed_reason: "weekend freeze".into(),
             ..Default::default()
         };
-        let l = lines(&p);
+        let now = "2026-12-05T11:00:00Z".parse().expect("time");
+        let l = lines(&p, now);
         let get = |name: &str| l.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str());
         assert_eq!(
             get("approvals"),
@@ -75,6 +97,10 @@ mod tests {
         assert_eq!(get("time zone"), Some("Europe/Berlin"));
         assert_eq!(get("windows"), Some(""));
         assert_eq!(get("bypass"), Some("anyone with the bypass role"));
+        assert_eq!(
+            get("promotions now"),
+            Some("frozen until in 1d (2026-12-06 23:00:00Z): weekend freeze")
+        );
         assert_eq!(json(&p)["required_approvals"], 2);
     }
 }

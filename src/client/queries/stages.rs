@@ -144,7 +144,8 @@ pub fn stage_text(
     field("running", s.running.clone());
     field("hold", s.hold.clone());
     field("last promotion", s.last_promotion.clone());
-    for (name, value) in policy.map(super::policy::lines).unwrap_or_default() {
+    let policy = policy.map(|p| super::policy::lines(p, now));
+    for (name, value) in policy.unwrap_or_default() {
         field(name, value);
     }
     if !s.queue.is_empty() {
