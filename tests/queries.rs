@@ -93,6 +93,30 @@ async fn scenario(mut cmd: std::process::Command) {
     assert_eq!(graph.stages[2].upstreams, ["staging"]);
     assert_eq!(graph.policy_version, applied.position);
     assert!(graph.position >= applied.position);
+    // Only prod has a freeze (weekends in Berlin); the list names it when
+    // GetStage's policy says it is in force, and nothing else.
+    let prod = q
+        .get_stage(pb::GetStageRequest {
+            project: "shop".into(),
+            stage: "prod".into(),
+            min_position: 0,
+        })
+        .await
+        .expect("get stage")
+        .into_inner()
+        .policy
+        .expect("policy");
+    assert_eq!(prod.freezes, ["Sat, Sun: weekend freeze"]);
+    assert!(["open", "frozen"].contains(&prod.now.as_str()), "{prod:?}");
+    let listed: Vec<(&str, &str)> = graph
+        .closed_now
+        .iter()
+        .map(|c| (c.stage.as_str(), c.now.as_str()))
+        .collect();
+    match prod.now.as_str() {
+        "open" => assert!(listed.is_empty(), "{listed:?}"),
+        _ => assert_eq!(listed, [("prod", "frozen")]),
+    }
 
     let (f1, _) = discover(&mut c, "1.0").await;
     let p1 = promote(&mut c, "dev", &f1).await;

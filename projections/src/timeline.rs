@@ -83,6 +83,7 @@ impl Timeline {
                     })
                     .collect(),
                 policy_version: version,
+                closed_now: Vec::new(),
                 position: ev.position.0,
             };
             writes.raw(

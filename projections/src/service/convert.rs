@@ -26,13 +26,7 @@ fn mode(m: PolicyMode) -> &'static str {
 /// whether it allows a promotion at `now`.
 pub fn policy(def: &StageDef, version: u64, now: DateTime<Utc>) -> pb::StagePolicy {
     let p = &def.policy;
-    let (state, until, closed_reason) = match window::openness(p, now) {
-        Ok(Openness::Open) => ("open", None, String::new()),
-        Ok(Openness::Frozen { until, reason }) => ("frozen", until, reason),
-        Ok(Openness::Closed { next }) => ("closed", next, String::new()),
-        // Checked when the pipeline was applied.
-        Err(e) => ("closed", None, e.to_string()),
-    };
+    let (state, until, closed_reason) = openness(def, now);
     let minute = |t: chrono::NaiveTime| t.format("%H:%M").to_string();
     let stamp = |t: chrono::NaiveDateTime| t.format("%Y-%m-%d %H:%M").to_string();
     pb::StagePolicy {
@@ -91,9 +85,41 @@ pub fn policy(def: &StageDef, version: u64, now: DateTime<Utc>) -> pb::StagePoli
         bypass: p.bypass.clone(),
         policy_version: version,
         now: state.to_string(),
-        until: until.map(time).unwrap_or_default(),
+        until,
         closed_reason,
     }
+}
+
+/// Whether `def`'s windows and freezes allow a promotion at `now`: `open`,
+/// `frozen` or `closed`, until when (RFC 3339, or empty), and why.
+fn openness(def: &StageDef, now: DateTime<Utc>) -> (&'static str, String, String) {
+    let (state, until, reason) = match window::openness(&def.policy, now) {
+        Ok(Openness::Open) => ("open", None, String::new()),
+        Ok(Openness::Frozen { until, reason }) => ("frozen", until, reason),
+        Ok(Openness::Closed { next }) => ("closed", next, String::new()),
+        // Checked when the pipeline was applied.
+        Err(e) => ("closed", None, e.to_string()),
+    };
+    (state, until.map(time).unwrap_or_default(), reason)
+}
+
+/// The stages of `state` whose freezes or windows do not allow a promotion at `now`.
+pub fn closed_now(state: &ProjectState, now: DateTime<Utc>) -> Vec<pb::ClosedStage> {
+    let Some(def) = state.definition() else {
+        return Vec::new();
+    };
+    def.stages
+        .iter()
+        .filter_map(|st| {
+            let (state, until, reason) = openness(st, now);
+            (state != "open").then(|| pb::ClosedStage {
+                stage: st.name.clone(),
+                now: state.to_string(),
+                until,
+                reason,
+            })
+        })
+        .collect()
 }
 
 /// Weekdays as a person writes them: `Mon-Fri`, `Sat, Sun`, `every day`.
@@ -190,6 +216,7 @@ pub fn stages(state: &ProjectState, position: u64) -> pb::ListStagesReply {
             .map(|d| d.stages.iter().map(|s| stage(state, s)).collect())
             .unwrap_or_default(),
         policy_version: state.policy_version().0,
+        closed_now: Vec::new(),
         position,
     }
 }

@@ -123,7 +123,9 @@ impl QueryService for QueryGrpc {
         let position = self.ready(&request, &r.project, r.min_position).await?;
         let shared = self.state(&r.project)?;
         let state = read(&shared);
-        Ok(Response::new(convert::stages(&state, position)))
+        let mut reply = convert::stages(&state, position);
+        reply.closed_now = convert::closed_now(&state, Utc::now());
+        Ok(Response::new(reply))
     }
 
     async fn get_freight(

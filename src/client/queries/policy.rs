@@ -7,19 +7,34 @@ use waybill_proto::v1 as pb;
 
 use super::format::when;
 
-/// The policy as `field: value` lines of the stage view (empty values left
-/// out); `now` for the times it names.
-pub fn lines(p: &pb::StagePolicy, now: DateTime<Utc>) -> Vec<(&'static str, String)> {
-    let until = match p.until.as_str() {
+/// `open`, `frozen until in 1d (...): weekend freeze`, `closed (outside
+/// every window) until ...`; `now` for the times it names.
+fn openness(state: &str, until: &str, reason: &str, now: DateTime<Utc>) -> String {
+    let until = match until {
         "" => String::new(),
         t => format!(" until {}", when(t, now)),
     };
-    let state = match p.now.as_str() {
-        "frozen" if p.closed_reason.is_empty() => format!("frozen{until}"),
-        "frozen" => format!("frozen{until}: {}", p.closed_reason),
+    match state {
+        "frozen" if reason.is_empty() => format!("frozen{until}"),
+        "frozen" => format!("frozen{until}: {reason}"),
         "closed" => format!("closed (outside every window){until}"),
         other => other.to_string(),
-    };
+    }
+}
+
+/// A stage that takes no promotion now, as the status table's footer says it.
+pub fn closed_line(c: &pb::ClosedStage, now: DateTime<Utc>) -> String {
+    format!(
+        "{}: {}",
+        c.stage,
+        openness(&c.now, &c.until, &c.reason, now)
+    )
+}
+
+/// The policy as `field: value` lines of the stage view (empty values left
+/// out); `now` for the times it names.
+pub fn lines(p: &pb::StagePolicy, now: DateTime<Utc>) -> Vec<(&'static str, String)> {
+    let state = openness(&p.now, &p.until, &p.closed_reason, now);
     let approvals = match (p.required_approvals, p.separation_of_duties) {
         (0, _) => "none".to_string(),
         (n, true) => format!("{n} (approver role; the requester's own does not count)"),
@@ -102,5 +117,15 @@ mod tests {
             Some("frozen until in 1d (2026-12-06 23:00:00Z): weekend freeze")
         );
         assert_eq!(json(&p)["required_approvals"], 2);
+        let closed = pb::ClosedStage {
+            stage: "prod".into(),
+            now: "closed".into(),
+            until: "2026-12-05T12:00:00.000Z".into(),
+            reason: String::new(),
+        };
+        assert_eq!(
+            closed_line(&closed, now),
+            "prod: closed (outside every window) until in 1h (2026-12-05 12:00:00Z)"
+        );
     }
 }

@@ -16,11 +16,16 @@ pub fn stages_text(reply: &pb::ListStagesReply, now: DateTime<Utc>) -> String {
     let mut table = Table::new(&[
         "STAGE", "MODE", "FREIGHT", "SINCE", "VERIFIED", "QUEUE", "HOLD", "RUNNING",
     ]);
+    let closed = |name: &str| reply.closed_now.iter().find(|c| c.stage == name);
     for s in &reply.stages {
         let current = s.current.as_ref().filter(|c| !c.freight.is_empty());
+        let mode = match closed(&s.name) {
+            Some(c) => format!("{}, {}", mode(s), c.now),
+            None => mode(s),
+        };
         table.row(vec![
             s.name.clone(),
-            mode(s),
+            mode,
             current.map_or_else(String::new, |c| freight_label(&c.freight, &c.alias)),
             current.map_or_else(String::new, |c| when(&c.since, now)),
             verified(s),
@@ -37,6 +42,9 @@ pub fn stages_text(reply: &pb::ListStagesReply, now: DateTime<Utc>) -> String {
     } else {
         table.render()
     };
+    for c in &reply.closed_now {
+        out.push_str(&format!("{}\n", super::policy::closed_line(c, now)));
+    }
     out.push_str(&format!(
         "project {}: {} stage{}, reflects position {}, policy version {}\n",
         reply.project,
@@ -209,6 +217,12 @@ pub fn stages_json(reply: &pb::ListStagesReply) -> Value {
         "position": reply.position,
         "policy_version": reply.policy_version,
         "stages": reply.stages.iter().map(stage_json).collect::<Vec<_>>(),
+        "closed_now": reply.closed_now.iter().map(|c| json!({
+            "stage": c.stage,
+            "now": c.now,
+            "until": c.until,
+            "reason": c.reason,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -441,10 +455,11 @@ mod tests {
         let mut test = stage("test");
         test.verified = true;
         test.current.as_mut().expect("set above").alias = "v1.2".into();
-        let reply = pb::ListStagesReply {
+        let mut reply = pb::ListStagesReply {
             project: "shop".into(),
             stages: vec![test, prod],
             policy_version: 3,
+            closed_now: Vec::new(),
             position: 42,
         };
         assert_eq!(
@@ -454,6 +469,20 @@ mod tests {
              prod   gated  -        -                              -         1 (next prm-aaaa)  -     -\n\
              project shop: 2 stages, reflects position 42, policy version 3\n"
         );
+        // A frozen stage says so in its row and below the table.
+        reply.closed_now.push(pb::ClosedStage {
+            stage: "prod".into(),
+            now: "frozen".into(),
+            until: "2024-05-01T14:00:00Z".into(),
+            reason: "release freeze".into(),
+        });
+        let text = stages_text(&reply, now());
+        assert!(text.contains("\nprod   gated, frozen  -"), "{text}");
+        assert!(
+            text.contains("\nprod: frozen until in 2h (2024-05-01 14:00:00Z): release freeze\n"),
+            "{text}"
+        );
+        assert_eq!(stages_json(&reply)["closed_now"][0]["now"], "frozen");
     }
 
     #[test]
@@ -481,6 +510,7 @@ mod tests {
             project: "shop".into(),
             stages: vec![stage("test")],
             policy_version: 3,
+            closed_now: Vec::new(),
             position: 42,
         };
         let doc = at_json(&AtPoint::Position(40), &reply);
