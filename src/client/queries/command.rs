@@ -4,9 +4,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
+use super::at::AtPoint;
 use super::format::time_arg;
 use super::rpc::{connect, refused};
-use super::stages::AtPoint;
 use super::{freight, history, projects, promotions, stages, watch};
 use crate::client::ClientArgs;
 
@@ -286,7 +286,7 @@ pub async fn run(client: &ClientArgs, command: QueryCommand) -> anyhow::Result<E
         QueryCommand::Promotions(a) => promotions::run(&mut svc, a, output).await,
         QueryCommand::Pending(a) => promotions::pending(&mut svc, a, output).await,
         QueryCommand::Watch(a) => watch::run(&mut svc, a, output).await,
-        QueryCommand::At(a) => stages::at(&mut svc, a, output).await,
+        QueryCommand::At(a) => super::at::run(&mut svc, a, output).await,
     };
     Ok(match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,6 +8,7 @@
 //! - `watch`: following the log, reconnecting without gaps or repeats;
 //! - `testing`: a flaky query server for the tests.
 
+mod at;
 mod command;
 mod format;
 mod freight;

@@ -1,12 +1,12 @@
-//! `status` (every stage of a project, or one in detail) and `at` (the
-//! pipeline as it was at a position or a time).
+//! `status`: every stage of a project, or one in detail (`at` shows the
+//! same table as it was at a position or a time).
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use tonic::Status;
 use waybill_proto::v1 as pb;
 
-use super::command::{AtArgs, StatusArgs};
+use super::command::StatusArgs;
 use super::format::{freight_label, short, when, Table, NONE};
 use super::rpc::{Out, Queries};
 use crate::client::Output;
@@ -226,72 +226,6 @@ pub fn stages_json(reply: &pb::ListStagesReply) -> Value {
     })
 }
 
-/// What `at` was asked for: a position or a time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AtPoint {
-    Position(u64),
-    /// RFC 3339, in UTC.
-    Time(String),
-}
-
-impl AtPoint {
-    /// Parses `1234`, or a time as [`super::format::time_arg`] reads it.
-    pub fn parse(s: &str) -> Result<AtPoint, String> {
-        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-            return s
-                .parse()
-                .map(AtPoint::Position)
-                .map_err(|e| format!("{s:?}: {e}"));
-        }
-        super::format::time_arg(s).map(AtPoint::Time).map_err(|_| {
-            format!(
-                "{s:?} is neither a position nor {}",
-                super::format::TIME_FORMS
-            )
-        })
-    }
-
-    /// The request field.
-    pub fn request(&self) -> pb::state_at_request::At {
-        match self {
-            AtPoint::Position(p) => pb::state_at_request::At::Position(*p),
-            AtPoint::Time(t) => pb::state_at_request::At::Time(t.clone()),
-        }
-    }
-
-    /// The `as of` header.
-    pub fn header(&self, project: &str, now: DateTime<Utc>) -> String {
-        match self {
-            AtPoint::Position(p) => format!("project {project} as of position {p}"),
-            AtPoint::Time(t) => format!("project {project} as of {}", when(t, now)),
-        }
-    }
-
-    /// The point as JSON.
-    pub fn json(&self) -> Value {
-        match self {
-            AtPoint::Position(p) => json!({ "position": p }),
-            AtPoint::Time(t) => json!({ "time": t }),
-        }
-    }
-}
-
-/// The state at a point: the `as of` header, then as `status`.
-pub fn at_text(point: &AtPoint, reply: &pb::ListStagesReply, now: DateTime<Utc>) -> String {
-    format!(
-        "{}\n{}",
-        point.header(&reply.project, now),
-        stages_text(reply, now)
-    )
-}
-
-/// The state at a point as JSON: `status`'s document with `as_of`.
-pub fn at_json(point: &AtPoint, reply: &pb::ListStagesReply) -> Value {
-    let mut doc = stages_json(reply);
-    doc["as_of"] = point.json();
-    doc
-}
-
 /// `status`: every stage, or one in detail.
 pub async fn status(svc: &mut Queries, a: StatusArgs, output: Output) -> Result<(), Status> {
     let mut out = Out::default();
@@ -372,26 +306,8 @@ pub async fn reflect(svc: &mut Queries, project: &str, min_position: u64) -> Res
     Ok(())
 }
 
-/// `at`: the pipeline at a position or a time.
-pub async fn at(svc: &mut Queries, a: AtArgs, output: Output) -> Result<(), Status> {
-    reflect(svc, &a.read.project, a.read.min_position).await?;
-    let reply = svc
-        .state_at(pb::StateAtRequest {
-            project: a.read.project,
-            at: Some(a.at.request()),
-        })
-        .await?
-        .into_inner();
-    let mut out = Out::default();
-    match output {
-        Output::Text => out.block(&at_text(&a.at, &reply, Utc::now())),
-        Output::Json => out.line(&at_json(&a.at, &reply).to_string()),
-    }
-    Ok(())
-}
-
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::client::queries::format::parse_time;
 
@@ -407,7 +323,7 @@ mod tests {
         }
     }
 
-    fn stage(name: &str) -> pb::Stage {
+    pub(in crate::client::queries) fn stage(name: &str) -> pb::Stage {
         pb::Stage {
             name: name.into(),
             mode: "auto".into(),
@@ -483,41 +399,5 @@ mod tests {
             "{text}"
         );
         assert_eq!(stages_json(&reply)["closed_now"][0]["now"], "frozen");
-    }
-
-    #[test]
-    fn at_points() {
-        assert_eq!(AtPoint::parse("1200"), Ok(AtPoint::Position(1200)));
-        assert_eq!(
-            AtPoint::parse("2024-05-01T14:00:00+02:00"),
-            Ok(AtPoint::Time("2024-05-01T12:00:00Z".into()))
-        );
-        assert_eq!(
-            AtPoint::parse("2024-05-01 03:12"),
-            Ok(AtPoint::Time("2024-05-01T03:12:00Z".into()))
-        );
-        assert!(AtPoint::parse("yesterday").is_err());
-        assert!(AtPoint::parse("").is_err());
-        assert_eq!(
-            AtPoint::Position(7).header("shop", now()),
-            "project shop as of position 7"
-        );
-    }
-
-    #[test]
-    fn json_has_the_footer_fields() {
-        let reply = pb::ListStagesReply {
-            project: "shop".into(),
-            stages: vec![stage("test")],
-            policy_version: 3,
-            closed_now: Vec::new(),
-            position: 42,
-        };
-        let doc = at_json(&AtPoint::Position(40), &reply);
-        assert_eq!(doc["position"], 42);
-        assert_eq!(doc["policy_version"], 3);
-        assert_eq!(doc["as_of"]["position"], 40);
-        assert_eq!(doc["stages"][0]["name"], "test");
-        assert_eq!(doc["stages"][0]["current"]["since"], "2024-05-01T11:55:00Z");
     }
 }
