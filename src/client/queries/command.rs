@@ -190,9 +190,10 @@ pub struct WatchArgs {
         hide_default_value = true
     )]
     pub project: String,
-    /// From this position on (default: from the beginning).
-    #[arg(long, value_name = "POSITION", default_value_t = 0)]
-    pub from: u64,
+    /// From this position on; 1 for the whole history [default: what
+    /// happens from now on].
+    #[arg(long, value_name = "POSITION")]
+    pub from: Option<u64>,
     /// Wait (bounded) until the server reflects this position before watching.
     #[arg(long, value_name = "POSITION", default_value_t = 0)]
     pub min_position: u64,

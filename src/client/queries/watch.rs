@@ -116,12 +116,41 @@ pub async fn ctrl_c() {
 /// `watch`: prints entries as they come, until Ctrl-C.
 pub async fn run(svc: &mut Queries, a: WatchArgs, output: Output) -> Result<(), Status> {
     super::stages::reflect(svc, &a.project, a.min_position).await?;
+    let from = match a.from {
+        Some(from) => from,
+        // What happens from now on: after what the read models reflect.
+        None => {
+            // The position the read models reflect, as the caller may ask it.
+            let applied = if a.project.is_empty() {
+                svc.list_projects(pb::ListProjectsRequest::default())
+                    .await?
+                    .into_inner()
+                    .position
+            } else {
+                svc.list_stages(pb::ListStagesRequest {
+                    project: a.project.clone(),
+                    min_position: 0,
+                })
+                .await?
+                .into_inner()
+                .position
+            };
+            if output == Output::Text {
+                eprintln!(
+                    "watching from position {} (what happens from now on; --from 1 for the \
+                     whole history); Ctrl-C to stop",
+                    applied + 1
+                );
+            }
+            applied + 1
+        }
+    };
     let mut out = Out::default();
     let every_project = a.project.is_empty();
     follow(
         svc,
         &a.project,
-        a.from,
+        from,
         |e| {
             emit(&mut out, output, e, every_project);
             if out.is_open() {

@@ -1,0 +1,121 @@
+//! `waybill watch`: by default what happens from now on (it says from which
+//! position); `--from 1` the whole history first.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+use common::{run, stderr, waybill, Served};
+
+/// The lines `from` writes, as they come.
+fn lines(from: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(from).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn next(rx: &Receiver<String>, what: &str) -> String {
+    rx.recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("no {what}: {e}"))
+}
+
+/// `waybill watch ARGS` against `served`, with its stdout and stderr lines.
+fn watch(served: &Served, args: &[&str]) -> (Child, Receiver<String>, Receiver<String>) {
+    let mut child = waybill()
+        .arg("watch")
+        .args(args)
+        .args(["--server", &served.endpoint()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn watch");
+    let out = lines(child.stdout.take().expect("stdout"));
+    let err = lines(child.stderr.take().expect("stderr"));
+    (child, out, err)
+}
+
+/// The project's history as JSON lines, once it holds `n` entries.
+fn history_of(served: &Served, n: usize) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = run(&[
+            "history",
+            "-p",
+            "shop",
+            "--output",
+            "json",
+            "--server",
+            &served.endpoint(),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let entries: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|e: &serde_json::Value| e["position"].is_u64())
+            .collect();
+        if entries.len() >= n || Instant::now() > deadline {
+            return entries;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn watch_starts_now_unless_asked_for_more() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let served = Served::insecure_dev(&dir.path().join("data"));
+    served.apply_example();
+    assert!(served.discover_cli("1.0").status.success());
+    // The pipeline and the discovery (this server runs no reactors).
+    let before = history_of(&served, 2);
+    assert_eq!(before.len(), 2, "{before:?}");
+    let head = before[1]["position"].as_u64().expect("position");
+    let freight = before[1]["freight"].as_str().expect("freight").to_string();
+
+    let (mut now, now_out, now_err) = watch(&served, &["-p", "shop"]);
+    let said = next(&now_err, "note");
+    assert!(
+        said.starts_with(&format!("watching from position {}", head + 1)),
+        "{said}"
+    );
+    let (mut all, all_out, _) = watch(&served, &["-p", "shop", "--from", "1", "--output", "json"]);
+    let first: serde_json::Value =
+        serde_json::from_str(&next(&all_out, "the first entry")).expect("json");
+    assert_eq!(first["position"], 1, "{first}");
+
+    let verified = run(&[
+        "record-verification",
+        "-p",
+        "shop",
+        "--freight",
+        &freight,
+        "--stage",
+        "dev",
+        "--check",
+        "integration-tests",
+        "--pass",
+        "--server",
+        &served.endpoint(),
+    ]);
+    assert!(verified.status.success(), "{}", stderr(&verified));
+    let line = next(&now_out, "the new entry");
+    assert!(
+        line.trim_start().starts_with(&format!("{} ", head + 1)),
+        "the first entry watched from now is the verification: {line}"
+    );
+    assert!(line.contains("VerificationRecorded"), "{line}");
+    for child in [&mut now, &mut all] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
