@@ -327,7 +327,7 @@ fn walk(log_args: Vec<String>) {
         "ticket:         CHG-\\d+",
         "freezes:        Sat, Sun",
         "time zone:      ",
-        "promotions now: ",
+        "promotions now: open\n",
     ] {
         assert!(prod.contains(line), "{line:?} in\n{prod}");
     }
@@ -475,6 +475,18 @@ fn walk(log_args: Vec<String>) {
             .unwrap_or("")
             .contains("weekend freeze"),
         "{json}"
+    );
+    // The queries judge the freeze by the server's clock too: the table
+    // marks prod, until Monday 00:00 in Berlin.
+    let table = cli.text("alice", &["status", "-p", "shop"]);
+    assert!(table.contains("manual (record-only), frozen"), "{table}");
+    let below = table
+        .lines()
+        .find(|l| l.starts_with("prod: frozen until "))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        below.ends_with("(2026-12-06 23:00:00Z): weekend freeze"),
+        "{table}"
     );
     // The bypass needs a reason, and the bypass role.
     cli.refused(

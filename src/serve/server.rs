@@ -111,12 +111,14 @@ pub async fn serve(
         .then(|| CommandGrpc::new(handler.clone(), services.auth.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let read_services = services.read_side.as_ref().map(|r| {
+        let clock = services.clock;
         let queries = QueryGrpc::new(
             r.projections.clone(),
             services.log.log(),
             Arc::new(ViewerAccess(services.auth.clone())),
             stop_rx.clone(),
-        );
+        )
+        .with_clock(move || clock.now());
         let audit = AuditGrpc::new(
             r.transparency.clone(),
             r.projections.clone(),

@@ -1,7 +1,6 @@
 //! The paged lists: `ListFreight` (newest first) and `ListPromotions` (in
 //! order of request, through the narrowest index that holds every match).
 
-use chrono::Utc;
 use tonic::Status;
 use waybill_ledger::domain::{Promotion, PromotionStatus};
 use waybill_ledger::Position;
@@ -52,8 +51,8 @@ impl QueryGrpc {
         let store = self.projections.store().clone();
         let (project, warehouse) = (r.project.clone(), r.warehouse.clone());
         // Newest first; one past the page says whether another follows.
+        let now = (self.clock)();
         let (freight, next_page_token) = blocking(move || {
-            let now = Utc::now();
             let mut out = Vec::new();
             let mut last = Vec::new();
             for item in models::freight_newest_first(store.views(), &project, before.as_deref()) {

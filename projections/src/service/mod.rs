@@ -61,6 +61,8 @@ pub struct QueryGrpc {
     access: Arc<dyn Access>,
     /// Becomes true when the server shuts down: open watches end.
     stopping: tokio::sync::watch::Receiver<bool>,
+    /// "Now", for windows and freezes.
+    clock: Arc<dyn Fn() -> chrono::DateTime<Utc> + Send + Sync>,
 }
 
 impl std::fmt::Debug for QueryGrpc {
@@ -84,7 +86,18 @@ impl QueryGrpc {
             log,
             access,
             stopping,
+            clock: Arc::new(Utc::now),
         }
+    }
+
+    /// Reads "now" (whether windows and freezes allow a promotion) from
+    /// `clock`, the command service's, so that both sides agree.
+    pub fn with_clock(
+        mut self,
+        clock: impl Fn() -> chrono::DateTime<Utc> + Send + Sync + 'static,
+    ) -> QueryGrpc {
+        self.clock = Arc::new(clock);
+        self
     }
 
     pub fn into_server(self) -> pb::query_service_server::QueryServiceServer<QueryGrpc> {
@@ -110,7 +123,11 @@ impl QueryService for QueryGrpc {
             })?;
         Ok(Response::new(pb::StageReply {
             stage: Some(convert::stage(&state, def)),
-            policy: Some(convert::policy(def, state.policy_version().0, Utc::now())),
+            policy: Some(convert::policy(
+                def,
+                state.policy_version().0,
+                (self.clock)(),
+            )),
             position,
         }))
     }
@@ -124,7 +141,7 @@ impl QueryService for QueryGrpc {
         let shared = self.state(&r.project)?;
         let state = read(&shared);
         let mut reply = convert::stages(&state, position);
-        reply.closed_now = convert::closed_now(&state, Utc::now());
+        reply.closed_now = convert::closed_now(&state, (self.clock)());
         Ok(Response::new(reply))
     }
 
@@ -146,7 +163,7 @@ impl QueryService for QueryGrpc {
             &r.freight,
         )?;
         Ok(Response::new(pb::FreightReply {
-            freight: Some(convert::freight(&f, Utc::now(), None)),
+            freight: Some(convert::freight(&f, (self.clock)(), None)),
             position,
         }))
     }
