@@ -351,10 +351,10 @@ impl CommandHandler {
         let slot = self.slot(project.as_str());
         let mut state = slot.state.lock().await;
         // The cached state may be behind what other replicas appended.
-        let result = match self.catch_up(project, &mut state).await {
-            Ok(()) => self.decide_on(project, principal, &command, key, &mut state),
-            Err(e) => Err(e),
-        };
+        let result = self
+            .catch_up(project, &mut state)
+            .await
+            .and_then(|()| self.decide_on(project, principal, &command, key, &mut state));
         let position = state.position;
         self.sized(&slot, &state);
         self.spill_later(project, &slot, &state);

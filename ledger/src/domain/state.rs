@@ -271,6 +271,13 @@ impl PromotionStatus {
         PromotionStatus::Running,
     ];
 
+    /// A status by its name, in any case.
+    pub fn parse(name: &str) -> Option<PromotionStatus> {
+        PromotionStatus::ALL
+            .into_iter()
+            .find(|s| s.name().eq_ignore_ascii_case(name))
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             PromotionStatus::Requested => "Requested",

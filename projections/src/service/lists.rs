@@ -82,18 +82,16 @@ impl QueryGrpc {
         r: &pb::ListPromotionsRequest,
         position: u64,
     ) -> Result<pb::ListPromotionsReply, Status> {
-        if !r.status.is_empty()
-            && !PromotionStatus::ALL
-                .iter()
-                .any(|s| s.name().eq_ignore_ascii_case(&r.status))
-        {
-            let names: Vec<&str> = PromotionStatus::ALL.iter().map(|s| s.name()).collect();
-            return Err(Status::invalid_argument(format!(
-                "unknown promotion status {:?}: one of {}",
-                r.status,
-                names.join(", ")
-            )));
-        }
+        let status = match r.status.as_str() {
+            "" => None,
+            name => Some(PromotionStatus::parse(name).ok_or_else(|| {
+                let names: Vec<&str> = PromotionStatus::ALL.iter().map(|s| s.name()).collect();
+                Status::invalid_argument(format!(
+                    "unknown promotion status {name:?}: one of {}",
+                    names.join(", ")
+                ))
+            })?),
+        };
         let shared = self.state(&r.project)?;
         if !r.stage.is_empty() {
             self.known_stage(&shared, &r.project, &r.stage).await?;
@@ -113,15 +111,13 @@ impl QueryGrpc {
             reference => Some(self.whole_freight_id(&r.project, reference).await?),
         };
         let projections = self.projections.clone();
-        let (project, stage, status) = (r.project.clone(), r.stage.clone(), r.status.clone());
+        let (project, stage) = (r.project.clone(), r.stage.clone());
         // The promotions read model is in order of request: read one past
         // the page to know whether another follows.
         let (list, more) = blocking(move || {
             let tree = projections.store().views();
             let after = Position(after);
-            let active = PromotionStatus::ACTIVE
-                .iter()
-                .any(|s| s.name().eq_ignore_ascii_case(&status));
+            let active = status.is_some_and(PromotionStatus::is_active);
             // The narrowest index that holds every match, in request order.
             let candidates: Box<dyn Iterator<Item = Result<Promotion, ProjectionError>>> =
                 if let Some(freight) = &freight {
@@ -138,8 +134,7 @@ impl QueryGrpc {
             let mut list = Vec::new();
             for p in candidates {
                 let p = p?;
-                if !(stage.is_empty() || p.stage == stage)
-                    || !(status.is_empty() || p.status.name().eq_ignore_ascii_case(&status))
+                if !(stage.is_empty() || p.stage == stage) || status.is_some_and(|s| s != p.status)
                 {
                     continue;
                 }

@@ -15,12 +15,10 @@ use waybill_ledger::domain::PromotionStatus;
 
 /// Checks a `--status` value, in any case; returns the server's spelling.
 pub fn status_arg(s: &str) -> Result<String, String> {
-    let all = PromotionStatus::ALL;
-    all.iter()
-        .find(|known| known.name().eq_ignore_ascii_case(s))
+    PromotionStatus::parse(s)
         .map(|known| known.name().to_string())
         .ok_or_else(|| {
-            let names: Vec<&str> = all.iter().map(|k| k.name()).collect();
+            let names: Vec<&str> = PromotionStatus::ALL.iter().map(|k| k.name()).collect();
             format!("{s:?} is not one of {}", names.join(", "))
         })
 }
