@@ -1,0 +1,132 @@
+//! `--roles`: a commands-only and a queries-only process on one stream,
+//! each serving (and reporting health for) its own services only, and
+//! together doing what one `waybill serve` does; roles that leave nothing
+//! to run are refused.
+
+use std::time::Duration;
+
+use tonic_health::pb::health_check_response::ServingStatus;
+use waybill_ledger::testing::NatsServer;
+
+use crate::common::{self, run, stderr, waybill, Served};
+use crate::service_health;
+
+/// A commands-only and a queries-only process on one JetStream stream: each
+/// serves its own services only (the others are UNIMPLEMENTED and unknown to
+/// health), and together they do what one `waybill serve` does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_split_commands_and_queries_across_processes() {
+    use waybill_proto::v1 as pb;
+    let nats = NatsServer::start();
+    let (cdir, qdir) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let commands = Served::start(
+        waybill()
+            .args(["serve", "--insecure-dev", "--roles", "commands"])
+            .args(["--nats", &nats.url(), "--data-dir"])
+            .arg(cdir.path()),
+    );
+    let queries = Served::start(
+        waybill()
+            .args([
+                "serve",
+                "--insecure-dev",
+                "--nats",
+                &nats.url(),
+                "--data-dir",
+            ])
+            .arg(qdir.path())
+            .env("WAYBILL_ROLES", "queries"),
+    );
+    let (c, q) = (commands.endpoint(), queries.endpoint());
+    // `None`: health does not know the service (NOT_FOUND).
+    let serving = Some(ServingStatus::Serving);
+    for (endpoint, service, want) in [
+        (&c, "waybill.v1.CommandService", serving),
+        (&c, "waybill.v1.QueryService", None),
+        (&c, "waybill.v1.AuditService", None),
+        (&q, "waybill.v1.CommandService", None),
+        (&q, "waybill.v1.QueryService", serving),
+        (&q, "waybill.v1.AuditService", serving),
+    ] {
+        // The query side reports SERVING once its (empty) read models have
+        // caught up with the log, a moment after the start.
+        let mut got = service_health(endpoint, service).await;
+        for _ in 0..500 {
+            if got == want {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            got = service_health(endpoint, service).await;
+        }
+        assert_eq!(got, want, "{service} at {endpoint}");
+    }
+    // The commands process keeps no read models, and signs nothing: it
+    // makes no signing key and says nothing about one.
+    assert!(!cdir.path().join("projections").exists());
+    assert!(!cdir.path().join("signing.key").exists());
+    assert!(qdir.path().join("signing.key").exists());
+    assert!(!commands.log_so_far().contains("signing key"));
+    // A read sent to it says why it is refused, and what to do.
+    let out = run(&["status", "-p", "shop", "--server", &c]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("does not serve that call"),
+        "{}",
+        stderr(&out)
+    );
+
+    commands.apply_example();
+    let mut cmd = pb::command_service_client::CommandServiceClient::connect(c.clone())
+        .await
+        .expect("connect");
+    let reply = cmd
+        .record_discovery(common::discovery("1.0", ""))
+        .await
+        .expect("discovery")
+        .into_inner();
+    let mut query = pb::query_service_client::QueryServiceClient::connect(q.clone())
+        .await
+        .expect("connect");
+    let freight = query
+        .get_freight(pb::GetFreightRequest {
+            project: "shop".into(),
+            freight: reply.freight_id.clone(),
+            min_position: reply.position,
+        })
+        .await
+        .expect("the queries process reflects the commands process's append")
+        .into_inner();
+    assert!(freight.position >= reply.position);
+
+    // Each refuses the other's services.
+    let unimplemented = pb::query_service_client::QueryServiceClient::connect(c.clone())
+        .await
+        .expect("connect")
+        .list_stages(pb::ListStagesRequest {
+            project: "shop".into(),
+            min_position: 0,
+        })
+        .await
+        .expect_err("no queries on the commands process");
+    assert_eq!(unimplemented.code(), tonic::Code::Unimplemented);
+    let unimplemented = pb::command_service_client::CommandServiceClient::connect(q.clone())
+        .await
+        .expect("connect")
+        .record_discovery(common::discovery("1.1", ""))
+        .await
+        .expect_err("no commands on the queries process");
+    assert_eq!(unimplemented.code(), tonic::Code::Unimplemented);
+
+    // Roles that leave nothing to run are refused before anything starts.
+    let out = run(&["serve", "--roles", "reactors", "--no-reactors"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("nothing to run"), "{}", stderr(&out));
+    let out = run(&["serve", "--roles", "everything"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("everything"), "{}", stderr(&out));
+    assert!(commands.terminate().success());
+    assert!(queries.terminate().success());
+}
