@@ -617,3 +617,85 @@ async fn queries_on_jetstream() {
         .arg(dir.path());
     scenario(cmd).await;
 }
+
+/// A freight runs in a stage that a later pipeline leaves out: `GetFreight`
+/// and `ListFreight` no longer say it is there (the stage's history stays),
+/// and do again once the stage is defined again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn freight_is_not_shown_in_a_stage_the_pipeline_left_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let served = Served::insecure_dev(&dir.path().join("data"));
+    served.apply_example();
+    let channel = served.channel().await;
+    let (mut c, mut q) = (
+        CommandServiceClient::new(channel.clone()),
+        QueryServiceClient::new(channel),
+    );
+    let (freight, _) = discover(&mut c, "1.0.0").await;
+    // The server runs no reactors: promote into dev by hand (record-only,
+    // so it completes at once).
+    let seen = promote(&mut c, "dev", &freight).await.position;
+    let example = std::fs::read_to_string(common::EXAMPLE_PIPELINE).expect("example");
+    let apply = |yaml: String| {
+        let mut c = c.clone();
+        async move {
+            c.apply_pipeline(pb::ApplyPipelineRequest {
+                yaml,
+                source_uri: "pipeline.yaml".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("apply")
+            .into_inner()
+            .position
+        }
+    };
+    let in_stages = |q: &mut Queries, min: u64| {
+        let mut q = q.clone();
+        let freight = freight.clone();
+        async move {
+            let one = q
+                .get_freight(pb::GetFreightRequest {
+                    project: "shop".into(),
+                    freight: freight.clone(),
+                    min_position: min,
+                })
+                .await
+                .expect("get freight")
+                .into_inner()
+                .freight
+                .expect("freight");
+            let listed = q
+                .list_freight(pb::ListFreightRequest {
+                    project: "shop".into(),
+                    min_position: min,
+                    ..Default::default()
+                })
+                .await
+                .expect("list freight")
+                .into_inner()
+                .freight
+                .into_iter()
+                .find(|f| f.id == freight)
+                .expect("listed");
+            let names = |f: &pb::Freight| -> Vec<String> {
+                f.currently_in.iter().map(|c| c.stage.clone()).collect()
+            };
+            assert_eq!(names(&one), names(&listed));
+            names(&one)
+        }
+    };
+    assert_eq!(in_stages(&mut q, seen).await, ["dev"]);
+
+    let renamed = example
+        .replace("name: dev\n", "name: develop\n")
+        .replace("stages: [dev]", "stages: [develop]");
+    let position = apply(renamed).await;
+    let now_in = in_stages(&mut q, position).await;
+    assert!(!now_in.contains(&"dev".to_string()), "{now_in:?}");
+
+    let position = apply(example).await;
+    assert!(in_stages(&mut q, position)
+        .await
+        .contains(&"dev".to_string()));
+}

@@ -221,7 +221,24 @@ pub fn stages(state: &ProjectState, position: u64) -> pb::ListStagesReply {
     }
 }
 
-pub fn freight(f: &Freight, now: DateTime<Utc>, available_for: Option<&StageDef>) -> pb::Freight {
+/// The names of the stages the project's pipeline defines now.
+pub fn configured_stages(state: &ProjectState) -> Vec<String> {
+    state
+        .definition()
+        .map(|d| d.stages.iter().map(|s| s.name.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// A freight as queries show it. `configured`: the stages the pipeline
+/// defines now; `currently_in` names only those, because a stage that a
+/// later definition left out is no longer one Waybill tracks (what ran there
+/// stays in its history, and comes back if the stage is defined again).
+pub fn freight(
+    f: &Freight,
+    now: DateTime<Utc>,
+    configured: &[String],
+    available_for: Option<&StageDef>,
+) -> pb::Freight {
     let (available, unavailable_reason) = match available_for {
         Some(def) => match available_to(f, def, now) {
             Ok(()) => (true, String::new()),
@@ -272,6 +289,7 @@ pub fn freight(f: &Freight, now: DateTime<Utc>, available_for: Option<&StageDef>
         currently_in: f
             .currently_in
             .iter()
+            .filter(|(stage, _)| configured.contains(stage))
             .map(|(stage, since)| pb::CurrentlyIn {
                 stage: stage.clone(),
                 since: time(*since),

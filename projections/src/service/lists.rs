@@ -20,10 +20,10 @@ impl QueryGrpc {
         r: &pb::ListFreightRequest,
         position: u64,
     ) -> Result<pb::ListFreightReply, Status> {
-        let stage = {
+        let (configured, stage) = {
             let shared = self.state(&r.project)?;
             let state = read(&shared);
-            match r.available_for.as_str() {
+            let stage = match r.available_for.as_str() {
                 "" => None,
                 s => Some(
                     state
@@ -34,7 +34,8 @@ impl QueryGrpc {
                             Status::not_found(format!("project {} has no stage {s:?}", r.project))
                         })?,
                 ),
-            }
+            };
+            (convert::configured_stages(&state), stage)
         };
         let before = match r.page_token.as_str() {
             "" => None,
@@ -63,7 +64,7 @@ impl QueryGrpc {
                 if out.len() == size {
                     return Ok((out, format!("before-{}", hex::encode(&last))));
                 }
-                out.push(convert::freight(&f, now, stage.as_ref()));
+                out.push(convert::freight(&f, now, &configured, stage.as_ref()));
                 last = key;
             }
             Ok((out, String::new()))

@@ -151,7 +151,7 @@ impl QueryService for QueryGrpc {
     ) -> Result<Response<pb::FreightReply>, Status> {
         let r = request.get_ref();
         let position = self.ready(&request, &r.project, r.min_position).await?;
-        self.state(&r.project)?;
+        let configured = convert::configured_stages(&read(&self.state(&r.project)?));
         let (projections, project, id) = (
             self.projections.clone(),
             r.project.clone(),
@@ -163,7 +163,7 @@ impl QueryService for QueryGrpc {
             &r.freight,
         )?;
         Ok(Response::new(pb::FreightReply {
-            freight: Some(convert::freight(&f, (self.clock)(), None)),
+            freight: Some(convert::freight(&f, (self.clock)(), &configured, None)),
             position,
         }))
     }
