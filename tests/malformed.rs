@@ -271,7 +271,8 @@ async fn malformed_requests_are_invalid_and_write_nothing() {
 }
 
 /// Queries with times out of range or malformed, and an export whose range
-/// ends before it starts: INVALID_ARGUMENT, and the server keeps serving.
+/// ends before it starts: INVALID_ARGUMENT (a `StateAt` time still to come:
+/// OUT_OF_RANGE), and the server keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_times_are_invalid() {
     use waybill_proto::v1::audit_service_client::AuditServiceClient;
@@ -339,6 +340,23 @@ async fn malformed_times_are_invalid() {
         backwards.message().contains("must be before until"),
         "{backwards:?}"
     );
+    // A time to come is refused like a position beyond the log's head (the
+    // answer would change once it came), unless clocks may explain it.
+    let at = |offset: chrono::Duration| pb::StateAtRequest {
+        project: "shop".into(),
+        at: Some(At::Time((chrono::Utc::now() + offset).to_rfc3339())),
+    };
+    let future = q
+        .state_at(at(chrono::Duration::hours(1)))
+        .await
+        .expect_err("a time an hour from now");
+    assert_eq!(future.code(), Code::OutOfRange, "{future:?}");
+    assert!(future.message().contains("is in the future"), "{future:?}");
+    let skewed = q
+        .state_at(at(chrono::Duration::seconds(10)))
+        .await
+        .expect_err("no pipeline");
+    assert_eq!(skewed.code(), Code::NotFound, "{skewed:?}");
     let backwards = a
         .export(pb::ExportRequest {
             project: "shop".into(),

@@ -23,6 +23,9 @@ use support::{blocking, event_type, found, opt};
 
 /// How long a query waits for `min_position` before giving up.
 pub const MIN_POSITION_WAIT: Duration = Duration::from_secs(5);
+/// How far ahead of the server's clock a `StateAt` time may be (clocks of
+/// client and server differ) and still be answered, with the current state.
+const FUTURE_TOLERANCE: chrono::Duration = chrono::Duration::minutes(1);
 /// Default and largest page of promotions.
 const PAGE: usize = 100;
 
@@ -274,6 +277,15 @@ impl QueryService for QueryGrpc {
                 )))
             }
             At::Position(p) => p,
+            // Likewise a time still to come, beyond what clocks may differ by.
+            At::Time(t) if t > (self.clock)() + FUTURE_TOLERANCE => {
+                return Err(Status::out_of_range(format!(
+                    "{} is in the future (the server's time is {}): ask for a time up to \
+                     now, or use status for the current state",
+                    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    (self.clock)().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                )))
+            }
             At::Time(_) => head,
         };
         self.caught_up(needed).await?;
