@@ -1,5 +1,6 @@
 //! `waybill watch`: by default what happens from now on (it says from which
-//! position); `--from 1` the whole history first.
+//! position); `--from 1` the whole history first; a start past the last
+//! event says that it waits for it.
 
 mod common;
 
@@ -88,6 +89,15 @@ fn watch_starts_now_unless_asked_for_more() {
         said.starts_with(&format!("watching from position {}", head + 1)),
         "{said}"
     );
+    let ahead = (head + 5).to_string();
+    let (mut later, _, later_err) = watch(&served, &["-p", "shop", "--from", &ahead]);
+    let said = next(&later_err, "note");
+    assert!(
+        said.starts_with(&format!(
+            "position {ahead} is beyond the last event (position {head})"
+        )),
+        "{said}"
+    );
     let (mut all, all_out, _) = watch(&served, &["-p", "shop", "--from", "1", "--output", "json"]);
     let first: serde_json::Value =
         serde_json::from_str(&next(&all_out, "the first entry")).expect("json");
@@ -114,7 +124,7 @@ fn watch_starts_now_unless_asked_for_more() {
         "the first entry watched from now is the verification: {line}"
     );
     assert!(line.contains("VerificationRecorded"), "{line}");
-    for child in [&mut now, &mut all] {
+    for child in [&mut now, &mut later, &mut all] {
         let _ = child.kill();
         let _ = child.wait();
     }

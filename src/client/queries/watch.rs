@@ -113,28 +113,44 @@ pub async fn ctrl_c() {
     }
 }
 
+/// The position the read models reflect, for `project` (empty: every
+/// project the caller may view).
+async fn reflected(svc: &mut Queries, project: &str) -> Result<u64, Status> {
+    Ok(if project.is_empty() {
+        svc.list_projects(pb::ListProjectsRequest::default())
+            .await?
+            .into_inner()
+            .position
+    } else {
+        svc.list_stages(pb::ListStagesRequest {
+            project: project.to_string(),
+            min_position: 0,
+        })
+        .await?
+        .into_inner()
+        .position
+    })
+}
+
 /// `watch`: prints entries as they come, until Ctrl-C.
 pub async fn run(svc: &mut Queries, a: WatchArgs, output: Output) -> Result<(), Status> {
     super::stages::reflect(svc, &a.project, a.min_position).await?;
     let from = match a.from {
-        Some(from) => from,
+        Some(from) => {
+            // A start past what has happened would look like a watch that
+            // hangs: say what it waits for.
+            let applied = reflected(svc, &a.project).await?;
+            if from > applied + 1 && output == Output::Text {
+                eprintln!(
+                    "position {from} is beyond the last event (position {applied}): \
+                     waiting until it is written; Ctrl-C to stop"
+                );
+            }
+            from
+        }
         // What happens from now on: after what the read models reflect.
         None => {
-            // The position the read models reflect, as the caller may ask it.
-            let applied = if a.project.is_empty() {
-                svc.list_projects(pb::ListProjectsRequest::default())
-                    .await?
-                    .into_inner()
-                    .position
-            } else {
-                svc.list_stages(pb::ListStagesRequest {
-                    project: a.project.clone(),
-                    min_position: 0,
-                })
-                .await?
-                .into_inner()
-                .position
-            };
+            let applied = reflected(svc, &a.project).await?;
             if output == Output::Text {
                 eprintln!(
                     "watching from position {} (what happens from now on; --from 1 for the \
