@@ -1,5 +1,6 @@
 //! `waybill promote --wait`: the CLI follows the promotion it requested until
-//! the executor reports its end, and says how it ended in its exit code.
+//! the executor reports its end, and says how it ended in its exit code; and
+//! `waybill report`, with which a deployment job reports that end.
 
 mod common;
 
@@ -239,4 +240,98 @@ async fn promote_wait_outlives_a_server_restart() {
         "{said}"
     );
     stop(server);
+}
+
+/// A deployment job reports through the CLI: started, then succeeded, each
+/// with the promotion's standing; a report without an outcome, with two, or
+/// about a promotion that does not exist or has ended, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_records_what_the_deployment_did() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let served = Served::insecure_dev(dir.path());
+    let channel = served.channel().await;
+    let mut c = CommandServiceClient::new(channel.clone());
+    let mut q = pb::query_service_client::QueryServiceClient::new(channel);
+    let example = std::fs::read_to_string(EXAMPLE_PIPELINE).expect("example");
+    c.apply_pipeline(pb::ApplyPipelineRequest {
+        yaml: example.replacen("record_only: true", "record_only: false", 1),
+        ..Default::default()
+    })
+    .await
+    .expect("apply");
+    let freight = c
+        .record_discovery(common::discovery("1.0", ""))
+        .await
+        .expect("discover")
+        .into_inner()
+        .freight_id;
+    let endpoint = served.endpoint();
+    let cli = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--server", &endpoint]);
+        let out = common::run(&all);
+        (
+            out.status.code(),
+            common::stdout(&out) + &common::stderr(&out),
+        )
+    };
+    let (code, said) = cli(&["promote", "-p", "shop", "-s", "dev", "--freight", &freight]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("into dev is Authorized"), "{said}");
+    let id = promotion_of(&mut q, &freight).await;
+    let report = |args: &[&str]| {
+        let mut all = vec!["report", "-p", "shop", "--promotion", &id];
+        all.extend(args);
+        cli(&all)
+    };
+
+    // Usage errors: no outcome, or two.
+    for wrong in [&[][..], &["--started", "--failed"][..]] {
+        let (code, said) = report(wrong);
+        assert_eq!(code, Some(2), "{wrong:?}: {said}");
+    }
+    let (code, said) = cli(&[
+        "report",
+        "-p",
+        "shop",
+        "--promotion",
+        "prm-0000000000000000",
+        "--started",
+    ]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("NotFound"), "{said}");
+
+    let (code, said) = report(&["--started", "-m", "helm upgrade running"]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.starts_with("promotion started: project shop"),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("promotion {id} into dev is Running")),
+        "{said}"
+    );
+    let (code, said) = report(&["--succeeded", "-m", "https://ci.example/deploys/7"]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("is Succeeded"), "{said}");
+    assert!(said.contains("https://ci.example/deploys/7"), "{said}");
+    let stages = q
+        .list_stages(pb::ListStagesRequest {
+            project: "shop".into(),
+            min_position: 0,
+        })
+        .await
+        .expect("stages")
+        .into_inner();
+    let dev = stages.stages.iter().find(|s| s.name == "dev").expect("dev");
+    assert_eq!(
+        dev.current.as_ref().map(|c| c.freight.as_str()),
+        Some(freight.as_str())
+    );
+
+    // An ended promotion takes no more reports.
+    let (code, said) = report(&["--failed"]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("FailedPrecondition"), "{said}");
+    assert!(served.terminate().success());
 }

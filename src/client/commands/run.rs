@@ -1,11 +1,9 @@
-//! The command verbs of the CLI: `apply`, `discover`, `record-verification`,
-//! `promote`, `approve`, `reject`, `abort`, `approve-freight`, `rollback`.
+//! Running a command verb: the request it makes, the reply and the
+//! promotion's standing printed, `--wait` followed.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Subcommand};
 use waybill_commands::pipeline_file::parse_pipeline;
 use waybill_proto::v1 as pb;
 
@@ -13,186 +11,15 @@ use waybill_projections::lookup::is_id_prefix;
 use waybill_proto::v1::command_service_client::CommandServiceClient;
 use waybill_proto::v1::query_service_client::QueryServiceClient;
 
-use super::queries::rpc::{refused, Queries};
-use super::wait::{self, WaitArgs};
-use super::{channel, ClientArgs, Output};
+use super::args::{
+    ClientCommand, DecisionArgs, DiscoverArgs, PromoteArgs, ReportArgs, RollbackArgs,
+};
+use crate::client::queries::rpc::{refused, Queries};
+use crate::client::wait;
+use crate::client::{channel, ClientArgs, Output};
 
 /// Exit code of a command the server refused (2 is for usage and connection errors).
 const REFUSED: u8 = 1;
-
-#[derive(Debug, Subcommand)]
-pub enum ClientCommand {
-    /// Validate a pipeline file and apply it.
-    Apply(ApplyArgs),
-    /// Record freight discovered in a warehouse (e.g. pushed by CI).
-    Discover(DiscoverArgs),
-    /// Record the outcome of a check for a freight in a stage.
-    RecordVerification(VerificationArgs),
-    /// Request a promotion of freight into a stage.
-    Promote(PromoteArgs),
-    /// Approve a promotion.
-    Approve(DecisionArgs),
-    /// Reject a promotion.
-    Reject(DecisionArgs),
-    /// Abort a promotion.
-    Abort(DecisionArgs),
-    /// Emergency bypass: approve freight straight for a stage.
-    ApproveFreight(BypassArgs),
-    /// Promote the previous freight of a stage that is still available.
-    Rollback(RollbackArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct Common {
-    /// Project.
-    #[arg(long, short = 'p', env = "WAYBILL_PROJECT")]
-    pub project: String,
-    /// Idempotency key: a retry with the same key returns the original outcome.
-    #[arg(long)]
-    pub idempotency_key: Option<String>,
-}
-
-#[derive(Debug, Args)]
-pub struct ApplyArgs {
-    /// The pipeline file (YAML).
-    #[arg(long, short = 'f')]
-    pub file: PathBuf,
-    /// Source revision (e.g. the git commit of the file).
-    #[arg(long, default_value = "", hide_default_value = true)]
-    pub revision: String,
-    /// Idempotency key: a retry with the same key returns the original outcome.
-    #[arg(long)]
-    pub idempotency_key: Option<String>,
-}
-
-#[derive(Debug, Args)]
-pub struct DiscoverArgs {
-    #[command(flatten)]
-    pub common: Common,
-    /// The warehouse of the pipeline the freight comes from.
-    #[arg(long, short = 'w')]
-    pub warehouse: String,
-    /// Image `repo:tag[@sha256:digest]` (repeatable).
-    #[arg(long)]
-    pub image: Vec<String>,
-    /// Git `url@commit`, with the full commit id (repeatable).
-    #[arg(long)]
-    pub git: Vec<String>,
-    /// Helm chart `name:version` (repeatable).
-    #[arg(long)]
-    pub chart: Vec<String>,
-    /// A name for the freight, usable wherever its id is (e.g. a release name).
-    #[arg(long, default_value = "", hide_default_value = true)]
-    pub alias: String,
-}
-
-#[derive(Debug, Args)]
-pub struct VerificationArgs {
-    #[command(flatten)]
-    pub common: Common,
-    /// Freight: its id, alias, or the start of its id (6+ hex digits).
-    #[arg(long)]
-    pub freight: String,
-    /// The stage the check ran in.
-    #[arg(long, short = 's')]
-    pub stage: String,
-    /// The check, as the stage's `verification` names it.
-    #[arg(long)]
-    pub check: String,
-    /// The check passed.
-    #[arg(long, conflicts_with = "fail", required_unless_present = "fail")]
-    pub pass: bool,
-    /// The check failed.
-    #[arg(long)]
-    pub fail: bool,
-    /// A metric `name=value` (repeatable).
-    #[arg(long)]
-    pub metric: Vec<String>,
-    /// Where the evidence is (e.g. the CI run's URL).
-    #[arg(long, default_value = "", hide_default_value = true)]
-    pub evidence: String,
-    /// What the check found, in a sentence.
-    #[arg(long, default_value = "", hide_default_value = true)]
-    pub details: String,
-}
-
-#[derive(Debug, Args)]
-pub struct PromoteArgs {
-    #[command(flatten)]
-    pub common: Common,
-    /// The stage to promote into.
-    #[arg(long, short = 's')]
-    pub stage: String,
-    /// Freight: its id, alias, or the start of its id (6+ hex digits).
-    #[arg(long, conflicts_with = "newest", required_unless_present = "newest")]
-    pub freight: Option<String>,
-    /// The newest freight available to the stage.
-    #[arg(long)]
-    pub newest: bool,
-    /// Change ticket (a stage's policy may require one, e.g. CHG-123).
-    #[arg(long, default_value = "", hide_default_value = true)]
-    pub ticket: String,
-    /// Why, for the record.
-    #[arg(long, default_value = "", hide_default_value = true)]
-    pub reason: String,
-    /// Decide, append nothing: say whether the request would be accepted
-    /// now (exit 0) or why not (exit 1).
-    #[arg(long, conflicts_with = "wait")]
-    pub dry_run: bool,
-    #[command(flatten)]
-    pub wait: WaitArgs,
-}
-
-#[derive(Debug, Args)]
-pub struct DecisionArgs {
-    #[command(flatten)]
-    pub common: Common,
-    /// Promotion id.
-    #[arg(long)]
-    pub promotion: String,
-    /// Comment or reason.
-    #[arg(long, short = 'm', default_value = "", hide_default_value = true)]
-    pub comment: String,
-}
-
-#[derive(Debug, Args)]
-pub struct BypassArgs {
-    #[command(flatten)]
-    pub common: Common,
-    /// Freight: its id, alias, or the start of its id (6+ hex digits).
-    #[arg(long)]
-    pub freight: String,
-    /// The stage the freight is approved for.
-    #[arg(long, short = 's')]
-    pub stage: String,
-    /// Why (mandatory).
-    #[arg(long)]
-    pub reason: String,
-    /// Change ticket (e.g. the incident).
-    #[arg(long, default_value = "", hide_default_value = true)]
-    pub ticket: String,
-}
-
-#[derive(Debug, Args)]
-pub struct RollbackArgs {
-    #[command(flatten)]
-    pub common: Common,
-    /// The stage to roll back.
-    #[arg(long, short = 's')]
-    pub stage: String,
-    /// Change ticket (a stage's policy may require one, e.g. CHG-123).
-    #[arg(long, default_value = "", hide_default_value = true)]
-    pub ticket: String,
-    /// Why, for the record.
-    #[arg(long, default_value = "", hide_default_value = true)]
-    pub reason: String,
-    /// Decide, append nothing: say whether the request would be accepted
-    /// now (exit 0) or why not (exit 1).
-    #[arg(long, conflicts_with = "wait")]
-    pub dry_run: bool,
-    #[command(flatten)]
-    pub wait: WaitArgs,
-}
 
 fn key(k: &Option<String>) -> String {
     k.clone().unwrap_or_default()
@@ -281,6 +108,7 @@ pub async fn run(client: &ClientArgs, command: ClientCommand) -> anyhow::Result<
         ClientCommand::Approve(a) | ClientCommand::Reject(a) | ClientCommand::Abort(a) => {
             Some(a.promotion.clone())
         }
+        ClientCommand::Report(a) => Some(a.promotion.clone()),
         _ => None,
     };
     let (channel, bearer) = channel(client).await?;
@@ -401,17 +229,22 @@ pub async fn run(client: &ClientArgs, command: ClientCommand) -> anyhow::Result<
             };
             ("rollback requested".to_string(), svc.rollback(req).await)
         }
+        ClientCommand::Report(a) => {
+            let (what, req) = report(&a);
+            (what, svc.report_promotion_result(req).await)
+        }
     };
     match result {
         Ok(reply) => {
             let reply = reply.into_inner();
-            super::outcome::print_reply(client.output, &what, &reply);
+            crate::client::outcome::print_reply(client.output, &what, &reply);
             let Some((project, timeout)) = waiting else {
                 let id = decided.unwrap_or_else(|| reply.promotion_id.clone());
                 if client.output == Output::Text && !id.is_empty() {
                     let project = &reply.project;
                     if let Some(line) =
-                        super::outcome::describe(&mut queries, project, &id, reply.position).await
+                        crate::client::outcome::describe(&mut queries, project, &id, reply.position)
+                            .await
                     {
                         println!("{line}");
                     }
@@ -467,4 +300,26 @@ fn decision(a: &DecisionArgs) -> pb::PromotionDecisionRequest {
         comment: a.comment.clone(),
         idempotency_key: key(&a.common.idempotency_key),
     }
+}
+
+/// What `report` says it recorded, and its request.
+fn report(a: &ReportArgs) -> (String, pb::ReportPromotionResultRequest) {
+    use pb::report_promotion_result_request::Result as R;
+    let (result, what) = if a.succeeded {
+        (R::Succeeded, "succeeded")
+    } else if a.failed {
+        (R::Failed, "failed")
+    } else {
+        (R::Started, "started")
+    };
+    (
+        format!("promotion {what}"),
+        pb::ReportPromotionResultRequest {
+            project: a.common.project.clone(),
+            promotion_id: a.promotion.clone(),
+            result: result as i32,
+            details: a.details.clone(),
+            idempotency_key: key(&a.common.idempotency_key),
+        },
+    )
 }

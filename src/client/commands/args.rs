@@ -1,0 +1,206 @@
+//! The command verbs' arguments, as clap parses them.
+
+use std::path::PathBuf;
+
+use clap::{ArgGroup, Args, Subcommand};
+
+use crate::client::wait::WaitArgs;
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Validate a pipeline file and apply it.
+    Apply(ApplyArgs),
+    /// Record freight discovered in a warehouse (e.g. pushed by CI).
+    Discover(DiscoverArgs),
+    /// Record the outcome of a check for a freight in a stage.
+    RecordVerification(VerificationArgs),
+    /// Request a promotion of freight into a stage.
+    Promote(PromoteArgs),
+    /// Approve a promotion.
+    Approve(DecisionArgs),
+    /// Reject a promotion.
+    Reject(DecisionArgs),
+    /// Abort a promotion.
+    Abort(DecisionArgs),
+    /// Emergency bypass: approve freight straight for a stage.
+    ApproveFreight(BypassArgs),
+    /// Promote the previous freight of a stage that is still available.
+    Rollback(RollbackArgs),
+    /// Report how a promotion your deployment tool ran went: started,
+    /// succeeded or failed (for stages Waybill does not deploy).
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct Common {
+    /// Project.
+    #[arg(long, short = 'p', env = "WAYBILL_PROJECT")]
+    pub project: String,
+    /// Idempotency key: a retry with the same key returns the original outcome.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The pipeline file (YAML).
+    #[arg(long, short = 'f')]
+    pub file: PathBuf,
+    /// Source revision (e.g. the git commit of the file).
+    #[arg(long, default_value = "", hide_default_value = true)]
+    pub revision: String,
+    /// Idempotency key: a retry with the same key returns the original outcome.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DiscoverArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The warehouse of the pipeline the freight comes from.
+    #[arg(long, short = 'w')]
+    pub warehouse: String,
+    /// Image `repo:tag[@sha256:digest]` (repeatable).
+    #[arg(long)]
+    pub image: Vec<String>,
+    /// Git `url@commit`, with the full commit id (repeatable).
+    #[arg(long)]
+    pub git: Vec<String>,
+    /// Helm chart `name:version` (repeatable).
+    #[arg(long)]
+    pub chart: Vec<String>,
+    /// A name for the freight, usable wherever its id is (e.g. a release name).
+    #[arg(long, default_value = "", hide_default_value = true)]
+    pub alias: String,
+}
+
+#[derive(Debug, Args)]
+pub struct VerificationArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Freight: its id, alias, or the start of its id (6+ hex digits).
+    #[arg(long)]
+    pub freight: String,
+    /// The stage the check ran in.
+    #[arg(long, short = 's')]
+    pub stage: String,
+    /// The check, as the stage's `verification` names it.
+    #[arg(long)]
+    pub check: String,
+    /// The check passed.
+    #[arg(long, conflicts_with = "fail", required_unless_present = "fail")]
+    pub pass: bool,
+    /// The check failed.
+    #[arg(long)]
+    pub fail: bool,
+    /// A metric `name=value` (repeatable).
+    #[arg(long)]
+    pub metric: Vec<String>,
+    /// Where the evidence is (e.g. the CI run's URL).
+    #[arg(long, default_value = "", hide_default_value = true)]
+    pub evidence: String,
+    /// What the check found, in a sentence.
+    #[arg(long, default_value = "", hide_default_value = true)]
+    pub details: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The stage to promote into.
+    #[arg(long, short = 's')]
+    pub stage: String,
+    /// Freight: its id, alias, or the start of its id (6+ hex digits).
+    #[arg(long, conflicts_with = "newest", required_unless_present = "newest")]
+    pub freight: Option<String>,
+    /// The newest freight available to the stage.
+    #[arg(long)]
+    pub newest: bool,
+    /// Change ticket (a stage's policy may require one, e.g. CHG-123).
+    #[arg(long, default_value = "", hide_default_value = true)]
+    pub ticket: String,
+    /// Why, for the record.
+    #[arg(long, default_value = "", hide_default_value = true)]
+    pub reason: String,
+    /// Decide, append nothing: say whether the request would be accepted
+    /// now (exit 0) or why not (exit 1).
+    #[arg(long, conflicts_with = "wait")]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DecisionArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Promotion id.
+    #[arg(long)]
+    pub promotion: String,
+    /// Comment or reason.
+    #[arg(long, short = 'm', default_value = "", hide_default_value = true)]
+    pub comment: String,
+}
+
+#[derive(Debug, Args)]
+pub struct BypassArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Freight: its id, alias, or the start of its id (6+ hex digits).
+    #[arg(long)]
+    pub freight: String,
+    /// The stage the freight is approved for.
+    #[arg(long, short = 's')]
+    pub stage: String,
+    /// Why (mandatory).
+    #[arg(long)]
+    pub reason: String,
+    /// Change ticket (e.g. the incident).
+    #[arg(long, default_value = "", hide_default_value = true)]
+    pub ticket: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The stage to roll back.
+    #[arg(long, short = 's')]
+    pub stage: String,
+    /// Change ticket (a stage's policy may require one, e.g. CHG-123).
+    #[arg(long, default_value = "", hide_default_value = true)]
+    pub ticket: String,
+    /// Why, for the record.
+    #[arg(long, default_value = "", hide_default_value = true)]
+    pub reason: String,
+    /// Decide, append nothing: say whether the request would be accepted
+    /// now (exit 0) or why not (exit 1).
+    #[arg(long, conflicts_with = "wait")]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("result").required(true).args(["started", "succeeded", "failed"])))]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Promotion id.
+    #[arg(long)]
+    pub promotion: String,
+    /// The deployment started (the promotion is running).
+    #[arg(long)]
+    pub started: bool,
+    /// The deployment succeeded: the stage now runs the freight.
+    #[arg(long)]
+    pub succeeded: bool,
+    /// The deployment failed (auto-promotion does not retry it).
+    #[arg(long)]
+    pub failed: bool,
+    /// What happened, in a sentence or a URL (e.g. the deployment's log).
+    #[arg(long, short = 'm', default_value = "", hide_default_value = true)]
+    pub details: String,
+}
