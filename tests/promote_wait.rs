@@ -244,7 +244,8 @@ async fn promote_wait_outlives_a_server_restart() {
 
 /// A deployment job reports through the CLI: started, then succeeded, each
 /// with the promotion's standing; a report without an outcome, with two, or
-/// about a promotion that does not exist or has ended, is refused.
+/// about a promotion that does not exist or has ended, is refused. The
+/// promotion's history then holds those events and no other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn report_records_what_the_deployment_did() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -333,5 +334,83 @@ async fn report_records_what_the_deployment_did() {
     let (code, said) = report(&["--failed"]);
     assert_eq!(code, Some(1), "{said}");
     assert!(said.contains("FailedPrecondition"), "{said}");
+
+    // A promotion's history: its events, and no other promotion's.
+    let other = c
+        .record_discovery(common::discovery("2.0", ""))
+        .await
+        .expect("discover")
+        .into_inner()
+        .freight_id;
+    // Another freight's promotion fails and is requested again: the same
+    // stage and freight, another promotion.
+    let (code, said) = cli(&["promote", "-p", "shop", "-s", "dev", "--freight", &other]);
+    assert_eq!(code, Some(0), "{said}");
+    let failed = promotion_of(&mut q, &other).await;
+    let (code, said) = cli(&[
+        "report",
+        "-p",
+        "shop",
+        "--promotion",
+        &failed,
+        "--failed",
+        "-m",
+        "image pull backoff",
+    ]);
+    assert_eq!(code, Some(0), "{said}");
+    let (code, said) = cli(&["promote", "-p", "shop", "-s", "dev", "--freight", &other]);
+    assert_eq!(code, Some(0), "{said}");
+    let events_of = |promotion: &str| {
+        let (code, said) = cli(&[
+            "history",
+            "-p",
+            "shop",
+            "--promotion",
+            promotion,
+            "--output",
+            "json",
+        ]);
+        assert_eq!(code, Some(0), "{said}");
+        said.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|e| e["event_type"].as_str().unwrap_or_default().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        events_of(&failed),
+        ["PromotionRequested", "PromotionFailed"]
+    );
+    assert_eq!(
+        events_of(&id),
+        [
+            "PromotionRequested",
+            "PromotionStarted",
+            "PromotionSucceeded"
+        ]
+    );
+    let (code, said) = cli(&["promotions", "-p", "shop", &id]);
+    assert_eq!(code, Some(0), "{said}");
+    let history = said
+        .split("  history:\n")
+        .nth(1)
+        .expect("a history section");
+    assert_eq!(
+        history.lines().count(),
+        4,
+        "three events and the footer: {said}"
+    );
+    assert!(history.contains("[reason: helm upgrade running]"), "{said}");
+    let (code, said) = cli(&[
+        "history",
+        "-p",
+        "shop",
+        "--promotion",
+        "prm-0000000000000000",
+    ]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("no promotion \"prm-0000000000000000\" in shop"),
+        "{said}"
+    );
     assert!(served.terminate().success());
 }

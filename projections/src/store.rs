@@ -42,6 +42,9 @@ pub struct HistoryFilter {
     pub freight: Option<String>,
     pub actor: Option<String>,
     pub event_type: Option<String>,
+    /// Only the events of this promotion (with its stage and freight set,
+    /// so that an index narrows the read).
+    pub promotion: Option<String>,
     pub since: Option<chrono::DateTime<chrono::Utc>>,
     pub until: Option<chrono::DateTime<chrono::Utc>>,
     /// Only these projects (the ones a caller may view), when set.
@@ -57,6 +60,7 @@ impl HistoryFilter {
             && eq(&self.freight, &item.freight)
             && eq(&self.actor, &item.actor)
             && eq(&self.event_type, &item.event_type)
+            && eq(&self.promotion, &item.promotion)
             && self.since.is_none_or(|t| time >= &keys::time(t)[..])
             && self.until.is_none_or(|t| time < &keys::time(t)[..])
             && self

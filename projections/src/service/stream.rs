@@ -57,19 +57,29 @@ impl QueryGrpc {
             ("", id) => Some(id.to_string()),
             (project, reference) => Some(self.whole_freight_id(project, reference).await?),
         };
-        let filter = HistoryFilter {
+        let mut filter = HistoryFilter {
             project: opt(&r.project),
             stage: opt(&r.stage),
             freight,
             actor: opt(&r.actor),
             event_type,
+            promotion: None,
             since,
             until,
             visible,
         };
+        let mut from = Position(r.from_position.max(1));
+        if !r.promotion.is_empty() {
+            // A promotion's events name its stage and freight and follow its
+            // request: the stage's index, from there, holds them all.
+            let promotion = self.named_promotion(&r.project, &r.promotion).await?;
+            filter.stage.get_or_insert(promotion.stage);
+            filter.freight.get_or_insert(promotion.freight);
+            filter.promotion = Some(promotion.id);
+            from = from.max(promotion.requested);
+        }
         let limit = if r.limit == 0 { 1000 } else { r.limit as usize };
         let store = self.projections.store().clone();
-        let from = Position(r.from_position.max(1));
         // Entries go out in chunks while the rest is read.
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<pb::HistoryEntry>, Status>>(4);
         tokio::task::spawn_blocking(move || {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use tonic::{Request, Status};
+use waybill_ledger::domain::Promotion;
 use waybill_ledger::{Position, ProjectName};
 
 use super::{QueryGrpc, MIN_POSITION_WAIT, PAGE};
@@ -96,6 +97,28 @@ impl QueryGrpc {
         );
         let lookup = blocking(move || projections.find_freight(&p, &r)).await?;
         Ok(found(lookup, project, reference)?.id)
+    }
+
+    /// The promotion `id` of `project`: INVALID_ARGUMENT without a project,
+    /// NOT_FOUND if it has no such promotion.
+    pub(super) async fn named_promotion(
+        &self,
+        project: &str,
+        id: &str,
+    ) -> Result<Promotion, Status> {
+        if project.is_empty() {
+            return Err(Status::invalid_argument(
+                "a promotion is named within its project: give the project too",
+            ));
+        }
+        let (projections, p, i) = (
+            self.projections.clone(),
+            project.to_string(),
+            id.to_string(),
+        );
+        blocking(move || projections.promotion(&p, &i))
+            .await?
+            .ok_or_else(|| Status::not_found(format!("no promotion {id:?} in {project}")))
     }
 }
 

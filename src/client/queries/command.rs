@@ -105,6 +105,9 @@ pub struct HistoryArgs {
     /// Event type: PromotionRequested (or promotion-requested), FreightDiscovered, ...
     #[arg(long = "type", value_name = "EVENT_TYPE")]
     pub event_type: Option<String>,
+    /// Only the events of this promotion: its request, approvals, start and end.
+    #[arg(long)]
+    pub promotion: Option<String>,
     /// From this time on (inclusive): RFC 3339, a date and time in UTC
     /// (2024-05-01 12:00), or a time ago (2h, "1d 6h ago").
     #[arg(long, value_parser = time_arg)]

@@ -81,6 +81,7 @@ pub async fn run(svc: &mut Queries, a: HistoryArgs, output: Output) -> Result<()
         freight: a.freight.unwrap_or_default(),
         actor: a.actor.unwrap_or_default(),
         event_type: a.event_type.unwrap_or_default(),
+        promotion: a.promotion.unwrap_or_default(),
         since: a.since.unwrap_or_default(),
         until: a.until.unwrap_or_default(),
         from_position: a.from,

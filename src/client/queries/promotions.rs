@@ -1,5 +1,5 @@
 //! `promotions`: the promotions of a project, page by page or all of them, or
-//! one promotion in detail with each approval.
+//! one promotion in detail with each approval and its history.
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -8,6 +8,7 @@ use waybill_proto::v1 as pb;
 
 use super::command::{PendingArgs, PromotionsArgs};
 use super::format::{short, when, Table};
+use super::history::{entry_json, entry_line};
 use super::pages;
 use super::rpc::{Out, Queries};
 use crate::client::Output;
@@ -72,8 +73,13 @@ pub fn footer(count: usize, position: u64, next_page_token: &str) -> String {
     s
 }
 
-/// One promotion in detail.
-pub fn detail_text(p: &pb::Promotion, position: u64, now: DateTime<Utc>) -> String {
+/// One promotion in detail, with `events`, its history.
+pub fn detail_text(
+    p: &pb::Promotion,
+    events: &[pb::HistoryEntry],
+    position: u64,
+    now: DateTime<Utc>,
+) -> String {
     let mut out = format!("promotion {}  {}\n", p.id, p.status);
     let mut field = |name: &str, value: String| {
         if !value.is_empty() {
@@ -121,6 +127,12 @@ pub fn detail_text(p: &pb::Promotion, position: u64, now: DateTime<Utc>) -> Stri
             out.push_str(&format!("    {line}\n"));
         }
     }
+    if !events.is_empty() {
+        out.push_str("  history:\n");
+        for e in events {
+            out.push_str(&format!("  {}\n", entry_line(e, false)));
+        }
+    }
     out.push_str(&format!("reflects position {position}\n"));
     out
 }
@@ -159,10 +171,40 @@ pub fn promotion_json(p: &pb::Promotion) -> Value {
     })
 }
 
+/// The events of promotion `id`, oldest first, as of `position`.
+async fn lifecycle(
+    svc: &mut Queries,
+    project: &str,
+    id: &str,
+    position: u64,
+) -> Result<Vec<pb::HistoryEntry>, Status> {
+    let mut stream = svc
+        .history(pb::HistoryRequest {
+            project: project.to_string(),
+            promotion: id.to_string(),
+            min_position: position,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let mut events = Vec::new();
+    while let Some(e) = stream.message().await? {
+        if e.position > position {
+            break;
+        }
+        // (A server older than the filter would send the whole project's.)
+        if e.promotion == id {
+            events.push(e);
+        }
+    }
+    Ok(events)
+}
+
 /// `promotions`: one in detail, or a page, or every page.
 pub async fn run(svc: &mut Queries, a: PromotionsArgs, output: Output) -> Result<(), Status> {
     let mut out = Out::default();
     if let Some(id) = a.promotion {
+        let project = a.read.project.clone();
         let reply = svc
             .get_promotion(pb::GetPromotionRequest {
                 project: a.read.project,
@@ -174,10 +216,16 @@ pub async fn run(svc: &mut Queries, a: PromotionsArgs, output: Output) -> Result
         let p = reply
             .promotion
             .ok_or_else(|| Status::internal("the server sent no promotion"))?;
+        let events = lifecycle(svc, &project, &p.id, reply.position).await?;
         match output {
-            Output::Text => out.block(&detail_text(&p, reply.position, Utc::now())),
+            Output::Text => out.block(&detail_text(&p, &events, reply.position, Utc::now())),
             Output::Json => out.line(
-                &json!({ "promotion": promotion_json(&p), "position": reply.position }).to_string(),
+                &json!({
+                    "promotion": promotion_json(&p),
+                    "history": events.iter().map(entry_json).collect::<Vec<_>>(),
+                    "position": reply.position,
+                })
+                .to_string(),
             ),
         }
         return Ok(());
@@ -295,10 +343,10 @@ mod tests {
         waiting.status = "Requested".into();
         waiting.approvals_required = 2;
         assert!(list_text(&[waiting.clone()], now()).contains("  1/2  "));
-        let detail = detail_text(&waiting, 41, now());
+        let detail = detail_text(&waiting, &[], 41, now());
         assert!(detail.contains("  approvals (1/2):\n"), "{detail}");
         waiting.approvals.clear();
-        let detail = detail_text(&waiting, 41, now());
+        let detail = detail_text(&waiting, &[], 41, now());
         assert!(detail.contains("  approvals: 0/2\n"), "{detail}");
     }
 
@@ -312,11 +360,28 @@ mod tests {
     }
 
     #[test]
-    fn detail_lists_approvals_and_bypass() {
+    fn detail_lists_approvals_bypass_and_history() {
         let mut p = promotion();
         p.bypass = true;
         p.bypass_reason = "outage".into();
-        let text = detail_text(&p, 41, now());
+        let approved = pb::HistoryEntry {
+            position: 40,
+            event_type: "PromotionApproved".into(),
+            time: "2024-05-01T11:55:00Z".into(),
+            actor: "bob".into(),
+            promotion: p.id.clone(),
+            summary: "promotion approved".into(),
+            reason: "lgtm".into(),
+            ..Default::default()
+        };
+        let text = detail_text(&p, &[approved], 41, now());
+        assert!(
+            text.contains(
+                "  history:\n       40         2024-05-01 11:55:00Z  bob                 \
+                 PromotionApproved     promotion approved  [reason: lgtm]\n"
+            ),
+            "{text}"
+        );
         assert!(
             text.starts_with("promotion prm-0123456789abcdef  Authorized\n"),
             "{text}"
