@@ -149,6 +149,27 @@ fn example_roles_admit_and_refuse_as_documented() {
         "{}",
         String::from_utf8_lossy(&several.stderr)
     );
+    // The history is the exception: without -p it is every project's the
+    // caller may view, unless a filter names something of one project.
+    let history = |token: &str, extra: &[&str]| {
+        let out = waybill()
+            .args(["history", "--min-position", &at, "--output", "json"])
+            .args(extra)
+            .args(["--server", &served.endpoint(), "--token", token])
+            .output()
+            .expect("history");
+        let projects: std::collections::BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|e| e["project"].as_str().map(str::to_string))
+            .collect();
+        (out.status.code(), projects)
+    };
+    let (code, seen) = history(&alice, &[]);
+    assert_eq!(code, Some(0));
+    assert!(seen.contains("shop") && seen.contains("web"), "{seen:?}");
+    assert_eq!(history(&ci, &[]), (Some(0), ["shop".to_string()].into()));
+    assert_eq!(history(&alice, &["-s", "dev"]).0, Some(2));
     let unknown = waybill()
         .args([
             "projects",

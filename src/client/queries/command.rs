@@ -17,7 +17,8 @@ pub enum QueryCommand {
     Projects(ProjectsArgs),
     /// Every stage of a project: current freight, verification, queue, hold.
     Status(StatusArgs),
-    /// What happened, oldest first, filtered.
+    /// What happened, oldest first, filtered (without -p, when you may view
+    /// several projects: in all of them).
     History(HistoryArgs),
     /// One freight in detail, or the freight of a project.
     Freight(FreightArgs),
@@ -225,6 +226,13 @@ impl QueryCommand {
         }
     }
 
+    /// Whether the verb can answer for every project at once: `history`
+    /// without a filter that names something of one project.
+    fn spans_projects(&self) -> bool {
+        matches!(self, QueryCommand::History(a)
+            if a.stage.is_none() && a.freight.is_none() && a.promotion.is_none())
+    }
+
     fn set_project(&mut self, project: String) {
         let read = match self {
             QueryCommand::Status(a) => &mut a.read,
@@ -278,6 +286,8 @@ pub async fn run(client: &ClientArgs, command: QueryCommand) -> anyhow::Result<E
     if let Some(read) = command.read_args().filter(|r| r.project.is_empty()) {
         match sole_project(&mut svc, read.min_position).await {
             Ok(project) => command.set_project(project),
+            // The history of every project the caller may view.
+            Err(Ok(_)) if command.spans_projects() => {}
             Err(Ok(problem)) => anyhow::bail!(problem),
             Err(Err(status)) => return Ok(refused(output, &status)),
         }

@@ -95,12 +95,13 @@ pub async fn run(svc: &mut Queries, a: HistoryArgs, output: Output) -> Result<()
 /// reached, says on stderr where to continue.
 async fn history(svc: &mut Queries, req: pb::HistoryRequest, output: Output) -> Result<(), Status> {
     let limit = req.limit;
+    let every_project = req.project.is_empty();
     let mut stream = svc.history(req).await?.into_inner();
     let mut out = Out::default();
     let mut count: u32 = 0;
     let mut last = None;
     while let Some(e) = stream.message().await? {
-        emit(&mut out, output, &e, false);
+        emit(&mut out, output, &e, every_project);
         if !out.is_open() {
             return Ok(());
         }
