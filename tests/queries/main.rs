@@ -8,12 +8,14 @@
 //! (availability), `promotions` (paging and filters), `history` (filters),
 //! `state_at` and `watch` (with lag and refused names). The helpers they
 //! share, the setup that strings them together, the two backends and a
-//! freight in a stage the pipeline left out are here.
+//! freight in a stage the pipeline left out are here; `pipeline_source`
+//! applies a pipeline from a git work tree.
 
 #[path = "../common/mod.rs"]
 mod common;
 mod freight;
 mod history;
+mod pipeline_source;
 mod promotions;
 mod read_your_writes;
 mod state_at;

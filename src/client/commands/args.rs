@@ -46,9 +46,11 @@ pub struct ApplyArgs {
     /// The pipeline file (YAML).
     #[arg(long, short = 'f')]
     pub file: PathBuf,
-    /// Source revision (e.g. the git commit of the file).
-    #[arg(long, default_value = "", hide_default_value = true)]
-    pub revision: String,
+    /// Source revision recorded with the pipeline [default: when the file
+    /// is in a git work tree, the commit of HEAD, with `-dirty` if the file
+    /// differs from it; `--revision ''` records none].
+    #[arg(long)]
+    pub revision: Option<String>,
     /// Idempotency key: a retry with the same key returns the original outcome.
     #[arg(long)]
     pub idempotency_key: Option<String>,

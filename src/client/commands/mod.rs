@@ -3,6 +3,7 @@
 //! `report`.
 
 mod args;
+mod git;
 mod run;
 
 pub use args::ClientCommand;

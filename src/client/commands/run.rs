@@ -120,7 +120,16 @@ pub async fn run(client: &ClientArgs, command: ClientCommand) -> anyhow::Result<
             let req = pb::ApplyPipelineRequest {
                 yaml,
                 source_uri: a.file.display().to_string(),
-                source_revision: a.revision.clone(),
+                source_revision: a.revision.clone().unwrap_or_else(|| {
+                    let found = super::git::revision_of(&a.file).unwrap_or_default();
+                    if found.ends_with("-dirty") && client.output == Output::Text {
+                        eprintln!(
+                            "note: {} differs from its last commit; recording revision {found}",
+                            a.file.display()
+                        );
+                    }
+                    found
+                }),
                 idempotency_key: key(&a.idempotency_key),
             };
             (
