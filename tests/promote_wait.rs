@@ -316,6 +316,15 @@ async fn report_records_what_the_deployment_did() {
     assert_eq!(code, Some(0), "{said}");
     assert!(said.contains("is Succeeded"), "{said}");
     assert!(said.contains("https://ci.example/deploys/7"), "{said}");
+    // The job is retried: the same report again is its first outcome, and
+    // appends nothing.
+    let (code, again) = report(&["--succeeded", "-m", "https://ci.example/deploys/7"]);
+    assert_eq!(code, Some(0), "{again}");
+    let first = said.lines().next().expect("a line").trim_end_matches(')');
+    assert!(
+        again.starts_with(&format!("{first}, already recorded: nothing new appended)")),
+        "{again}"
+    );
     let stages = q
         .list_stages(pb::ListStagesRequest {
             project: "shop".into(),

@@ -251,6 +251,20 @@ pub fn result(r: &pb::ReportPromotionResultRequest) -> Result<Command, Rejection
     })
 }
 
+/// The idempotency key of an executor's report. A promotion has at most one
+/// report of each result, so without a key of the caller's the key is made
+/// of the project, the promotion and the result: an executor that reports
+/// again (its reply lost, its job retried) gets the first report's outcome,
+/// not a refusal. (A key that would not be valid is left to the caller's
+/// malformed fields to explain.)
+pub fn report_key(r: &pb::ReportPromotionResultRequest) -> String {
+    if !r.idempotency_key.is_empty() {
+        return r.idempotency_key.clone();
+    }
+    let key = format!("report-{}-{}-{}", r.project, r.promotion_id, r.result);
+    id("idempotency_key", &key).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

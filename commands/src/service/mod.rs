@@ -326,7 +326,7 @@ impl CommandService for CommandGrpc {
             &request,
             convert::project(&r.project),
             convert::result(r),
-            &r.idempotency_key,
+            &convert::report_key(r),
         )
         .await
     }
