@@ -152,13 +152,19 @@ pub async fn run(mut args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         },
         reload_check(&args, file),
     )?;
-    let policy = crate::audit::checkpoint_policy(
-        &args.audit,
-        &file.audit,
-        &crate::config::data_dir(&args.log, file),
-        roles.queries,
-        crate::audit::MissingKey::Create,
-    )?;
+    // The checkpoint settings and a configured key are checked now; a key
+    // to be made in the data dir is made once the log is open, so that a
+    // start that fails (NATS unreachable) leaves nothing behind.
+    let checkpoints = |missing| {
+        crate::audit::checkpoint_policy(
+            &args.audit,
+            &file.audit,
+            &crate::config::data_dir(&args.log, file),
+            roles.queries,
+            missing,
+        )
+    };
+    checkpoints(crate::audit::MissingKey::Leave)?;
     let wait = std::time::Duration::from_secs(
         args.nats_connect_wait
             .or(file.nats.connect_wait_secs)
@@ -168,6 +174,7 @@ pub async fn run(mut args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         tracing::info!("stopped while waiting for NATS");
         return Ok(());
     };
+    let policy = checkpoints(crate::audit::MissingKey::Create)?;
     let backup = match backup_dir {
         Some(dir) => Some(open_backup(dir, &log).await?),
         None => None,

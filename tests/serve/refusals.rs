@@ -3,7 +3,7 @@
 //! (unknown key, unreachable NATS, bad setting, zero budget, port in use),
 //! before anything is created.
 
-use crate::common::{run, stderr};
+use crate::common::{run, stderr, waybill};
 
 /// A client that cannot reach its server says where it tried and why (the
 /// operating system's reason, not only tonic's "transport error"), exits 2,
@@ -41,18 +41,28 @@ fn bad_configuration_is_refused_with_a_clear_message() {
     let err = stderr(&out);
     assert!(err.contains("bad.toml") && err.contains("colour"), "{err}");
 
-    let out = run(&[
-        "serve",
-        "--nats",
-        "nats://127.0.0.1:1",
-        "--listen",
-        "127.0.0.1:0",
-    ]);
+    // In the default data dir (./waybill-data), nothing is written either:
+    // no signing key for a server that never started.
+    let out = waybill()
+        .current_dir(dir.path())
+        .args([
+            "serve",
+            "--nats",
+            "nats://127.0.0.1:1",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .expect("serve");
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("cannot connect to NATS"),
         "{}",
         stderr(&out)
+    );
+    assert!(
+        !dir.path().join("waybill-data").exists(),
+        "a server that could not reach NATS created its data dir"
     );
 
     // A bad setting is named even when the port is in use too.
