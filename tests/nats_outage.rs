@@ -129,16 +129,21 @@ async fn commands_fail_unavailable_while_nats_is_down_and_recover_after() {
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
 }
 
-/// Waits (up to 30 s) until `path` exists: `waybill serve` makes its
-/// signing key just before it opens the log.
-fn wait_for_file(path: &std::path::Path) {
-    for _ in 0..3_000 {
-        if path.exists() {
-            return;
+/// What the server says while it waits for NATS at start.
+const WAITING: &str = "cannot reach NATS yet; trying again";
+
+/// Waits (up to 30 s) among `lines` for the one that says the server waits
+/// for NATS.
+fn wait_for_waiting(lines: &std::sync::mpsc::Receiver<String>) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(WAITING) => return,
+            Ok(_) => {}
+            Err(_) => break,
         }
-        std::thread::sleep(Duration::from_millis(10));
     }
-    panic!("{} never appeared", path.display());
+    panic!("the server never said it waits for NATS");
 }
 
 /// A server started before NATS (a reboot, a cluster coming up) with
@@ -152,19 +157,27 @@ fn a_server_started_before_nats_waits_for_it() {
     nats.stop();
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    // NATS comes up once the server has tried and failed.
+    // NATS comes up once the server has tried and failed (and nothing of
+    // the server's is written before it has: no signing key yet).
+    let (tx, lines) = std::sync::mpsc::channel();
     let key = data.join("signing.key");
     let nats = std::thread::spawn(move || {
-        wait_for_file(&key);
-        std::thread::sleep(Duration::from_millis(500));
+        wait_for_waiting(&lines);
+        assert!(!key.exists(), "a signing key before the log is open");
         nats.restart();
         nats
     });
-    let served = Served::start(
+    let tx = std::sync::Mutex::new(tx);
+    let served = Served::start_watching(
         waybill()
             .args(["serve", "--insecure-dev", "--nats", &url])
             .args(["--nats-connect-wait", "60", "--data-dir"])
             .arg(&data),
+        move |line| {
+            if let Ok(tx) = tx.lock() {
+                let _ = tx.send(line.to_string());
+            }
+        },
     );
     let _nats = nats.join().expect("nats");
     assert!(
@@ -184,10 +197,21 @@ fn a_server_started_before_nats_waits_for_it() {
         .args(["--nats-connect-wait", "600", "--listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(other.path())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    wait_for_file(&other.path().join("signing.key"));
+    let (tx, lines) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    wait_for_waiting(&lines);
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

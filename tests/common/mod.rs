@@ -110,6 +110,12 @@ fn listening_on(line: &str) -> Option<String> {
 impl Served {
     /// Starts `waybill serve ARGS --listen 127.0.0.1:0` and waits for its address.
     pub fn start(cmd: &mut Command) -> Served {
+        Served::start_watching(cmd, |_| {})
+    }
+
+    /// As [`Served::start`], with `each_line` called with every line the
+    /// server writes to stderr as it comes (while the start waits too).
+    pub fn start_watching(cmd: &mut Command, each_line: impl Fn(&str) + Send + 'static) -> Served {
         let mut child = cmd
             .args(["--listen", "127.0.0.1:0"])
             .stderr(Stdio::piped())
@@ -122,6 +128,7 @@ impl Served {
         let kept = log.clone();
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                each_line(&line);
                 if let Ok(mut kept) = kept.lock() {
                     kept.push(line.clone());
                 }
