@@ -1,5 +1,6 @@
-//! deploy/ cross-checked: the Kubernetes manifests, the NATS Helm values and
-//! the systemd units parse, and agree with each other, with
+//! deploy/ cross-checked: the Kubernetes manifests, the container image's
+//! Dockerfile, the NATS Helm values and the systemd units parse, and agree
+//! with each other, with
 //! deploy/waybill.cluster.toml, deploy/nats/cluster.conf and with the flags
 //! the `waybill` binary actually has (ports, probes, arguments, mounts).
 
@@ -317,5 +318,94 @@ fn alerting_rules_use_only_metrics_waybill_exports() {
             used += 1;
         }
         assert!(used > 0, "{name} uses no Waybill metric: {expr}");
+    }
+}
+
+/// The final stage's value of `instruction` in deploy/Dockerfile.
+fn final_stage(dockerfile: &str, instruction: &str) -> Vec<String> {
+    let lines: Vec<&str> = dockerfile.lines().collect();
+    let last_from = lines
+        .iter()
+        .rposition(|l| l.starts_with("FROM "))
+        .expect("a FROM");
+    lines[last_from..]
+        .iter()
+        .filter_map(|l| l.strip_prefix(&format!("{instruction} ")))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_container_image_agrees_with_the_manifests_and_the_workspace() {
+    let dockerfile = read("deploy/Dockerfile");
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(&read("deploy/k8s/waybill.yaml")).expect("waybill.yaml parses");
+    let pods: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d["kind"] == "StatefulSet")
+        .map(|d| &d["spec"]["template"]["spec"])
+        .collect();
+    assert!(!pods.is_empty());
+    let json = |text: &str| -> Vec<String> { serde_json::from_str(text).expect("a JSON array") };
+
+    // The binary where the manifests run it, as the user they run it as.
+    let entrypoint = json(&final_stage(&dockerfile, "ENTRYPOINT")[0]);
+    let user = final_stage(&dockerfile, "USER")[0].clone();
+    for pod in &pods {
+        assert_eq!(pod["containers"][0]["command"][0], entrypoint[0].as_str());
+        let uid = pod["securityContext"]["runAsUser"]
+            .as_u64()
+            .expect("runAsUser");
+        assert_eq!(user, format!("{uid}:{uid}"));
+    }
+    // It serves on the ports the cluster config listens on, and with no
+    // arguments as the binary takes them.
+    let config = cluster_toml();
+    let exposed: BTreeSet<u64> = final_stage(&dockerfile, "EXPOSE")[0]
+        .split_whitespace()
+        .map(|p| p.parse().expect("a port"))
+        .collect();
+    for key in ["listen", "metrics_listen"] {
+        let port = port_of(config[key].as_str().expect(key));
+        assert!(exposed.contains(&port), "{key} port {port} is not exposed");
+    }
+    let cmd = json(&final_stage(&dockerfile, "CMD")[0]);
+    assert_eq!(cmd[0], "serve");
+    assert_flags_known(&cmd, "deploy/Dockerfile CMD");
+    let data_dir = cmd
+        .iter()
+        .position(|a| a == "--data-dir")
+        .map(|i| cmd[i + 1].clone())
+        .expect("--data-dir");
+    assert!(
+        dockerfile.contains(&format!("--chown={user} /out{data_dir} {data_dir}")),
+        "the data dir {data_dir} belongs to the image's user"
+    );
+
+    // The builder's Rust is at least the workspace's rust-version.
+    let manifest: toml::Value = read("Cargo.toml").parse().expect("Cargo.toml");
+    let needed = manifest["workspace"]["package"]["rust-version"]
+        .as_str()
+        .expect("rust-version");
+    let version = |v: &str| -> (u32, u32) {
+        let mut parts = v.split('.').map(|p| p.parse::<u32>().expect("a number"));
+        (parts.next().expect("major"), parts.next().expect("minor"))
+    };
+    let builder = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("FROM rust:"))
+        .and_then(|l| l.split('-').next())
+        .expect("a rust builder stage");
+    assert!(
+        version(builder) >= version(needed),
+        "the builder's Rust {builder} is older than rust-version {needed}"
+    );
+    // The build context leaves out the build output and local tools.
+    let ignored = read(".dockerignore");
+    for dir in ["target/", ".tools/"] {
+        assert!(
+            ignored.lines().any(|l| l == dir),
+            ".dockerignore lacks {dir}"
+        );
     }
 }
