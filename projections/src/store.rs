@@ -42,8 +42,8 @@ pub struct HistoryFilter {
     pub freight: Option<String>,
     pub actor: Option<String>,
     pub event_type: Option<String>,
-    /// Only the events of this promotion (with its stage and freight set,
-    /// so that an index narrows the read).
+    /// Only the events of this promotion (with its freight set, so that the
+    /// freight's index narrows the read).
     pub promotion: Option<String>,
     pub since: Option<chrono::DateTime<chrono::Utc>>,
     pub until: Option<chrono::DateTime<chrono::Utc>>,

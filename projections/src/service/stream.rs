@@ -70,10 +70,10 @@ impl QueryGrpc {
         };
         let mut from = Position(r.from_position.max(1));
         if !r.promotion.is_empty() {
-            // A promotion's events name its stage and freight and follow its
-            // request: the stage's index, from there, holds them all.
+            // A promotion's events name its freight and follow its request:
+            // the freight's index, from there, holds them all (and few else;
+            // a stage's index would hold every later event of the stage).
             let promotion = self.named_promotion(&r.project, &r.promotion).await?;
-            filter.stage.get_or_insert(promotion.stage);
             filter.freight.get_or_insert(promotion.freight);
             filter.promotion = Some(promotion.id);
             from = from.max(promotion.requested);
