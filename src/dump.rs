@@ -44,10 +44,17 @@ pub async fn run(args: DumpArgs, file: &FileConfig) -> anyhow::Result<()> {
         Some(p) => handle.read_project(p, Position(args.from)).await?,
         None => handle.read_all(Position(args.from)).await?,
     };
+    // On a terminal, how far the dump got: the records go to stdout (a
+    // file or a pipe), the bar to stderr.
+    let bar = crate::progress::terminal_bar(
+        handle.head().await?.0,
+        "dumping {bar:40} position {pos}/{len} ({per_sec}, eta {eta})",
+    );
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     while let Some(item) = events.next().await {
         let ev = item?;
+        bar.set_position(ev.position.0);
         let event_type = ev.event.payload.event_type().name();
         let line = DumpLine {
             position: ev.position.0,
@@ -63,6 +70,7 @@ pub async fn run(args: DumpArgs, file: &FileConfig) -> anyhow::Result<()> {
     }
     out.flush()?;
     drop(out);
+    bar.finish_and_clear();
     log.close().await;
     Ok(())
 }

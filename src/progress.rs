@@ -1,4 +1,5 @@
-//! Progress bars for long commands (rebuild, export, verify-export).
+//! Progress bars for long commands (rebuild, export, verify-export, copy,
+//! dump).
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
