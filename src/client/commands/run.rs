@@ -88,6 +88,7 @@ fn metrics(items: &[String]) -> anyhow::Result<BTreeMap<String, f64>> {
 pub async fn run(client: &ClientArgs, command: ClientCommand) -> anyhow::Result<ExitCode> {
     // Validate a pipeline file locally first: errors name file and line, and
     // nothing reaches the server.
+    let mut pipeline_text = None;
     if let ClientCommand::Apply(a) = &command {
         let text = std::fs::read_to_string(&a.file)
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", a.file.display()))?;
@@ -95,6 +96,7 @@ pub async fn run(client: &ClientArgs, command: ClientCommand) -> anyhow::Result<
             eprintln!("{errors}");
             return Ok(ExitCode::from(REFUSED));
         }
+        pipeline_text = Some(text);
     }
     let waiting = match &command {
         ClientCommand::Promote(PromoteArgs { common, wait, .. })
@@ -116,9 +118,9 @@ pub async fn run(client: &ClientArgs, command: ClientCommand) -> anyhow::Result<
     let mut queries = QueryServiceClient::with_interceptor(channel, bearer);
     let (what, result) = match command {
         ClientCommand::Apply(a) => {
-            let yaml = std::fs::read_to_string(&a.file)?;
             let req = pb::ApplyPipelineRequest {
-                yaml,
+                // The text validated above, not the file read again.
+                yaml: pipeline_text.take().unwrap_or_default(),
                 source_uri: a.file.display().to_string(),
                 source_revision: a.revision.clone().unwrap_or_else(|| {
                     let found = super::git::revision_of(&a.file).unwrap_or_default();
