@@ -421,5 +421,62 @@ async fn report_records_what_the_deployment_did() {
         said.contains("no promotion \"prm-0000000000000000\" in shop"),
         "{said}"
     );
+
+    // A job that knows what it deployed where, not the promotion: the one
+    // of that freight into that stage that waits for its executor (the
+    // retry, not the failed one).
+    let (code, said) = cli(&[
+        "report",
+        "-p",
+        "shop",
+        "-s",
+        "dev",
+        "--freight",
+        &other,
+        "--started",
+    ]);
+    assert_eq!(code, Some(0), "{said}");
+    let retried = said
+        .lines()
+        .find_map(|l| l.strip_prefix("promotion prm-"))
+        .map(|rest| format!("prm-{}", &rest[..16]))
+        .expect("the promotion's standing");
+    assert_ne!(retried, failed);
+    assert!(said.contains("into dev is Running"), "{said}");
+    assert_eq!(
+        events_of(&retried),
+        ["PromotionRequested", "PromotionStarted"]
+    );
+    // Nothing of the first freight waits any more; a half-named promotion
+    // or both ways of naming it are usage errors.
+    let (code, said) = cli(&[
+        "report",
+        "-p",
+        "shop",
+        "-s",
+        "dev",
+        "--freight",
+        &freight,
+        "--started",
+    ]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("waits for a report"), "{said}");
+    for wrong in [
+        &["-s", "dev", "--started"][..],
+        &[
+            "--promotion",
+            &retried,
+            "-s",
+            "dev",
+            "--freight",
+            &other,
+            "--started",
+        ][..],
+    ] {
+        let mut args = vec!["report", "-p", "shop"];
+        args.extend(wrong);
+        let (code, said) = cli(&args);
+        assert_eq!(code, Some(2), "{wrong:?}: {said}");
+    }
     assert!(served.terminate().success());
 }

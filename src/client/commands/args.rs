@@ -190,9 +190,17 @@ pub struct RollbackArgs {
 pub struct ReportArgs {
     #[command(flatten)]
     pub common: Common,
-    /// Promotion id.
-    #[arg(long)]
-    pub promotion: String,
+    /// Promotion id [or name it by --stage and --freight: the promotion of
+    /// that freight into that stage that waits for its executor].
+    #[arg(long, required_unless_present_all = ["stage", "freight"])]
+    pub promotion: Option<String>,
+    /// The stage deployed (with --freight, instead of --promotion).
+    #[arg(long, short = 's', conflicts_with = "promotion", requires = "freight")]
+    pub stage: Option<String>,
+    /// The freight deployed: its id, alias, or the start of its id (with
+    /// --stage, instead of --promotion).
+    #[arg(long, conflicts_with = "promotion", requires = "stage")]
+    pub freight: Option<String>,
     /// The deployment started (the promotion is running).
     #[arg(long)]
     pub started: bool,

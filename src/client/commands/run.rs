@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use waybill_commands::pipeline_file::parse_pipeline;
+use waybill_ledger::domain::PromotionStatus;
 use waybill_proto::v1 as pb;
 
 use waybill_projections::lookup::is_id_prefix;
@@ -110,12 +111,26 @@ pub async fn run(client: &ClientArgs, command: ClientCommand) -> anyhow::Result<
         ClientCommand::Approve(a) | ClientCommand::Reject(a) | ClientCommand::Abort(a) => {
             Some(a.promotion.clone())
         }
-        ClientCommand::Report(a) => Some(a.promotion.clone()),
+        ClientCommand::Report(a) => a.promotion.clone(),
         _ => None,
     };
     let (channel, bearer) = channel(client).await?;
     let mut svc = CommandServiceClient::with_interceptor(channel.clone(), bearer.clone());
     let mut queries = QueryServiceClient::with_interceptor(channel, bearer);
+    // A report may name what was deployed where instead of the promotion.
+    let mut command = command;
+    let mut decided = decided;
+    if let ClientCommand::Report(a) = &mut command {
+        if let (None, Some(stage), Some(freight)) = (&a.promotion, &a.stage, &a.freight) {
+            match awaited(&mut queries, &a.common.project, stage, freight).await {
+                Ok(id) => {
+                    decided = Some(id.clone());
+                    a.promotion = Some(id);
+                }
+                Err(status) => return Ok(refused(client.output, &status)),
+            }
+        }
+    }
     let (what, result) = match command {
         ClientCommand::Apply(a) => {
             let req = pb::ApplyPipelineRequest {
@@ -313,6 +328,41 @@ fn decision(a: &DecisionArgs) -> pb::PromotionDecisionRequest {
     }
 }
 
+/// The promotion of `freight` into `stage` that waits for its executor
+/// (authorized or running); NOT_FOUND if there is none.
+async fn awaited(
+    queries: &mut Queries,
+    project: &str,
+    stage: &str,
+    freight: &str,
+) -> Result<String, tonic::Status> {
+    let mut request = pb::ListPromotionsRequest {
+        project: project.to_string(),
+        stage: stage.to_string(),
+        freight: freight.to_string(),
+        ..Default::default()
+    };
+    loop {
+        let reply = queries.list_promotions(request.clone()).await?.into_inner();
+        if let Some(p) = reply.promotions.iter().find(|p| {
+            matches!(
+                PromotionStatus::parse(&p.status),
+                Some(PromotionStatus::Authorized | PromotionStatus::Running)
+            )
+        }) {
+            return Ok(p.id.clone());
+        }
+        if reply.next_page_token.is_empty() {
+            return Err(tonic::Status::not_found(format!(
+                "no promotion of {freight} into {stage} waits for a report (none is \
+                 authorized or running): see `waybill promotions -p {project} --stage {stage} \
+                 --freight {freight}`"
+            )));
+        }
+        request.page_token = reply.next_page_token;
+    }
+}
+
 /// What `report` says it recorded, and its request.
 fn report(a: &ReportArgs) -> (String, pb::ReportPromotionResultRequest) {
     use pb::report_promotion_result_request::Result as R;
@@ -327,7 +377,7 @@ fn report(a: &ReportArgs) -> (String, pb::ReportPromotionResultRequest) {
         format!("promotion {what}"),
         pb::ReportPromotionResultRequest {
             project: a.common.project.clone(),
-            promotion_id: a.promotion.clone(),
+            promotion_id: a.promotion.clone().unwrap_or_default(),
             result: result as i32,
             details: a.details.clone(),
             idempotency_key: key(&a.common.idempotency_key),
