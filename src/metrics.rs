@@ -22,7 +22,7 @@ enum Kind {
 
 /// Every metric `waybill serve` exports: name, kind, and the HELP text a
 /// scrape shows (labels in brackets).
-const METRICS: [(&str, Kind, &str); 16] = [
+const METRICS: [(&str, Kind, &str); 18] = [
     ("waybill_commands_total", Kind::Counter,
      "Commands handled [command; outcome: accepted, already_done, rejected, invalid, not_found, denied, aborted, unavailable, internal; reason: the policy reason of a rejection]"),
     ("waybill_append_seconds", Kind::Histogram,
@@ -45,6 +45,10 @@ const METRICS: [(&str, Kind, &str); 16] = [
      "The last position every read model reflects"),
     ("waybill_projection_lag", Kind::Gauge,
      "Positions the read models are behind the log's head"),
+    ("waybill_promotions_under_way", Kind::Gauge,
+     "Promotions requested (waiting for approvals), authorized (waiting for their executor) or running [project; stage; status]"),
+    ("waybill_promotions_under_way_since_seconds", Kind::Gauge,
+     "When the longest-waiting of those promotions entered its status, seconds since the Unix epoch (the time of the update when none waits) [project; stage; status]"),
     ("waybill_merkle_tree_size", Kind::Gauge,
      "Records in the Merkle tree of the log"),
     ("waybill_checkpoints_signed_total", Kind::Counter,

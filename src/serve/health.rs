@@ -66,7 +66,7 @@ impl Health {
 }
 
 /// Keeps gRPC health (see [`Health::report`]) and the gauges of the log's
-/// head and the projections' lag. A process that starts with read models
+/// head, the projections' lag and the promotions under way. A process that starts with read models
 /// behind the log (a new replica, a pod on a fresh volume) is not ready until
 /// they reach the log's head as it was when the process first read it:
 /// before, its queries would answer "no such project" for projects that
@@ -79,6 +79,7 @@ pub(super) async fn watch_health(
     stopped: impl std::future::Future<Output = ()>,
 ) {
     let log = log.log();
+    let mut under_way = super::under_way::UnderWayGauges::default();
     let mut log_up = true;
     let mut caught_up = projections.is_none();
     let mut catch_up_to = None;
@@ -99,6 +100,7 @@ pub(super) async fn watch_health(
         if let Ok(Ok(head)) = head {
             metrics::gauge!("waybill_log_head_position").set(head.0 as f64);
             if let Some(projections) = &projections {
+                under_way.update(projections);
                 let applied = projections.applied();
                 let lag = head.0.saturating_sub(applied.0);
                 metrics::gauge!("waybill_projection_lag").set(lag as f64);

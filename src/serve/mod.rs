@@ -17,6 +17,7 @@ mod reload;
 mod server;
 mod settings;
 mod signals;
+mod under_way;
 
 use std::sync::Arc;
 

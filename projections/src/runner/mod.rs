@@ -28,6 +28,8 @@ use crate::timeline::Timeline;
 
 mod reads;
 
+pub use reads::UnderWay;
+
 /// Events applied per atomic batch at most.
 pub const MAX_BATCH: usize = 256;
 

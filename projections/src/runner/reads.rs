@@ -2,6 +2,9 @@
 //! and freight and promotions from memory or, when they have left it, from
 //! the read models.
 
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
 use waybill_ledger::domain::{Freight, ProjectState, Promotion, PromotionStatus};
 
 use super::{read, Projections, SharedState};
@@ -86,4 +89,48 @@ impl Projections {
         names.sort();
         names
     }
+
+    /// The promotions under way, by project, stage and status, each group
+    /// with since when its longest-waiting member has been in that status
+    /// (requested: its request; authorized or running: its last change,
+    /// the approval that authorized it or its executor's start).
+    pub fn under_way(&self) -> Vec<UnderWay> {
+        let mut groups: BTreeMap<(String, String, &'static str), UnderWay> = BTreeMap::new();
+        for shared in self.read().values() {
+            let state = read(shared);
+            let ids = state
+                .active
+                .values()
+                .flat_map(|by_freight| by_freight.values().flatten());
+            for p in ids.filter_map(|id| state.promotions.get(id)) {
+                let since = match p.status {
+                    PromotionStatus::Requested => p.requested_at,
+                    _ => p.updated_at,
+                };
+                let key = (state.project.clone(), p.stage.clone(), p.status.name());
+                let group = groups.entry(key).or_insert_with(|| UnderWay {
+                    project: state.project.clone(),
+                    stage: p.stage.clone(),
+                    status: p.status,
+                    count: 0,
+                    since,
+                });
+                group.count += 1;
+                group.since = group.since.min(since);
+            }
+        }
+        groups.into_values().collect()
+    }
+}
+
+/// Promotions of one project and stage in one status (see
+/// [`Projections::under_way`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnderWay {
+    pub project: String,
+    pub stage: String,
+    pub status: PromotionStatus,
+    pub count: usize,
+    /// When the longest-waiting of them entered the status.
+    pub since: DateTime<Utc>,
 }
