@@ -45,16 +45,19 @@ async fn promotion_of(
     freight: &str,
 ) -> String {
     for _ in 0..600 {
-        let list = q
+        let list = match q
             .list_promotions(pb::ListPromotionsRequest {
                 project: "shop".into(),
                 freight: freight.into(),
                 ..Default::default()
             })
             .await
-            .expect("promotions")
-            .into_inner()
-            .promotions;
+        {
+            Ok(reply) => reply.into_inner().promotions,
+            // The read models have not seen the freight yet.
+            Err(status) if status.code() == tonic::Code::NotFound => Vec::new(),
+            Err(status) => panic!("promotions: {status:?}"),
+        };
         if let Some(p) = list.first() {
             return p.id.clone();
         }
