@@ -39,6 +39,23 @@ fn finish(mut child: Child) -> (Option<i32>, String) {
     panic!("promote --wait did not end");
 }
 
+/// Applies the example with `dev` deployed by an executor (not record-only)
+/// and discovers image 1.0; its freight id.
+async fn executed_example(c: &mut CommandServiceClient<tonic::transport::Channel>) -> String {
+    let example = std::fs::read_to_string(EXAMPLE_PIPELINE).expect("example");
+    c.apply_pipeline(pb::ApplyPipelineRequest {
+        yaml: example.replacen("record_only: true", "record_only: false", 1),
+        ..Default::default()
+    })
+    .await
+    .expect("apply");
+    c.record_discovery(common::discovery("1.0", ""))
+        .await
+        .expect("discover")
+        .into_inner()
+        .freight_id
+}
+
 /// The promotion of `freight` in `shop`, once it is requested.
 async fn promotion_of(
     q: &mut pb::query_service_client::QueryServiceClient<tonic::transport::Channel>,
@@ -202,19 +219,7 @@ async fn promote_wait_outlives_a_server_restart() {
         )
     };
     let (mut c, mut q) = connect().await;
-    let example = std::fs::read_to_string(EXAMPLE_PIPELINE).expect("example");
-    c.apply_pipeline(pb::ApplyPipelineRequest {
-        yaml: example.replacen("record_only: true", "record_only: false", 1),
-        ..Default::default()
-    })
-    .await
-    .expect("apply");
-    let freight = c
-        .record_discovery(common::discovery("1.0", ""))
-        .await
-        .expect("discover")
-        .into_inner()
-        .freight_id;
+    let freight = executed_example(&mut c).await;
     let child = Command::new(env!("CARGO_BIN_EXE_waybill"))
         .args(["promote", "-p", "shop", "-s", "dev", "--freight", &freight])
         .args(["--wait", "--timeout", "2m", "--server", &endpoint])
@@ -256,19 +261,7 @@ async fn report_records_what_the_deployment_did() {
     let channel = served.channel().await;
     let mut c = CommandServiceClient::new(channel.clone());
     let mut q = pb::query_service_client::QueryServiceClient::new(channel);
-    let example = std::fs::read_to_string(EXAMPLE_PIPELINE).expect("example");
-    c.apply_pipeline(pb::ApplyPipelineRequest {
-        yaml: example.replacen("record_only: true", "record_only: false", 1),
-        ..Default::default()
-    })
-    .await
-    .expect("apply");
-    let freight = c
-        .record_discovery(common::discovery("1.0", ""))
-        .await
-        .expect("discover")
-        .into_inner()
-        .freight_id;
+    let freight = executed_example(&mut c).await;
     let endpoint = served.endpoint();
     let cli = |args: &[&str]| {
         let mut all = args.to_vec();
