@@ -168,27 +168,50 @@ async fn promote_wait_follows_the_promotion_to_its_end() {
     assert!(served.terminate().success());
 }
 
-/// `waybill serve` on a fixed port (to restart it there), ready once the
-/// port accepts connections.
-fn serve_on(port: u16, data: &std::path::Path) -> Child {
+/// `waybill serve` on `port` (0: any free one; a fixed one to restart it
+/// there), with the port it listens on, once it says so itself: a probe of
+/// the port could reach another test's server that took it meanwhile.
+fn serve_on(port: u16, data: &std::path::Path) -> (Child, u16) {
+    use std::io::BufRead;
     let mut child = Command::new(env!("CARGO_BIN_EXE_waybill"))
         .args(["serve", "--insecure-dev", "--no-reactors", "--listen"])
         .arg(format!("127.0.0.1:{port}"))
         .arg("--data-dir")
         .arg(data)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn serve");
-    for _ in 0..600 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return child;
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
         }
-        std::thread::sleep(Duration::from_millis(50));
+    });
+    loop {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => {
+                if let Some(addr) = line.strip_prefix("waybill listening on ") {
+                    let port = addr.trim().rsplit(':').next().and_then(|p| p.parse().ok());
+                    return (child, port.expect("a port"));
+                }
+                if line.starts_with("error:") {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("waybill serve on port {port}: {line}");
+                }
+            }
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("waybill serve on port {port} did not say it listens: {e}");
+            }
+        }
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("waybill serve did not listen on {port}");
 }
 
 /// SIGTERM, and the server's exit.
@@ -204,9 +227,8 @@ fn stop(mut child: Child) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promote_wait_outlives_a_server_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = common::free_port();
+    let (server, port) = serve_on(0, dir.path());
     let endpoint = format!("http://127.0.0.1:{port}");
-    let server = serve_on(port, dir.path());
     let connect = async || {
         let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
             .expect("endpoint")
@@ -231,7 +253,7 @@ async fn promote_wait_outlives_a_server_restart() {
 
     // The server goes away and comes back while the CLI waits.
     stop(server);
-    let server = serve_on(port, dir.path());
+    let (server, _) = serve_on(port, dir.path());
     let (mut c, _) = connect().await;
     c.report_promotion_result(pb::ReportPromotionResultRequest {
         project: "shop".into(),
