@@ -8,17 +8,10 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{run, stderr, stdout, waybill, Served};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+use common::{free_port, run, stderr, stdout, waybill, Served};
 
 /// The value of a gauge on the metrics endpoint, if it is there.
 fn gauge(port: u16, name: &str) -> Option<u64> {
