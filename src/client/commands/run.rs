@@ -86,7 +86,7 @@ fn metrics(items: &[String]) -> anyhow::Result<BTreeMap<String, f64>> {
 }
 
 /// Runs one command verb.
-pub async fn run(client: &ClientArgs, command: ClientCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(client: &ClientArgs, mut command: ClientCommand) -> anyhow::Result<ExitCode> {
     // Validate a pipeline file locally first: errors name file and line, and
     // nothing reaches the server.
     let mut pipeline_text = None;
@@ -106,6 +106,18 @@ pub async fn run(client: &ClientArgs, command: ClientCommand) -> anyhow::Result<
         }
         _ => None,
     };
+    let (channel, bearer) = channel(client).await?;
+    let mut svc = CommandServiceClient::with_interceptor(channel.clone(), bearer.clone());
+    let mut queries = QueryServiceClient::with_interceptor(channel, bearer);
+    // A report may name what was deployed where instead of the promotion.
+    if let ClientCommand::Report(a) = &mut command {
+        if let (None, Some(stage), Some(freight)) = (&a.promotion, &a.stage, &a.freight) {
+            match awaited(&mut queries, &a.common.project, stage, freight).await {
+                Ok(id) => a.promotion = Some(id),
+                Err(status) => return Ok(refused(client.output, &status)),
+            }
+        }
+    }
     // The promotion a decision is about (the reply names it for the others).
     let decided = match &command {
         ClientCommand::Approve(a) | ClientCommand::Reject(a) | ClientCommand::Abort(a) => {
@@ -114,23 +126,6 @@ pub async fn run(client: &ClientArgs, command: ClientCommand) -> anyhow::Result<
         ClientCommand::Report(a) => a.promotion.clone(),
         _ => None,
     };
-    let (channel, bearer) = channel(client).await?;
-    let mut svc = CommandServiceClient::with_interceptor(channel.clone(), bearer.clone());
-    let mut queries = QueryServiceClient::with_interceptor(channel, bearer);
-    // A report may name what was deployed where instead of the promotion.
-    let mut command = command;
-    let mut decided = decided;
-    if let ClientCommand::Report(a) = &mut command {
-        if let (None, Some(stage), Some(freight)) = (&a.promotion, &a.stage, &a.freight) {
-            match awaited(&mut queries, &a.common.project, stage, freight).await {
-                Ok(id) => {
-                    decided = Some(id.clone());
-                    a.promotion = Some(id);
-                }
-                Err(status) => return Ok(refused(client.output, &status)),
-            }
-        }
-    }
     let (what, result) = match command {
         ClientCommand::Apply(a) => {
             let req = pb::ApplyPipelineRequest {
