@@ -191,7 +191,8 @@ pub struct ReportArgs {
     #[command(flatten)]
     pub common: Common,
     /// Promotion id [or name it by --stage and --freight: the promotion of
-    /// that freight into that stage that waits for its executor].
+    /// that freight into that stage that waits for its executor, or, for a
+    /// retried job, the one whose outcome the stage took last].
     #[arg(long, required_unless_present_all = ["stage", "freight"])]
     pub promotion: Option<String>,
     /// The stage deployed (with --freight, instead of --promotion).

@@ -4,6 +4,7 @@
 
 mod args;
 mod git;
+mod report;
 mod run;
 
 pub use args::ClientCommand;

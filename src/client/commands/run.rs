@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use waybill_commands::pipeline_file::parse_pipeline;
-use waybill_ledger::domain::PromotionStatus;
 use waybill_proto::v1 as pb;
 
 use waybill_projections::lookup::is_id_prefix;
@@ -112,7 +111,7 @@ pub async fn run(client: &ClientArgs, mut command: ClientCommand) -> anyhow::Res
     // A report may name what was deployed where instead of the promotion.
     if let ClientCommand::Report(a) = &mut command {
         if let (None, Some(stage), Some(freight)) = (&a.promotion, &a.stage, &a.freight) {
-            match awaited(&mut queries, &a.common.project, stage, freight).await {
+            match super::report::reported(&mut queries, &a.common.project, stage, freight).await {
                 Ok(id) => a.promotion = Some(id),
                 Err(status) => return Ok(refused(client.output, &status)),
             }
@@ -320,41 +319,6 @@ fn decision(a: &DecisionArgs) -> pb::PromotionDecisionRequest {
         promotion_id: a.promotion.clone(),
         comment: a.comment.clone(),
         idempotency_key: key(&a.common.idempotency_key),
-    }
-}
-
-/// The promotion of `freight` into `stage` that waits for its executor
-/// (authorized or running); NOT_FOUND if there is none.
-async fn awaited(
-    queries: &mut Queries,
-    project: &str,
-    stage: &str,
-    freight: &str,
-) -> Result<String, tonic::Status> {
-    let mut request = pb::ListPromotionsRequest {
-        project: project.to_string(),
-        stage: stage.to_string(),
-        freight: freight.to_string(),
-        ..Default::default()
-    };
-    loop {
-        let reply = queries.list_promotions(request.clone()).await?.into_inner();
-        if let Some(p) = reply.promotions.iter().find(|p| {
-            matches!(
-                PromotionStatus::parse(&p.status),
-                Some(PromotionStatus::Authorized | PromotionStatus::Running)
-            )
-        }) {
-            return Ok(p.id.clone());
-        }
-        if reply.next_page_token.is_empty() {
-            return Err(tonic::Status::not_found(format!(
-                "no promotion of {freight} into {stage} waits for a report (none is \
-                 authorized or running): see `waybill promotions -p {project} --stage {stage} \
-                 --freight {freight}`"
-            )));
-        }
-        request.page_token = reply.next_page_token;
     }
 }
 
