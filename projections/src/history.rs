@@ -169,7 +169,7 @@ impl HistoryItem {
                     &f.promotion_id,
                     stage,
                     freight,
-                    &f.reason,
+                    &f.account(),
                     "failed",
                 );
             }

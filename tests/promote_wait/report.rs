@@ -142,6 +142,13 @@ async fn report_records_what_the_deployment_did() {
         events_of(&failed),
         ["PromotionRequested", "PromotionFailed"]
     );
+    // What the executor said is in the failure's history item.
+    let (code, said) = cli(&["history", "-p", "shop", "--promotion", &failed]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains("[reason: executor reported failure: image pull backoff]"),
+        "{said}"
+    );
     assert_eq!(
         events_of(&id),
         [

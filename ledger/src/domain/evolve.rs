@@ -177,11 +177,7 @@ impl ProjectState {
             }
             EventPayload::PromotionSucceeded(s) => self.succeed(&s.promotion_id, &s.details, at),
             EventPayload::PromotionFailed(f) => {
-                let details = if f.details.is_empty() {
-                    f.reason.clone()
-                } else {
-                    format!("{}: {}", f.reason, f.details)
-                };
+                let details = f.account();
                 if let Some(p) = self.promotions.get(&f.promotion_id) {
                     let (stage, freight) = (p.stage.clone(), p.freight.clone());
                     if let Some(st) = self.stages.get_mut(&stage) {

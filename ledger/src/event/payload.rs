@@ -123,6 +123,17 @@ pub struct PromotionFailed {
     pub details: String,
 }
 
+impl PromotionFailed {
+    /// Why it failed, with what the executor said (`reason: details`).
+    pub fn account(&self) -> String {
+        if self.details.is_empty() {
+            self.reason.clone()
+        } else {
+            format!("{}: {}", self.reason, self.details)
+        }
+    }
+}
+
 /// A promotion was aborted before completing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PromotionAborted {
