@@ -2,9 +2,13 @@
 //! `promote`, `approve`, `reject`, `abort` and `rollback` the CLI says where
 //! the promotion stands (how many approvals it still needs, or how it
 //! ended), so that nobody has to ask with `waybill promotions ID` whether
-//! theirs was the last approval.
+//! theirs was the last approval. After `record-verification` it says where
+//! the freight's verification in the stage stands, and warns when the
+//! result counts towards nothing yet (a check the stage does not require,
+//! freight that does not run there).
 
 use serde_json::json;
+use waybill_projections::lookup::is_id_prefix;
 use waybill_proto::v1 as pb;
 
 use super::queries::rpc::Queries;
@@ -51,6 +55,101 @@ fn line(p: &pb::Promotion) -> String {
         "promotion {} into {} is {}{approvals}{details}",
         p.id, p.stage, p.status
     )
+}
+
+/// Where verification in `stage` stands after a result of `check` for
+/// `freight` (its id or alias) was recorded at `position`: one line on
+/// standard output when the freight runs there; a note on standard error
+/// when the stage does not require the check, or the freight does not run
+/// there (the result is kept, and counts once it does). Nothing when the
+/// query service cannot say.
+pub async fn verification(
+    queries: &mut Queries,
+    project: &str,
+    stage: &str,
+    freight: &str,
+    check: &str,
+    position: u64,
+) {
+    let Some(s) = queries
+        .get_stage(pb::GetStageRequest {
+            project: project.to_string(),
+            stage: stage.to_string(),
+            min_position: position,
+        })
+        .await
+        .ok()
+        .and_then(|r| r.into_inner().stage)
+    else {
+        return;
+    };
+    for line in verification_lines(&s, freight, check) {
+        match line {
+            Said::Out(l) => println!("{l}"),
+            Said::Note(l) => eprintln!("note: {l}"),
+        }
+    }
+}
+
+/// A line for standard output, or a note for standard error.
+#[derive(Debug, PartialEq)]
+enum Said {
+    Out(String),
+    Note(String),
+}
+
+fn verification_lines(s: &pb::Stage, freight: &str, check: &str) -> Vec<Said> {
+    let mut said = Vec::new();
+    let required: Vec<&str> = s.checks.iter().map(|c| c.check.as_str()).collect();
+    if !required.contains(&check) {
+        let requires = if required.is_empty() {
+            "no checks".to_string()
+        } else {
+            required.join(", ")
+        };
+        said.push(Said::Note(format!(
+            "stage {} does not require check {check} (it requires {requires}): the result \
+             is kept as evidence and verifies nothing",
+            s.name
+        )));
+    }
+    let current = s.current.as_ref().filter(|c| !c.freight.is_empty());
+    match current {
+        Some(c) if names(c, freight) => {
+            said.push(Said::Out(format!(
+                "freight {} in {}, verified: {}",
+                name(c),
+                s.name,
+                super::queries::stages::verified(s)
+            )));
+        }
+        _ => said.push(Said::Note(format!(
+            "freight {freight} does not run in {} ({}): the result is kept, and counts \
+             towards its verification there once it runs there",
+            s.name,
+            current.map_or("nothing does".to_string(), |c| format!(
+                "it runs {}",
+                name(c)
+            ))
+        ))),
+    }
+    said
+}
+
+/// Whether `reference` (an id, the start of one, or an alias) names `c`.
+fn names(c: &pb::CurrentFreight, reference: &str) -> bool {
+    c.freight == reference
+        || (!c.alias.is_empty() && c.alias == reference)
+        || (is_id_prefix(reference) && c.freight.starts_with(reference))
+}
+
+/// A current freight's alias, or the start of its id.
+fn name(c: &pb::CurrentFreight) -> &str {
+    if c.alias.is_empty() {
+        &c.freight[..c.freight.len().min(12)]
+    } else {
+        &c.alias
+    }
 }
 
 /// The reply to a command: what it did, the event and its position.
@@ -131,6 +230,64 @@ mod tests {
             )),
             "promotion prm-1 into prod is Succeeded, approved by bob, carol: record-only stage: \
              completed at authorization"
+        );
+    }
+
+    fn stage(current: Option<(&str, &str)>, checks: &[(&str, &str)], verified: bool) -> pb::Stage {
+        pb::Stage {
+            name: "dev".into(),
+            current: current.map(|(freight, alias)| pb::CurrentFreight {
+                freight: freight.into(),
+                alias: alias.into(),
+                ..Default::default()
+            }),
+            checks: checks
+                .iter()
+                .map(|(check, result)| pb::CheckStatus {
+                    check: check.to_string(),
+                    result: result.to_string(),
+                    ..Default::default()
+                })
+                .collect(),
+            verified,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_verification_says_where_the_stage_stands_or_why_it_counts_for_nothing_yet() {
+        let id = "4b027fcf6cd1904738d2f131f0cef60030d2ff75";
+        let running = stage(
+            Some((id, "v1")),
+            &[("e2e", "passed"), ("smoke", "pending")],
+            false,
+        );
+        assert_eq!(
+            verification_lines(&running, "v1", "e2e"),
+            [Said::Out(
+                "freight v1 in dev, verified: pending (1/2, waiting: smoke)".into()
+            )]
+        );
+        let done = stage(Some((id, "")), &[("e2e", "passed")], true);
+        assert_eq!(
+            verification_lines(&done, &id[..12], "e2e"),
+            [Said::Out(
+                "freight 4b027fcf6cd1 in dev, verified: yes (1/1)".into()
+            )]
+        );
+        let said = verification_lines(&running, "v2", "smok");
+        assert!(
+            matches!(&said[..], [Said::Note(a), Said::Note(b)]
+                if a.contains("does not require check smok (it requires e2e, smoke)")
+                    && b.contains("freight v2 does not run in dev (it runs v1)")),
+            "{said:?}"
+        );
+        let empty = stage(None, &[], false);
+        let said = verification_lines(&empty, "v2", "e2e");
+        assert!(
+            matches!(&said[..], [Said::Note(a), Said::Note(b)]
+                if a.contains("(it requires no checks)") && b.contains("(nothing does)")),
+            "{said:?}"
         );
     }
 }

@@ -267,5 +267,51 @@ async fn report_records_what_the_deployment_did() {
         let (code, said) = cli(&args);
         assert_eq!(code, Some(2), "{wrong:?}: {said}");
     }
+
+    // The deployment's tests report on what now runs in dev: the CLI says
+    // where its verification stands, and warns when a result counts towards
+    // nothing yet (the freight does not run there, a check dev does not
+    // require).
+    let verify = |freight: &str, check: &str| {
+        let out = common::run(&[
+            "record-verification",
+            "-p",
+            "shop",
+            "-s",
+            "dev",
+            "--freight",
+            freight,
+            "--check",
+            check,
+            "--pass",
+            "--server",
+            &endpoint,
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+        (common::stdout(&out), common::stderr(&out))
+    };
+    let (out, err) = verify(&other[..12], "integration-tests");
+    assert!(
+        out.contains(&format!(
+            "freight {} in dev, verified: yes (1/1)",
+            &other[..12]
+        )),
+        "{out}"
+    );
+    assert!(!err.contains("note:"), "{err}");
+    let (out, err) = verify(&freight, "integration-tests");
+    assert!(!out.contains("verified:"), "{out}");
+    assert!(
+        err.contains(&format!(
+            "note: freight {freight} does not run in dev (it runs {})",
+            &other[..12]
+        )),
+        "{err}"
+    );
+    let (_, err) = verify(&other, "integration-test");
+    assert!(
+        err.contains("does not require check integration-test (it requires integration-tests)"),
+        "{err}"
+    );
     assert!(served.terminate().success());
 }

@@ -117,6 +117,14 @@ pub async fn run(client: &ClientArgs, mut command: ClientCommand) -> anyhow::Res
             }
         }
     }
+    // The result a verification recorded: the CLI then says where the
+    // stage's verification stands.
+    let verified = match &command {
+        ClientCommand::RecordVerification(a) => {
+            Some((a.stage.clone(), a.freight.clone(), a.check.clone()))
+        }
+        _ => None,
+    };
     // The promotion a decision is about (the reply names it for the others).
     let decided = match &command {
         ClientCommand::Approve(a) | ClientCommand::Reject(a) | ClientCommand::Abort(a) => {
@@ -258,6 +266,19 @@ pub async fn run(client: &ClientArgs, mut command: ClientCommand) -> anyhow::Res
         Ok(reply) => {
             let reply = reply.into_inner();
             crate::client::outcome::print_reply(client.output, &what, &reply);
+            if let (Some((stage, freight, check)), Output::Text) = (&verified, client.output) {
+                let project = &reply.project;
+                crate::client::outcome::verification(
+                    &mut queries,
+                    project,
+                    stage,
+                    freight,
+                    check,
+                    reply.position,
+                )
+                .await;
+                return Ok(ExitCode::SUCCESS);
+            }
             let Some((project, timeout)) = waiting else {
                 let id = decided.unwrap_or_else(|| reply.promotion_id.clone());
                 if client.output == Output::Text && !id.is_empty() {

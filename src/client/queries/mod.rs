@@ -18,7 +18,7 @@ mod policy;
 mod projects;
 mod promotions;
 pub(crate) mod rpc;
-mod stages;
+pub(crate) mod stages;
 #[cfg(test)]
 mod testing;
 mod watch;
