@@ -173,11 +173,18 @@ pub(crate) fn not_available(freight: &str, stage: &str, why: Unavailable) -> Rej
             upstream,
             soaked,
             required,
+            complete_at,
         } => {
             details.push(("cause", "SOAK_INCOMPLETE".into()));
             details.push(("upstream", upstream.clone()));
             details.push(("soaked", soaked.to_string()));
             details.push(("required_soak", required.to_string()));
+            if let Some(at) = complete_at {
+                details.push((
+                    "soak_complete_at",
+                    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                ));
+            }
         }
         Unavailable::OriginNotRequested { origin, .. } => {
             details.push(("cause", "ORIGIN_NOT_REQUESTED".into()));

@@ -40,6 +40,9 @@ pub enum Unavailable {
         upstream: String,
         soaked: Seconds,
         required: Seconds,
+        /// When the soak completes if the freight keeps running verified
+        /// upstream; `None` when it no longer does (its soak is not going on).
+        complete_at: Option<DateTime<Utc>>,
     },
 }
 
@@ -66,10 +69,21 @@ impl fmt::Display for Unavailable {
                 upstream,
                 soaked,
                 required,
-            } => write!(
-                f,
-                "soaked {soaked} of the required {required} in upstream stage {upstream}"
-            ),
+                complete_at,
+            } => {
+                write!(
+                    f,
+                    "soaked {soaked} of the required {required} in upstream stage {upstream}"
+                )?;
+                match complete_at {
+                    Some(at) => write!(
+                        f,
+                        " (complete at {}, if it keeps running there verified)",
+                        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    ),
+                    None => write!(f, " (it no longer runs there verified)"),
+                }
+            }
         }
     }
 }
@@ -122,6 +136,9 @@ pub fn available_to(f: &Freight, stage: &StageDef, now: DateTime<Utc>) -> Result
                         upstream: up.clone(),
                         soaked,
                         required: request.required_soak,
+                        complete_at: v
+                            .since
+                            .map(|since| since + request.required_soak.as_duration()),
                     });
                 }
             }

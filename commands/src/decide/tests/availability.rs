@@ -76,6 +76,10 @@ fn soak_compares_with_greater_or_equal() {
             );
             assert_eq!(details.get("soaked").map(String::as_str), Some("59m"));
             assert_eq!(details.get("required_soak").map(String::as_str), Some("1h"));
+            // Verified in staging 59 minutes ago: complete in one minute.
+            let at =
+                (s.now + Duration::minutes(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            assert_eq!(details.get("soak_complete_at"), Some(&at));
         }
         other => panic!("{other:?}"),
     }
@@ -102,6 +106,37 @@ fn soak_is_the_longest_tenure_even_after_the_freight_moved_on() {
         .expect("verified in staging");
     assert_eq!(v.longest_soak.0, 2 * 3600);
     assert!(v.since.is_none());
+}
+
+#[test]
+fn a_soak_cut_short_says_it_is_not_going_on() {
+    let mut s = Scenario::shop();
+    let old = s.discover("1.0");
+    s.deploy("dev", &old, &[]);
+    s.deploy("staging", &old, &["integration-tests"]);
+    s.advance(Duration::minutes(30));
+    let new = s.discover("2.0");
+    s.deploy("dev", &new, &[]);
+    s.deploy("staging", &new, &["integration-tests"]);
+    s.advance(Duration::hours(5));
+    let why = check_available(&s.state, &old, "prod", s.now).expect_err("30m of 1h");
+    assert!(
+        matches!(&why, Unavailable::SoakIncomplete { complete_at: None, soaked, .. } if soaked.0 == 1800),
+        "{why:?}"
+    );
+    assert!(
+        why.to_string()
+            .ends_with("(it no longer runs there verified)"),
+        "{why}"
+    );
+    match s.refused(
+        alice(),
+        promote("prod", &old, "CHG-1"),
+        Reason::FreightNotAvailable,
+    ) {
+        Rejection::Policy { details, .. } => assert!(!details.contains_key("soak_complete_at")),
+        other => panic!("{other:?}"),
+    }
 }
 
 fn two_upstreams(availability: &str) -> Scenario {
