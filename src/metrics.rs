@@ -61,8 +61,10 @@ const METRICS: [(&str, Kind, &str); 18] = [
      "0 while the last reload of these files was refused (the previous ones stay in force), else 1 [what: auth, tls]"),
 ];
 
-/// Installs the recorder and serves the scrape endpoint on `addr`.
+/// Installs the recorder and serves the scrape endpoint on `addr`; port 0
+/// takes a free port, which the log line names.
 pub fn install(addr: SocketAddr) -> anyhow::Result<()> {
+    let addr = with_free_port(addr)?;
     PrometheusBuilder::new()
         .with_http_listener(addr)
         .set_buckets_for_metric(
@@ -81,6 +83,19 @@ pub fn install(addr: SocketAddr) -> anyhow::Result<()> {
     }
     tracing::info!(%addr, "serving Prometheus metrics");
     Ok(())
+}
+
+/// `addr`, or with port 0 the address the system gives a listener on it.
+/// The exporter binds the address it is given and cannot be handed a
+/// listener, so the port is found by binding it here and released just
+/// before the exporter binds it again.
+fn with_free_port(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
+    if addr.port() != 0 {
+        return Ok(addr);
+    }
+    let probe = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("cannot serve metrics on {addr}"))?;
+    Ok(probe.local_addr()?)
 }
 
 #[cfg(test)]

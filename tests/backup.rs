@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{free_port, run, stderr, stdout, waybill, Served};
+use common::{run, stderr, stdout, waybill, Served};
 
 /// The value of a gauge on the metrics endpoint, if it is there.
 fn gauge(port: u16, name: &str) -> Option<u64> {
@@ -45,19 +45,19 @@ fn a_backup_follows_the_log_and_survives_stops_and_kills() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = |name: &str| dir.path().join(name).to_str().expect("utf8").to_string();
     let (data, backup) = (path("data"), path("backup"));
-    let port = free_port();
     let start = || {
         Served::start(
             waybill()
                 .args(["serve", "--insecure-dev", "--no-checkpoints"])
                 .args(["--data-dir", &data, "--backup-dir", &backup])
-                .args(["--metrics-listen", &format!("127.0.0.1:{port}")]),
+                .args(["--metrics-listen", "127.0.0.1:0"]),
         )
     };
 
     // Live: the backup reaches each new event while the server runs (the
     // auto-promoter appends after each discovery, so wait for the head).
     let served = start();
+    let port = served.metrics_port();
     served.apply_example();
     for i in 0..10 {
         discover(&served, &format!("1.{i}"));

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{free_port, run, scrape, stderr, stdout, waybill, Served};
+use common::{run, scrape, stderr, stdout, waybill, Served};
 
 fn tls(file: &str) -> String {
     format!("{}/tests/fixtures/tls/{file}", env!("CARGO_MANIFEST_DIR"))
@@ -179,9 +179,14 @@ fn a_renewed_certificate_is_served_without_a_signal() {
     let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
     std::fs::copy(tls("server.pem"), &cert).expect("copy the certificate");
     std::fs::copy(tls("server-key.pem"), &key).expect("copy the key");
-    let metrics = free_port();
-    let listen = format!("127.0.0.1:{metrics}");
-    let served = serve_tls(dir.path(), &cert, &key, "1", &["--metrics-listen", &listen]);
+    let served = serve_tls(
+        dir.path(),
+        &cert,
+        &key,
+        "1",
+        &["--metrics-listen", "127.0.0.1:0"],
+    );
+    let metrics = served.metrics_port();
     let https = format!("https://{}", served.addr);
     let trusted_by = |ca: &str| trusted(&https, ca);
     assert!(trusted_by("ca.pem"));

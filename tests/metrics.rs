@@ -6,20 +6,20 @@ mod common;
 
 use std::time::Duration;
 
-use common::{free_port, run, scrape, stderr, waybill, Served};
+use common::{run, scrape, stderr, waybill, Served};
 
 #[test]
 fn serve_exposes_prometheus_metrics() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
     let served = Served::start(
         waybill()
             .arg("serve")
             .arg("--data-dir")
             .arg(dir.path())
             .args(["--insecure-dev", "--checkpoint-interval-secs", "1"])
-            .args(["--metrics-listen", &format!("127.0.0.1:{port}")]),
+            .args(["--metrics-listen", "127.0.0.1:0"]),
     );
+    let port = served.metrics_port();
     let server = served.endpoint();
     let cli = |args: &[&str]| {
         let mut all = args.to_vec();

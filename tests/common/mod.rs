@@ -18,14 +18,6 @@ pub fn with_token<T>(token: Option<&str>, message: T) -> tonic::Request<T> {
     request
 }
 
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 /// The text of the Prometheus endpoint on `port` (`serve --metrics-listen`).
 pub fn scrape(port: u16) -> String {
     use std::io::{Read, Write};
@@ -60,7 +52,8 @@ pub fn append_burst(log_args: &[&str], count: &str, writers: &str, tag: &str) {
 /// The binary under test.
 pub fn waybill() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_waybill"));
-    cmd.env("WAYBILL_LOG", "warn");
+    // The metrics endpoint's address is logged at info (Served::metrics_port).
+    cmd.env("WAYBILL_LOG", "warn,waybill::metrics=info");
     for var in [
         "WAYBILL_DATA_DIR",
         "WAYBILL_NATS_URL",
@@ -175,6 +168,28 @@ impl Served {
             .connect()
             .await
             .expect("connect")
+    }
+
+    /// The port of the metrics endpoint (`--metrics-listen 127.0.0.1:0`), as
+    /// the server's log names it (logged before the server listens).
+    pub fn metrics_port(&self) -> u16 {
+        self.log_so_far()
+            .lines()
+            .filter(|l| l.contains("serving Prometheus metrics"))
+            .find_map(|l| {
+                let v: Option<serde_json::Value> = serde_json::from_str(l).ok();
+                let addr = match v {
+                    Some(v) => v["fields"]["addr"].as_str()?.to_string(),
+                    None => l
+                        .split("addr=")
+                        .nth(1)?
+                        .split_whitespace()
+                        .next()?
+                        .to_string(),
+                };
+                addr.parse::<std::net::SocketAddr>().ok().map(|a| a.port())
+            })
+            .unwrap_or_else(|| panic!("no metrics address in {}", self.log_so_far()))
     }
 
     /// What the server has written to stderr so far.
