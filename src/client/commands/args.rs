@@ -120,6 +120,14 @@ pub struct PromoteArgs {
     /// The newest freight available to the stage.
     #[arg(long)]
     pub newest: bool,
+    #[command(flatten)]
+    pub request: RequestArgs,
+}
+
+/// What `promote` and `rollback` request with their promotion: a ticket, a
+/// reason, and whether to only decide it or to follow it to its end.
+#[derive(Debug, Args)]
+pub struct RequestArgs {
     /// Change ticket (a stage's policy may require one, e.g. CHG-123).
     #[arg(long, default_value = "", hide_default_value = true)]
     pub ticket: String,
@@ -171,18 +179,8 @@ pub struct RollbackArgs {
     /// The stage to roll back.
     #[arg(long, short = 's')]
     pub stage: String,
-    /// Change ticket (a stage's policy may require one, e.g. CHG-123).
-    #[arg(long, default_value = "", hide_default_value = true)]
-    pub ticket: String,
-    /// Why, for the record.
-    #[arg(long, default_value = "", hide_default_value = true)]
-    pub reason: String,
-    /// Decide, append nothing: say whether the request would be accepted
-    /// now (exit 0) or why not (exit 1).
-    #[arg(long, conflicts_with = "wait")]
-    pub dry_run: bool,
     #[command(flatten)]
-    pub wait: WaitArgs,
+    pub request: RequestArgs,
 }
 
 #[derive(Debug, Args)]

@@ -99,10 +99,15 @@ pub async fn run(client: &ClientArgs, mut command: ClientCommand) -> anyhow::Res
         pipeline_text = Some(text);
     }
     let waiting = match &command {
-        ClientCommand::Promote(PromoteArgs { common, wait, .. })
-        | ClientCommand::Rollback(RollbackArgs { common, wait, .. }) => {
-            wait.wait.then(|| (common.project.clone(), wait.timeout))
-        }
+        ClientCommand::Promote(PromoteArgs {
+            common, request, ..
+        })
+        | ClientCommand::Rollback(RollbackArgs {
+            common, request, ..
+        }) => request
+            .wait
+            .wait
+            .then(|| (common.project.clone(), request.wait.timeout)),
         _ => None,
     };
     let (channel, bearer) = channel(client).await?;
@@ -206,9 +211,9 @@ pub async fn run(client: &ClientArgs, mut command: ClientCommand) -> anyhow::Res
                 project: a.common.project.clone(),
                 stage: a.stage.clone(),
                 freight_selector: Some(selector),
-                ticket: a.ticket.clone(),
-                reason: a.reason.clone(),
-                validate_only: a.dry_run,
+                ticket: a.request.ticket.clone(),
+                reason: a.request.reason.clone(),
+                validate_only: a.request.dry_run,
                 idempotency_key: key(&a.common.idempotency_key),
             };
             (
@@ -250,9 +255,9 @@ pub async fn run(client: &ClientArgs, mut command: ClientCommand) -> anyhow::Res
             let req = pb::RollbackRequest {
                 project: a.common.project.clone(),
                 stage: a.stage.clone(),
-                ticket: a.ticket.clone(),
-                reason: a.reason.clone(),
-                validate_only: a.dry_run,
+                ticket: a.request.ticket.clone(),
+                reason: a.request.reason.clone(),
+                validate_only: a.request.dry_run,
                 idempotency_key: key(&a.common.idempotency_key),
             };
             ("rollback requested".to_string(), svc.rollback(req).await)
