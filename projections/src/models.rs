@@ -330,6 +330,21 @@ pub fn promotions_after(
     })
 }
 
+/// The project's promotions requested before position `before`, newest
+/// first.
+pub fn promotions_before(
+    tree: &sled::Tree,
+    project: &str,
+    before: Position,
+) -> impl Iterator<Item = Result<Promotion, ProjectionError>> {
+    let start = keys::model(model::PROMOTION, project, &keys::pos(Position::ZERO));
+    let end = keys::model(model::PROMOTION, project, &keys::pos(before));
+    tree.range(start..end).rev().map(|item| {
+        let (_, v) = item?;
+        Ok(serde_json::from_slice(&v)?)
+    })
+}
+
 /// The project's promotions into `stage` requested after `after`, in the
 /// order of their requests. The stage's history index names every event
 /// about the stage; those that requested a promotion are keys of the
@@ -346,13 +361,39 @@ pub fn stage_promotions_after<'a>(
             Ok(entries) => entries.into_iter().map(|(p, _)| Ok(p)).collect(),
             Err(e) => vec![Err(e)],
         })
-        .filter_map(
-            move |p| match p.and_then(|p| promotion_at(tree, project, p)) {
-                Ok(Some(pr)) if pr.stage == stage => Some(Ok(pr)),
-                Ok(_) => None,
-                Err(e) => Some(Err(e)),
-            },
-        )
+        .filter_map(move |p| stage_promotion(tree, project, stage, p))
+}
+
+/// The promotion into `stage` requested at `p`, an event of the stage's
+/// index; `None` when that event requested no promotion (or one elsewhere).
+fn stage_promotion(
+    tree: &sled::Tree,
+    project: &str,
+    stage: &str,
+    p: Result<Position, ProjectionError>,
+) -> Option<Result<Promotion, ProjectionError>> {
+    match p.and_then(|p| promotion_at(tree, project, p)) {
+        Ok(Some(pr)) if pr.stage == stage => Some(Ok(pr)),
+        Ok(_) => None,
+        Err(e) => Some(Err(e)),
+    }
+}
+
+/// [`stage_promotions_after`] backwards: the promotions into `stage`
+/// requested before `before`, newest first.
+pub fn stage_promotions_before<'a>(
+    tree: &'a sled::Tree,
+    project: &'a str,
+    stage: &'a str,
+    before: Position,
+) -> impl Iterator<Item = Result<Promotion, ProjectionError>> + 'a {
+    let prefix = keys::index_prefix(keys::Index::Stage, &format!("{project}/{stage}"));
+    crate::postings::scan_back(tree, prefix, before)
+        .flat_map(|bucket| match bucket {
+            Ok(entries) => entries.into_iter().map(|(p, _)| Ok(p)).collect(),
+            Err(e) => vec![Err(e)],
+        })
+        .filter_map(move |p| stage_promotion(tree, project, stage, p))
 }
 
 /// The project's active promotions (requested, authorized or running)
@@ -367,13 +408,34 @@ pub fn active_promotions_after<'a>(
     let start = keys::model(model::ACTIVE, project, &keys::pos(after.next()));
     tree.range(start..)
         .take_while(move |kv| kv.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
-        .filter_map(move |kv| {
-            let at = kv.map_err(ProjectionError::from).and_then(|(k, _)| {
-                keys::index_pos(&k).ok_or_else(|| ProjectionError::Corrupt("active index".into()))
-            });
-            at.and_then(|at| promotion_at(tree, project, at))
-                .transpose()
-        })
+        .filter_map(move |kv| active_promotion(tree, project, kv))
+}
+
+/// [`active_promotions_after`] backwards: the active promotions requested
+/// before `before`, newest first.
+pub fn active_promotions_before<'a>(
+    tree: &'a sled::Tree,
+    project: &'a str,
+    before: Position,
+) -> impl Iterator<Item = Result<Promotion, ProjectionError>> + 'a {
+    let start = keys::model(model::ACTIVE, project, &keys::pos(Position::ZERO));
+    let end = keys::model(model::ACTIVE, project, &keys::pos(before));
+    tree.range(start..end)
+        .rev()
+        .filter_map(move |kv| active_promotion(tree, project, kv))
+}
+
+/// The promotion an entry of the index of active promotions names.
+fn active_promotion(
+    tree: &sled::Tree,
+    project: &str,
+    kv: sled::Result<(sled::IVec, sled::IVec)>,
+) -> Option<Result<Promotion, ProjectionError>> {
+    let at = kv.map_err(ProjectionError::from).and_then(|(k, _)| {
+        keys::index_pos(&k).ok_or_else(|| ProjectionError::Corrupt("active index".into()))
+    });
+    at.and_then(|at| promotion_at(tree, project, at))
+        .transpose()
 }
 
 /// A record stored as JSON under `key`.

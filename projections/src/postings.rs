@@ -127,6 +127,29 @@ pub fn scan<'a>(
         })
 }
 
+/// Every entry under `prefix` before position `before`, newest first,
+/// bucket by bucket.
+pub fn scan_back<'a>(
+    tree: &'a sled::Tree,
+    prefix: Vec<u8>,
+    before: Position,
+) -> impl Iterator<Item = Result<Vec<(Position, String)>, ProjectionError>> + 'a {
+    let mut end = prefix.clone();
+    end.extend_from_slice(&keys::pos(bucket(before)));
+    tree.range(prefix.clone()..=end)
+        .rev()
+        .take_while(move |kv| kv.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
+        .map(move |kv| {
+            let (k, v) = kv?;
+            let first =
+                keys::index_pos(&k).ok_or_else(|| ProjectionError::Corrupt("key".into()))?;
+            let mut all = entries(first, &v, first)?;
+            all.retain(|(p, _)| *p < before);
+            all.reverse();
+            Ok(all)
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +163,13 @@ mod tests {
 
     fn all(tree: &sled::Tree, prefix: &[u8], from: u64) -> Vec<(u64, String)> {
         scan(tree, prefix.to_vec(), Position(from))
+            .flat_map(|b| b.expect("bucket"))
+            .map(|(p, s)| (p.0, s))
+            .collect()
+    }
+
+    fn all_back(tree: &sled::Tree, prefix: &[u8], before: u64) -> Vec<(u64, String)> {
+        scan_back(tree, prefix.to_vec(), Position(before))
             .flat_map(|b| b.expect("bucket"))
             .map(|(p, s)| (p.0, s))
             .collect()
@@ -188,5 +218,14 @@ mod tests {
         assert_eq!(all(&many, b"xa\0", 4096)[0].0, 4096);
         assert_eq!(all(&many, b"xb\0", 0).len(), positions.len());
         assert!(all(&many, b"xc\0", 0).is_empty());
+        // Backwards: the same entries, newest first, before a position
+        // anywhere in a bucket, at its start, or past the last one.
+        for before in [1, 2, 4096, 4097, 12_289, 19_999, 20_000, u64::MAX] {
+            let mut want: Vec<(u64, String)> =
+                want.iter().filter(|(p, _)| *p < before).cloned().collect();
+            want.reverse();
+            assert_eq!(all_back(&many, b"xa\0", before), want, "before {before}");
+        }
+        assert!(all_back(&many, b"xc\0", u64::MAX).is_empty());
     }
 }

@@ -207,6 +207,27 @@ async fn report_records_what_the_deployment_did() {
         events_of(&retried),
         ["PromotionRequested", "PromotionStarted"]
     );
+    // `waybill promotions` lists the newest first; --oldest-first in order
+    // of request.
+    let listed = |extra: &[&str]| {
+        let mut args = vec!["promotions", "-p", "shop", "-s", "dev", "--output", "json"];
+        args.extend(extra);
+        let (code, said) = cli(&args);
+        assert_eq!(code, Some(0), "{said}");
+        let json: serde_json::Value = serde_json::from_str(&said).expect("json");
+        json["promotions"]
+            .as_array()
+            .expect("promotions")
+            .iter()
+            .map(|p| p["id"].as_str().expect("id").to_string())
+            .collect::<Vec<_>>()
+    };
+    let oldest = [id.clone(), failed.clone(), retried.clone()];
+    assert_eq!(listed(&["--oldest-first"]), oldest);
+    assert_eq!(
+        listed(&[]),
+        oldest.iter().rev().cloned().collect::<Vec<_>>()
+    );
     let by_stage = |freight: &str, result: &str| {
         cli(&[
             "report",

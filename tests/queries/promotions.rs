@@ -26,31 +26,68 @@ pub(crate) async fn paging_and_filters(
         ids.push(reply.promotion_id);
     }
     let head = ids.len();
-    let mut seen = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = q
-            .list_promotions(pb::ListPromotionsRequest {
-                project: "shop".into(),
-                stage: "dev".into(),
-                page_size: 2,
-                page_token: token.clone(),
-                min_position: written,
-                ..Default::default()
-            })
-            .await
-            .expect("page")
-            .into_inner();
-        seen.extend(page.promotions.iter().map(|p| p.id.clone()));
-        if page.next_page_token.is_empty() {
-            break;
+    // Every page of a list, two at a time, in request order or newest
+    // first.
+    let paging = q.clone();
+    let pages = move |template: pb::ListPromotionsRequest, newest_first: bool| {
+        let mut q = paging.clone();
+        async move {
+            let mut seen = Vec::new();
+            let mut token = String::new();
+            loop {
+                let page = q
+                    .list_promotions(pb::ListPromotionsRequest {
+                        page_size: 2,
+                        page_token: token.clone(),
+                        newest_first,
+                        min_position: written,
+                        ..template.clone()
+                    })
+                    .await
+                    .expect("page")
+                    .into_inner();
+                seen.extend(page.promotions.iter().map(|p| p.id.clone()));
+                if page.next_page_token.is_empty() {
+                    return seen;
+                }
+                token = page.next_page_token;
+            }
         }
-        token = page.next_page_token;
-    }
-    assert_eq!(seen.len(), head + 1, "every dev promotion once: {seen:?}");
+    };
+    let request = |stage: &str, status: &str, freight: &str| pb::ListPromotionsRequest {
+        project: "shop".into(),
+        stage: stage.into(),
+        status: status.into(),
+        freight: freight.into(),
+        ..Default::default()
+    };
+    let dev = pages(request("dev", "", ""), false).await;
+    assert_eq!(dev.len(), head + 1, "every dev promotion once: {dev:?}");
+    assert_eq!(dev[1..], ids[..], "in order of request");
+    let mut newest = pages(request("dev", "", ""), true).await;
+    newest.reverse();
+    assert_eq!(newest, dev, "newest first: the same, backwards");
+    // A token of one order is refused in the other.
+    let first = q
+        .list_promotions(pb::ListPromotionsRequest {
+            page_size: 2,
+            newest_first: true,
+            ..request("dev", "", "")
+        })
+        .await
+        .expect("first page")
+        .into_inner();
+    let e = q
+        .list_promotions(pb::ListPromotionsRequest {
+            page_token: first.next_page_token,
+            ..request("dev", "", "")
+        })
+        .await
+        .expect_err("a newest-first token in request order");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
     // Status filters (active ones read the index of active promotions, a
     // stage its history index) return what filtering the whole list gives,
-    // in the same order.
+    // in the same order, and backwards newest first, page by page.
     let list = |stage: &str, status: &str| {
         let mut q = q.clone();
         let (stage, status) = (stage.to_string(), status.to_string());
@@ -73,16 +110,20 @@ pub(crate) async fn paging_and_filters(
     // succeeded. The runner test covers the active index with queued ones.)
     let whole = list("", "").await;
     assert!(whole.iter().any(|p| p.status == "Succeeded"));
-    for status in ["Requested", "Authorized", "Running", "Succeeded"] {
+    for status in ["", "Requested", "Authorized", "Running", "Succeeded"] {
         for stage in ["", "dev"] {
             let want: Vec<&str> = whole
                 .iter()
-                .filter(|p| p.status == status && (stage.is_empty() || p.stage == stage))
+                .filter(|p| status.is_empty() || p.status == status)
+                .filter(|p| stage.is_empty() || p.stage == stage)
                 .map(|p| p.id.as_str())
                 .collect();
             let got = list(stage, &status.to_lowercase()).await;
             let got: Vec<&str> = got.iter().map(|p| p.id.as_str()).collect();
             assert_eq!(got, want, "status {status}, stage {stage:?}");
+            let mut back = pages(request(stage, &status.to_lowercase(), ""), true).await;
+            back.reverse();
+            assert_eq!(back, want, "newest first: status {status}, stage {stage:?}");
         }
     }
     // A status or a stage that cannot match is refused, not answered with
@@ -141,6 +182,9 @@ pub(crate) async fn paging_and_filters(
             .promotions;
         let got: Vec<&str> = got.iter().map(|p| p.id.as_str()).collect();
         assert_eq!(got, want, "freight {reference}");
+        let mut back = pages(request("", "", reference), true).await;
+        back.reverse();
+        assert_eq!(back, want, "newest first: freight {reference}");
     }
 
     // Freight: pages of 3, newest first, each freight once.

@@ -97,15 +97,7 @@ impl QueryGrpc {
         if !r.stage.is_empty() {
             self.known_stage(&shared, &r.project, &r.stage).await?;
         }
-        let after = match r.page_token.as_str() {
-            "" => 0,
-            t => t
-                .strip_prefix("after-")
-                .and_then(|n| n.parse::<u64>().ok())
-                .ok_or_else(|| {
-                    Status::invalid_argument("page_token is not one this server gave")
-                })?,
-        };
+        let page = Page::of(&r.page_token, r.newest_first)?;
         let size = page_size(r.page_size);
         let freight = match r.freight.as_str() {
             "" => None,
@@ -117,21 +109,33 @@ impl QueryGrpc {
         // the page to know whether another follows.
         let (list, more) = blocking(move || {
             let tree = projections.store().views();
-            let after = Position(after);
             let active = status.is_some_and(PromotionStatus::is_active);
-            // The narrowest index that holds every match, in request order.
-            let candidates: Box<dyn Iterator<Item = Result<Promotion, ProjectionError>>> =
-                if let Some(freight) = &freight {
-                    Box::new(freight_promotions(&projections, &project, freight, after)?)
-                } else if !stage.is_empty() {
-                    Box::new(models::stage_promotions_after(
-                        tree, &project, &stage, after,
-                    ))
-                } else if active {
+            // The narrowest index that holds every match, in request order
+            // or backwards.
+            type Candidates<'a> = Box<dyn Iterator<Item = Result<Promotion, ProjectionError>> + 'a>;
+            let candidates: Candidates = match (page, &freight) {
+                (_, Some(freight)) => {
+                    Box::new(freight_promotions(&projections, &project, freight, page)?)
+                }
+                (Page::After(after), None) if !stage.is_empty() => Box::new(
+                    models::stage_promotions_after(tree, &project, &stage, after),
+                ),
+                (Page::Before(before), None) if !stage.is_empty() => Box::new(
+                    models::stage_promotions_before(tree, &project, &stage, before),
+                ),
+                (Page::After(after), None) if active => {
                     Box::new(models::active_promotions_after(tree, &project, after))
-                } else {
+                }
+                (Page::Before(before), None) if active => {
+                    Box::new(models::active_promotions_before(tree, &project, before))
+                }
+                (Page::After(after), None) => {
                     Box::new(models::promotions_after(tree, &project, after))
-                };
+                }
+                (Page::Before(before), None) => {
+                    Box::new(models::promotions_before(tree, &project, before))
+                }
+            };
             let mut list = Vec::new();
             for p in candidates {
                 let p = p?;
@@ -150,7 +154,7 @@ impl QueryGrpc {
         })
         .await?;
         let next_page_token = match (more, list.last()) {
-            (true, Some(last)) => format!("after-{}", last.requested_position),
+            (true, Some(last)) => page.next_token(last.requested_position),
             _ => String::new(),
         };
         Ok(pb::ListPromotionsReply {
@@ -161,15 +165,59 @@ impl QueryGrpc {
     }
 }
 
-/// The promotions of `freight` requested after `after`, in order of request:
-/// through the history index of the freight (a request names its freight),
-/// not a scan of every promotion. Each is read as the iterator reaches it,
-/// so a page reads only what it shows. Blocking.
+/// Where a page of promotions starts: after a position, in order of
+/// request, or before one, newest first. Its token names it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Page {
+    After(Position),
+    Before(Position),
+}
+
+impl Page {
+    /// The page `token` (empty: the first) names, in the order asked for.
+    fn of(token: &str, newest_first: bool) -> Result<Page, Status> {
+        let (prefix, first) = if newest_first {
+            ("before-", Page::Before(Position(u64::MAX)))
+        } else {
+            ("after-", Page::After(Position::ZERO))
+        };
+        if token.is_empty() {
+            return Ok(first);
+        }
+        let at = token
+            .strip_prefix(prefix)
+            .and_then(|n| n.parse::<u64>().ok())
+            .map(Position)
+            .ok_or_else(|| {
+                Status::invalid_argument(
+                    "page_token is not one this server gave for this order (newest_first)",
+                )
+            })?;
+        Ok(if newest_first {
+            Page::Before(at)
+        } else {
+            Page::After(at)
+        })
+    }
+
+    /// The token of the page that follows one ending at `last`.
+    fn next_token(self, last: u64) -> String {
+        match self {
+            Page::After(_) => format!("after-{last}"),
+            Page::Before(_) => format!("before-{last}"),
+        }
+    }
+}
+
+/// The promotions of `freight` on `page`: through the history index of the
+/// freight (a request names its freight), not a scan of every promotion.
+/// Each is read as the iterator reaches it, so a page reads only what it
+/// shows. Blocking.
 fn freight_promotions<'a>(
     projections: &'a Projections,
     project: &'a str,
     freight: &str,
-    after: Position,
+    page: Page,
 ) -> Result<impl Iterator<Item = Result<Promotion, ProjectionError>> + 'a, ProjectionError> {
     let filter = HistoryFilter {
         project: Some(project.to_string()),
@@ -177,13 +225,25 @@ fn freight_promotions<'a>(
         event_type: Some("PromotionRequested".to_string()),
         ..Default::default()
     };
+    let from = match page {
+        Page::After(after) => after.next(),
+        Page::Before(_) => Position::ZERO,
+    };
     let mut ids = Vec::new();
     projections
         .store()
-        .history_each(&filter, after.next(), MAX_HISTORY, |h| {
+        .history_each(&filter, from, MAX_HISTORY, |h| {
+            if let Page::Before(before) = page {
+                if h.position >= before.0 {
+                    return false;
+                }
+            }
             ids.push(h.promotion);
             true
         })?;
+    if let Page::Before(_) = page {
+        ids.reverse();
+    }
     Ok(ids
         .into_iter()
         .filter_map(move |id| projections.promotion(project, &id).transpose()))

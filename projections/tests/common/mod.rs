@@ -177,6 +177,46 @@ pub async fn assert_models_equal_fold(p: &Projections, log: &dyn EventLog) {
                 .collect();
             assert_eq!(by_index, filtered, "{name} active after {after}");
         }
+        // The same lists backwards: newest first, before the end and
+        // before the middle.
+        for before in [Position(u64::MAX), middle] {
+            let earlier = || all.iter().rev().filter(|p| p.requested < before);
+            let ids =
+                |it: &mut dyn Iterator<Item = Result<waybill_ledger::domain::Promotion, _>>| {
+                    it.map(|r: Result<_, waybill_projections::ProjectionError>| {
+                        r.expect("promotion").id
+                    })
+                    .collect::<Vec<String>>()
+                };
+            let whole: Vec<String> = earlier().map(|p| p.id.clone()).collect();
+            assert_eq!(
+                ids(&mut models::promotions_before(tree, name, before)),
+                whole,
+                "{name} before {before}"
+            );
+            for stage in want.stages.keys() {
+                let filtered: Vec<String> = earlier()
+                    .filter(|p| &p.stage == stage)
+                    .map(|p| p.id.clone())
+                    .collect();
+                assert_eq!(
+                    ids(&mut models::stage_promotions_before(
+                        tree, name, stage, before
+                    )),
+                    filtered,
+                    "{name}/{stage} before {before}"
+                );
+            }
+            let filtered: Vec<String> = earlier()
+                .filter(|p| p.status.is_active())
+                .map(|p| p.id.clone())
+                .collect();
+            assert_eq!(
+                ids(&mut models::active_promotions_before(tree, name, before)),
+                filtered,
+                "{name} active before {before}"
+            );
+        }
         // The index of active promotions names exactly the active ones, and
         // the id index every promotion.
         use waybill_projections::keys::{self, model};

@@ -172,13 +172,16 @@ pub struct PromotionsArgs {
     /// Only promotions of this freight (id, alias or start of its id).
     #[arg(long)]
     pub freight: Option<String>,
-    /// In order of request, a page at a time.
+    /// Newest first, a page at a time.
     #[command(flatten)]
     pub page: PageArgs,
+    /// Oldest first: in order of request, as the history reads.
+    #[arg(long)]
+    pub oldest_first: bool,
     /// Show this promotion in detail, with each approval.
     #[arg(
         value_name = "ID",
-        conflicts_with_all = ["stage", "status", "freight", "page_size", "page_token", "all"]
+        conflicts_with_all = ["stage", "status", "freight", "page_size", "page_token", "all", "oldest_first"]
     )]
     pub promotion: Option<String>,
 }

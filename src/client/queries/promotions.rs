@@ -237,6 +237,7 @@ pub async fn run(svc: &mut Queries, a: PromotionsArgs, output: Output) -> Result
         freight: a.freight.unwrap_or_default(),
         page_size: a.page.page_size,
         page_token: String::new(),
+        newest_first: !a.oldest_first,
         min_position: a.read.min_position,
     };
     let (all, position, next) = pages::walk(req, &a.page, async |req| {
