@@ -38,10 +38,10 @@ use crate::roles::Roles;
 use crate::tls::ServerTls;
 
 pub use server::{hostname, serve};
-use settings::open_backup;
 pub(crate) use settings::{
     authenticator, backup_dir, command_cache_records, reload_check, server_tls,
 };
+use settings::{lock_data_dir, open_backup};
 pub use signals::shutdown_signal;
 
 /// Requests per second per connection by default.
@@ -135,6 +135,8 @@ pub async fn run(mut args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
+    // Held until the server stops.
+    let _data_dir_lock = lock_data_dir(&crate::config::data_dir(&args.log, file))?;
     if args.insecure_dev && !addr.ip().is_loopback() {
         tracing::warn!(
             %addr,

@@ -127,3 +127,34 @@ pub(crate) fn reload_check(args: &ServeArgs, file: &FileConfig) -> Option<std::t
         .unwrap_or(super::reload::DEFAULT_CHECK_SECS);
     (secs > 0).then(|| std::time::Duration::from_secs(secs))
 }
+
+/// The lock a server holds on its data directory (`<dir>/serve.lock`)
+/// while it runs, taken before anything in the directory is opened or
+/// created: a second server on the same directory is refused before it
+/// creates an embedded log or a signing key beside the first one's stores.
+/// `None` when the directory does not exist yet: no server uses it, and
+/// nothing is created before the start has succeeded (NATS reached); the
+/// stores' own locks stand behind this one.
+pub(super) fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<Option<std::fs::File>> {
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    let path = dir.join("serve.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(Some(lock)),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another waybill serve uses the data directory {}: give each server its own \
+             (--data-dir)",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}

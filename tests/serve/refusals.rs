@@ -1,9 +1,12 @@
 //! Refused with a clear message and exit code 2: a client whose server
 //! cannot be reached (where it tried and why), and a bad configuration
 //! (unknown key, unreachable NATS, bad setting, zero budget, port in use),
-//! before anything is created.
+//! before anything is created; and a second server on a data directory in
+//! use, before anything is created in it.
 
-use crate::common::{run, stderr, waybill};
+use waybill_ledger::testing::NatsServer;
+
+use crate::common::{run, stderr, waybill, Served};
 
 /// A client that cannot reach its server says where it tried and why (the
 /// operating system's reason, not only tonic's "transport error"), exits 2,
@@ -116,4 +119,51 @@ fn bad_configuration_is_refused_with_a_clear_message() {
         stderr(&out)
     );
     assert!(!data.exists(), "nothing is created when the port is taken");
+}
+
+/// A data directory serves one server at a time: a second one, on the
+/// embedded log or on NATS, is refused before it creates anything beside
+/// the first one's stores (it used to create an empty embedded log there
+/// before the command state store refused it); once the first stops, the
+/// directory takes a server again.
+#[test]
+fn a_data_directory_in_use_is_refused_before_anything_is_created() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().to_str().expect("utf8").to_string();
+    let on_nats = || {
+        Served::start(
+            waybill()
+                .args(["serve", "--insecure-dev", "--no-reactors"])
+                .args(["--nats", &nats.url(), "--data-dir", &data]),
+        )
+    };
+    let first = on_nats();
+    let listing = || {
+        let mut names: Vec<String> = std::fs::read_dir(&data)
+            .expect("data dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = listing();
+    for log in [&[][..], &["--nats", &nats.url()][..]] {
+        let mut args = vec!["serve", "--insecure-dev", "--listen", "127.0.0.1:0"];
+        args.extend(["--data-dir", &data]);
+        args.extend(log);
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{log:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!(
+                "another waybill serve uses the data directory {data}"
+            )),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(listing(), before, "{log:?}: nothing created");
+    }
+    assert!(first.terminate().success());
+    let again = on_nats();
+    assert!(again.terminate().success());
 }
