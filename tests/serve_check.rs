@@ -82,6 +82,33 @@ fn a_check_reads_everything_and_touches_nothing() {
     assert!(report.contains("no credentials accepted"), "{report}");
     assert!(!report.contains("s3cret") && !stderr(&out).contains("s3cret"));
     assert!(!data.exists());
+    // The key is its owner's alone; one that others can read is warned of.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |m: u32| std::fs::set_permissions(&key, std::fs::Permissions::from_mode(m));
+    let meta = std::fs::metadata(&key).expect("key");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert!(
+        !stderr(&out).contains("can be read by others"),
+        "{}",
+        stderr(&out)
+    );
+    mode(0o644).expect("chmod");
+    let key_arg = key.to_str().expect("utf8");
+    let out = run(&[
+        "serve",
+        "--check",
+        "--signing-key",
+        key_arg,
+        "--data-dir",
+        data_arg,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the checkpoint signing key can be read by others than its owner"),
+        "{}",
+        stderr(&out)
+    );
+    mode(0o600).expect("chmod");
 
     // Wrong files: each named, non-zero exit, nothing written.
     for (what, extra, expected) in [

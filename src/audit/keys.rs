@@ -70,7 +70,33 @@ fn write_secret(path: &Path, key: &SignerKey) -> anyhow::Result<()> {
     file.write_all(format!("{}\n", key.encode()).as_bytes())?;
     file.sync_all()?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    // The rename is durable once the directory is: a crash must not lose
+    // the key that signed the checkpoints already appended.
+    #[cfg(unix)]
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("cannot sync {}", dir.display()))?;
+    }
     Ok(())
+}
+
+/// Warns when the signing key at `path` can be read by others than its
+/// owner (as `waybill keygen` and `serve` write it, 0600): anyone who can
+/// read it can sign checkpoints in the server's name.
+#[cfg(unix)]
+fn warn_if_exposed(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{mode:o}"),
+                "the checkpoint signing key can be read by others than its owner: chmod 600 it"
+            );
+        }
+    }
 }
 
 /// Loads the signing key at `path`; when `create` and it does not exist, makes one.
@@ -98,6 +124,8 @@ pub fn load_signer(path: &Path, create: bool) -> anyhow::Result<SignerKey> {
     }
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the signing key {}", path.display()))?;
+    #[cfg(unix)]
+    warn_if_exposed(path);
     SignerKey::parse(&text).with_context(|| format!("invalid signing key in {}", path.display()))
 }
 
