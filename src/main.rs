@@ -10,6 +10,7 @@ mod config;
 mod copy;
 mod debug;
 mod dump;
+mod durable;
 mod metrics;
 mod open;
 mod progress;

@@ -89,11 +89,17 @@ pub async fn run(client: &ClientArgs, args: &ExportArgs) -> anyhow::Result<ExitC
             return Err(e);
         }
     }
+    // Every file is synced as it completes; then the names in the export,
+    // and the export's own name once it is moved into place.
+    crate::durable::sync_dir(&tmp)
+        .with_context(|| format!("cannot sync {}", tmp.display()))?;
     if args.out.exists() {
         std::fs::remove_dir(&args.out)?;
     }
     std::fs::rename(&tmp, &args.out)
         .with_context(|| format!("cannot move the export to {}", args.out.display()))?;
+    crate::durable::sync_parent(&args.out)
+        .with_context(|| format!("cannot sync the directory of {}", args.out.display()))?;
     let manifest: Manifest = serde_json::from_slice(&std::fs::read(args.out.join(MANIFEST_FILE))?)?;
     if client.output == crate::client::Output::Json {
         println!(

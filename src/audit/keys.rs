@@ -70,14 +70,9 @@ fn write_secret(path: &Path, key: &SignerKey) -> anyhow::Result<()> {
     file.write_all(format!("{}\n", key.encode()).as_bytes())?;
     file.sync_all()?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    // The rename is durable once the directory is: a crash must not lose
-    // the key that signed the checkpoints already appended.
-    #[cfg(unix)]
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .with_context(|| format!("cannot sync {}", dir.display()))?;
-    }
+    // A crash must not lose the key that signed checkpoints already appended.
+    crate::durable::sync_parent(path)
+        .with_context(|| format!("cannot sync the directory of {}", path.display()))?;
     Ok(())
 }
 

@@ -141,6 +141,8 @@ fn write_entry(path: &Path, args: &TokenArgs, token: &str) -> anyhow::Result<boo
     }
     std::fs::rename(&temporary, path)
         .map_err(|e| anyhow::anyhow!("cannot replace {shown}: {e}"))?;
+    crate::durable::sync_parent(path)
+        .map_err(|e| anyhow::anyhow!("cannot sync the directory of {shown}: {e}"))?;
     Ok(replaced)
 }
 
