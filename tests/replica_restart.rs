@@ -2,6 +2,7 @@
 //! models. Under a stream of commands to the first, the second is killed
 //! with SIGKILL and started again mid-stream: it catches up, and once both
 //! reflect the head their read models and Merkle trees are equal key by key.
+//! A third replica signing with a key of its own warns of the other key.
 
 mod common;
 
@@ -89,7 +90,8 @@ async fn a_replica_killed_mid_stream_catches_up_to_the_same_read_models() {
     }
     assert!(settled, "the log kept growing");
     assert!(a.terminate().success());
-    assert!(b.terminate().success());
+    let (status, b_log) = b.terminate_and_log();
+    assert!(status.success());
 
     let (left, right) = (
         read_models(&a_dir.path().join("projections")),
@@ -105,4 +107,13 @@ async fn a_replica_killed_mid_stream_catches_up_to_the_same_read_models() {
             String::from_utf8_lossy(k)
         );
     }
+
+    // A replica that would sign with a key of its own (made in its data
+    // dir) warns that the log's checkpoints are signed by A's key; B, which
+    // signs nothing, did not.
+    assert!(!b_log.contains("signed by another key"), "{b_log}");
+    let c_dir = tempfile::tempdir().expect("c");
+    let c = serve(&url, c_dir.path(), &["--no-reactors"]);
+    c.wait_for_log("a checkpoint in the log is signed by another key than this server's");
+    assert!(c.terminate().success());
 }

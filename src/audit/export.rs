@@ -91,8 +91,7 @@ pub async fn run(client: &ClientArgs, args: &ExportArgs) -> anyhow::Result<ExitC
     }
     // Every file is synced as it completes; then the names in the export,
     // and the export's own name once it is moved into place.
-    crate::durable::sync_dir(&tmp)
-        .with_context(|| format!("cannot sync {}", tmp.display()))?;
+    crate::durable::sync_dir(&tmp).with_context(|| format!("cannot sync {}", tmp.display()))?;
     if args.out.exists() {
         std::fs::remove_dir(&args.out)?;
     }

@@ -119,7 +119,22 @@ pub struct NoteSignature {
     pub signature: Vec<u8>,
 }
 
+impl NoteSignature {
+    /// `name+keyid`, as keys are named in messages.
+    pub fn label(&self) -> String {
+        key_label(&self.name, self.key_id)
+    }
+}
+
 impl SignedNote {
+    /// Whether a signature line carries `key`'s name and id (not whether it
+    /// verifies: [`SignedNote::verify`]).
+    pub fn signed_by(&self, key: &VerifierKey) -> bool {
+        self.signatures
+            .iter()
+            .any(|s| s.name == key.name() && s.key_id == key.key_id())
+    }
+
     /// Parses a signed note: splits it at its last blank line and reads every
     /// signature line as `— <name> <base64(key id || signature)>`.
     pub fn parse(note: &str) -> Result<SignedNote, NoteError> {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
-use waybill_ledger::audit::{leaf_hash, Checkpoint, SignerKey};
+use waybill_ledger::audit::{leaf_hash, Checkpoint, NoteSignature, SignedNote, SignerKey};
 use waybill_ledger::name::Name;
 use waybill_ledger::{Actor, EventLog, EventPayload, LedgerError, NewEvent, Position, StoredEvent};
 
@@ -195,6 +195,26 @@ impl Transparency {
         let mut last_commit = Instant::now();
         // Checkpoints seen but not yet committed.
         let mut found: Vec<StoredCheckpoint> = Vec::new();
+        // Other keys seen signing checkpoints in the log, each warned of once.
+        let mut others_warned = std::collections::BTreeSet::new();
+        let mut warn_of_others = |c: &StoredCheckpoint| {
+            let Some(others) = policy.signer.as_deref().and_then(|k| other_signers(c, k)) else {
+                return;
+            };
+            if others_warned.insert(others.clone()) {
+                tracing::warn!(
+                    tree_size = c.size,
+                    position = c.position,
+                    signed_by = %others,
+                    "a checkpoint in the log is signed by another key than this server's: give \
+                     every process that signs the same --signing-key, or auditors need each \
+                     key (and the log holds checkpoints from each)"
+                );
+            }
+        };
+        if let Some(latest) = self.latest() {
+            warn_of_others(&latest);
+        }
         loop {
             let wanted = *self.inner.wanted.borrow();
             let size = writer.size();
@@ -258,6 +278,7 @@ impl Transparency {
                 }
                 writer.push(leaf_hash(&ev.bytes));
                 if let Some(c) = checkpoint_of(ev) {
+                    warn_of_others(&c);
                     writer.checkpoint(&c)?;
                     audit_head = ev.position;
                     signed = signed.max(c.size);
@@ -358,6 +379,18 @@ impl Transparency {
 }
 
 /// The checkpoint an event records, if it is one.
+/// The keys that signed checkpoint `c` (`name+id`, comma-separated) when
+/// `ours` is not among them; `None` when it is, or the note does not parse
+/// (the audit service reports that).
+fn other_signers(c: &StoredCheckpoint, ours: &SignerKey) -> Option<String> {
+    let note = SignedNote::parse(&c.note).ok()?;
+    if note.signed_by(&ours.verifier()) {
+        return None;
+    }
+    let labels: Vec<String> = note.signatures.iter().map(NoteSignature::label).collect();
+    Some(labels.join(", "))
+}
+
 fn checkpoint_of(ev: &StoredEvent) -> Option<StoredCheckpoint> {
     match &ev.event.payload {
         EventPayload::CheckpointSigned(c) => Some(StoredCheckpoint {
@@ -368,5 +401,33 @@ fn checkpoint_of(ev: &StoredEvent) -> Option<StoredCheckpoint> {
             position: ev.position.0,
         }),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signed_by(key: &SignerKey) -> StoredCheckpoint {
+        StoredCheckpoint {
+            size: 3,
+            root: String::new(),
+            origin: "waybill-test".into(),
+            note: key.sign("waybill-test\n3\nAAAA\n").expect("sign"),
+            position: 4,
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_signed_by_another_key_names_that_key() {
+        let ours = SignerKey::generate("replica-a").expect("key");
+        let theirs = SignerKey::generate("replica-b").expect("key");
+        assert_eq!(other_signers(&signed_by(&ours), &ours), None);
+        let named = other_signers(&signed_by(&theirs), &ours).expect("another key");
+        assert!(named.starts_with("replica-b+"), "{named}");
+        // `name+id+key`: the label is the name and the id.
+        let public = theirs.verifier().encode();
+        let label: Vec<&str> = public.splitn(3, '+').take(2).collect();
+        assert_eq!(named, label.join("+"));
     }
 }
