@@ -201,6 +201,20 @@ fn example_roles_admit_and_refuse_as_documented() {
     };
     assert!(cli(&bob, &["status", "-p", "shop"]).contains("project shop: 3 stages"));
     assert!(cli(&bob, &["promotions", "-p", "shop"]).contains("0 promotions"));
+    // The token from a file (not on the command line, where `ps` shows it).
+    let token_file = tempfile::NamedTempFile::new().expect("token file");
+    std::fs::write(token_file.path(), format!("{bob}\n")).expect("write the token");
+    let out = waybill()
+        .args(["status", "-p", "shop", "--server", &served.endpoint()])
+        .env("WAYBILL_TOKEN_FILE", token_file.path())
+        .output()
+        .expect("cli");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("project shop: 3 stages"));
     for who in [&bob, &ci] {
         assert!(cli(who, &["pending"]).contains("nothing waits for your approval"));
     }

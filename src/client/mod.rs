@@ -30,6 +30,10 @@ pub struct ClientArgs {
     /// Bearer token or JWT.
     #[arg(long, env = "WAYBILL_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
+    /// A file holding the token (instead of --token, which other users can
+    /// see in the process list): its first line, white space trimmed.
+    #[arg(long, env = "WAYBILL_TOKEN_FILE", global = true)]
+    pub token_file: Option<std::path::PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
     pub output: Output,
@@ -122,9 +126,31 @@ pub fn windows(endpoint: Endpoint) -> Endpoint {
         .initial_connection_window_size(Some(4 << 20))
 }
 
+/// The token of `--token`, or the first line of `--token-file`; both given
+/// is refused (which one was meant?).
+fn token(args: &ClientArgs) -> anyhow::Result<Option<String>> {
+    let Some(path) = &args.token_file else {
+        return Ok(args.token.clone());
+    };
+    anyhow::ensure!(
+        args.token.is_none(),
+        "both a token (--token or WAYBILL_TOKEN) and a token file (--token-file or \
+         WAYBILL_TOKEN_FILE) are given: give one"
+    );
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read the token file {}: {e}", path.display()))?;
+    let line = text.lines().next().unwrap_or_default().trim();
+    anyhow::ensure!(
+        !line.is_empty(),
+        "the token file {} is empty",
+        path.display()
+    );
+    Ok(Some(line.to_string()))
+}
+
 /// Opens a channel to the server and the interceptor that sends the token.
 pub async fn channel(args: &ClientArgs) -> anyhow::Result<(Channel, Bearer)> {
-    let bearer = match &args.token {
+    let bearer = match token(args)? {
         Some(t) => Some(format!("Bearer {t}").parse().map_err(|_| {
             anyhow::anyhow!("the token contains characters not allowed in a header")
         })?),
@@ -186,6 +212,7 @@ mod tests {
         ClientArgs {
             server: server.into(),
             token: None,
+            token_file: None,
             output: Output::Text,
             ca: ca.then(|| "ca.pem".into()),
             cert: None,
@@ -209,5 +236,27 @@ mod tests {
         );
         assert_eq!(args("https://w:1", false).server_url(), "https://w:1");
         assert_eq!(args("http://w:1", true).server_url(), "http://w:1");
+    }
+
+    #[test]
+    fn a_token_comes_from_the_flag_or_the_first_line_of_a_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("alice.token");
+        std::fs::write(&file, "  wbt_secret \nignored\n").expect("write");
+        let mut a = args("127.0.0.1:1", false);
+        assert_eq!(token(&a).expect("none"), None);
+        a.token = Some("flag".into());
+        assert_eq!(token(&a).expect("flag").as_deref(), Some("flag"));
+        a.token_file = Some(file.clone());
+        let both = token(&a).expect_err("both").to_string();
+        assert!(both.contains("give one"), "{both}");
+        a.token = None;
+        assert_eq!(token(&a).expect("file").as_deref(), Some("wbt_secret"));
+        std::fs::write(&file, "\n").expect("write");
+        let empty = token(&a).expect_err("empty").to_string();
+        assert!(empty.contains("is empty"), "{empty}");
+        a.token_file = Some(dir.path().join("missing"));
+        let missing = token(&a).expect_err("missing").to_string();
+        assert!(missing.contains("cannot read the token file"), "{missing}");
     }
 }

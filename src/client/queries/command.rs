@@ -408,6 +408,7 @@ mod tests {
         let args = ClientArgs {
             server: format!("http://{addr}"),
             token: None,
+            token_file: None,
             output: Output::Text,
             ca: None,
             cert: None,

@@ -154,6 +154,7 @@ impl Server {
         let args = ClientArgs {
             server: format!("http://{addr}"),
             token: Some("t".into()),
+            token_file: None,
             output: Output::Text,
             ca: None,
             cert: None,
