@@ -120,6 +120,15 @@ async fn report_records_what_the_deployment_did() {
         "image pull backoff",
     ]);
     assert_eq!(code, Some(0), "{said}");
+    // The stage's detail says its last promotion failed, and why.
+    let (code, said) = cli(&["status", "-p", "shop", "dev"]);
+    assert_eq!(code, Some(0), "{said}");
+    let last = format!("last promotion: {failed} of {} Failed", &other[..12]);
+    assert!(said.contains(&last), "{said}");
+    assert!(
+        said.contains(": executor reported failure: image pull backoff"),
+        "{said}"
+    );
     let (code, said) = cli(&["promote", "-p", "shop", "-s", "dev", "--freight", &other]);
     assert_eq!(code, Some(0), "{said}");
     let events_of = |promotion: &str| {

@@ -122,6 +122,7 @@ pub fn queue(queue: &[String]) -> String {
 /// One stage in detail (`status -p P STAGE`).
 pub fn stage_text(
     s: &pb::Stage,
+    last: Option<&pb::Promotion>,
     policy: Option<&pb::StagePolicy>,
     position: u64,
     now: DateTime<Utc>,
@@ -151,7 +152,7 @@ pub fn stage_text(
     field("verified", verified(s));
     field("running", s.running.clone());
     field("hold", s.hold.clone());
-    field("last promotion", s.last_promotion.clone());
+    field("last promotion", last_promotion(s, last, now));
     let policy = policy.map(|p| super::policy::lines(p, now));
     for (name, value) in policy.unwrap_or_default() {
         field(name, value);
@@ -179,6 +180,26 @@ pub fn stage_text(
     }
     out.push_str(&format!("reflects position {position}\n"));
     out
+}
+
+/// The stage's last promotion: its id, and how it stands when known
+/// (`prm-… Failed 3m ago (2026-…): executor reported failure: …`).
+fn last_promotion(s: &pb::Stage, last: Option<&pb::Promotion>, now: DateTime<Utc>) -> String {
+    let Some(p) = last.filter(|p| p.id == s.last_promotion) else {
+        return s.last_promotion.clone();
+    };
+    let details = if p.details.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", p.details)
+    };
+    format!(
+        "{} of {} {} {}{details}",
+        p.id,
+        short(&p.freight),
+        p.status,
+        when(&p.updated_at, now)
+    )
 }
 
 /// A stage as JSON.
@@ -231,9 +252,10 @@ pub async fn status(svc: &mut Queries, a: StatusArgs, output: Output) -> Result<
     let mut out = Out::default();
     match a.stage().map(str::to_string) {
         Some(stage) => {
+            let project = a.read.project.clone();
             let reply = svc
                 .get_stage(pb::GetStageRequest {
-                    project: a.read.project,
+                    project: project.clone(),
                     stage,
                     min_position: a.read.min_position,
                 })
@@ -242,9 +264,24 @@ pub async fn status(svc: &mut Queries, a: StatusArgs, output: Output) -> Result<
             let stage = reply
                 .stage
                 .ok_or_else(|| Status::internal("the server sent no stage"))?;
+            // How the stage's last promotion stands (a failure is news).
+            let last = match stage.last_promotion.as_str() {
+                "" => None,
+                id => {
+                    svc.get_promotion(pb::GetPromotionRequest {
+                        project,
+                        promotion_id: id.to_string(),
+                        min_position: reply.position,
+                    })
+                    .await?
+                    .into_inner()
+                    .promotion
+                }
+            };
             match output {
                 Output::Text => out.block(&stage_text(
                     &stage,
+                    last.as_ref(),
                     reply.policy.as_ref(),
                     reply.position,
                     Utc::now(),
@@ -252,6 +289,13 @@ pub async fn status(svc: &mut Queries, a: StatusArgs, output: Output) -> Result<
                 Output::Json => out.line(
                     &json!({
                         "stage": stage_json(&stage),
+                        "last_promotion": last.as_ref().map(|p| json!({
+                            "id": p.id,
+                            "freight": p.freight,
+                            "status": p.status,
+                            "details": p.details,
+                            "updated_at": p.updated_at,
+                        })),
                         "policy": reply.policy.as_ref().map(super::policy::json),
                         "position": reply.position,
                     })
