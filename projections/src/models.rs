@@ -356,12 +356,18 @@ pub fn stage_promotions_after<'a>(
     after: Position,
 ) -> impl Iterator<Item = Result<Promotion, ProjectionError>> + 'a {
     let prefix = keys::index_prefix(keys::Index::Stage, &format!("{project}/{stage}"));
-    crate::postings::scan(tree, prefix, after.next())
-        .flat_map(|bucket| match bucket {
-            Ok(entries) => entries.into_iter().map(|(p, _)| Ok(p)).collect(),
-            Err(e) => vec![Err(e)],
-        })
+    positions(crate::postings::scan(tree, prefix, after.next()))
         .filter_map(move |p| stage_promotion(tree, project, stage, p))
+}
+
+/// The positions in posting-list buckets, one by one.
+fn positions(
+    buckets: impl Iterator<Item = Result<Vec<(Position, String)>, ProjectionError>>,
+) -> impl Iterator<Item = Result<Position, ProjectionError>> {
+    buckets.flat_map(|bucket| match bucket {
+        Ok(entries) => entries.into_iter().map(|(p, _)| Ok(p)).collect(),
+        Err(e) => vec![Err(e)],
+    })
 }
 
 /// The promotion into `stage` requested at `p`, an event of the stage's
@@ -388,11 +394,7 @@ pub fn stage_promotions_before<'a>(
     before: Position,
 ) -> impl Iterator<Item = Result<Promotion, ProjectionError>> + 'a {
     let prefix = keys::index_prefix(keys::Index::Stage, &format!("{project}/{stage}"));
-    crate::postings::scan_back(tree, prefix, before)
-        .flat_map(|bucket| match bucket {
-            Ok(entries) => entries.into_iter().map(|(p, _)| Ok(p)).collect(),
-            Err(e) => vec![Err(e)],
-        })
+    positions(crate::postings::scan_back(tree, prefix, before))
         .filter_map(move |p| stage_promotion(tree, project, stage, p))
 }
 
