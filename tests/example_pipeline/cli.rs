@@ -14,7 +14,7 @@ pub(crate) struct Cli {
 
 impl Cli {
     /// Runs `waybill ARGS --output json` as `who`; returns exit code and JSON.
-    fn run(&self, who: &str, args: &[&str]) -> (i32, Value) {
+    pub(crate) fn run(&self, who: &str, args: &[&str]) -> (i32, Value) {
         let out = waybill()
             .args(args)
             .args([

@@ -154,6 +154,7 @@ pub(crate) fn on_a_wednesday(
         "{said}"
     );
     cli.current("prod", &f1);
+    at_says_who_put_it_there(&cli, &f1, &p1);
 
     // A newer freight reaches prod, then is rolled back.
     let f2 = cli.discover("1.1");
@@ -250,4 +251,51 @@ pub(crate) fn on_a_wednesday(
     cli.ok("carol", &["approve", "-p", "shop", "--promotion", &rb]);
     cli.current("prod", &f1);
     assert!(served.terminate().success());
+}
+
+/// `waybill at POSITION -s prod`: what prod ran then and the promotion that
+/// put it there, with who approved it and why; a stage the pipeline did not
+/// have is refused.
+fn at_says_who_put_it_there(cli: &Cli, f1: &str, p1: &str) {
+    let mut position = None;
+    for _ in 0..300 {
+        let status = cli.ok("alice", &["status", "-p", "shop", "prod"]);
+        if status["stage"]["current"]["freight"] == f1 {
+            position = status["position"].as_u64();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let position = position
+        .expect("prod runs f1 in the read models")
+        .to_string();
+    let text = cli.text("alice", &["at", "-p", "shop", &position, "-s", "prod"]);
+    for expected in [
+        format!("stage prod of project shop as of position {position}"),
+        format!("freight:        {f1}"),
+        "the promotion that put it there:".to_string(),
+        format!("promotion {p1}  Succeeded"),
+        "ticket:         CHG-42".to_string(),
+        "approvals (2):".to_string(),
+        "looks good".to_string(),
+    ] {
+        assert!(text.contains(&expected), "{expected:?} in\n{text}");
+    }
+    let json = cli.ok("alice", &["at", "-p", "shop", &position, "-s", "prod"]);
+    assert_eq!(json["stage"]["current"]["freight"], f1, "{json}");
+    assert_eq!(json["promotion"]["id"], p1, "{json}");
+    let by: Vec<&str> = json["promotion"]["approvals"]
+        .as_array()
+        .expect("approvals")
+        .iter()
+        .filter_map(|a| a["by"].as_str())
+        .collect();
+    assert_eq!(by, ["bob", "carol"], "{json}");
+    // Before anything reached prod: the stage, and no promotion.
+    let json = cli.ok("alice", &["at", "-p", "shop", "1", "-s", "prod"]);
+    assert!(json["stage"]["current"].is_null(), "{json}");
+    assert!(json["promotion"].is_null(), "{json}");
+    let (code, json) = cli.run("alice", &["at", "-p", "shop", "1", "-s", "nostage"]);
+    assert_eq!(code, 1, "{json}");
+    assert_eq!(json["error"], "NotFound", "{json}");
 }

@@ -7,8 +7,9 @@ use waybill_proto::v1 as pb;
 
 use super::command::AtArgs;
 use super::format::when;
+use super::promotions::{detail_text, promotion_json};
 use super::rpc::{Out, Queries};
-use super::stages::{reflect, stages_json, stages_text};
+use super::stages::{reflect, stage_json, stage_text, stages_json, stages_text};
 use crate::client::Output;
 
 /// What `at` was asked for: a position or a time.
@@ -77,9 +78,37 @@ pub fn at_json(point: &AtPoint, reply: &pb::ListStagesReply) -> Value {
     doc
 }
 
-/// `at`: the pipeline at a position or a time.
+/// One stage at a point, and the promotion that put its freight there.
+pub fn at_stage_text(
+    point: &AtPoint,
+    project: &str,
+    stage: &pb::Stage,
+    promotion: Option<&pb::Promotion>,
+    position: u64,
+    now: DateTime<Utc>,
+) -> String {
+    let mut out = format!("stage {} of {}\n", stage.name, point.header(project, now));
+    let detail = stage_text(stage, None, None, position, now);
+    match promotion {
+        // The promotion's detail ends with the position, as the stage's does.
+        Some(p) => {
+            let lines: Vec<&str> = detail.lines().collect();
+            for line in &lines[..lines.len().saturating_sub(1)] {
+                out.push_str(line);
+                out.push('\n');
+            }
+            out.push_str("the promotion that put it there:\n");
+            out.push_str(&detail_text(p, &[], position, now));
+        }
+        None => out.push_str(&detail),
+    }
+    out
+}
+
+/// `at`: the pipeline at a position or a time, or one stage of it.
 pub async fn run(svc: &mut Queries, a: AtArgs, output: Output) -> Result<(), Status> {
     reflect(svc, &a.read.project, a.read.min_position).await?;
+    let project = a.read.project.clone();
     let reply = svc
         .state_at(pb::StateAtRequest {
             project: a.read.project,
@@ -88,9 +117,56 @@ pub async fn run(svc: &mut Queries, a: AtArgs, output: Output) -> Result<(), Sta
         .await?
         .into_inner();
     let mut out = Out::default();
+    let Some(name) = &a.stage else {
+        match output {
+            Output::Text => out.block(&at_text(&a.at, &reply, Utc::now())),
+            Output::Json => out.line(&at_json(&a.at, &reply).to_string()),
+        }
+        return Ok(());
+    };
+    let stage = reply
+        .stages
+        .iter()
+        .find(|s| &s.name == name)
+        .ok_or_else(|| {
+            let had: Vec<&str> = reply.stages.iter().map(|s| s.name.as_str()).collect();
+            Status::not_found(format!(
+                "project {project} had no stage {name:?} then (it had: {})",
+                had.join(", ")
+            ))
+        })?;
+    let promotion = match stage.current.as_ref().map(|c| c.promotion.as_str()) {
+        Some(id) if !id.is_empty() => {
+            svc.get_promotion(pb::GetPromotionRequest {
+                project: project.clone(),
+                promotion_id: id.to_string(),
+                min_position: 0,
+            })
+            .await?
+            .into_inner()
+            .promotion
+        }
+        _ => None,
+    };
     match output {
-        Output::Text => out.block(&at_text(&a.at, &reply, Utc::now())),
-        Output::Json => out.line(&at_json(&a.at, &reply).to_string()),
+        Output::Text => out.block(&at_stage_text(
+            &a.at,
+            &project,
+            stage,
+            promotion.as_ref(),
+            reply.position,
+            Utc::now(),
+        )),
+        Output::Json => out.line(
+            &json!({
+                "project": project,
+                "as_of": a.at.json(),
+                "stage": stage_json(stage),
+                "promotion": promotion.as_ref().map(promotion_json),
+                "position": reply.position,
+            })
+            .to_string(),
+        ),
     }
     Ok(())
 }

@@ -214,6 +214,10 @@ pub struct AtArgs {
     /// (2024-05-01 03:12), or a time ago (2h, "1d 6h ago").
     #[arg(value_name = "POSITION|TIME", value_parser = AtPoint::parse)]
     pub at: AtPoint,
+    /// Only this stage, in detail, with the promotion that put its freight
+    /// there: who requested and approved it, when and why.
+    #[arg(long, short = 's')]
+    pub stage: Option<String>,
 }
 
 impl QueryCommand {
