@@ -231,6 +231,17 @@ async fn report_records_what_the_deployment_did() {
             .map(|p| p["id"].as_str().expect("id").to_string())
             .collect::<Vec<_>>()
     };
+    // A freight's detail ends with where it went, newest first.
+    let (code, said) = cli(&["freight", "-p", "shop", &other, "--output", "json"]);
+    assert_eq!(code, Some(0), "{said}");
+    let json: serde_json::Value = serde_json::from_str(&said).expect("json");
+    let went: Vec<&str> = json["promotions"]
+        .as_array()
+        .expect("promotions")
+        .iter()
+        .filter_map(|p| p["id"].as_str())
+        .collect();
+    assert_eq!(went, [retried.as_str(), failed.as_str()], "{json}");
     let oldest = [id.clone(), failed.clone(), retried.clone()];
     assert_eq!(listed(&["--oldest-first"]), oldest);
     assert_eq!(

@@ -92,7 +92,12 @@ pub fn list_text(reply: &pb::ListFreightReply, available_for: bool, now: DateTim
 }
 
 /// One freight in detail.
-pub fn detail_text(f: &pb::Freight, position: u64, now: DateTime<Utc>) -> String {
+pub fn detail_text(
+    f: &pb::Freight,
+    promotions: &[pb::Promotion],
+    position: u64,
+    now: DateTime<Utc>,
+) -> String {
     let mut out = format!("freight {}", f.id);
     if !f.alias.is_empty() {
         out.push_str(&format!(" ({})", f.alias));
@@ -141,6 +146,17 @@ pub fn detail_text(f: &pb::Freight, position: u64, now: DateTime<Utc>) -> String
         current.row(vec![c.stage.clone(), when(&c.since, now)]);
     }
     section(&mut out, "currently in", current);
+    let mut promoted = Table::new(&["PROMOTION", "STAGE", "STATUS", "UPDATED", "DETAILS"]);
+    for p in promotions {
+        promoted.row(vec![
+            p.id.clone(),
+            p.stage.clone(),
+            p.status.clone(),
+            when(&p.updated_at, now),
+            p.details.clone(),
+        ]);
+    }
+    section(&mut out, "promotions (newest first)", promoted);
     out.push_str(&format!("reflects position {position}\n"));
     out
 }
@@ -185,6 +201,7 @@ pub async fn run(svc: &mut Queries, a: FreightArgs, output: Output) -> Result<()
     let mut out = Out::default();
     match a.freight {
         Some(id) => {
+            let project = a.read.project.clone();
             let reply = svc
                 .get_freight(pb::GetFreightRequest {
                     project: a.read.project,
@@ -196,10 +213,30 @@ pub async fn run(svc: &mut Queries, a: FreightArgs, output: Output) -> Result<()
             let f = reply
                 .freight
                 .ok_or_else(|| Status::internal("the server sent no freight"))?;
+            // Where it went: its promotions, newest first (one page).
+            let promotions = svc
+                .list_promotions(pb::ListPromotionsRequest {
+                    project: project.clone(),
+                    freight: f.id.clone(),
+                    newest_first: true,
+                    min_position: reply.position,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner()
+                .promotions;
             match output {
-                Output::Text => out.block(&detail_text(&f, reply.position, Utc::now())),
+                Output::Text => {
+                    out.block(&detail_text(&f, &promotions, reply.position, Utc::now()))
+                }
                 Output::Json => out.line(
-                    &json!({ "freight": freight_json(&f), "position": reply.position }).to_string(),
+                    &json!({
+                        "freight": freight_json(&f),
+                        "promotions": promotions.iter().map(super::promotions::promotion_json)
+                            .collect::<Vec<_>>(),
+                        "position": reply.position,
+                    })
+                    .to_string(),
                 ),
             }
         }
@@ -306,7 +343,23 @@ mod tests {
 
     #[test]
     fn detail_shows_soak_and_bypass() {
-        let text = detail_text(&freight(), 9, now());
+        let failed = pb::Promotion {
+            id: "prm-1".into(),
+            stage: "test".into(),
+            status: "Failed".into(),
+            updated_at: "2024-05-01T11:50:00Z".into(),
+            details: "executor reported failure: crashloop".into(),
+            ..Default::default()
+        };
+        let text = detail_text(&freight(), &[failed], 9, now());
+        assert!(
+            text.contains(
+                "prm-1      test   Failed  10m ago (2024-05-01 11:50:00Z)  executor reported failure: crashloop"
+            ),
+            "{text}"
+        );
+        let text = detail_text(&freight(), &[], 9, now());
+        assert!(text.contains("promotions (newest first): none"), "{text}");
         assert!(text.starts_with("freight 0123456789abcdef0123456789abcdef01234567 (v1.2)\n"));
         assert!(
             text.contains("image  ghcr.io/acme/api:1.2@sha256:ab"),
