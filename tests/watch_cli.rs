@@ -1,6 +1,7 @@
 //! `waybill watch`: by default what happens from now on (it says from which
 //! position); `--from 1` the whole history first; a start past the last
-//! event says that it waits for it.
+//! event says that it waits for it. `waybill history --last N`: the most
+//! recent entries.
 
 mod common;
 
@@ -128,4 +129,56 @@ fn watch_starts_now_unless_asked_for_more() {
         let _ = child.kill();
         let _ = child.wait();
     }
+}
+
+/// `history --last N`: the N most recent entries, oldest first, and how to
+/// see earlier ones; with --from, those at or before that position.
+#[test]
+fn history_last_shows_the_most_recent_entries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let served = Served::insecure_dev(&dir.path().join("data"));
+    served.apply_example();
+    for tag in ["1.0", "1.1", "1.2"] {
+        assert!(served.discover_cli(tag).status.success());
+    }
+    let all: Vec<u64> = history_of(&served, 4)
+        .iter()
+        .filter_map(|e| e["position"].as_u64())
+        .collect();
+    assert_eq!(all.len(), 4, "{all:?}");
+    let endpoint = served.endpoint();
+    let last = |args: &[&str]| {
+        let mut cmd = vec!["history", "-p", "shop", "--output", "json"];
+        cmd.extend(args);
+        cmd.extend(["--server", &endpoint]);
+        let out = run(&cmd);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let positions: Vec<u64> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|e| e["position"].as_u64())
+            .collect();
+        (positions, stderr(&out))
+    };
+    let (two, said) = last(&["--last", "2"]);
+    assert_eq!(two, all[2..], "the two most recent, oldest first");
+    assert!(
+        said.contains(&format!("earlier ones with --last 2 --from {}", all[2] - 1)),
+        "{said}"
+    );
+    let (earlier, _) = last(&["--last", "2", "--from", &(all[2] - 1).to_string()]);
+    assert_eq!(earlier, all[..2]);
+    let (everything, said) = last(&["--last", "10"]);
+    assert_eq!(everything, all);
+    assert!(!said.contains("earlier ones"), "{said}");
+    let out = run(&[
+        "history",
+        "-p",
+        "shop",
+        "--last",
+        "0",
+        "--server",
+        &served.endpoint(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }

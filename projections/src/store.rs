@@ -266,41 +266,68 @@ impl ProjectionStore {
         filter: &HistoryFilter,
         from: Position,
         limit: usize,
-        mut each: impl FnMut(pb::HistoryEntry) -> bool,
+        each: impl FnMut(pb::HistoryEntry) -> bool,
     ) -> Result<(), ProjectionError> {
-        let limit = limit.clamp(1, MAX_HISTORY);
-        let mut sent = 0;
-        let mut keep = |(time, h): Stored| {
-            if filter.matches(&h, &time) {
-                sent += 1;
-                return each(h) && sent < limit;
-            }
-            true
-        };
-        let (prefix, scoped) = match filter.index() {
-            Some((Index::Project, value)) => {
+        let mut taker = Taker::new(filter, limit, each);
+        match HistoryIndex::of(filter) {
+            HistoryIndex::Project { prefix, value } => {
                 let start = keys::index(Index::Project, &value, from);
-                let prefix = keys::index_prefix(Index::Project, &value);
                 for entry in self.tree.range(start..) {
                     let (k, v) = entry?;
-                    if !k.starts_with(&prefix) || !keep(decode_item(&v)?) {
+                    if !k.starts_with(&prefix) || !taker.take(decode_item(&v)?) {
                         break;
                     }
                 }
-                return Ok(());
             }
-            // Project-scoped indexes: the filter names the project.
-            Some((kind @ (Index::Stage | Index::Freight), value)) => {
-                (keys::index_prefix(kind, &value), filter.project.as_deref())
+            HistoryIndex::Postings { prefix, scoped } => {
+                self.take_postings(postings::scan(&self.tree, prefix, from), scoped, &mut taker)?;
             }
-            Some((kind, value)) => (keys::index_prefix(kind, &value), None),
-            None => (keys::HISTORY.to_vec(), None),
-        };
-        for bucket in postings::scan(&self.tree, prefix, from) {
+        }
+        Ok(())
+    }
+
+    /// [`ProjectionStore::history_each`] backwards: the entries before
+    /// position `before`, newest first.
+    pub fn history_back(
+        &self,
+        filter: &HistoryFilter,
+        before: Position,
+        limit: usize,
+        each: impl FnMut(pb::HistoryEntry) -> bool,
+    ) -> Result<(), ProjectionError> {
+        let mut taker = Taker::new(filter, limit, each);
+        match HistoryIndex::of(filter) {
+            HistoryIndex::Project { value, .. } => {
+                let start = keys::index(Index::Project, &value, Position::ZERO);
+                let end = keys::index(Index::Project, &value, before);
+                for entry in self.tree.range(start..end).rev() {
+                    let (_, v) = entry?;
+                    if !taker.take(decode_item(&v)?) {
+                        break;
+                    }
+                }
+            }
+            HistoryIndex::Postings { prefix, scoped } => {
+                let buckets = postings::scan_back(&self.tree, prefix, before);
+                self.take_postings(buckets, scoped, &mut taker)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the history items the positions in `buckets` name, of project
+    /// `scoped` or of the project each entry names, until `taker` has enough.
+    fn take_postings(
+        &self,
+        buckets: impl Iterator<Item = Result<Vec<(Position, String)>, ProjectionError>>,
+        scoped: Option<String>,
+        taker: &mut Taker<'_, impl FnMut(pb::HistoryEntry) -> bool>,
+    ) -> Result<(), ProjectionError> {
+        for bucket in buckets {
             for (p, project) in bucket? {
-                let project = scoped.unwrap_or(&project);
+                let project = scoped.as_deref().unwrap_or(&project);
                 if let Some(h) = self.item_in(project, p)? {
-                    if !keep(h) {
+                    if !taker.take(h) {
                         return Ok(());
                     }
                 }
@@ -314,6 +341,73 @@ impl ProjectionStore {
             Some(v) => Ok(Some(decode_item(&v)?)),
             None => Ok(None),
         }
+    }
+}
+
+/// Where a history read looks: a project's own index, or posting lists.
+enum HistoryIndex {
+    Project {
+        prefix: Vec<u8>,
+        value: String,
+    },
+    /// Posting lists under `prefix`; `scoped`: the project every entry is of
+    /// (indexes within a project), else each entry names its own.
+    Postings {
+        prefix: Vec<u8>,
+        scoped: Option<String>,
+    },
+}
+
+impl HistoryIndex {
+    /// The most selective index for `filter`.
+    fn of(filter: &HistoryFilter) -> HistoryIndex {
+        match filter.index() {
+            Some((Index::Project, value)) => HistoryIndex::Project {
+                prefix: keys::index_prefix(Index::Project, &value),
+                value,
+            },
+            // Project-scoped indexes: the filter names the project.
+            Some((kind @ (Index::Stage | Index::Freight), value)) => HistoryIndex::Postings {
+                prefix: keys::index_prefix(kind, &value),
+                scoped: filter.project.clone(),
+            },
+            Some((kind, value)) => HistoryIndex::Postings {
+                prefix: keys::index_prefix(kind, &value),
+                scoped: None,
+            },
+            None => HistoryIndex::Postings {
+                prefix: keys::HISTORY.to_vec(),
+                scoped: None,
+            },
+        }
+    }
+}
+
+/// Hands the entries that match a filter to `each`, up to a limit.
+struct Taker<'a, F> {
+    filter: &'a HistoryFilter,
+    limit: usize,
+    sent: usize,
+    each: F,
+}
+
+impl<'a, F: FnMut(pb::HistoryEntry) -> bool> Taker<'a, F> {
+    fn new(filter: &'a HistoryFilter, limit: usize, each: F) -> Self {
+        Taker {
+            filter,
+            limit: limit.clamp(1, MAX_HISTORY),
+            sent: 0,
+            each,
+        }
+    }
+
+    /// Takes `(time, entry)` if it matches; whether to read on.
+    fn take(&mut self, (time, h): Stored) -> bool {
+        if !self.filter.matches(&h, &time) {
+            return true;
+        }
+        self.sent += 1;
+        (self.each)(h) && self.sent < self.limit
     }
 }
 

@@ -250,6 +250,47 @@ async fn read_models_follow_the_log_and_resume_equal_to_a_rebuild() {
         limited.iter().map(|i| i.position).collect::<Vec<_>>(),
         [5, 6, 7]
     );
+    // Backwards, through each index: the same entries newest first, from
+    // the end or from the middle, and the most recent ones with a limit.
+    let by_project = HistoryFilter {
+        project: Some("shop".into()),
+        ..Default::default()
+    };
+    for filter in [
+        &all,
+        &by_project,
+        &by_stage,
+        &by_actor,
+        &by_freight,
+        &by_type,
+    ] {
+        let forwards = p
+            .store()
+            .history(filter, Position(1), 10_000)
+            .expect("history");
+        let back = |before: u64, limit: usize| {
+            let mut out = Vec::new();
+            p.store()
+                .history_back(filter, Position(before), limit, |h| {
+                    out.push(h.position);
+                    true
+                })
+                .expect("history back");
+            out
+        };
+        let middle = forwards.get(forwards.len() / 2).map_or(1, |h| h.position);
+        for before in [u64::MAX, middle] {
+            let want: Vec<u64> = forwards
+                .iter()
+                .rev()
+                .map(|h| h.position)
+                .filter(|p| *p < before)
+                .collect();
+            assert_eq!(back(before, 10_000), want, "{filter:?} before {before}");
+            let recent: Vec<u64> = want.iter().take(3).copied().collect();
+            assert_eq!(back(before, 3), recent, "{filter:?} before {before}, 3");
+        }
+    }
 }
 
 /// A runner catching up fills large batches until it reaches the log's head

@@ -79,19 +79,28 @@ impl QueryGrpc {
             from = from.max(promotion.requested);
         }
         let limit = if r.limit == 0 { 1000 } else { r.limit as usize };
+        // Backwards: before the position after from_position.
+        let back = r.newest_first.then(|| match r.from_position {
+            0 => Position(u64::MAX),
+            p => Position(p.saturating_add(1)),
+        });
         let store = self.projections.store().clone();
         // Entries go out in chunks while the rest is read.
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<pb::HistoryEntry>, Status>>(4);
         tokio::task::spawn_blocking(move || {
             let mut chunk = Vec::with_capacity(HISTORY_CHUNK);
-            let read = store.history_each(&filter, from, limit, |h| {
+            let each = |h| {
                 chunk.push(h);
                 if chunk.len() < HISTORY_CHUNK {
                     return true;
                 }
                 let full = std::mem::replace(&mut chunk, Vec::with_capacity(HISTORY_CHUNK));
                 tx.blocking_send(Ok(full)).is_ok()
-            });
+            };
+            let read = match back {
+                Some(before) => store.history_back(&filter, before, limit, each),
+                None => store.history_each(&filter, from, limit, each),
+            };
             let last = match read {
                 Ok(()) if chunk.is_empty() => return,
                 Ok(()) => Ok(chunk),

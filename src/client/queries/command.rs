@@ -122,6 +122,15 @@ pub struct HistoryArgs {
     /// At most this many entries (0: the server's maximum).
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
+    /// The N most recent entries instead (those the filters pass; with
+    /// --from, at or before that position), printed oldest first.
+    #[arg(
+        long,
+        value_name = "N",
+        conflicts_with = "limit",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub last: Option<u32>,
 }
 
 #[derive(Debug, Args)]

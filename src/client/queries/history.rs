@@ -85,10 +85,43 @@ pub async fn run(svc: &mut Queries, a: HistoryArgs, output: Output) -> Result<()
         since: a.since.unwrap_or_default(),
         until: a.until.unwrap_or_default(),
         from_position: a.from,
-        limit: a.limit,
+        limit: a.last.unwrap_or(a.limit),
+        newest_first: a.last.is_some(),
         min_position: a.read.min_position,
     };
-    history(svc, req, output).await
+    match a.last {
+        Some(_) => last(svc, req, output).await,
+        None => history(svc, req, output).await,
+    }
+}
+
+/// The most recent entries, asked for newest first and printed oldest
+/// first; when there may be earlier ones, says on stderr how to see them.
+async fn last(svc: &mut Queries, req: pb::HistoryRequest, output: Output) -> Result<(), Status> {
+    let limit = req.limit;
+    let every_project = req.project.is_empty();
+    let mut stream = svc.history(req).await?.into_inner();
+    let mut entries = Vec::new();
+    while let Some(e) = stream.message().await? {
+        entries.push(e);
+    }
+    let mut out = Out::default();
+    for e in entries.iter().rev() {
+        emit(&mut out, output, e, every_project);
+        if !out.is_open() {
+            return Ok(());
+        }
+    }
+    match entries.last() {
+        Some(first) if limit > 0 && entries.len() >= limit as usize => eprintln!(
+            "(the last {} entries; earlier ones with --last {limit} --from {})",
+            entries.len(),
+            first.position.saturating_sub(1)
+        ),
+        None if output == Output::Text => eprintln!("(no entries)"),
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Streams the history, printing entries as they come; when the limit is
