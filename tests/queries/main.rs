@@ -103,6 +103,7 @@ async fn scenario(mut cmd: std::process::Command) {
     history::filters(q.clone(), &applied, written).await;
     state_at::before_and_beyond(q.clone(), &p1, f1).await;
     watch::resumes_without_gaps(c.clone(), q.clone()).await;
+    watch::follows_one_project_among_others(c.clone(), q.clone()).await;
     assert!(served.terminate().success());
 }
 

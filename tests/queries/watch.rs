@@ -86,3 +86,60 @@ pub(crate) async fn resumes_without_gaps(mut c: Commands, mut q: Queries) {
         .expect_err("bad");
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
 }
+
+/// A watch of one project while another is busy: every event of the
+/// watched project arrives, in order, and nothing of the other. (The
+/// server skips what it has read and found nothing of the project in,
+/// instead of reading it again while it waits.)
+pub(crate) async fn follows_one_project_among_others(mut c: Commands, mut q: Queries) {
+    let yaml = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/examples/pipeline.yaml"
+    ))
+    .expect("example")
+    .replace("project: shop", "project: other");
+    c.apply_pipeline(pb::ApplyPipelineRequest {
+        yaml,
+        ..Default::default()
+    })
+    .await
+    .expect("apply other");
+    let head = q
+        .projection_status(pb::ProjectionStatusRequest {})
+        .await
+        .expect("status")
+        .into_inner()
+        .head;
+    let mut watch = q
+        .watch(pb::WatchRequest {
+            project: "shop".into(),
+            from_position: head + 1,
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let mut expected = Vec::new();
+    for i in 0..10 {
+        for j in 0..3 {
+            c.record_discovery(pb::RecordDiscoveryRequest {
+                project: "other".into(),
+                ..crate::common::discovery(&format!("7.{i}.{j}"), "")
+            })
+            .await
+            .expect("discover in other");
+        }
+        let (_, position) = discover(&mut c, &format!("8.{i}")).await;
+        expected.push(position);
+    }
+    let mut got = Vec::new();
+    while got.len() < expected.len() {
+        let e = tokio::time::timeout(std::time::Duration::from_secs(30), watch.next())
+            .await
+            .expect("the next entry in time")
+            .expect("entry")
+            .expect("ok");
+        assert_eq!(e.project, "shop", "{e:?}");
+        got.push(e.position);
+    }
+    assert_eq!(got, expected);
+}

@@ -144,7 +144,12 @@ impl QueryGrpc {
                 let filter = filter.clone();
                 let mut stopping = stopping.clone();
                 async move {
+                    let mut next = next;
                     loop {
+                        // Everything up to `seen` is in the read models
+                        // before this read: what it does not find there
+                        // never matches, and is not read again.
+                        let seen = *applied.borrow();
                         let store = projections.store().clone();
                         let f = filter.clone();
                         let items =
@@ -161,8 +166,11 @@ impl QueryGrpc {
                                 return Some((futures::stream::iter(out), state));
                             }
                             Ok(Ok(_)) => {
-                                // Nothing new: wait until the projections move
-                                // past `next`, or the server stops.
+                                // Nothing new that matches: wait until the
+                                // projections move past what was read (other
+                                // projects' events move them too), or the
+                                // server stops.
+                                next = next.max(seen.next());
                                 tokio::select! {
                                     moved = applied.wait_for(|p| *p >= next) => {
                                         if moved.is_err() {
