@@ -267,6 +267,7 @@ fn example_roles_admit_and_refuse_as_documented() {
                 pb::WatchRequest {
                     project: String::new(),
                     from_position: 1,
+                    ..Default::default()
                 },
             ))
             .await

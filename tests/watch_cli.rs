@@ -103,6 +103,22 @@ fn watch_starts_now_unless_asked_for_more() {
     let first: serde_json::Value =
         serde_json::from_str(&next(&all_out, "the first entry")).expect("json");
     assert_eq!(first["position"], 1, "{first}");
+    // Only verifications of dev: nothing of the history so far.
+    let (mut typed, typed_out, _) = watch(
+        &served,
+        &[
+            "-p",
+            "shop",
+            "-s",
+            "dev",
+            "--type",
+            "verification-recorded",
+            "--from",
+            "1",
+            "--output",
+            "json",
+        ],
+    );
 
     let verified = run(&[
         "record-verification",
@@ -125,7 +141,11 @@ fn watch_starts_now_unless_asked_for_more() {
         "the first entry watched from now is the verification: {line}"
     );
     assert!(line.contains("VerificationRecorded"), "{line}");
-    for child in [&mut now, &mut later, &mut all] {
+    let typed_first: serde_json::Value =
+        serde_json::from_str(&next(&typed_out, "the verification")).expect("json");
+    assert_eq!(typed_first["position"], head + 1, "{typed_first}");
+    assert_eq!(typed_first["event_type"], "VerificationRecorded");
+    for child in [&mut now, &mut later, &mut all, &mut typed] {
         let _ = child.kill();
         let _ = child.wait();
     }

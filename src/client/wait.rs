@@ -66,6 +66,7 @@ async fn follow(
             .watch(pb::WatchRequest {
                 project: project.to_string(),
                 from_position: seen + 1,
+                ..Default::default()
             })
             .await;
         let mut watch = match watched {

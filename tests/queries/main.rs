@@ -43,7 +43,7 @@ async fn discover(c: &mut Commands, tag: &str) -> (String, u64) {
     (r.freight_id, r.position)
 }
 
-async fn promote(c: &mut Commands, stage: &str, freight: &str) -> pb::CommandReply {
+pub(crate) async fn promote(c: &mut Commands, stage: &str, freight: &str) -> pb::CommandReply {
     c.request_promotion(pb::RequestPromotionRequest {
         project: "shop".into(),
         stage: stage.into(),

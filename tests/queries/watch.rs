@@ -15,6 +15,7 @@ pub(crate) async fn resumes_without_gaps(mut c: Commands, mut q: Queries) {
         .watch(pb::WatchRequest {
             project: "shop".into(),
             from_position: 1,
+            ..Default::default()
         })
         .await
         .expect("watch")
@@ -30,6 +31,7 @@ pub(crate) async fn resumes_without_gaps(mut c: Commands, mut q: Queries) {
         .watch(pb::WatchRequest {
             project: "shop".into(),
             from_position: resume,
+            ..Default::default()
         })
         .await
         .expect("watch")
@@ -88,9 +90,11 @@ pub(crate) async fn resumes_without_gaps(mut c: Commands, mut q: Queries) {
 }
 
 /// A watch of one project while another is busy: every event of the
-/// watched project arrives, in order, and nothing of the other. (The
-/// server skips what it has read and found nothing of the project in,
-/// instead of reading it again while it waits.)
+/// watched project arrives, in order, and nothing of the other (the server
+/// skips what it has read and found nothing of the project in, instead of
+/// reading it again while it waits); a watch of one stage, or of one event
+/// type, gets exactly those; a stage it does not know, a stage without its
+/// project, or an unknown type are refused.
 pub(crate) async fn follows_one_project_among_others(mut c: Commands, mut q: Queries) {
     let yaml = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -110,36 +114,69 @@ pub(crate) async fn follows_one_project_among_others(mut c: Commands, mut q: Que
         .expect("status")
         .into_inner()
         .head;
-    let mut watch = q
-        .watch(pb::WatchRequest {
-            project: "shop".into(),
+    let watch = |project: &str, stage: &str, event_type: &str| {
+        let mut q = q.clone();
+        let request = pb::WatchRequest {
+            project: project.into(),
+            stage: stage.into(),
+            event_type: event_type.into(),
             from_position: head + 1,
-        })
+        };
+        async move { q.watch(request).await.map(|w| w.into_inner()) }
+    };
+    let mut shop = watch("shop", "", "").await.expect("watch shop");
+    let mut dev = watch("shop", "dev", "").await.expect("watch dev");
+    let mut found = watch("other", "", "freight-discovered")
         .await
-        .expect("watch")
-        .into_inner();
-    let mut expected = Vec::new();
+        .expect("watch type");
+    let (mut in_shop, mut in_dev, mut in_other) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..10 {
         for j in 0..3 {
-            c.record_discovery(pb::RecordDiscoveryRequest {
-                project: "other".into(),
-                ..crate::common::discovery(&format!("7.{i}.{j}"), "")
-            })
-            .await
-            .expect("discover in other");
+            let r = c
+                .record_discovery(pb::RecordDiscoveryRequest {
+                    project: "other".into(),
+                    ..crate::common::discovery(&format!("7.{i}.{j}"), "")
+                })
+                .await
+                .expect("discover in other")
+                .into_inner();
+            in_other.push(r.position);
         }
-        let (_, position) = discover(&mut c, &format!("8.{i}")).await;
-        expected.push(position);
+        let (freight, position) = discover(&mut c, &format!("8.{i}")).await;
+        in_shop.push(position);
+        let promoted = crate::promote(&mut c, "dev", &freight).await.position;
+        in_shop.push(promoted);
+        in_dev.push(promoted);
     }
-    let mut got = Vec::new();
-    while got.len() < expected.len() {
-        let e = tokio::time::timeout(std::time::Duration::from_secs(30), watch.next())
-            .await
-            .expect("the next entry in time")
-            .expect("entry")
-            .expect("ok");
-        assert_eq!(e.project, "shop", "{e:?}");
-        got.push(e.position);
+    for (stream, expected, what) in [
+        (&mut shop, &in_shop, "shop"),
+        (&mut dev, &in_dev, "shop's dev"),
+        (&mut found, &in_other, "other's discoveries"),
+    ] {
+        let mut got = Vec::new();
+        while got.len() < expected.len() {
+            let e = tokio::time::timeout(std::time::Duration::from_secs(30), stream.next())
+                .await
+                .expect("the next entry in time")
+                .expect("entry")
+                .expect("ok");
+            got.push(e.position);
+        }
+        assert_eq!(&got, expected, "{what}");
     }
-    assert_eq!(got, expected);
+    for (project, stage, event_type, code) in [
+        ("shop", "nostage", "", tonic::Code::NotFound),
+        ("", "dev", "", tonic::Code::InvalidArgument),
+        ("shop", "", "NoSuchEvent", tonic::Code::InvalidArgument),
+    ] {
+        let refused = watch(project, stage, event_type).await;
+        let code_got = match refused {
+            Err(status) => status.code(),
+            Ok(mut stream) => match stream.next().await {
+                Some(Err(status)) => status.code(),
+                other => panic!("{project}/{stage}/{event_type}: {other:?}"),
+            },
+        };
+        assert_eq!(code_got, code, "{project}/{stage}/{event_type}");
+    }
 }

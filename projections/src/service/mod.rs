@@ -315,6 +315,17 @@ impl QueryService for QueryGrpc {
                 Box::new(|_: &str| true)
             }
         };
+        // After the access check: names are not told to those who may not
+        // see the project.
+        if !r.stage.is_empty() {
+            if r.project.is_empty() {
+                return Err(Status::invalid_argument(
+                    "a watch of a stage needs its project",
+                ));
+            }
+            let shared = self.state(&r.project)?;
+            self.known_stage(&shared, &r.project, &r.stage).await?;
+        }
         Ok(Response::new(self.watch_entries(r, may_view)?))
     }
 

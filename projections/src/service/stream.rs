@@ -132,6 +132,8 @@ impl QueryGrpc {
         }
         let filter = HistoryFilter {
             project: opt(&r.project),
+            stage: opt(&r.stage),
+            event_type: event_type(&r.event_type)?,
             ..Default::default()
         };
         let from = Position(r.from_position.max(1));

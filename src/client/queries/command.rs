@@ -210,6 +210,13 @@ pub struct WatchArgs {
     /// happens from now on].
     #[arg(long, value_name = "POSITION")]
     pub from: Option<u64>,
+    /// Only events about this stage (with --project).
+    #[arg(long, short = 's')]
+    pub stage: Option<String>,
+    /// Only events of this type: PromotionApproved (or promotion-approved),
+    /// PromotionSucceeded, ...
+    #[arg(long = "type", value_name = "EVENT_TYPE")]
+    pub event_type: Option<String>,
     /// Wait (bounded) until the server reflects this position before watching.
     #[arg(long, value_name = "POSITION", default_value_t = 0)]
     pub min_position: u64,

@@ -40,12 +40,13 @@ fn transient(status: &Status) -> bool {
     )
 }
 
-/// Watches `project` (every project when empty) from position `from`, handing
-/// each entry once to `emit`, in order, until `emit` says stop, `shutdown`
-/// completes, or the server refuses. `note` hears about reconnections.
+/// Watches what `watch` asks for (a project, or every one when empty; a
+/// stage, an event type) from position `from`, handing each entry once to
+/// `emit`, in order, until `emit` says stop, `shutdown` completes, or the
+/// server refuses. `note` hears about reconnections.
 pub async fn follow(
     svc: &mut Queries,
-    project: &str,
+    watch: &pb::WatchRequest,
     from: u64,
     mut emit: impl FnMut(&pb::HistoryEntry) -> Flow,
     mut note: impl FnMut(&str),
@@ -57,8 +58,8 @@ pub async fn follow(
     let mut backoff = FIRST_BACKOFF;
     loop {
         let req = pb::WatchRequest {
-            project: project.to_string(),
             from_position: next,
+            ..watch.clone()
         };
         let opened = tokio::select! {
             () = &mut shutdown => return Ok(()),
@@ -163,9 +164,15 @@ pub async fn run(svc: &mut Queries, a: WatchArgs, output: Output) -> Result<(), 
     };
     let mut out = Out::default();
     let every_project = a.project.is_empty();
+    let watch = pb::WatchRequest {
+        project: a.project.clone(),
+        stage: a.stage.clone().unwrap_or_default(),
+        event_type: a.event_type.clone().unwrap_or_default(),
+        from_position: 0,
+    };
     follow(
         svc,
-        &a.project,
+        &watch,
         from,
         |e| {
             emit(&mut out, output, e, every_project);
@@ -188,6 +195,13 @@ mod tests {
     use super::*;
     use crate::client::queries::testing::{Flaky, Server};
 
+    fn project(name: &str) -> pb::WatchRequest {
+        pb::WatchRequest {
+            project: name.into(),
+            ..Default::default()
+        }
+    }
+
     #[tokio::test]
     async fn reconnects_from_the_next_position_without_repeats() {
         let froms = Arc::new(Mutex::new(Vec::new()));
@@ -200,7 +214,7 @@ mod tests {
         let mut notes = Vec::new();
         let result = follow(
             &mut svc,
-            "shop",
+            &project("shop"),
             1,
             |e| {
                 seen.push(e.position);
@@ -229,7 +243,7 @@ mod tests {
         let mut svc = server.client().await;
         let result = follow(
             &mut svc,
-            "secret",
+            &project("secret"),
             0,
             |_| Flow::Continue,
             |n| panic!("no reconnection expected: {n}"),
@@ -252,7 +266,7 @@ mod tests {
         let mut seen = Vec::new();
         let result = follow(
             &mut svc,
-            "shop",
+            &project("shop"),
             0,
             |e| {
                 seen.push(e.position);
