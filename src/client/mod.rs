@@ -27,6 +27,11 @@ pub struct ClientArgs {
     /// (then http://, or https:// when --ca or --cert is given).
     #[arg(long, env = "WAYBILL_SERVER", default_value = DEFAULT_SERVER, global = true)]
     pub server: String,
+    /// Where the command verbs read what they show after a command (the
+    /// promotion's standing, --wait, `report -s`, ids by their start), when
+    /// --server runs without the `queries` role [default: --server].
+    #[arg(long, env = "WAYBILL_QUERY_SERVER", global = true)]
+    pub query_server: Option<String>,
     /// Bearer token or JWT.
     #[arg(long, env = "WAYBILL_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
@@ -211,6 +216,7 @@ mod tests {
     fn args(server: &str, ca: bool) -> ClientArgs {
         ClientArgs {
             server: server.into(),
+            query_server: None,
             token: None,
             token_file: None,
             output: Output::Text,

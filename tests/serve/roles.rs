@@ -101,6 +101,28 @@ async fn roles_split_commands_and_queries_across_processes() {
         .into_inner();
     assert!(freight.position >= reply.position);
 
+    // The command verbs say where a promotion stands by asking the queries
+    // process when told where it is (--query-server); without it they say
+    // what they appended, and nothing more.
+    let promote = |freight: &str, extra: &[&str]| {
+        let mut args = vec!["promote", "-p", "shop", "-s", "dev", "--freight", freight];
+        args.extend(["--server", &c]);
+        args.extend(extra);
+        let out = run(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let said = promote(&reply.freight_id, &[]);
+    assert!(said.starts_with("promotion requested"), "{said}");
+    assert!(!said.contains("into dev is"), "{said}");
+    let second = cmd
+        .record_discovery(common::discovery("1.2", ""))
+        .await
+        .expect("discovery")
+        .into_inner();
+    let said = promote(&second.freight_id, &["--query-server", &q]);
+    assert!(said.contains("into dev is Succeeded"), "{said}");
+
     // Each refuses the other's services.
     let unimplemented = pb::query_service_client::QueryServiceClient::connect(c.clone())
         .await

@@ -112,7 +112,17 @@ pub async fn run(client: &ClientArgs, mut command: ClientCommand) -> anyhow::Res
     };
     let (channel, bearer) = channel(client).await?;
     let mut svc = CommandServiceClient::with_interceptor(channel.clone(), bearer.clone());
-    let mut queries = QueryServiceClient::with_interceptor(channel, bearer);
+    let mut queries = match &client.query_server {
+        Some(server) => {
+            let reads = ClientArgs {
+                server: server.clone(),
+                ..client.clone()
+            };
+            let (channel, bearer) = crate::client::channel(&reads).await?;
+            QueryServiceClient::with_interceptor(channel, bearer)
+        }
+        None => QueryServiceClient::with_interceptor(channel, bearer),
+    };
     // A report may name what was deployed where instead of the promotion.
     if let ClientCommand::Report(a) = &mut command {
         if let (None, Some(stage), Some(freight)) = (&a.promotion, &a.stage, &a.freight) {

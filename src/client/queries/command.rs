@@ -427,6 +427,7 @@ mod tests {
         };
         let args = ClientArgs {
             server: format!("http://{addr}"),
+            query_server: None,
             token: None,
             token_file: None,
             output: Output::Text,

@@ -56,7 +56,8 @@ pub fn refused(output: Output, status: &Status) -> ExitCode {
     let message = match (status.code(), status.message()) {
         (Code::Unimplemented, "") => "this server does not serve that call: it runs without the \
              role for it (--roles: `commands` for changes, `queries` for reads and audit); \
-             point --server at one that does"
+             point --server at one that does (the command verbs read from --query-server \
+             when it is given)"
             .to_string(),
         // What a plaintext client reads from a TLS server.
         (Code::Internal | Code::Unknown, message) if message.contains("h2 protocol error") => {

@@ -153,6 +153,7 @@ impl Server {
         });
         let args = ClientArgs {
             server: format!("http://{addr}"),
+            query_server: None,
             token: Some("t".into()),
             token_file: None,
             output: Output::Text,
