@@ -225,24 +225,15 @@ fn freight_promotions<'a>(
         event_type: Some("PromotionRequested".to_string()),
         ..Default::default()
     };
-    let from = match page {
-        Page::After(after) => after.next(),
-        Page::Before(_) => Position::ZERO,
-    };
     let mut ids = Vec::new();
-    projections
-        .store()
-        .history_each(&filter, from, MAX_HISTORY, |h| {
-            if let Page::Before(before) = page {
-                if h.position >= before.0 {
-                    return false;
-                }
-            }
-            ids.push(h.promotion);
-            true
-        })?;
-    if let Page::Before(_) = page {
-        ids.reverse();
+    let each = |h: pb::HistoryEntry| {
+        ids.push(h.promotion);
+        true
+    };
+    let store = projections.store();
+    match page {
+        Page::After(after) => store.history_each(&filter, after.next(), MAX_HISTORY, each)?,
+        Page::Before(before) => store.history_back(&filter, before, MAX_HISTORY, each)?,
     }
     Ok(ids
         .into_iter()
