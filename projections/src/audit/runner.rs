@@ -378,7 +378,6 @@ impl Transparency {
     }
 }
 
-/// The checkpoint an event records, if it is one.
 /// The keys that signed checkpoint `c` (`name+id`, comma-separated) when
 /// `ours` is not among them; `None` when it is, or the note does not parse
 /// (the audit service reports that).
@@ -391,6 +390,7 @@ fn other_signers(c: &StoredCheckpoint, ours: &SignerKey) -> Option<String> {
     Some(labels.join(", "))
 }
 
+/// The checkpoint an event records, if it is one.
 fn checkpoint_of(ev: &StoredEvent) -> Option<StoredCheckpoint> {
     match &ev.event.payload {
         EventPayload::CheckpointSigned(c) => Some(StoredCheckpoint {
