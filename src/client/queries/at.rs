@@ -9,7 +9,7 @@ use super::command::AtArgs;
 use super::format::when;
 use super::promotions::{detail_text, promotion_json};
 use super::rpc::{Out, Queries};
-use super::stages::{reflect, stage_json, stage_text, stages_json, stages_text};
+use super::stages::{reflect, stage_body, stage_json, stage_text, stages_json, stages_text};
 use crate::client::Output;
 
 /// What `at` was asked for: a position or a time.
@@ -88,19 +88,14 @@ pub fn at_stage_text(
     now: DateTime<Utc>,
 ) -> String {
     let mut out = format!("stage {} of {}\n", stage.name, point.header(project, now));
-    let detail = stage_text(stage, None, None, position, now);
     match promotion {
-        // The promotion's detail ends with the position, as the stage's does.
+        // The promotion's detail ends with the position.
         Some(p) => {
-            let lines: Vec<&str> = detail.lines().collect();
-            for line in &lines[..lines.len().saturating_sub(1)] {
-                out.push_str(line);
-                out.push('\n');
-            }
+            out.push_str(&stage_body(stage, None, None, now));
             out.push_str("the promotion that put it there:\n");
             out.push_str(&detail_text(p, &[], position, now));
         }
-        None => out.push_str(&detail),
+        None => out.push_str(&stage_text(stage, None, None, position, now)),
     }
     out
 }

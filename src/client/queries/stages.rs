@@ -127,6 +127,18 @@ pub fn stage_text(
     position: u64,
     now: DateTime<Utc>,
 ) -> String {
+    let mut out = stage_body(s, last, policy, now);
+    out.push_str(&format!("reflects position {position}\n"));
+    out
+}
+
+/// [`stage_text`] without the position it reflects.
+pub fn stage_body(
+    s: &pb::Stage,
+    last: Option<&pb::Promotion>,
+    policy: Option<&pb::StagePolicy>,
+    now: DateTime<Utc>,
+) -> String {
     let mut out = format!("stage {}  {}\n", s.name, mode(s));
     let mut field = |name: &str, value: String| {
         if !value.is_empty() {
@@ -178,7 +190,6 @@ pub fn stage_text(
             out.push_str(&format!("    {line}\n"));
         }
     }
-    out.push_str(&format!("reflects position {position}\n"));
     out
 }
 
