@@ -7,7 +7,7 @@
 //! result counts towards nothing yet (a check the stage does not require,
 //! freight that does not run there).
 
-use serde_json::json;
+use serde_json::{json, Value};
 use waybill_projections::lookup::is_id_prefix;
 use waybill_proto::v1 as pb;
 
@@ -57,38 +57,68 @@ fn line(p: &pb::Promotion) -> String {
     )
 }
 
-/// Where verification in `stage` stands after a result of `check` for
-/// `freight` (its id or alias) was recorded at `position`: one line on
-/// standard output when the freight runs there; a note on standard error
-/// when the stage does not require the check, or the freight does not run
-/// there (the result is kept, and counts once it does). Nothing when the
-/// query service cannot say.
+/// The reply to `record-verification`, and where verification in `stage`
+/// stands after its result of `check` for `freight` (its id or alias): as
+/// text, one line on standard output when the freight runs there, and a
+/// note on standard error when the stage does not require the check or the
+/// freight does not run there (the result is kept, and counts once it
+/// does); as JSON, the reply with a `verification` object. Only the reply
+/// when the query service cannot say.
 pub async fn verification(
     queries: &mut Queries,
-    project: &str,
+    output: Output,
+    what: &str,
+    reply: &pb::CommandReply,
     stage: &str,
     freight: &str,
     check: &str,
-    position: u64,
 ) {
-    let Some(s) = queries
+    let s = queries
         .get_stage(pb::GetStageRequest {
-            project: project.to_string(),
+            project: reply.project.clone(),
             stage: stage.to_string(),
-            min_position: position,
+            min_position: reply.position,
         })
         .await
         .ok()
-        .and_then(|r| r.into_inner().stage)
-    else {
-        return;
-    };
-    for line in verification_lines(&s, freight, check) {
-        match line {
-            Said::Out(l) => println!("{l}"),
-            Said::Note(l) => eprintln!("note: {l}"),
+        .and_then(|r| r.into_inner().stage);
+    match output {
+        Output::Json => {
+            let mut doc = reply_json(reply);
+            doc["verification"] = s.map_or(Value::Null, |s| verification_json(&s, freight, check));
+            println!("{doc}");
+        }
+        Output::Text => {
+            print_reply(output, what, reply);
+            for line in s
+                .map(|s| verification_lines(&s, freight, check))
+                .unwrap_or_default()
+            {
+                match line {
+                    Said::Out(l) => println!("{l}"),
+                    Said::Note(l) => eprintln!("note: {l}"),
+                }
+            }
         }
     }
+}
+
+/// Where verification in the stage `s` stands for `freight`, as JSON.
+fn verification_json(s: &pb::Stage, freight: &str, check: &str) -> Value {
+    let runs_there = s
+        .current
+        .as_ref()
+        .is_some_and(|c| !c.freight.is_empty() && names(c, freight));
+    json!({
+        "stage": s.name,
+        "check_required": s.checks.iter().any(|c| c.check == check),
+        "runs_there": runs_there,
+        "verified": runs_there && s.verified,
+        "checks": s.checks.iter().map(|c| json!({
+            "check": c.check,
+            "result": c.result,
+        })).collect::<Vec<_>>(),
+    })
 }
 
 /// A line for standard output, or a note for standard error.
@@ -157,14 +187,7 @@ fn name(c: &pb::CurrentFreight) -> &str {
 /// The reply to a command: what it did, the event and its position.
 pub fn print_reply(output: Output, what: &str, r: &pb::CommandReply) {
     match output {
-        Output::Json => println!(
-            "{}",
-            json!({
-                "project": r.project, "event_id": r.event_id, "position": r.position,
-                "already_done": r.already_done, "freight_id": r.freight_id,
-                "promotion_id": r.promotion_id, "validated_only": r.validated_only,
-            })
-        ),
+        Output::Json => println!("{}", reply_json(r)),
         Output::Text if r.validated_only => println!(
             "dry run: would be accepted: project {}, freight {} (decided as the log stood at \
              position {}; nothing appended)",
@@ -189,6 +212,15 @@ pub fn print_reply(output: Output, what: &str, r: &pb::CommandReply) {
             println!("{line}");
         }
     }
+}
+
+/// The reply as JSON.
+fn reply_json(r: &pb::CommandReply) -> Value {
+    json!({
+        "project": r.project, "event_id": r.event_id, "position": r.position,
+        "already_done": r.already_done, "freight_id": r.freight_id,
+        "promotion_id": r.promotion_id, "validated_only": r.validated_only,
+    })
 }
 
 #[cfg(test)]
@@ -299,6 +331,25 @@ mod tests {
         assert!(
             matches!(&said[..], [Said::Note(a)] if a.contains("(it requires no checks)")),
             "{said:?}"
+        );
+    }
+
+    #[test]
+    fn a_verification_as_json_says_whether_it_counts() {
+        let id = "4b027fcf6cd1904738d2f131f0cef60030d2ff75";
+        let done = stage(Some((id, "v1")), &[("e2e", "passed")], true);
+        let v = verification_json(&done, "v1", "e2e");
+        assert_eq!(
+            (&v["runs_there"], &v["verified"], &v["check_required"]),
+            (&json!(true), &json!(true), &json!(true)),
+            "{v}"
+        );
+        assert_eq!(v["checks"][0]["result"], "passed");
+        let v = verification_json(&done, "v2", "smoke");
+        assert_eq!(
+            (&v["runs_there"], &v["verified"], &v["check_required"]),
+            (&json!(false), &json!(false), &json!(false)),
+            "{v}"
         );
     }
 }

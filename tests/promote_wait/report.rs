@@ -349,6 +349,26 @@ async fn report_records_what_the_deployment_did() {
         )),
         "{err}"
     );
+    let out = common::run(&[
+        "record-verification",
+        "-p",
+        "shop",
+        "-s",
+        "dev",
+        "--freight",
+        &other,
+        "--check",
+        "integration-tests",
+        "--pass",
+        "--server",
+        &endpoint,
+        "--output",
+        "json",
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(json["verification"]["verified"], true, "{json}");
+    assert_eq!(json["verification"]["runs_there"], true, "{json}");
+    assert!(json["position"].as_u64().is_some(), "{json}");
     let (_, err) = verify(&other, "integration-test");
     assert!(
         err.contains("does not require check integration-test (it requires integration-tests)"),

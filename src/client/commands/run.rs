@@ -280,20 +280,20 @@ pub async fn run(client: &ClientArgs, mut command: ClientCommand) -> anyhow::Res
     match result {
         Ok(reply) => {
             let reply = reply.into_inner();
-            crate::client::outcome::print_reply(client.output, &what, &reply);
-            if let (Some((stage, freight, check)), Output::Text) = (&verified, client.output) {
-                let project = &reply.project;
+            if let Some((stage, freight, check)) = &verified {
                 crate::client::outcome::verification(
                     &mut queries,
-                    project,
+                    client.output,
+                    &what,
+                    &reply,
                     stage,
                     freight,
                     check,
-                    reply.position,
                 )
                 .await;
                 return Ok(ExitCode::SUCCESS);
             }
+            crate::client::outcome::print_reply(client.output, &what, &reply);
             let Some((project, timeout)) = waiting else {
                 let id = decided.unwrap_or_else(|| reply.promotion_id.clone());
                 if client.output == Output::Text && !id.is_empty() {
