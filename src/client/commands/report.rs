@@ -23,9 +23,9 @@ pub(super) async fn reported(
         project: project.to_string(),
         stage: stage.to_string(),
         freight: freight.to_string(),
+        newest_first: true,
         ..Default::default()
     };
-    // In order of request: the last one seen is the newest.
     let mut newest = None;
     loop {
         let reply = queries.list_promotions(request.clone()).await?.into_inner();
@@ -37,7 +37,9 @@ pub(super) async fn reported(
         }) {
             return Ok(p.id.clone());
         }
-        newest = reply.promotions.into_iter().last().or(newest);
+        if newest.is_none() {
+            newest = reply.promotions.into_iter().next();
+        }
         if reply.next_page_token.is_empty() {
             break;
         }
