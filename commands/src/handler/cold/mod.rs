@@ -51,6 +51,7 @@ use crate::command::{Command, FreightSelector};
 use kv::{backwards, reopen_clean, store_error, Kv};
 pub use load::{load_auto_candidates, load_for_command};
 pub use project::{ProjectCold, Spill};
+use store::Moves;
 pub use store::{ColdStore, SaveTicket};
 
 /// Freight, promotions and aliases a project keeps in memory (beyond the

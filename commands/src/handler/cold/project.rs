@@ -20,6 +20,8 @@ pub struct Spill {
     pub(super) commands: Vec<(CommandKey, CommandOutcome)>,
     /// The project's clears when it was planned.
     pub(super) clears: u64,
+    /// Its number among the project's moves (see `Moves`).
+    pub(super) number: u64,
 }
 
 impl Spill {
@@ -118,22 +120,21 @@ impl ProjectCold<'_> {
         }
     }
 
+    /// The project's clears and moves, locked.
+    fn moves<R>(&self, f: impl FnOnce(&mut Moves) -> R) -> R {
+        let mut moves = self.store.moves.lock().unwrap_or_else(|p| p.into_inner());
+        f(moves.entry(self.project.to_string()).or_default())
+    }
+
     /// How many times the project's records were cleared.
     pub(in crate::handler) fn clears(&self) -> u64 {
-        let clears = self.store.clears.lock().unwrap_or_else(|p| p.into_inner());
-        clears.get(self.project).copied().unwrap_or(0)
+        self.moves(|m| m.clears)
     }
 
     /// Removes every record of the project (its state is folded again).
     pub fn clear(&self) -> Result<(), CommandError> {
         self.store.floors().remove(self.project);
-        *self
-            .store
-            .clears
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(self.project.to_string())
-            .or_default() += 1;
+        self.moves(|m| m.clears += 1);
         for kind in KINDS {
             let prefix = key(kind, self.project, b"");
             let end = [prefix.as_slice(), &[0xff]].concat();
@@ -298,8 +299,13 @@ impl ProjectCold<'_> {
     /// floor is scanned from sooner.
     pub fn plan(&self, state: &ProjectState) -> Spill {
         let (project, hot) = (self.project, self.store.hot);
+        let (clears, number) = self.moves(|m| {
+            m.planned += 1;
+            (m.clears, m.planned)
+        });
         let mut spill = Spill {
-            clears: self.clears(),
+            clears,
+            number,
             ..Spill::default()
         };
         // What stays of each kind: the newest, up to this many.
@@ -375,9 +381,11 @@ impl ProjectCold<'_> {
     }
 
     /// Writes what `spill` moves out, atomically, unless the project's
-    /// records were cleared since it was planned; whether it wrote. The
-    /// state it was planned on need not be held meanwhile: memory keeps the
-    /// records until [`ProjectCold::release`].
+    /// records were cleared since it was planned or a move planned after it
+    /// was written first (then memory keeps the records, as if nothing was
+    /// planned: they move again later); whether it wrote. The state it was
+    /// planned on need not be held meanwhile: memory keeps the records until
+    /// [`ProjectCold::release`].
     pub fn write(&self, spill: &Spill) -> Result<bool, CommandError> {
         let project = self.project;
         let mut batch = Vec::new();
@@ -409,9 +417,15 @@ impl ProjectCold<'_> {
             let v = [&o.position.0.to_be_bytes()[..], o.event_id.as_bytes()].concat();
             batch.push((key(COMMAND, project, k.bytes()), Some(v)));
         }
-        self.store
-            .kv
-            .write_if(&batch, || self.clears() == spill.clears)
+        self.store.kv.write_if(&batch, || {
+            self.moves(|m| {
+                let current = m.clears == spill.clears && m.written < spill.number;
+                if current {
+                    m.written = spill.number;
+                }
+                current
+            })
+        })
     }
 
     /// Puts freight `id_or_alias` in memory, by id or by alias.

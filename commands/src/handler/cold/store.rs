@@ -17,15 +17,30 @@ pub struct ColdStore {
     /// `DISCOVERY`) above which every freight kept here is unavailable to
     /// the stage, as defined then.
     pub(super) floors: Arc<Mutex<Floors>>,
-    /// Per project, how many times its records were cleared: a move planned
-    /// before a clear is not written after it.
-    pub(super) clears: Arc<Mutex<HashMap<String, u64>>>,
+    /// Per project, its clears and moves (see [`Moves`]).
+    pub(super) moves: Arc<Mutex<HashMap<String, Moves>>>,
     /// The mover thread's queue.
     pub(super) mover: std::sync::mpsc::Sender<Job>,
     /// Project states taken back from a clean shutdown.
     pub(super) restored: Arc<std::sync::atomic::AtomicU64>,
     /// Dropped project states waiting to be saved (see [`SaveTicket`]).
     pub(super) saving: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// What orders the writes of one project's records.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Moves {
+    /// How many times the records were cleared: a move planned before a
+    /// clear is not written after it.
+    pub(super) clears: u64,
+    /// The number of the last move planned (each takes the next).
+    pub(super) planned: u64,
+    /// The number of the newest move written: one planned before it is not
+    /// written after it. Moves are planned in turn on the state but written
+    /// by two writers (a command's catch-up writes its own, the mover thread
+    /// the others), so an older one may come to be written last; it would
+    /// put back records as they were before the newer one wrote them.
+    pub(super) written: u64,
 }
 
 /// Dropped project states that may wait to be saved at once: each holds its
@@ -131,7 +146,7 @@ impl ColdStore {
             hot: HOT,
             hot_commands: HOT_COMMANDS,
             floors: Arc::default(),
-            clears: Arc::default(),
+            moves: Arc::default(),
             mover: start_mover()?,
             restored: Arc::default(),
             saving: Arc::default(),
