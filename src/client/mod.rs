@@ -155,6 +155,35 @@ fn token(args: &ClientArgs) -> anyhow::Result<Option<String>> {
 
 /// Opens a channel to the server and the interceptor that sends the token.
 pub async fn channel(args: &ClientArgs) -> anyhow::Result<(Channel, Bearer)> {
+    let (endpoint, url, bearer) = endpoint(args)?;
+    let channel = endpoint.connect().await.map_err(|e| {
+        // tonic's own message is "transport error"; the cause is below it.
+        let reason = with_causes(e.to_string(), std::error::Error::source(&e));
+        anyhow::anyhow!(
+            "cannot reach the Waybill server at {url}: {reason}{}",
+            tls_hint(&reason)
+        )
+    })?;
+    Ok((channel, Bearer(bearer)))
+}
+
+/// [`channel`], connected when first used: for a server asked only for
+/// what it may add (where a promotion stands), whose absence must not stop
+/// what the command asks of the other.
+pub fn lazy_channel(args: &ClientArgs) -> anyhow::Result<(Channel, Bearer)> {
+    let (endpoint, _, bearer) = endpoint(args)?;
+    Ok((endpoint.connect_lazy(), Bearer(bearer)))
+}
+
+/// The server's endpoint (TLS set as the options say), its URL, and the
+/// token header.
+fn endpoint(
+    args: &ClientArgs,
+) -> anyhow::Result<(
+    Endpoint,
+    String,
+    Option<MetadataValue<tonic::metadata::Ascii>>,
+)> {
     let bearer = match token(args)? {
         Some(t) => Some(format!("Bearer {t}").parse().map_err(|_| {
             anyhow::anyhow!("the token contains characters not allowed in a header")
@@ -172,15 +201,7 @@ pub async fn channel(args: &ClientArgs) -> anyhow::Result<(Channel, Bearer)> {
             .tls_config(tls)
             .map_err(|e| anyhow::anyhow!("the TLS settings: {e}"))?;
     }
-    let channel = endpoint.connect().await.map_err(|e| {
-        // tonic's own message is "transport error"; the cause is below it.
-        let reason = with_causes(e.to_string(), std::error::Error::source(&e));
-        anyhow::anyhow!(
-            "cannot reach the Waybill server at {url}: {reason}{}",
-            tls_hint(&reason)
-        )
-    })?;
-    Ok((channel, Bearer(bearer)))
+    Ok((endpoint, url, bearer))
 }
 
 /// `said`, then what each cause below it says (repeats left out).

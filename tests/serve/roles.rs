@@ -122,6 +122,16 @@ async fn roles_split_commands_and_queries_across_processes() {
         .into_inner();
     let said = promote(&second.freight_id, &["--query-server", &q]);
     assert!(said.contains("into dev is Succeeded"), "{said}");
+    // A queries process that cannot be reached does not stop the command:
+    // only what it would add is missing.
+    let third = cmd
+        .record_discovery(common::discovery("1.3", ""))
+        .await
+        .expect("discovery")
+        .into_inner();
+    let said = promote(&third.freight_id, &["--query-server", "127.0.0.1:1"]);
+    assert!(said.starts_with("promotion requested"), "{said}");
+    assert!(!said.contains("into dev is"), "{said}");
 
     // Each refuses the other's services.
     let unimplemented = pb::query_service_client::QueryServiceClient::connect(c.clone())

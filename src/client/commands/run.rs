@@ -118,7 +118,7 @@ pub async fn run(client: &ClientArgs, mut command: ClientCommand) -> anyhow::Res
                 server: server.clone(),
                 ..client.clone()
             };
-            let (channel, bearer) = crate::client::channel(&reads).await?;
+            let (channel, bearer) = crate::client::lazy_channel(&reads)?;
             QueryServiceClient::with_interceptor(channel, bearer)
         }
         None => QueryServiceClient::with_interceptor(channel, bearer),
