@@ -96,7 +96,9 @@ impl CommandHandler {
                 }
             }
         }
-        if let Some(cold) = &cold {
+        // Nothing applied, nothing new to move: what a caller loads is
+        // moved by its `spill_later`, off the runtime.
+        if let (Some(cold), true) = (&cold, applied > 0) {
             cold.spill(state)?;
         }
         Ok(())
