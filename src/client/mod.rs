@@ -164,7 +164,7 @@ pub async fn channel(args: &ClientArgs) -> anyhow::Result<(Channel, Bearer)> {
             tls_hint(&reason)
         )
     })?;
-    Ok((channel, Bearer(bearer)))
+    Ok((channel, bearer))
 }
 
 /// [`channel`], connected when first used: for a server asked only for
@@ -172,18 +172,12 @@ pub async fn channel(args: &ClientArgs) -> anyhow::Result<(Channel, Bearer)> {
 /// what the command asks of the other.
 pub fn lazy_channel(args: &ClientArgs) -> anyhow::Result<(Channel, Bearer)> {
     let (endpoint, _, bearer) = endpoint(args)?;
-    Ok((endpoint.connect_lazy(), Bearer(bearer)))
+    Ok((endpoint.connect_lazy(), bearer))
 }
 
 /// The server's endpoint (TLS set as the options say), its URL, and the
 /// token header.
-fn endpoint(
-    args: &ClientArgs,
-) -> anyhow::Result<(
-    Endpoint,
-    String,
-    Option<MetadataValue<tonic::metadata::Ascii>>,
-)> {
+fn endpoint(args: &ClientArgs) -> anyhow::Result<(Endpoint, String, Bearer)> {
     let bearer = match token(args)? {
         Some(t) => Some(format!("Bearer {t}").parse().map_err(|_| {
             anyhow::anyhow!("the token contains characters not allowed in a header")
@@ -201,7 +195,7 @@ fn endpoint(
             .tls_config(tls)
             .map_err(|e| anyhow::anyhow!("the TLS settings: {e}"))?;
     }
-    Ok((endpoint, url, bearer))
+    Ok((endpoint, url, Bearer(bearer)))
 }
 
 /// `said`, then what each cause below it says (repeats left out).
