@@ -15,25 +15,25 @@ use super::queries::rpc::Queries;
 use super::Output;
 
 /// One line on promotion `id` as the read models reflect `position` (the
-/// command's event), or `None` when the query service cannot say (it runs
-/// elsewhere, or is behind by more than its wait).
+/// command's event); `None` when the query service does not know it, or the
+/// status it answered (it runs elsewhere, is down, or is behind by more than
+/// its wait).
 pub async fn describe(
     queries: &mut Queries,
     project: &str,
     id: &str,
     position: u64,
-) -> Option<String> {
+) -> Result<Option<String>, tonic::Status> {
     let p = queries
         .get_promotion(pb::GetPromotionRequest {
             project: project.to_string(),
             promotion_id: id.to_string(),
             min_position: position,
         })
-        .await
-        .ok()?
+        .await?
         .into_inner()
-        .promotion?;
-    Some(line(&p))
+        .promotion;
+    Ok(p.as_ref().map(line))
 }
 
 /// The line for `p`.

@@ -129,9 +129,28 @@ async fn roles_split_commands_and_queries_across_processes() {
         .await
         .expect("discovery")
         .into_inner();
-    let said = promote(&third.freight_id, &["--query-server", "127.0.0.1:1"]);
+    let out = run(&[
+        "promote",
+        "-p",
+        "shop",
+        "-s",
+        "dev",
+        "--freight",
+        &third.freight_id,
+        "--server",
+        &c,
+        "--query-server",
+        "127.0.0.1:1",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.starts_with("promotion requested"), "{said}");
     assert!(!said.contains("into dev is"), "{said}");
+    assert!(
+        stderr(&out).contains("the queries process at 127.0.0.1:1 cannot be reached"),
+        "{}",
+        stderr(&out)
+    );
 
     // Each refuses the other's services.
     let unimplemented = pb::query_service_client::QueryServiceClient::connect(c.clone())

@@ -298,11 +298,28 @@ pub async fn run(client: &ClientArgs, mut command: ClientCommand) -> anyhow::Res
                 let id = decided.unwrap_or_else(|| reply.promotion_id.clone());
                 if client.output == Output::Text && !id.is_empty() {
                     let project = &reply.project;
-                    if let Some(line) =
-                        crate::client::outcome::describe(&mut queries, project, &id, reply.position)
-                            .await
+                    match crate::client::outcome::describe(
+                        &mut queries,
+                        project,
+                        &id,
+                        reply.position,
+                    )
+                    .await
                     {
-                        println!("{line}");
+                        Ok(Some(line)) => println!("{line}"),
+                        // Asked for by name, and down: say why the line is missing.
+                        Err(status)
+                            if status.code() == tonic::Code::Unavailable
+                                && client.query_server.is_some() =>
+                        {
+                            eprintln!(
+                                "note: the queries process at {} cannot be reached ({}): \
+                                 where the promotion stands is not shown",
+                                client.query_server.as_deref().unwrap_or_default(),
+                                status.message()
+                            );
+                        }
+                        _ => {}
                     }
                 }
                 return Ok(ExitCode::SUCCESS);
