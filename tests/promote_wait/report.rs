@@ -313,8 +313,8 @@ async fn report_records_what_the_deployment_did() {
     // where its verification stands, and warns when a result counts towards
     // nothing yet (the freight does not run there, a check dev does not
     // require).
-    let verify = |freight: &str, check: &str| {
-        let out = common::run(&[
+    let verify_with = |freight: &str, check: &str, extra: &[&str]| {
+        let mut args = vec![
             "record-verification",
             "-p",
             "shop",
@@ -327,10 +327,13 @@ async fn report_records_what_the_deployment_did() {
             "--pass",
             "--server",
             &endpoint,
-        ]);
+        ];
+        args.extend(extra);
+        let out = common::run(&args);
         assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
         (common::stdout(&out), common::stderr(&out))
     };
+    let verify = |freight: &str, check: &str| verify_with(freight, check, &[]);
     let (out, err) = verify(&other[..12], "integration-tests");
     assert!(
         out.contains(&format!(
@@ -349,23 +352,8 @@ async fn report_records_what_the_deployment_did() {
         )),
         "{err}"
     );
-    let out = common::run(&[
-        "record-verification",
-        "-p",
-        "shop",
-        "-s",
-        "dev",
-        "--freight",
-        &other,
-        "--check",
-        "integration-tests",
-        "--pass",
-        "--server",
-        &endpoint,
-        "--output",
-        "json",
-    ]);
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let (out, _) = verify_with(&other, "integration-tests", &["--output", "json"]);
+    let json: serde_json::Value = serde_json::from_str(&out).expect("one JSON object");
     assert_eq!(json["verification"]["verified"], true, "{json}");
     assert_eq!(json["verification"]["runs_there"], true, "{json}");
     assert!(json["position"].as_u64().is_some(), "{json}");
