@@ -24,9 +24,18 @@ fn json(out: &std::process::Output) -> Value {
     serde_json::from_str(text.lines().last().unwrap_or("null")).expect("json")
 }
 
-/// The log's head, as the server reports it.
-fn head(served: &Served) -> u64 {
-    let out = cli(served, &["history", "-p", "shop", "--limit", "0"]);
+/// A query that waits until the server reflects position `at`: the
+/// projections may lag behind the commands that came before.
+fn query(served: &Served, at: u64, args: &[&str]) -> std::process::Output {
+    let at = at.to_string();
+    let mut all = args.to_vec();
+    all.extend(["--min-position", &at]);
+    cli(served, &all)
+}
+
+/// The log's head as the server reports it, once it reflects `at`.
+fn head(served: &Served, at: u64) -> u64 {
+    let out = query(served, at, &["history", "-p", "shop", "--limit", "0"]);
     assert!(out.status.success(), "{}", stderr(&out));
     stdout(&out)
         .lines()
@@ -42,6 +51,7 @@ fn freight_is_found_by_the_start_of_its_id() {
     let data = dir.path().join("data");
     let served = Served::insecure_dev(&data);
     served.apply_example();
+    let mut at = 0;
     let ids: Vec<String> = TWINS
         .iter()
         .map(|tag| {
@@ -54,6 +64,7 @@ fn freight_is_found_by_the_start_of_its_id() {
                 ],
             );
             assert!(out.status.success(), "{}", stderr(&out));
+            at = json(&out)["position"].as_u64().expect("position");
             let id = json(&out)["freight_id"]
                 .as_str()
                 .expect("freight id")
@@ -66,12 +77,12 @@ fn freight_is_found_by_the_start_of_its_id() {
     let check = |served: &Served| {
         // The table's twelve characters name one freight.
         let short = &ids[0][..12];
-        let out = cli(served, &["freight", "-p", "shop", short]);
+        let out = query(served, at, &["freight", "-p", "shop", short]);
         assert!(out.status.success(), "{}", stderr(&out));
         assert_eq!(json(&out)["freight"]["id"], ids[0].as_str());
 
         // The shared start names two: refused, naming both.
-        let out = cli(served, &["freight", "-p", "shop", SHARED]);
+        let out = query(served, at, &["freight", "-p", "shop", SHARED]);
         assert_eq!(out.status.code(), Some(1));
         let said = stdout(&out) + &stderr(&out);
         assert!(said.contains("more than one freight id"), "{said}");
@@ -81,7 +92,11 @@ fn freight_is_found_by_the_start_of_its_id() {
 
         // History takes it too, and an alias; the index alone knows whole ids.
         for (reference, id) in [(short, &ids[0]), ("twin", &ids[1])] {
-            let out = cli(served, &["history", "-p", "shop", "--freight", reference]);
+            let out = query(
+                served,
+                at,
+                &["history", "-p", "shop", "--freight", reference],
+            );
             assert!(out.status.success(), "{}", stderr(&out));
             let entries: Vec<Value> = stdout(&out)
                 .lines()
@@ -92,12 +107,16 @@ fn freight_is_found_by_the_start_of_its_id() {
                 assert_eq!(e["freight"], id.as_str(), "{reference}: {e}");
             }
         }
-        let out = cli(served, &["history", "-p", "shop", "--freight", "abcdef123"]);
+        let out = query(
+            served,
+            at,
+            &["history", "-p", "shop", "--freight", "abcdef123"],
+        );
         assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
         assert_eq!(json(&out)["error"], "NotFound", "{}", stdout(&out));
 
         // A command with the shared start is refused before anything is appended.
-        let before = head(served);
+        let before = head(served, at);
         let out = cli(
             served,
             &[
@@ -115,7 +134,7 @@ fn freight_is_found_by_the_start_of_its_id() {
         );
         assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
         assert_eq!(json(&out)["error"], "InvalidArgument", "{}", stdout(&out));
-        assert_eq!(head(served), before);
+        assert_eq!(head(served, at), before);
     };
     check(&served);
 
@@ -135,7 +154,8 @@ fn freight_is_found_by_the_start_of_its_id() {
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = cli(&served, &["freight", "-p", "shop", &ids[1]]);
+    let approved_at = json(&out)["position"].as_u64().expect("position");
+    let out = query(&served, approved_at, &["freight", "-p", "shop", &ids[1]]);
     let approved = json(&out)["freight"]["approved_for"].to_string();
     assert!(approved.contains("staging"), "{approved}");
     assert!(served.terminate().success());

@@ -32,16 +32,23 @@ fn apply_records_the_commit_of_the_pipeline_file() {
     let path = file.to_str().expect("utf-8 path");
     // The last PipelineConfigured entry's reason, after applying with `extra`.
     let apply = |extra: &[&str]| {
-        let mut args = vec!["apply", "-f", path, "--server", &endpoint];
+        let mut args = vec![
+            "apply", "-f", path, "--output", "json", "--server", &endpoint,
+        ];
         args.extend(extra);
         let out = run(&args);
         assert!(out.status.success(), "{}", stderr(&out));
+        let applied: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+        // The history as of the apply at least: the projection may lag.
+        let position = applied["position"].as_u64().expect("position").to_string();
         let out = run(&[
             "history",
             "-p",
             "shop",
             "--type",
             "PipelineConfigured",
+            "--min-position",
+            &position,
             "--output",
             "json",
             "--server",
