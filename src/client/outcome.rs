@@ -7,6 +7,8 @@
 //! result counts towards nothing yet (a check the stage does not require,
 //! freight that does not run there).
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
 use waybill_projections::lookup::is_id_prefix;
 use waybill_proto::v1 as pb;
@@ -14,25 +16,49 @@ use waybill_proto::v1 as pb;
 use super::queries::rpc::Queries;
 use super::Output;
 
+/// How long a command waits for the query service to answer what it only
+/// adds to the reply: longer than the service's own bounded wait for a
+/// position (`MIN_POSITION_WAIT`), so that one that lags but lives answers,
+/// while one that accepted the connection and hangs holds nothing up for
+/// long. The command itself has succeeded by then.
+const ASIDE: Duration = Duration::from_secs(10);
+
+/// `call`, given up after [`ASIDE`].
+async fn aside<T>(
+    call: impl std::future::Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, tonic::Status> {
+    tokio::time::timeout(ASIDE, call).await.unwrap_or_else(|_| {
+        Err(tonic::Status::deadline_exceeded(
+            "the query service did not answer",
+        ))
+    })
+}
+
+/// Waits (bounded) until the read models reflect `position`, so that the
+/// next query shows the command's effect; gives up quietly when the query
+/// service cannot say (it runs elsewhere, is down, lags or hangs).
+pub async fn settle(queries: &mut Queries, project: &str, position: u64) {
+    let _ = aside(super::queries::stages::reflect(queries, project, position)).await;
+}
+
 /// One line on promotion `id` as the read models reflect `position` (the
 /// command's event); `None` when the query service does not know it, or the
 /// status it answered (it runs elsewhere, is down, or is behind by more than
-/// its wait).
+/// its wait), or `DEADLINE_EXCEEDED` when it did not answer in time.
 pub async fn describe(
     queries: &mut Queries,
     project: &str,
     id: &str,
     position: u64,
 ) -> Result<Option<String>, tonic::Status> {
-    let p = queries
-        .get_promotion(pb::GetPromotionRequest {
-            project: project.to_string(),
-            promotion_id: id.to_string(),
-            min_position: position,
-        })
-        .await?
-        .into_inner()
-        .promotion;
+    let p = aside(queries.get_promotion(pb::GetPromotionRequest {
+        project: project.to_string(),
+        promotion_id: id.to_string(),
+        min_position: position,
+    }))
+    .await?
+    .into_inner()
+    .promotion;
     Ok(p.as_ref().map(line))
 }
 
@@ -73,15 +99,14 @@ pub async fn verification(
     freight: &str,
     check: &str,
 ) {
-    let s = queries
-        .get_stage(pb::GetStageRequest {
-            project: reply.project.clone(),
-            stage: stage.to_string(),
-            min_position: reply.position,
-        })
-        .await
-        .ok()
-        .and_then(|r| r.into_inner().stage);
+    let s = aside(queries.get_stage(pb::GetStageRequest {
+        project: reply.project.clone(),
+        stage: stage.to_string(),
+        min_position: reply.position,
+    }))
+    .await
+    .ok()
+    .and_then(|r| r.into_inner().stage);
     match output {
         Output::Json => {
             let mut doc = reply_json(reply);

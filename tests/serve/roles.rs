@@ -181,3 +181,96 @@ async fn roles_split_commands_and_queries_across_processes() {
     assert!(commands.terminate().success());
     assert!(queries.terminate().success());
 }
+
+/// A command returns once the read models show what it wrote, so that the
+/// next query sees its effect without `--min-position`: with the queries
+/// process stopped (SIGSTOP) a discovery is appended and the CLI waits;
+/// continued, it returns and a plain query shows the freight. A queries
+/// process that stays stopped holds a command up for a bounded time only.
+#[test]
+fn a_command_returns_once_the_queries_show_it() {
+    let nats = NatsServer::start();
+    let (cdir, qdir) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let serve = |role: &str, dir: &std::path::Path| {
+        Served::start(
+            waybill()
+                .args(["serve", "--insecure-dev", "--roles", role])
+                .args(["--nats", &nats.url(), "--data-dir"])
+                .arg(dir),
+        )
+    };
+    let (commands, queries) = (
+        serve("commands", cdir.path()),
+        serve("queries", qdir.path()),
+    );
+    let (c, q) = (commands.endpoint(), queries.endpoint());
+    commands.apply_example();
+    let signal = |name: &str| {
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &queries.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+    };
+    let discover = |tag: &str| {
+        waybill()
+            .args(["discover", "-p", "shop", "-w", "images", "--image"])
+            .arg(format!("ghcr.io/acme/shop:{tag}"))
+            .args(["--server", &c, "--query-server", &q, "--output", "json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn discover")
+    };
+    // Its exit status and standard output, within a minute.
+    let finish = |mut child: std::process::Child| {
+        for _ in 0..600 {
+            if child.try_wait().expect("try_wait").is_some() {
+                let out = child.wait_with_output().expect("output");
+                assert!(out.status.success(), "{}", stderr(&out));
+                let reply: serde_json::Value =
+                    serde_json::from_slice(&out.stdout).expect("json reply");
+                return reply;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        panic!("the command did not return");
+    };
+
+    signal("STOP");
+    let mut child = discover("1.0");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "returned before the queries process could show it"
+    );
+    signal("CONT");
+    let reply = finish(child);
+    let freight = reply["freight_id"].as_str().expect("freight id");
+    let out = run(&["freight", "-p", "shop", freight, "--server", &q]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Stopped for good: the command returns all the same, appended.
+    signal("STOP");
+    let reply = finish(discover("1.1"));
+    signal("CONT");
+    let position = reply["position"].as_u64().expect("position").to_string();
+    let freight = reply["freight_id"].as_str().expect("freight id");
+    let out = run(&[
+        "freight",
+        "-p",
+        "shop",
+        freight,
+        "--server",
+        &q,
+        "--min-position",
+        &position,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(commands.terminate().success());
+    assert!(queries.terminate().success());
+}

@@ -296,7 +296,15 @@ pub async fn run(client: &ClientArgs, mut command: ClientCommand) -> anyhow::Res
             crate::client::outcome::print_reply(client.output, &what, &reply);
             let Some((project, timeout)) = waiting else {
                 let id = decided.unwrap_or_else(|| reply.promotion_id.clone());
-                if client.output == Output::Text && !id.is_empty() {
+                if client.output != Output::Text || id.is_empty() {
+                    // Nothing to say about a promotion: still wait (bounded)
+                    // until the read models show the command, so that the
+                    // next query (`waybill status` after `discover`, in a
+                    // script) sees its effect. Quiet when they cannot say:
+                    // the command itself succeeded.
+                    crate::client::outcome::settle(&mut queries, &reply.project, reply.position)
+                        .await;
+                } else {
                     let project = &reply.project;
                     match crate::client::outcome::describe(
                         &mut queries,
@@ -307,10 +315,13 @@ pub async fn run(client: &ClientArgs, mut command: ClientCommand) -> anyhow::Res
                     .await
                     {
                         Ok(Some(line)) => println!("{line}"),
-                        // Asked for by name, and down: say why the line is missing.
+                        // Asked for by name, and down or hung: say why the
+                        // line is missing.
                         Err(status)
-                            if status.code() == tonic::Code::Unavailable
-                                && client.query_server.is_some() =>
+                            if matches!(
+                                status.code(),
+                                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+                            ) && client.query_server.is_some() =>
                         {
                             eprintln!(
                                 "note: the queries process at {} cannot be reached ({}): \
