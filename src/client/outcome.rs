@@ -24,13 +24,14 @@ use super::Output;
 const ASIDE: Duration = Duration::from_secs(10);
 
 /// `call`, given up after [`ASIDE`].
-async fn aside<T>(
+pub async fn aside<T>(
     call: impl std::future::Future<Output = Result<T, tonic::Status>>,
 ) -> Result<T, tonic::Status> {
     tokio::time::timeout(ASIDE, call).await.unwrap_or_else(|_| {
-        Err(tonic::Status::deadline_exceeded(
-            "the query service did not answer",
-        ))
+        Err(tonic::Status::deadline_exceeded(format!(
+            "the query service did not answer within {} s",
+            ASIDE.as_secs()
+        )))
     })
 }
 

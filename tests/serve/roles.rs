@@ -225,20 +225,23 @@ fn a_command_returns_once_the_queries_show_it() {
             .spawn()
             .expect("spawn discover")
     };
-    // Its exit status and standard output, within a minute.
-    let finish = |mut child: std::process::Child| {
+    // What it wrote and how it ended, within a minute.
+    let ended = |mut child: std::process::Child| {
         for _ in 0..600 {
             if child.try_wait().expect("try_wait").is_some() {
-                let out = child.wait_with_output().expect("output");
-                assert!(out.status.success(), "{}", stderr(&out));
-                let reply: serde_json::Value =
-                    serde_json::from_slice(&out.stdout).expect("json reply");
-                return reply;
+                return child.wait_with_output().expect("output");
             }
             std::thread::sleep(Duration::from_millis(100));
         }
         let _ = child.kill();
         panic!("the command did not return");
+    };
+    // Its reply, once it has succeeded.
+    let finish = |child: std::process::Child| {
+        let out = ended(child);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let reply: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json reply");
+        reply
     };
 
     signal("STOP");
@@ -250,13 +253,36 @@ fn a_command_returns_once_the_queries_show_it() {
     );
     signal("CONT");
     let reply = finish(child);
-    let freight = reply["freight_id"].as_str().expect("freight id");
-    let out = run(&["freight", "-p", "shop", freight, "--server", &q]);
+    let first = reply["freight_id"]
+        .as_str()
+        .expect("freight id")
+        .to_string();
+    let out = run(&["freight", "-p", "shop", &first, "--server", &q]);
     assert!(out.status.success(), "{}", stderr(&out));
 
     // Stopped for good: the command returns all the same, appended.
     signal("STOP");
     let reply = finish(discover("1.1"));
+    // A freight named by the start of its id, which only the query service
+    // can resolve: the command returns, refused, and says why.
+    let verify = waybill()
+        .args(["record-verification", "-p", "shop", "-s", "dev"])
+        .args(["--check", "smoke", "--pass", "--freight", &first[..12]])
+        .args(["--server", &c, "--query-server", &q])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn record-verification");
+    let out = ended(verify);
+    assert!(!out.status.success(), "recorded for an unresolved prefix");
+    let said = stderr(&out);
+    assert!(
+        said.contains(&format!(
+            "{:?} looks like the start of a freight id",
+            &first[..12]
+        )) && said.contains("DeadlineExceeded"),
+        "{said}"
+    );
     signal("CONT");
     let position = reply["position"].as_u64().expect("position").to_string();
     let freight = reply["freight_id"].as_str().expect("freight id");
