@@ -29,10 +29,13 @@ pub enum FreightLookup {
 /// Whether `text` may be the start of a freight id: [`MIN_ID_PREFIX`] or
 /// more lowercase hex digits, fewer than a whole id.
 pub fn is_id_prefix(text: &str) -> bool {
-    (MIN_ID_PREFIX..FREIGHT_ID_LEN).contains(&text.len())
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    (MIN_ID_PREFIX..FREIGHT_ID_LEN).contains(&text.len()) && is_lower_hex(text)
+}
+
+/// Whether `text` is lowercase hex digits only, as freight ids are.
+pub fn is_lower_hex(text: &str) -> bool {
+    text.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl Projections {

@@ -161,13 +161,29 @@ pub(super) fn found(
     match lookup {
         FreightLookup::Found(f) => Ok(f),
         FreightLookup::Missing => Err(Status::not_found(format!(
-            "no freight {reference:?} in {project}"
+            "no freight {reference:?} in {project}{}",
+            short_start(reference)
         ))),
         FreightLookup::Ambiguous(ids) => Err(Status::invalid_argument(format!(
             "{reference:?} is the start of more than one freight id in {project} ({}): give \
              more of the id",
             ids.join(", ")
         ))),
+    }
+}
+
+/// Why `reference`, hex digits too few to be taken for the start of an
+/// id, named nothing; empty for any other reference.
+fn short_start(reference: &str) -> String {
+    if (1..crate::lookup::MIN_ID_PREFIX).contains(&reference.len())
+        && crate::lookup::is_lower_hex(reference)
+    {
+        format!(
+            " (the start of an id needs {} hex digits or more)",
+            crate::lookup::MIN_ID_PREFIX
+        )
+    } else {
+        String::new()
     }
 }
 
@@ -194,5 +210,24 @@ pub(super) fn event_type(s: &str) -> Result<Option<String>, Status> {
                 names.join(", ")
             )))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_start_too_short_for_an_id_says_so() {
+        let said = |r: &str| found(FreightLookup::Missing, "shop", r).unwrap_err();
+        let short = said("19a3");
+        assert_eq!(short.code(), tonic::Code::NotFound);
+        assert_eq!(
+            short.message(),
+            "no freight \"19a3\" in shop (the start of an id needs 6 hex digits or more)"
+        );
+        // An alias, or a start long enough that was looked up: no hint.
+        assert_eq!(said("v1.4").message(), "no freight \"v1.4\" in shop");
+        assert_eq!(said("19a310").message(), "no freight \"19a310\" in shop");
     }
 }
