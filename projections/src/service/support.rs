@@ -219,7 +219,7 @@ mod tests {
 
     #[test]
     fn a_start_too_short_for_an_id_says_so() {
-        let said = |r: &str| found(FreightLookup::Missing, "shop", r).unwrap_err();
+        let said = |r: &str| found(FreightLookup::Missing, "shop", r).expect_err("missing");
         let short = said("19a3");
         assert_eq!(short.code(), tonic::Code::NotFound);
         assert_eq!(
