@@ -1,4 +1,4 @@
-//! Progress bars for long commands (rebuild, export, verify-export, copy,
+//! Progress bars for long commands (rebuild, export, verify, verify-export, copy,
 //! dump).
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};

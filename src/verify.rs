@@ -20,14 +20,25 @@ pub async fn run(args: VerifyArgs, output: Output, file: &FileConfig) -> anyhow:
     let project = args.project.map(ProjectName::log_project).transpose()?;
     let log = open_existing(&args.log, file, None).await?;
     let started = Instant::now();
-    let mut last_report = Instant::now();
-    let report = verify_log(&*log.log(), project.as_ref(), |checked| {
-        if last_report.elapsed().as_secs() >= 2 {
-            last_report = Instant::now();
-            eprintln!("verified {checked} events...");
+    // How far the walk got: a bar on a terminal, else a line every few
+    // seconds (a job's log).
+    let head = log.log().head().await?;
+    let bar = crate::progress::terminal_bar(
+        head.0,
+        "verifying {bar:40} position {pos}/{len} ({per_sec}, eta {eta})",
+    );
+    let lines = bar.is_hidden();
+    let mut last_line = Instant::now();
+    let report = verify_log(&*log.log(), project.as_ref(), |position| {
+        bar.set_position(position.0);
+        if lines && last_line.elapsed().as_secs() >= 2 {
+            last_line = Instant::now();
+            eprintln!("verified up to position {} of {}...", position.0, head.0);
         }
     })
-    .await?;
+    .await;
+    bar.finish_and_clear();
+    let report = report?;
     log.close().await;
     if let Some(p) = project.as_ref().filter(|_| report.events == 0) {
         // Nothing verified is not a clean chain: most likely a mistyped name.

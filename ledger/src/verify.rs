@@ -156,8 +156,12 @@ pub async fn verify_log(
     let mut verifier = ChainVerifier::new();
     let mut first_break = None;
     while let Some(item) = events.next().await {
+        let mut verified = None;
         let result = match item {
-            Ok(ev) => verifier.push(&ev),
+            Ok(ev) => {
+                verified = Some(ev.position);
+                verifier.push(&ev)
+            }
             Err(LedgerError::Corrupt { position, reason }) => Err(ChainBreak {
                 position,
                 project: String::new(),
@@ -169,7 +173,9 @@ pub async fn verify_log(
             first_break = Some(b);
             break;
         }
-        progress(Position(verifier.events()));
+        if let Some(position) = verified {
+            progress(position);
+        }
     }
     Ok(VerifyReport {
         events: verifier.events(),

@@ -142,10 +142,28 @@ pub async fn ordering(log: Arc<dyn EventLog>) {
         .await
         .expect("next_event");
     assert!(none.is_none(), "{none:?}");
-    let report = verify_log(&*log, None, |_| {}).await.expect("verify");
+    // Verification says which position it has checked, each in turn: the
+    // whole log's, or one project's.
+    let mut checked = Vec::new();
+    let report = verify_log(&*log, None, |p| checked.push(p))
+        .await
+        .expect("verify");
     assert!(report.first_break.is_none());
     assert_eq!(report.events, 60);
     assert_eq!(report.heads.len(), 3);
+    let positions: Vec<Position> = all.iter().map(|e| e.position).collect();
+    assert_eq!(checked, positions);
+    let mut checked = Vec::new();
+    let report = verify_log(&*log, Some(&projects[1]), |p| checked.push(p))
+        .await
+        .expect("verify one project");
+    assert_eq!(report.events, 20);
+    let of_beta: Vec<Position> = appended
+        .iter()
+        .filter(|(p, _)| p == &projects[1])
+        .map(|(_, a)| a.position)
+        .collect();
+    assert_eq!(checked, of_beta);
 }
 
 /// A stale or invented expected position is a conflict that writes nothing.
