@@ -114,6 +114,33 @@ impl Command {
         }
     }
 
+    /// The freight the command names by id or alias, if any (a promotion
+    /// of the newest available names none).
+    pub fn freight_named(&self) -> Option<&str> {
+        match self {
+            Command::RecordVerification { freight, .. }
+            | Command::ApproveFreight { freight, .. }
+            | Command::RequestPromotion {
+                freight: FreightSelector::Named(freight),
+                ..
+            } => Some(freight),
+            _ => None,
+        }
+    }
+
+    /// [`Command::freight_named`], to change.
+    pub fn freight_named_mut(&mut self) -> Option<&mut String> {
+        match self {
+            Command::RecordVerification { freight, .. }
+            | Command::ApproveFreight { freight, .. }
+            | Command::RequestPromotion {
+                freight: FreightSelector::Named(freight),
+                ..
+            } => Some(freight),
+            _ => None,
+        }
+    }
+
     /// The promotion the command acts on, if any.
     pub fn promotion(&self) -> Option<&str> {
         match self {

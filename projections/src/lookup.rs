@@ -3,14 +3,12 @@
 
 use std::collections::BTreeSet;
 
-use waybill_ledger::domain::{Freight, FREIGHT_ID_LEN};
+use waybill_ledger::domain::Freight;
+pub use waybill_ledger::domain::{is_id_prefix, is_lower_hex, MIN_ID_PREFIX};
 
 use crate::error::ProjectionError;
 use crate::keys::{self, model};
 use crate::runner::{read, Projections};
-
-/// The shortest start of an id looked up: shorter ones name too much.
-pub const MIN_ID_PREFIX: usize = 6;
 
 /// How many ids an ambiguous start lists at most.
 const SHOWN: usize = 5;
@@ -24,18 +22,6 @@ pub enum FreightLookup {
     Ambiguous(Vec<String>),
     /// Nothing.
     Missing,
-}
-
-/// Whether `text` may be the start of a freight id: [`MIN_ID_PREFIX`] or
-/// more lowercase hex digits, fewer than a whole id.
-pub fn is_id_prefix(text: &str) -> bool {
-    (MIN_ID_PREFIX..FREIGHT_ID_LEN).contains(&text.len()) && is_lower_hex(text)
-}
-
-/// Whether `text` is lowercase hex digits only, as freight ids are.
-pub fn is_lower_hex(text: &str) -> bool {
-    text.bytes()
-        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl Projections {
@@ -84,29 +70,6 @@ impl Projections {
                 ids.truncate(SHOWN);
                 Ok(FreightLookup::Ambiguous(ids))
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_lowercase_hex_of_a_useful_length_is_a_prefix() {
-        for yes in ["de7f42", "de7f42f3802c", &"a".repeat(39)] {
-            assert!(is_id_prefix(yes), "{yes}");
-        }
-        for no in [
-            "de7f4",
-            "DE7F42",
-            "de7f42-x",
-            "v1.4.2",
-            "release",
-            &"a".repeat(40),
-            "",
-        ] {
-            assert!(!is_id_prefix(no), "{no}");
         }
     }
 }

@@ -186,7 +186,9 @@ async fn roles_split_commands_and_queries_across_processes() {
 /// next query sees its effect without `--min-position`: with the queries
 /// process stopped (SIGSTOP) a discovery is appended and the CLI waits;
 /// continued, it returns and a plain query shows the freight. A queries
-/// process that stays stopped holds a command up for a bounded time only.
+/// process that stays stopped holds a command up for a bounded time only,
+/// and a freight named by the start of its id is resolved by the command
+/// service without it.
 #[test]
 fn a_command_returns_once_the_queries_show_it() {
     let nats = NatsServer::start();
@@ -263,27 +265,40 @@ fn a_command_returns_once_the_queries_show_it() {
     // Stopped for good: the command returns all the same, appended.
     signal("STOP");
     let reply = finish(discover("1.1"));
-    // A freight named by the start of its id, which only the query service
-    // can resolve: the command returns, refused, and says why.
+    // A freight named by the start of its id: the command service resolves
+    // it (the queries process cannot), and the command returns, recorded,
+    // without the line on where verification stands.
     let verify = waybill()
         .args(["record-verification", "-p", "shop", "-s", "dev"])
         .args(["--check", "smoke", "--pass", "--freight", &first[..12]])
-        .args(["--server", &c, "--query-server", &q])
+        .args(["--server", &c, "--query-server", &q, "--output", "json"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn record-verification");
-    let out = ended(verify);
-    assert!(!out.status.success(), "recorded for an unresolved prefix");
-    let said = stderr(&out);
-    assert!(
-        said.contains(&format!(
-            "{:?} looks like the start of a freight id",
-            &first[..12]
-        )) && said.contains("DeadlineExceeded"),
-        "{said}"
-    );
+    let verified = finish(verify);
     signal("CONT");
+    // The event names the whole id.
+    let at = verified["position"].as_u64().expect("position").to_string();
+    let out = run(&[
+        "history",
+        "-p",
+        "shop",
+        "--freight",
+        &first,
+        "--server",
+        &q,
+        "--min-position",
+        &at,
+        "--output",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let recorded = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .any(|e| e["event_type"] == "VerificationRecorded" && e["freight"] == first.as_str());
+    assert!(recorded, "{}", String::from_utf8_lossy(&out.stdout));
     let position = reply["position"].as_u64().expect("position").to_string();
     let freight = reply["freight_id"].as_str().expect("freight id");
     let out = run(&[

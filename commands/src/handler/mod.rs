@@ -310,22 +310,25 @@ impl CommandHandler {
         state: &mut ProjectState,
     ) -> Result<(Context, Decision), CommandError> {
         let now = self.clock.now();
-        if let Some(cold) = self.cold(project) {
+        let cold = self.cold(project);
+        if let Some(cold) = &cold {
             let stored = key.given.then_some(key.id);
-            cold::load_for_command(&cold, state, command, stored, now)?;
+            cold::load_for_command(cold, state, command, stored, now)?;
         }
         let (role, stage) = required_role(state, command);
         if principal.service_name().is_none() {
             self.authorizer
                 .require(principal, role, project.as_str(), stage)?;
         }
+        // After the access check: which ids exist is not for everyone.
+        let command = cold::whole_freight_id(cold.as_ref(), state, command)?;
         let ctx = Context {
             actor: principal.actor(),
             groups: principal.groups.clone(),
             now,
             command_id: key.id.to_string(),
         };
-        let decision = decide(state, &ctx, command)?;
+        let decision = decide(state, &ctx, &command)?;
         Ok((ctx, decision))
     }
 

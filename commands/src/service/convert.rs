@@ -1,6 +1,7 @@
 //! Requests → domain commands. Malformed input becomes `INVALID_ARGUMENT`
 //! here, before anything is decided or appended.
 
+use waybill_ledger::domain::is_lower_hex;
 use waybill_ledger::event::{Artifact, ArtifactKind};
 use waybill_ledger::name::name_problem;
 use waybill_ledger::{LedgerError, ProjectName};
@@ -136,11 +137,6 @@ fn artifact_problem(
         }
         _ => None,
     }
-}
-
-fn is_lower_hex(s: &str) -> bool {
-    s.bytes()
-        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn is_commit(s: &str) -> bool {

@@ -12,11 +12,10 @@ use waybill_commands::clock::Clock;
 use waybill_commands::handler::{ColdStore, CommandHandler};
 use waybill_commands::reactor::due;
 use waybill_commands::{Command, FreightSelector, PromotionResult};
-use waybill_ledger::domain::PipelineDefinition;
 use waybill_ledger::{EventPayload, ProjectName};
 
 use crate::common;
-use crate::{handler, project, user, PIPELINE};
+use crate::{apply_pipeline, handler, project, user};
 
 const STAGES: [&str; 3] = ["dev", "staging", "prod"];
 const CHECKS: [&str; 2] = ["integration-tests", "smoke"];
@@ -161,12 +160,7 @@ async fn run(steps: Vec<Step>, hot: usize, disturb: Disturb) -> Result<(), TestC
     let mut evictions = 0u64;
     let mut now: DateTime<Utc> = "2026-11-30T09:00:00Z".parse().expect("time");
     let admin = user(0);
-    let apply = Command::ApplyPipeline {
-        definition: serde_json::from_str::<PipelineDefinition>(PIPELINE).expect("pipeline"),
-        source_uri: String::new(),
-        source_revision: String::new(),
-        source_digest: String::new(),
-    };
+    let apply = apply_pipeline().expect("pipeline");
     let mut past: Vec<(Command, String, Principal)> = vec![(apply, "apply".into(), admin)];
     let (mut freight, mut promotions) = (Vec::new(), Vec::new());
     for (i, step) in steps.iter().enumerate() {

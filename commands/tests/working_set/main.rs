@@ -17,6 +17,7 @@
 mod common;
 mod concurrency;
 mod equivalence;
+mod id_start;
 mod memory;
 mod saved_state;
 
@@ -24,6 +25,8 @@ use std::sync::Arc;
 
 use waybill_commands::auth::{AuthMethod, Principal, Role};
 use waybill_commands::handler::{ColdStore, CommandHandler};
+use waybill_commands::Command;
+use waybill_ledger::domain::PipelineDefinition;
 use waybill_ledger::{EventLog, ProjectName, SledLog};
 
 const PIPELINE: &str = r#"{
@@ -43,6 +46,16 @@ const PIPELINE: &str = r#"{
      "policy": {"mode": "manual", "required_approvals": 1}}
   ]
 }"#;
+
+/// The command applying [`PIPELINE`].
+fn apply_pipeline() -> anyhow::Result<Command> {
+    Ok(Command::ApplyPipeline {
+        definition: serde_json::from_str::<PipelineDefinition>(PIPELINE)?,
+        source_uri: String::new(),
+        source_revision: String::new(),
+        source_digest: String::new(),
+    })
+}
 
 fn project() -> ProjectName {
     ProjectName::project("ws").expect("name")

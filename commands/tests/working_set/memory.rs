@@ -4,11 +4,10 @@
 
 use waybill_commands::handler::ColdStore;
 use waybill_commands::{Command, FreightSelector, PromotionResult};
-use waybill_ledger::domain::PipelineDefinition;
 use waybill_ledger::EventPayload;
 
 use crate::common;
-use crate::{handler, project, user, PIPELINE};
+use crate::{apply_pipeline, handler, project, user};
 
 /// Records really leave memory: after many discoveries and promotions the
 /// working set holds a bounded number of them, and a retry of the very
@@ -18,12 +17,7 @@ async fn records_leave_memory_and_come_back() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let h = handler(dir.path(), Some(4));
     let admin = user(0);
-    let apply = Command::ApplyPipeline {
-        definition: serde_json::from_str::<PipelineDefinition>(PIPELINE)?,
-        source_uri: String::new(),
-        source_revision: String::new(),
-        source_digest: String::new(),
-    };
+    let apply = apply_pipeline()?;
     let first = h
         .execute(&project(), &admin, apply.clone(), Some("apply".into()))
         .await?;

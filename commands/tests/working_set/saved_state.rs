@@ -4,19 +4,9 @@
 
 use waybill_commands::handler::{ColdStore, CommandHandler};
 use waybill_commands::{Command, FreightSelector};
-use waybill_ledger::domain::PipelineDefinition;
 
 use crate::common;
-use crate::{handler, project, user, PIPELINE};
-
-fn apply_pipeline() -> anyhow::Result<Command> {
-    Ok(Command::ApplyPipeline {
-        definition: serde_json::from_str::<PipelineDefinition>(PIPELINE)?,
-        source_uri: String::new(),
-        source_revision: String::new(),
-        source_digest: String::new(),
-    })
-}
+use crate::{apply_pipeline, handler, project, user};
 
 /// Applies the pipeline and discovers versions `0..n`.
 async fn configure_and_discover(h: &CommandHandler, n: usize) -> anyhow::Result<()> {

@@ -33,6 +33,22 @@ pub fn freight_id(origin: &str, artifacts: &[Artifact]) -> String {
     id
 }
 
+/// The shortest start of an id taken for the id it starts: shorter ones
+/// name too much.
+pub const MIN_ID_PREFIX: usize = 6;
+
+/// Whether `text` may be the start of a freight id: [`MIN_ID_PREFIX`] or
+/// more lowercase hex digits, fewer than a whole id.
+pub fn is_id_prefix(text: &str) -> bool {
+    (MIN_ID_PREFIX..FREIGHT_ID_LEN).contains(&text.len()) && is_lower_hex(text)
+}
+
+/// Whether `text` is lowercase hex digits only, as freight ids are.
+pub fn is_lower_hex(text: &str) -> bool {
+    text.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,5 +79,23 @@ mod tests {
         assert_eq!(a.len(), FREIGHT_ID_LEN);
         assert_ne!(a, freight_id("images", &[image("1.1"), git.clone()]));
         assert_ne!(a, freight_id("other", &[image("1.0"), git]));
+    }
+
+    #[test]
+    fn only_lowercase_hex_of_a_useful_length_is_a_prefix() {
+        for yes in ["de7f42", "de7f42f3802c", &"a".repeat(39)] {
+            assert!(is_id_prefix(yes), "{yes}");
+        }
+        for no in [
+            "de7f4",
+            "DE7F42",
+            "de7f42-x",
+            "v1.4.2",
+            "release",
+            &"a".repeat(40),
+            "",
+        ] {
+            assert!(!is_id_prefix(no), "{no}");
+        }
     }
 }

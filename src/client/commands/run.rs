@@ -7,14 +7,13 @@ use std::process::ExitCode;
 use waybill_commands::pipeline_file::parse_pipeline;
 use waybill_proto::v1 as pb;
 
-use waybill_projections::lookup::is_id_prefix;
 use waybill_proto::v1::command_service_client::CommandServiceClient;
 use waybill_proto::v1::query_service_client::QueryServiceClient;
 
 use super::args::{
     ClientCommand, DecisionArgs, DiscoverArgs, PromoteArgs, ReportArgs, RollbackArgs,
 };
-use crate::client::queries::rpc::{refused, Queries};
+use crate::client::queries::rpc::refused;
 use crate::client::wait;
 use crate::client::{channel, ClientArgs, Output};
 
@@ -149,145 +148,124 @@ pub async fn run(client: &ClientArgs, mut command: ClientCommand) -> anyhow::Res
         ClientCommand::Report(a) => a.promotion.clone(),
         _ => None,
     };
-    let mut unresolved = None;
-    let (what, result) =
-        match command {
-            ClientCommand::Apply(a) => {
-                let req = pb::ApplyPipelineRequest {
-                    // The text validated above, not the file read again.
-                    yaml: pipeline_text.take().unwrap_or_default(),
-                    source_uri: a.file.display().to_string(),
-                    source_revision: a.revision.clone().unwrap_or_else(|| {
-                        let found = super::git::revision_of(&a.file).unwrap_or_default();
-                        if found.ends_with("-dirty") && client.output == Output::Text {
-                            eprintln!(
-                                "note: {} differs from its last commit; recording revision {found}",
-                                a.file.display()
-                            );
-                        }
-                        found
-                    }),
-                    idempotency_key: key(&a.idempotency_key),
-                };
-                (
-                    "pipeline applied".to_string(),
-                    svc.apply_pipeline(req).await,
-                )
-            }
-            ClientCommand::Discover(a) => {
-                let req = pb::RecordDiscoveryRequest {
-                    project: a.common.project.clone(),
-                    warehouse: a.warehouse.clone(),
-                    artifacts: artifacts(&a)?,
-                    alias: a.alias.clone(),
-                    idempotency_key: key(&a.common.idempotency_key),
-                };
-                (
-                    "freight recorded".to_string(),
-                    svc.record_discovery(req).await,
-                )
-            }
-            ClientCommand::RecordVerification(a) => {
-                let freight =
-                    match whole_id(&mut queries, &a.common.project, &a.freight, &mut unresolved)
-                        .await
-                    {
-                        Ok(id) => id,
-                        Err(status) => return Ok(refused(client.output, &status)),
-                    };
-                let req = pb::RecordVerificationRequest {
-                    project: a.common.project.clone(),
-                    freight,
-                    stage: a.stage.clone(),
-                    check: a.check.clone(),
-                    passed: a.pass && !a.fail,
-                    metrics: metrics(&a.metric)?,
-                    evidence_url: a.evidence.clone(),
-                    details: a.details.clone(),
-                    idempotency_key: key(&a.common.idempotency_key),
-                };
-                let what = format!(
-                    "verification recorded ({} {} in {})",
-                    req.check,
-                    if req.passed { "passed" } else { "failed" },
-                    req.stage
-                );
-                (what, svc.record_verification(req).await)
-            }
-            ClientCommand::Promote(a) => {
-                use pb::request_promotion_request::FreightSelector as S;
-                let selector = match &a.freight {
-                    Some(f) => {
-                        match whole_id(&mut queries, &a.common.project, f, &mut unresolved).await {
-                            Ok(id) => S::Freight(id),
-                            Err(status) => return Ok(refused(client.output, &status)),
-                        }
+    let (what, result) = match command {
+        ClientCommand::Apply(a) => {
+            let req = pb::ApplyPipelineRequest {
+                // The text validated above, not the file read again.
+                yaml: pipeline_text.take().unwrap_or_default(),
+                source_uri: a.file.display().to_string(),
+                source_revision: a.revision.clone().unwrap_or_else(|| {
+                    let found = super::git::revision_of(&a.file).unwrap_or_default();
+                    if found.ends_with("-dirty") && client.output == Output::Text {
+                        eprintln!(
+                            "note: {} differs from its last commit; recording revision {found}",
+                            a.file.display()
+                        );
                     }
-                    None => S::NewestAvailable(true),
-                };
-                let req = pb::RequestPromotionRequest {
-                    project: a.common.project.clone(),
-                    stage: a.stage.clone(),
-                    freight_selector: Some(selector),
-                    ticket: a.request.ticket.clone(),
-                    reason: a.request.reason.clone(),
-                    validate_only: a.request.dry_run,
-                    idempotency_key: key(&a.common.idempotency_key),
-                };
-                (
-                    "promotion requested".to_string(),
-                    svc.request_promotion(req).await,
-                )
-            }
-            ClientCommand::Approve(a) => (
-                "promotion approved".to_string(),
-                svc.approve_promotion(decision(&a)).await,
-            ),
-            ClientCommand::Reject(a) => (
-                "promotion rejected".to_string(),
-                svc.reject_promotion(decision(&a)).await,
-            ),
-            ClientCommand::Abort(a) => (
-                "promotion aborted".to_string(),
-                svc.abort_promotion(decision(&a)).await,
-            ),
-            ClientCommand::ApproveFreight(a) => {
-                let freight =
-                    match whole_id(&mut queries, &a.common.project, &a.freight, &mut unresolved)
-                        .await
-                    {
-                        Ok(id) => id,
-                        Err(status) => return Ok(refused(client.output, &status)),
-                    };
-                let req = pb::ApproveFreightRequest {
-                    project: a.common.project.clone(),
-                    freight,
-                    stage: a.stage.clone(),
-                    reason: a.reason.clone(),
-                    ticket: a.ticket.clone(),
-                    idempotency_key: key(&a.common.idempotency_key),
-                };
-                (
-                    format!("freight approved for {} (EMERGENCY BYPASS)", req.stage),
-                    svc.approve_freight(req).await,
-                )
-            }
-            ClientCommand::Rollback(a) => {
-                let req = pb::RollbackRequest {
-                    project: a.common.project.clone(),
-                    stage: a.stage.clone(),
-                    ticket: a.request.ticket.clone(),
-                    reason: a.request.reason.clone(),
-                    validate_only: a.request.dry_run,
-                    idempotency_key: key(&a.common.idempotency_key),
-                };
-                ("rollback requested".to_string(), svc.rollback(req).await)
-            }
-            ClientCommand::Report(a) => {
-                let (what, req) = report(&a);
-                (what, svc.report_promotion_result(req).await)
-            }
-        };
+                    found
+                }),
+                idempotency_key: key(&a.idempotency_key),
+            };
+            (
+                "pipeline applied".to_string(),
+                svc.apply_pipeline(req).await,
+            )
+        }
+        ClientCommand::Discover(a) => {
+            let req = pb::RecordDiscoveryRequest {
+                project: a.common.project.clone(),
+                warehouse: a.warehouse.clone(),
+                artifacts: artifacts(&a)?,
+                alias: a.alias.clone(),
+                idempotency_key: key(&a.common.idempotency_key),
+            };
+            (
+                "freight recorded".to_string(),
+                svc.record_discovery(req).await,
+            )
+        }
+        ClientCommand::RecordVerification(a) => {
+            let req = pb::RecordVerificationRequest {
+                project: a.common.project.clone(),
+                freight: a.freight.clone(),
+                stage: a.stage.clone(),
+                check: a.check.clone(),
+                passed: a.pass && !a.fail,
+                metrics: metrics(&a.metric)?,
+                evidence_url: a.evidence.clone(),
+                details: a.details.clone(),
+                idempotency_key: key(&a.common.idempotency_key),
+            };
+            let what = format!(
+                "verification recorded ({} {} in {})",
+                req.check,
+                if req.passed { "passed" } else { "failed" },
+                req.stage
+            );
+            (what, svc.record_verification(req).await)
+        }
+        ClientCommand::Promote(a) => {
+            use pb::request_promotion_request::FreightSelector as S;
+            let selector = match &a.freight {
+                Some(f) => S::Freight(f.clone()),
+                None => S::NewestAvailable(true),
+            };
+            let req = pb::RequestPromotionRequest {
+                project: a.common.project.clone(),
+                stage: a.stage.clone(),
+                freight_selector: Some(selector),
+                ticket: a.request.ticket.clone(),
+                reason: a.request.reason.clone(),
+                validate_only: a.request.dry_run,
+                idempotency_key: key(&a.common.idempotency_key),
+            };
+            (
+                "promotion requested".to_string(),
+                svc.request_promotion(req).await,
+            )
+        }
+        ClientCommand::Approve(a) => (
+            "promotion approved".to_string(),
+            svc.approve_promotion(decision(&a)).await,
+        ),
+        ClientCommand::Reject(a) => (
+            "promotion rejected".to_string(),
+            svc.reject_promotion(decision(&a)).await,
+        ),
+        ClientCommand::Abort(a) => (
+            "promotion aborted".to_string(),
+            svc.abort_promotion(decision(&a)).await,
+        ),
+        ClientCommand::ApproveFreight(a) => {
+            let req = pb::ApproveFreightRequest {
+                project: a.common.project.clone(),
+                freight: a.freight.clone(),
+                stage: a.stage.clone(),
+                reason: a.reason.clone(),
+                ticket: a.ticket.clone(),
+                idempotency_key: key(&a.common.idempotency_key),
+            };
+            (
+                format!("freight approved for {} (EMERGENCY BYPASS)", req.stage),
+                svc.approve_freight(req).await,
+            )
+        }
+        ClientCommand::Rollback(a) => {
+            let req = pb::RollbackRequest {
+                project: a.common.project.clone(),
+                stage: a.stage.clone(),
+                ticket: a.request.ticket.clone(),
+                reason: a.request.reason.clone(),
+                validate_only: a.request.dry_run,
+                idempotency_key: key(&a.common.idempotency_key),
+            };
+            ("rollback requested".to_string(), svc.rollback(req).await)
+        }
+        ClientCommand::Report(a) => {
+            let (what, req) = report(&a);
+            (what, svc.report_promotion_result(req).await)
+        }
+    };
     match result {
         Ok(reply) => {
             let reply = reply.into_inner();
@@ -357,68 +335,7 @@ pub async fn run(client: &ClientArgs, mut command: ClientCommand) -> anyhow::Res
                 Err(status) => Ok(refused(client.output, &status)),
             }
         }
-        Err(status) => {
-            if let Some(u) = &unresolved {
-                eprintln!("{}", u.note());
-            }
-            Ok(refused(client.output, &status))
-        }
-    }
-}
-
-/// The whole id of the freight `reference` names when it is the start of
-/// one id, as the tables print them (`waybill status` shows 12 characters);
-/// otherwise as given, for the command service to judge. A start shared by
-/// several ids is refused here. The query service answers: where it does not
-/// run (`serve --roles commands`), or the freight is too new for it, the
-/// reference goes as given; where it cannot be reached or does not answer
-/// in time, the reference goes as given too (it may be an alias), with why
-/// it went unresolved, for the note should the command service not know it.
-async fn whole_id(
-    queries: &mut Queries,
-    project: &str,
-    reference: &str,
-    unresolved: &mut Option<Unresolved>,
-) -> Result<String, tonic::Status> {
-    let reference = reference.to_string();
-    if !is_id_prefix(&reference) {
-        return Ok(reference);
-    }
-    let request = pb::GetFreightRequest {
-        project: project.to_string(),
-        freight: reference.clone(),
-        ..Default::default()
-    };
-    match crate::client::outcome::aside(queries.get_freight(request)).await {
-        Ok(reply) => Ok(reply.into_inner().freight.map_or(reference, |f| f.id)),
-        Err(status) if status.code() == tonic::Code::InvalidArgument => Err(status),
-        Err(status) => {
-            *unresolved = Some(Unresolved {
-                reference: reference.clone(),
-                status,
-            });
-            Ok(reference)
-        }
-    }
-}
-
-/// A freight reference that looked like the start of an id and went as
-/// given, because the query service that resolves it failed.
-struct Unresolved {
-    reference: String,
-    status: tonic::Status,
-}
-
-impl Unresolved {
-    /// The note printed when the command service then refused the command.
-    fn note(&self) -> String {
-        format!(
-            "note: {:?} looks like the start of a freight id, and the query service that \
-             resolves it failed ({:?}: {}): give the whole id or an alias",
-            self.reference,
-            self.status.code(),
-            self.status.message()
-        )
+        Err(status) => Ok(refused(client.output, &status)),
     }
 }
 

@@ -61,6 +61,68 @@ pub fn load_for_command(
     Ok(())
 }
 
+/// How many ids a refusal of an ambiguous start of an id lists at most.
+const SHOWN: usize = 5;
+
+/// `command` with the freight it names by the start of its id named by the
+/// whole id instead, that freight in `state` (loaded from `cold`, if the
+/// project keeps records there); `command` itself when what it names is an
+/// id or an alias (they go first), not hex digits enough for the start of an
+/// id, or the start of no id (the decision says it was not found). The
+/// start of several ids is refused, naming some of them.
+pub fn whole_freight_id<'c>(
+    cold: Option<&ProjectCold<'_>>,
+    state: &mut ProjectState,
+    command: &'c Command,
+) -> Result<std::borrow::Cow<'c, Command>, CommandError> {
+    use std::borrow::Cow;
+    let Some(start) = command.freight_named() else {
+        return Ok(Cow::Borrowed(command));
+    };
+    if !is_id_prefix(start) || state.resolve_freight(start).is_some() {
+        return Ok(Cow::Borrowed(command));
+    }
+    // Freight is in memory, kept in the store, or both (loaded back).
+    let mut ids: BTreeSet<String> = state
+        .freight
+        .range(start.to_string()..)
+        .take_while(|(id, _)| id.starts_with(start))
+        .take(SHOWN)
+        .map(|(id, _)| id.clone())
+        .collect();
+    if let Some(cold) = cold {
+        ids.extend(cold.freight_starting(start, SHOWN)?);
+    }
+    let mut ids: Vec<String> = ids.into_iter().collect();
+    match ids.len() {
+        0 => Ok(Cow::Borrowed(command)),
+        1 => {
+            let id = ids.remove(0);
+            if let Some(cold) = cold {
+                working_set::load_freight(cold, state, &id)?;
+            }
+            let mut whole = command.clone();
+            if let Some(name) = whole.freight_named_mut() {
+                *name = id;
+            }
+            Ok(Cow::Owned(whole))
+        }
+        _ => {
+            ids.truncate(SHOWN);
+            Err(Rejection::invalid(
+                "freight",
+                format!(
+                    "{start:?} is the start of more than one freight id in {} ({}): give more \
+                     of the id",
+                    state.project,
+                    ids.join(", ")
+                ),
+            )
+            .into())
+        }
+    }
+}
+
 /// Loads the stage's succeeded promotions, latest first, with their freight,
 /// until one that a rollback may pick (its freight is not current there and
 /// still available): the promotions a rollback decision compares.

@@ -428,6 +428,24 @@ impl ProjectCold<'_> {
         })
     }
 
+    /// Up to `limit` ids of freight kept here that start with `start`.
+    pub(super) fn freight_starting(
+        &self,
+        start: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, CommandError> {
+        let from = key(FREIGHT, self.project, start.as_bytes());
+        let to = key(FREIGHT, self.project, &[start.as_bytes(), &[0xff]].concat());
+        let scope = key(FREIGHT, self.project, &[]).len();
+        Ok(self
+            .store
+            .kv
+            .last(&from, &to, limit)?
+            .into_iter()
+            .map(|(k, _)| String::from_utf8_lossy(&k[scope..]).into_owned())
+            .collect())
+    }
+
     /// Puts freight `id_or_alias` in memory, by id or by alias.
     pub(super) fn load_named(
         &self,
