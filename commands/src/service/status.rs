@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+use waybill_ledger::domain::short_start_note;
+
 use crate::handler::CommandError;
 use crate::rejection::Rejection;
 
@@ -49,7 +51,10 @@ fn rejection_status(r: &Rejection) -> Status {
         }
         Rejection::NotFound { what, id } => with_reason(
             Code::NotFound,
-            r.to_string(),
+            match *what {
+                "freight" => format!("{r}{}", short_start_note(id)),
+                _ => r.to_string(),
+            },
             "NOT_FOUND",
             HashMap::from([
                 ("kind".to_string(), what.to_string()),
@@ -116,6 +121,30 @@ mod tests {
         );
         let invalid = CommandError::Rejected(Rejection::invalid("stage", "no stage \"qa\""));
         assert_eq!(status(&invalid).code(), Code::InvalidArgument);
+        // A freight named by hex digits too few for the start of an id
+        // says so; a start long enough, an alias or a promotion do not.
+        let missing = |what: &'static str, id: &str| {
+            status(&CommandError::Rejected(Rejection::NotFound {
+                what,
+                id: id.to_string(),
+            }))
+        };
+        let short = missing("freight", "19a3");
+        assert_eq!(short.code(), Code::NotFound);
+        assert_eq!(
+            short.message(),
+            "freight \"19a3\" not found (the start of an id needs 6 hex digits or more)"
+        );
+        for (what, id) in [
+            ("freight", "19a310"),
+            ("freight", "v1.4"),
+            ("promotion", "19a3"),
+        ] {
+            assert_eq!(
+                missing(what, id).message(),
+                format!("{what} {id:?} not found")
+            );
+        }
         assert_eq!(
             status(&CommandError::Aborted { attempts: 16 }).code(),
             Code::Aborted

@@ -43,6 +43,17 @@ pub fn is_id_prefix(text: &str) -> bool {
     (MIN_ID_PREFIX..FREIGHT_ID_LEN).contains(&text.len()) && is_lower_hex(text)
 }
 
+/// Why `reference`, hex digits too few to be taken for the start of an id,
+/// named no freight (" (the start of an id needs 6 hex digits or more)"),
+/// to follow a "not found"; empty for any other reference.
+pub fn short_start_note(reference: &str) -> String {
+    if (1..MIN_ID_PREFIX).contains(&reference.len()) && is_lower_hex(reference) {
+        format!(" (the start of an id needs {MIN_ID_PREFIX} hex digits or more)")
+    } else {
+        String::new()
+    }
+}
+
 /// Whether `text` is lowercase hex digits only, as freight ids are.
 pub fn is_lower_hex(text: &str) -> bool {
     text.bytes()

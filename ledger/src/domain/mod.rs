@@ -14,6 +14,8 @@ pub mod working_set;
 
 pub use availability::{auto_candidate, available_to, check_available, gates_pass, Unavailable};
 pub use duration::Seconds;
-pub use freight_id::{freight_id, is_id_prefix, is_lower_hex, FREIGHT_ID_LEN, MIN_ID_PREFIX};
+pub use freight_id::{
+    freight_id, is_id_prefix, is_lower_hex, short_start_note, FREIGHT_ID_LEN, MIN_ID_PREFIX,
+};
 pub use pipeline::*;
 pub use state::*;

@@ -162,28 +162,13 @@ pub(super) fn found(
         FreightLookup::Found(f) => Ok(f),
         FreightLookup::Missing => Err(Status::not_found(format!(
             "no freight {reference:?} in {project}{}",
-            short_start(reference)
+            waybill_ledger::domain::short_start_note(reference)
         ))),
         FreightLookup::Ambiguous(ids) => Err(Status::invalid_argument(format!(
             "{reference:?} is the start of more than one freight id in {project} ({}): give \
              more of the id",
             ids.join(", ")
         ))),
-    }
-}
-
-/// Why `reference`, hex digits too few to be taken for the start of an
-/// id, named nothing; empty for any other reference.
-fn short_start(reference: &str) -> String {
-    if (1..crate::lookup::MIN_ID_PREFIX).contains(&reference.len())
-        && crate::lookup::is_lower_hex(reference)
-    {
-        format!(
-            " (the start of an id needs {} hex digits or more)",
-            crate::lookup::MIN_ID_PREFIX
-        )
-    } else {
-        String::new()
     }
 }
 
