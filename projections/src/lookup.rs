@@ -3,8 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use waybill_ledger::domain::Freight;
-pub use waybill_ledger::domain::{is_id_prefix, is_lower_hex, MIN_ID_PREFIX};
+use waybill_ledger::domain::{is_id_prefix, Freight};
 
 use crate::error::ProjectionError;
 use crate::keys::{self, model};

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use waybill_projections::lookup::is_id_prefix;
+use waybill_ledger::domain::is_id_prefix;
 use waybill_proto::v1 as pb;
 
 use super::queries::rpc::Queries;
