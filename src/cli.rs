@@ -37,9 +37,6 @@ pub struct Cli {
     )]
     pub log_format: LogFormat,
 
-    #[command(flatten)]
-    pub client: crate::client::ClientArgs,
-
     #[command(subcommand)]
     pub command: Command,
 }
@@ -228,6 +225,9 @@ pub struct VerifyArgs {
     /// Check only this project's chain.
     #[arg(long, short = 'p')]
     pub project: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = crate::client::Output::Text)]
+    pub output: crate::client::Output,
 }
 
 #[derive(Debug, Args)]
@@ -282,5 +282,77 @@ mod tests {
             assert_eq!(args.command_cache_records, Some(42), "{flag}");
         }
         assert!(Cli::try_parse_from(["waybill", "serve", "--command-cache-records", "0"]).is_err());
+    }
+
+    /// The verbs that run without a server neither list nor take the
+    /// client options, which they would ignore (`serve --server` is a
+    /// mistake to say, not to pass over); the verbs that talk to a server
+    /// take them all.
+    #[test]
+    fn only_the_verbs_that_talk_to_a_server_take_client_options() {
+        use clap::CommandFactory as _;
+        let client_options = [
+            "server",
+            "query-server",
+            "token",
+            "token-file",
+            "ca",
+            "cert",
+            "key",
+        ];
+        let cli = Cli::command();
+        let mut talking = Vec::new();
+        for verb in cli.get_subcommands() {
+            let longs: Vec<&str> = verb.get_arguments().filter_map(|a| a.get_long()).collect();
+            let takes = client_options.iter().filter(|o| longs.contains(o)).count();
+            assert!(
+                takes == 0 || takes == client_options.len(),
+                "{} takes some client options only: {longs:?}",
+                verb.get_name()
+            );
+            if takes > 0 {
+                talking.push(verb.get_name().to_string());
+            }
+        }
+        for verb in [
+            "apply", "promote", "report", "status", "history", "watch", "export", "prove",
+        ] {
+            assert!(
+                talking.iter().any(|t| t == verb),
+                "{verb} takes no --server"
+            );
+        }
+        for verb in [
+            "serve",
+            "verify",
+            "dump",
+            "copy",
+            "keygen",
+            "verify-export",
+            "projections",
+            "token",
+        ] {
+            assert!(!talking.iter().any(|t| t == verb), "{verb} takes --server");
+            let refused = Cli::try_parse_from(["waybill", verb, "--server", "h:1"])
+                .expect_err(verb)
+                .kind();
+            assert_eq!(refused, clap::error::ErrorKind::UnknownArgument, "{verb}");
+        }
+        // Output formats are for every verb that reports (offline ones too).
+        for args in [
+            &["waybill", "verify", "--output", "json"][..],
+            &[
+                "waybill",
+                "verify-export",
+                "DIR",
+                "--pubkey",
+                "K",
+                "--output",
+                "json",
+            ],
+            &["waybill", "status", "--output", "json", "--server", "h:1"],
+        ] {
+            Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        }
     }
 }

@@ -63,6 +63,9 @@ pub struct CopyArgs {
     /// than the source's to copy into a second stream on the same account.
     #[arg(long, requires = "to_nats")]
     pub to_subject_prefix: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = crate::client::Output::Text)]
+    pub output: crate::client::Output,
 }
 
 impl CopyArgs {
@@ -173,7 +176,8 @@ pub async fn catch_up(source: &dyn EventLog, target: &dyn EventLog) -> anyhow::R
     .await
 }
 
-pub async fn run(args: CopyArgs, output: Output, file: &FileConfig) -> anyhow::Result<ExitCode> {
+pub async fn run(args: CopyArgs, file: &FileConfig) -> anyhow::Result<ExitCode> {
+    let output = args.output;
     if let (Some(to), None) = (&args.to_data_dir, &args.from.nats) {
         let from = crate::config::data_dir(&args.from, file);
         let same = matches!(

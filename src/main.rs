@@ -80,16 +80,16 @@ fn main() -> ExitCode {
         let file = config::FileConfig::load(cli.config.as_deref())?;
         match cli.command {
             Command::Serve(args) => serve::run(*args, &file).await.map(|()| ExitCode::SUCCESS),
-            Command::Verify(args) => verify::run(args, cli.client.output, &file).await,
+            Command::Verify(args) => verify::run(args, &file).await,
             Command::Dump(args) => dump::run(args, &file).await.map(|()| ExitCode::SUCCESS),
-            Command::Copy(args) => copy::run(*args, cli.client.output, &file).await,
+            Command::Copy(args) => copy::run(*args, &file).await,
             Command::Keygen(args) => audit::keys::keygen(&args).map(|()| ExitCode::SUCCESS),
-            Command::Export(args) => audit::export::run(&cli.client, &args).await,
-            Command::VerifyExport(args) => audit::verify_export::run(&args, cli.client.output),
-            Command::Checkpoint(args) => audit::prove::checkpoint(&cli.client, &args).await,
-            Command::Prove(args) => audit::prove::prove(&cli.client, &args).await,
-            Command::Client(command) => client::run(&cli.client, command).await,
-            Command::Query(command) => client::run_query(&cli.client, command).await,
+            Command::Export(args) => audit::export::run(&args).await,
+            Command::VerifyExport(args) => audit::verify_export::run(&args),
+            Command::Checkpoint(args) => audit::prove::checkpoint(&args).await,
+            Command::Prove(args) => audit::prove::prove(&args).await,
+            Command::Client(command) => client::run(&command.client().clone(), command).await,
+            Command::Query(command) => client::run_query(&command.client().clone(), command).await,
             Command::Projections(command) => projections::run(command, &file)
                 .await
                 .map(|()| ExitCode::SUCCESS),

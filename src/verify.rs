@@ -16,7 +16,8 @@ use crate::open::open_existing;
 const BROKEN: u8 = 1;
 
 /// `output`: a report for people, or one JSON object (`--output json`).
-pub async fn run(args: VerifyArgs, output: Output, file: &FileConfig) -> anyhow::Result<ExitCode> {
+pub async fn run(args: VerifyArgs, file: &FileConfig) -> anyhow::Result<ExitCode> {
+    let output = args.output;
     let project = args.project.map(ProjectName::log_project).transpose()?;
     let log = open_existing(&args.log, file, None).await?;
     let started = Instant::now();

@@ -39,6 +39,8 @@ pub struct ExportArgs {
     /// Directory to create (must not exist, or be empty).
     #[arg(long)]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -54,7 +56,8 @@ struct Open {
 }
 
 /// Runs the export; exit 1 when the server refuses, 2 when it is unreachable.
-pub async fn run(client: &ClientArgs, args: &ExportArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(args: &ExportArgs) -> anyhow::Result<ExitCode> {
+    let client = &args.client;
     if args.out.exists() && std::fs::read_dir(&args.out)?.next().is_some() {
         bail!("{} exists and is not empty", args.out.display());
     }

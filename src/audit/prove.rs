@@ -25,6 +25,8 @@ pub struct CheckpointArgs {
     /// Check the signature with this public key (`name+id+key`, or a file).
     #[arg(long)]
     pub pubkey: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 /// `waybill prove`.
@@ -42,6 +44,8 @@ pub struct ProveArgs {
     /// Against the checkpoint of this tree size [default: the latest].
     #[arg(long)]
     pub size: Option<u64>,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 fn hash(bytes: &[u8]) -> anyhow::Result<Hash> {
@@ -64,7 +68,8 @@ async fn client(
 }
 
 /// Prints a checkpoint (and checks its signature when a key is given).
-pub async fn checkpoint(args: &ClientArgs, a: &CheckpointArgs) -> anyhow::Result<ExitCode> {
+pub async fn checkpoint(a: &CheckpointArgs) -> anyhow::Result<ExitCode> {
+    let args = &a.client;
     let mut audit = client(args).await?;
     let reply = match audit
         .get_checkpoint(pb::GetCheckpointRequest {
@@ -118,7 +123,8 @@ pub async fn checkpoint(args: &ClientArgs, a: &CheckpointArgs) -> anyhow::Result
 }
 
 /// Fetches a signed checkpoint and proofs, and checks them locally.
-pub async fn prove(args: &ClientArgs, a: &ProveArgs) -> anyhow::Result<ExitCode> {
+pub async fn prove(a: &ProveArgs) -> anyhow::Result<ExitCode> {
+    let args = &a.client;
     let key = load_verifier(&a.pubkey)?;
     let mut audit = client(args).await?;
     let reply = match audit

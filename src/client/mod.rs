@@ -25,31 +25,31 @@ pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
 pub struct ClientArgs {
     /// Server address: a URL, or HOST:PORT as `serve --listen` takes it
     /// (then http://, or https:// when --ca or --cert is given).
-    #[arg(long, env = "WAYBILL_SERVER", default_value = DEFAULT_SERVER, global = true)]
+    #[arg(long, env = "WAYBILL_SERVER", default_value = DEFAULT_SERVER)]
     pub server: String,
     /// Where the command verbs read what they show after a command (the
     /// promotion's standing, --wait, `report -s`, ids by their start), when
     /// --server runs without the `queries` role [default: --server].
-    #[arg(long, env = "WAYBILL_QUERY_SERVER", global = true)]
+    #[arg(long, env = "WAYBILL_QUERY_SERVER")]
     pub query_server: Option<String>,
     /// Bearer token or JWT.
-    #[arg(long, env = "WAYBILL_TOKEN", hide_env_values = true, global = true)]
+    #[arg(long, env = "WAYBILL_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// A file holding the token (instead of --token, which other users can
     /// see in the process list): its first line, white space trimmed.
-    #[arg(long, env = "WAYBILL_TOKEN_FILE", global = true)]
+    #[arg(long, env = "WAYBILL_TOKEN_FILE")]
     pub token_file: Option<std::path::PathBuf>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
+    #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
     /// PEM CA of the server's certificate (TLS; implied by an https:// server).
-    #[arg(long, env = "WAYBILL_CA", global = true)]
+    #[arg(long, env = "WAYBILL_CA")]
     pub ca: Option<std::path::PathBuf>,
     /// PEM client certificate for a server that requires one (with --key).
-    #[arg(long, env = "WAYBILL_CERT", global = true)]
+    #[arg(long, env = "WAYBILL_CERT")]
     pub cert: Option<std::path::PathBuf>,
     /// PEM key of --cert.
-    #[arg(long, env = "WAYBILL_KEY", global = true)]
+    #[arg(long, env = "WAYBILL_KEY")]
     pub key: Option<std::path::PathBuf>,
 }
 

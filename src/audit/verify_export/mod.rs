@@ -37,6 +37,9 @@ pub struct VerifyExportArgs {
     /// The public key you trust (`name+id+key`, or a file holding it).
     #[arg(long)]
     pub pubkey: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = crate::client::Output::Text)]
+    pub output: crate::client::Output,
 }
 
 /// What the checks found.
@@ -389,7 +392,8 @@ fn short(hash: &str) -> &str {
 /// Prints the report; exit 0 when the export verifies, 1 when it does not.
 /// Checks the export and reports: for people, or as one JSON object
 /// (`--output json`: every problem, not only the first few).
-pub fn run(args: &VerifyExportArgs, output: crate::client::Output) -> anyhow::Result<ExitCode> {
+pub fn run(args: &VerifyExportArgs) -> anyhow::Result<ExitCode> {
+    let output = args.output;
     let key = load_verifier(&args.pubkey)?;
     let findings = verify(&args.dir, &key)?;
     let ok = findings.problems.is_empty();

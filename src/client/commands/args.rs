@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{ArgGroup, Args, Subcommand};
 
 use crate::client::wait::WaitArgs;
+use crate::client::ClientArgs;
 
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
@@ -31,6 +32,24 @@ pub enum ClientCommand {
     Report(ReportArgs),
 }
 
+impl ClientCommand {
+    /// How to reach the server and who is asking.
+    pub fn client(&self) -> &ClientArgs {
+        match self {
+            ClientCommand::Apply(a) => &a.client,
+            ClientCommand::Discover(a) => &a.client,
+            ClientCommand::RecordVerification(a) => &a.client,
+            ClientCommand::Promote(a) => &a.client,
+            ClientCommand::Approve(a) | ClientCommand::Reject(a) | ClientCommand::Abort(a) => {
+                &a.client
+            }
+            ClientCommand::ApproveFreight(a) => &a.client,
+            ClientCommand::Rollback(a) => &a.client,
+            ClientCommand::Report(a) => &a.client,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct Common {
     /// Project.
@@ -54,6 +73,8 @@ pub struct ApplyArgs {
     /// Idempotency key: a retry with the same key returns the original outcome.
     #[arg(long)]
     pub idempotency_key: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Debug, Args)]
@@ -75,6 +96,8 @@ pub struct DiscoverArgs {
     /// A name for the freight, usable wherever its id is (e.g. a release name).
     #[arg(long, default_value = "", hide_default_value = true)]
     pub alias: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Debug, Args)]
@@ -105,6 +128,8 @@ pub struct VerificationArgs {
     /// What the check found, in a sentence.
     #[arg(long, default_value = "", hide_default_value = true)]
     pub details: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Debug, Args)]
@@ -122,6 +147,8 @@ pub struct PromoteArgs {
     pub newest: bool,
     #[command(flatten)]
     pub request: RequestArgs,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 /// What `promote` and `rollback` request with their promotion: a ticket, a
@@ -152,6 +179,8 @@ pub struct DecisionArgs {
     /// Comment or reason.
     #[arg(long, short = 'm', default_value = "", hide_default_value = true)]
     pub comment: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Debug, Args)]
@@ -170,6 +199,8 @@ pub struct BypassArgs {
     /// Change ticket (e.g. the incident).
     #[arg(long, default_value = "", hide_default_value = true)]
     pub ticket: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Debug, Args)]
@@ -181,6 +212,8 @@ pub struct RollbackArgs {
     pub stage: String,
     #[command(flatten)]
     pub request: RequestArgs,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Debug, Args)]
@@ -212,4 +245,6 @@ pub struct ReportArgs {
     /// What happened, in a sentence or a URL (e.g. the deployment's log).
     #[arg(long, short = 'm', default_value = "", hide_default_value = true)]
     pub details: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }

@@ -32,6 +32,22 @@ pub enum QueryCommand {
     At(AtArgs),
 }
 
+impl QueryCommand {
+    /// How to reach the server and who is asking.
+    pub fn client(&self) -> &ClientArgs {
+        match self {
+            QueryCommand::Projects(a) => &a.client,
+            QueryCommand::Status(a) => &a.client,
+            QueryCommand::History(a) => &a.client,
+            QueryCommand::Freight(a) => &a.client,
+            QueryCommand::Promotions(a) => &a.client,
+            QueryCommand::Pending(a) => &a.client,
+            QueryCommand::Watch(a) => &a.client,
+            QueryCommand::At(a) => &a.client,
+        }
+    }
+}
+
 /// Project and read-your-own-writes position, common to the read verbs.
 #[derive(Debug, Args)]
 pub struct ReadArgs {
@@ -54,6 +70,8 @@ pub struct ProjectsArgs {
     /// Wait (bounded) until the server reflects this position.
     #[arg(long, value_name = "POSITION", default_value_t = 0)]
     pub min_position: u64,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Debug, Args)]
@@ -64,6 +82,8 @@ pub struct PendingArgs {
     /// Wait (bounded) until the server reflects this position.
     #[arg(long, value_name = "POSITION", default_value_t = 0)]
     pub min_position: u64,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Debug, Args)]
@@ -81,6 +101,8 @@ pub struct StatusArgs {
         conflicts_with = "stage"
     )]
     pub stage_flag: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 impl StatusArgs {
@@ -131,6 +153,8 @@ pub struct HistoryArgs {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub last: Option<u32>,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Debug, Args)]
@@ -152,6 +176,8 @@ pub struct FreightArgs {
         conflicts_with_all = ["warehouse", "available_for", "page_size", "page_token", "all"]
     )]
     pub freight: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 /// Paging of a list.
@@ -193,6 +219,8 @@ pub struct PromotionsArgs {
         conflicts_with_all = ["stage", "status", "freight", "page_size", "page_token", "all", "oldest_first"]
     )]
     pub promotion: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Debug, Args)]
@@ -220,6 +248,8 @@ pub struct WatchArgs {
     /// Wait (bounded) until the server reflects this position before watching.
     #[arg(long, value_name = "POSITION", default_value_t = 0)]
     pub min_position: u64,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Debug, Args)]
@@ -234,6 +264,8 @@ pub struct AtArgs {
     /// there: who requested and approved it, when and why.
     #[arg(long, short = 's')]
     pub stage: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 impl QueryCommand {
