@@ -14,6 +14,7 @@
 mod common;
 mod proofs;
 mod ranged;
+mod rotation;
 mod setup;
 mod verify_export;
 mod walk;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::common::{stderr, stdout, waybill, Served};
 
-fn keygen(path: &Path, name: &str) -> String {
+pub(crate) fn keygen(path: &Path, name: &str) -> String {
     let out = waybill()
         .args([
             "keygen",

@@ -113,16 +113,28 @@ pub async fn export(
         )));
     }
     // A checkpoint that covers every record the export can hold.
-    let checkpoint = transparency
-        .checkpoint_covering(head.position.0, CHECKPOINT_WAIT)
-        .await
-        .ok_or_else(|| {
-            ExportError::Unavailable(format!(
-                "no checkpoint covers position {} yet; retry",
-                head.position
-            ))
-        })?;
+    let transparent = &transparency;
+    let covering = |size: u64| async move {
+        transparent
+            .checkpoint_covering(size, CHECKPOINT_WAIT)
+            .await
+            .ok_or_else(|| {
+                ExportError::Unavailable(format!(
+                    "no checkpoint covers position {} yet; retry",
+                    head.position
+                ))
+            })
+    };
+    let mut checkpoint = covering(head.position.0).await?;
     let verifier = signer.verifier();
+    if Checkpoint::open(&checkpoint.note, &verifier).is_err() {
+        // Signed by another key: one this server's key replaced (a
+        // rotation), or another process's. Nothing may have been appended
+        // since, so none of ours would come by itself: ask for one over the
+        // tree as it stands, which holds that checkpoint's own record.
+        let tree = transparency.size().max(checkpoint.size + 1);
+        checkpoint = covering(tree).await?;
+    }
     let signed = Checkpoint::open(&checkpoint.note, &verifier).map_err(|e| {
         ExportError::Precondition(format!(
             "the latest checkpoint (tree size {}) is not signed by this server's key {}: {e}",
