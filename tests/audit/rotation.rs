@@ -1,6 +1,8 @@
-//! A server whose signing key replaced the one that signed the log's
-//! latest checkpoint exports at once: it signs a checkpoint of its own
-//! instead of refusing until something new is appended.
+//! Exports and the key that signs them: a server whose signing key
+//! replaced the one that signed the log's latest checkpoint exports at
+//! once (it signs a checkpoint of its own instead of refusing until
+//! something new is appended); a server that signs nothing says why it
+//! cannot export.
 
 use crate::common::{stderr, stdout, waybill, Served};
 use crate::setup::{keygen, Setup};
@@ -64,4 +66,33 @@ fn a_rotated_key_signs_its_own_checkpoint_for_an_export() {
     let (code, said) = verify(&after, &old_pubkey);
     assert_ne!(code, 0, "the old key does not sign the new export: {said}");
     assert!(second.terminate().success());
+}
+
+#[test]
+fn a_server_that_signs_no_checkpoints_says_why_it_cannot_export() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let served = Served::start(
+        waybill()
+            .args([
+                "serve",
+                "--insecure-dev",
+                "--no-reactors",
+                "--no-checkpoints",
+            ])
+            .arg("--data-dir")
+            .arg(dir.path().join("data")),
+    );
+    served.apply_example();
+    let out = export(&served, &dir.path().join("export"));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("signs no checkpoints (`--no-checkpoints`"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !dir.path().join("export").exists(),
+        "a refused export writes nothing"
+    );
+    assert!(served.terminate().success());
 }

@@ -99,8 +99,9 @@ pub async fn export(
 ) -> Result<(), ExportError> {
     let signer = transparency.signer().ok_or_else(|| {
         ExportError::Precondition(
-            "this server has no signing key, so it cannot sign an export \
-             (give `waybill serve` a key made by `waybill keygen`)"
+            "this server signs no checkpoints (`--no-checkpoints`, or `checkpoints = \
+             false` under [audit] in its config file), so it cannot sign an export: take \
+             it from a server that signs them"
                 .into(),
         )
     })?;
