@@ -282,6 +282,13 @@ impl Transparency {
                     writer.checkpoint(&c)?;
                     audit_head = ev.position;
                     signed = signed.max(c.size);
+                    if c.size + 1 == ev.position.0 {
+                        // It covers every record before its own, so none
+                        // waits to be signed (one another process signed,
+                        // or a tree built again from the log reached it).
+                        fresh = false;
+                        due = Instant::now() + policy.interval;
+                    }
                     found.push(c);
                 } else {
                     fresh = true;
