@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::discovered;
+use common::{discovered, spawn_tree, stop, Runner};
 use waybill_ledger::audit::SignerKey;
 use waybill_ledger::{Actor, EventLog, NewEvent, Position, ProjectName, SledLog};
 use waybill_projections::audit::{CheckpointPolicy, Transparency};
@@ -16,14 +16,9 @@ use waybill_projections::Projections;
 
 const INTERVAL: Duration = Duration::from_millis(50);
 
-type Tree = (
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<Result<(), waybill_projections::ProjectionError>>,
-);
-
 /// A Merkle tree in its own store under `dir`, signing with a key of its
 /// own every `INTERVAL` after something new, run on `log`.
-fn tree(dir: &std::path::Path, log: &Arc<dyn EventLog>) -> (Projections, Transparency, Tree) {
+fn tree(dir: &std::path::Path, log: &Arc<dyn EventLog>) -> (Projections, Transparency, Runner) {
     let store = Projections::open(dir).expect("store");
     let policy = CheckpointPolicy {
         every: 10_000,
@@ -32,22 +27,8 @@ fn tree(dir: &std::path::Path, log: &Arc<dyn EventLog>) -> (Projections, Transpa
         signer: Some(Arc::new(SignerKey::generate("test").expect("key"))),
     };
     let transparency = Transparency::open(store.store().db(), policy).expect("transparency");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let run = {
-        let (t, log) = (transparency.clone(), log.clone());
-        tokio::spawn(async move {
-            t.run(log, async {
-                let _ = stopped.await;
-            })
-            .await
-        })
-    };
-    (store, transparency, (stop, run))
-}
-
-async fn stop((tx, run): Tree) {
-    let _ = tx.send(());
-    run.await.expect("join").expect("tree");
+    let run = spawn_tree(&transparency, log.clone());
+    (store, transparency, run)
 }
 
 async fn discover(log: &Arc<dyn EventLog>, i: u64) {

@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{discovered, spawn_runner, stop};
+use common::{discovered, spawn_runner, spawn_tree, stop};
 use tokio::sync::mpsc;
 use waybill_ledger::audit::SignerKey;
 use waybill_ledger::event::PipelineConfigured;
@@ -63,16 +63,7 @@ async fn served() -> Served {
     };
     let transparency = Transparency::open(projections.store().db(), policy).expect("transparency");
     let runner = spawn_runner(&projections, log.clone());
-    let (stop_tree, stopped) = tokio::sync::oneshot::channel::<()>();
-    let tree = {
-        let (t, log) = (transparency.clone(), log.clone());
-        tokio::spawn(async move {
-            t.run(log, async {
-                let _ = stopped.await;
-            })
-            .await
-        })
-    };
+    let tree = spawn_tree(&transparency, log.clone());
     let head = log.head().await.expect("head");
     projections
         .wait_for(head, Duration::from_secs(60))
@@ -84,7 +75,7 @@ async fn served() -> Served {
         projections,
         transparency,
         runner,
-        tree: (stop_tree, tree),
+        tree,
     }
 }
 

@@ -33,6 +33,19 @@ pub fn spawn_runner(p: &Projections, log: Arc<dyn EventLog>) -> Runner {
     (tx, runner)
 }
 
+/// Starts the Merkle tree `t` on `log` in a task (signing as its policy says).
+pub fn spawn_tree(t: &waybill_projections::audit::Transparency, log: Arc<dyn EventLog>) -> Runner {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let t = t.clone();
+    let tree = tokio::spawn(async move {
+        t.run(log, async {
+            let _ = rx.await;
+        })
+        .await
+    });
+    (tx, tree)
+}
+
 /// Stops a runner and checks that it ended without an error.
 pub async fn stop((tx, runner): Runner) {
     let _ = tx.send(());
