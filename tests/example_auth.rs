@@ -201,6 +201,20 @@ fn example_roles_admit_and_refuse_as_documented() {
     };
     assert!(cli(&bob, &["status", "-p", "shop"]).contains("project shop: 3 stages"));
     assert!(cli(&bob, &["promotions", "-p", "shop"]).contains("0 promotions"));
+    // A promotion the project does not have (mistyped, or its start only):
+    // Bob, who approves in prod and may list the promotions, is told it
+    // does not exist, not that he lacks the approver role for the project.
+    let approve = waybill()
+        .args(["approve", "-p", "shop", "--promotion", "prm-0123456789"])
+        .args(["--server", &served.endpoint(), "--token", &bob])
+        .output()
+        .expect("approve");
+    let said = String::from_utf8_lossy(&approve.stderr);
+    assert_eq!(approve.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("NotFound") && said.contains("\"prm-0123456789\" not found"),
+        "{said}"
+    );
     // The token from a file (not on the command line, where `ps` shows it).
     let token_file = tempfile::NamedTempFile::new().expect("token file");
     std::fs::write(token_file.path(), format!("{bob}\n")).expect("write the token");
