@@ -122,14 +122,16 @@ pub async fn run(args: &ExportArgs) -> anyhow::Result<ExitCode> {
     }
     let events = match manifest.events.count {
         0 => "no events (none in the range asked)".to_string(),
+        1 => format!("1 event (position {})", manifest.events.first_position),
         n => format!(
             "{n} events (positions {}..{})",
             manifest.events.first_position, manifest.events.last_position
         ),
     };
+    let promotions = manifest.promotions.count;
     println!(
-        "exported {events} and {} promotions of {} to {}",
-        manifest.promotions.count,
+        "exported {events} and {promotions} promotion{} of {} to {}",
+        if promotions == 1 { "" } else { "s" },
         manifest.project,
         args.out.display()
     );

@@ -83,4 +83,28 @@ pub(crate) fn ranged(s: &Setup, all_events: &[String], all_promotions: &[String]
     let (code, report) = verify(&out_dir, &s.pubkey);
     assert_eq!(code, 0, "{report}");
     assert!(lines(&out_dir.join("events.jsonl")).is_empty());
+
+    // From the last record's time on: one record, said in the singular.
+    let last = &events[events.len() - 1];
+    assert!(
+        stamp(&events[events.len() - 2]) < stamp(last),
+        "records carry distinct times"
+    );
+    let out_dir = s.dir.path().join("last-record");
+    let out = waybill()
+        .args(["export", "--project", "shop", "--out"])
+        .arg(&out_dir)
+        .args(["--from", last["time"].as_str().expect("time")])
+        .args(["--server", &s.served.endpoint()])
+        .output()
+        .expect("export");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let position = last["position"].as_u64().expect("position");
+    assert!(
+        stdout(&out).starts_with(&format!("exported 1 event (position {position}) and ")),
+        "{}",
+        stdout(&out)
+    );
+    let (code, report) = verify(&out_dir, &s.pubkey);
+    assert_eq!(code, 0, "{report}");
 }

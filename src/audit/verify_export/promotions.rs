@@ -199,10 +199,10 @@ impl Matcher {
         if self.matched == self.read && self.matched == self.requests {
             f.fact(
                 "promotions",
-                format!(
-                    "{} records, each matching its PromotionRequested record",
-                    self.matched
-                ),
+                match self.matched {
+                    1 => "1 record, matching its PromotionRequested record".to_string(),
+                    n => format!("{n} records, each matching its PromotionRequested record"),
+                },
             );
         }
     }
