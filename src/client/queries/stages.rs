@@ -30,7 +30,7 @@ pub fn stages_text(reply: &pb::ListStagesReply, now: DateTime<Utc>) -> String {
             current.map_or_else(String::new, |c| when(&c.since, now)),
             verified(s),
             queue(&s.queue),
-            short(&s.hold).to_string(),
+            hold_label(s),
             s.running.clone(),
         ]);
     }
@@ -54,6 +54,17 @@ pub fn stages_text(reply: &pb::ListStagesReply, now: DateTime<Utc>) -> String {
         reply.policy_version,
     ));
     out
+}
+
+/// The freight a manual promotion holds the stage at (see `Stage.hold`),
+/// by its alias when it is the current freight, as the FREIGHT column names it;
+/// `-` for none.
+fn hold_label(s: &pb::Stage) -> String {
+    match s.current.as_ref().filter(|c| c.freight == s.hold) {
+        Some(c) => freight_label(&c.freight, &c.alias),
+        None if s.hold.is_empty() => NONE.to_string(),
+        None => short(&s.hold).to_string(),
+    }
 }
 
 /// `auto`, `gated` or `manual`, and whether the stage only records.
@@ -163,7 +174,15 @@ pub fn stage_body(
     }
     field("verified", verified(s));
     field("running", s.running.clone());
-    field("hold", s.hold.clone());
+    if !s.hold.is_empty() {
+        field(
+            "hold",
+            format!(
+                "{} was promoted here by hand: no auto-promotion until the freight it would choose is promoted here",
+                hold_label(s)
+            ),
+        );
+    }
     field("last promotion", last_promotion(s, last, now));
     let policy = policy.map(|p| super::policy::lines(p, now));
     for (name, value) in policy.unwrap_or_default() {
@@ -406,6 +425,26 @@ pub(super) mod tests {
         s.current = None;
         s.verified = false;
         assert_eq!(verified(&s), "-");
+    }
+
+    #[test]
+    fn hold_is_named_as_the_freight_column_names_it() {
+        let mut s = stage("dev");
+        assert_eq!(hold_label(&s), "-");
+        assert!(!stage_body(&s, None, None, now()).contains("hold"));
+        s.hold = "0123456789abcdef0123456789abcdef01234567".into();
+        assert_eq!(hold_label(&s), "0123456789ab");
+        s.current.as_mut().expect("current").alias = "v1.4.2".into();
+        assert_eq!(hold_label(&s), "v1.4.2");
+        assert!(
+            stage_body(&s, None, None, now()).contains(
+                "hold:           v1.4.2 was promoted here by hand: no auto-promotion until"
+            ),
+            "{}",
+            stage_body(&s, None, None, now())
+        );
+        s.hold = "fedcba9876543210fedcba9876543210fedcba98".into();
+        assert_eq!(hold_label(&s), "fedcba987654");
     }
 
     #[test]
