@@ -89,6 +89,46 @@ async fn commands_fail_unavailable_while_nats_is_down_and_recover_after() {
             Ok(p) => panic!("{key} acknowledged at {p} while NATS was down"),
         }
     }
+    // Refused, it may have been written all the same (an acknowledgement
+    // lost): the reply names the key under which a retry is recorded once,
+    // the one the server made up when the client gave none...
+    let status = tokio::time::timeout(HUNG, c.record_discovery(discovery("unkeyed", "")))
+        .await
+        .expect("a command hung while NATS was down")
+        .expect_err("NATS is down");
+    assert_eq!(status.code(), Code::Unavailable);
+    let server_key = {
+        use tonic_types::StatusExt;
+        status
+            .get_details_error_info()
+            .and_then(|i| i.metadata.get("idempotency_key").cloned())
+            .filter(|k| !k.is_empty())
+            .unwrap_or_else(|| panic!("no idempotency_key in {status:?}"))
+    };
+    // ...and the CLI, which makes up a key when given none, says how to retry.
+    let cli_discover = |tag: &str, key: Option<&str>| {
+        let mut cmd = waybill();
+        cmd.args(["discover", "-p", "shop", "-w", "images"])
+            .args(["--image", &format!("ghcr.io/acme/shop:{tag}")])
+            .args(["--server", &served.endpoint()]);
+        if let Some(key) = key {
+            cmd.args(["--idempotency-key", key]);
+        }
+        cmd.output().expect("discover")
+    };
+    let out = cli_discover("cli", None);
+    assert!(!out.status.success());
+    let said = stderr(&out);
+    let cli_key = said
+        .split("run the same command with --idempotency-key ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no key to retry with in: {said}"))
+        .to_string();
+    assert!(
+        said.contains(&format!("idempotency_key: {cli_key}")),
+        "{said}"
+    );
     // NATS is back: the same server recovers (bounded retries while it reconnects).
     nats.restart();
     let (tag, key) = next("after");
@@ -115,6 +155,16 @@ async fn commands_fail_unavailable_while_nats_is_down_and_recover_after() {
     discover(&mut c, tag, key).await.expect("the retry");
     discover(&mut c, tag, key).await.expect("the retry again");
     acked.push(key.clone());
+    // So are the keys the server and the CLI named.
+    discover(&mut c, "unkeyed", &server_key)
+        .await
+        .expect("the retry under the server's key");
+    acked.push(server_key);
+    for _ in 0..2 {
+        let out = cli_discover("cli", Some(&cli_key));
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    acked.push(cli_key);
     drop(c);
     assert!(served.terminate().success());
 

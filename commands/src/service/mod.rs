@@ -3,7 +3,7 @@
 pub(crate) mod convert;
 mod status;
 
-pub use status::{status, ERROR_DOMAIN, REASON_KEY};
+pub use status::{status, status_with_key, ERROR_DOMAIN, REASON_KEY};
 
 use std::sync::Arc;
 
@@ -70,10 +70,11 @@ impl CommandGrpc {
             principal = %principal.name,
             correlation_id = %correlation,
         );
+        let command_id = convert::command_id(key);
         let run = async {
             let project = project?;
             let command = command?;
-            let command_id = convert::command_id(key)?;
+            let command_id = command_id.clone()?;
             if validate_only {
                 let outcome = self
                     .handler
@@ -114,7 +115,10 @@ impl CommandGrpc {
             Ok(reply) => Ok(Response::new(reply)),
             Err(e) => {
                 span.in_scope(|| tracing::debug!(error = %e, "command refused"));
-                Err(status(&e))
+                Err(match &command_id {
+                    Ok(id) => status_with_key(&e, id),
+                    Err(_) => status(&e),
+                })
             }
         };
         result.map(|mut response| {

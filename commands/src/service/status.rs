@@ -28,14 +28,32 @@ pub fn status(err: &CommandError) -> Status {
         CommandError::Aborted { .. } => {
             with_reason(Code::Aborted, err.to_string(), "CONFLICT", HashMap::new())
         }
-        CommandError::Unavailable(m) => with_reason(
-            Code::Unavailable,
-            format!("event log unavailable, nothing was written: {m}"),
-            "LOG_UNAVAILABLE",
-            HashMap::new(),
-        ),
+        CommandError::Unavailable(m) => unavailable(m, HashMap::new()),
         CommandError::Internal(m) => Status::internal(m.clone()),
     }
+}
+
+/// [`status`] for a command that ran under idempotency key `key`: when the
+/// log did not answer, the event may have been written all the same, and
+/// the reply names the key (`idempotency_key`, the client's own or the one
+/// the server made up) under which a retry is recorded at most once.
+pub fn status_with_key(err: &CommandError, key: &str) -> Status {
+    match err {
+        CommandError::Unavailable(m) => unavailable(
+            m,
+            HashMap::from([("idempotency_key".to_string(), key.to_string())]),
+        ),
+        _ => status(err),
+    }
+}
+
+fn unavailable(m: &str, metadata: HashMap<String, String>) -> Status {
+    with_reason(
+        Code::Unavailable,
+        format!("event log unavailable: {m}"),
+        "LOG_UNAVAILABLE",
+        metadata,
+    )
 }
 
 fn rejection_status(r: &Rejection) -> Status {

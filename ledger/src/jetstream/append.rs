@@ -137,11 +137,21 @@ pub(super) async fn append(
                 Failure::TooLarge => {
                     return Err(LedgerError::invalid("event", err.to_string()));
                 }
-                Failure::Unavailable | Failure::NoResponders => {
+                Failure::NoResponders => {
                     log.forget_head(name);
                     return Err(LedgerError::Unavailable(format!(
-                        "append to {subject} not acknowledged: {err}{}; retry with the same \
-                         command id",
+                        "no stream took the append to {subject}: {err}{}; nothing was written",
+                        source_text(&err)
+                    )));
+                }
+                // The message may have been stored and its acknowledgement
+                // lost: only a retry under the same id (Nats-Msg-Id, and the
+                // command ids the project state keeps) is safe.
+                Failure::Unavailable => {
+                    log.forget_head(name);
+                    return Err(LedgerError::Unavailable(format!(
+                        "append to {subject} not acknowledged: {err}{}; it may have been \
+                         written: retry with the same idempotency key, and it is recorded once",
                         source_text(&err)
                     )));
                 }

@@ -33,6 +33,22 @@ pub enum ClientCommand {
 }
 
 impl ClientCommand {
+    /// The verb's `--idempotency-key`.
+    pub fn idempotency_key_mut(&mut self) -> &mut Option<String> {
+        match self {
+            ClientCommand::Apply(a) => &mut a.idempotency_key,
+            ClientCommand::Discover(a) => &mut a.common.idempotency_key,
+            ClientCommand::RecordVerification(a) => &mut a.common.idempotency_key,
+            ClientCommand::Promote(a) => &mut a.common.idempotency_key,
+            ClientCommand::Approve(a) | ClientCommand::Reject(a) | ClientCommand::Abort(a) => {
+                &mut a.common.idempotency_key
+            }
+            ClientCommand::ApproveFreight(a) => &mut a.common.idempotency_key,
+            ClientCommand::Rollback(a) => &mut a.common.idempotency_key,
+            ClientCommand::Report(a) => &mut a.common.idempotency_key,
+        }
+    }
+
     /// How to reach the server and who is asking.
     pub fn client(&self) -> &ClientArgs {
         match self {

@@ -97,6 +97,20 @@ pub async fn run(client: &ClientArgs, mut command: ClientCommand) -> anyhow::Res
         }
         pipeline_text = Some(text);
     }
+    // Without --idempotency-key the CLI makes one up, so that a command
+    // whose outcome it never learns (the log or the connection failed under
+    // it: it may have been recorded all the same) can be sent again safely.
+    let made_up_key = {
+        let key = command.idempotency_key_mut();
+        match key {
+            Some(_) => None,
+            None => {
+                let made = uuid::Uuid::now_v7().to_string();
+                *key = Some(made.clone());
+                Some(made)
+            }
+        }
+    };
     let waiting = match &command {
         ClientCommand::Promote(PromoteArgs {
             common, request, ..
@@ -335,8 +349,30 @@ pub async fn run(client: &ClientArgs, mut command: ClientCommand) -> anyhow::Res
                 Err(status) => Ok(refused(client.output, &status)),
             }
         }
-        Err(status) => Ok(refused(client.output, &status)),
+        Err(status) => {
+            let code = refused(client.output, &status);
+            if let (Some(key), Output::Text) = (&made_up_key, client.output) {
+                if outcome_unknown(&status) {
+                    eprintln!(
+                        "it may have been recorded all the same: to try again safely, run the \
+                         same command with --idempotency-key {key} (if it was recorded, that \
+                         returns it and records nothing)"
+                    );
+                }
+            }
+            Ok(code)
+        }
     }
+}
+
+/// Whether a command that failed with `status` may have been recorded all
+/// the same: the log did not acknowledge it, or the call broke off.
+fn outcome_unknown(status: &tonic::Status) -> bool {
+    use tonic::Code;
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::Unknown | Code::DeadlineExceeded | Code::Cancelled
+    )
 }
 
 fn decision(a: &DecisionArgs) -> pb::PromotionDecisionRequest {
