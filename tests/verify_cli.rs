@@ -205,6 +205,37 @@ fn readers_refuse_a_data_dir_without_a_log_and_create_nothing() {
     }
 }
 
+/// A data directory a running server holds: `verify`, `dump` and `copy`
+/// are refused (one process at a time opens an embedded log) with what to
+/// do instead, and the copy's target is not created.
+#[test]
+fn readers_refuse_a_data_dir_a_server_holds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().expect("utf8");
+    burst(&["--data-dir", data_arg], "3", "1");
+    let served = common::Served::insecure_dev(&data);
+    let target = dir.path().join("copy");
+    let target_arg = target.to_str().expect("utf8");
+    for args in [
+        &["verify", "--data-dir", data_arg][..],
+        &["dump", "--data-dir", data_arg],
+        &["copy", "--data-dir", data_arg, "--to-data-dir", target_arg],
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stdout(&out));
+        let err = common::stderr(&out);
+        assert!(
+            err.contains("is in use by another Waybill process; stop it first")
+                && err.contains("`waybill serve --backup-dir`"),
+            "{args:?}: {err}"
+        );
+        assert!(stdout(&out).is_empty(), "{args:?}: {}", stdout(&out));
+    }
+    assert!(!target.exists(), "the refused copy created {target_arg}");
+    assert!(served.terminate().success());
+}
+
 #[test]
 fn verifying_a_project_without_events_is_an_error() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -127,8 +127,9 @@ impl SledLog {
                 let what_to_do = if create {
                     "stop it or choose another --data-dir"
                 } else {
-                    "stop it first, or check the ledger through the running server \
-                         (`waybill export` then `waybill verify-export`)"
+                    "stop it first (a running server's ledger is checked with `waybill \
+                         export` then `waybill verify-export`, and copied as it is written \
+                         with `waybill serve --backup-dir`)"
                 };
                 LedgerError::Misconfigured(format!(
                     "the data dir {} is in use by another Waybill process; {what_to_do}",
