@@ -220,7 +220,7 @@ fn the_example_config_checks() {
         "{}",
         stdout(&out)
     );
-    assert!(stdout(&out).contains(&format!("auth:           {auth}: 1 bearer tokens")));
+    assert!(stdout(&out).contains(&format!("auth:           {auth}: 1 bearer token")));
 }
 
 /// An auth config (tokens file and one binding) in `dir`; returns its path.
@@ -264,7 +264,7 @@ fn the_auth_config_may_come_from_the_config_file() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).contains(&format!(
-            "auth:           {auth}: 1 bearer tokens; 1 role bindings"
+            "auth:           {auth}: 1 bearer token; 1 role binding"
         )),
         "{}",
         stdout(&out)

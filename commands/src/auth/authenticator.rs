@@ -114,7 +114,7 @@ impl Authenticator {
         let credentials = self.credentials();
         let mut parts = Vec::new();
         if let Some(tokens) = &credentials.tokens {
-            parts.push(format!("{} bearer tokens", tokens.len()));
+            parts.push(counted(tokens.len(), "bearer token"));
         }
         if let Some(jwt) = &credentials.jwt {
             let algorithms: Vec<String> =
@@ -132,7 +132,7 @@ impl Authenticator {
         } else {
             ""
         };
-        format!("{accepted}; {bindings} role bindings{dev}")
+        format!("{accepted}; {}{dev}", counted(bindings, "role binding"))
     }
 
     /// Whether insecure-dev mode is on.
@@ -202,4 +202,9 @@ impl Authenticator {
                 .ok_or_else(|| AuthError::unauthenticated("unknown bearer token")),
         }
     }
+}
+
+/// `1 role binding`, `2 role bindings`.
+fn counted(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
