@@ -289,3 +289,47 @@ fn the_auth_config_may_come_from_the_config_file() {
     assert!(stderr(&out).contains("missing.toml"), "{}", stderr(&out));
     assert!(!data.exists());
 }
+
+/// The auth config docs/operations.md shows, with the files it names in
+/// place (the JWKS of the auth tests, an empty tokens file), passes the check.
+#[test]
+fn the_documented_auth_config_passes_the_check() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let doc = std::fs::read_to_string(format!("{root}/docs/operations.md")).expect("doc");
+    let block: String = doc
+        .split("### The auth config")
+        .nth(1)
+        .and_then(|s| s.split("```toml\n").nth(1))
+        .and_then(|s| s.split("```").next())
+        .expect("the auth config block")
+        .to_string();
+    assert!(
+        block.contains("[jwt]") && block.contains("[[binding]]"),
+        "{block}"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("auth.toml"), &block).expect("write");
+    std::fs::write(dir.path().join("tokens.toml"), "").expect("write");
+    std::fs::copy(
+        format!("{root}/commands/tests/fixtures/auth/jwks.json"),
+        dir.path().join("jwks.json"),
+    )
+    .expect("copy");
+    let auth = dir.path().join("auth.toml");
+    let data = dir.path().join("data");
+    let out = run(&[
+        "serve",
+        "--check",
+        "--auth-config",
+        auth.to_str().expect("utf8"),
+        "--data-dir",
+        data.to_str().expect("utf8"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(": 0 bearer tokens, JWTs (")
+            && stdout(&out).contains("; 1 role binding\n"),
+        "{}",
+        stdout(&out)
+    );
+}
