@@ -38,7 +38,7 @@ use uuid::Uuid;
 use waybill_ledger::domain::{CommandOutcome, ProjectState};
 use waybill_ledger::{EventLog, LedgerError, NewEvent, Position, ProjectName};
 
-use crate::auth::{AuthError, Authorizer, Principal, Role};
+use crate::auth::{AuthError, Authorizer, Principal};
 use crate::clock::Clock;
 use crate::command::{Command, Context};
 use crate::decide::{decide, Decision};
@@ -319,13 +319,14 @@ impl CommandHandler {
         if principal.service_name().is_none() {
             // A promotion the project does not have names no stage, so the
             // role would be asked for project-wide, and an approver bound
-            // to one stage would be told they lack it. Whoever may read the
-            // project (and so list its promotions) is told it does not exist.
+            // to one stage would be told they lack it. Whoever holds the
+            // role in some stage of the project is told it does not exist.
             if let (None, Some(id)) = (stage, command.promotion()) {
-                if self
-                    .authorizer
-                    .has_role(principal, Role::Viewer, project.as_str(), None)
-                {
+                let stages = state.definition().map(|d| d.stages.as_slice());
+                if stages.unwrap_or_default().iter().any(|s| {
+                    self.authorizer
+                        .has_role(principal, role, project.as_str(), Some(&s.name))
+                }) {
                     return Err(Rejection::NotFound {
                         what: "promotion",
                         id: id.to_string(),
