@@ -100,14 +100,20 @@ pub async fn run(client: &ClientArgs, mut command: ClientCommand) -> anyhow::Res
     // Without --idempotency-key the CLI makes one up, so that a command
     // whose outcome it never learns (the log or the connection failed under
     // it: it may have been recorded all the same) can be sent again safely.
-    let made_up_key = {
-        let key = command.idempotency_key_mut();
-        match key {
-            Some(_) => None,
-            None => {
-                let made = uuid::Uuid::now_v7().to_string();
-                *key = Some(made.clone());
-                Some(made)
+    // Not for a report: without a key the server makes one of the
+    // promotion and the outcome, so that the same report sent again (a job
+    // retried) is answered with the first.
+    let made_up_key = match &mut command {
+        ClientCommand::Report(_) => None,
+        command => {
+            let key = command.idempotency_key_mut();
+            match key {
+                Some(_) => None,
+                None => {
+                    let made = uuid::Uuid::now_v7().to_string();
+                    *key = Some(made.clone());
+                    Some(made)
+                }
             }
         }
     };
