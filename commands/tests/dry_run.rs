@@ -4,28 +4,12 @@
 
 mod common;
 
-use std::sync::Arc;
-
-use waybill_commands::auth::{AuthMethod, Principal, Role};
+use waybill_commands::auth::{AuthMethod, Principal};
 use waybill_commands::command::FreightSelector;
-use waybill_commands::handler::{CommandError, CommandHandler};
+use waybill_commands::handler::CommandError;
 use waybill_commands::rejection::Reason;
 use waybill_commands::Command;
-use waybill_ledger::domain::PipelineDefinition;
-use waybill_ledger::{EventLog, EventPayload, ProjectName, SledLog};
-
-const PIPELINE: &str = r#"{
-  "project": "shop",
-  "warehouses": [{"name": "images"}],
-  "stages": [
-    {"name": "prod", "requested_freight": [{"origin": "images", "sources": {"direct": true}}],
-     "policy": {"mode": "manual", "required_approvals": 1}}
-  ]
-}"#;
-
-fn replica(log: Arc<dyn EventLog>) -> CommandHandler {
-    common::handler_for_anyone(log, vec![Role::Promoter, Role::Admin])
-}
+use waybill_ledger::EventPayload;
 
 fn alice() -> Principal {
     Principal::new("alice", vec![], AuthMethod::Token)
@@ -49,20 +33,13 @@ fn reason(e: CommandError) -> Option<Reason> {
 
 #[tokio::test]
 async fn a_dry_run_decides_on_the_log_as_it_is_and_appends_nothing() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let log: Arc<dyn EventLog> = Arc::new(SledLog::open(dir.path()).expect("sled"));
-    let shop = ProjectName::project("shop").expect("name");
-    let (a, b) = (replica(log.clone()), replica(log.clone()));
-    let def: PipelineDefinition = serde_json::from_str(PIPELINE).expect("json");
-    let apply = Command::ApplyPipeline {
-        definition: def,
-        source_uri: String::new(),
-        source_revision: String::new(),
-        source_digest: String::new(),
-    };
-    a.execute(&shop, &alice(), apply, None)
-        .await
-        .expect("apply");
+    let common::Replicas {
+        log,
+        shop,
+        a,
+        b,
+        dir: _dir,
+    } = common::Replicas::start().await;
     a.execute(&shop, &alice(), common::discovery(1), None)
         .await
         .expect("discover");

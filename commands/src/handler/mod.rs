@@ -409,8 +409,29 @@ impl CommandHandler {
         if state.seq == 0 {
             self.catch_up(project, state).await?;
         }
+        // Whether a refusal was checked against the log (see below).
+        let mut refusal_checked = false;
         for attempt in 1..=MAX_ATTEMPTS {
-            let (ctx, decision) = self.decide_on(project, principal, &command, key, state)?;
+            let (ctx, decision) = match self.decide_on(project, principal, &command, key, state) {
+                // The cached state is behind whatever other replicas have
+                // appended since this one last did: an append would learn
+                // of it from its conflict, a refusal would not (freight or a
+                // promotion another replica recorded "not found", a
+                // verification missing). Before refusing, read what is new
+                // (usually nothing: one read) and decide again.
+                Err(refused @ (CommandError::Rejected(_) | CommandError::Auth(_)))
+                    if !refusal_checked =>
+                {
+                    refusal_checked = true;
+                    let last = self.log.last_position(project).await?;
+                    if last <= state.position {
+                        return Err(refused);
+                    }
+                    self.catch_up_to(project, state, last).await?;
+                    continue;
+                }
+                decided => decided?,
+            };
             let (payload, subject) = match decision {
                 Decision::AlreadyDone(o) => {
                     return Ok(Outcome {
