@@ -123,6 +123,7 @@ async fn commands_fail_unavailable_while_nats_is_down_and_recover_after() {
         .split("run the same command with --idempotency-key ")
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
+        .map(|key| key.trim_end_matches(':'))
         .unwrap_or_else(|| panic!("no key to retry with in: {said}"))
         .to_string();
     assert!(

@@ -360,9 +360,9 @@ pub async fn run(client: &ClientArgs, mut command: ClientCommand) -> anyhow::Res
             if let (Some(key), Output::Text) = (&made_up_key, client.output) {
                 if outcome_unknown(&status) {
                     eprintln!(
-                        "it may have been recorded all the same: to try again safely, run the \
-                         same command with --idempotency-key {key} (if it was recorded, that \
-                         returns it and records nothing)"
+                        "to try again safely, run the same command with --idempotency-key \
+                         {key}: if this one was recorded after all, that returns it and records \
+                         nothing"
                     );
                 }
             }
