@@ -110,6 +110,7 @@ fn bench_commands_runs_on_jetstream_and_embedded() {
     section(&doc, "commands");
     ratio(&doc, "RequestPromotion p50, 1 client");
     ratio(&doc, "RequestPromotion throughput");
+    ratio(&doc, "retried RequestPromotion p50 (no append)");
     let doc = bench(&[&["commands", "--embedded"], &small[..]].concat());
     section(&doc, "commands-embedded");
     ratio(&doc, "RequestPromotion p50, 1 client");
