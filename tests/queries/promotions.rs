@@ -180,6 +180,14 @@ pub(crate) async fn paging_and_filters(
             .expect("list by freight")
             .into_inner()
             .promotions;
+        // Each names its freight's alias too (discovered as `v<tag>`).
+        assert!(
+            got.iter().all(|p| p.freight_alias.starts_with('v')),
+            "{got:?}"
+        );
+        if reference == "v1.0" {
+            assert!(got.iter().all(|p| p.freight_alias == "v1.0"), "{got:?}");
+        }
         let got: Vec<&str> = got.iter().map(|p| p.id.as_str()).collect();
         assert_eq!(got, want, "freight {reference}");
         let mut back = pages(request("", "", reference), true).await;

@@ -336,6 +336,7 @@ pub fn promotion(
         bypass_reason: bypass.map(|a| a.reason.clone()).unwrap_or_default(),
         requested_position: p.requested.0,
         approvals_required,
+        freight_alias: freight.map(|f| f.alias.clone()).unwrap_or_default(),
     }
 }
 

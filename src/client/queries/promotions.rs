@@ -7,7 +7,7 @@ use tonic::Status;
 use waybill_proto::v1 as pb;
 
 use super::command::{PendingArgs, PromotionsArgs};
-use super::format::{short, when, Table};
+use super::format::{freight_label, when, Table};
 use super::history::{entry_json, entry_line};
 use super::pages;
 use super::rpc::{Out, Queries};
@@ -42,7 +42,7 @@ pub fn list_text(promotions: &[pb::Promotion], now: DateTime<Utc>) -> String {
         table.row(vec![
             p.id.clone(),
             p.stage.clone(),
-            short(&p.freight).to_string(),
+            freight_label(&p.freight, &p.freight_alias),
             p.status.clone(),
             p.requested_by.clone(),
             when(&p.requested_at, now),
@@ -98,7 +98,13 @@ pub fn detail_text(
         );
     }
     field("stage", p.stage.clone());
-    field("freight", p.freight.clone());
+    field(
+        "freight",
+        match p.freight_alias.as_str() {
+            "" => p.freight.clone(),
+            alias => format!("{} ({alias})", p.freight),
+        },
+    );
     field("requested by", p.requested_by.clone());
     field("requested", when(&p.requested_at, now));
     if p.requested_position > 0 {
@@ -151,6 +157,7 @@ pub fn promotion_json(p: &pb::Promotion) -> Value {
         "id": p.id,
         "stage": p.stage,
         "freight": p.freight,
+        "freight_alias": p.freight_alias,
         "requested_by": p.requested_by,
         "requested_at": p.requested_at,
         "requested_position": p.requested_position,
@@ -340,6 +347,16 @@ mod tests {
              10m ago (2024-05-01 11:50:00Z)  1          OPS-1   3       -\n"
         );
         assert_eq!(list_text(&[], now()), "no promotions\n");
+        // Freight with an alias goes by it, as in `status`.
+        let mut aliased = promotion();
+        aliased.freight_alias = "v1.4.2".into();
+        assert!(
+            list_text(&[aliased.clone()], now()).contains("  prod   v1.4.2   "),
+            "{}",
+            list_text(&[aliased.clone()], now())
+        );
+        assert!(detail_text(&aliased, &[], 41, now())
+            .contains("freight:        0123456789abcdef0123456789abcdef01234567 (v1.4.2)\n"));
         let mut waiting = promotion();
         waiting.status = "Requested".into();
         waiting.approvals_required = 2;
