@@ -144,4 +144,88 @@ mod tests {
         );
         assert!(check_open(&p, utc("2027-01-02T00:00:00Z")).is_ok());
     }
+
+    fn time(h: u32, m: u32) -> NaiveTime {
+        NaiveTime::from_hms_opt(h, m, 0).expect("time")
+    }
+
+    #[test]
+    fn a_window_across_midnight_belongs_to_the_day_it_opens() {
+        let mut p = policy("UTC");
+        p.windows.push(Window {
+            days: vec![Weekday::Fri],
+            start: time(22, 0),
+            end: time(2, 0),
+        });
+        // Friday 2026-12-04 23:00 and Saturday 01:00: the Friday night window.
+        assert!(check_open(&p, utc("2026-12-04T23:00:00Z")).is_ok());
+        assert!(check_open(&p, utc("2026-12-05T01:00:00Z")).is_ok());
+        // Friday 01:00 is Thursday's night, which has no window.
+        let err = check_open(&p, utc("2026-12-04T01:00:00Z")).expect_err("closed");
+        assert_eq!(err.reason(), Some(Reason::PromotionWindowClosed));
+        assert!(
+            err.to_string().contains("2026-12-04T22:00:00+00:00"),
+            "{err}"
+        );
+        // Saturday 02:00: closed until next Friday night.
+        let err = check_open(&p, utc("2026-12-05T02:00:00Z")).expect_err("closed");
+        assert!(
+            err.to_string().contains("2026-12-11T22:00:00+00:00"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_window_opening_in_a_daylight_saving_gap_opens_after_it() {
+        // 2027-03-28 in Berlin: clocks go from 02:00 CET to 03:00 CEST, so
+        // 02:30 never happens; the window opens at 03:00 CEST (01:00 UTC).
+        let mut p = policy("Europe/Berlin");
+        p.windows.push(Window {
+            days: vec![],
+            start: time(2, 30),
+            end: time(6, 0),
+        });
+        let err = check_open(&p, utc("2027-03-27T23:30:00Z")).expect_err("closed");
+        assert!(
+            err.to_string().contains("2027-03-28T01:00:00+00:00"),
+            "{err}"
+        );
+        assert!(check_open(&p, utc("2027-03-28T01:00:00Z")).is_ok());
+    }
+
+    #[test]
+    fn the_next_window_is_one_no_freeze_takes() {
+        let mut p = policy("UTC");
+        p.windows.push(Window {
+            days: vec![Weekday::Mon, Weekday::Tue],
+            start: time(9, 0),
+            end: time(17, 0),
+        });
+        // Monday 2026-12-07 is frozen until noon, and all of Tuesday.
+        p.freezes.push(Freeze {
+            days: vec![],
+            from: Some("2026-12-07T00:00:00".parse().expect("dt")),
+            to: Some("2026-12-07T12:00:00".parse().expect("dt")),
+            reason: "release".into(),
+        });
+        p.freezes.push(Freeze {
+            days: vec![],
+            from: Some("2026-12-08T00:00:00".parse().expect("dt")),
+            to: Some("2026-12-09T00:00:00".parse().expect("dt")),
+            reason: "audit".into(),
+        });
+        // Friday evening: Monday's window opens at 09:00 inside the freeze,
+        // so promotions are next allowed at noon.
+        let err = check_open(&p, utc("2026-12-04T18:00:00Z")).expect_err("closed");
+        assert!(
+            err.to_string().contains("2026-12-07T12:00:00+00:00"),
+            "{err}"
+        );
+        // Monday evening: Tuesday is frozen, so the next is a week later.
+        let err = check_open(&p, utc("2026-12-07T18:00:00Z")).expect_err("closed");
+        assert!(
+            err.to_string().contains("2026-12-14T09:00:00+00:00"),
+            "{err}"
+        );
+    }
 }

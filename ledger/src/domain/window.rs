@@ -1,7 +1,7 @@
 //! Promotion windows and freezes, evaluated in the policy's time zone: the
 //! one judgement the command side refuses with and the query side shows.
 
-use chrono::{DateTime, Datelike, Duration, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDateTime, TimeZone, Utc, Weekday};
 use chrono_tz::Tz;
 
 use super::{Freeze, PromotionPolicy, Window};
@@ -55,16 +55,19 @@ pub fn openness(policy: &PromotionPolicy, now: DateTime<Utc>) -> Result<Openness
     })
 }
 
+/// Whether `local` is inside `w`. A window whose end is not after its start
+/// runs across midnight: `days` name the day it opens, so a Friday
+/// 22:00-02:00 window is open until 02:00 on Saturday, and not from
+/// midnight to 02:00 on Friday.
 fn in_window(w: &Window, local: NaiveDateTime) -> bool {
-    let day_ok = w.days.is_empty() || w.days.contains(&local.weekday());
+    let opens_on = |day: Weekday| w.days.is_empty() || w.days.contains(&day);
     let t = local.time();
-    day_ok
-        && if w.start <= w.end {
-            t >= w.start && t < w.end
-        } else {
-            // A window across midnight.
-            t >= w.start || t < w.end
-        }
+    if w.start <= w.end {
+        opens_on(local.weekday()) && t >= w.start && t < w.end
+    } else {
+        (t >= w.start && opens_on(local.weekday()))
+            || (t < w.end && opens_on(local.weekday().pred()))
+    }
 }
 
 fn in_freeze(f: &Freeze, local: NaiveDateTime) -> bool {
@@ -78,29 +81,58 @@ fn in_freeze(f: &Freeze, local: NaiveDateTime) -> bool {
     day && from_ok && to_ok
 }
 
+/// The instant of a local time; one that a daylight-saving change skips
+/// (02:30 on a spring-forward night) is taken as the first instant after the
+/// gap, when the clocks show that time or later.
 fn to_utc(tz: &Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
-    tz.from_local_datetime(&local)
-        .earliest()
+    (0..=(4 * 60))
+        .map(|m| local + Duration::minutes(m))
+        .find_map(|t| tz.from_local_datetime(&t).earliest())
         .map(|t| t.with_timezone(&Utc))
 }
 
 /// The first minute (within two weeks) at which no freeze applies.
 fn freeze_end(policy: &PromotionPolicy, tz: &Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
+    freeze_end_local(policy, local).and_then(|t| to_utc(tz, t))
+}
+
+fn freeze_end_local(policy: &PromotionPolicy, local: NaiveDateTime) -> Option<NaiveDateTime> {
     let mut t = local.with_second0();
     for _ in 0..(14 * 24 * 60) {
         t += Duration::minutes(1);
         if !policy.freezes.iter().any(|f| in_freeze(f, t)) {
+            return Some(t);
+        }
+    }
+    None
+}
+
+/// When promotions are next allowed (within a week), from a moment outside
+/// every window and every freeze: the next window start, or, when a freeze
+/// is in force then, the end of that freeze if it falls in a window.
+fn next_window_start(
+    policy: &PromotionPolicy,
+    tz: &Tz,
+    local: NaiveDateTime,
+) -> Option<DateTime<Utc>> {
+    let horizon = local + Duration::days(8);
+    let mut t = local;
+    while t < horizon {
+        t = window_start_after(policy, t)?;
+        if policy.freezes.iter().any(|f| in_freeze(f, t)) {
+            t = freeze_end_local(policy, t)?;
+            if policy.windows.iter().any(|w| in_window(w, t)) {
+                return to_utc(tz, t);
+            }
+        } else {
             return to_utc(tz, t);
         }
     }
     None
 }
 
-fn next_window_start(
-    policy: &PromotionPolicy,
-    tz: &Tz,
-    local: NaiveDateTime,
-) -> Option<DateTime<Utc>> {
+/// The first window start after `local` (looking eight days ahead).
+fn window_start_after(policy: &PromotionPolicy, local: NaiveDateTime) -> Option<NaiveDateTime> {
     (0..8)
         .flat_map(|d| {
             let date = local.date() + Duration::days(d);
@@ -111,7 +143,6 @@ fn next_window_start(
             })
         })
         .min()
-        .and_then(|start| to_utc(tz, start))
 }
 
 trait Second0 {
