@@ -355,4 +355,29 @@ mod tests {
             Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
         }
     }
+
+    #[test]
+    fn decisions_take_a_reason_as_promote_and_approve_freight_do() {
+        use crate::client::ClientCommand;
+        for verb in ["approve", "reject", "abort"] {
+            let cli = Cli::try_parse_from([
+                "waybill",
+                verb,
+                "-p",
+                "shop",
+                "--promotion",
+                "prm-1",
+                "--reason",
+                "superseded",
+            ])
+            .unwrap_or_else(|e| panic!("{verb}: {e}"));
+            let args = match cli.command {
+                Command::Client(
+                    ClientCommand::Approve(a) | ClientCommand::Reject(a) | ClientCommand::Abort(a),
+                ) => a,
+                other => panic!("{verb}: {other:?}"),
+            };
+            assert_eq!(args.comment, "superseded", "{verb}");
+        }
+    }
 }

@@ -192,8 +192,14 @@ pub struct DecisionArgs {
     /// Promotion id.
     #[arg(long)]
     pub promotion: String,
-    /// Comment or reason.
-    #[arg(long, short = 'm', default_value = "", hide_default_value = true)]
+    /// Comment (approve) or reason (reject, abort), for the record.
+    #[arg(
+        long,
+        short = 'm',
+        visible_alias = "reason",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub comment: String,
     #[command(flatten)]
     pub client: ClientArgs,
