@@ -114,6 +114,12 @@ pub fn time(t: chrono::DateTime<chrono::Utc>) -> [u8; 8] {
     ((nanos as u64) ^ (1 << 63)).to_be_bytes()
 }
 
+/// The time [`time`] encoded.
+pub fn decode_time(v: &[u8]) -> Option<chrono::DateTime<chrono::Utc>> {
+    let raw = u64::from_be_bytes(v.get(..8)?.try_into().ok()?) ^ (1 << 63);
+    Some(chrono::DateTime::from_timestamp_nanos(raw as i64))
+}
+
 pub fn layout_prefix(project: &str) -> Vec<u8> {
     scoped(b'g', project)
 }

@@ -217,6 +217,29 @@ pub fn state_at(
     Ok(Some(reply))
 }
 
+/// The project's first pipeline: its position, and the time from which
+/// [`state_at`] finds it (`None`: the project never had one). Blocking.
+pub fn first_pipeline(
+    store: &ProjectionStore,
+    project: &str,
+) -> Result<Option<(Position, DateTime<Utc>)>, ProjectionError> {
+    let tree = store.views();
+    let prefix = keys::layout_prefix(project);
+    let Some((key, _)) = tree.scan_prefix(&prefix).next().transpose()? else {
+        return Ok(None);
+    };
+    let corrupt = |what: &str| ProjectionError::Corrupt(format!("{what} of project {project}"));
+    let position = key
+        .get(prefix.len()..)
+        .and_then(keys::decode_pos)
+        .ok_or_else(|| corrupt("layout key"))?;
+    let entry = tree
+        .get(keys::index(keys::Index::Project, project, position))?
+        .ok_or_else(|| corrupt("history entry of the first pipeline"))?;
+    let time = keys::decode_time(&entry).ok_or_else(|| corrupt("history entry time"))?;
+    Ok(Some((position, time)))
+}
+
 /// A project's stages as `ListStages` shows them, at the state's position.
 pub fn render(state: &ProjectState) -> pb::ListStagesReply {
     convert::stages(state, state.position.0)

@@ -1,5 +1,6 @@
 //! State at a position: dev empty just before the first promotion, holding
-//! its freight at it; a position the log has not reached is refused.
+//! its freight at it; a position the log has not reached is refused; a
+//! time before the first pipeline says when it came.
 
 use waybill_proto::v1 as pb;
 
@@ -41,4 +42,39 @@ pub(crate) async fn before_and_beyond(mut q: Queries, p1: &pb::CommandReply, f1:
             .contains("position 1000000 is beyond the end of the log"),
         "{beyond:?}"
     );
+    // A time before the project's first pipeline is told when it came, and
+    // the time it names finds it.
+    let at_time = |project: &str, t: &str| pb::StateAtRequest {
+        project: project.into(),
+        at: Some(pb::state_at_request::At::Time(t.into())),
+    };
+    let early = q
+        .state_at(at_time("shop", "2000-01-01T00:00:00Z"))
+        .await
+        .expect_err("before the first pipeline");
+    assert_eq!(early.code(), tonic::Code::NotFound, "{early:?}");
+    let (said, from) = early
+        .message()
+        .split_once(" is there from ")
+        .expect("says from when");
+    assert!(
+        said.starts_with(
+            "project shop had no pipeline at 2000-01-01T00:00:00Z: its first (position "
+        ),
+        "{early:?}"
+    );
+    let from = from.strip_suffix(" on").expect("ends with on");
+    let first = q
+        .state_at(at_time("shop", from))
+        .await
+        .expect("state at the time named")
+        .into_inner();
+    assert!(!first.stages.is_empty(), "{first:?}");
+    // A project that never was is not said to have had no pipeline "then".
+    let unknown = q
+        .state_at(at_time("nope", "2026-01-01T00:00:00Z"))
+        .await
+        .expect_err("no such project");
+    assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown:?}");
+    assert_eq!(unknown.message(), "no project \"nope\"");
 }

@@ -291,13 +291,40 @@ impl QueryService for QueryGrpc {
         self.caught_up(needed).await?;
         let store = self.projections.store().clone();
         let project = name.as_str().to_string();
-        let reply = tokio::task::spawn_blocking(move || timeline::state_at(&store, &project, at))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| Status::internal(e.to_string()))?;
-        reply
-            .map(Response::new)
-            .ok_or_else(|| Status::not_found(format!("project {} had no pipeline then", r.project)))
+        let (reply, first) = tokio::task::spawn_blocking(move || {
+            let reply = timeline::state_at(&store, &project, at)?;
+            let first = match reply {
+                Some(_) => None,
+                None => timeline::first_pipeline(&store, &project)?,
+            };
+            Ok::<_, crate::error::ProjectionError>((reply, first))
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| Status::internal(e.to_string()))?;
+        match (reply, first) {
+            (Some(reply), _) => Ok(Response::new(reply)),
+            (None, None) => Err(Status::not_found(format!("no project {:?}", r.project))),
+            (None, Some((position, time))) => {
+                let asked = match at {
+                    At::Position(p) => format!("position {}", p.0),
+                    At::Time(t) => t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                };
+                // Whole seconds, rounded up: the time shown finds it.
+                use chrono::Timelike as _;
+                let from = time
+                    .with_nanosecond(0)
+                    .filter(|whole| *whole < time)
+                    .map_or(time, |whole| whole + chrono::Duration::seconds(1));
+                Err(Status::not_found(format!(
+                    "project {} had no pipeline at {asked}: its first (position {}) is \
+                     there from {} on",
+                    r.project,
+                    position.0,
+                    from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                )))
+            }
+        }
     }
 
     type WatchStream = EntryStream;
