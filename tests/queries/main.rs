@@ -9,8 +9,10 @@
 //! `state_at` and `watch` (with lag and refused names). The helpers they
 //! share, the setup that strings them together, the two backends and a
 //! freight in a stage the pipeline left out are here; `pipeline_source`
-//! applies a pipeline from a git work tree.
+//! applies a pipeline from a git work tree; `auto_promotion` what a stage
+//! says auto-promotion waits for.
 
+mod auto_promotion;
 #[path = "../common/mod.rs"]
 mod common;
 mod freight;

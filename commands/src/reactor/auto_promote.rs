@@ -18,7 +18,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::{FutureExt, StreamExt};
 use waybill_ledger::domain::{
-    auto_candidate, gates_pass, PipelineDefinition, PolicyMode, ProjectState,
+    auto_standing, AutoStanding, PipelineDefinition, PolicyMode, ProjectState,
 };
 use waybill_ledger::{EventPayload, Position, ProjectName};
 
@@ -247,34 +247,12 @@ pub fn due(state: &ProjectState, now: DateTime<Utc>) -> Vec<Intent> {
     };
     let mut out = Vec::new();
     for stage in &def.stages {
-        if stage.policy.mode == PolicyMode::Manual {
-            continue;
+        if let AutoStanding::Due(candidate) = auto_standing(state, stage, now) {
+            out.push(Intent {
+                stage: stage.name.clone(),
+                freight: candidate.id.clone(),
+            });
         }
-        let Some(st) = state.stages.get(&stage.name) else {
-            continue;
-        };
-        if st.hold.is_some() {
-            continue;
-        }
-        let Some(candidate) = auto_candidate(state, stage, now) else {
-            continue;
-        };
-        let current = st.current.as_ref().map(|c| c.freight.as_str());
-        if current == Some(candidate.id.as_str())
-            || state.in_flight(&stage.name, &candidate.id).is_some()
-            || st.failed.contains(&candidate.id)
-        {
-            continue;
-        }
-        if stage.policy.mode == PolicyMode::Gated
-            && gates_pass(candidate, &stage.policy.gates).is_err()
-        {
-            continue;
-        }
-        out.push(Intent {
-            stage: stage.name.clone(),
-            freight: candidate.id.clone(),
-        });
     }
     out
 }

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::duration::Seconds;
-use super::pipeline::{AutoSelection, Availability, Gate, StageDef};
+use super::pipeline::{AutoSelection, Availability, Gate, PolicyMode, StageDef};
 use super::state::{Freight, ProjectState};
 
 /// Why a freight is not available to a stage.
@@ -194,5 +194,69 @@ pub fn auto_candidate<'a>(
             let f = state.freight.get(&current.freight)?;
             available_to(f, stage, now).ok().map(|()| &**f)
         }
+    }
+}
+
+/// What auto-promotion does for a stage now, and if nothing, why: the one
+/// judgement the reactor acts on and the query side shows.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AutoStanding<'a> {
+    /// A manual stage: people request its promotions.
+    Manual,
+    /// A manual promotion of other freight (a rollback) holds the stage.
+    Held { freight: &'a str },
+    /// No freight is available to the stage.
+    NothingAvailable,
+    /// The candidate already runs in the stage.
+    Current(&'a Freight),
+    /// The candidate's promotion into the stage is under way.
+    InFlight(&'a Freight),
+    /// The candidate's latest promotion into the stage failed: not retried.
+    Failed(&'a Freight),
+    /// A gated stage whose gate the candidate does not pass.
+    GateNotPassed {
+        freight: &'a Freight,
+        gate: &'a Gate,
+    },
+    /// Auto-promotion requests the candidate.
+    Due(&'a Freight),
+}
+
+/// What auto-promotion does for `stage` in `state` at `now` (DESIGN §1: skip
+/// when held, when the candidate is current or in flight, when its latest
+/// promotion failed, and, gated, until the gates pass).
+pub fn auto_standing<'a>(
+    state: &'a ProjectState,
+    stage: &'a StageDef,
+    now: DateTime<Utc>,
+) -> AutoStanding<'a> {
+    if stage.policy.mode == PolicyMode::Manual {
+        return AutoStanding::Manual;
+    }
+    let Some(st) = state.stages.get(&stage.name) else {
+        return AutoStanding::NothingAvailable;
+    };
+    if let Some(freight) = &st.hold {
+        return AutoStanding::Held { freight };
+    }
+    let Some(candidate) = auto_candidate(state, stage, now) else {
+        return AutoStanding::NothingAvailable;
+    };
+    if st.current.as_ref().map(|c| c.freight.as_str()) == Some(candidate.id.as_str()) {
+        AutoStanding::Current(candidate)
+    } else if state.in_flight(&stage.name, &candidate.id).is_some() {
+        AutoStanding::InFlight(candidate)
+    } else if st.failed.contains(&candidate.id) {
+        AutoStanding::Failed(candidate)
+    } else if stage.policy.mode == PolicyMode::Gated {
+        match gates_pass(candidate, &stage.policy.gates) {
+            Ok(()) => AutoStanding::Due(candidate),
+            Err(gate) => AutoStanding::GateNotPassed {
+                freight: candidate,
+                gate,
+            },
+        }
+    } else {
+        AutoStanding::Due(candidate)
     }
 }

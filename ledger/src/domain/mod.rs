@@ -12,7 +12,10 @@ mod state;
 pub mod window;
 pub mod working_set;
 
-pub use availability::{auto_candidate, available_to, check_available, gates_pass, Unavailable};
+pub use availability::{
+    auto_candidate, auto_standing, available_to, check_available, gates_pass, AutoStanding,
+    Unavailable,
+};
 pub use duration::Seconds;
 pub use freight_id::{
     freight_id, is_id_prefix, is_lower_hex, short_start_note, FREIGHT_ID_LEN, MIN_ID_PREFIX,

@@ -3,7 +3,8 @@
 use chrono::{DateTime, Utc};
 use waybill_ledger::domain::window::{self, Openness};
 use waybill_ledger::domain::{
-    available_to, Freight, PolicyMode, ProjectState, Promotion, StageDef,
+    auto_standing, available_to, AutoStanding, Freight, Gate, PolicyMode, ProjectState, Promotion,
+    StageDef,
 };
 use waybill_ledger::event::ArtifactKind;
 use waybill_proto::v1 as pb;
@@ -64,34 +65,90 @@ pub fn policy(def: &StageDef, version: u64, now: DateTime<Utc>) -> pb::StagePoli
                 text
             })
             .collect(),
-        gates: p
-            .gates
-            .iter()
-            .map(|g| match (&g.check, &g.metric) {
-                (Some(check), _) => format!("check {check}"),
-                (None, Some(metric)) => {
-                    let mut text = format!("metric {metric}");
-                    if let Some(min) = g.min {
-                        text.push_str(&format!(" >= {min}"));
-                    }
-                    if let Some(max) = g.max {
-                        text.push_str(&format!(" <= {max}"));
-                    }
-                    text
-                }
-                (None, None) => String::new(),
-            })
-            .collect(),
+        gates: p.gates.iter().map(gate).collect(),
         bypass: p.bypass.clone(),
         policy_version: version,
         now: state.to_string(),
         until,
         closed_reason,
+        auto_promotion: String::new(),
     }
 }
 
 /// Whether `def`'s windows and freezes allow a promotion at `now`: `open`,
 /// `frozen` or `closed`, until when (RFC 3339, or empty), and why.
+/// A gate as the policy shows it: "check integration-tests",
+/// "metric p99_ms <= 250".
+fn gate(g: &Gate) -> String {
+    match (&g.check, &g.metric) {
+        (Some(check), _) => format!("check {check}"),
+        (None, Some(metric)) => {
+            let mut text = format!("metric {metric}");
+            if let Some(min) = g.min {
+                text.push_str(&format!(" >= {min}"));
+            }
+            if let Some(max) = g.max {
+                text.push_str(&format!(" <= {max}"));
+            }
+            text
+        }
+        (None, None) => String::new(),
+    }
+}
+
+/// What auto-promotion does for the stage at `now`, and if nothing, why
+/// (empty for a manual stage).
+pub fn auto_promotion(state: &ProjectState, def: &StageDef, now: DateTime<Utc>) -> String {
+    let label = |f: &Freight| {
+        if f.alias.is_empty() {
+            f.id.chars().take(12).collect()
+        } else {
+            f.alias.clone()
+        }
+    };
+    match auto_standing(state, def, now) {
+        AutoStanding::Manual => String::new(),
+        AutoStanding::Held { freight } => {
+            let held = state
+                .freight
+                .get(freight)
+                .map_or_else(|| freight.chars().take(12).collect(), |f| label(f));
+            format!(
+                "held: a manual promotion of {held} holds the stage (promote the freight \
+                 auto-promotion would take to release it)"
+            )
+        }
+        AutoStanding::NothingAvailable => "waiting: no freight is available to the stage".into(),
+        AutoStanding::Current(f) => format!("done: {} runs here", label(f)),
+        AutoStanding::InFlight(f) => format!("promoting {}", label(f)),
+        AutoStanding::Failed(f) => format!(
+            "stopped: the last promotion of {} here failed, and auto-promotion does not \
+             retry it (promote it by hand, or newer freight goes ahead)",
+            label(f)
+        ),
+        AutoStanding::GateNotPassed { freight, gate: g } => {
+            let mut text = format!("waiting: {} does not pass gate {}", label(freight), gate(g));
+            if let Some(metric) = &g.metric {
+                let recorded: Vec<String> = freight
+                    .checks
+                    .values()
+                    .flat_map(|checks| checks.values())
+                    .filter(|r| r.passed)
+                    .filter_map(|r| r.metrics.get(metric))
+                    .map(|v| v.to_string())
+                    .collect();
+                if recorded.is_empty() {
+                    text.push_str(" (no passing check recorded it)");
+                } else {
+                    text.push_str(&format!(" (recorded: {})", recorded.join(", ")));
+                }
+            }
+            text
+        }
+        AutoStanding::Due(f) => format!("due: promoting {}", label(f)),
+    }
+}
+
 fn openness(def: &StageDef, now: DateTime<Utc>) -> (&'static str, String, String) {
     let (state, until, reason) = match window::openness(&def.policy, now) {
         Ok(Openness::Open) => ("open", None, String::new()),

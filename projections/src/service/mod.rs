@@ -124,13 +124,12 @@ impl QueryService for QueryGrpc {
             .ok_or_else(|| {
                 Status::not_found(format!("project {} has no stage {:?}", r.project, r.stage))
             })?;
+        let now = (self.clock)();
+        let mut policy = convert::policy(def, state.policy_version().0, now);
+        policy.auto_promotion = convert::auto_promotion(&state, def, now);
         Ok(Response::new(pb::StageReply {
             stage: Some(convert::stage(&state, def)),
-            policy: Some(convert::policy(
-                def,
-                state.policy_version().0,
-                (self.clock)(),
-            )),
+            policy: Some(policy),
             position,
         }))
     }

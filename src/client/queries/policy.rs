@@ -58,6 +58,7 @@ pub fn lines(p: &pb::StagePolicy, now: DateTime<Utc>) -> Vec<(&'static str, Stri
         ("freezes", p.freezes.join("; ")),
         ("time zone", zone),
         ("gates", p.gates.join(", ")),
+        ("auto-promotion", p.auto_promotion.clone()),
         ("bypass", bypass),
         ("policy version", p.policy_version.to_string()),
     ]
@@ -79,6 +80,7 @@ pub fn json(p: &pb::StagePolicy) -> Value {
         "now": p.now,
         "until": p.until,
         "closed_reason": p.closed_reason,
+        "auto_promotion": p.auto_promotion,
     })
 }
 

@@ -1,0 +1,91 @@
+//! `GetStage` says what auto-promotion does for a stage now, and if
+//! nothing, why: the reactor's own judgement (`auto_standing`), so "why has
+//! staging not taken my freight?" has an answer.
+
+use waybill_proto::v1 as pb;
+
+use crate::common::{self, Served};
+use crate::{discover, promote, Commands, Queries};
+
+async fn standing(q: &mut Queries, stage: &str, min: u64) -> String {
+    q.get_stage(pb::GetStageRequest {
+        project: "shop".into(),
+        stage: stage.into(),
+        min_position: min,
+    })
+    .await
+    .expect("get stage")
+    .into_inner()
+    .policy
+    .expect("policy")
+    .auto_promotion
+}
+
+async fn verify(c: &mut Commands, freight: &str, p99: f64) -> u64 {
+    c.record_verification(pb::RecordVerificationRequest {
+        project: "shop".into(),
+        freight: freight.into(),
+        stage: "dev".into(),
+        check: "integration-tests".into(),
+        passed: true,
+        metrics: [("p99_ms".to_string(), p99)].into(),
+        ..Default::default()
+    })
+    .await
+    .expect("verify")
+    .into_inner()
+    .position
+}
+
+/// The example pipeline with a metric gate on staging besides its check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_says_what_auto_promotion_waits_for() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // No reactors: the standing stays as the log leaves it.
+    let served = Served::insecure_dev(&dir.path().join("data"));
+    let channel = served.channel().await;
+    let (mut c, mut q) = (Commands::new(channel.clone()), Queries::new(channel));
+    let example = std::fs::read_to_string(common::EXAMPLE_PIPELINE).expect("example");
+    let gated = example.replacen(
+        "        - check: integration-tests\n",
+        "        - check: integration-tests\n        - metric: p99_ms\n          max: 250\n",
+        1,
+    );
+    assert_ne!(gated, example, "the example's staging gate moved");
+    c.apply_pipeline(pb::ApplyPipelineRequest {
+        yaml: gated,
+        source_uri: "pipeline.yaml".into(),
+        ..Default::default()
+    })
+    .await
+    .expect("apply");
+    let (freight, found) = discover(&mut c, "1.0.0").await;
+    assert_eq!(
+        standing(&mut q, "dev", found).await,
+        "due: promoting v1.0.0"
+    );
+    let p = promote(&mut c, "dev", &freight).await.position;
+    assert_eq!(standing(&mut q, "dev", p).await, "done: v1.0.0 runs here");
+    assert_eq!(
+        standing(&mut q, "staging", p).await,
+        "waiting: no freight is available to the stage"
+    );
+    assert_eq!(standing(&mut q, "prod", p).await, "", "manual");
+
+    let p = verify(&mut c, &freight, 300.0).await;
+    assert_eq!(
+        standing(&mut q, "staging", p).await,
+        "waiting: v1.0.0 does not pass gate metric p99_ms <= 250 (recorded: 300)"
+    );
+    let p = verify(&mut c, &freight, 200.0).await;
+    assert_eq!(
+        standing(&mut q, "staging", p).await,
+        "due: promoting v1.0.0"
+    );
+    let p = promote(&mut c, "staging", &freight).await.position;
+    assert_eq!(
+        standing(&mut q, "staging", p).await,
+        "done: v1.0.0 runs here"
+    );
+    assert!(served.terminate().success());
+}
