@@ -1,6 +1,7 @@
 //! `GetStage` says what auto-promotion does for a stage now, and if
 //! nothing, why: the reactor's own judgement (`auto_standing`), so "why has
-//! staging not taken my freight?" has an answer.
+//! staging not taken my freight?" has an answer; and `GetFreight` whether
+//! the freight is verified in each stage now.
 
 use waybill_proto::v1 as pb;
 
@@ -87,5 +88,52 @@ async fn a_stage_says_what_auto_promotion_waits_for() {
         standing(&mut q, "staging", p).await,
         "done: v1.0.0 runs here"
     );
+
+    // The freight view says whether it is verified in each stage now: a
+    // later failure in dev stops its soak there (it stays available).
+    let p = c
+        .record_verification(pb::RecordVerificationRequest {
+            project: "shop".into(),
+            freight: freight.clone(),
+            stage: "dev".into(),
+            check: "integration-tests".into(),
+            passed: false,
+            ..Default::default()
+        })
+        .await
+        .expect("a failing result")
+        .into_inner()
+        .position;
+    assert_eq!(
+        verified_now(&mut q, &freight, p).await,
+        [
+            ("dev".to_string(), "failed: integration-tests".to_string()),
+            ("staging".to_string(), "verified".to_string())
+        ]
+    );
+    let (newer, _) = discover(&mut c, "2.0.0").await;
+    let p = promote(&mut c, "dev", &newer).await.position;
+    assert_eq!(verified_now(&mut q, &freight, p).await[0].1, "left");
     assert!(served.terminate().success());
+}
+
+/// Each stage `freight` was verified in, and whether it is now.
+async fn verified_now(q: &mut Queries, freight: &str, min: u64) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = q
+        .get_freight(pb::GetFreightRequest {
+            project: "shop".into(),
+            freight: freight.into(),
+            min_position: min,
+        })
+        .await
+        .expect("get freight")
+        .into_inner()
+        .freight
+        .expect("freight")
+        .verified_in
+        .into_iter()
+        .map(|v| (v.stage, v.now))
+        .collect();
+    v.sort();
+    v
 }

@@ -77,6 +77,30 @@ pub fn policy(def: &StageDef, version: u64, now: DateTime<Utc>) -> pb::StagePoli
 
 /// Whether `def`'s windows and freezes allow a promotion at `now`: `open`,
 /// `frozen` or `closed`, until when (RFC 3339, or empty), and why.
+/// Whether `f` is verified in `stage` now, in a word or two (see
+/// `VerifiedIn.now`).
+fn verified_now(f: &Freight, stage: &str, v: &waybill_ledger::domain::Verified) -> String {
+    if v.since.is_some() {
+        return "verified".into();
+    }
+    if !f.currently_in.contains_key(stage) {
+        return "left".into();
+    }
+    let failed: Vec<&str> = f
+        .checks
+        .get(stage)
+        .into_iter()
+        .flat_map(|checks| checks.iter())
+        .filter(|(_, r)| !r.passed)
+        .map(|(check, _)| check.as_str())
+        .collect();
+    if failed.is_empty() {
+        "not verified".into()
+    } else {
+        format!("failed: {}", failed.join(", "))
+    }
+}
+
 /// A gate as the policy shows it: "check integration-tests",
 /// "metric p99_ms <= 250".
 fn gate(g: &Gate) -> String {
@@ -329,6 +353,7 @@ pub fn freight(
                 stage: stage.clone(),
                 at: time(v.at),
                 soak_seconds: v.soak(now).0,
+                now: verified_now(f, stage, v),
             })
             .collect(),
         approved_for: f

@@ -7,7 +7,7 @@ use tonic::Status;
 use waybill_proto::v1 as pb;
 
 use super::command::FreightArgs;
-use super::format::{duration, short, when, Table};
+use super::format::{duration, short, when, Table, NONE};
 use super::pages;
 use super::rpc::{Out, Queries};
 use crate::client::Output;
@@ -120,12 +120,18 @@ pub fn detail_text(
         artifacts.row(vec![kind(a).to_string(), artifact(a)]);
     }
     section(&mut out, "artifacts", artifacts);
-    let mut verified = Table::new(&["STAGE", "VERIFIED", "SOAK"]);
+    let mut verified = Table::new(&["STAGE", "VERIFIED", "SOAK", "NOW"]);
     for v in &f.verified_in {
         verified.row(vec![
             v.stage.clone(),
             when(&v.at, now),
             duration(v.soak_seconds),
+            // Empty from a server older than the field.
+            if v.now.is_empty() {
+                NONE.to_string()
+            } else {
+                v.now.clone()
+            },
         ]);
     }
     section(&mut out, "verified in", verified);
@@ -178,6 +184,7 @@ pub fn freight_json(f: &pb::Freight) -> Value {
             "stage": v.stage,
             "at": v.at,
             "soak_seconds": v.soak_seconds,
+            "now": v.now,
         })).collect::<Vec<_>>(),
         "approved_for": f.approved_for.iter().map(|a| json!({
             "stage": a.stage,
@@ -304,6 +311,7 @@ mod tests {
                 stage: "test".into(),
                 at: "2024-05-01T11:00:00Z".into(),
                 soak_seconds: 3_900,
+                now: "failed: smoke".into(),
             }],
             approved_for: vec![pb::ApprovedFor {
                 stage: "prod".into(),
@@ -366,7 +374,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("test   1h ago (2024-05-01 11:00:00Z)  1h 5m"),
+            text.contains("test   1h ago (2024-05-01 11:00:00Z)  1h 5m  failed: smoke"),
             "{text}"
         );
         assert!(
@@ -381,5 +389,6 @@ mod tests {
         assert_eq!(v["artifacts"][0]["kind"], "image");
         assert_eq!(v["approved_for"][0]["bypass"], true);
         assert_eq!(v["verified_in"][0]["soak_seconds"], 3_900);
+        assert_eq!(v["verified_in"][0]["now"], "failed: smoke");
     }
 }
