@@ -54,7 +54,7 @@ async fn a_stage_says_what_auto_promotion_waits_for() {
     );
     assert_ne!(gated, example, "the example's staging gate moved");
     c.apply_pipeline(pb::ApplyPipelineRequest {
-        yaml: gated,
+        yaml: gated.clone(),
         source_uri: "pipeline.yaml".into(),
         ..Default::default()
     })
@@ -114,6 +114,27 @@ async fn a_stage_says_what_auto_promotion_waits_for() {
     let (newer, _) = discover(&mut c, "2.0.0").await;
     let p = promote(&mut c, "dev", &newer).await.position;
     assert_eq!(verified_now(&mut q, &freight, p).await[0].1, "left");
+
+    // Auto-promotion asks as anyone does: a freeze on dev holds newer
+    // freight back, and the stage says so rather than "due".
+    let frozen = gated.replacen(
+        "      mode: auto",
+        "      freezes: [{from: \"2000-01-01T00:00:00\", to: \"2100-01-01T00:00:00\", \
+         reason: code freeze}]\n      mode: auto",
+        1,
+    );
+    c.apply_pipeline(pb::ApplyPipelineRequest {
+        yaml: frozen,
+        source_uri: "pipeline.yaml".into(),
+        ..Default::default()
+    })
+    .await
+    .expect("apply a freeze");
+    let (_, found) = discover(&mut c, "3.0.0").await;
+    assert_eq!(
+        standing(&mut q, "dev", found).await,
+        "waiting: v3.0.0 is due, but a freeze is in force (code freeze)"
+    );
     assert!(served.terminate().success());
 }
 
