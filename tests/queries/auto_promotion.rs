@@ -22,6 +22,16 @@ async fn standing(q: &mut Queries, stage: &str, min: u64) -> String {
     .auto_promotion
 }
 
+async fn apply(c: &mut Commands, yaml: String) {
+    c.apply_pipeline(pb::ApplyPipelineRequest {
+        yaml,
+        source_uri: "pipeline.yaml".into(),
+        ..Default::default()
+    })
+    .await
+    .expect("apply");
+}
+
 async fn verify(c: &mut Commands, freight: &str, p99: f64) -> u64 {
     c.record_verification(pb::RecordVerificationRequest {
         project: "shop".into(),
@@ -53,13 +63,7 @@ async fn a_stage_says_what_auto_promotion_waits_for() {
         1,
     );
     assert_ne!(gated, example, "the example's staging gate moved");
-    c.apply_pipeline(pb::ApplyPipelineRequest {
-        yaml: gated.clone(),
-        source_uri: "pipeline.yaml".into(),
-        ..Default::default()
-    })
-    .await
-    .expect("apply");
+    apply(&mut c, gated.clone()).await;
     let (freight, found) = discover(&mut c, "1.0.0").await;
     assert_eq!(
         standing(&mut q, "dev", found).await,
@@ -123,13 +127,7 @@ async fn a_stage_says_what_auto_promotion_waits_for() {
          reason: code freeze}]\n      mode: auto",
         1,
     );
-    c.apply_pipeline(pb::ApplyPipelineRequest {
-        yaml: frozen,
-        source_uri: "pipeline.yaml".into(),
-        ..Default::default()
-    })
-    .await
-    .expect("apply a freeze");
+    apply(&mut c, frozen).await;
     let (_, found) = discover(&mut c, "3.0.0").await;
     assert_eq!(
         standing(&mut q, "dev", found).await,
