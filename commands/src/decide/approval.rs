@@ -43,9 +43,12 @@ pub(super) fn approve(
     if p.status != PromotionStatus::Requested {
         return Err(not_pending(p, "awaiting approval"));
     }
-    // Under the policy it was requested under, as its approvals count.
+    let sod = state
+        .definition()
+        .and_then(|d| d.stage(&p.stage))
+        .is_none_or(|s| s.policy.separation_of_duties);
     let me = &ctx.actor.principal;
-    if p.separation_of_duties && *me == p.requested_by.principal {
+    if sod && *me == p.requested_by.principal {
         return Err(Rejection::policy(
             Reason::SeparationOfDuties,
             format!("{me} requested promotion {} and cannot approve it", p.id),

@@ -23,7 +23,7 @@ pub(super) fn report(state: &ProjectState, command: &Command) -> Result<Decision
     match p.status {
         PromotionStatus::Requested => {
             let have = state.counted_approvals(p);
-            let need = p.required_approvals;
+            let need = state.required_approvals(&p.stage);
             return Err(Rejection::policy(
                 Reason::ApprovalsMissing,
                 format!("promotion {} has {have} of {need} approvals", p.id),

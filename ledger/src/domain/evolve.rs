@@ -122,14 +122,6 @@ impl ProjectState {
             }
             EventPayload::PromotionRequested(r) => {
                 self.untrack(&r.promotion_id);
-                // What its approvals are counted against, from the policy
-                // it is requested under (see `counted_approvals`).
-                let (required_approvals, separation_of_duties) = self
-                    .definition()
-                    .and_then(|d| d.stage(&r.stage))
-                    .map_or((0, true), |s| {
-                        (s.policy.required_approvals, s.policy.separation_of_duties)
-                    });
                 self.promotions.insert(
                     r.promotion_id.clone(),
                     Box::new(Promotion {
@@ -143,8 +135,6 @@ impl ProjectState {
                         approvals: Vec::new(),
                         status: PromotionStatus::Requested,
                         policy_version: self.policy_version(),
-                        required_approvals,
-                        separation_of_duties,
                         requested: ev.position,
                         updated_at: at,
                         details: String::new(),
@@ -203,19 +193,25 @@ impl ProjectState {
         }
     }
 
-    /// Approvals that count: distinct, and not the requester's under
-    /// separation of duties. A promotion is counted under the policy it was
-    /// requested under (its `policy_version`): a later pipeline that asks
-    /// for fewer or more approvals, or drops separation of duties, changes
-    /// what later requests need, not what was asked of this one, so that
-    /// every promotion is judged by one policy version, the one its record
-    /// names.
+    /// Approvals that count: distinct, and not the requester's under separation of duties.
     pub fn counted_approvals(&self, promotion: &Promotion) -> usize {
+        let sod = self
+            .definition()
+            .and_then(|d| d.stage(&promotion.stage))
+            .is_none_or(|s| s.policy.separation_of_duties);
         promotion
             .approvals
             .iter()
-            .filter(|a| !promotion.separation_of_duties || a.by != promotion.requested_by.principal)
+            .filter(|a| !sod || a.by != promotion.requested_by.principal)
             .count()
+    }
+
+    /// Approvals the stage's policy requires.
+    pub fn required_approvals(&self, stage: &str) -> usize {
+        self.definition()
+            .and_then(|d| d.stage(stage))
+            .map(|s| s.policy.required_approvals as usize)
+            .unwrap_or(0)
     }
 
     fn authorize_if_approved(&mut self, id: &str, at: DateTime<Utc>) {
@@ -223,7 +219,7 @@ impl ProjectState {
             return;
         };
         if p.status != PromotionStatus::Requested
-            || self.counted_approvals(p) < p.required_approvals as usize
+            || self.counted_approvals(p) < self.required_approvals(&p.stage)
         {
             return;
         }

@@ -217,13 +217,8 @@ pub struct Promotion {
     pub reason: String,
     pub approvals: Vec<PromotionApproval>,
     pub status: PromotionStatus,
-    /// The policy version in force when it was requested: the one its
-    /// approvals are counted under, however the policy changes after.
+    /// The policy version in force when it was requested.
     pub policy_version: Position,
-    /// Approvals that policy requires of it.
-    pub required_approvals: u32,
-    /// Whether that policy keeps the requester's own approval from counting.
-    pub separation_of_duties: bool,
     pub requested: Position,
     pub updated_at: DateTime<Utc>,
     /// Executor or rejection details.

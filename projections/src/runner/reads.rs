@@ -69,14 +69,18 @@ impl Projections {
         }
     }
 
-    /// The approvals promotion `p` needs while it waits for them
-    /// (Requested): what the policy it was requested under requires; 0
-    /// otherwise.
-    pub fn approvals_required(&self, p: &Promotion) -> u32 {
+    /// The approvals the policy in force requires of promotion `p` of
+    /// `project` while it waits for them (Requested); 0 otherwise.
+    pub fn approvals_required(&self, project: &str, p: &Promotion) -> u32 {
         if p.status != PromotionStatus::Requested {
             return 0;
         }
-        p.required_approvals
+        self.shared(project).map_or(0, |s| {
+            read(&s)
+                .definition()
+                .and_then(|d| d.stage(&p.stage))
+                .map_or(0, |st| st.policy.required_approvals)
+        })
     }
 
     /// Every project's name.

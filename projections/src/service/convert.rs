@@ -407,7 +407,7 @@ pub fn freight(
 }
 
 /// A promotion, with its freight (for the bypass that allowed it, if any).
-/// `approvals_required`: what the policy it was requested under requires of
+/// A promotion; `approvals_required`: what the policy in force requires of
 /// it while it waits for approvals (see [`crate::runner::Projections::approvals_required`]).
 pub fn promotion(
     p: &Promotion,

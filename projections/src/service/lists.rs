@@ -147,7 +147,7 @@ impl QueryGrpc {
                     return Ok((list, true));
                 }
                 let f = projections.freight(&project, &p.freight)?;
-                let need = projections.approvals_required(&p);
+                let need = projections.approvals_required(&project, &p);
                 list.push(convert::promotion(&p, f.as_ref(), need));
             }
             Ok((list, false))

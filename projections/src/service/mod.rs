@@ -196,7 +196,7 @@ impl QueryService for QueryGrpc {
                 return Ok(None);
             };
             let f = projections.freight(&project, &p.freight)?;
-            let need = projections.approvals_required(&p);
+            let need = projections.approvals_required(&project, &p);
             Ok(Some(convert::promotion(&p, f.as_ref(), need)))
         })
         .await?
@@ -430,7 +430,13 @@ impl QueryService for QueryGrpc {
                 .values()
                 .filter(|p| p.status == waybill_ledger::domain::PromotionStatus::Requested)
                 .filter(|p| !p.approvals.iter().any(|a| a.by == me))
-                .filter(|p| !(p.separation_of_duties && p.requested_by.principal == me))
+                .filter(|p| {
+                    let sod = state
+                        .definition()
+                        .and_then(|d| d.stage(&p.stage))
+                        .is_none_or(|s| s.policy.separation_of_duties);
+                    !(sod && p.requested_by.principal == me)
+                })
                 .filter(|p| may_approve(&name, &p.stage))
                 .cloned()
                 .collect();
@@ -443,7 +449,7 @@ impl QueryService for QueryGrpc {
                 .into_iter()
                 .map(|(project, p)| {
                     let f = projections.freight(&project, &p.freight)?;
-                    let need = projections.approvals_required(&p);
+                    let need = projections.approvals_required(&project, &p);
                     Ok(convert::promotion(&p, f.as_ref(), need))
                 })
                 .collect()

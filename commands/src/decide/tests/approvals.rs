@@ -61,41 +61,6 @@ fn without_separation_of_duties_the_requester_counts() {
 }
 
 #[test]
-fn a_promotion_is_approved_under_the_policy_it_was_requested_under() {
-    let mut s = Scenario::shop();
-    let f = ready_for_prod(&mut s, "1.0");
-    let strict = s.request(alice(), "prod", &f, "CHG-1");
-    s.ok(bob(), approve(&strict));
-    // The policy now asks for one approval, and lets the requester's count.
-    let mut def: PipelineDefinition = serde_json::from_str(PIPELINE).expect("json");
-    def.stages[2].policy.required_approvals = 1;
-    def.stages[2].policy.separation_of_duties = false;
-    s.ok(alice(), apply(def));
-    // Requested under two approvals by others: one is not enough, and its
-    // requester still may not approve it.
-    let p = &s.state.promotions[&strict];
-    assert_eq!(p.status, PromotionStatus::Requested);
-    assert_eq!((p.required_approvals, p.separation_of_duties), (2, true));
-    let r = s.refused(
-        robot(),
-        report(&strict, PromotionResult::Started),
-        Reason::ApprovalsMissing,
-    );
-    assert!(r.to_string().contains("1 of 2"), "{r}");
-    s.refused(alice(), approve(&strict), Reason::SeparationOfDuties);
-    s.ok(carol(), approve(&strict));
-    assert_eq!(
-        s.state.promotions[&strict].status,
-        PromotionStatus::Authorized
-    );
-    // A request under the new policy needs what it says.
-    let g = ready_for_prod(&mut s, "2.0");
-    let lax = s.request(alice(), "prod", &g, "CHG-2");
-    s.ok(alice(), approve(&lax));
-    assert_eq!(s.state.promotions[&lax].status, PromotionStatus::Authorized);
-}
-
-#[test]
 fn weekend_freeze_refuses_and_says_until_when() {
     let mut s = Scenario::shop();
     let f = ready_for_prod(&mut s, "1.0");
