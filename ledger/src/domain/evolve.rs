@@ -11,6 +11,7 @@ use super::pipeline::{PipelineDefinition, PolicyMode};
 use super::state::*;
 use crate::envelope::StoredEvent;
 use crate::event::EventPayload;
+use crate::Position;
 
 impl ProjectState {
     /// Applies `ev`; events at or before the state's position are ignored, so
@@ -52,6 +53,7 @@ impl ProjectState {
                             source_uri: p.source_uri.clone(),
                             source_revision: p.source_revision.clone(),
                         });
+                        self.authorize_under_new_policy(at);
                     }
                     Err(err) => tracing::error!(
                         position = ev.position.0,
@@ -212,6 +214,25 @@ impl ProjectState {
             .and_then(|d| d.stage(stage))
             .map(|s| s.policy.required_approvals as usize)
             .unwrap_or(0)
+    }
+
+    /// A promotion is authorized under the policy in force when its approvals
+    /// are counted: at each approval, and when a pipeline comes into force.
+    /// A pipeline that asks for fewer approvals (or lets the requester's
+    /// count) authorizes, in request order, the promotions waiting that now
+    /// have enough; otherwise one would wait for an approval the policy no
+    /// longer asks for.
+    fn authorize_under_new_policy(&mut self, at: DateTime<Utc>) {
+        let mut waiting: Vec<(Position, String)> = self
+            .promotions
+            .values()
+            .filter(|p| p.status == PromotionStatus::Requested)
+            .map(|p| (p.requested, p.id.clone()))
+            .collect();
+        waiting.sort();
+        for (_, id) in waiting {
+            self.authorize_if_approved(&id, at);
+        }
     }
 
     fn authorize_if_approved(&mut self, id: &str, at: DateTime<Utc>) {

@@ -57,6 +57,37 @@ fn decisions_use_the_policy_in_force_when_they_were_made() {
 }
 
 #[test]
+fn a_policy_that_asks_for_fewer_approvals_authorizes_what_has_enough() {
+    let mut s = Scenario::shop();
+    let f = ready_for_prod(&mut s, "1.0");
+    let p = s.request(alice(), "prod", &f, "CHG-1");
+    s.ok(bob(), approve(&p));
+    let before = s.state.policy_version();
+    let mut def: PipelineDefinition = serde_json::from_str(PIPELINE).expect("json");
+    def.stages[2].policy.required_approvals = 1;
+    s.ok(alice(), apply(def.clone()));
+    // Bob's approval is all the policy in force asks for: it does not wait
+    // for an approval no longer required (it waited, showing 1 of 1).
+    let promotion = &s.state.promotions[&p];
+    assert_eq!(
+        promotion.status,
+        waybill_ledger::domain::PromotionStatus::Authorized
+    );
+    assert_eq!(promotion.policy_version, before, "recorded version stays");
+    assert_eq!(s.state.stages["prod"].queue.front(), Some(&p));
+    // One still short of it stays as it was.
+    let g = ready_for_prod(&mut s, "2.0");
+    let q = s.request(alice(), "prod", &g, "CHG-2");
+    def.stages[2].policy.required_approvals = 2;
+    s.ok(alice(), apply(def));
+    s.ok(carol(), approve(&q));
+    assert_eq!(
+        s.state.promotions[&q].status,
+        waybill_ledger::domain::PromotionStatus::Requested
+    );
+}
+
+#[test]
 fn a_stage_with_promotions_under_way_cannot_be_left_out() {
     let mut s = Scenario::shop();
     let f = ready_for_prod(&mut s, "1.0");
