@@ -114,7 +114,7 @@ struct Snapshot<S> {
 /// (a state saved by another release is folded again, as a field added
 /// with a default would not hold what the events say), and a number to
 /// raise when `ProjectState` changes meaning within one.
-const SNAPSHOT_FORMAT: &str = concat!(env!("CARGO_PKG_VERSION"), "/2");
+const SNAPSHOT_FORMAT: &str = concat!(env!("CARGO_PKG_VERSION"), "/3");
 
 /// A key and its value.
 type Entry = (Vec<u8>, Vec<u8>);
