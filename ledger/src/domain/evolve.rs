@@ -53,7 +53,7 @@ impl ProjectState {
                             source_uri: p.source_uri.clone(),
                             source_revision: p.source_revision.clone(),
                         });
-                        self.authorize_under_new_policy(at);
+                        self.authorize_under_new_policy(ev.position, at);
                     }
                     Err(err) => tracing::error!(
                         position = ev.position.0,
@@ -146,7 +146,7 @@ impl ProjectState {
                 if let Some(s) = self.stages.get_mut(&r.stage) {
                     s.last_promotion = Some(r.promotion_id.clone());
                 }
-                self.authorize_if_approved(&r.promotion_id, at);
+                self.authorize_if_approved(&r.promotion_id, at, None);
             }
             EventPayload::PromotionApproved(a) => {
                 if let Some(p) = self.promotions.get_mut(&a.promotion_id) {
@@ -161,7 +161,7 @@ impl ProjectState {
                         p.updated_at = at;
                     }
                 }
-                self.authorize_if_approved(&a.promotion_id, at);
+                self.authorize_if_approved(&a.promotion_id, at, None);
             }
             EventPayload::PromotionRejected(r) => {
                 self.finish(&r.promotion_id, PromotionStatus::Rejected, &r.reason, at);
@@ -222,7 +222,7 @@ impl ProjectState {
     /// count) authorizes, in request order, the promotions waiting that now
     /// have enough; otherwise one would wait for an approval the policy no
     /// longer asks for.
-    fn authorize_under_new_policy(&mut self, at: DateTime<Utc>) {
+    fn authorize_under_new_policy(&mut self, version: Position, at: DateTime<Utc>) {
         let mut waiting: Vec<(Position, String)> = self
             .promotions
             .values()
@@ -231,11 +231,13 @@ impl ProjectState {
             .collect();
         waiting.sort();
         for (_, id) in waiting {
-            self.authorize_if_approved(&id, at);
+            self.authorize_if_approved(&id, at, Some(version));
         }
     }
 
-    fn authorize_if_approved(&mut self, id: &str, at: DateTime<Utc>) {
+    /// `by_policy`: the pipeline whose coming into force counts them (its
+    /// position), said in the promotion's details.
+    fn authorize_if_approved(&mut self, id: &str, at: DateTime<Utc>, by_policy: Option<Position>) {
         let Some(p) = self.promotions.get(id) else {
             return;
         };
@@ -249,12 +251,20 @@ impl ProjectState {
             .definition()
             .and_then(|d| d.stage(&stage))
             .is_some_and(|s| s.record_only);
+        let when = by_policy.map(|v| format!(" when policy version {} came into force", v.0));
         if let Some(p) = self.promotions.get_mut(id) {
             p.status = PromotionStatus::Authorized;
             p.updated_at = at;
+            if let Some(when) = &when {
+                p.details = format!("authorized{when}");
+            }
         }
         if record_only {
-            self.succeed(id, "record-only stage: completed at authorization", at);
+            let details = format!(
+                "record-only stage: completed at authorization{}",
+                when.unwrap_or_default()
+            );
+            self.succeed(id, &details, at);
         } else if let Some(st) = self.stages.get_mut(&stage) {
             st.queue.push_back(id.to_string());
         }

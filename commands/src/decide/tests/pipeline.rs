@@ -74,6 +74,11 @@ fn a_policy_that_asks_for_fewer_approvals_authorizes_what_has_enough() {
         waybill_ledger::domain::PromotionStatus::Authorized
     );
     assert_eq!(promotion.policy_version, before, "recorded version stays");
+    let now_in_force = s.state.policy_version().0;
+    assert_eq!(
+        promotion.details,
+        format!("authorized when policy version {now_in_force} came into force")
+    );
     assert_eq!(s.state.stages["prod"].queue.front(), Some(&p));
     // One still short of it stays as it was.
     let g = ready_for_prod(&mut s, "2.0");
