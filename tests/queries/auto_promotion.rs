@@ -119,6 +119,25 @@ async fn a_stage_says_what_auto_promotion_waits_for() {
     let p = promote(&mut c, "dev", &newer).await.position;
     assert_eq!(verified_now(&mut q, &freight, p).await[0].1, "left");
 
+    // A rollback holds dev on v1.0.0; the stage names what waits.
+    let back = c
+        .rollback(pb::RollbackRequest {
+            project: "shop".into(),
+            stage: "dev".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("rollback")
+        .into_inner();
+    assert_eq!(back.freight_id, freight);
+    assert_eq!(
+        standing(&mut q, "dev", back.position).await,
+        "held by the manual promotion of v1.0.0: v2.0.0 waits (promoting it here releases \
+         the hold)"
+    );
+    let p = promote(&mut c, "dev", &newer).await.position;
+    assert_eq!(standing(&mut q, "dev", p).await, "done: v2.0.0 runs here");
+
     // Auto-promotion asks as anyone does: a freeze on dev holds newer
     // freight back, and the stage says so rather than "due".
     let frozen = gated.replacen(

@@ -203,8 +203,13 @@ pub fn auto_candidate<'a>(
 pub enum AutoStanding<'a> {
     /// A manual stage: people request its promotions.
     Manual,
-    /// A manual promotion of other freight (a rollback) holds the stage.
-    Held { freight: &'a str },
+    /// A manual promotion of other freight (a rollback) holds the stage;
+    /// `candidate` is what auto-promotion would take (promoting it here by
+    /// hand releases the hold).
+    Held {
+        freight: &'a str,
+        candidate: Option<&'a Freight>,
+    },
     /// No freight is available to the stage.
     NothingAvailable,
     /// The candidate already runs in the stage.
@@ -237,7 +242,10 @@ pub fn auto_standing<'a>(
         return AutoStanding::NothingAvailable;
     };
     if let Some(freight) = &st.hold {
-        return AutoStanding::Held { freight };
+        return AutoStanding::Held {
+            freight,
+            candidate: auto_candidate(state, stage, now),
+        };
     }
     let Some(candidate) = auto_candidate(state, stage, now) else {
         return AutoStanding::NothingAvailable;

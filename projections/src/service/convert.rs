@@ -132,15 +132,19 @@ pub fn auto_promotion(state: &ProjectState, def: &StageDef, now: DateTime<Utc>) 
     };
     match auto_standing(state, def, now) {
         AutoStanding::Manual => String::new(),
-        AutoStanding::Held { freight } => {
+        AutoStanding::Held { freight, candidate } => {
             let held = state
                 .freight
                 .get(freight)
                 .map_or_else(|| freight.chars().take(12).collect(), |f| label(f));
-            format!(
-                "held: a manual promotion of {held} holds the stage (promote the freight \
-                 auto-promotion would take to release it)"
-            )
+            match candidate {
+                Some(c) if c.id != *freight => format!(
+                    "held by the manual promotion of {held}: {} waits (promoting it here \
+                     releases the hold)",
+                    label(c)
+                ),
+                _ => format!("held by the manual promotion of {held}"),
+            }
         }
         AutoStanding::NothingAvailable => "waiting: no freight is available to the stage".into(),
         AutoStanding::Current(f) => format!("done: {} runs here", label(f)),
