@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::duration::Seconds;
 use super::pipeline::{AutoSelection, Availability, Gate, PolicyMode, StageDef};
 use super::state::{Freight, ProjectState};
+use super::window::{self, Openness};
 
 /// Why a freight is not available to a stage.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -223,6 +224,13 @@ pub enum AutoStanding<'a> {
         freight: &'a Freight,
         gate: &'a Gate,
     },
+    /// The candidate is due, but a freeze or the stage's windows refuse
+    /// promotions now, auto-promotion's as anyone's (an emergency bypass of
+    /// the freight for the stage excepted): it is requested once they allow.
+    Closed {
+        freight: &'a Freight,
+        openness: Openness,
+    },
     /// Auto-promotion requests the candidate.
     Due(&'a Freight),
 }
@@ -258,13 +266,35 @@ pub fn auto_standing<'a>(
         AutoStanding::Failed(candidate)
     } else if stage.policy.mode == PolicyMode::Gated {
         match gates_pass(candidate, &stage.policy.gates) {
-            Ok(()) => AutoStanding::Due(candidate),
+            Ok(()) => due_unless_closed(candidate, stage, now),
             Err(gate) => AutoStanding::GateNotPassed {
                 freight: candidate,
                 gate,
             },
         }
     } else {
-        AutoStanding::Due(candidate)
+        due_unless_closed(candidate, stage, now)
+    }
+}
+
+/// `Due`, unless the stage's windows or a freeze refuse the candidate now.
+fn due_unless_closed<'a>(
+    candidate: &'a Freight,
+    stage: &StageDef,
+    now: DateTime<Utc>,
+) -> AutoStanding<'a> {
+    let bypassed = candidate
+        .approved_for
+        .get(&stage.name)
+        .is_some_and(|a| a.bypass);
+    match window::openness(&stage.policy, now) {
+        // A time zone the tz database does not know was refused when the
+        // pipeline was applied; the request would say so.
+        Ok(Openness::Open) | Err(_) => AutoStanding::Due(candidate),
+        Ok(_) if bypassed => AutoStanding::Due(candidate),
+        Ok(openness) => AutoStanding::Closed {
+            freight: candidate,
+            openness,
+        },
     }
 }

@@ -173,16 +173,12 @@ pub fn auto_promotion(state: &ProjectState, def: &StageDef, now: DateTime<Utc>) 
             }
             text
         }
-        AutoStanding::Due(f) => {
-            // Auto-promotion asks as anyone does: a freeze or a closed
-            // window refuses it, unless the freight was approved for the
-            // stage by an emergency bypass.
-            let bypassed = f.approved_for.get(&def.name).is_some_and(|a| a.bypass);
+        AutoStanding::Closed { freight, openness } => {
             let until = |t: Option<DateTime<Utc>>| t.map(|t| format!(" until {}", time(t)));
-            match window::openness(&def.policy, now) {
-                Ok(Openness::Frozen { until: end, reason }) if !bypassed => format!(
+            match openness {
+                Openness::Frozen { until: end, reason } => format!(
                     "waiting: {} is due, but a freeze is in force{}{}",
-                    label(f),
+                    label(freight),
                     until(end).unwrap_or_default(),
                     if reason.is_empty() {
                         String::new()
@@ -190,14 +186,15 @@ pub fn auto_promotion(state: &ProjectState, def: &StageDef, now: DateTime<Utc>) 
                         format!(" ({reason})")
                     }
                 ),
-                Ok(Openness::Closed { next }) if !bypassed => format!(
+                Openness::Closed { next } => format!(
                     "waiting: {} is due, but outside every promotion window{}",
-                    label(f),
+                    label(freight),
                     until(next).unwrap_or_default()
                 ),
-                _ => format!("due: promoting {}", label(f)),
+                Openness::Open => format!("due: promoting {}", label(freight)),
             }
         }
+        AutoStanding::Due(f) => format!("due: promoting {}", label(f)),
     }
 }
 

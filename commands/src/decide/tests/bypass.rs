@@ -71,3 +71,44 @@ fn bypass_may_be_limited_to_named_subjects() {
     };
     assert!(decide(&s.state, &ctx, &bypass(&g, "outage", "CHG-2")).is_ok());
 }
+
+/// Auto-promotion does not ask while a freeze refuses every request (it
+/// asked every second and was refused), and asks for freight an emergency
+/// bypass approved for the stage, which the freeze does not hold back.
+#[test]
+fn auto_promotion_waits_out_a_freeze_unless_the_freight_is_bypassed() {
+    let mut s = Scenario::shop();
+    let mut def: PipelineDefinition = serde_json::from_str(PIPELINE).expect("json");
+    def.stages[0]
+        .policy
+        .freezes
+        .push(waybill_ledger::domain::Freeze {
+            days: vec![],
+            from: Some("2026-12-01T00:00:00".parse().expect("time")),
+            to: Some("2026-12-03T00:00:00".parse().expect("time")),
+            reason: "release week".into(),
+        });
+    s.ok(alice(), apply(def));
+    let f = s.discover("1.0");
+    assert!(crate::reactor::due(&s.state, s.now).is_empty());
+    s.ok(
+        alice(),
+        Command::ApproveFreight {
+            freight: f.clone(),
+            stage: "dev".into(),
+            reason: "hotfix".into(),
+            ticket: "CHG-7".into(),
+        },
+    );
+    let due = crate::reactor::due(&s.state, s.now);
+    assert_eq!(
+        due.iter()
+            .map(|i| (i.stage.as_str(), i.freight.as_str()))
+            .collect::<Vec<_>>(),
+        [("dev", f.as_str())]
+    );
+    // Once the freeze is over, newer freight goes as usual.
+    s.advance(Duration::days(1));
+    let g = s.discover("2.0");
+    assert_eq!(crate::reactor::due(&s.state, s.now)[0].freight, g);
+}
