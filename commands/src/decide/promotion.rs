@@ -141,8 +141,7 @@ fn promote(
         check_ticket(policy, ticket)?;
     }
     // An emergency bypass of this freight for this stage skips windows and freezes.
-    let bypassed = f.approved_for.get(stage_name).is_some_and(|a| a.bypass);
-    if !bypassed {
+    if !f.bypassed_for(stage_name) {
         check_open(policy, ctx.now)?;
     }
     let id = promotion_id(&ctx.command_id);

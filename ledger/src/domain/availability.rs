@@ -204,13 +204,9 @@ pub fn auto_candidate<'a>(
 pub enum AutoStanding<'a> {
     /// A manual stage: people request its promotions.
     Manual,
-    /// A manual promotion of other freight (a rollback) holds the stage;
-    /// `candidate` is what auto-promotion would take (promoting it here by
-    /// hand releases the hold).
-    Held {
-        freight: &'a str,
-        candidate: Option<&'a Freight>,
-    },
+    /// A manual promotion of other freight (a rollback) holds the stage
+    /// (promoting by hand what auto-promotion would take releases it).
+    Held { freight: &'a str },
     /// No freight is available to the stage.
     NothingAvailable,
     /// The candidate already runs in the stage.
@@ -250,10 +246,7 @@ pub fn auto_standing<'a>(
         return AutoStanding::NothingAvailable;
     };
     if let Some(freight) = &st.hold {
-        return AutoStanding::Held {
-            freight,
-            candidate: auto_candidate(state, stage, now),
-        };
+        return AutoStanding::Held { freight };
     }
     let Some(candidate) = auto_candidate(state, stage, now) else {
         return AutoStanding::NothingAvailable;
@@ -283,15 +276,11 @@ fn due_unless_closed<'a>(
     stage: &StageDef,
     now: DateTime<Utc>,
 ) -> AutoStanding<'a> {
-    let bypassed = candidate
-        .approved_for
-        .get(&stage.name)
-        .is_some_and(|a| a.bypass);
     match window::openness(&stage.policy, now) {
         // A time zone the tz database does not know was refused when the
         // pipeline was applied; the request would say so.
         Ok(Openness::Open) | Err(_) => AutoStanding::Due(candidate),
-        Ok(_) if bypassed => AutoStanding::Due(candidate),
+        Ok(_) if candidate.bypassed_for(&stage.name) => AutoStanding::Due(candidate),
         Ok(openness) => AutoStanding::Closed {
             freight: candidate,
             openness,

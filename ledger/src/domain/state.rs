@@ -136,6 +136,14 @@ pub struct Freight {
     pub checks: SmallMap<String, SmallMap<String, CheckResult>>,
 }
 
+impl Freight {
+    /// Whether an emergency bypass approved it for `stage`: its promotion
+    /// there skips the upstream chain, windows and freezes.
+    pub fn bypassed_for(&self, stage: &str) -> bool {
+        self.approved_for.get(stage).is_some_and(|a| a.bypass)
+    }
+}
+
 /// Verification of a freight in a stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verified {

@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 use waybill_ledger::domain::window::{self, Openness};
 use waybill_ledger::domain::{
-    auto_standing, available_to, AutoStanding, Freight, Gate, PolicyMode, ProjectState, Promotion,
-    StageDef,
+    auto_candidate, auto_standing, available_to, AutoStanding, Freight, Gate, PolicyMode,
+    ProjectState, Promotion, StageDef,
 };
 use waybill_ledger::event::ArtifactKind;
 use waybill_proto::v1 as pb;
@@ -132,7 +132,10 @@ pub fn auto_promotion(state: &ProjectState, def: &StageDef, now: DateTime<Utc>) 
     };
     match auto_standing(state, def, now) {
         AutoStanding::Manual => String::new(),
-        AutoStanding::Held { freight, candidate } => {
+        AutoStanding::Held { freight } => {
+            // What would be taken, looked for here only: the reactor, which
+            // skips a held stage every second, has no use for it.
+            let candidate = auto_candidate(state, def, now);
             let held = state
                 .freight
                 .get(freight)
