@@ -101,6 +101,23 @@ impl Cold for Stored<'_> {
     }
 }
 
+/// The freight auto-promotion would take for `stage` at `now`, in memory or
+/// in the read models (memory holds only part of a project's freight).
+/// Blocking (sled).
+pub fn newest_available(
+    tree: &sled::Tree,
+    state: &ProjectState,
+    stage: &StageDef,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<Freight>, ProjectionError> {
+    let stored = Stored {
+        tree,
+        project: &state.project,
+        known: None,
+    };
+    working_set::newest_available(&stored, state, stage, now)
+}
+
 /// Loads into `state` what applying `ev` reads, and notes in `touched` what
 /// it may change and in `known` the freight it discovers. Blocking (sled).
 pub fn prefetch(

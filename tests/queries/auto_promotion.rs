@@ -175,3 +175,38 @@ async fn verified_now(q: &mut Queries, freight: &str, min: u64) -> Vec<(String, 
     v.sort();
     v
 }
+
+/// The line looks for the freight auto-promotion would take among the
+/// freight the query side keeps out of memory too (it keeps 64 a project):
+/// the one a gate holds back runs nowhere, and many were found since.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_names_what_it_waits_for_among_many_freight() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let served = Served::insecure_dev(&dir.path().join("data"));
+    let channel = served.channel().await;
+    let (mut c, mut q) = (Commands::new(channel.clone()), Queries::new(channel));
+    let example = std::fs::read_to_string(common::EXAMPLE_PIPELINE).expect("example");
+    apply(
+        &mut c,
+        example.replacen(
+            "        - check: integration-tests\n",
+            "        - check: integration-tests\n        - metric: p99_ms\n          max: 250\n",
+            1,
+        ),
+    )
+    .await;
+    let (held_back, _) = discover(&mut c, "1.0.0").await;
+    promote(&mut c, "dev", &held_back).await;
+    verify(&mut c, &held_back, 300.0).await;
+    let (next, _) = discover(&mut c, "1.1.0").await;
+    promote(&mut c, "dev", &next).await;
+    let mut last = 0;
+    for i in 0..80 {
+        last = discover(&mut c, &format!("2.0.{i}")).await.1;
+    }
+    assert_eq!(
+        standing(&mut q, "staging", last).await,
+        "waiting: v1.0.0 does not pass gate metric p99_ms <= 250 (recorded: 300)"
+    );
+    assert!(served.terminate().success());
+}

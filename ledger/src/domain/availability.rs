@@ -239,6 +239,18 @@ pub fn auto_standing<'a>(
     stage: &'a StageDef,
     now: DateTime<Utc>,
 ) -> AutoStanding<'a> {
+    auto_standing_with(state, stage, now, || auto_candidate(state, stage, now))
+}
+
+/// [`auto_standing`] with the candidate found by `candidate` (asked only
+/// when the stage is not manual or held): a working set that holds part of
+/// the freight finds it in its store as well.
+pub fn auto_standing_with<'a>(
+    state: &'a ProjectState,
+    stage: &'a StageDef,
+    now: DateTime<Utc>,
+    candidate: impl FnOnce() -> Option<&'a Freight>,
+) -> AutoStanding<'a> {
     if stage.policy.mode == PolicyMode::Manual {
         return AutoStanding::Manual;
     }
@@ -248,7 +260,7 @@ pub fn auto_standing<'a>(
     if let Some(freight) = &st.hold {
         return AutoStanding::Held { freight };
     }
-    let Some(candidate) = auto_candidate(state, stage, now) else {
+    let Some(candidate) = candidate() else {
         return AutoStanding::NothingAvailable;
     };
     if st.current.as_ref().map(|c| c.freight.as_str()) == Some(candidate.id.as_str()) {

@@ -13,8 +13,8 @@ pub mod window;
 pub mod working_set;
 
 pub use availability::{
-    auto_candidate, auto_standing, available_to, check_available, gates_pass, AutoStanding,
-    Unavailable,
+    auto_candidate, auto_standing, auto_standing_with, available_to, check_available, gates_pass,
+    AutoStanding, Unavailable,
 };
 pub use duration::Seconds;
 pub use freight_id::{

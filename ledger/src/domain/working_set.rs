@@ -133,14 +133,61 @@ pub fn load_newest_available<C: Cold>(
     stage: &StageDef,
     now: DateTime<Utc>,
 ) -> Result<(), C::Error> {
+    let found = scan_newest_available(cold, state, stage, now)?;
+    // Only the answer needs to be in memory: the freight newer than it are
+    // unavailable, so `newest_where` passes them by anyway.
+    let seen = found.map(|Found { at, id, stored }| {
+        if let Some(f) = stored {
+            state.by_discovery.insert((f.discovered_at, f.id.clone()));
+            state.freight.insert(f.id.clone(), Box::new(f));
+        }
+        (at, id)
+    });
+    cold.scanned(stage, seen.as_ref().map(|(at, id)| (*at, id.as_str())));
+    Ok(())
+}
+
+/// The freight [`load_newest_available`] would load, without loading it (a
+/// copy; `None`: none is available).
+pub fn newest_available<C: Cold>(
+    cold: &C,
+    state: &ProjectState,
+    stage: &StageDef,
+    now: DateTime<Utc>,
+) -> Result<Option<Freight>, C::Error> {
+    Ok(
+        scan_newest_available(cold, state, stage, now)?.and_then(|found| {
+            found
+                .stored
+                .or_else(|| state.freight.get(&found.id).map(|f| Freight::clone(f)))
+        }),
+    )
+}
+
+/// The newest freight available to a stage: its discovery time and id, and
+/// the freight itself when it came from the store rather than memory.
+struct Found {
+    at: DateTime<Utc>,
+    id: String,
+    stored: Option<Freight>,
+}
+
+fn scan_newest_available<C: Cold>(
+    cold: &C,
+    state: &ProjectState,
+    stage: &StageDef,
+    now: DateTime<Utc>,
+) -> Result<Option<Found>, C::Error> {
     // What memory holds already ends the scan: nothing older can be the answer.
     let mut found = state
         .newest_where(|f| available_to(f, stage, now).is_ok())
-        .map(|f| (f.discovered_at, f.id.clone()));
+        .map(|f| Found {
+            at: f.discovered_at,
+            id: f.id.clone(),
+            stored: None,
+        });
     for id in cold.newest_first(stage) {
         let id = id?;
-        // Only the answer needs to be in memory: the freight newer than it
-        // are unavailable, so `newest_where` passes them by anyway.
         let stored = match state.freight.contains_key(&id) {
             true => None,
             false => match cold.freight(&id)? {
@@ -156,21 +203,17 @@ pub fn load_newest_available<C: Cold>(
         };
         if found
             .as_ref()
-            .is_some_and(|(at, newest)| (f.discovered_at, &f.id) <= (*at, newest))
+            .is_some_and(|n| (f.discovered_at, &f.id) <= (n.at, &n.id))
         {
             break;
         }
         if available_to(f, stage, now).is_ok() {
-            found = Some((f.discovered_at, id));
-            if let Some(f) = stored {
-                state.by_discovery.insert((f.discovered_at, f.id.clone()));
-                state.freight.insert(f.id.clone(), Box::new(f));
-            }
+            let at = f.discovered_at;
+            found = Some(Found { at, id, stored });
             break;
         }
     }
-    cold.scanned(stage, found.as_ref().map(|(at, id)| (*at, id.as_str())));
-    Ok(())
+    Ok(found)
 }
 
 /// Loads into `state` what applying `ev` reads, and says what it may change.

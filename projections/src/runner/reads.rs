@@ -5,7 +5,10 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use waybill_ledger::domain::{Freight, ProjectState, Promotion, PromotionStatus};
+use waybill_ledger::domain::working_set::picks_newest;
+use waybill_ledger::domain::{
+    auto_candidate, Freight, PolicyMode, ProjectState, Promotion, PromotionStatus,
+};
 
 use super::{read, Projections, SharedState};
 use crate::error::ProjectionError;
@@ -81,6 +84,40 @@ impl Projections {
                 .and_then(|d| d.stage(&p.stage))
                 .map_or(0, |st| st.policy.required_approvals)
         })
+    }
+
+    /// What auto-promotion does for `stage` of `project` at `now` (the
+    /// stage's `auto_promotion` line), with the freight it would take looked
+    /// for in the read models as well as in memory. Blocking.
+    pub fn auto_promotion(
+        &self,
+        project: &str,
+        stage: &str,
+        now: DateTime<Utc>,
+    ) -> Result<String, ProjectionError> {
+        let Some(shared) = self.shared(project) else {
+            return Ok(String::new());
+        };
+        let state = read(&shared);
+        let Some(def) = state
+            .definition()
+            .and_then(|d| d.stage(stage))
+            .filter(|d| d.policy.mode != PolicyMode::Manual)
+        else {
+            return Ok(String::new());
+        };
+        let looked_up = match picks_newest(def) {
+            true => models::newest_available(self.inner.store.views(), &state, def, now)?,
+            false => None,
+        };
+        let candidate = match picks_newest(def) {
+            true => looked_up.as_ref(),
+            // What the single upstream runs, which memory holds.
+            false => auto_candidate(&state, def, now),
+        };
+        Ok(crate::service::convert::auto_promotion(
+            &state, def, now, candidate,
+        ))
     }
 
     /// Every project's name.

@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 use waybill_ledger::domain::window::{self, Openness};
 use waybill_ledger::domain::{
-    auto_candidate, auto_standing, available_to, AutoStanding, Freight, Gate, PolicyMode,
-    ProjectState, Promotion, StageDef,
+    auto_standing_with, available_to, AutoStanding, Freight, Gate, PolicyMode, ProjectState,
+    Promotion, StageDef,
 };
 use waybill_ledger::event::ArtifactKind;
 use waybill_proto::v1 as pb;
@@ -121,8 +121,13 @@ fn gate(g: &Gate) -> String {
 }
 
 /// What auto-promotion does for the stage at `now`, and if nothing, why
-/// (empty for a manual stage).
-pub fn auto_promotion(state: &ProjectState, def: &StageDef, now: DateTime<Utc>) -> String {
+/// (empty for a manual stage), given the freight it would take.
+pub fn auto_promotion(
+    state: &ProjectState,
+    def: &StageDef,
+    now: DateTime<Utc>,
+    candidate: Option<&Freight>,
+) -> String {
     let label = |f: &Freight| {
         if f.alias.is_empty() {
             f.id.chars().take(12).collect()
@@ -130,12 +135,9 @@ pub fn auto_promotion(state: &ProjectState, def: &StageDef, now: DateTime<Utc>) 
             f.alias.clone()
         }
     };
-    match auto_standing(state, def, now) {
+    match auto_standing_with(state, def, now, || candidate) {
         AutoStanding::Manual => String::new(),
         AutoStanding::Held { freight } => {
-            // What would be taken, looked for here only: the reactor, which
-            // skips a held stage every second, has no use for it.
-            let candidate = auto_candidate(state, def, now);
             let held = state
                 .freight
                 .get(freight)

@@ -117,18 +117,27 @@ impl QueryService for QueryGrpc {
         let r = request.get_ref();
         let position = self.ready(&request, &r.project, r.min_position).await?;
         let shared = self.state(&r.project)?;
-        let state = read(&shared);
-        let def = state
-            .definition()
-            .and_then(|d| d.stage(&r.stage))
-            .ok_or_else(|| {
-                Status::not_found(format!("project {} has no stage {:?}", r.project, r.stage))
-            })?;
         let now = (self.clock)();
-        let mut policy = convert::policy(def, state.policy_version().0, now);
-        policy.auto_promotion = convert::auto_promotion(&state, def, now);
+        let (stage, mut policy) = {
+            let state = read(&shared);
+            let def = state
+                .definition()
+                .and_then(|d| d.stage(&r.stage))
+                .ok_or_else(|| {
+                    Status::not_found(format!("project {} has no stage {:?}", r.project, r.stage))
+                })?;
+            (
+                convert::stage(&state, def),
+                convert::policy(def, state.policy_version().0, now),
+            )
+        };
+        // Off the runtime: it may read freight from the read models.
+        let (projections, project, name) =
+            (self.projections.clone(), r.project.clone(), r.stage.clone());
+        policy.auto_promotion =
+            blocking(move || projections.auto_promotion(&project, &name, now)).await?;
         Ok(Response::new(pb::StageReply {
-            stage: Some(convert::stage(&state, def)),
+            stage: Some(stage),
             policy: Some(policy),
             position,
         }))
