@@ -49,13 +49,7 @@ async fn verify(c: &mut Commands, freight: &str, p99: f64) -> u64 {
 }
 
 /// The example pipeline with a metric gate on staging besides its check.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stage_says_what_auto_promotion_waits_for() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    // No reactors: the standing stays as the log leaves it.
-    let served = Served::insecure_dev(&dir.path().join("data"));
-    let channel = served.channel().await;
-    let (mut c, mut q) = (Commands::new(channel.clone()), Queries::new(channel));
+fn gated_example() -> String {
     let example = std::fs::read_to_string(common::EXAMPLE_PIPELINE).expect("example");
     let gated = example.replacen(
         "        - check: integration-tests\n",
@@ -63,6 +57,19 @@ async fn a_stage_says_what_auto_promotion_waits_for() {
         1,
     );
     assert_ne!(gated, example, "the example's staging gate moved");
+    gated
+}
+
+/// Each standing in turn on the gated example, and the freight view's
+/// verified-now column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_says_what_auto_promotion_waits_for() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // No reactors: the standing stays as the log leaves it.
+    let served = Served::insecure_dev(&dir.path().join("data"));
+    let channel = served.channel().await;
+    let (mut c, mut q) = (Commands::new(channel.clone()), Queries::new(channel));
+    let gated = gated_example();
     apply(&mut c, gated.clone()).await;
     let (freight, found) = discover(&mut c, "1.0.0").await;
     assert_eq!(
@@ -185,16 +192,7 @@ async fn a_stage_names_what_it_waits_for_among_many_freight() {
     let served = Served::insecure_dev(&dir.path().join("data"));
     let channel = served.channel().await;
     let (mut c, mut q) = (Commands::new(channel.clone()), Queries::new(channel));
-    let example = std::fs::read_to_string(common::EXAMPLE_PIPELINE).expect("example");
-    apply(
-        &mut c,
-        example.replacen(
-            "        - check: integration-tests\n",
-            "        - check: integration-tests\n        - metric: p99_ms\n          max: 250\n",
-            1,
-        ),
-    )
-    .await;
+    apply(&mut c, gated_example()).await;
     let (held_back, _) = discover(&mut c, "1.0.0").await;
     promote(&mut c, "dev", &held_back).await;
     verify(&mut c, &held_back, 300.0).await;
