@@ -106,14 +106,13 @@ impl Projections {
         else {
             return Ok(String::new());
         };
-        let looked_up = match picks_newest(def) {
-            true => models::newest_available(self.inner.store.views(), &state, def, now)?,
-            false => None,
-        };
-        let candidate = match picks_newest(def) {
-            true => looked_up.as_ref(),
+        let looked_up;
+        let candidate = if picks_newest(def) {
+            looked_up = models::newest_available(self.inner.store.views(), &state, def, now)?;
+            looked_up.as_ref()
+        } else {
             // What the single upstream runs, which memory holds.
-            false => auto_candidate(&state, def, now),
+            auto_candidate(&state, def, now)
         };
         Ok(crate::service::convert::auto_promotion(
             &state, def, now, candidate,
