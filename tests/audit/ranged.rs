@@ -20,6 +20,7 @@ pub(crate) fn ranged(s: &Setup, all_events: &[String], all_promotions: &[String]
     let dir = s.export_with("ranged", &["--from", &from, "--to", &to]);
     let (code, report) = verify(&dir, &s.pubkey);
     assert_eq!(code, 0, "{report}");
+    let seq = |v: &serde_json::Value| v["project_seq"].as_u64().expect("project_seq");
     let got: Vec<serde_json::Value> = lines(&dir.join("events.jsonl")).iter().map(parse).collect();
     let stamp = |v: &serde_json::Value| {
         chrono::DateTime::parse_from_rfc3339(v["time"].as_str().expect("time")).expect("rfc 3339")
@@ -37,6 +38,13 @@ pub(crate) fn ranged(s: &Setup, all_events: &[String], all_promotions: &[String]
         "the range should hold some records, not all"
     );
     assert_eq!(got.iter().collect::<Vec<_>>(), expected);
+    let held = format!(
+        "the project had {} records when exported; this export holds sequence {}..{}",
+        all_events.len(),
+        seq(expected[0]),
+        seq(expected[expected.len() - 1])
+    );
+    assert!(report.contains(&held), "{held}: {report}");
     let positions = |v: &[&serde_json::Value]| {
         v.iter()
             .map(|e| e["position"].as_u64().expect("position"))
@@ -83,6 +91,13 @@ pub(crate) fn ranged(s: &Setup, all_events: &[String], all_promotions: &[String]
     let (code, report) = verify(&out_dir, &s.pubkey);
     assert_eq!(code, 0, "{report}");
     assert!(lines(&out_dir.join("events.jsonl")).is_empty());
+    for said in [
+        "no records of shop in the range exported",
+        "none is in the range",
+        "promotions  none: the range holds no PromotionRequested record",
+    ] {
+        assert!(report.contains(said), "{said}: {report}");
+    }
 
     // From the last record's time on: one record, said in the singular.
     let last = &events[events.len() - 1];
@@ -107,4 +122,8 @@ pub(crate) fn ranged(s: &Setup, all_events: &[String], all_promotions: &[String]
     );
     let (code, report) = verify(&out_dir, &s.pubkey);
     assert_eq!(code, 0, "{report}");
+    // Nothing after the range, but everything before it is left out: that
+    // is said too.
+    let held = format!("this export holds sequence {0}..{0}", seq(last));
+    assert!(report.contains(&held), "{held}: {report}");
 }

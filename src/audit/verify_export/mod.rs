@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use waybill_ledger::audit::{multi_root, Checkpoint, Hash, SignedNote, VerifierKey};
 use waybill_ledger::ChainHash;
 use waybill_projections::audit::export::{
-    manifest_note, Manifest, CHECKPOINT_FILE, EVENTS_FILE, FORMAT, MANIFEST_FILE,
+    manifest_note, EventsSummary, Manifest, CHECKPOINT_FILE, EVENTS_FILE, FORMAT, MANIFEST_FILE,
     MANIFEST_SIG_FILE, PROOF_FILE, PROOF_KIND,
 };
 
@@ -361,8 +361,13 @@ fn check_summary(manifest: &Manifest, seen: &records::Seen, f: &mut Findings) {
             m.head_hash
         ));
     } else if stated == found {
-        f.fact(
-            "records",
+        let records = if m.count == 0 {
+            format!(
+                "no records of {} in the range exported; the chain stood at {}",
+                manifest.project,
+                short(&m.prev_hash)
+            )
+        } else {
             format!(
                 "{} records of {}, sequence {}..{} without a gap, chain intact from {} to {}",
                 m.count,
@@ -371,18 +376,31 @@ fn check_summary(manifest: &Manifest, seen: &records::Seen, f: &mut Findings) {
                 m.last_seq,
                 short(&m.prev_hash),
                 short(&m.head_hash)
-            ),
-        );
+            )
+        };
+        f.fact("records", records);
     }
-    if m.project_head_seq > m.last_seq {
-        f.fact(
-            "range",
-            format!(
-                "the project had {} records when exported; {} are in this export",
-                m.project_head_seq, m.count
-            ),
-        );
+    if let Some(range) = range_fact(m) {
+        f.fact("range", range);
     }
+}
+
+/// What part of the project the export holds, when it is not the whole of
+/// it: records left out before the range are as much a fact for an auditor
+/// as records after it.
+fn range_fact(m: &EventsSummary) -> Option<String> {
+    let total = m.project_head_seq;
+    if m.count >= total {
+        return None;
+    }
+    Some(if m.count == 0 {
+        format!("the project had {total} records when exported; none is in the range")
+    } else {
+        format!(
+            "the project had {total} records when exported; this export holds sequence {}..{}",
+            m.first_seq, m.last_seq
+        )
+    })
 }
 
 fn short(hash: &str) -> &str {

@@ -200,6 +200,7 @@ impl Matcher {
             f.fact(
                 "promotions",
                 match self.matched {
+                    0 => "none: the range holds no PromotionRequested record".to_string(),
                     1 => "1 record, matching its PromotionRequested record".to_string(),
                     n => format!("{n} records, each matching its PromotionRequested record"),
                 },
