@@ -33,7 +33,26 @@ pub(super) fn discover(state: &ProjectState, command: &Command) -> Result<Decisi
     }
     let id = freight_id(warehouse, artifacts);
     if let Some(existing) = state.freight.get(&id) {
-        // Re-discovery of the same contents is the same freight.
+        // Re-discovery of the same contents is the same freight; its alias
+        // is the one it was discovered with. A different one would be
+        // silently dropped (and the name would then resolve to nothing), so
+        // it is refused.
+        if !alias.is_empty() && *alias != existing.alias {
+            let had = if existing.alias.is_empty() {
+                "without an alias".to_string()
+            } else {
+                format!("as {:?}", existing.alias)
+            };
+            return Err(Rejection::invalid(
+                "alias",
+                format!(
+                    "freight {id} was discovered at position {} {had}: a freight's alias is \
+                     given once, when it is first discovered (discover it again without \
+                     --alias, or with the same one)",
+                    existing.discovered.0
+                ),
+            ));
+        }
         return Ok(Decision::AlreadyDone(CommandOutcome {
             position: existing.discovered,
             event_id: existing.discovered_id,

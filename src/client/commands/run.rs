@@ -199,10 +199,12 @@ pub async fn run(client: &ClientArgs, mut command: ClientCommand) -> anyhow::Res
                 alias: a.alias.clone(),
                 idempotency_key: key(&a.common.idempotency_key),
             };
-            (
-                "freight recorded".to_string(),
-                svc.record_discovery(req).await,
-            )
+            let what = if req.alias.is_empty() {
+                "freight recorded".to_string()
+            } else {
+                format!("freight {} recorded", req.alias)
+            };
+            (what, svc.record_discovery(req).await)
         }
         ClientCommand::RecordVerification(a) => {
             let req = pb::RecordVerificationRequest {

@@ -131,22 +131,32 @@ fn rediscovery_is_idempotent_and_aliases_are_unique() {
     let mut s = Scenario::shop();
     let f = s.discover("1.0");
     let first = s.state.freight[&f].discovered;
-    match s.decide(robot(), discover("1.0")) {
-        Ok(Decision::AlreadyDone(o)) => assert_eq!(o.position, first),
-        other => panic!("{other:?}"),
+    let found = |warehouse: &str, tag: &str, alias: &str| Command::RecordDiscovery {
+        warehouse: warehouse.into(),
+        artifacts: image(tag),
+        alias: alias.into(),
+    };
+    // The same contents, with the alias they were discovered with or none,
+    // are the same freight.
+    for again in [discover("1.0"), found("images", "1.0", "")] {
+        match s.decide(robot(), again) {
+            Ok(Decision::AlreadyDone(o)) => assert_eq!(o.position, first),
+            other => panic!("{other:?}"),
+        }
     }
-    let clash = Command::RecordDiscovery {
-        warehouse: "images".into(),
-        artifacts: image("2.0"),
-        alias: "v1-0".into(),
+    s.invalid(robot(), found("images", "2.0", "v1-0"));
+    // With another alias, refused: it would be dropped, and the name would
+    // then resolve to nothing.
+    let Rejection::Invalid { field, message } = s.invalid(robot(), found("images", "1.0", "r1"))
+    else {
+        unreachable!("invalid returns Invalid")
     };
-    s.invalid(robot(), clash);
-    let unknown = Command::RecordDiscovery {
-        warehouse: "charts".into(),
-        artifacts: image("2.0"),
-        alias: String::new(),
-    };
-    s.invalid(robot(), unknown);
+    assert_eq!(field, "alias");
+    assert!(
+        message.contains("was discovered at position") && message.contains("as \"v1-0\""),
+        "{message}"
+    );
+    s.invalid(robot(), found("charts", "2.0", ""));
 }
 
 #[test]
