@@ -23,6 +23,8 @@ pub struct HistoryItem {
     /// Reason, comment or details given with the event.
     pub reason: String,
     pub ticket: String,
+    /// Where a verification's evidence is (e.g. the CI run).
+    pub evidence_url: String,
     /// An emergency bypass.
     pub bypass: bool,
     /// The policy version in force (position of the pipeline applied).
@@ -56,6 +58,7 @@ impl HistoryItem {
             promotion: String::new(),
             reason: String::new(),
             ticket: String::new(),
+            evidence_url: String::new(),
             bypass: false,
             policy_version,
             hash: ev.hash.to_hex(),
@@ -89,13 +92,26 @@ impl HistoryItem {
             EventPayload::VerificationRecorded(v) => {
                 item.stage = v.stage.clone();
                 item.freight = v.freight_id.clone();
-                item.reason = v.evidence_url.clone();
+                // What the check found is its "why"; the evidence is where
+                // to see it.
+                item.reason = v.details.clone();
+                item.evidence_url = v.evidence_url.clone();
+                let metrics = v
+                    .metrics
+                    .iter()
+                    .map(|(name, value)| format!("{name}={value}"))
+                    .collect::<Vec<_>>();
                 item.summary = format!(
-                    "{} {} for {} in {}",
+                    "{} {} for {} in {}{}",
                     v.check,
                     if v.passed { "passed" } else { "failed" },
                     short(&v.freight_id),
-                    v.stage
+                    v.stage,
+                    if metrics.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", metrics.join(", "))
+                    }
                 );
             }
             EventPayload::FreightApproved(a) => {

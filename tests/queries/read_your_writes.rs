@@ -81,6 +81,8 @@ pub(crate) async fn stages_and_checks(
             check: "integration-tests".into(),
             passed: true,
             evidence_url: "https://ci.example/1".into(),
+            details: "412 tests passed".into(),
+            metrics: [("p99_ms".to_string(), 120.0)].into(),
             ..Default::default()
         })
         .await
@@ -99,5 +101,39 @@ pub(crate) async fn stages_and_checks(
         .expect("stage");
     assert!(stage.verified);
     assert_eq!(stage.checks[0].evidence_url, "https://ci.example/1");
+    // Its history entry: what the check found is the why, the evidence is
+    // where to see it, the metrics are in the summary.
+    let entry = q
+        .history(pb::HistoryRequest {
+            project: "shop".into(),
+            from_position: v.position,
+            limit: 1,
+            min_position: v.position,
+            ..Default::default()
+        })
+        .await
+        .expect("history")
+        .into_inner()
+        .message()
+        .await
+        .expect("entry")
+        .expect("an entry");
+    assert_eq!(
+        (
+            entry.event_type.as_str(),
+            entry.reason.as_str(),
+            entry.evidence_url.as_str()
+        ),
+        (
+            "VerificationRecorded",
+            "412 tests passed",
+            "https://ci.example/1"
+        )
+    );
+    assert!(
+        entry.summary.ends_with("in dev (p99_ms=120)"),
+        "{}",
+        entry.summary
+    );
     (f1, p1)
 }

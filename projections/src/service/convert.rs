@@ -465,6 +465,7 @@ pub fn entry(h: &HistoryItem) -> pb::HistoryEntry {
         promotion: h.promotion.clone(),
         reason: h.reason.clone(),
         ticket: h.ticket.clone(),
+        evidence_url: h.evidence_url.clone(),
         bypass: h.bypass,
         policy_version: h.policy_version.0,
         hash: h.hash.clone(),

@@ -37,6 +37,9 @@ pub fn entry_line(e: &pb::HistoryEntry, with_project: bool) -> String {
     if !e.ticket.is_empty() {
         extras.push(format!("ticket: {}", one_line(&e.ticket)));
     }
+    if !e.evidence_url.is_empty() {
+        extras.push(format!("evidence: {}", one_line(&e.evidence_url)));
+    }
     if !extras.is_empty() {
         line.push_str(&format!("  [{}]", extras.join("; ")));
     }
@@ -57,6 +60,7 @@ pub fn entry_json(e: &pb::HistoryEntry) -> Value {
         "promotion": e.promotion,
         "reason": e.reason,
         "ticket": e.ticket,
+        "evidence_url": e.evidence_url,
         "bypass": e.bypass,
         "policy_version": e.policy_version,
         "hash": e.hash,
