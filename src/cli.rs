@@ -379,5 +379,22 @@ mod tests {
             };
             assert_eq!(args.comment, "superseded", "{verb}");
         }
+        // And every verb that records a reason takes it as -m, as the
+        // decisions do.
+        for line in [
+            "waybill promote -p shop -s prod --newest -m superseded",
+            "waybill rollback -p shop -s prod -m superseded",
+            "waybill approve-freight -p shop -s prod --freight v1 -m superseded",
+        ] {
+            let cli =
+                Cli::try_parse_from(line.split(' ')).unwrap_or_else(|e| panic!("{line}: {e}"));
+            let reason = match cli.command {
+                Command::Client(ClientCommand::Promote(a)) => a.request.reason,
+                Command::Client(ClientCommand::Rollback(a)) => a.request.reason,
+                Command::Client(ClientCommand::ApproveFreight(a)) => a.reason,
+                other => panic!("{line}: {other:?}"),
+            };
+            assert_eq!(reason, "superseded", "{line}");
+        }
     }
 }

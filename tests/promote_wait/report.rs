@@ -99,7 +99,10 @@ async fn report_records_what_the_deployment_did() {
 
     // A promotion's history: its events, and no other promotion's.
     let other = c
-        .record_discovery(common::discovery("2.0", ""))
+        .record_discovery(pb::RecordDiscoveryRequest {
+            alias: "v2.0".into(),
+            ..common::discovery("2.0", "")
+        })
         .await
         .expect("discover")
         .into_inner()
@@ -120,10 +123,11 @@ async fn report_records_what_the_deployment_did() {
         "image pull backoff",
     ]);
     assert_eq!(code, Some(0), "{said}");
-    // The stage's detail says its last promotion failed, and why.
+    // The stage's detail says its last promotion failed, and why, naming
+    // the freight by its alias.
     let (code, said) = cli(&["status", "-p", "shop", "dev"]);
     assert_eq!(code, Some(0), "{said}");
-    let last = format!("last promotion: {failed} of {} Failed", &other[..12]);
+    let last = format!("last promotion: {failed} of v2.0 Failed");
     assert!(said.contains(&last), "{said}");
     assert!(
         said.contains(": executor reported failure: image pull backoff"),
@@ -335,11 +339,9 @@ async fn report_records_what_the_deployment_did() {
     };
     let verify = |freight: &str, check: &str| verify_with(freight, check, &[]);
     let (out, err) = verify(&other[..12], "integration-tests");
+    // Named by its alias, however the command named it.
     assert!(
-        out.contains(&format!(
-            "freight {} in dev, verified: yes (1/1)",
-            &other[..12]
-        )),
+        out.contains("freight v2.0 in dev, verified: yes (1/1)"),
         "{out}"
     );
     assert!(!err.contains("note:"), "{err}");
@@ -347,8 +349,7 @@ async fn report_records_what_the_deployment_did() {
     assert!(!out.contains("verified:"), "{out}");
     assert!(
         err.contains(&format!(
-            "note: freight {freight} does not run in dev (it runs {})",
-            &other[..12]
+            "note: freight {freight} does not run in dev (it runs v2.0)"
         )),
         "{err}"
     );

@@ -175,7 +175,7 @@ pub struct RequestArgs {
     #[arg(long, default_value = "", hide_default_value = true)]
     pub ticket: String,
     /// Why, for the record.
-    #[arg(long, default_value = "", hide_default_value = true)]
+    #[arg(long, short = 'm', default_value = "", hide_default_value = true)]
     pub reason: String,
     /// Decide, append nothing: say whether the request would be accepted
     /// now (exit 0) or why not (exit 1).
@@ -216,7 +216,7 @@ pub struct BypassArgs {
     #[arg(long, short = 's')]
     pub stage: String,
     /// Why (mandatory).
-    #[arg(long)]
+    #[arg(long, short = 'm')]
     pub reason: String,
     /// Change ticket (e.g. the incident).
     #[arg(long, default_value = "", hide_default_value = true)]

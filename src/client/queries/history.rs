@@ -202,6 +202,20 @@ mod tests {
         assert_eq!(v["position"], 123);
         assert_eq!(v["bypass"], false);
         assert_eq!(v["time"], "2024-05-01T12:00:00.5Z");
-        assert_eq!(v.as_object().map(|o| o.len()), Some(16));
+        assert_eq!(v.as_object().map(|o| o.len()), Some(17));
+    }
+
+    #[test]
+    fn a_verification_shows_what_it_found_and_its_evidence() {
+        let mut e = entry();
+        e.event_type = "VerificationRecorded".into();
+        e.summary = "smoke passed for 7da251a60fcc in prod (p99_ms=120)".into();
+        e.reason = "412 tests passed".into();
+        e.evidence_url = "https://ci.example/881".into();
+        assert!(entry_line(&e, false).ends_with(
+            "smoke passed for 7da251a60fcc in prod (p99_ms=120)  \
+             [reason: 412 tests passed; evidence: https://ci.example/881]"
+        ));
+        assert_eq!(entry_json(&e)["evidence_url"], "https://ci.example/881");
     }
 }

@@ -223,10 +223,14 @@ fn last_promotion(s: &pb::Stage, last: Option<&pb::Promotion>, now: DateTime<Utc
     } else {
         format!(": {}", p.details)
     };
+    let freight = if p.freight_alias.is_empty() {
+        short(&p.freight)
+    } else {
+        &p.freight_alias
+    };
     format!(
-        "{} of {} {} {}{details}",
+        "{} of {freight} {} {}{details}",
         p.id,
-        short(&p.freight),
         p.status,
         when(&p.updated_at, now)
     )
@@ -322,6 +326,7 @@ pub async fn status(svc: &mut Queries, a: StatusArgs, output: Output) -> Result<
                         "last_promotion": last.as_ref().map(|p| json!({
                             "id": p.id,
                             "freight": p.freight,
+                            "freight_alias": p.freight_alias,
                             "status": p.status,
                             "details": p.details,
                             "updated_at": p.updated_at,
