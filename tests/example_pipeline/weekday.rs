@@ -146,7 +146,11 @@ pub(crate) fn on_a_wednesday(
         &["approve", "-p", "shop", "--promotion", &p1],
         "ALREADY_APPROVED",
     );
-    let said = cli.text("carol", &["approve", "-p", "shop", "--promotion", &p1]);
+    // An approver may name what goes where instead of the promotion.
+    let said = cli.text(
+        "carol",
+        &["approve", "-p", "shop", "-s", "prod", "--freight", &f1],
+    );
     assert!(
         said.contains(&format!(
             "promotion {p1} into prod is Succeeded, approved by "
@@ -154,6 +158,18 @@ pub(crate) fn on_a_wednesday(
         "{said}"
     );
     cli.current("prod", &f1);
+    // Once it has ended, nothing open is named so.
+    let (code, json) = cli.run(
+        "carol",
+        &["reject", "-p", "shop", "-s", "prod", "--freight", &f1],
+    );
+    assert_eq!(code, 1, "{json}");
+    assert!(
+        json["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(" into prod is open (requested, authorized or running)")),
+        "{json}"
+    );
     at_says_who_put_it_there(&cli, &f1, &p1);
 
     // A newer freight reaches prod, then is rolled back.

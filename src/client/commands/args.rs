@@ -17,18 +17,22 @@ pub enum ClientCommand {
     RecordVerification(VerificationArgs),
     /// Request a promotion of freight into a stage.
     Promote(PromoteArgs),
-    /// Approve a promotion.
+    /// Approve a promotion (by --stage and --freight: the one of that
+    /// freight into that stage that has not ended).
     Approve(DecisionArgs),
-    /// Reject a promotion.
+    /// Reject a promotion (by --stage and --freight: as approve).
     Reject(DecisionArgs),
-    /// Abort a promotion.
+    /// Abort a promotion (by --stage and --freight: as approve).
     Abort(DecisionArgs),
     /// Emergency bypass: approve freight straight for a stage.
     ApproveFreight(BypassArgs),
     /// Promote the previous freight of a stage that is still available.
     Rollback(RollbackArgs),
     /// Report how a promotion your deployment tool ran went: started,
-    /// succeeded or failed (for stages Waybill does not deploy).
+    /// succeeded or failed (for stages Waybill does not deploy). By --stage
+    /// and --freight: the promotion of that freight into that stage that
+    /// waits for its executor, or, for a retried job, the one whose outcome
+    /// the stage took last.
     Report(ReportArgs),
 }
 
@@ -185,13 +189,29 @@ pub struct RequestArgs {
     pub wait: WaitArgs,
 }
 
+/// The promotion a decision or a report is about: its id, or the stage and
+/// the freight (the verb's help says which promotion that names).
+#[derive(Debug, Args)]
+pub struct PromotionRef {
+    /// Promotion id [or name it by --stage and --freight].
+    #[arg(long, required_unless_present_all = ["stage", "freight"])]
+    pub promotion: Option<String>,
+    /// The stage the promotion is into (with --freight, instead of
+    /// --promotion).
+    #[arg(long, short = 's', conflicts_with = "promotion", requires = "freight")]
+    pub stage: Option<String>,
+    /// The freight it promotes: its id, alias, or the start of its id (with
+    /// --stage, instead of --promotion).
+    #[arg(long, conflicts_with = "promotion", requires = "stage")]
+    pub freight: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct DecisionArgs {
     #[command(flatten)]
     pub common: Common,
-    /// Promotion id.
-    #[arg(long)]
-    pub promotion: String,
+    #[command(flatten)]
+    pub named: PromotionRef,
     /// Comment (approve) or reason (reject, abort), for the record.
     #[arg(
         long,
@@ -243,18 +263,8 @@ pub struct RollbackArgs {
 pub struct ReportArgs {
     #[command(flatten)]
     pub common: Common,
-    /// Promotion id [or name it by --stage and --freight: the promotion of
-    /// that freight into that stage that waits for its executor, or, for a
-    /// retried job, the one whose outcome the stage took last].
-    #[arg(long, required_unless_present_all = ["stage", "freight"])]
-    pub promotion: Option<String>,
-    /// The stage deployed (with --freight, instead of --promotion).
-    #[arg(long, short = 's', conflicts_with = "promotion", requires = "freight")]
-    pub stage: Option<String>,
-    /// The freight deployed: its id, alias, or the start of its id (with
-    /// --stage, instead of --promotion).
-    #[arg(long, conflicts_with = "promotion", requires = "stage")]
-    pub freight: Option<String>,
+    #[command(flatten)]
+    pub named: PromotionRef,
     /// The deployment started (the promotion is running).
     #[arg(long)]
     pub started: bool,

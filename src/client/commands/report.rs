@@ -1,5 +1,6 @@
 //! Which promotion `waybill report -s STAGE --freight F` is about: a
-//! deployment job that knows what it deployed where, not the promotion.
+//! deployment job that knows what it deployed where, not the promotion; and
+//! which one `waybill approve | reject | abort -s STAGE --freight F` decide.
 
 use chrono::DateTime;
 use waybill_ledger::domain::PromotionStatus;
@@ -19,31 +20,12 @@ pub(super) async fn reported(
     stage: &str,
     freight: &str,
 ) -> Result<String, tonic::Status> {
-    let mut request = pb::ListPromotionsRequest {
-        project: project.to_string(),
-        stage: stage.to_string(),
-        freight: freight.to_string(),
-        newest_first: true,
-        ..Default::default()
-    };
-    let mut newest = None;
-    loop {
-        let reply = queries.list_promotions(request.clone()).await?.into_inner();
-        if let Some(p) = reply.promotions.iter().find(|p| {
-            matches!(
-                PromotionStatus::parse(&p.status),
-                Some(PromotionStatus::Authorized | PromotionStatus::Running)
-            )
-        }) {
-            return Ok(p.id.clone());
-        }
-        if newest.is_none() {
-            newest = reply.promotions.into_iter().next();
-        }
-        if reply.next_page_token.is_empty() {
-            break;
-        }
-        request.page_token = reply.next_page_token;
+    let (waiting, newest) = find(queries, project, stage, freight, |s| {
+        matches!(s, PromotionStatus::Authorized | PromotionStatus::Running)
+    })
+    .await?;
+    if let Some(p) = waiting {
+        return Ok(p.id);
     }
     if let Some(p) = newest {
         let current = queries
@@ -65,6 +47,61 @@ pub(super) async fn reported(
          running, and the stage's last outcome is another freight's): see `waybill promotions \
          -p {project} --stage {stage} --freight {freight}`"
     )))
+}
+
+/// The promotion of `freight` into `stage` that has not ended (requested,
+/// authorized or running: a stage has at most one of each freight), for a
+/// decision; NOT_FOUND naming where to look if none has.
+pub(super) async fn open(
+    queries: &mut Queries,
+    project: &str,
+    stage: &str,
+    freight: &str,
+) -> Result<String, tonic::Status> {
+    if let (Some(p), _) = find(queries, project, stage, freight, PromotionStatus::is_active).await?
+    {
+        return Ok(p.id);
+    }
+    Err(tonic::Status::not_found(format!(
+        "no promotion of {freight} into {stage} is open (requested, authorized or running): \
+         see `waybill promotions -p {project} --stage {stage} --freight {freight}`"
+    )))
+}
+
+/// The newest promotion of `freight` into `stage` whose status is `wanted`;
+/// when none is, the newest of any status.
+async fn find(
+    queries: &mut Queries,
+    project: &str,
+    stage: &str,
+    freight: &str,
+    wanted: impl Fn(PromotionStatus) -> bool,
+) -> Result<(Option<pb::Promotion>, Option<pb::Promotion>), tonic::Status> {
+    let mut request = pb::ListPromotionsRequest {
+        project: project.to_string(),
+        stage: stage.to_string(),
+        freight: freight.to_string(),
+        newest_first: true,
+        ..Default::default()
+    };
+    let mut newest = None;
+    loop {
+        let reply = queries.list_promotions(request.clone()).await?.into_inner();
+        if let Some(p) = reply
+            .promotions
+            .iter()
+            .find(|p| PromotionStatus::parse(&p.status).is_some_and(&wanted))
+        {
+            return Ok((Some(p.clone()), None));
+        }
+        if newest.is_none() {
+            newest = reply.promotions.into_iter().next();
+        }
+        if reply.next_page_token.is_empty() {
+            return Ok((None, newest));
+        }
+        request.page_token = reply.next_page_token;
+    }
 }
 
 /// Whether `p` gave its stage, which runs `current`, the last outcome: the

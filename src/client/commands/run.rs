@@ -142,12 +142,32 @@ pub async fn run(client: &ClientArgs, mut command: ClientCommand) -> anyhow::Res
         }
         None => QueryServiceClient::with_interceptor(channel, bearer),
     };
-    // A report may name what was deployed where instead of the promotion.
-    if let ClientCommand::Report(a) = &mut command {
-        if let (None, Some(stage), Some(freight)) = (&a.promotion, &a.stage, &a.freight) {
-            let found = super::report::reported(&mut queries, &a.common.project, stage, freight);
-            match crate::client::outcome::aside(found).await {
-                Ok(id) => a.promotion = Some(id),
+    // A report or a decision may name the freight and the stage instead of
+    // the promotion.
+    let named = match &mut command {
+        ClientCommand::Report(a) => Some((&a.common.project, &mut a.named, true)),
+        ClientCommand::Approve(a) | ClientCommand::Reject(a) | ClientCommand::Abort(a) => {
+            Some((&a.common.project, &mut a.named, false))
+        }
+        _ => None,
+    };
+    if let Some((project, named, reported)) = named {
+        if let (None, Some(stage), Some(freight)) = (&named.promotion, &named.stage, &named.freight)
+        {
+            use crate::client::outcome::aside;
+            let found = if reported {
+                aside(super::report::reported(
+                    &mut queries,
+                    project,
+                    stage,
+                    freight,
+                ))
+                .await
+            } else {
+                aside(super::report::open(&mut queries, project, stage, freight)).await
+            };
+            match found {
+                Ok(id) => named.promotion = Some(id),
                 Err(status) => return Ok(refused(client.output, &status)),
             }
         }
@@ -163,9 +183,9 @@ pub async fn run(client: &ClientArgs, mut command: ClientCommand) -> anyhow::Res
     // The promotion a decision is about (the reply names it for the others).
     let decided = match &command {
         ClientCommand::Approve(a) | ClientCommand::Reject(a) | ClientCommand::Abort(a) => {
-            Some(a.promotion.clone())
+            a.named.promotion.clone()
         }
-        ClientCommand::Report(a) => a.promotion.clone(),
+        ClientCommand::Report(a) => a.named.promotion.clone(),
         _ => None,
     };
     let (what, result) = match command {
@@ -386,7 +406,7 @@ fn outcome_unknown(status: &tonic::Status) -> bool {
 fn decision(a: &DecisionArgs) -> pb::PromotionDecisionRequest {
     pb::PromotionDecisionRequest {
         project: a.common.project.clone(),
-        promotion_id: a.promotion.clone(),
+        promotion_id: a.named.promotion.clone().unwrap_or_default(),
         comment: a.comment.clone(),
         idempotency_key: key(&a.common.idempotency_key),
     }
@@ -406,7 +426,7 @@ fn report(a: &ReportArgs) -> (String, pb::ReportPromotionResultRequest) {
         format!("promotion {what}"),
         pb::ReportPromotionResultRequest {
             project: a.common.project.clone(),
-            promotion_id: a.promotion.clone().unwrap_or_default(),
+            promotion_id: a.named.promotion.clone().unwrap_or_default(),
             result: result as i32,
             details: a.details.clone(),
             idempotency_key: key(&a.common.idempotency_key),
