@@ -28,8 +28,8 @@ pub struct ClientArgs {
     #[arg(long, env = "WAYBILL_SERVER", default_value = DEFAULT_SERVER)]
     pub server: String,
     /// Where the command verbs read what they show after a command (the
-    /// promotion's standing, --wait, `report -s`, ids by their start), when
-    /// --server runs without the `queries` role [default: --server].
+    /// promotion's standing, --wait, a promotion named by -s and --freight),
+    /// when --server runs without the `queries` role [default: --server].
     #[arg(long, env = "WAYBILL_QUERY_SERVER")]
     pub query_server: Option<String>,
     /// Bearer token or JWT.
