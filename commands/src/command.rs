@@ -81,6 +81,9 @@ pub enum Command {
     /// Promote the previous freight of the stage that is still available.
     Rollback {
         stage: String,
+        /// The warehouse whose freight to roll back (empty: the stage's
+        /// only one).
+        warehouse: String,
         ticket: String,
         reason: String,
     },

@@ -70,7 +70,7 @@ pub fn check_definition(def: &PipelineDefinition) -> Vec<Problem> {
         }
     }
     for (i, s) in def.stages.iter().enumerate() {
-        check_stage(i, s, &warehouses, &stages, &mut problem);
+        check_stage(def, i, s, &warehouses, &stages, &mut problem);
     }
     if let Some((i, name)) = cycle(def) {
         problem(
@@ -82,6 +82,7 @@ pub fn check_definition(def: &PipelineDefinition) -> Vec<Problem> {
 }
 
 fn check_stage(
+    def: &PipelineDefinition,
     i: usize,
     s: &StageDef,
     warehouses: &BTreeSet<&str>,
@@ -122,14 +123,29 @@ fn check_stage(
                 problem(path, "a stage cannot be its own upstream".into());
             } else if !stages.contains(up.as_str()) {
                 problem(path, format!("no stage {up:?}"));
+            } else if def
+                .stage(up)
+                .is_some_and(|u| u.request_for(&r.origin).is_none())
+            {
+                problem(
+                    path,
+                    format!(
+                        "stage {up:?} does not take freight from warehouse {:?}, so none of it can pass through there",
+                        r.origin
+                    ),
+                );
             }
         }
-    }
-    if s.auto_selection == AutoSelection::MatchUpstream && s.upstreams().count() != 1 {
-        problem(
-            format!("{at}.auto_selection"),
-            "MatchUpstream needs exactly one upstream stage".into(),
-        );
+        if s.auto_selection == AutoSelection::MatchUpstream && r.sources.stages.len() != 1 {
+            problem(
+                format!("{rat}.sources.stages"),
+                format!(
+                    "auto_selection MatchUpstream takes what the upstream stage runs: it needs exactly one upstream stage for warehouse {:?} (this lists {})",
+                    r.origin,
+                    r.sources.stages.len()
+                ),
+            );
+        }
     }
     let mut checks = BTreeSet::new();
     for (j, c) in s.verification.iter().enumerate() {

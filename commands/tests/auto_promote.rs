@@ -161,13 +161,7 @@ async fn scenario(log: Arc<dyn EventLog>) {
         },
     )
     .await;
-    until(&h, "staging current", |s| {
-        s.stages["staging"]
-            .current
-            .as_ref()
-            .is_some_and(|c| c.freight == f1)
-    })
-    .await;
+    until(&h, "staging current", |s| s.stages["staging"].runs(&f1)).await;
 
     // 3. A failed promotion is never retried.
     let f2 = match run(&h, &ci, discover("2.0")).await.payload {

@@ -198,6 +198,42 @@ fn an_unknown_origin_warehouse_points_at_the_origin() {
 }
 
 #[test]
+fn availability_inside_sources_says_where_it_belongs() {
+    let e = only_error(fixture!("availability_under_sources.yaml"));
+    assert_at(
+        &e,
+        19,
+        11,
+        Some("stages[2].requested_freight[0].sources.availability"),
+        "it belongs to the requested_freight entry, beside `origin` and `sources`",
+    );
+}
+
+#[test]
+fn an_upstream_that_does_not_run_the_warehouse_is_refused() {
+    let e = only_error(fixture!("upstream_without_the_warehouse.yaml"));
+    assert_at(
+        &e,
+        16,
+        42,
+        Some("stages[1].requested_freight[1].sources.stages[0]"),
+        "stage \"dev\" does not take freight from warehouse \"config\"",
+    );
+}
+
+#[test]
+fn match_upstream_needs_one_upstream_per_warehouse() {
+    let e = only_error(fixture!("match_upstream_two_upstreams.yaml"));
+    assert_at(
+        &e,
+        18,
+        27,
+        Some("stages[2].requested_freight[0].sources.stages"),
+        "needs exactly one upstream stage for warehouse \"images\" (this lists 2)",
+    );
+}
+
+#[test]
 fn gated_without_gates_points_at_the_policy_that_lacks_them() {
     let e = only_error(fixture!("gated_without_gates.yaml"));
     assert_at(

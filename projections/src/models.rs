@@ -228,7 +228,7 @@ pub fn evict(state: &mut ProjectState, keep: Option<&Touched>) {
         let current: BTreeSet<String> = state
             .stages
             .values()
-            .filter_map(|s| s.current.as_ref().map(|c| c.freight.clone()))
+            .flat_map(|s| s.current.iter().map(|c| c.freight.clone()))
             .collect();
         state
             .freight
@@ -271,7 +271,7 @@ pub fn load_all(tree: &sled::Tree) -> Result<Vec<ProjectState>, ProjectionError>
         let current: Vec<String> = state
             .stages
             .values()
-            .filter_map(|s| s.current.as_ref().map(|c| c.freight.clone()))
+            .flat_map(|s| s.current.iter().map(|c| c.freight.clone()))
             .collect();
         for id in current {
             let stored = Stored {

@@ -124,10 +124,7 @@ async fn read_models_follow_the_log_and_resume_equal_to_a_rebuild() {
     run_until(&p, log.clone(), half).await;
     let shop = p.project("shop").expect("shop state");
     assert_eq!(
-        shop.stages["dev"]
-            .current
-            .as_ref()
-            .map(|c| c.freight.as_str()),
+        shop.stages["dev"].latest().map(|c| c.freight.as_str()),
         Some("f0149")
     );
     assert!(shop.freight.len() <= 2 * waybill_projections::models::HOT);
@@ -198,10 +195,7 @@ async fn read_models_follow_the_log_and_resume_equal_to_a_rebuild() {
     let ops = p.project("ops").expect("ops");
     assert_eq!(ops.stages["prod"].queue, ["ops-1"]);
     assert_eq!(
-        ops.stages["prod"]
-            .current
-            .as_ref()
-            .map(|c| c.freight.as_str()),
+        ops.stages["prod"].latest().map(|c| c.freight.as_str()),
         Some("f0000")
     );
     let by_actor = HistoryFilter {

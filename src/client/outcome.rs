@@ -111,7 +111,9 @@ pub async fn verification(
     match output {
         Output::Json => {
             let mut doc = reply_json(reply);
-            doc["verification"] = s.map_or(Value::Null, |s| verification_json(&s, freight, check));
+            doc["verification"] = s.map_or(Value::Null, |s| {
+                verification_json(&view_of(&s, freight), freight, check)
+            });
             println!("{doc}");
         }
         Output::Text => {
@@ -127,6 +129,16 @@ pub async fn verification(
             }
         }
     }
+}
+
+/// The stage `s` as it runs `freight`'s warehouse (see
+/// [`stages::views`](super::queries::stages::views)): the view whose freight
+/// is `freight`, else the stage as a whole.
+fn view_of(s: &pb::Stage, freight: &str) -> pb::Stage {
+    super::queries::stages::views(s)
+        .into_iter()
+        .find(|v| v.current.as_ref().is_some_and(|c| names(c, freight)))
+        .unwrap_or_else(|| s.clone())
 }
 
 /// Where verification in the stage `s` stands for `freight`, as JSON.
@@ -154,7 +166,9 @@ enum Said {
     Note(String),
 }
 
-fn verification_lines(s: &pb::Stage, freight: &str, check: &str) -> Vec<Said> {
+/// What to say after a verification of `freight` in stage `whole`.
+fn verification_lines(whole: &pb::Stage, freight: &str, check: &str) -> Vec<Said> {
+    let s = &view_of(whole, freight);
     let mut said = Vec::new();
     let required: Vec<&str> = s.checks.iter().map(|c| c.check.as_str()).collect();
     if !required.contains(&check) {
@@ -185,13 +199,24 @@ fn verification_lines(s: &pb::Stage, freight: &str, check: &str) -> Vec<Said> {
             "freight {freight} does not run in {} ({}): the result is kept, and counts \
              towards its verification there once it runs there",
             s.name,
-            current.map_or("nothing does".to_string(), |c| format!(
-                "it runs {}",
-                name(c)
-            ))
+            runs(whole)
         ))),
     }
     said
+}
+
+/// What stage `s` runs, as "it runs v1" or "it runs v1, c7" ("nothing
+/// does" when it runs nothing).
+fn runs(s: &pb::Stage) -> String {
+    let names: Vec<String> = super::queries::stages::views(s)
+        .iter()
+        .filter_map(|v| v.current.as_ref().filter(|c| !c.freight.is_empty()))
+        .map(|c| name(c).to_string())
+        .collect();
+    match names.is_empty() {
+        true => "nothing does".to_string(),
+        false => format!("it runs {}", names.join(", ")),
+    }
 }
 
 /// Whether `reference` (an id, the start of one, or an alias) names `c`.
@@ -356,6 +381,38 @@ mod tests {
         let said = verification_lines(&stage(None, &[], false), "v2", "e2e");
         assert!(
             matches!(&said[..], [Said::Note(a)] if a.contains("(it requires no checks)")),
+            "{said:?}"
+        );
+    }
+
+    #[test]
+    fn a_verification_in_a_stage_of_several_warehouses_speaks_of_its_freight() {
+        let image = stage(Some(("a1a1a1a1a1a1", "v1")), &[("e2e", "passed")], true);
+        let config = stage(Some(("c7c7c7c7c7c7", "c7")), &[("e2e", "failed")], false);
+        let mut dev = config.clone();
+        dev.runs = [("images", &image), ("config", &config)]
+            .into_iter()
+            .map(|(warehouse, v)| pb::StageFreight {
+                warehouse: warehouse.into(),
+                current: v.current.clone(),
+                checks: v.checks.clone(),
+                verified: v.verified,
+                held: false,
+            })
+            .collect();
+        assert_eq!(
+            verification_lines(&dev, "v1", "e2e"),
+            [Said::Out("freight v1 in dev, verified: yes (1/1)".into())]
+        );
+        assert_eq!(
+            verification_lines(&dev, "c7", "e2e"),
+            [Said::Out(
+                "freight c7 in dev, verified: no (failed: e2e)".into()
+            )]
+        );
+        let said = verification_lines(&dev, "v2", "e2e");
+        assert!(
+            matches!(&said[..], [Said::Note(a)] if a.contains("(it runs v1, c7)")),
             "{said:?}"
         );
     }

@@ -21,6 +21,7 @@ mod pipeline_source;
 mod promotions;
 mod read_your_writes;
 mod state_at;
+mod warehouses;
 mod watch;
 
 use common::{waybill, Served};
@@ -109,22 +110,32 @@ async fn scenario(mut cmd: std::process::Command) {
     assert!(served.terminate().success());
 }
 
+/// `waybill serve` on the embedded log in `dir`.
+pub(crate) fn serve_embedded(dir: &std::path::Path) -> std::process::Command {
+    let mut cmd = waybill();
+    cmd.arg("serve").arg("--data-dir").arg(dir);
+    cmd
+}
+
+/// `waybill serve` on JetStream at `server`, its read models in `dir`.
+pub(crate) fn serve_jetstream(server: &NatsServer, dir: &std::path::Path) -> std::process::Command {
+    let mut cmd = waybill();
+    cmd.args(["serve", "--nats", &server.url(), "--data-dir"])
+        .arg(dir);
+    cmd
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queries_on_embedded_storage() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut cmd = waybill();
-    cmd.arg("serve").arg("--data-dir").arg(dir.path());
-    scenario(cmd).await;
+    scenario(serve_embedded(dir.path())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queries_on_jetstream() {
     let server = NatsServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut cmd = waybill();
-    cmd.args(["serve", "--nats", &server.url(), "--data-dir"])
-        .arg(dir.path());
-    scenario(cmd).await;
+    scenario(serve_jetstream(&server, dir.path())).await;
 }
 
 /// A freight runs in a stage that a later pipeline leaves out: `GetFreight`

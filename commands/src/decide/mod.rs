@@ -7,6 +7,8 @@ mod freight;
 mod pipeline;
 mod promotion;
 
+pub(crate) use promotion::rollback_warehouse;
+
 use sha2::{Digest, Sha256};
 use waybill_ledger::domain::{CommandOutcome, ProjectState, StageDef};
 use waybill_ledger::EventPayload;

@@ -47,6 +47,7 @@ pub(super) fn rollback(
 ) -> Result<Decision, Rejection> {
     let Command::Rollback {
         stage: stage_name,
+        warehouse,
         ticket,
         reason,
     } = command
@@ -54,10 +55,16 @@ pub(super) fn rollback(
         unreachable!("dispatched by decide")
     };
     let stage_def = stage(state, stage_name)?;
+    let warehouse = rollback_warehouse(stage_def, warehouse)?;
+    // The stage as it takes freight from that warehouse: what is available
+    // to it is that warehouse's freight.
+    let from_warehouse = stage_def
+        .for_warehouse(warehouse)
+        .unwrap_or_else(|| stage_def.clone());
     let current = state
         .stages
         .get(stage_name)
-        .and_then(|s| s.current.as_ref())
+        .and_then(|s| s.current_for(warehouse))
         .map(|c| c.freight.as_str());
     let mut succeeded: Vec<_> = state
         .promotions
@@ -69,12 +76,20 @@ pub(super) fn rollback(
         .iter()
         .filter(|p| Some(p.freight.as_str()) != current)
         .filter_map(|p| state.freight.get(&p.freight))
-        .find(|f| available_to(f, stage_def, ctx.now).is_ok())
+        .find(|f| available_to(f, &from_warehouse, ctx.now).is_ok())
         .ok_or_else(|| {
             Rejection::policy(
                 Reason::NoRollbackTarget,
-                format!("stage {stage_name} has no earlier freight that is still available"),
-                [("stage", stage_name.clone())],
+                match stage_def.requested_freight.len() {
+                    1 => format!("stage {stage_name} has no earlier freight that is still available"),
+                    _ => format!(
+                        "stage {stage_name} has no earlier freight of warehouse {warehouse} that is still available"
+                    ),
+                },
+                [
+                    ("stage", stage_name.clone()),
+                    ("warehouse", warehouse.to_string()),
+                ],
             )
         })?;
     let reason = if reason.is_empty() {
@@ -83,6 +98,35 @@ pub(super) fn rollback(
         reason.clone()
     };
     promote(state, ctx, stage_def, target, ticket, &reason)
+}
+
+/// The warehouse whose freight a rollback of `stage` replaces: `named`, or
+/// when empty the only one the stage takes freight from.
+pub(crate) fn rollback_warehouse<'a>(
+    stage: &'a StageDef,
+    named: &'a str,
+) -> Result<&'a str, Rejection> {
+    let takes: Vec<&str> = stage.warehouses().collect();
+    match (named, takes.as_slice()) {
+        ("", [only]) => Ok(only),
+        ("", _) => Err(Rejection::invalid(
+            "warehouse",
+            format!(
+                "stage {} runs freight of several warehouses ({}): name the one whose freight to roll back",
+                stage.name,
+                takes.join(", ")
+            ),
+        )),
+        (w, _) if takes.contains(&w) => Ok(named),
+        (w, _) => Err(Rejection::invalid(
+            "warehouse",
+            format!(
+                "stage {} does not take freight from warehouse {w} (it takes {})",
+                stage.name,
+                takes.join(", ")
+            ),
+        )),
+    }
 }
 
 fn newest_available<'a>(
@@ -113,11 +157,7 @@ fn promote(
     if let Err(why) = available_to(f, stage_def, ctx.now) {
         return Err(not_available(&f.id, stage_name, why));
     }
-    let current = state
-        .stages
-        .get(stage_name)
-        .and_then(|s| s.current.as_ref());
-    if current.is_some_and(|c| c.freight == f.id) {
+    if state.stages.get(stage_name).is_some_and(|s| s.runs(&f.id)) {
         return Err(Rejection::policy(
             Reason::AlreadyCurrent,
             format!("freight {} is already current in stage {stage_name}", f.id),

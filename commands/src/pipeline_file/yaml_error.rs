@@ -35,7 +35,21 @@ pub(crate) fn describe(tree: &Tree, e: &Error) -> (Pos, Option<String>, String) 
         message = format!("{}: {message}", quoted(&text));
     }
     let path = (!path.is_empty()).then(|| PathDisplay(&path).to_string());
+    if let Some(hint) = path.as_deref().and_then(|p| misplaced(p, &message)) {
+        message = format!("{message} ({hint})");
+    }
     (at, path, message)
+}
+
+/// Where a field written one level too deep belongs: `availability` and
+/// `required_soak` are read as part of `sources`, which they qualify.
+fn misplaced(path: &str, message: &str) -> Option<&'static str> {
+    let field = path.rsplit('.').next()?;
+    let under_sources = path.ends_with(&format!(".sources.{field}"));
+    (under_sources
+        && matches!(field, "availability" | "required_soak")
+        && message.contains("unknown field"))
+    .then_some("it belongs to the requested_freight entry, beside `origin` and `sources`")
 }
 
 /// The error under the crate's snippet and alias wrappers.

@@ -246,12 +246,16 @@ pub fn due(state: &ProjectState, now: DateTime<Utc>) -> Vec<Intent> {
         return Vec::new();
     };
     let mut out = Vec::new();
+    // A stage that takes freight from several warehouses runs one freight
+    // of each: each warehouse has its own candidate.
     for stage in &def.stages {
-        if let AutoStanding::Due(candidate) = auto_standing(state, stage, now) {
-            out.push(Intent {
-                stage: stage.name.clone(),
-                freight: candidate.id.clone(),
-            });
+        for warehouse in stage.warehouses() {
+            if let AutoStanding::Due(candidate) = auto_standing(state, stage, warehouse, now) {
+                out.push(Intent {
+                    stage: stage.name.clone(),
+                    freight: candidate.id.clone(),
+                });
+            }
         }
     }
     out

@@ -340,10 +340,17 @@ impl CommandService for CommandGrpc {
         request: Request<pb::RollbackRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
         let r = request.get_ref();
-        let command = convert::name("stage", &r.stage).map(|stage| Command::Rollback {
-            stage,
-            ticket: r.ticket.clone(),
-            reason: r.reason.clone(),
+        let command = convert::name("stage", &r.stage).and_then(|stage| {
+            let warehouse = match r.warehouse.as_str() {
+                "" => String::new(),
+                w => convert::name("warehouse", w)?,
+            };
+            Ok(Command::Rollback {
+                stage,
+                warehouse,
+                ticket: r.ticket.clone(),
+                reason: r.reason.clone(),
+            })
         });
         self.run_or_check(
             &request,

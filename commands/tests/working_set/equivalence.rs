@@ -57,7 +57,18 @@ fn command(step: &Step, freight: &[String], promotions: &[String]) -> Option<Com
     };
     let promotion = || promotions.get(a % promotions.len().max(1)).cloned();
     Some(match step.op {
-        0 | 1 => common::discovery(a % FREIGHT),
+        // Every third freight comes from the second warehouse, which dev
+        // and staging run beside the first.
+        0 | 1 => match common::discovery(a % FREIGHT) {
+            Command::RecordDiscovery {
+                artifacts, alias, ..
+            } if a % FREIGHT % 3 == 2 => Command::RecordDiscovery {
+                warehouse: "config".into(),
+                artifacts,
+                alias,
+            },
+            other => other,
+        },
         2 => Command::RecordVerification {
             freight: named(a),
             stage,
@@ -109,6 +120,7 @@ fn command(step: &Step, freight: &[String], promotions: &[String]) -> Option<Com
         },
         _ => Command::Rollback {
             stage,
+            warehouse: ["", "images", "config"][a % 3].to_string(),
             ticket: String::new(),
             reason: String::new(),
         },

@@ -31,13 +31,15 @@ use waybill_ledger::{EventLog, ProjectName, SledLog};
 
 const PIPELINE: &str = r#"{
   "project": "ws",
-  "warehouses": [{"name": "images"}],
+  "warehouses": [{"name": "images"}, {"name": "config"}],
   "stages": [
-    {"name": "dev", "requested_freight": [{"origin": "images", "sources": {"direct": true}}],
+    {"name": "dev", "requested_freight": [{"origin": "images", "sources": {"direct": true}},
+                                          {"origin": "config", "sources": {"direct": true}}],
      "policy": {"mode": "auto"}},
     {"name": "staging",
      "requested_freight": [{"origin": "images", "sources": {"stages": ["dev"]},
-                            "required_soak": "30m"}],
+                            "required_soak": "30m"},
+                           {"origin": "config", "sources": {"stages": ["dev"]}}],
      "verification": ["integration-tests"],
      "policy": {"mode": "gated", "gates": [{"check": "smoke"}]}},
     {"name": "prod",

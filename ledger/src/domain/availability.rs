@@ -180,18 +180,24 @@ pub fn gates_pass<'a>(f: &Freight, gates: &'a [Gate]) -> Result<(), &'a Gate> {
     Ok(())
 }
 
-/// The freight auto-promotion would pick for `stage` at `now`, if any
-/// (availability only; holds, failures and gates are the reactor's business).
+/// The freight of `warehouse` auto-promotion would pick for `stage` at
+/// `now`, if any (availability only; holds, failures and gates are the
+/// reactor's business). A stage takes freight from each warehouse it
+/// requests on its own: auto-promotion picks one candidate per warehouse.
 pub fn auto_candidate<'a>(
     state: &'a ProjectState,
     stage: &StageDef,
+    warehouse: &str,
     now: DateTime<Utc>,
 ) -> Option<&'a Freight> {
+    let request = stage.request_for(warehouse)?;
     match stage.auto_selection {
-        AutoSelection::NewestFreight => state.newest_where(|f| available_to(f, stage, now).is_ok()),
+        AutoSelection::NewestFreight => {
+            state.newest_where(|f| f.warehouse == warehouse && available_to(f, stage, now).is_ok())
+        }
         AutoSelection::MatchUpstream => {
-            let upstream = stage.upstreams().next()?;
-            let current = state.stages.get(upstream)?.current.as_ref()?;
+            let upstream = request.sources.stages.first()?;
+            let current = state.stages.get(upstream)?.current_for(warehouse)?;
             let f = state.freight.get(&current.freight)?;
             available_to(f, stage, now).ok().map(|()| &**f)
         }
@@ -204,8 +210,9 @@ pub fn auto_candidate<'a>(
 pub enum AutoStanding<'a> {
     /// A manual stage: people request its promotions.
     Manual,
-    /// A manual promotion of other freight (a rollback) holds the stage
-    /// (promoting by hand what auto-promotion would take releases it).
+    /// A manual promotion of other freight (a rollback) holds the stage's
+    /// freight of this warehouse (promoting by hand what auto-promotion
+    /// would take releases it).
     Held { freight: &'a str },
     /// No freight is available to the stage.
     NothingAvailable,
@@ -231,15 +238,19 @@ pub enum AutoStanding<'a> {
     Due(&'a Freight),
 }
 
-/// What auto-promotion does for `stage` in `state` at `now` (DESIGN §1: skip
-/// when held, when the candidate is current or in flight, when its latest
-/// promotion failed, and, gated, until the gates pass).
+/// What auto-promotion does for `stage`'s freight of `warehouse` in `state`
+/// at `now` (DESIGN §1: skip when held, when the candidate is current or in
+/// flight, when its latest promotion failed, and, gated, until the gates
+/// pass).
 pub fn auto_standing<'a>(
     state: &'a ProjectState,
     stage: &'a StageDef,
+    warehouse: &str,
     now: DateTime<Utc>,
 ) -> AutoStanding<'a> {
-    auto_standing_with(state, stage, now, || auto_candidate(state, stage, now))
+    auto_standing_with(state, stage, warehouse, now, || {
+        auto_candidate(state, stage, warehouse, now)
+    })
 }
 
 /// [`auto_standing`] with the candidate found by `candidate` (asked only
@@ -248,6 +259,7 @@ pub fn auto_standing<'a>(
 pub fn auto_standing_with<'a>(
     state: &'a ProjectState,
     stage: &'a StageDef,
+    warehouse: &str,
     now: DateTime<Utc>,
     candidate: impl FnOnce() -> Option<&'a Freight>,
 ) -> AutoStanding<'a> {
@@ -257,13 +269,16 @@ pub fn auto_standing_with<'a>(
     let Some(st) = state.stages.get(&stage.name) else {
         return AutoStanding::NothingAvailable;
     };
-    if let Some(freight) = &st.hold {
-        return AutoStanding::Held { freight };
+    let current = st.current_for(warehouse);
+    if let Some(held) = current.filter(|c| c.held) {
+        return AutoStanding::Held {
+            freight: &held.freight,
+        };
     }
     let Some(candidate) = candidate() else {
         return AutoStanding::NothingAvailable;
     };
-    if st.current.as_ref().map(|c| c.freight.as_str()) == Some(candidate.id.as_str()) {
+    if current.map(|c| c.freight.as_str()) == Some(candidate.id.as_str()) {
         AutoStanding::Current(candidate)
     } else if state.in_flight(&stage.name, &candidate.id).is_some() {
         AutoStanding::InFlight(candidate)

@@ -291,9 +291,12 @@ impl ProjectState {
         let Some(p) = self.promotions.get(id).cloned() else {
             return;
         };
-        // A manual promotion of anything but the auto candidate holds the stage;
-        // promoting the candidate releases the hold.
-        // Holds matter only where auto-promotion runs.
+        let Some(warehouse) = self.freight.get(&p.freight).map(|f| f.warehouse.clone()) else {
+            return;
+        };
+        // A manual promotion of anything but the auto candidate holds the
+        // stage's freight of that warehouse; promoting the candidate
+        // releases the hold. Holds matter only where auto-promotion runs.
         let auto_stage = self
             .definition()
             .and_then(|d| d.stage(&p.stage))
@@ -301,27 +304,27 @@ impl ProjectState {
         let manual = p.requested_by.auth_method != "service" && auto_stage.is_some();
         let candidate = auto_stage
             .filter(|_| manual)
-            .and_then(|s| auto_candidate(self, s, at))
+            .and_then(|s| auto_candidate(self, s, &warehouse, at))
             .map(|f| f.id.clone());
         self.finish(id, PromotionStatus::Succeeded, details, at);
-        let previous = self.stages.get(&p.stage).and_then(|s| s.current.clone());
+        let previous = self
+            .stages
+            .get(&p.stage)
+            .and_then(|s| s.current_for(&warehouse).cloned());
         if let Some(prev) = &previous {
             self.end_tenure(&prev.freight, &p.stage, at);
         }
         if let Some(st) = self.stages.get_mut(&p.stage) {
-            st.current = Some(Current {
+            let held = manual && candidate.as_ref().is_some_and(|c| *c != p.freight);
+            st.set_current(Current {
+                warehouse,
                 freight: p.freight.clone(),
                 since: at,
                 promotion: p.id.clone(),
                 promoted_by: p.requested_by.principal.clone(),
+                held,
             });
             st.failed.remove(&p.freight);
-            if manual {
-                st.hold = match candidate {
-                    Some(c) if c != p.freight => Some(p.freight.clone()),
-                    _ => None,
-                };
-            }
         }
         if let Some(f) = self.freight.get_mut(&p.freight) {
             insert_exact(&mut f.currently_in, p.stage.clone(), at);

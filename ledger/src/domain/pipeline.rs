@@ -248,6 +248,24 @@ impl StageDef {
             .find(|r| r.origin == warehouse)
     }
 
+    /// The stage as it takes freight from `warehouse` alone (its one
+    /// request for that warehouse): freight available to it is the freight
+    /// of `warehouse` available to the stage.
+    pub fn for_warehouse(&self, warehouse: &str) -> Option<StageDef> {
+        let request = self.request_for(warehouse)?;
+        if self.requested_freight.len() == 1 {
+            return Some(self.clone());
+        }
+        let mut one = self.clone();
+        one.requested_freight = vec![request.clone()];
+        Some(one)
+    }
+
+    /// The warehouses the stage takes freight from, in the order it lists them.
+    pub fn warehouses(&self) -> impl Iterator<Item = &str> {
+        self.requested_freight.iter().map(|r| r.origin.as_str())
+    }
+
     /// Every upstream stage this stage takes freight from.
     pub fn upstreams(&self) -> impl Iterator<Item = &str> {
         self.requested_freight

@@ -191,26 +191,66 @@ pub struct CheckResult {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StageState {
     pub name: String,
-    pub current: Option<Current>,
+    /// What the stage runs: one freight per warehouse it takes freight from
+    /// (as Kargo's freight collection), in warehouse order. A promotion
+    /// replaces the freight of its own warehouse only.
+    pub current: Vec<Current>,
     /// Authorized promotions waiting for the executor, oldest first.
     pub queue: VecDeque<String>,
     /// The promotion the executor is running.
     pub running: Option<String>,
-    /// Freight held by a manual rollback: auto-promotion stays away until the
-    /// candidate is promoted again.
-    pub hold: Option<String>,
     pub last_promotion: Option<String>,
     /// Freight whose latest promotion into this stage failed.
     pub failed: BTreeSet<String>,
 }
 
-/// The freight a stage runs.
+impl StageState {
+    /// The freight of `warehouse` the stage runs.
+    pub fn current_for(&self, warehouse: &str) -> Option<&Current> {
+        self.current.iter().find(|c| c.warehouse == warehouse)
+    }
+
+    /// Whether the stage runs `freight`.
+    pub fn runs(&self, freight: &str) -> bool {
+        self.current.iter().any(|c| c.freight == freight)
+    }
+
+    /// The freight promoted into the stage last (the latest to arrive).
+    pub fn latest(&self) -> Option<&Current> {
+        self.current.iter().max_by_key(|c| c.since)
+    }
+
+    /// Freight a manual promotion holds the stage at (see [`Current::held`]).
+    pub fn held(&self) -> impl Iterator<Item = &Current> {
+        self.current.iter().filter(|c| c.held)
+    }
+
+    /// Puts `current` in the place of its warehouse's freight.
+    pub(crate) fn set_current(&mut self, current: Current) {
+        match self
+            .current
+            .binary_search_by(|c| c.warehouse.as_str().cmp(&current.warehouse))
+        {
+            Ok(i) => self.current[i] = current,
+            Err(i) => self.current.insert(i, current),
+        }
+    }
+}
+
+/// The freight a stage runs from one warehouse.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Current {
+    /// The freight's warehouse (its origin).
+    pub warehouse: String,
     pub freight: String,
     pub since: DateTime<Utc>,
     pub promotion: String,
     pub promoted_by: String,
+    /// Promoted by hand over auto-promotion's candidate (a rollback):
+    /// auto-promotion of this warehouse's freight stays away from the stage
+    /// until the candidate is promoted again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
 }
 
 /// A promotion and its lifecycle.

@@ -262,12 +262,17 @@ pub fn load_for_event<C: Cold>(
         }
     };
     load_freight(cold, state, &freight)?;
+    let warehouse = state.freight.get(&freight).map(|f| f.warehouse.clone());
     reads.freight.push(freight);
-    if let Some(current) = state.stages.get(&stage).and_then(|s| s.current.as_ref()) {
+    let current = warehouse
+        .as_deref()
+        .and_then(|w| state.stages.get(&stage)?.current_for(w));
+    if let Some(current) = current {
         reads.freight.push(current.freight.clone());
     }
     // A person's promotion into an auto stage compares what it promotes
-    // with the freight auto-promotion would pick: the newest available.
+    // with the freight auto-promotion would pick: the newest available of
+    // its warehouse.
     let may_succeed = matches!(
         payload,
         EventPayload::PromotionRequested(_)
@@ -278,7 +283,7 @@ pub fn load_for_event<C: Cold>(
         .definition()
         .and_then(|d| d.stage(&stage))
         .filter(|d| may_succeed && requester != "service" && picks_newest(d))
-        .cloned();
+        .and_then(|d| d.for_warehouse(warehouse.as_deref()?));
     if let Some(def) = def {
         load_newest_available(cold, state, &def, ev.event.time)?;
     }

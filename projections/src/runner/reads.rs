@@ -106,17 +106,28 @@ impl Projections {
         else {
             return Ok(String::new());
         };
-        let looked_up;
-        let candidate = if picks_newest(def) {
-            looked_up = models::newest_available(self.inner.store.views(), &state, def, now)?;
-            looked_up.as_ref()
-        } else {
-            // What the single upstream runs, which memory holds.
-            auto_candidate(&state, def, now)
-        };
-        Ok(crate::service::convert::auto_promotion(
-            &state, def, now, candidate,
-        ))
+        // A stage runs one freight of each warehouse it takes from: each
+        // has its own candidate.
+        let mut lines = Vec::new();
+        for warehouse in def.warehouses() {
+            let looked_up;
+            let candidate = match def.for_warehouse(warehouse) {
+                Some(one) if picks_newest(def) => {
+                    looked_up =
+                        models::newest_available(self.inner.store.views(), &state, &one, now)?;
+                    looked_up.as_ref()
+                }
+                // What the single upstream runs, which memory holds.
+                _ => auto_candidate(&state, def, warehouse, now),
+            };
+            let line =
+                crate::service::convert::auto_promotion(&state, def, warehouse, now, candidate);
+            lines.push(match def.requested_freight.len() {
+                1 => line,
+                _ => format!("{warehouse}: {line}"),
+            });
+        }
+        Ok(lines.join("; "))
     }
 
     /// Every project's name.

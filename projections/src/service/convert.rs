@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 use waybill_ledger::domain::window::{self, Openness};
 use waybill_ledger::domain::{
-    auto_standing_with, available_to, AutoStanding, Freight, Gate, PolicyMode, ProjectState,
-    Promotion, StageDef,
+    auto_standing_with, available_to, AutoStanding, Current, Freight, Gate, PolicyMode,
+    ProjectState, Promotion, StageDef,
 };
 use waybill_ledger::event::ArtifactKind;
 use waybill_proto::v1 as pb;
@@ -125,6 +125,7 @@ fn gate(g: &Gate) -> String {
 pub fn auto_promotion(
     state: &ProjectState,
     def: &StageDef,
+    warehouse: &str,
     now: DateTime<Utc>,
     candidate: Option<&Freight>,
 ) -> String {
@@ -135,7 +136,7 @@ pub fn auto_promotion(
             f.alias.clone()
         }
     };
-    match auto_standing_with(state, def, now, || candidate) {
+    match auto_standing_with(state, def, warehouse, now, || candidate) {
         AutoStanding::Manual => String::new(),
         AutoStanding::Held { freight } => {
             let held = state
@@ -263,10 +264,74 @@ fn days(list: &[chrono::Weekday]) -> String {
 
 pub fn stage(state: &ProjectState, def: &StageDef) -> pb::Stage {
     let st = state.stages.get(&def.name);
-    let current = st.and_then(|s| s.current.as_ref());
-    let freight = current.and_then(|c| state.freight.get(&c.freight));
-    let checks = def
-        .verification
+    // In the order the stage lists its warehouses (then any it no longer
+    // takes freight from, by name).
+    let mut current: Vec<&Current> = st.map(|s| s.current.iter().collect()).unwrap_or_default();
+    current.sort_by_key(|c| {
+        def.warehouses()
+            .position(|w| w == c.warehouse)
+            .unwrap_or(usize::MAX)
+    });
+    let runs: Vec<pb::StageFreight> = current.into_iter().map(|c| runs(state, def, c)).collect();
+    let latest = st
+        .and_then(|s| s.latest())
+        .and_then(|l| runs.iter().find(|r| r.warehouse == l.warehouse));
+    pb::Stage {
+        name: def.name.clone(),
+        mode: mode(def.policy.mode).to_string(),
+        record_only: def.record_only,
+        upstreams: def.upstreams().map(str::to_string).collect(),
+        current: latest.and_then(|r| r.current.clone()),
+        checks: match latest {
+            Some(r) => r.checks.clone(),
+            None => checks(def, None),
+        },
+        verified: latest.is_some_and(|r| r.verified),
+        queue: st
+            .map(|s| s.queue.iter().cloned().collect())
+            .unwrap_or_default(),
+        running: st.and_then(|s| s.running.clone()).unwrap_or_default(),
+        hold: st
+            .and_then(|s| s.held().next())
+            .map(|c| c.freight.clone())
+            .unwrap_or_default(),
+        last_promotion: st
+            .and_then(|s| s.last_promotion.clone())
+            .unwrap_or_default(),
+        warehouses: def
+            .requested_freight
+            .iter()
+            .map(|r| r.origin.clone())
+            .collect(),
+        runs,
+    }
+}
+
+/// The freight of one warehouse a stage runs, with its checks there.
+fn runs(state: &ProjectState, def: &StageDef, c: &Current) -> pb::StageFreight {
+    let freight = state.freight.get(&c.freight).map(|f| &**f);
+    pb::StageFreight {
+        warehouse: c.warehouse.clone(),
+        current: Some(pb::CurrentFreight {
+            freight: c.freight.clone(),
+            alias: freight.map(|f| f.alias.clone()).unwrap_or_default(),
+            since: time(c.since),
+            promotion: c.promotion.clone(),
+            promoted_by: c.promoted_by.clone(),
+        }),
+        checks: checks(def, freight),
+        verified: freight.is_some_and(|f| {
+            f.verified_in
+                .get(&def.name)
+                .is_some_and(|v| v.since.is_some())
+        }),
+        held: c.held,
+    }
+}
+
+/// The stage's required checks and their latest result for `freight` there.
+fn checks(def: &StageDef, freight: Option<&Freight>) -> Vec<pb::CheckStatus> {
+    def.verification
         .iter()
         .map(|check| {
             let result = freight
@@ -284,39 +349,7 @@ pub fn stage(state: &ProjectState, def: &StageDef) -> pb::Stage {
                 evidence_url: result.map(|r| r.evidence_url.clone()).unwrap_or_default(),
             }
         })
-        .collect();
-    pb::Stage {
-        name: def.name.clone(),
-        mode: mode(def.policy.mode).to_string(),
-        record_only: def.record_only,
-        upstreams: def.upstreams().map(str::to_string).collect(),
-        current: current.map(|c| pb::CurrentFreight {
-            freight: c.freight.clone(),
-            alias: freight.map(|f| f.alias.clone()).unwrap_or_default(),
-            since: time(c.since),
-            promotion: c.promotion.clone(),
-            promoted_by: c.promoted_by.clone(),
-        }),
-        checks,
-        verified: freight.is_some_and(|f| {
-            f.verified_in
-                .get(&def.name)
-                .is_some_and(|v| v.since.is_some())
-        }),
-        queue: st
-            .map(|s| s.queue.iter().cloned().collect())
-            .unwrap_or_default(),
-        running: st.and_then(|s| s.running.clone()).unwrap_or_default(),
-        hold: st.and_then(|s| s.hold.clone()).unwrap_or_default(),
-        last_promotion: st
-            .and_then(|s| s.last_promotion.clone())
-            .unwrap_or_default(),
-        warehouses: def
-            .requested_freight
-            .iter()
-            .map(|r| r.origin.clone())
-            .collect(),
-    }
+        .collect()
 }
 
 pub fn stages(state: &ProjectState, position: u64) -> pb::ListStagesReply {

@@ -252,6 +252,10 @@ pub struct RollbackArgs {
     /// The stage to roll back.
     #[arg(long, short = 's')]
     pub stage: String,
+    /// The warehouse whose freight to roll back, when the stage runs freight
+    /// of several (it runs one of each).
+    #[arg(long, short = 'w', default_value = "", hide_default_value = true)]
+    pub warehouse: String,
     #[command(flatten)]
     pub request: RequestArgs,
     #[command(flatten)]

@@ -28,7 +28,7 @@ pub(super) async fn reported(
         return Ok(p.id);
     }
     if let Some(p) = newest {
-        let current = queries
+        let stage_now = queries
             .get_stage(pb::GetStageRequest {
                 project: project.to_string(),
                 stage: stage.to_string(),
@@ -36,8 +36,29 @@ pub(super) async fn reported(
             })
             .await?
             .into_inner()
-            .stage
-            .and_then(|s| s.current);
+            .stage;
+        let current = match stage_now {
+            // A stage that runs freight of several warehouses: the outcome
+            // that counts is the one of the freight's warehouse.
+            Some(s) if s.runs.len() > 1 => {
+                let warehouse = queries
+                    .get_freight(pb::GetFreightRequest {
+                        project: project.to_string(),
+                        freight: p.freight.clone(),
+                        min_position: 0,
+                    })
+                    .await?
+                    .into_inner()
+                    .freight
+                    .map(|f| f.warehouse)
+                    .unwrap_or_default();
+                s.runs
+                    .into_iter()
+                    .find(|r| r.warehouse == warehouse)
+                    .and_then(|r| r.current)
+            }
+            s => s.and_then(|s| s.current),
+        };
         if last_outcome(&p, current.as_ref()) {
             return Ok(p.id);
         }

@@ -9,7 +9,7 @@ use super::command::AtArgs;
 use super::format::when;
 use super::promotions::{detail_text, promotion_json};
 use super::rpc::{Out, Queries};
-use super::stages::{reflect, stage_body, stage_json, stage_text, stages_json, stages_text};
+use super::stages::{reflect, stage_body, stage_json, stage_text, stages_json, stages_text, views};
 use crate::client::Output;
 
 /// What `at` was asked for: a position or a time.
@@ -78,24 +78,35 @@ pub fn at_json(point: &AtPoint, reply: &pb::ListStagesReply) -> Value {
     doc
 }
 
-/// One stage at a point, and the promotion that put its freight there.
+/// One stage at a point, and the promotions that put its freight there
+/// (one per warehouse whose freight it ran, the latest last).
 pub fn at_stage_text(
     point: &AtPoint,
     project: &str,
     stage: &pb::Stage,
-    promotion: Option<&pb::Promotion>,
+    promotions: &[pb::Promotion],
     position: u64,
     now: DateTime<Utc>,
 ) -> String {
     let mut out = format!("stage {} of {}\n", stage.name, point.header(project, now));
-    match promotion {
-        // The promotion's detail ends with the position.
-        Some(p) => {
+    match promotions {
+        [] => out.push_str(&stage_text(stage, None, None, position, now)),
+        // A promotion's detail ends with the position: once is enough.
+        [.., last] => {
             out.push_str(&stage_body(stage, None, None, now));
-            out.push_str("the promotion that put it there:\n");
-            out.push_str(&detail_text(p, &[], position, now));
+            out.push_str(match promotions.len() {
+                1 => "the promotion that put it there:\n",
+                _ => "the promotions that put them there:\n",
+            });
+            let reflects = format!("reflects position {position}\n");
+            for p in promotions {
+                let text = detail_text(p, &[], position, now);
+                match std::ptr::eq(p, last) {
+                    true => out.push_str(&text),
+                    false => out.push_str(text.strip_suffix(&reflects).unwrap_or(&text)),
+                }
+            }
         }
-        None => out.push_str(&stage_text(stage, None, None, position, now)),
     }
     out
 }
@@ -130,25 +141,33 @@ pub async fn run(svc: &mut Queries, a: AtArgs, output: Output) -> Result<(), Sta
                 had.join(", ")
             ))
         })?;
-    let promotion = match stage.current.as_ref().map(|c| c.promotion.as_str()) {
-        Some(id) if !id.is_empty() => {
-            svc.get_promotion(pb::GetPromotionRequest {
+    // The promotion that put each freight the stage ran there (one per
+    // warehouse), the latest last.
+    let mut put: Vec<pb::CurrentFreight> = views(stage)
+        .into_iter()
+        .filter_map(|v| v.current)
+        .filter(|c| !c.promotion.is_empty())
+        .collect();
+    put.sort_by(|a, b| a.since.cmp(&b.since));
+    let mut promotions = Vec::new();
+    for c in put {
+        let found = svc
+            .get_promotion(pb::GetPromotionRequest {
                 project: project.clone(),
-                promotion_id: id.to_string(),
+                promotion_id: c.promotion.clone(),
                 min_position: 0,
             })
             .await?
             .into_inner()
-            .promotion
-        }
-        _ => None,
-    };
+            .promotion;
+        promotions.extend(found);
+    }
     match output {
         Output::Text => out.block(&at_stage_text(
             &a.at,
             &project,
             stage,
-            promotion.as_ref(),
+            &promotions,
             reply.position,
             Utc::now(),
         )),
@@ -157,7 +176,8 @@ pub async fn run(svc: &mut Queries, a: AtArgs, output: Output) -> Result<(), Sta
                 "project": project,
                 "as_of": a.at.json(),
                 "stage": stage_json(stage),
-                "promotion": promotion.as_ref().map(promotion_json),
+                "promotion": promotions.last().map(promotion_json),
+                "promotions": promotions.iter().map(promotion_json).collect::<Vec<_>>(),
                 "position": reply.position,
             })
             .to_string(),

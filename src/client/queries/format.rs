@@ -190,6 +190,14 @@ impl Table {
         self.rows.push(cells);
     }
 
+    /// Adds a row that goes on with the one above (more of the same
+    /// thing): its empty cells stay blank instead of showing `-`.
+    pub fn continued(&mut self, cells: Vec<String>) {
+        let mut cells: Vec<String> = cells.iter().map(|c| one_line(c)).collect();
+        cells.resize(self.headers.len(), String::new());
+        self.rows.push(cells);
+    }
+
     /// Whether no row was added.
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()

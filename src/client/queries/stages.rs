@@ -18,21 +18,45 @@ pub fn stages_text(reply: &pb::ListStagesReply, now: DateTime<Utc>) -> String {
     ]);
     let closed = |name: &str| reply.closed_now.iter().find(|c| c.stage == name);
     for s in &reply.stages {
-        let current = s.current.as_ref().filter(|c| !c.freight.is_empty());
         let mode = match closed(&s.name) {
             Some(c) => format!("{}, {}", mode(s), c.now),
             None => mode(s),
         };
-        table.row(vec![
-            s.name.clone(),
-            mode,
-            current.map_or_else(String::new, |c| freight_label(&c.freight, &c.alias)),
-            current.map_or_else(String::new, |c| when(&c.since, now)),
-            verified(s),
-            queue(&s.queue),
-            hold_label(s),
-            s.running.clone(),
-        ]);
+        // A stage that runs freight of several warehouses has a line for
+        // each (the stage's own columns on the first).
+        let views = views(s);
+        for (i, v) in views.iter().enumerate() {
+            let current = v.current.as_ref().filter(|c| !c.freight.is_empty());
+            let first = i == 0;
+            let label = |c: &pb::CurrentFreight| match views.len() {
+                1 => freight_label(&c.freight, &c.alias),
+                _ => format!("{} ({})", freight_label(&c.freight, &c.alias), warehouse(v)),
+            };
+            let freight = current.map_or_else(String::new, label);
+            let since = current.map_or_else(String::new, |c| when(&c.since, now));
+            if first {
+                table.row(vec![
+                    s.name.clone(),
+                    mode.clone(),
+                    freight,
+                    since,
+                    verified(v),
+                    queue(&s.queue),
+                    hold_label(v),
+                    s.running.clone(),
+                ]);
+            } else {
+                table.continued(vec![
+                    String::new(),
+                    String::new(),
+                    freight,
+                    since,
+                    verified(v),
+                    String::new(),
+                    hold_label(v),
+                ]);
+            }
+        }
     }
     let mut out = if table.is_empty() {
         format!(
@@ -54,6 +78,36 @@ pub fn stages_text(reply: &pb::ListStagesReply, now: DateTime<Utc>) -> String {
         reply.policy_version,
     ));
     out
+}
+
+/// The stage as it runs each warehouse's freight: one copy of `s` per entry
+/// of `runs`, with that freight as `current` (its checks, whether it is
+/// verified, its hold); `s` itself when it runs freight of one warehouse
+/// or none (or the server does not say).
+pub fn views(s: &pb::Stage) -> Vec<pb::Stage> {
+    if s.runs.len() <= 1 {
+        return vec![s.clone()];
+    }
+    s.runs
+        .iter()
+        .map(|r| pb::Stage {
+            current: r.current.clone(),
+            checks: r.checks.clone(),
+            verified: r.verified,
+            hold: match (&r.current, r.held) {
+                (Some(c), true) => c.freight.clone(),
+                _ => String::new(),
+            },
+            warehouses: vec![r.warehouse.clone()],
+            runs: Vec::new(),
+            ..s.clone()
+        })
+        .collect()
+}
+
+/// The warehouse of a view of [`views`] (its only one).
+fn warehouse(v: &pb::Stage) -> &str {
+    v.warehouses.first().map_or("", String::as_str)
 }
 
 /// The freight a manual promotion holds the stage at (see `Stage.hold`),
@@ -158,31 +212,45 @@ pub fn stage_body(
     };
     field("upstreams", s.upstreams.join(", "));
     field("warehouses", s.warehouses.join(", "));
-    match s.current.as_ref().filter(|c| !c.freight.is_empty()) {
-        Some(c) => {
-            let alias = if c.alias.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", c.alias)
-            };
-            field("freight", format!("{}{alias}", c.freight));
-            field("since", when(&c.since, now));
-            field("promotion", c.promotion.clone());
-            field("promoted by", c.promoted_by.clone());
+    let views = views(s);
+    let several = views.len() > 1;
+    for v in &views {
+        match v.current.as_ref().filter(|c| !c.freight.is_empty()) {
+            Some(c) => {
+                let alias = if c.alias.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", c.alias)
+                };
+                let from = if several {
+                    format!(", from {}", warehouse(v))
+                } else {
+                    String::new()
+                };
+                field("freight", format!("{}{alias}{from}", c.freight));
+                field("since", when(&c.since, now));
+                field("promotion", c.promotion.clone());
+                field("promoted by", c.promoted_by.clone());
+            }
+            None => field("freight", "none".to_string()),
         }
-        None => field("freight", "none".to_string()),
+        field("verified", verified(v));
+        if !v.hold.is_empty() {
+            field(
+                "hold",
+                format!(
+                    "{} was promoted here by hand: no auto-promotion{} until the freight it would choose is promoted here",
+                    hold_label(v),
+                    if several {
+                        format!(" of freight from {}", warehouse(v))
+                    } else {
+                        String::new()
+                    }
+                ),
+            );
+        }
     }
-    field("verified", verified(s));
     field("running", s.running.clone());
-    if !s.hold.is_empty() {
-        field(
-            "hold",
-            format!(
-                "{} was promoted here by hand: no auto-promotion until the freight it would choose is promoted here",
-                hold_label(s)
-            ),
-        );
-    }
     field("last promotion", last_promotion(s, last, now));
     let policy = policy.map(|p| super::policy::lines(p, now));
     for (name, value) in policy.unwrap_or_default() {
@@ -194,10 +262,20 @@ pub fn stage_body(
             out.push_str(&format!("    {p}\n"));
         }
     }
-    if !s.checks.is_empty() {
-        out.push_str("  checks:\n");
+    for v in views.iter().filter(|v| !v.checks.is_empty()) {
+        match v
+            .current
+            .as_ref()
+            .filter(|c| several && !c.freight.is_empty())
+        {
+            Some(c) => out.push_str(&format!(
+                "  checks of {}:\n",
+                freight_label(&c.freight, &c.alias)
+            )),
+            None => out.push_str("  checks:\n"),
+        }
         let mut table = Table::new(&["CHECK", "RESULT", "AT", "EVIDENCE"]);
-        for c in &s.checks {
+        for c in &v.checks {
             table.row(vec![
                 c.check.clone(),
                 c.result.clone(),
@@ -262,6 +340,22 @@ pub fn stage_json(s: &pb::Stage) -> Value {
         "running": s.running,
         "hold": s.hold,
         "last_promotion": s.last_promotion,
+        "runs": s.runs.iter().map(|r| json!({
+            "warehouse": r.warehouse,
+            "freight": r.current.as_ref().map(|c| c.freight.as_str()),
+            "alias": r.current.as_ref().map(|c| c.alias.as_str()),
+            "since": r.current.as_ref().map(|c| c.since.as_str()),
+            "promotion": r.current.as_ref().map(|c| c.promotion.as_str()),
+            "promoted_by": r.current.as_ref().map(|c| c.promoted_by.as_str()),
+            "checks": r.checks.iter().map(|c| json!({
+                "check": c.check,
+                "result": c.result,
+                "at": c.at,
+                "evidence_url": c.evidence_url,
+            })).collect::<Vec<_>>(),
+            "verified": r.verified,
+            "held": r.held,
+        })).collect::<Vec<_>>(),
     })
 }
 

@@ -88,14 +88,12 @@ fn rollback_promotes_the_previous_available_freight_and_holds_the_stage() {
     s.advance(Duration::minutes(5));
     let new = s.discover("2.0");
     s.deploy("dev", &new, &[]);
-    assert_eq!(
-        s.state.stages["dev"].hold, None,
-        "auto promotions never hold"
-    );
+    assert_eq!(s.hold("dev"), None, "auto promotions never hold");
     let rb = match s.ok(
         alice(),
         Command::Rollback {
             stage: "dev".into(),
+            warehouse: String::new(),
             ticket: String::new(),
             reason: "2.0 is broken".into(),
         },
@@ -108,15 +106,11 @@ fn rollback_promotes_the_previous_available_freight_and_holds_the_stage() {
     };
     s.succeed(&rb);
     assert_eq!(s.current("dev"), Some(old.clone()));
-    assert_eq!(
-        s.state.stages["dev"].hold.as_deref(),
-        Some(old.as_str()),
-        "manual rollback holds"
-    );
+    assert_eq!(s.hold("dev"), Some(old.clone()), "manual rollback holds");
     // Promoting the candidate (the newest) manually releases the hold.
     let p = s.request(alice(), "dev", &new, "");
     s.succeed(&p);
-    assert_eq!(s.state.stages["dev"].hold, None);
+    assert_eq!(s.hold("dev"), None);
 }
 
 #[test]
@@ -128,6 +122,7 @@ fn rollback_without_an_earlier_freight_is_refused() {
         alice(),
         Command::Rollback {
             stage: "dev".into(),
+            warehouse: String::new(),
             ticket: String::new(),
             reason: String::new(),
         },
@@ -154,6 +149,7 @@ fn rollback_of_prod_finds_the_previous_freight_through_the_upstream_chain() {
         alice(),
         Command::Rollback {
             stage: "prod".into(),
+            warehouse: String::new(),
             ticket: "CHG-3".into(),
             reason: "broken".into(),
         },
@@ -200,6 +196,7 @@ fn rollback_on_record_only_stages() {
         alice(),
         Command::Rollback {
             stage: "prod".into(),
+            warehouse: String::new(),
             ticket: "CHG-3".into(),
             reason: "broken".into(),
         },

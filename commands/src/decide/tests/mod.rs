@@ -7,6 +7,7 @@ mod bypass;
 mod execution;
 mod hostile;
 mod in_flight;
+mod origins;
 mod pipeline;
 
 use bytes::Bytes;
@@ -205,12 +206,32 @@ impl Scenario {
         }
     }
 
+    /// The freight promoted into `stage` last.
     pub fn current(&self, stage: &str) -> Option<String> {
         self.state
             .stages
             .get(stage)?
-            .current
-            .as_ref()
+            .latest()
+            .map(|c| c.freight.clone())
+    }
+
+    /// What `stage` runs, by warehouse.
+    pub fn runs(&self, stage: &str) -> Vec<(String, String)> {
+        self.state.stages.get(stage).map_or_else(Vec::new, |s| {
+            s.current
+                .iter()
+                .map(|c| (c.warehouse.clone(), c.freight.clone()))
+                .collect()
+        })
+    }
+
+    /// The freight a manual promotion holds `stage` at (the first).
+    pub fn hold(&self, stage: &str) -> Option<String> {
+        self.state
+            .stages
+            .get(stage)?
+            .held()
+            .next()
             .map(|c| c.freight.clone())
     }
 }

@@ -56,7 +56,9 @@ pub fn load_for_command(
                 }
             }
         }
-        Command::Rollback { stage, .. } => load_rollback(cold, state, stage, now)?,
+        Command::Rollback {
+            stage, warehouse, ..
+        } => load_rollback(cold, state, stage, warehouse, now)?,
     }
     Ok(())
 }
@@ -130,15 +132,23 @@ pub(super) fn load_rollback(
     cold: &ProjectCold<'_>,
     state: &mut ProjectState,
     stage: &str,
+    warehouse: &str,
     now: DateTime<Utc>,
 ) -> Result<(), CommandError> {
-    let Some(def) = state.definition().and_then(|d| d.stage(stage)).cloned() else {
+    // The stage as it takes freight from that warehouse (the decision
+    // refuses a warehouse it cannot tell).
+    let def = state
+        .definition()
+        .and_then(|d| d.stage(stage))
+        .and_then(|d| d.for_warehouse(rollback_warehouse(d, warehouse).ok()?));
+    let Some(def) = def else {
         return Ok(());
     };
+    let origin = def.requested_freight[0].origin.clone();
     let current = state
         .stages
         .get(stage)
-        .and_then(|s| s.current.as_ref())
+        .and_then(|s| s.current_for(&origin))
         .map(|c| c.freight.clone());
     // Is the freight of promotion `id` (loaded with it) one to roll back to?
     let target = |state: &mut ProjectState, id: &str| -> Result<bool, CommandError> {
@@ -182,13 +192,14 @@ pub fn load_auto_candidates(
     state: &mut ProjectState,
     now: DateTime<Utc>,
 ) -> Result<(), CommandError> {
+    // One candidate per warehouse of each stage.
     let stages: Vec<_> = state
         .definition()
         .map(|d| {
             d.stages
                 .iter()
                 .filter(|s| working_set::picks_newest(s))
-                .cloned()
+                .flat_map(|s| s.warehouses().filter_map(|w| s.for_warehouse(w)))
                 .collect()
         })
         .unwrap_or_default();

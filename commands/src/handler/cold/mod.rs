@@ -47,6 +47,7 @@ use waybill_ledger::{ChainHash, Position};
 
 use super::CommandError;
 use crate::command::{Command, FreightSelector};
+use crate::decide::rollback_warehouse;
 use crate::rejection::Rejection;
 
 use kv::{backwards, reopen_clean, store_error, Kv};
@@ -114,7 +115,7 @@ struct Snapshot<S> {
 /// (a state saved by another release is folded again, as a field added
 /// with a default would not hold what the events say), and a number to
 /// raise when `ProjectState` changes meaning within one.
-const SNAPSHOT_FORMAT: &str = concat!(env!("CARGO_PKG_VERSION"), "/3");
+const SNAPSHOT_FORMAT: &str = concat!(env!("CARGO_PKG_VERSION"), "/4");
 
 /// A key and its value.
 type Entry = (Vec<u8>, Vec<u8>);

@@ -314,7 +314,7 @@ impl ProjectCold<'_> {
             let mut keep: BTreeSet<&str> = state
                 .stages
                 .values()
-                .filter_map(|s| s.current.as_ref().map(|c| c.freight.as_str()))
+                .flat_map(|s| s.current.iter().map(|c| c.freight.as_str()))
                 .collect();
             keep.extend(
                 state
