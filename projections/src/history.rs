@@ -36,12 +36,15 @@ pub struct HistoryItem {
 }
 
 impl HistoryItem {
-    /// The history item of `ev`, given the policy version and the promotion's
-    /// stage and freight (for events that name only the promotion).
+    /// The history item of `ev`, given the policy version, the promotion's
+    /// stage and freight (for events that name only the promotion), and the
+    /// alias of the freight it names (empty: none), which its summary names
+    /// it by, as every table does.
     pub fn of(
         ev: &StoredEvent,
         policy_version: Position,
         promotion_target: Option<(&str, &str)>,
+        alias: &str,
     ) -> HistoryItem {
         let e = &ev.event;
         let mut item = HistoryItem {
@@ -65,6 +68,10 @@ impl HistoryItem {
             summary: String::new(),
         };
         let (stage, freight) = promotion_target.unwrap_or(("", ""));
+        let named = |id: &str| match alias {
+            "" => short(id).to_string(),
+            alias => alias.to_string(),
+        };
         match &e.payload {
             EventPayload::PipelineConfigured(p) => {
                 // Where the definition came from is its "why"; the summary
@@ -105,7 +112,7 @@ impl HistoryItem {
                     "{} {} for {} in {}{}",
                     v.check,
                     if v.passed { "passed" } else { "failed" },
-                    short(&v.freight_id),
+                    named(&v.freight_id),
                     v.stage,
                     if metrics.is_empty() {
                         String::new()
@@ -123,7 +130,7 @@ impl HistoryItem {
                 item.summary = format!(
                     "{}freight {} approved for {}",
                     if a.bypass { "EMERGENCY BYPASS: " } else { "" },
-                    short(&a.freight_id),
+                    named(&a.freight_id),
                     a.stage
                 );
             }
@@ -135,13 +142,14 @@ impl HistoryItem {
                 item.ticket = r.ticket.clone();
                 item.summary = format!(
                     "promotion of {} into {} requested",
-                    short(&r.freight_id),
+                    named(&r.freight_id),
                     r.stage
                 );
             }
             EventPayload::PromotionApproved(a) => {
                 fill(
                     &mut item,
+                    &named(freight),
                     &a.promotion_id,
                     stage,
                     freight,
@@ -152,6 +160,7 @@ impl HistoryItem {
             EventPayload::PromotionRejected(r) => {
                 fill(
                     &mut item,
+                    &named(freight),
                     &r.promotion_id,
                     stage,
                     freight,
@@ -162,6 +171,7 @@ impl HistoryItem {
             EventPayload::PromotionStarted(s) => {
                 fill(
                     &mut item,
+                    &named(freight),
                     &s.promotion_id,
                     stage,
                     freight,
@@ -172,6 +182,7 @@ impl HistoryItem {
             EventPayload::PromotionSucceeded(s) => {
                 fill(
                     &mut item,
+                    &named(freight),
                     &s.promotion_id,
                     stage,
                     freight,
@@ -182,6 +193,7 @@ impl HistoryItem {
             EventPayload::PromotionFailed(f) => {
                 fill(
                     &mut item,
+                    &named(freight),
                     &f.promotion_id,
                     stage,
                     freight,
@@ -192,6 +204,7 @@ impl HistoryItem {
             EventPayload::PromotionAborted(a) => {
                 fill(
                     &mut item,
+                    &named(freight),
                     &a.promotion_id,
                     stage,
                     freight,
@@ -209,6 +222,7 @@ impl HistoryItem {
 
 fn fill(
     item: &mut HistoryItem,
+    named: &str,
     promotion: &str,
     stage: &str,
     freight: &str,
@@ -219,10 +233,7 @@ fn fill(
     item.stage = stage.to_string();
     item.freight = freight.to_string();
     item.reason = reason.to_string();
-    item.summary = format!(
-        "promotion {promotion} of {} into {stage} {verb}",
-        short(freight)
-    );
+    item.summary = format!("promotion {promotion} of {named} into {stage} {verb}");
 }
 
 /// The first 12 characters of an id.

@@ -1,5 +1,5 @@
 //! History filters: by stage and event type, each entry with its hash and
-//! policy version; a pipeline's entry with its source and version; an event
+//! policy version and its freight named by alias; a pipeline's entry with its source and version; an event
 //! type named by its subject token; an unknown type, project or stage
 //! refused rather than answered with nothing.
 
@@ -32,6 +32,12 @@ pub(crate) async fn filters(mut q: Queries, applied: &pb::CommandReply, written:
         );
         assert_eq!(e.hash.len(), 64);
         assert_eq!(e.policy_version, applied.position);
+        // The summary names the freight by its alias, as the tables do.
+        assert!(
+            e.summary.starts_with("promotion of v") && e.summary.ends_with(" into dev requested"),
+            "{}",
+            e.summary
+        );
         n += 1;
     }
     assert_eq!(n, 6);

@@ -440,11 +440,19 @@ impl Projections {
         state.commands.clear();
         work.timeline.record(&state, ev, writes);
         let latest = state.latest_time.unwrap_or(ev.event.time);
+        // The freight the event names, in memory since prefetch loaded it.
+        let freight = waybill_ledger::domain::working_set::freight_of(&ev.event.payload)
+            .or(target.as_ref().map(|(_, f)| f.as_str()));
+        let alias = freight
+            .and_then(|id| state.freight.get(id))
+            .map(|f| f.alias.clone())
+            .unwrap_or_default();
         drop(state);
         let item = HistoryItem::of(
             ev,
             policy_version,
             target.as_ref().map(|(st, f)| (st.as_str(), f.as_str())),
+            &alias,
         );
         writes.event(&item, latest)?;
         Ok(())
