@@ -78,8 +78,12 @@ fn line(p: &pb::Promotion) -> String {
     } else {
         format!(": {}", p.details)
     };
+    let freight = match p.freight_alias.as_str() {
+        "" => p.freight.get(..12).unwrap_or(&p.freight),
+        alias => alias,
+    };
     format!(
-        "promotion {} into {} is {}{approvals}{details}",
+        "promotion {} of {freight} into {} is {}{approvals}{details}",
         p.id, p.stage, p.status
     )
 }
@@ -283,6 +287,8 @@ mod tests {
             approvals_required: need,
             id: "prm-1".into(),
             stage: "prod".into(),
+            freight: "4b027fcf6cd1904738d2f131f0cef60030d2ff75".into(),
+            freight_alias: "v1".into(),
             status: status.into(),
             details: details.into(),
             approvals: approvers
@@ -300,11 +306,11 @@ mod tests {
     fn a_line_says_what_is_still_needed_or_how_it_ended() {
         assert_eq!(
             line(&promotion("Requested", &["bob"], 2, "")),
-            "promotion prm-1 into prod is Requested, 1 of 2 approvals (bob)"
+            "promotion prm-1 of v1 into prod is Requested, 1 of 2 approvals (bob)"
         );
         assert_eq!(
             line(&promotion("Requested", &[], 2, "")),
-            "promotion prm-1 into prod is Requested, 0 of 2 approvals"
+            "promotion prm-1 of v1 into prod is Requested, 0 of 2 approvals"
         );
         assert_eq!(
             line(&promotion(
@@ -313,8 +319,16 @@ mod tests {
                 0,
                 "record-only stage: completed at authorization"
             )),
-            "promotion prm-1 into prod is Succeeded, approved by bob, carol: record-only stage: \
+            "promotion prm-1 of v1 into prod is Succeeded, approved by bob, carol: record-only stage: \
              completed at authorization"
+        );
+        let unnamed = pb::Promotion {
+            freight_alias: String::new(),
+            ..promotion("Running", &[], 0, "")
+        };
+        assert_eq!(
+            line(&unnamed),
+            "promotion prm-1 of 4b027fcf6cd1 into prod is Running"
         );
     }
 

@@ -136,9 +136,8 @@ pub(crate) fn on_a_wednesday(
         ],
     );
     assert!(
-        said.contains(&format!(
-            "promotion {p1} into prod is Requested, 1 of 2 approvals ("
-        )),
+        said.contains(&format!("promotion {p1} of "))
+            && said.contains(" into prod is Requested, 1 of 2 approvals ("),
         "{said}"
     );
     cli.refused(
@@ -152,9 +151,8 @@ pub(crate) fn on_a_wednesday(
         &["approve", "-p", "shop", "-s", "prod", "--freight", &f1],
     );
     assert!(
-        said.contains(&format!(
-            "promotion {p1} into prod is Succeeded, approved by "
-        )),
+        said.contains(&format!("promotion {p1} of "))
+            && said.contains(" into prod is Succeeded, approved by "),
         "{said}"
     );
     cli.current("prod", &f1);

@@ -62,7 +62,7 @@ async fn report_records_what_the_deployment_did() {
         "{said}"
     );
     assert!(
-        said.contains(&format!("promotion {id} into dev is Running")),
+        said.contains(&format!("promotion {id} of ")) && said.contains(" into dev is Running"),
         "{said}"
     );
     let (code, said) = report(&["--succeeded", "-m", "https://ci.example/deploys/7"]);
@@ -273,14 +273,15 @@ async fn report_records_what_the_deployment_did() {
         "{said}"
     );
     assert!(
-        said.contains(&format!("promotion {id} into dev is Succeeded")),
+        said.contains(&format!("promotion {id} of ")) && said.contains(" into dev is Succeeded"),
         "{said}"
     );
     let (code, said) = by_stage(&other, "--succeeded");
     assert_eq!(code, Some(0), "{said}");
     assert!(!said.contains("already recorded"), "{said}");
     assert!(
-        said.contains(&format!("promotion {retried} into dev is Succeeded")),
+        said.contains(&format!("promotion {retried} of "))
+            && said.contains(" into dev is Succeeded"),
         "{said}"
     );
     let (code, again) = by_stage(&other, "--succeeded");
