@@ -127,6 +127,26 @@ async fn malformed_requests_are_invalid_and_write_nothing() {
         "no freight selector",
         c.request_promotion(no_selector).await,
     ));
+    let mut both = promote("shop", "dev", &freight);
+    both.warehouse = "images".into();
+    cases.push(("a freight and a warehouse", c.request_promotion(both).await));
+    let mut newest_of = promote("shop", "dev", "");
+    newest_of.freight_selector = Some(FreightSelector::NewestAvailable(true));
+    newest_of.warehouse = "charts".into();
+    cases.push((
+        "the newest of a warehouse the stage does not take",
+        c.request_promotion(newest_of).await,
+    ));
+    cases.push((
+        "a rollback of a warehouse the stage does not take",
+        c.rollback(pb::RollbackRequest {
+            project: "shop".into(),
+            stage: "dev".into(),
+            warehouse: "charts".into(),
+            ..Default::default()
+        })
+        .await,
+    ));
     let mut oversized = promote("shop", "dev", &freight);
     oversized.reason = "x".repeat(100_000);
     cases.push(("oversized reason", c.request_promotion(oversized).await));

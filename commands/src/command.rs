@@ -14,6 +14,8 @@ pub enum FreightSelector {
     Named(String),
     /// The newest freight available to the stage.
     NewestAvailable,
+    /// The newest freight of this warehouse available to the stage.
+    NewestOf(String),
 }
 
 /// What an executor reports about a promotion.

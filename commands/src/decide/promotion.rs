@@ -36,6 +36,13 @@ pub(super) fn request(
                 })?
         }
         FreightSelector::NewestAvailable => newest_available(state, stage_def, ctx)?,
+        FreightSelector::NewestOf(warehouse) => {
+            let warehouse = stage_warehouse(stage_def, warehouse)?;
+            let of_warehouse = stage_def
+                .for_warehouse(warehouse)
+                .unwrap_or_else(|| stage_def.clone());
+            newest_available(state, &of_warehouse, ctx)?
+        }
     };
     promote(state, ctx, stage_def, f, ticket, reason)
 }
@@ -117,13 +124,20 @@ pub(crate) fn rollback_warehouse<'a>(
                 takes.join(", ")
             ),
         )),
-        (w, _) if takes.contains(&w) => Ok(named),
-        (w, _) => Err(Rejection::invalid(
+        (w, _) => stage_warehouse(stage, w),
+    }
+}
+
+/// `warehouse`, if `stage` takes freight from it (else INVALID_ARGUMENT).
+fn stage_warehouse<'a>(stage: &StageDef, warehouse: &'a str) -> Result<&'a str, Rejection> {
+    match stage.request_for(warehouse) {
+        Some(_) => Ok(warehouse),
+        None => Err(Rejection::invalid(
             "warehouse",
             format!(
-                "stage {} does not take freight from warehouse {w} (it takes {})",
+                "stage {} does not take freight from warehouse {warehouse} (it takes {})",
                 stage.name,
-                takes.join(", ")
+                stage.warehouses().collect::<Vec<_>>().join(", ")
             ),
         )),
     }
@@ -137,12 +151,29 @@ fn newest_available<'a>(
     state
         .newest_where(|f| available_to(f, stage_def, ctx.now).is_ok())
         .ok_or_else(|| {
+            // A stage as it takes one warehouse's freight (see
+            // `StageDef::for_warehouse`) says which.
+            let of = match stage_def.requested_freight.as_slice() {
+                [one] if takes_several(state, &stage_def.name) => {
+                    format!(" of warehouse {}", one.origin)
+                }
+                _ => String::new(),
+            };
             Rejection::policy(
                 Reason::FreightNotAvailable,
-                format!("no freight is available to stage {}", stage_def.name),
+                format!("no freight{of} is available to stage {}", stage_def.name),
                 [("stage", stage_def.name.clone())],
             )
         })
+}
+
+/// Whether stage `name` of the pipeline in force takes freight from
+/// several warehouses.
+fn takes_several(state: &ProjectState, name: &str) -> bool {
+    state
+        .definition()
+        .and_then(|d| d.stage(name))
+        .is_some_and(|s| s.requested_freight.len() > 1)
 }
 
 fn promote(

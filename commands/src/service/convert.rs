@@ -209,9 +209,16 @@ pub fn verification(r: &pb::RecordVerificationRequest) -> Result<Command, Reject
 
 pub fn promotion(r: &pb::RequestPromotionRequest) -> Result<Command, Rejection> {
     use pb::request_promotion_request::FreightSelector as S;
-    let freight = match &r.freight_selector {
-        Some(S::Freight(f)) => FreightSelector::Named(id("freight", f)?),
-        Some(S::NewestAvailable(true)) => FreightSelector::NewestAvailable,
+    let freight = match (&r.freight_selector, r.warehouse.as_str()) {
+        (Some(S::Freight(_)), w) if !w.is_empty() => {
+            return Err(Rejection::invalid(
+                "warehouse",
+                "is for asking for the newest available freight of a warehouse: leave it out when naming a freight",
+            ))
+        }
+        (Some(S::Freight(f)), _) => FreightSelector::Named(id("freight", f)?),
+        (Some(S::NewestAvailable(true)), "") => FreightSelector::NewestAvailable,
+        (Some(S::NewestAvailable(true)), w) => FreightSelector::NewestOf(name("warehouse", w)?),
         _ => {
             return Err(Rejection::invalid(
                 "freight",

@@ -80,8 +80,10 @@ fn command(step: &Step, freight: &[String], promotions: &[String]) -> Option<Com
         },
         3 | 4 => Command::RequestPromotion {
             stage,
-            freight: if a % 3 == 0 {
+            freight: if a % 6 == 0 {
                 FreightSelector::NewestAvailable
+            } else if a % 6 == 3 {
+                FreightSelector::NewestOf(["images", "config"][b % 2].to_string())
             } else {
                 FreightSelector::Named(named(a))
             },

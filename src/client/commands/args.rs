@@ -165,6 +165,16 @@ pub struct PromoteArgs {
     /// The newest freight available to the stage.
     #[arg(long)]
     pub newest: bool,
+    /// With --newest: the newest of this warehouse's freight (a stage that
+    /// takes freight from several runs one of each).
+    #[arg(
+        long,
+        short = 'w',
+        requires = "newest",
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub warehouse: String,
     #[command(flatten)]
     pub request: RequestArgs,
     #[command(flatten)]

@@ -147,6 +147,55 @@ fn auto_promotion_has_a_candidate_per_warehouse() {
 }
 
 #[test]
+fn the_newest_available_may_be_of_one_warehouse() {
+    let mut s = two_warehouses();
+    let i1 = s.discover("1.0");
+    let c1 = discover_config(&mut s, 'a');
+    let newest = |warehouse: &str| Command::RequestPromotion {
+        stage: "dev".into(),
+        freight: match warehouse {
+            "" => FreightSelector::NewestAvailable,
+            w => FreightSelector::NewestOf(w.into()),
+        },
+        ticket: String::new(),
+        reason: String::new(),
+    };
+    let requested = |s: &mut Scenario, cmd| match s.decide(alice(), cmd) {
+        Ok(Decision::Append {
+            payload: EventPayload::PromotionRequested(r),
+            ..
+        }) => r.freight_id,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(requested(&mut s, newest("")), c1, "of any warehouse");
+    assert_eq!(requested(&mut s, newest("images")), i1);
+    assert_eq!(requested(&mut s, newest("config")), c1);
+    let r = s.invalid(alice(), newest("charts"));
+    assert!(
+        r.to_string().contains(
+            "stage dev does not take freight from warehouse charts (it takes images, config)"
+        ),
+        "{r}"
+    );
+    // staging: nothing of images is verified in dev yet.
+    let r = s.refused(
+        alice(),
+        Command::RequestPromotion {
+            stage: "staging".into(),
+            freight: FreightSelector::NewestOf("images".into()),
+            ticket: String::new(),
+            reason: String::new(),
+        },
+        Reason::FreightNotAvailable,
+    );
+    assert!(
+        r.to_string()
+            .contains("no freight of warehouse images is available to stage staging"),
+        "{r}"
+    );
+}
+
+#[test]
 fn a_rollback_names_the_warehouse_when_the_stage_runs_several() {
     let mut s = two_warehouses();
     let i1 = s.discover("1.0");

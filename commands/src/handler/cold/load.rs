@@ -44,6 +44,15 @@ pub fn load_for_command(
                     working_set::load_newest_available(cold, state, &def, now)?;
                 }
             }
+            FreightSelector::NewestOf(warehouse) => {
+                let def = state
+                    .definition()
+                    .and_then(|d| d.stage(stage))
+                    .and_then(|d| d.for_warehouse(warehouse));
+                if let Some(def) = def {
+                    working_set::load_newest_available(cold, state, &def, now)?;
+                }
+            }
         },
         Command::ApprovePromotion { promotion, .. }
         | Command::RejectPromotion { promotion, .. }
