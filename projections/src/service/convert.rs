@@ -272,7 +272,10 @@ pub fn stage(state: &ProjectState, def: &StageDef) -> pb::Stage {
             .position(|w| w == c.warehouse)
             .unwrap_or(usize::MAX)
     });
-    let runs: Vec<pb::StageFreight> = current.into_iter().map(|c| runs(state, def, c)).collect();
+    let runs: Vec<pb::StageFreight> = current
+        .into_iter()
+        .map(|c| stage_freight(state, def, c))
+        .collect();
     let latest = st
         .and_then(|s| s.latest())
         .and_then(|l| runs.iter().find(|r| r.warehouse == l.warehouse));
@@ -308,7 +311,7 @@ pub fn stage(state: &ProjectState, def: &StageDef) -> pb::Stage {
 }
 
 /// The freight of one warehouse a stage runs, with its checks there.
-fn runs(state: &ProjectState, def: &StageDef, c: &Current) -> pb::StageFreight {
+fn stage_freight(state: &ProjectState, def: &StageDef, c: &Current) -> pb::StageFreight {
     let freight = state.freight.get(&c.freight).map(|f| &**f);
     pb::StageFreight {
         warehouse: c.warehouse.clone(),
