@@ -233,7 +233,15 @@ fn example_roles_admit_and_refuse_as_documented() {
         assert!(cli(who, &["pending"]).contains("nothing waits for your approval"));
     }
     let discovered = waybill()
-        .args(["discover", "-p", "shop", "-w", "images", "--image", "a:1"])
+        .args([
+            "discover",
+            "-p",
+            "shop",
+            "-w",
+            "images",
+            "--image",
+            "ghcr.io/acme/shop:1",
+        ])
         .args([
             "--server",
             &served.endpoint(),

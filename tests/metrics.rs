@@ -85,7 +85,7 @@ fn serve_exposes_prometheus_metrics() {
         "-w",
         "images",
         "--image",
-        "ghcr.io/acme/web:1.0",
+        "ghcr.io/acme/shop:1.0",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let labels = "{project=\"web\",stage=\"dev\",status=\"Authorized\"}";

@@ -1,7 +1,12 @@
 //! `RecordDiscovery`, `RecordVerification` and `ApproveFreight` (the bypass).
 
-use waybill_ledger::domain::{available_to, freight_id, CommandOutcome, ProjectState, Unavailable};
-use waybill_ledger::event::{FreightApproved, FreightDiscovered, VerificationRecorded};
+use waybill_ledger::domain::{
+    available_to, freight_id, CommandOutcome, ProjectState, Unavailable, WarehouseDef,
+    WarehouseKind,
+};
+use waybill_ledger::event::{
+    Artifact, ArtifactKind, FreightApproved, FreightDiscovered, VerificationRecorded,
+};
 use waybill_ledger::EventPayload;
 
 use super::{no_pipeline, stage, Decision};
@@ -19,17 +24,22 @@ pub(super) fn discover(state: &ProjectState, command: &Command) -> Result<Decisi
         unreachable!("dispatched by decide")
     };
     let def = state.definition().ok_or_else(|| no_pipeline(state))?;
-    if def.warehouse(warehouse).is_none() {
+    let Some(warehouse_def) = def.warehouse(warehouse) else {
         return Err(Rejection::invalid(
             "warehouse",
             format!("project {} has no warehouse {warehouse:?}", state.project),
         ));
-    }
+    };
     if artifacts.is_empty() {
         return Err(Rejection::invalid(
             "artifacts",
             "a freight needs at least one artifact",
         ));
+    }
+    for (i, a) in artifacts.iter().enumerate() {
+        if let Some(problem) = foreign(warehouse_def, a) {
+            return Err(Rejection::invalid(&format!("artifacts[{i}]"), problem));
+        }
     }
     let id = freight_id(warehouse, artifacts);
     if let Some(existing) = state.freight.get(&id) {
@@ -80,6 +90,53 @@ pub(super) fn discover(state: &ProjectState, command: &Command) -> Result<Decisi
             alias: alias.clone(),
         }),
         subject: format!("freight/{id}"),
+    })
+}
+
+/// Why artifact `a` cannot come from warehouse `w`, if it cannot: a
+/// warehouse of kind image, git or chart holds artifacts of that kind only,
+/// and an image or git warehouse with a `source` only artifacts from it (a
+/// CI job pushing another repository's image into it would otherwise have
+/// it promoted as the warehouse's freight). A `pushed` warehouse takes
+/// anything.
+fn foreign(w: &WarehouseDef, a: &Artifact) -> Option<String> {
+    let kind = match w.kind {
+        WarehouseKind::Pushed => return None,
+        WarehouseKind::Image => ArtifactKind::Image,
+        WarehouseKind::Git => ArtifactKind::Git,
+        WarehouseKind::Chart => ArtifactKind::Chart,
+    };
+    let name = |k: ArtifactKind| match k {
+        ArtifactKind::Image => "image",
+        ArtifactKind::Git => "git",
+        ArtifactKind::Chart => "chart",
+    };
+    if a.kind != kind {
+        return Some(format!(
+            "{} {} cannot come from warehouse {}, which holds {} artifacts only",
+            name(a.kind),
+            a.name,
+            w.name,
+            name(kind)
+        ));
+    }
+    let same = match kind {
+        ArtifactKind::Image => |s: &str| s.trim_end_matches('/').to_string(),
+        ArtifactKind::Git => |s: &str| {
+            let s = s.trim_end_matches('/');
+            s.strip_suffix(".git").unwrap_or(s).to_ascii_lowercase()
+        },
+        // A chart warehouse's source is the chart repository, not the chart.
+        ArtifactKind::Chart => return None,
+    };
+    (!w.source.is_empty() && same(&a.name) != same(&w.source)).then(|| {
+        format!(
+            "{} {} cannot come from warehouse {}, whose source is {}",
+            name(kind),
+            a.name,
+            w.name,
+            w.source
+        )
     })
 }
 

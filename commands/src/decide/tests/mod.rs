@@ -4,6 +4,7 @@
 mod approvals;
 mod availability;
 mod bypass;
+mod discovery;
 mod execution;
 mod hostile;
 mod in_flight;
