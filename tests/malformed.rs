@@ -36,8 +36,8 @@ async fn probe(c: &mut Client, n: u32) -> u64 {
         warehouse: "images".into(),
         artifacts: vec![pb::Artifact {
             kind: 1,
-            name: "probe".into(),
-            version: n.to_string(),
+            name: "ghcr.io/acme/shop".into(),
+            version: format!("probe-{n}"),
             digest: String::new(),
         }],
         ..Default::default()
