@@ -202,3 +202,68 @@ fn history_last_shows_the_most_recent_entries() {
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
+
+/// A deployment job's watch: `--status authorized` hands it each promotion
+/// as it becomes its work (here an auto stage's request, authorized at
+/// once), and nothing else; every entry says where its promotion stands,
+/// and the history line of an event that leaves it otherwise than its type
+/// says shows it.
+#[test]
+fn a_deployment_job_watches_for_authorized_promotions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let served = Served::start(
+        waybill()
+            .args(["serve", "--insecure-dev", "--data-dir"])
+            .arg(dir.path().join("data")),
+    );
+    // dev deployed by an executor rather than completed at authorization.
+    let example = std::fs::read_to_string(common::EXAMPLE_PIPELINE).expect("example");
+    let yaml = example.replacen("record_only: true", "record_only: false", 1);
+    let file = dir.path().join("pipeline.yaml");
+    std::fs::write(&file, yaml).expect("write");
+    let applied = run(&[
+        "apply",
+        "-f",
+        file.to_str().expect("utf-8"),
+        "--server",
+        &served.endpoint(),
+    ]);
+    assert!(applied.status.success(), "{}", stderr(&applied));
+    let (mut child, out, _err) = watch(
+        &served,
+        &[
+            "-p",
+            "shop",
+            "--from",
+            "1",
+            "--status",
+            "authorized",
+            "--output",
+            "json",
+        ],
+    );
+    let discovered = served.discover_cli("1.0");
+    assert!(discovered.status.success(), "{}", stderr(&discovered));
+    let line = next(&out, "an authorized promotion");
+    let e: serde_json::Value = serde_json::from_str(&line).expect("json");
+    assert_eq!(
+        (&e["event_type"], &e["stage"], &e["promotion_status"]),
+        (
+            &serde_json::json!("PromotionRequested"),
+            &serde_json::json!("dev"),
+            &serde_json::json!("Authorized")
+        ),
+        "{e}"
+    );
+    // The pipeline and the discovery before it were not handed over.
+    assert!(e["position"].as_u64().expect("position") > 2, "{e}");
+    child.kill().expect("kill watch");
+    let _ = child.wait();
+    let text = run(&["history", "-p", "shop", "--server", &served.endpoint()]);
+    let said = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        said.lines()
+            .any(|l| l.contains("PromotionRequested") && l.contains("now Authorized")),
+        "{said}"
+    );
+}

@@ -33,6 +33,9 @@ pub struct HistoryItem {
     pub hash: String,
     /// A one-line description.
     pub summary: String,
+    /// For an event about a promotion: the promotion's status right after it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub promotion_status: String,
 }
 
 impl HistoryItem {
@@ -66,6 +69,7 @@ impl HistoryItem {
             policy_version,
             hash: ev.hash.to_hex(),
             summary: String::new(),
+            promotion_status: String::new(),
         };
         let (stage, freight) = promotion_target.unwrap_or(("", ""));
         let named = |id: &str| match alias {

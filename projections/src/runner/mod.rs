@@ -447,13 +447,17 @@ impl Projections {
             .and_then(|id| state.freight.get(id))
             .map(|f| f.alias.clone())
             .unwrap_or_default();
+        let status = waybill_ledger::domain::working_set::promotion_of(&ev.event.payload)
+            .and_then(|id| state.promotions.get(id))
+            .map(|p| p.status.name());
         drop(state);
-        let item = HistoryItem::of(
+        let mut item = HistoryItem::of(
             ev,
             policy_version,
             target.as_ref().map(|(st, f)| (st.as_str(), f.as_str())),
             &alias,
         );
+        item.promotion_status = status.unwrap_or_default().to_string();
         writes.event(&item, latest)?;
         Ok(())
     }

@@ -507,6 +507,7 @@ pub fn entry(h: &HistoryItem) -> pb::HistoryEntry {
         hash: h.hash.clone(),
         summary: h.summary.clone(),
         command_id: h.command_id.clone(),
+        promotion_status: h.promotion_status.clone(),
     }
 }
 

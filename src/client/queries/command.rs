@@ -245,6 +245,12 @@ pub struct WatchArgs {
     /// PromotionSucceeded, ...
     #[arg(long = "type", value_name = "EVENT_TYPE")]
     pub event_type: Option<String>,
+    /// Only events that leave their promotion in this status, e.g.
+    /// `authorized`: the promotions an executor is to deploy, as each
+    /// becomes its work (at an auto stage's request, or at the approval
+    /// that completes the count).
+    #[arg(long, value_name = "STATUS", value_parser = promotions::status_arg)]
+    pub status: Option<String>,
     /// Wait (bounded) until the server reflects this position before watching.
     #[arg(long, value_name = "POSITION", default_value_t = 0)]
     pub min_position: u64,

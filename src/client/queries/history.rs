@@ -40,10 +40,27 @@ pub fn entry_line(e: &pb::HistoryEntry, with_project: bool) -> String {
     if !e.evidence_url.is_empty() {
         extras.push(format!("evidence: {}", one_line(&e.evidence_url)));
     }
+    if !e.promotion_status.is_empty() && implied(&e.event_type) != Some(&e.promotion_status) {
+        extras.push(format!("now {}", e.promotion_status));
+    }
     if !extras.is_empty() {
         line.push_str(&format!("  [{}]", extras.join("; ")));
     }
     line
+}
+
+/// The status a promotion event leaves its promotion in by itself (an
+/// approval may or may not authorize it: none).
+fn implied(event_type: &str) -> Option<&'static str> {
+    Some(match event_type {
+        "PromotionRequested" => "Requested",
+        "PromotionRejected" => "Rejected",
+        "PromotionStarted" => "Running",
+        "PromotionSucceeded" => "Succeeded",
+        "PromotionFailed" => "Failed",
+        "PromotionAborted" => "Aborted",
+        _ => return None,
+    })
 }
 
 /// One entry as a JSON object.
@@ -66,6 +83,7 @@ pub fn entry_json(e: &pb::HistoryEntry) -> Value {
         "hash": e.hash,
         "summary": e.summary,
         "command_id": e.command_id,
+        "promotion_status": e.promotion_status,
     })
 }
 
@@ -202,7 +220,7 @@ mod tests {
         assert_eq!(v["position"], 123);
         assert_eq!(v["bypass"], false);
         assert_eq!(v["time"], "2024-05-01T12:00:00.5Z");
-        assert_eq!(v.as_object().map(|o| o.len()), Some(17));
+        assert_eq!(v.as_object().map(|o| o.len()), Some(18));
     }
 
     #[test]

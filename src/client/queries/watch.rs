@@ -175,6 +175,9 @@ pub async fn run(svc: &mut Queries, a: WatchArgs, output: Output) -> Result<(), 
         &watch,
         from,
         |e| {
+            if a.status.as_ref().is_some_and(|s| *s != e.promotion_status) {
+                return Flow::Continue;
+            }
             emit(&mut out, output, e, every_project);
             if out.is_open() {
                 Flow::Continue
