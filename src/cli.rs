@@ -397,4 +397,25 @@ mod tests {
             assert_eq!(reason, "superseded", "{line}");
         }
     }
+
+    /// `--warehouse` picks among the newest of each warehouse (promote) or
+    /// the warehouse to roll back; with a named freight it means nothing.
+    #[test]
+    fn a_warehouse_goes_with_newest_or_rollback() {
+        use crate::client::ClientCommand;
+        let parse = |line: &str| Cli::try_parse_from(line.split(' '));
+        match parse("waybill promote -p shop -s dev --newest -w config").map(|c| c.command) {
+            Ok(Command::Client(ClientCommand::Promote(a))) => {
+                assert_eq!(a.warehouse.as_deref(), Some("config"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse("waybill rollback -p shop -s dev -w images").map(|c| c.command) {
+            Ok(Command::Client(ClientCommand::Rollback(a))) => assert_eq!(a.warehouse, "images"),
+            other => panic!("{other:?}"),
+        }
+        let e = parse("waybill promote -p shop -s dev --freight v1 -w images")
+            .expect_err("a freight and a warehouse");
+        assert!(e.to_string().contains("cannot be used with"), "{e}");
+    }
 }

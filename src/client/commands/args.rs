@@ -167,14 +167,8 @@ pub struct PromoteArgs {
     pub newest: bool,
     /// With --newest: the newest of this warehouse's freight (a stage that
     /// takes freight from several runs one of each).
-    #[arg(
-        long,
-        short = 'w',
-        requires = "newest",
-        default_value = "",
-        hide_default_value = true
-    )]
-    pub warehouse: String,
+    #[arg(long, short = 'w', conflicts_with = "freight")]
+    pub warehouse: Option<String>,
     #[command(flatten)]
     pub request: RequestArgs,
     #[command(flatten)]

@@ -260,7 +260,7 @@ pub async fn run(client: &ClientArgs, mut command: ClientCommand) -> anyhow::Res
                 reason: a.request.reason.clone(),
                 validate_only: a.request.dry_run,
                 idempotency_key: key(&a.common.idempotency_key),
-                warehouse: a.warehouse.clone(),
+                warehouse: a.warehouse.clone().unwrap_or_default(),
             };
             (
                 "promotion requested".to_string(),
