@@ -292,6 +292,10 @@ impl ProjectState {
             return;
         };
         let Some(warehouse) = self.freight.get(&p.freight).map(|f| f.warehouse.clone()) else {
+            // Freight this state does not know (every loader puts it in
+            // memory first): the promotion still ends, and no stage can
+            // say what it replaced.
+            self.finish(id, PromotionStatus::Succeeded, details, at);
             return;
         };
         // A manual promotion of anything but the auto candidate holds the
