@@ -183,8 +183,9 @@ fn verification_lines(whole: &pb::Stage, freight: &str, check: &str) -> Vec<Said
         };
         said.push(Said::Note(format!(
             "stage {} does not require check {check} (it requires {requires}): the result \
-             is kept as evidence and verifies nothing",
-            s.name
+             is kept as evidence, for gates that read it, and counts towards no \
+             verification in {}",
+            s.name, s.name
         )));
     }
     let current = s.current.as_ref().filter(|c| !c.freight.is_empty());

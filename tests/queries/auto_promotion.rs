@@ -80,7 +80,8 @@ async fn a_stage_says_what_auto_promotion_waits_for() {
     assert_eq!(standing(&mut q, "dev", p).await, "done: v1.0.0 runs here");
     assert_eq!(
         standing(&mut q, "staging", p).await,
-        "waiting: no freight is available to the stage"
+        "waiting: no freight is available to the stage: dev runs v1.0.0, which is not: not \
+         verified in upstream stage(s) dev"
     );
     assert_eq!(standing(&mut q, "prod", p).await, "", "manual");
 

@@ -1,7 +1,8 @@
 //! `RequestPromotion` and `Rollback`.
 
 use waybill_ledger::domain::{
-    available_to, Freight, ProjectState, PromotionStatus, StageDef, Unavailable,
+    available_to, why_none_available, Freight, NoneAvailable, ProjectState, PromotionStatus,
+    StageDef, Unavailable,
 };
 use waybill_ledger::event::PromotionRequested;
 use waybill_ledger::EventPayload;
@@ -159,11 +160,36 @@ fn newest_available<'a>(
                 }
                 _ => String::new(),
             };
-            Rejection::policy(
-                Reason::FreightNotAvailable,
-                format!("no freight{of} is available to stage {}", stage_def.name),
-                [("stage", stage_def.name.clone())],
-            )
+            let none = format!("no freight{of} is available to stage {}", stage_def.name);
+            match why_none_available(state, stage_def, ctx.now) {
+                NoneAvailable::Upstream {
+                    upstream,
+                    freight: f,
+                    why,
+                } => {
+                    let label = if f.alias.is_empty() {
+                        f.id.clone()
+                    } else {
+                        format!("{} ({})", f.alias, f.id)
+                    };
+                    let message = format!("{none}: {upstream} runs {label}, which is not: {why}");
+                    match not_available(&f.id, &stage_def.name, why) {
+                        Rejection::Policy {
+                            reason, details, ..
+                        } => Rejection::Policy {
+                            reason,
+                            message,
+                            details,
+                        },
+                        other => other,
+                    }
+                }
+                NoneAvailable::NothingYet(why) => Rejection::policy(
+                    Reason::FreightNotAvailable,
+                    format!("{none}: {why}"),
+                    [("stage", stage_def.name.clone())],
+                ),
+            }
         })
 }
 

@@ -159,6 +159,61 @@ pub fn available_to(f: &Freight, stage: &StageDef, now: DateTime<Utc>) -> Result
     Err(short_soak.unwrap_or(Unavailable::NotVerifiedUpstream { missing }))
 }
 
+/// Why no freight is available to a stage (see [`why_none_available`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum NoneAvailable<'a> {
+    /// `upstream` runs `freight`, which is not available to the stage yet.
+    Upstream {
+        upstream: &'a str,
+        freight: &'a Freight,
+        why: Unavailable,
+    },
+    /// Nothing has reached the stage's sources yet: per warehouse it takes,
+    /// "warehouse images has delivered nothing" or "nothing of warehouse
+    /// images has run in dev".
+    NothingYet(String),
+}
+
+/// Why nothing is available to `stage`, for a stage to which nothing is:
+/// the first freight an upstream runs that is not available, with the
+/// reason, which is what a user waiting for "the newest available" waits
+/// for. Reads only what stages run, which a working set always holds.
+pub fn why_none_available<'a>(
+    state: &'a ProjectState,
+    stage: &StageDef,
+    now: DateTime<Utc>,
+) -> NoneAvailable<'a> {
+    let upstream = stage.requested_freight.iter().find_map(|r| {
+        r.sources.stages.iter().find_map(|up| {
+            let (name, st) = state.stages.get_key_value(up)?;
+            let f = state.freight.get(&st.current_for(&r.origin)?.freight)?;
+            let why = available_to(f, stage, now).err()?;
+            Some(NoneAvailable::Upstream {
+                upstream: name.as_str(),
+                freight: f,
+                why,
+            })
+        })
+    });
+    upstream.unwrap_or_else(|| {
+        let parts: Vec<String> = stage
+            .requested_freight
+            .iter()
+            .map(|r| match (r.sources.direct, r.sources.stages.as_slice()) {
+                (true, _) | (false, []) => {
+                    format!("warehouse {} has delivered nothing", r.origin)
+                }
+                (false, ups) => format!(
+                    "nothing of warehouse {} has run in {}",
+                    r.origin,
+                    ups.join(" or ")
+                ),
+            })
+            .collect();
+        NoneAvailable::NothingYet(parts.join("; "))
+    })
+}
+
 /// Do the stage's gates pass for `f` (checks and metrics recorded anywhere)?
 /// Returns the first gate that does not.
 pub fn gates_pass<'a>(f: &Freight, gates: &'a [Gate]) -> Result<(), &'a Gate> {

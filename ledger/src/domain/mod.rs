@@ -14,7 +14,7 @@ pub mod working_set;
 
 pub use availability::{
     auto_candidate, auto_standing, auto_standing_with, available_to, check_available, gates_pass,
-    AutoStanding, Unavailable,
+    why_none_available, AutoStanding, NoneAvailable, Unavailable,
 };
 pub use duration::Seconds;
 pub use freight_id::{

@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 use waybill_ledger::domain::window::{self, Openness};
 use waybill_ledger::domain::{
-    auto_standing_with, available_to, AutoStanding, Current, Freight, Gate, PolicyMode,
-    ProjectState, Promotion, StageDef,
+    auto_standing_with, available_to, why_none_available, AutoStanding, Current, Freight, Gate,
+    NoneAvailable, PolicyMode, ProjectState, Promotion, StageDef,
 };
 use waybill_ledger::event::ArtifactKind;
 use waybill_proto::v1 as pb;
@@ -152,9 +152,20 @@ pub fn auto_promotion(
                 _ => format!("held by the manual promotion of {held}"),
             }
         }
-        AutoStanding::NothingAvailable => "waiting: no freight is available to the stage".into(),
+        AutoStanding::NothingAvailable => {
+            let one = def.for_warehouse(warehouse);
+            let why = match why_none_available(state, one.as_ref().unwrap_or(def), now) {
+                NoneAvailable::Upstream {
+                    upstream,
+                    freight,
+                    why,
+                } => format!("{upstream} runs {}, which is not: {why}", label(freight)),
+                NoneAvailable::NothingYet(why) => why,
+            };
+            format!("waiting: no freight is available to the stage: {why}")
+        }
         AutoStanding::Current(f) => format!("done: {} runs here", label(f)),
-        AutoStanding::InFlight(f) => format!("promoting {}", label(f)),
+        AutoStanding::InFlight(f) => format!("a promotion of {} is under way", label(f)),
         AutoStanding::Failed(f) => format!(
             "stopped: the last promotion of {} here failed, and auto-promotion does not \
              retry it (promote it by hand, or newer freight goes ahead)",

@@ -222,3 +222,61 @@ fn newest_available_is_by_discovery_time() {
     }
     assert_ne!(a, b);
 }
+
+#[test]
+fn none_available_says_what_upstream_runs_and_why_it_is_not() {
+    let mut s = Scenario::shop();
+    let newest = |stage: &str| Command::RequestPromotion {
+        stage: stage.into(),
+        freight: FreightSelector::NewestAvailable,
+        ticket: String::new(),
+        reason: String::new(),
+    };
+    let said = |s: &mut Scenario, stage: &str| {
+        s.refused(alice(), newest(stage), Reason::FreightNotAvailable)
+            .to_string()
+    };
+    assert_eq!(
+        said(&mut s, "dev"),
+        "no freight is available to stage dev: warehouse images has delivered nothing"
+    );
+    let f = s.discover("1.0");
+    assert_eq!(
+        said(&mut s, "prod"),
+        "no freight is available to stage prod: nothing of warehouse images has run in staging"
+    );
+    s.deploy("dev", &f, &[]);
+    s.deploy("staging", &f, &[]);
+    // staging requires integration-tests, which have not passed there.
+    let r = s.refused(alice(), newest("prod"), Reason::FreightNotAvailable);
+    match &r {
+        Rejection::Policy {
+            message, details, ..
+        } => {
+            assert_eq!(
+                message,
+                &format!(
+                    "no freight is available to stage prod: staging runs v1-0 ({f}), which \
+                     is not: not verified in upstream stage(s) staging"
+                )
+            );
+            assert_eq!(details.get("freight"), Some(&f));
+            assert_eq!(
+                details.get("cause").map(String::as_str),
+                Some("NOT_VERIFIED_UPSTREAM")
+            );
+            assert_eq!(details.get("upstream").map(String::as_str), Some("staging"));
+        }
+        other => panic!("{other:?}"),
+    }
+    s.ok(
+        robot(),
+        verification(&f, "staging", "integration-tests", true),
+    );
+    let said = said(&mut s, "prod");
+    assert!(
+        said.contains("staging runs v1-0 (")
+            && said.contains("which is not: soaked 0s of the required 1h"),
+        "{said}"
+    );
+}
