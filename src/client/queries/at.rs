@@ -90,10 +90,10 @@ pub fn at_stage_text(
 ) -> String {
     let mut out = format!("stage {} of {}\n", stage.name, point.header(project, now));
     match promotions {
-        [] => out.push_str(&stage_text(stage, None, None, position, now)),
+        [] => out.push_str(&stage_text(stage, &[], None, position, now)),
         // A promotion's detail ends with the position: once is enough.
         [.., last] => {
-            out.push_str(&stage_body(stage, None, None, now));
+            out.push_str(&stage_body(stage, &[], None, now));
             out.push_str(match promotions.len() {
                 1 => "the promotion that put it there:\n",
                 _ => "the promotions that put them there:\n",

@@ -187,12 +187,12 @@ pub fn queue(queue: &[String]) -> String {
 /// One stage in detail (`status -p P STAGE`).
 pub fn stage_text(
     s: &pb::Stage,
-    last: Option<&pb::Promotion>,
+    known: &[pb::Promotion],
     policy: Option<&pb::StagePolicy>,
     position: u64,
     now: DateTime<Utc>,
 ) -> String {
-    let mut out = stage_body(s, last, policy, now);
+    let mut out = stage_body(s, known, policy, now);
     out.push_str(&format!("reflects position {position}\n"));
     out
 }
@@ -200,10 +200,11 @@ pub fn stage_text(
 /// [`stage_text`] without the position it reflects.
 pub fn stage_body(
     s: &pb::Stage,
-    last: Option<&pb::Promotion>,
+    known: &[pb::Promotion],
     policy: Option<&pb::StagePolicy>,
     now: DateTime<Utc>,
 ) -> String {
+    let known_as = |id: &str| known.iter().find(|p| p.id == id);
     let mut out = format!("stage {}  {}\n", s.name, mode(s));
     let mut field = |name: &str, value: String| {
         if !value.is_empty() {
@@ -251,15 +252,43 @@ pub fn stage_body(
         }
     }
     field("running", s.running.clone());
-    field("last promotion", last_promotion(s, last, now));
+    field(
+        "last promotion",
+        last_promotion(s, known_as(&s.last_promotion), now),
+    );
     let policy = policy.map(|p| super::policy::lines(p, now));
     for (name, value) in policy.unwrap_or_default() {
         field(name, value);
     }
     if !s.queue.is_empty() {
         out.push_str(&format!("  queue ({}):\n", s.queue.len()));
-        for p in &s.queue {
-            out.push_str(&format!("    {p}\n"));
+        let mut table = Table::new(&[
+            "PROMOTION",
+            "FREIGHT",
+            "STATUS",
+            "REQUESTED BY",
+            "REQUESTED",
+        ]);
+        for id in &s.queue {
+            table.row(match known_as(id) {
+                Some(p) => vec![
+                    id.clone(),
+                    freight_label(&p.freight, &p.freight_alias),
+                    p.status.clone(),
+                    p.requested_by.clone(),
+                    when(&p.requested_at, now),
+                ],
+                None => vec![
+                    id.clone(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                ],
+            });
+        }
+        for line in table.render().lines() {
+            out.push_str(&format!("    {}\n", line.trim_end()));
         }
     }
     for v in views.iter().filter(|v| !v.checks.is_empty()) {
@@ -376,6 +405,9 @@ pub fn stages_json(reply: &pb::ListStagesReply) -> Value {
 }
 
 /// `status`: every stage, or one in detail.
+/// How many queued promotions `status -p P STAGE` describes (the rest by id).
+const QUEUE_SHOWN: usize = 20;
+
 pub async fn status(svc: &mut Queries, a: StatusArgs, output: Output) -> Result<(), Status> {
     let mut out = Out::default();
     match a.stage().map(str::to_string) {
@@ -392,24 +424,29 @@ pub async fn status(svc: &mut Queries, a: StatusArgs, output: Output) -> Result<
             let stage = reply
                 .stage
                 .ok_or_else(|| Status::internal("the server sent no stage"))?;
-            // How the stage's last promotion stands (a failure is news).
-            let last = match stage.last_promotion.as_str() {
-                "" => None,
-                id => {
-                    svc.get_promotion(pb::GetPromotionRequest {
-                        project,
+            // How the stage's last promotion stands (a failure is news), and
+            // what waits in its queue.
+            let mut known = Vec::new();
+            let wanted = std::iter::once(&stage.last_promotion)
+                .chain(stage.queue.iter().take(QUEUE_SHOWN))
+                .filter(|id| !id.is_empty());
+            for id in wanted {
+                let p = svc
+                    .get_promotion(pb::GetPromotionRequest {
+                        project: project.clone(),
                         promotion_id: id.to_string(),
                         min_position: reply.position,
                     })
                     .await?
                     .into_inner()
-                    .promotion
-                }
-            };
+                    .promotion;
+                known.extend(p);
+            }
+            let last = known.iter().find(|p| p.id == stage.last_promotion);
             match output {
                 Output::Text => out.block(&stage_text(
                     &stage,
-                    last.as_ref(),
+                    &known,
                     reply.policy.as_ref(),
                     reply.position,
                     Utc::now(),
@@ -417,7 +454,7 @@ pub async fn status(svc: &mut Queries, a: StatusArgs, output: Output) -> Result<
                 Output::Json => out.line(
                     &json!({
                         "stage": stage_json(&stage),
-                        "last_promotion": last.as_ref().map(|p| json!({
+                        "last_promotion": last.map(|p| json!({
                             "id": p.id,
                             "freight": p.freight,
                             "freight_alias": p.freight_alias,
@@ -527,20 +564,56 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn the_queue_says_what_each_promotion_it_knows_is() {
+        let mut s = stage("dev");
+        s.queue = vec!["prm-1".into(), "prm-2".into()];
+        s.last_promotion = "prm-2".into();
+        let known = [pb::Promotion {
+            id: "prm-2".into(),
+            freight: "fedcba9876543210fedcba9876543210fedcba98".into(),
+            freight_alias: "v2".into(),
+            status: "Authorized".into(),
+            requested_by: "svc:auto-promoter".into(),
+            requested_at: "2024-05-01T11:58:00Z".into(),
+            ..Default::default()
+        }];
+        let text = stage_body(&s, &known, None, now());
+        let queue: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("  queue (2):"))
+            .skip(1)
+            .take(3)
+            .collect();
+        assert_eq!(
+            queue,
+            [
+                "    PROMOTION  FREIGHT  STATUS      REQUESTED BY       REQUESTED",
+                "    prm-1      -        -           -                  -",
+                "    prm-2      v2       Authorized  svc:auto-promoter  2m ago (2024-05-01 11:58:00Z)",
+            ],
+            "{text}"
+        );
+        assert!(
+            text.contains("last promotion: prm-2 of v2 Authorized"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn hold_is_named_as_the_freight_column_names_it() {
         let mut s = stage("dev");
         assert_eq!(hold_label(&s), "-");
-        assert!(!stage_body(&s, None, None, now()).contains("hold"));
+        assert!(!stage_body(&s, &[], None, now()).contains("hold"));
         s.hold = "0123456789abcdef0123456789abcdef01234567".into();
         assert_eq!(hold_label(&s), "0123456789ab");
         s.current.as_mut().expect("current").alias = "v1.4.2".into();
         assert_eq!(hold_label(&s), "v1.4.2");
         assert!(
-            stage_body(&s, None, None, now()).contains(
+            stage_body(&s, &[], None, now()).contains(
                 "hold:           v1.4.2 was promoted here by hand: no auto-promotion until"
             ),
             "{}",
-            stage_body(&s, None, None, now())
+            stage_body(&s, &[], None, now())
         );
         s.hold = "fedcba9876543210fedcba9876543210fedcba98".into();
         assert_eq!(hold_label(&s), "fedcba987654");
