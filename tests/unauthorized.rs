@@ -212,6 +212,18 @@ async fn reads(channel: Channel, token: Option<&str>) -> Vec<(&'static str, Resu
             .map(|_| ()),
         ),
         (
+            "GetPipeline",
+            q.get_pipeline(with(
+                t,
+                pb::GetPipelineRequest {
+                    project: project(),
+                    min_position: 0,
+                },
+            ))
+            .await
+            .map(|_| ()),
+        ),
+        (
             "GetFreight",
             q.get_freight(with(
                 t,
@@ -421,7 +433,7 @@ fn every_rpc_refuses_the_unauthenticated_and_the_underprivileged() {
             }
         };
         let anonymous = all(&channel, None).await;
-        assert_eq!(anonymous.len(), 26, "10 commands, 11 queries, 5 audit RPCs");
+        assert_eq!(anonymous.len(), 27, "10 commands, 12 queries, 5 audit RPCs");
         assert_refused(&anonymous, Code::Unauthenticated, "nobody at all");
         assert_refused(
             &all(&channel, Some("not-a-token")).await,

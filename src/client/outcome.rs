@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use waybill_ledger::domain::is_id_prefix;
+use waybill_ledger::domain::{is_id_prefix, pipeline_changes, PipelineDefinition};
 use waybill_proto::v1 as pb;
 
 use super::queries::rpc::Queries;
@@ -268,6 +268,65 @@ pub fn print_reply(output: Output, what: &str, r: &pb::CommandReply) {
             println!("{line}");
         }
     }
+}
+
+/// The reply to `apply --dry-run` (accepted, or the pipeline in force
+/// already), and what `definition` changes against the pipeline in force
+/// as the reply's position saw it. An error when the query service cannot
+/// say what is in force: the changes are the point of a dry run.
+pub async fn plan(
+    queries: &mut Queries,
+    output: Output,
+    reply: &pb::CommandReply,
+    definition: &PipelineDefinition,
+) -> Result<(), tonic::Status> {
+    let in_force = aside(queries.get_pipeline(pb::GetPipelineRequest {
+        project: reply.project.clone(),
+        min_position: reply.position,
+    }))
+    .await;
+    let in_force = match in_force {
+        Ok(r) => Some(r.into_inner()),
+        Err(s) if s.code() == tonic::Code::NotFound => None,
+        Err(s) => return Err(s),
+    };
+    let old = in_force
+        .as_ref()
+        .map(|r| serde_json::from_str::<PipelineDefinition>(&r.definition_json))
+        .transpose()
+        .map_err(|e| {
+            tonic::Status::internal(format!("the pipeline in force does not read: {e}"))
+        })?;
+    let changes = pipeline_changes(old.as_ref(), definition);
+    let version = in_force.as_ref().map_or(0, |r| r.policy_version);
+    match output {
+        Output::Json => {
+            let mut doc = reply_json(reply);
+            doc["in_force_version"] = json!(version);
+            doc["changes"] = json!(changes);
+            println!("{doc}");
+        }
+        Output::Text => {
+            let verdict = match reply.already_done {
+                true => "no change: it is the pipeline in force",
+                false => "would be accepted",
+            };
+            println!(
+                "dry run: {verdict}: project {} (decided as the log stood at position {}; \
+                 nothing appended)",
+                reply.project, reply.position
+            );
+            match (in_force.is_some(), changes.is_empty()) {
+                (_, true) => {}
+                (false, false) => println!("changes (the project has no pipeline yet):"),
+                (true, false) => println!("changes against policy version {version}:"),
+            }
+            for c in &changes {
+                println!("  {c}");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The reply as JSON.

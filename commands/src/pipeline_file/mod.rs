@@ -13,6 +13,7 @@
 //! - `path`: the `stages[1].policy.gates[0]` paths problems are reported under.
 //! - `yaml_error`: the deserializer's errors, pointed at a path.
 //! - `digest`: [`source_digest`], the hash recorded with an applied file.
+//! - `render`: [`render_pipeline`], a definition written back as a file.
 //!
 //! [`PipelineDefinition`]: waybill_ledger::domain::PipelineDefinition
 
@@ -21,9 +22,11 @@ mod error;
 mod parse;
 mod path;
 mod query;
+mod render;
 mod tree;
 mod yaml_error;
 
 pub use digest::source_digest;
 pub use error::{PipelineFileError, PipelineFileErrors};
 pub use parse::{parse_pipeline, MAX_PIPELINE_FILE_BYTES};
+pub use render::render_pipeline;

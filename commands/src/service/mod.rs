@@ -219,8 +219,15 @@ impl CommandService for CommandGrpc {
             ),
             Err(e) => (Err(e.clone()), Err(e)),
         };
-        self.run(&request, project, command, &r.idempotency_key)
-            .await
+        let validate_only = r.validate_only;
+        self.run_or_check(
+            &request,
+            project,
+            command,
+            &r.idempotency_key,
+            validate_only,
+        )
+        .await
     }
 
     async fn record_discovery(

@@ -8,6 +8,7 @@ mod duration;
 mod evolve;
 mod freight_id;
 mod pipeline;
+mod pipeline_changes;
 mod state;
 pub mod window;
 pub mod working_set;
@@ -21,4 +22,5 @@ pub use freight_id::{
     freight_id, is_id_prefix, is_lower_hex, short_start_note, FREIGHT_ID_LEN, MIN_ID_PREFIX,
 };
 pub use pipeline::*;
+pub use pipeline_changes::pipeline_changes;
 pub use state::*;

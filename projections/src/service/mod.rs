@@ -143,6 +143,28 @@ impl QueryService for QueryGrpc {
         }))
     }
 
+    async fn get_pipeline(
+        &self,
+        request: Request<pb::GetPipelineRequest>,
+    ) -> Result<Response<pb::PipelineReply>, Status> {
+        let r = request.get_ref();
+        let position = self.ready(&request, &r.project, r.min_position).await?;
+        let shared = self.state(&r.project)?;
+        let state = read(&shared);
+        let applied = state
+            .pipeline
+            .as_ref()
+            .ok_or_else(|| Status::not_found(format!("project {} has no pipeline", r.project)))?;
+        Ok(Response::new(pb::PipelineReply {
+            definition_json: applied.definition_json.clone(),
+            policy_version: applied.version.0,
+            applied_at: convert::time(applied.at),
+            source_uri: applied.source_uri.clone(),
+            source_revision: applied.source_revision.clone(),
+            position,
+        }))
+    }
+
     async fn list_stages(
         &self,
         request: Request<pb::ListStagesRequest>,

@@ -90,6 +90,11 @@ pub struct ApplyArgs {
     /// differs from it; `--revision ''` records none].
     #[arg(long)]
     pub revision: Option<String>,
+    /// Decide, append nothing: say whether the server would accept the
+    /// pipeline now and what it changes against the one in force (exit 0),
+    /// or why not (exit 1).
+    #[arg(long)]
+    pub dry_run: bool,
     /// Idempotency key: a retry with the same key returns the original outcome.
     #[arg(long)]
     pub idempotency_key: Option<String>,

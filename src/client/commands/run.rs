@@ -88,12 +88,17 @@ pub async fn run(client: &ClientArgs, mut command: ClientCommand) -> anyhow::Res
     // Validate a pipeline file locally first: errors name file and line, and
     // nothing reaches the server.
     let mut pipeline_text = None;
+    // With --dry-run, the definition, to say what it changes.
+    let mut planned = None;
     if let ClientCommand::Apply(a) = &command {
         let text = std::fs::read_to_string(&a.file)
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", a.file.display()))?;
-        if let Err(errors) = parse_pipeline(&a.file.display().to_string(), &text) {
-            eprintln!("{errors}");
-            return Ok(ExitCode::from(REFUSED));
+        match parse_pipeline(&a.file.display().to_string(), &text) {
+            Err(errors) => {
+                eprintln!("{errors}");
+                return Ok(ExitCode::from(REFUSED));
+            }
+            Ok(definition) => planned = a.dry_run.then_some(definition),
         }
         pipeline_text = Some(text);
     }
@@ -204,6 +209,7 @@ pub async fn run(client: &ClientArgs, mut command: ClientCommand) -> anyhow::Res
                     }
                     found
                 }),
+                validate_only: a.dry_run,
                 idempotency_key: key(&a.idempotency_key),
             };
             (
@@ -325,6 +331,19 @@ pub async fn run(client: &ClientArgs, mut command: ClientCommand) -> anyhow::Res
                 )
                 .await;
                 return Ok(ExitCode::SUCCESS);
+            }
+            if let Some(definition) = &planned {
+                return match crate::client::outcome::plan(
+                    &mut queries,
+                    client.output,
+                    &reply,
+                    definition,
+                )
+                .await
+                {
+                    Ok(()) => Ok(ExitCode::SUCCESS),
+                    Err(status) => Ok(refused(client.output, &status)),
+                };
             }
             crate::client::outcome::print_reply(client.output, &what, &reply);
             let Some((project, timeout)) = waiting else {

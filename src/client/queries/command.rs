@@ -30,6 +30,8 @@ pub enum QueryCommand {
     Watch(WatchArgs),
     /// The pipeline as it was at a position or a time.
     At(AtArgs),
+    /// The pipeline definition in force, as a file `waybill apply -f` takes.
+    Pipeline(PipelineArgs),
 }
 
 impl QueryCommand {
@@ -44,6 +46,7 @@ impl QueryCommand {
             QueryCommand::Pending(a) => &a.client,
             QueryCommand::Watch(a) => &a.client,
             QueryCommand::At(a) => &a.client,
+            QueryCommand::Pipeline(a) => &a.client,
         }
     }
 }
@@ -70,6 +73,14 @@ pub struct ProjectsArgs {
     /// Wait (bounded) until the server reflects this position.
     #[arg(long, value_name = "POSITION", default_value_t = 0)]
     pub min_position: u64,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PipelineArgs {
+    #[command(flatten)]
+    pub read: ReadArgs,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -283,6 +294,7 @@ impl QueryCommand {
             QueryCommand::Freight(a) => Some(&a.read),
             QueryCommand::Promotions(a) => Some(&a.read),
             QueryCommand::At(a) => Some(&a.read),
+            QueryCommand::Pipeline(a) => Some(&a.read),
             QueryCommand::Projects(_) | QueryCommand::Pending(_) | QueryCommand::Watch(_) => None,
         }
     }
@@ -301,6 +313,7 @@ impl QueryCommand {
             QueryCommand::Freight(a) => &mut a.read,
             QueryCommand::Promotions(a) => &mut a.read,
             QueryCommand::At(a) => &mut a.read,
+            QueryCommand::Pipeline(a) => &mut a.read,
             QueryCommand::Projects(_) | QueryCommand::Pending(_) | QueryCommand::Watch(_) => return,
         };
         read.project = project;
@@ -362,6 +375,7 @@ pub async fn run(client: &ClientArgs, command: QueryCommand) -> anyhow::Result<E
         QueryCommand::Pending(a) => promotions::pending(&mut svc, a, output).await,
         QueryCommand::Watch(a) => watch::run(&mut svc, a, output).await,
         QueryCommand::At(a) => super::at::run(&mut svc, a, output).await,
+        QueryCommand::Pipeline(a) => super::pipeline::run(&mut svc, a, output).await,
     };
     Ok(match result {
         Ok(()) => ExitCode::SUCCESS,

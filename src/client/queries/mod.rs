@@ -1,5 +1,5 @@
 //! The read verbs of the CLI, clients of the query service: `status`,
-//! `history`, `freight`, `promotions`, `watch` and `at`.
+//! `history`, `freight`, `promotions`, `watch`, `at` and `pipeline`.
 //!
 //! - `command`: the verbs' arguments and their dispatch ([`run`]);
 //! - `rpc`: the connection, refusals, exit codes and standard output;
@@ -14,6 +14,7 @@ mod format;
 mod freight;
 mod history;
 mod pages;
+mod pipeline;
 mod policy;
 mod projects;
 mod promotions;

@@ -48,6 +48,12 @@ impl QueryService for Flaky {
     ) -> Result<Response<pb::ListStagesReply>, Status> {
         nope()
     }
+    async fn get_pipeline(
+        &self,
+        _: Request<pb::GetPipelineRequest>,
+    ) -> Result<Response<pb::PipelineReply>, Status> {
+        nope()
+    }
     async fn get_freight(
         &self,
         _: Request<pb::GetFreightRequest>,

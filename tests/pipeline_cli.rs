@@ -1,0 +1,170 @@
+//! `waybill pipeline` prints the definition in force as a file that applies
+//! as the same definition; `waybill apply --dry-run` says what a file would
+//! change against it, or why the server would refuse it, and appends
+//! nothing either way.
+
+mod common;
+
+use common::{run, stderr, stdout, Served, EXAMPLE_PIPELINE};
+
+/// How many events the log of project shop holds (from `waybill projects`).
+fn events(served: &Served) -> u64 {
+    let out = run(&[
+        "projects",
+        "--output",
+        "json",
+        "--server",
+        &served.endpoint(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    doc["projects"]
+        .as_array()
+        .expect("projects")
+        .iter()
+        .find(|p| p["project"] == "shop")
+        .and_then(|p| p["events"].as_u64())
+        .expect("shop's events")
+}
+
+#[test]
+fn the_pipeline_in_force_reads_back_and_a_dry_run_says_what_changes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let served = Served::insecure_dev(&dir.path().join("data"));
+    let server = served.endpoint();
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        path.display().to_string()
+    };
+
+    // A first pipeline: the dry run names the project it would create.
+    let out = run(&[
+        "apply",
+        "-f",
+        EXAMPLE_PIPELINE,
+        "--dry-run",
+        "--server",
+        &server,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(
+            "changes (the project has no pipeline yet):\n  new project shop: warehouses \
+             images; stages dev, staging, prod"
+        ),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(&["pipeline", "-p", "shop", "--server", &server]);
+    assert!(!out.status.success(), "no pipeline yet: {}", stdout(&out));
+    assert!(stderr(&out).contains("NotFound"), "{}", stderr(&out));
+    served.apply_example();
+    let before = events(&served);
+
+    // What `pipeline` prints applies as the definition in force.
+    let out = run(&["pipeline", "-p", "shop", "--server", &server]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed = stdout(&out);
+    assert!(
+        printed.starts_with("# The pipeline of project shop in force: policy version 1"),
+        "{printed}"
+    );
+    let back = file("back.yaml", &printed);
+    let out = run(&["apply", "-f", &back, "--dry-run", "--server", &server]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("dry run: no change: it is the pipeline in force"),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(&["apply", "-f", &back, "--server", &server]);
+    assert!(
+        stdout(&out).contains("already recorded: nothing new appended"),
+        "{}",
+        stdout(&out)
+    );
+
+    // A change: each field by its path, and nothing appended.
+    let example = std::fs::read_to_string(EXAMPLE_PIPELINE).expect("example");
+    let changed = example.replacen("required_approvals: 2", "required_approvals: 3", 1);
+    assert_ne!(changed, example, "the example's approvals moved");
+    let changed = file("changed.yaml", &changed);
+    let out = run(&["apply", "-f", &changed, "--dry-run", "--server", &server]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(
+            "changes against policy version 1:\n  stage prod: policy.required_approvals: 2 → 3\n"
+        ),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(&[
+        "apply",
+        "-f",
+        &changed,
+        "--dry-run",
+        "--output",
+        "json",
+        "--server",
+        &server,
+    ]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(doc["validated_only"], true);
+    assert_eq!(
+        doc["changes"],
+        serde_json::json!(["stage prod: policy.required_approvals: 2 → 3"])
+    );
+    assert_eq!(events(&served), before, "a dry run appends nothing");
+
+    // A refusal comes as the apply would get it (a promotion under way in a
+    // stage the file leaves out), with exit 1. The bypass takes the freight
+    // past the soak and any weekend freeze; the promotion waits for its two
+    // approvals.
+    let found = served.discover_cli("1.0");
+    assert!(found.status.success(), "{}", stderr(&found));
+    let said = stdout(&found);
+    let freight = said
+        .split(", freight ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no freight id in {said}"))
+        .to_string();
+    for args in [
+        &[
+            "approve-freight",
+            "-s",
+            "prod",
+            "--reason",
+            "test",
+            "--ticket",
+            "CHG-1",
+        ][..],
+        &["promote", "-s", "prod", "--ticket", "CHG-1"][..],
+    ] {
+        let mut args = args.to_vec();
+        args.extend(["-p", "shop", "--freight", &freight, "--server", &server]);
+        let out = run(&args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    let without_prod = &example[..example.find("  # ── prod").expect("prod")];
+    let without_prod = file("without-prod.yaml", without_prod);
+    let now = events(&served);
+    let out = run(&[
+        "apply",
+        "-f",
+        &without_prod,
+        "--dry-run",
+        "--server",
+        &server,
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("STAGE_IN_USE"), "{}", stderr(&out));
+    assert_eq!(events(&served), now, "a refused dry run appends nothing");
+}
