@@ -136,8 +136,11 @@ async fn last(svc: &mut Queries, req: pb::HistoryRequest, output: Output) -> Res
     }
     match entries.last() {
         Some(first) if limit > 0 && entries.len() >= limit as usize => eprintln!(
-            "(the last {} entries; earlier ones with --last {limit} --from {})",
-            entries.len(),
+            "(the last {}; earlier ones with --last {limit} --from {})",
+            match entries.len() {
+                1 => "entry".to_string(),
+                n => format!("{n} entries"),
+            },
             first.position.saturating_sub(1)
         ),
         None if output == Output::Text => eprintln!("(no entries)"),
