@@ -121,9 +121,23 @@ pub(crate) async fn follows_one_project_among_others(mut c: Commands, mut q: Que
             stage: stage.into(),
             event_type: event_type.into(),
             from_position: head + 1,
+            ..Default::default()
         };
         async move { q.watch(request).await.map(|w| w.into_inner()) }
     };
+    // Where each event leaves its promotion: a record-only stage's
+    // promotion succeeds at its request; discoveries leave none.
+    let mut succeeded = q
+        .clone()
+        .watch(pb::WatchRequest {
+            project: "shop".into(),
+            promotion_status: "succeeded".into(),
+            from_position: head + 1,
+            ..Default::default()
+        })
+        .await
+        .expect("watch by status")
+        .into_inner();
     let mut shop = watch("shop", "", "").await.expect("watch shop");
     let mut dev = watch("shop", "dev", "").await.expect("watch dev");
     let mut found = watch("other", "", "freight-discovered")
@@ -152,6 +166,7 @@ pub(crate) async fn follows_one_project_among_others(mut c: Commands, mut q: Que
         (&mut shop, &in_shop, "shop"),
         (&mut dev, &in_dev, "shop's dev"),
         (&mut found, &in_other, "other's discoveries"),
+        (&mut succeeded, &in_dev, "shop's succeeded promotions"),
     ] {
         let mut got = Vec::new();
         while got.len() < expected.len() {
@@ -179,4 +194,20 @@ pub(crate) async fn follows_one_project_among_others(mut c: Commands, mut q: Que
         };
         assert_eq!(code_got, code, "{project}/{stage}/{event_type}");
     }
+    let refused = q
+        .clone()
+        .watch(pb::WatchRequest {
+            project: "shop".into(),
+            promotion_status: "Deployed".into(),
+            ..Default::default()
+        })
+        .await
+        .map(|_| ())
+        .expect_err("an unknown status");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(
+        refused.message().contains("one of Requested"),
+        "{}",
+        refused.message()
+    );
 }

@@ -83,16 +83,7 @@ impl QueryGrpc {
         r: &pb::ListPromotionsRequest,
         position: u64,
     ) -> Result<pb::ListPromotionsReply, Status> {
-        let status = match r.status.as_str() {
-            "" => None,
-            name => Some(PromotionStatus::parse(name).ok_or_else(|| {
-                let names: Vec<&str> = PromotionStatus::ALL.iter().map(|s| s.name()).collect();
-                Status::invalid_argument(format!(
-                    "unknown promotion status {name:?}: one of {}",
-                    names.join(", ")
-                ))
-            })?),
-        };
+        let status = super::support::promotion_status(&r.status)?;
         let shared = self.state(&r.project)?;
         if !r.stage.is_empty() {
             self.known_stage(&shared, &r.project, &r.stage).await?;

@@ -136,6 +136,9 @@ impl QueryGrpc {
             event_type: event_type(&r.event_type)?,
             ..Default::default()
         };
+        // Where the entry leaves its promotion: not an index, a filter on
+        // what the others pass.
+        let status = super::support::promotion_status(&r.promotion_status)?.map(|s| s.name());
         let from = Position(r.from_position.max(1));
         let projections = self.projections.clone();
         let stopping = self.stopping.clone();
@@ -162,6 +165,7 @@ impl QueryGrpc {
                                 let out: Vec<_> = items
                                     .into_iter()
                                     .filter(|h| may_view(&h.project))
+                                    .filter(|h| status.is_none_or(|s| h.promotion_status == s))
                                     .map(Ok)
                                     .collect();
                                 let state = (last.next(), applied, may_view);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use tonic::{Request, Status};
-use waybill_ledger::domain::Promotion;
+use waybill_ledger::domain::{Promotion, PromotionStatus};
 use waybill_ledger::{Position, ProjectName};
 
 use super::{QueryGrpc, MIN_POSITION_WAIT, PAGE};
@@ -195,6 +195,21 @@ pub(super) fn event_type(s: &str) -> Result<Option<String>, Status> {
                 names.join(", ")
             )))
         }
+    }
+}
+
+/// A promotion status filter: `None` for empty, `INVALID_ARGUMENT` naming
+/// the statuses for an unknown one.
+pub(super) fn promotion_status(s: &str) -> Result<Option<PromotionStatus>, Status> {
+    match s {
+        "" => Ok(None),
+        name => PromotionStatus::parse(name).map(Some).ok_or_else(|| {
+            let names: Vec<&str> = PromotionStatus::ALL.iter().map(|s| s.name()).collect();
+            Status::invalid_argument(format!(
+                "unknown promotion status {name:?}: one of {}",
+                names.join(", ")
+            ))
+        }),
     }
 }
 

@@ -168,6 +168,7 @@ pub async fn run(svc: &mut Queries, a: WatchArgs, output: Output) -> Result<(), 
         project: a.project.clone(),
         stage: a.stage.clone().unwrap_or_default(),
         event_type: a.event_type.clone().unwrap_or_default(),
+        promotion_status: a.status.clone().unwrap_or_default(),
         from_position: 0,
     };
     follow(
@@ -175,6 +176,8 @@ pub async fn run(svc: &mut Queries, a: WatchArgs, output: Output) -> Result<(), 
         &watch,
         from,
         |e| {
+            // The server filters by status too; one older than the field
+            // ignores the field, so the filter stays here as well.
             if a.status.as_ref().is_some_and(|s| *s != e.promotion_status) {
                 return Flow::Continue;
             }
