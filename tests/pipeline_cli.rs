@@ -117,6 +117,56 @@ fn the_pipeline_in_force_reads_back_and_a_dry_run_says_what_changes() {
     );
     assert_eq!(events(&served), before, "a dry run appends nothing");
 
+    // Applied, the change is the pipeline in force; the first stays readable
+    // by its policy version, as promotions and history name it.
+    let out = run(&["apply", "-f", &changed, "--server", &server]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = |args: &[&str]| {
+        let mut all = vec!["pipeline", "-p", "shop", "--server", &server];
+        all.extend(args);
+        let out = run(&all);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let now = shown(&[]);
+    assert!(now.contains("required_approvals: 3"), "{now}");
+    let version = now
+        .split("policy version ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .expect("a version")
+        .to_string();
+    assert_ne!(version, "1");
+    let first = shown(&["--version", "1"]);
+    assert!(
+        first.starts_with("# The pipeline of project shop no longer in force: policy version 1,"),
+        "{first}"
+    );
+    assert_eq!(
+        first.lines().skip(3).collect::<Vec<_>>(),
+        printed.lines().skip(3).collect::<Vec<_>>(),
+        "version 1 is what was in force before"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&shown(&["--version", "1", "--output", "json"])).expect("json");
+    assert_eq!(json["in_force"], false);
+    assert_eq!(json["source_digest"].as_str().map(str::len), Some(64));
+    let out = run(&[
+        "pipeline",
+        "-p",
+        "shop",
+        "--version",
+        "99",
+        "--server",
+        &server,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "position 99 is not a pipeline");
+    assert!(
+        stderr(&out).contains("position 99 is not a policy version of project shop"),
+        "{}",
+        stderr(&out)
+    );
+
     // A refusal comes as the apply would get it (a promotion under way in a
     // stage the file leaves out), with exit 1. The bypass takes the freight
     // past the soak and any weekend freeze; the promotion waits for its two
@@ -130,6 +180,25 @@ fn the_pipeline_in_force_reads_back_and_a_dry_run_says_what_changes() {
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("no freight id in {said}"))
         .to_string();
+    let position = said
+        .split("at position ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("no position in {said}"));
+    let out = run(&[
+        "pipeline",
+        "-p",
+        "shop",
+        "--version",
+        position,
+        "--server",
+        &server,
+    ]);
+    assert!(
+        stderr(&out).contains(&format!("position {position} is not a policy version")),
+        "a discovery is not a pipeline: {}",
+        stderr(&out)
+    );
     for args in [
         &[
             "approve-freight",

@@ -217,7 +217,7 @@ async fn reads(channel: Channel, token: Option<&str>) -> Vec<(&'static str, Resu
                 t,
                 pb::GetPipelineRequest {
                     project: project(),
-                    min_position: 0,
+                    ..Default::default()
                 },
             ))
             .await

@@ -282,6 +282,7 @@ pub async fn plan(
 ) -> Result<(), tonic::Status> {
     let in_force = aside(queries.get_pipeline(pb::GetPipelineRequest {
         project: reply.project.clone(),
+        policy_version: 0,
         min_position: reply.position,
     }))
     .await;

@@ -97,6 +97,27 @@ async fn scenario(mut cmd: std::process::Command) {
         .await
         .expect("apply")
         .into_inner();
+    // The pipeline in force, as its event records it.
+    let pipeline = q
+        .clone()
+        .get_pipeline(pb::GetPipelineRequest {
+            project: "shop".into(),
+            min_position: applied.position,
+            ..Default::default()
+        })
+        .await
+        .expect("get pipeline")
+        .into_inner();
+    assert_eq!(pipeline.policy_version, applied.position);
+    assert!(pipeline.in_force);
+    assert_eq!(pipeline.source_uri, "pipeline.yaml");
+    assert_eq!(pipeline.source_digest.len(), 64, "{pipeline:?}");
+    assert!(
+        pipeline
+            .definition_json
+            .starts_with("{\"project\":\"shop\""),
+        "{pipeline:?}"
+    );
 
     // The phases, in order; each takes its own handles on the one
     // connection, which stays open until the server is stopped.

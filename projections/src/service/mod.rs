@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::Utc;
 use futures::Stream;
 use tonic::{Request, Response, Status};
-use waybill_ledger::{EventLog, Position, ProjectName};
+use waybill_ledger::{EventLog, EventPayload, Position, ProjectName};
 use waybill_proto::v1 as pb;
 use waybill_proto::v1::query_service_server::QueryService;
 
@@ -150,17 +150,46 @@ impl QueryService for QueryGrpc {
         let r = request.get_ref();
         let position = self.ready(&request, &r.project, r.min_position).await?;
         let shared = self.state(&r.project)?;
-        let state = read(&shared);
-        let applied = state
-            .pipeline
-            .as_ref()
-            .ok_or_else(|| Status::not_found(format!("project {} has no pipeline", r.project)))?;
+        let in_force = read(&shared).pipeline.as_ref().map(|p| p.version.0);
+        let version = match (r.policy_version, in_force) {
+            (0, Some(v)) => v,
+            (0, None) => {
+                return Err(Status::not_found(format!(
+                    "project {} has no pipeline",
+                    r.project
+                )))
+            }
+            (v, _) => v,
+        };
+        // The event itself, as the log holds it: the definition, and where
+        // it came from.
+        let not_a_version = || {
+            Status::not_found(format!(
+                "position {version} is not a policy version of project {} (they are listed by \
+                 `waybill history -p {} --type PipelineConfigured`)",
+                r.project, r.project
+            ))
+        };
+        let project = ProjectName::project(r.project.as_str())
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let event = self
+            .log
+            .next_event(&project, Position(version))
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?
+            .filter(|e| e.position.0 == version)
+            .ok_or_else(not_a_version)?;
+        let EventPayload::PipelineConfigured(p) = &event.event.payload else {
+            return Err(not_a_version());
+        };
         Ok(Response::new(pb::PipelineReply {
-            definition_json: applied.definition_json.clone(),
-            policy_version: applied.version.0,
-            applied_at: convert::time(applied.at),
-            source_uri: applied.source_uri.clone(),
-            source_revision: applied.source_revision.clone(),
+            definition_json: p.definition_json.clone(),
+            policy_version: version,
+            applied_at: convert::time(event.event.time),
+            source_uri: p.source_uri.clone(),
+            source_revision: p.source_revision.clone(),
+            source_digest: p.source_digest.clone(),
+            in_force: in_force == Some(version),
             position,
         }))
     }

@@ -30,7 +30,8 @@ pub enum QueryCommand {
     Watch(WatchArgs),
     /// The pipeline as it was at a position or a time.
     At(AtArgs),
-    /// The pipeline definition in force, as a file `waybill apply -f` takes.
+    /// The pipeline definition in force (or an earlier policy version), as a
+    /// file `waybill apply -f` takes.
     Pipeline(PipelineArgs),
 }
 
@@ -81,6 +82,10 @@ pub struct ProjectsArgs {
 pub struct PipelineArgs {
     #[command(flatten)]
     pub read: ReadArgs,
+    /// An earlier policy version (as promotions and history name it: the
+    /// position of its PipelineConfigured) instead of the one in force.
+    #[arg(long, value_name = "POLICY_VERSION")]
+    pub version: Option<u64>,
     #[command(flatten)]
     pub client: ClientArgs,
 }

@@ -15,6 +15,7 @@ pub async fn run(svc: &mut Queries, a: PipelineArgs, output: Output) -> Result<(
     let reply = svc
         .get_pipeline(pb::GetPipelineRequest {
             project: a.read.project,
+            policy_version: a.version.unwrap_or(0),
             min_position: a.read.min_position,
         })
         .await?
@@ -32,6 +33,8 @@ pub async fn run(svc: &mut Queries, a: PipelineArgs, output: Output) -> Result<(
                 "applied_at": reply.applied_at,
                 "source_uri": reply.source_uri,
                 "source_revision": reply.source_revision,
+                "source_digest": reply.source_digest,
+                "in_force": reply.in_force,
                 "position": reply.position,
             })
             .to_string(),
@@ -50,8 +53,12 @@ fn text(reply: &pb::PipelineReply, definition: &PipelineDefinition) -> String {
     if !reply.source_revision.is_empty() {
         from.push_str(&format!(" (revision {})", reply.source_revision));
     }
+    let which = match reply.in_force {
+        true => "in force",
+        false => "no longer in force",
+    };
     format!(
-        "# The pipeline of project {} in force: policy version {}, applied {}{from}.\n\
+        "# The pipeline of project {} {which}: policy version {}, applied {}{from}.\n\
          # Fields at their defaults are written out; `waybill apply -f` reads this file\n\
          # as the same definition.\n{}",
         definition.project,
