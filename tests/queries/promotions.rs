@@ -258,5 +258,8 @@ pub(crate) async fn paging_and_filters(
     assert_eq!(p.status, "Succeeded");
     assert_eq!(p.requested_by, "anonymous");
     assert_eq!(p.policy_version, applied.position);
+    // What a deployment job deploys comes with the promotion.
+    assert_eq!(p.freight_artifacts.len(), 1, "{p:?}");
+    assert_eq!(p.freight_artifacts[0].name, "ghcr.io/acme/shop", "{p:?}");
     written
 }

@@ -408,20 +408,7 @@ pub fn freight(
         id: f.id.clone(),
         warehouse: f.warehouse.clone(),
         alias: f.alias.clone(),
-        artifacts: f
-            .artifacts
-            .iter()
-            .map(|a| pb::Artifact {
-                kind: match a.kind {
-                    ArtifactKind::Image => pb::artifact::Kind::Image,
-                    ArtifactKind::Git => pb::artifact::Kind::Git,
-                    ArtifactKind::Chart => pb::artifact::Kind::Chart,
-                } as i32,
-                name: a.name.clone(),
-                version: a.version.clone(),
-                digest: a.digest.clone(),
-            })
-            .collect(),
+        artifacts: artifacts(f),
         discovered_at: time(f.discovered_at),
         verified_in: f
             .verified_in
@@ -462,6 +449,23 @@ pub fn freight(
 /// A promotion, with its freight (for the bypass that allowed it, if any).
 /// A promotion; `approvals_required`: what the policy in force requires of
 /// it while it waits for approvals (see [`crate::runner::Projections::approvals_required`]).
+/// What freight `f` holds, as the API gives it.
+fn artifacts(f: &Freight) -> Vec<pb::Artifact> {
+    f.artifacts
+        .iter()
+        .map(|a| pb::Artifact {
+            kind: match a.kind {
+                ArtifactKind::Image => pb::artifact::Kind::Image,
+                ArtifactKind::Git => pb::artifact::Kind::Git,
+                ArtifactKind::Chart => pb::artifact::Kind::Chart,
+            } as i32,
+            name: a.name.clone(),
+            version: a.version.clone(),
+            digest: a.digest.clone(),
+        })
+        .collect()
+}
+
 pub fn promotion(
     p: &Promotion,
     freight: Option<&Freight>,
@@ -496,6 +500,7 @@ pub fn promotion(
         requested_position: p.requested.0,
         approvals_required,
         freight_alias: freight.map(|f| f.alias.clone()).unwrap_or_default(),
+        freight_artifacts: freight.map(artifacts).unwrap_or_default(),
     }
 }
 

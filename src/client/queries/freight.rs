@@ -13,7 +13,7 @@ use super::rpc::{Out, Queries};
 use crate::client::Output;
 
 /// `image`, `git` or `chart`.
-fn kind(a: &pb::Artifact) -> &'static str {
+pub fn kind(a: &pb::Artifact) -> &'static str {
     match pb::artifact::Kind::try_from(a.kind) {
         Ok(pb::artifact::Kind::Image) => "image",
         Ok(pb::artifact::Kind::Git) => "git",
@@ -34,6 +34,18 @@ pub fn artifact(a: &pb::Artifact) -> String {
         s.push_str(&a.digest);
     }
     s
+}
+
+/// An artifact as JSON: its kind, its parts, and the reference they make
+/// (`repo:tag@digest`), which a deployment job can use as it is.
+pub fn artifact_json(a: &pb::Artifact) -> Value {
+    json!({
+        "kind": kind(a),
+        "name": a.name,
+        "version": a.version,
+        "digest": a.digest,
+        "ref": artifact(a),
+    })
 }
 
 /// The stages a freight is in now, comma separated.
@@ -173,12 +185,7 @@ pub fn freight_json(f: &pb::Freight) -> Value {
         "id": f.id,
         "warehouse": f.warehouse,
         "alias": f.alias,
-        "artifacts": f.artifacts.iter().map(|a| json!({
-            "kind": kind(a),
-            "name": a.name,
-            "version": a.version,
-            "digest": a.digest,
-        })).collect::<Vec<_>>(),
+        "artifacts": f.artifacts.iter().map(artifact_json).collect::<Vec<_>>(),
         "discovered_at": f.discovered_at,
         "verified_in": f.verified_in.iter().map(|v| json!({
             "stage": v.stage,

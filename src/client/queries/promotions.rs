@@ -105,6 +105,16 @@ pub fn detail_text(
             alias => format!("{} ({alias})", p.freight),
         },
     );
+    for a in &p.freight_artifacts {
+        field(
+            "artifact",
+            format!(
+                "{} {}",
+                super::freight::kind(a),
+                super::freight::artifact(a)
+            ),
+        );
+    }
     field("requested by", p.requested_by.clone());
     field("requested", when(&p.requested_at, now));
     if p.requested_position > 0 {
@@ -175,6 +185,8 @@ pub fn promotion_json(p: &pb::Promotion) -> Value {
         "updated_at": p.updated_at,
         "bypass": p.bypass,
         "bypass_reason": p.bypass_reason,
+        "freight_artifacts": p.freight_artifacts.iter().map(super::freight::artifact_json)
+            .collect::<Vec<_>>(),
     })
 }
 
@@ -392,7 +404,21 @@ mod tests {
             reason: "lgtm".into(),
             ..Default::default()
         };
+        p.freight_artifacts = vec![pb::Artifact {
+            kind: pb::artifact::Kind::Image as i32,
+            name: "ghcr.io/acme/shop".into(),
+            version: "1.4.2".into(),
+            digest: "sha256:abc".into(),
+        }];
         let text = detail_text(&p, &[approved], 41, now());
+        assert!(
+            text.contains("  artifact:       image ghcr.io/acme/shop:1.4.2@sha256:abc\n"),
+            "{text}"
+        );
+        assert_eq!(
+            promotion_json(&p)["freight_artifacts"][0]["ref"],
+            "ghcr.io/acme/shop:1.4.2@sha256:abc"
+        );
         assert!(
             text.contains(
                 "  history:\n       40         2024-05-01 11:55:00Z  bob                 \
