@@ -116,6 +116,23 @@ fn the_pipeline_in_force_reads_back_and_a_dry_run_says_what_changes() {
         serde_json::json!(["stage prod: policy.required_approvals: 2 → 3"])
     );
     assert_eq!(events(&served), before, "a dry run appends nothing");
+    // The same changes without asking the server to decide (a viewer may);
+    // the file names the project.
+    let out = run(&["pipeline", "--diff", &changed, "--server", &server]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "changes against policy version 1:\n  stage prod: policy.required_approvals: 2 → 3\n"
+    );
+    let out = run(&[
+        "pipeline", "-p", "other", "--diff", &changed, "--server", &server,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("defines project shop, not other"),
+        "{}",
+        stderr(&out)
+    );
 
     // Applied, the change is the pipeline in force; the first stays readable
     // by its policy version, as promotions and history name it.

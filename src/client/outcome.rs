@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use waybill_ledger::domain::{is_id_prefix, pipeline_changes, PipelineDefinition};
+use waybill_ledger::domain::{is_id_prefix, PipelineDefinition};
 use waybill_proto::v1 as pb;
 
 use super::queries::rpc::Queries;
@@ -280,31 +280,18 @@ pub async fn plan(
     reply: &pb::CommandReply,
     definition: &PipelineDefinition,
 ) -> Result<(), tonic::Status> {
-    let in_force = aside(queries.get_pipeline(pb::GetPipelineRequest {
-        project: reply.project.clone(),
-        policy_version: 0,
-        min_position: reply.position,
-    }))
-    .await;
-    let in_force = match in_force {
-        Ok(r) => Some(r.into_inner()),
-        Err(s) if s.code() == tonic::Code::NotFound => None,
-        Err(s) => return Err(s),
-    };
-    let old = in_force
-        .as_ref()
-        .map(|r| serde_json::from_str::<PipelineDefinition>(&r.definition_json))
-        .transpose()
-        .map_err(|e| {
-            tonic::Status::internal(format!("the pipeline in force does not read: {e}"))
-        })?;
-    let changes = pipeline_changes(old.as_ref(), definition);
-    let version = in_force.as_ref().map_or(0, |r| r.policy_version);
+    let changes = aside(super::queries::pipeline::Changes::against_in_force(
+        queries,
+        &reply.project,
+        reply.position,
+        definition,
+    ))
+    .await?;
     match output {
         Output::Json => {
             let mut doc = reply_json(reply);
-            doc["in_force_version"] = json!(version);
-            doc["changes"] = json!(changes);
+            doc["in_force_version"] = json!(changes.version);
+            doc["changes"] = json!(changes.lines);
             println!("{doc}");
         }
         Output::Text => {
@@ -317,14 +304,7 @@ pub async fn plan(
                  nothing appended)",
                 reply.project, reply.position
             );
-            match (in_force.is_some(), changes.is_empty()) {
-                (_, true) => {}
-                (false, false) => println!("changes (the project has no pipeline yet):"),
-                (true, false) => println!("changes against policy version {version}:"),
-            }
-            for c in &changes {
-                println!("  {c}");
-            }
+            print!("{}", changes.text());
         }
     }
     Ok(())

@@ -84,8 +84,14 @@ pub struct PipelineArgs {
     pub read: ReadArgs,
     /// An earlier policy version (as promotions and history name it: the
     /// position of its PipelineConfigured) instead of the one in force.
-    #[arg(long, value_name = "POLICY_VERSION")]
+    #[arg(long, value_name = "POLICY_VERSION", conflicts_with = "diff")]
     pub version: Option<u64>,
+    /// What this pipeline file changes against the one in force, a line
+    /// per field (a viewer may ask; `apply --dry-run` also asks the server
+    /// whether it would accept it). The project is the file's unless -p
+    /// names it.
+    #[arg(long, value_name = "FILE")]
+    pub diff: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -362,6 +368,12 @@ pub async fn run(client: &ClientArgs, command: QueryCommand) -> anyhow::Result<E
     let mut svc = connect(client).await?;
     let output = client.output;
     let mut command = command;
+    // `pipeline --diff FILE`: the file names its project.
+    if let QueryCommand::Pipeline(a) = &mut command {
+        if let (Some(file), true) = (&a.diff, a.read.project.is_empty()) {
+            a.read.project = super::pipeline::project_of(file)?;
+        }
+    }
     if let Some(read) = command.read_args().filter(|r| r.project.is_empty()) {
         match sole_project(&mut svc, read.min_position).await {
             Ok(project) => command.set_project(project),

@@ -14,7 +14,7 @@ mod format;
 mod freight;
 mod history;
 mod pages;
-mod pipeline;
+pub(crate) mod pipeline;
 mod policy;
 mod projects;
 mod promotions;

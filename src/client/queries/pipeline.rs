@@ -3,15 +3,116 @@
 
 use serde_json::json;
 use tonic::Status;
-use waybill_commands::pipeline_file::render_pipeline;
-use waybill_ledger::domain::PipelineDefinition;
+use waybill_commands::pipeline_file::{parse_pipeline, render_pipeline};
+use waybill_ledger::domain::{pipeline_changes, PipelineDefinition};
 use waybill_proto::v1 as pb;
 
 use super::command::PipelineArgs;
 use super::rpc::{Out, Queries};
 use crate::client::Output;
 
+/// What a definition changes against the pipeline in force.
+#[derive(Debug)]
+pub struct Changes {
+    /// The policy version in force (0: the project has no pipeline).
+    pub version: u64,
+    /// A line per change (`stage prod: policy.required_approvals: 2 → 3`).
+    pub lines: Vec<String>,
+}
+
+impl Changes {
+    /// What `definition` changes against the pipeline of `project` in
+    /// force once the read models reflect `min_position`.
+    pub async fn against_in_force(
+        svc: &mut Queries,
+        project: &str,
+        min_position: u64,
+        definition: &PipelineDefinition,
+    ) -> Result<Changes, Status> {
+        let in_force = svc
+            .get_pipeline(pb::GetPipelineRequest {
+                project: project.to_string(),
+                policy_version: 0,
+                min_position,
+            })
+            .await;
+        let in_force = match in_force {
+            Ok(r) => Some(r.into_inner()),
+            Err(s) if s.code() == tonic::Code::NotFound => None,
+            Err(s) => return Err(s),
+        };
+        let old = in_force
+            .as_ref()
+            .map(|r| serde_json::from_str::<PipelineDefinition>(&r.definition_json))
+            .transpose()
+            .map_err(|e| Status::internal(format!("the pipeline in force does not read: {e}")))?;
+        Ok(Changes {
+            version: in_force.as_ref().map_or(0, |r| r.policy_version),
+            lines: pipeline_changes(old.as_ref(), definition),
+        })
+    }
+
+    /// A heading and a line per change; nothing when there is none.
+    pub fn text(&self) -> String {
+        let mut out = match (self.version, self.lines.is_empty()) {
+            (_, true) => return String::new(),
+            (0, false) => "changes (the project has no pipeline yet):\n".to_string(),
+            (v, false) => format!("changes against policy version {v}:\n"),
+        };
+        for line in &self.lines {
+            out.push_str(&format!("  {line}\n"));
+        }
+        out
+    }
+}
+
+/// The project `file` defines, for `pipeline --diff FILE` without `-p`.
+pub fn project_of(file: &std::path::Path) -> anyhow::Result<String> {
+    Ok(definition_in(file)?.project)
+}
+
+/// The definition in the pipeline file `file`, or its errors (each with
+/// file, line and what is wrong).
+fn definition_in(file: &std::path::Path) -> anyhow::Result<PipelineDefinition> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    parse_pipeline(&file.display().to_string(), &text).map_err(|errors| anyhow::anyhow!("{errors}"))
+}
+
 pub async fn run(svc: &mut Queries, a: PipelineArgs, output: Output) -> Result<(), Status> {
+    if let Some(file) = &a.diff {
+        let definition =
+            definition_in(file).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if definition.project != a.read.project {
+            return Err(Status::invalid_argument(format!(
+                "{} defines project {}, not {}",
+                file.display(),
+                definition.project,
+                a.read.project
+            )));
+        }
+        let changes =
+            Changes::against_in_force(svc, &a.read.project, a.read.min_position, &definition)
+                .await?;
+        let mut out = Out::default();
+        match output {
+            Output::Text if changes.lines.is_empty() => out.line(&format!(
+                "no change: {} is the pipeline in force (policy version {})",
+                file.display(),
+                changes.version
+            )),
+            Output::Text => out.block(&changes.text()),
+            Output::Json => out.line(
+                &json!({
+                    "project": a.read.project,
+                    "in_force_version": changes.version,
+                    "changes": changes.lines,
+                })
+                .to_string(),
+            ),
+        }
+        return Ok(());
+    }
     let reply = svc
         .get_pipeline(pb::GetPipelineRequest {
             project: a.read.project,
