@@ -44,12 +44,13 @@ pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
 
 /// What a time on the command line may look like, for help and errors.
 pub const TIME_FORMS: &str =
-    "an RFC 3339 time (2024-05-01T12:00:00+02:00), a UTC date and time (2024-05-01 12:00, 2024-05-01T12:00:00, 2024-05-01), or a time ago (90m, 2h, \"1d 6h ago\", now)";
+    "an RFC 3339 time (2024-05-01T12:00:00+02:00), a UTC date and time (2024-05-01 12:00, 2024-05-01T12:00:00, 2024-05-01), a UTC time of day (03:12, the last one), or a time ago (90m, 2h, \"1d 6h ago\", now)";
 
 /// Reads a time given on the command line: RFC 3339; a date with an
 /// optional time of day (to the minute, second or below) without an offset,
-/// taken as UTC (the tables print UTC); or a duration before now (`2h`,
-/// `1d 6h ago`, `now`). Returns it as RFC 3339 in UTC.
+/// taken as UTC (the tables print UTC); a time of day alone, the last time
+/// the UTC clock showed it; or a duration before now (`2h`, `1d 6h ago`,
+/// `now`). Returns it as RFC 3339 in UTC.
 pub fn time_arg(s: &str) -> Result<String, String> {
     time_arg_at(s, Utc::now())
 }
@@ -74,6 +75,17 @@ pub fn time_arg_at(s: &str, now: DateTime<Utc>) -> Result<String, String> {
         })
         .map(|t| t.and_utc())
     };
+    // "03:12": today's, or yesterday's when today's is yet to come.
+    let time_of_day = || {
+        let t = ["%H:%M", "%H:%M:%S%.f"]
+            .iter()
+            .find_map(|f| chrono::NaiveTime::parse_from_str(s, f).ok())?;
+        let today = now.date_naive().and_time(t).and_utc();
+        Some(match today > now {
+            true => today - chrono::Duration::days(1),
+            false => today,
+        })
+    };
     let ago = || {
         if s == "now" {
             return Some(now);
@@ -84,6 +96,7 @@ pub fn time_arg_at(s: &str, now: DateTime<Utc>) -> Result<String, String> {
     };
     parse_time(s)
         .or_else(naive)
+        .or_else(time_of_day)
         .or_else(ago)
         .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
         .ok_or_else(|| format!("{s:?} is not {TIME_FORMS}"))
@@ -304,6 +317,11 @@ mod tests {
             ("1d 6h ago", "2024-04-30T06:00:00Z"),
             (" 2weeks ", "2024-04-17T12:00:00Z"),
             ("30s", "2024-05-01T11:59:30Z"),
+            // A time of day: the last time the UTC clock showed it.
+            ("03:12", "2024-05-01T03:12:00Z"),
+            ("12:00", "2024-05-01T12:00:00Z"),
+            ("12:00:01", "2024-04-30T12:00:01Z"),
+            ("23:59:59.5", "2024-04-30T23:59:59.500Z"),
         ] {
             assert_eq!(time_arg_at(given, now).as_deref(), Ok(want), "{given}");
         }
@@ -316,6 +334,8 @@ mod tests {
             "yesterday",
             "2024-13-01",
             "2024-05-01 25:00",
+            "25:00",
+            "3:12pm",
             "05/01/2024",
             "2024-05-01 3pm",
         ] {
