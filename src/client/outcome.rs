@@ -273,13 +273,24 @@ pub fn print_reply(output: Output, what: &str, r: &pb::CommandReply) {
 /// The reply to `apply --dry-run` (accepted, or the pipeline in force
 /// already), and what `definition` changes against the pipeline in force
 /// as the reply's position saw it. An error when the query service cannot
-/// say what is in force: the changes are the point of a dry run.
+/// say what is in force (after the verdict, in text).
 pub async fn plan(
     queries: &mut Queries,
     output: Output,
     reply: &pb::CommandReply,
     definition: &PipelineDefinition,
 ) -> Result<(), tonic::Status> {
+    if output == Output::Text {
+        let verdict = match reply.already_done {
+            true => "no change: it is the pipeline in force",
+            false => "would be accepted",
+        };
+        println!(
+            "dry run: {verdict}: project {} (decided as the log stood at position {}; \
+             nothing appended)",
+            reply.project, reply.position
+        );
+    }
     let changes = aside(super::queries::pipeline::Changes::against_in_force(
         queries,
         &reply.project,
@@ -294,18 +305,7 @@ pub async fn plan(
             doc["changes"] = json!(changes.lines);
             println!("{doc}");
         }
-        Output::Text => {
-            let verdict = match reply.already_done {
-                true => "no change: it is the pipeline in force",
-                false => "would be accepted",
-            };
-            println!(
-                "dry run: {verdict}: project {} (decided as the log stood at position {}; \
-                 nothing appended)",
-                reply.project, reply.position
-            );
-            print!("{}", changes.text());
-        }
+        Output::Text => print!("{}", changes.text()),
     }
     Ok(())
 }

@@ -13,7 +13,7 @@ use waybill_proto::v1::query_service_client::QueryServiceClient;
 use super::args::{
     ClientCommand, DecisionArgs, DiscoverArgs, PromoteArgs, ReportArgs, RollbackArgs,
 };
-use crate::client::queries::rpc::refused;
+use crate::client::queries::rpc::{refused, UNREACHABLE};
 use crate::client::wait;
 use crate::client::{channel, ClientArgs, Output};
 
@@ -342,7 +342,15 @@ pub async fn run(client: &ClientArgs, mut command: ClientCommand) -> anyhow::Res
                 .await
                 {
                     Ok(()) => Ok(ExitCode::SUCCESS),
-                    Err(status) => Ok(refused(client.output, &status)),
+                    Err(status) => {
+                        eprintln!(
+                            "error: the server would accept the pipeline, but what it changes \
+                             cannot be shown: the query service answered {:?}: {}",
+                            status.code(),
+                            status.message()
+                        );
+                        Ok(ExitCode::from(UNREACHABLE))
+                    }
                 };
             }
             crate::client::outcome::print_reply(client.output, &what, &reply);
