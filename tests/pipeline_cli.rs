@@ -233,6 +233,24 @@ fn the_pipeline_in_force_reads_back_and_a_dry_run_says_what_changes() {
         let out = run(&args);
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));
     }
+    // A file that asks for no approvals would complete the waiting
+    // promotion (prod is record-only): the dry run names it.
+    let fewer = file(
+        "fewer.yaml",
+        &example.replacen("required_approvals: 2", "required_approvals: 0", 1),
+    );
+    let out = run(&["apply", "-f", &fewer, "--dry-run", "--server", &server]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("promotions under way it would move on:\n  prm-")
+            && stdout(&out).contains(&format!(
+                " of {} into prod: Requested → Succeeded (record-only stage), 0 of 0 approvals \
+             counting\n",
+                &freight[..12]
+            )),
+        "{}",
+        stdout(&out)
+    );
     let without_prod = &example[..example.find("  # ── prod").expect("prod")];
     let without_prod = file("without-prod.yaml", without_prod);
     let now = events(&served);

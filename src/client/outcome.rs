@@ -303,9 +303,18 @@ pub async fn plan(
             let mut doc = reply_json(reply);
             doc["in_force_version"] = json!(changes.version);
             doc["changes"] = json!(changes.lines);
+            doc["effects"] = json!(reply.effects);
             println!("{doc}");
         }
-        Output::Text => print!("{}", changes.text()),
+        Output::Text => {
+            print!("{}", changes.text());
+            if !reply.effects.is_empty() {
+                println!("promotions under way it would move on:");
+                for e in &reply.effects {
+                    println!("  {e}");
+                }
+            }
+        }
     }
     Ok(())
 }

@@ -5,6 +5,7 @@ mod approval;
 mod execution;
 mod freight;
 mod pipeline;
+pub use pipeline::effects as pipeline_effects;
 mod promotion;
 
 pub(crate) use promotion::rollback_warehouse;

@@ -1,6 +1,6 @@
 //! `ApplyPipeline`.
 
-use waybill_ledger::domain::ProjectState;
+use waybill_ledger::domain::{PipelineDefinition, ProjectState};
 use waybill_ledger::event::PipelineConfigured;
 use waybill_ledger::EventPayload;
 
@@ -70,4 +70,31 @@ pub(super) fn apply(state: &ProjectState, command: &Command) -> Result<Decision,
         }),
         subject: format!("pipeline/{}", state.project),
     })
+}
+
+/// What applying `definition` would do to the promotions under way in
+/// `state`, a line each: "prm-… of v1.4.2 into prod: Requested → Authorized
+/// (2 of 2 approvals count)" (`→ Succeeded` on a record-only stage). For a
+/// dry run; empty when it changes none.
+pub fn effects(state: &ProjectState, definition: &PipelineDefinition) -> Vec<String> {
+    state
+        .authorized_by(definition)
+        .into_iter()
+        .map(|w| {
+            let p = w.promotion;
+            let freight = state
+                .freight
+                .get(&p.freight)
+                .filter(|f| !f.alias.is_empty())
+                .map_or_else(|| p.freight.chars().take(12).collect(), |f| f.alias.clone());
+            let to = match w.record_only {
+                true => "Succeeded (record-only stage)",
+                false => "Authorized",
+            };
+            format!(
+                "{} of {freight} into {}: Requested → {to}, {} of {} approvals counting",
+                p.id, p.stage, w.counted, w.required
+            )
+        })
+        .collect()
 }

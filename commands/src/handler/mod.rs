@@ -91,6 +91,9 @@ pub struct Outcome {
     pub already_done: bool,
     /// The event appended, when one was.
     pub payload: Option<waybill_ledger::EventPayload>,
+    /// A dry run of `ApplyPipeline`: what applying it would do to the
+    /// promotions under way, a line each (see `decide::pipeline_effects`).
+    pub effects: Vec<String>,
 }
 
 /// Executes commands against the log. Cheap to clone.
@@ -376,6 +379,12 @@ impl CommandHandler {
             .await
             .and_then(|()| self.decide_on(project, principal, &command, key, &mut state));
         let position = state.position;
+        let effects = match (&command, &result) {
+            (Command::ApplyPipeline { definition, .. }, Ok((_, Decision::Append { .. }))) => {
+                crate::decide::pipeline_effects(&state, definition)
+            }
+            _ => Vec::new(),
+        };
         self.sized(&slot, &state);
         self.spill_later(project, &slot, &state);
         Ok(match result?.1 {
@@ -384,12 +393,14 @@ impl CommandHandler {
                 position: o.position,
                 already_done: true,
                 payload: None,
+                effects: Vec::new(),
             },
             Decision::Append { payload, .. } => Outcome {
                 event_id: Uuid::nil(),
                 position,
                 already_done: false,
                 payload: Some(payload),
+                effects,
             },
         })
     }
@@ -439,6 +450,7 @@ impl CommandHandler {
                         position: o.position,
                         already_done: true,
                         payload: None,
+                        effects: Vec::new(),
                     })
                 }
                 Decision::Append { payload, subject } => (payload, subject),
@@ -459,6 +471,7 @@ impl CommandHandler {
                         position: appended.position,
                         already_done: false,
                         payload: Some(payload),
+                        effects: Vec::new(),
                     });
                 }
                 Err(LedgerError::Conflict { actual }) => {
@@ -477,6 +490,7 @@ impl CommandHandler {
                         position: original,
                         already_done: true,
                         payload: None,
+                        effects: Vec::new(),
                     });
                 }
                 Err(e) => {

@@ -85,7 +85,9 @@ impl CommandGrpc {
                         Some(command_id.clone()),
                     )
                     .await?;
+                let effects = outcome.effects.clone();
                 let mut reply = reply(&project, &command, &command_id, outcome);
+                reply.effects = effects;
                 if !reply.already_done {
                     reply.validated_only = true;
                     reply.event_id.clear();

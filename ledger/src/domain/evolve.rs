@@ -197,15 +197,35 @@ impl ProjectState {
 
     /// Approvals that count: distinct, and not the requester's under separation of duties.
     pub fn counted_approvals(&self, promotion: &Promotion) -> usize {
-        let sod = self
-            .definition()
-            .and_then(|d| d.stage(&promotion.stage))
-            .is_none_or(|s| s.policy.separation_of_duties);
-        promotion
-            .approvals
-            .iter()
-            .filter(|a| !sod || a.by != promotion.requested_by.principal)
-            .count()
+        counted_under(self.definition(), promotion)
+    }
+
+    /// The promotions waiting for approvals that `definition` would
+    /// authorize by coming into force (see `authorize_under_new_policy`),
+    /// in request order. For a dry run of a pipeline: what applying it
+    /// would do to promotions under way.
+    pub fn authorized_by(&self, definition: &PipelineDefinition) -> Vec<WouldAuthorize<'_>> {
+        let mut waiting: Vec<&Promotion> = self
+            .promotions
+            .values()
+            .map(|p| &**p)
+            .filter(|p| p.status == PromotionStatus::Requested)
+            .collect();
+        waiting.sort_by_key(|p| p.requested);
+        waiting
+            .into_iter()
+            .filter_map(|p| {
+                let stage = definition.stage(&p.stage)?;
+                let required = stage.policy.required_approvals as usize;
+                let counted = counted_under(Some(definition), p);
+                (counted >= required).then_some(WouldAuthorize {
+                    promotion: p,
+                    record_only: stage.record_only,
+                    counted,
+                    required,
+                })
+            })
+            .collect()
     }
 
     /// Approvals the stage's policy requires.
@@ -398,4 +418,29 @@ impl ProjectState {
             (false, None) => {}
         }
     }
+}
+
+/// A waiting promotion a new pipeline would authorize.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WouldAuthorize<'a> {
+    pub promotion: &'a Promotion,
+    /// Its stage would be record-only: it would also complete at once.
+    pub record_only: bool,
+    /// Its approvals that would count, and how many the pipeline requires.
+    pub counted: usize,
+    pub required: usize,
+}
+
+/// Approvals of `promotion` that count under `definition`: distinct, and
+/// not the requester's under separation of duties (the default without a
+/// definition).
+fn counted_under(definition: Option<&PipelineDefinition>, promotion: &Promotion) -> usize {
+    let sod = definition
+        .and_then(|d| d.stage(&promotion.stage))
+        .is_none_or(|s| s.policy.separation_of_duties);
+    promotion
+        .approvals
+        .iter()
+        .filter(|a| !sod || a.by != promotion.requested_by.principal)
+        .count()
 }

@@ -6,6 +6,7 @@
 mod availability;
 mod duration;
 mod evolve;
+pub use evolve::WouldAuthorize;
 mod freight_id;
 mod pipeline;
 mod pipeline_changes;

@@ -65,6 +65,16 @@ fn a_policy_that_asks_for_fewer_approvals_authorizes_what_has_enough() {
     let before = s.state.policy_version();
     let mut def: PipelineDefinition = serde_json::from_str(PIPELINE).expect("json");
     def.stages[2].policy.required_approvals = 1;
+    // A dry run says so before it happens.
+    assert_eq!(
+        crate::decide::pipeline_effects(&s.state, &def),
+        [format!(
+            "{p} of v1-0 into prod: Requested → Authorized, 1 of 1 approvals counting"
+        )]
+    );
+    let mut as_many = def.clone();
+    as_many.stages[2].policy.required_approvals = 2;
+    assert!(crate::decide::pipeline_effects(&s.state, &as_many).is_empty());
     s.ok(alice(), apply(def.clone()));
     // Bob's approval is all the policy in force asks for: it does not wait
     // for an approval no longer required (it waited, showing 1 of 1).
