@@ -1,5 +1,7 @@
-//! `waybill pipeline`: the definition in force, as a pipeline file (text)
-//! or with where it came from (JSON).
+//! `waybill pipeline`: the definition in force (or an earlier policy
+//! version), as a pipeline file (text) or with where it came from (JSON);
+//! with `--diff FILE`, what a file changes against it ([`Changes`], which
+//! `apply --dry-run` prints too).
 
 use serde_json::json;
 use tonic::Status;
