@@ -243,14 +243,15 @@ impl ProjectState {
     /// have enough; otherwise one would wait for an approval the policy no
     /// longer asks for.
     fn authorize_under_new_policy(&mut self, version: Position, at: DateTime<Utc>) {
-        let mut waiting: Vec<(Position, String)> = self
-            .promotions
-            .values()
-            .filter(|p| p.status == PromotionStatus::Requested)
-            .map(|p| (p.requested, p.id.clone()))
-            .collect();
-        waiting.sort();
-        for (_, id) in waiting {
+        let ids: Vec<String> = match self.definition() {
+            Some(definition) => self
+                .authorized_by(definition)
+                .iter()
+                .map(|w| w.promotion.id.clone())
+                .collect(),
+            None => Vec::new(),
+        };
+        for id in ids {
             self.authorize_if_approved(&id, at, Some(version));
         }
     }
