@@ -135,6 +135,34 @@ async fn report_records_what_the_deployment_did() {
     );
     let (code, said) = cli(&["promote", "-p", "shop", "-s", "dev", "--freight", &other]);
     assert_eq!(code, Some(0), "{said}");
+    // It waits for the executor: the stage's queue says what it is.
+    let again = q
+        .list_promotions(pb::ListPromotionsRequest {
+            project: "shop".into(),
+            freight: other.clone(),
+            status: "Authorized".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("promotions")
+        .into_inner()
+        .promotions
+        .first()
+        .map(|p| p.id.clone())
+        .expect("the promotion requested again");
+    assert_ne!(again, failed);
+    let (code, said) = cli(&["status", "-p", "shop", "dev"]);
+    assert_eq!(code, Some(0), "{said}");
+    let queued = said
+        .lines()
+        .find(|l| l.trim_start().starts_with(&again))
+        .unwrap_or_else(|| panic!("{again} is not in the queue: {said}"));
+    assert!(
+        queued.contains(" v2.0 ")
+            && queued.contains(" Authorized ")
+            && queued.contains(" anonymous "),
+        "{queued}"
+    );
     let events_of = |promotion: &str| {
         let (code, said) = cli(&[
             "history",

@@ -405,8 +405,9 @@ pub fn stages_json(reply: &pb::ListStagesReply) -> Value {
 }
 
 /// `status`: every stage, or one in detail.
-/// How many queued promotions `status -p P STAGE` describes (the rest by id).
-const QUEUE_SHOWN: usize = 20;
+/// How many queued promotions `status -p P STAGE` asks for (in order of
+/// request; the rest are shown by id).
+const QUEUE_SHOWN: u32 = 20;
 
 pub async fn status(svc: &mut Queries, a: StatusArgs, output: Output) -> Result<(), Status> {
     let mut out = Out::default();
@@ -425,22 +426,34 @@ pub async fn status(svc: &mut Queries, a: StatusArgs, output: Output) -> Result<
                 .stage
                 .ok_or_else(|| Status::internal("the server sent no stage"))?;
             // How the stage's last promotion stands (a failure is news), and
-            // what waits in its queue.
+            // what waits in its queue (the stage's authorized promotions).
             let mut known = Vec::new();
-            let wanted = std::iter::once(&stage.last_promotion)
-                .chain(stage.queue.iter().take(QUEUE_SHOWN))
-                .filter(|id| !id.is_empty());
-            for id in wanted {
+            if !stage.last_promotion.is_empty() {
                 let p = svc
                     .get_promotion(pb::GetPromotionRequest {
                         project: project.clone(),
-                        promotion_id: id.to_string(),
+                        promotion_id: stage.last_promotion.clone(),
                         min_position: reply.position,
                     })
                     .await?
                     .into_inner()
                     .promotion;
                 known.extend(p);
+            }
+            if !stage.queue.is_empty() {
+                let queued = svc
+                    .list_promotions(pb::ListPromotionsRequest {
+                        project: project.clone(),
+                        stage: stage.name.clone(),
+                        status: "Authorized".into(),
+                        page_size: QUEUE_SHOWN,
+                        min_position: reply.position,
+                        ..Default::default()
+                    })
+                    .await?
+                    .into_inner()
+                    .promotions;
+                known.extend(queued);
             }
             let last = known.iter().find(|p| p.id == stage.last_promotion);
             match output {
