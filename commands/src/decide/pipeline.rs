@@ -85,8 +85,7 @@ pub fn effects(state: &ProjectState, definition: &PipelineDefinition) -> Vec<Str
             let freight = state
                 .freight
                 .get(&p.freight)
-                .filter(|f| !f.alias.is_empty())
-                .map_or_else(|| p.freight.chars().take(12).collect(), |f| f.alias.clone());
+                .map_or_else(|| p.freight.chars().take(12).collect(), |f| f.label());
             let to = match w.record_only {
                 true => "Succeeded (record-only stage)",
                 false => "Authorized",

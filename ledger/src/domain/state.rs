@@ -137,6 +137,16 @@ pub struct Freight {
 }
 
 impl Freight {
+    /// How tables and messages name it: its alias, else the start of its id
+    /// (12 hex digits, as `waybill status` prints it).
+    pub fn label(&self) -> String {
+        if self.alias.is_empty() {
+            self.id.chars().take(12).collect()
+        } else {
+            self.alias.clone()
+        }
+    }
+
     /// Whether an emergency bypass approved it for `stage`: its promotion
     /// there skips the upstream chain, windows and freezes.
     pub fn bypassed_for(&self, stage: &str) -> bool {

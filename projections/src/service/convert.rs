@@ -129,13 +129,7 @@ pub fn auto_promotion(
     now: DateTime<Utc>,
     candidate: Option<&Freight>,
 ) -> String {
-    let label = |f: &Freight| {
-        if f.alias.is_empty() {
-            f.id.chars().take(12).collect()
-        } else {
-            f.alias.clone()
-        }
-    };
+    let label = Freight::label;
     match auto_standing_with(state, def, warehouse, now, || candidate) {
         AutoStanding::Manual => String::new(),
         AutoStanding::Held { freight } => {
