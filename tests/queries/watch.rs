@@ -175,9 +175,32 @@ pub(crate) async fn follows_one_project_among_others(mut c: Commands, mut q: Que
                 .expect("the next entry in time")
                 .expect("entry")
                 .expect("ok");
-            got.push(e.position);
+            got.push(e);
         }
-        assert_eq!(&got, expected, "{what}");
+        let positions: Vec<u64> = got.iter().map(|e| e.position).collect();
+        assert_eq!(&positions, expected, "{what}");
+        // Every entry about a freight carries what it holds: a deployment
+        // job's watch need not look it up.
+        for e in got.iter().filter(|e| !e.freight.is_empty()) {
+            let versions: Vec<&str> = e
+                .freight_artifacts
+                .iter()
+                .map(|a| a.version.as_str())
+                .collect();
+            let discovered = if e.project == "other" { "7." } else { "8." };
+            assert!(
+                versions.len() == 1 && versions[0].starts_with(discovered),
+                "{what}: {e:?}"
+            );
+        }
+        if what == "shop's succeeded promotions" {
+            let deployed: Vec<String> = got
+                .iter()
+                .map(|e| e.freight_artifacts[0].version.clone())
+                .collect();
+            let expected: Vec<String> = (0..10).map(|i| format!("8.{i}")).collect();
+            assert_eq!(deployed, expected, "{what}");
+        }
     }
     for (project, stage, event_type, code) in [
         ("shop", "nostage", "", tonic::Code::NotFound),

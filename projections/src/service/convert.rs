@@ -444,7 +444,7 @@ pub fn freight(
 /// A promotion; `approvals_required`: what the policy in force requires of
 /// it while it waits for approvals (see [`crate::runner::Projections::approvals_required`]).
 /// What freight `f` holds, as the API gives it.
-fn artifacts(f: &Freight) -> Vec<pb::Artifact> {
+pub fn artifacts(f: &Freight) -> Vec<pb::Artifact> {
     f.artifacts
         .iter()
         .map(|a| pb::Artifact {
@@ -518,6 +518,8 @@ pub fn entry(h: &HistoryItem) -> pb::HistoryEntry {
         summary: h.summary.clone(),
         command_id: h.command_id.clone(),
         promotion_status: h.promotion_status.clone(),
+        // Watch adds them; a history item does not keep a copy.
+        freight_artifacts: Vec::new(),
     }
 }
 

@@ -2,7 +2,7 @@
 //! items, sent in chunks while the rest is read) and `Watch` (history items
 //! as the projections apply them, from a position on).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -11,7 +11,9 @@ use tonic::Status;
 use waybill_ledger::{Position, ProjectName};
 use waybill_proto::v1 as pb;
 
-use super::{event_type, opt, parse_time, EntryStream, MayView, QueryGrpc};
+use super::{convert, event_type, opt, parse_time, EntryStream, MayView, QueryGrpc};
+use crate::error::ProjectionError;
+use crate::runner::Projections;
 use crate::store::HistoryFilter;
 
 /// History entries read before the first are sent.
@@ -166,8 +168,17 @@ impl QueryGrpc {
                                     .into_iter()
                                     .filter(|h| may_view(&h.project))
                                     .filter(|h| status.is_none_or(|s| h.promotion_status == s))
-                                    .map(Ok)
                                     .collect();
+                                let p = projections.clone();
+                                let out = match tokio::task::spawn_blocking(move || {
+                                    with_artifacts(&p, out)
+                                })
+                                .await
+                                {
+                                    Ok(Ok(out)) => out.into_iter().map(Ok).collect(),
+                                    Ok(Err(e)) => vec![Err(Status::internal(e.to_string()))],
+                                    Err(_) => return None,
+                                };
                                 let state = (last.next(), applied, may_view);
                                 return Some((futures::stream::iter(out), state));
                             }
@@ -200,4 +211,24 @@ impl QueryGrpc {
         .flatten();
         Ok(Box::pin(stream))
     }
+}
+
+/// `entries` with what each one's freight holds, read once per freight.
+fn with_artifacts(
+    projections: &Projections,
+    mut entries: Vec<pb::HistoryEntry>,
+) -> Result<Vec<pb::HistoryEntry>, ProjectionError> {
+    let mut known: HashMap<(String, String), Vec<pb::Artifact>> = HashMap::new();
+    for e in entries.iter_mut().filter(|e| !e.freight.is_empty()) {
+        let key = (e.project.clone(), e.freight.clone());
+        if !known.contains_key(&key) {
+            let held = projections.freight(&e.project, &e.freight)?;
+            known.insert(
+                key.clone(),
+                held.as_ref().map(convert::artifacts).unwrap_or_default(),
+            );
+        }
+        e.freight_artifacts = known[&key].clone();
+    }
+    Ok(entries)
 }

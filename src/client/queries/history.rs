@@ -63,9 +63,10 @@ fn implied(event_type: &str) -> Option<&'static str> {
     })
 }
 
-/// One entry as a JSON object.
+/// One entry as a JSON object (with `freight_artifacts` when the server
+/// sent them, as `Watch` does).
 pub fn entry_json(e: &pb::HistoryEntry) -> Value {
-    json!({
+    let mut v = json!({
         "position": e.position,
         "project": e.project,
         "event_type": e.event_type,
@@ -84,7 +85,15 @@ pub fn entry_json(e: &pb::HistoryEntry) -> Value {
         "summary": e.summary,
         "command_id": e.command_id,
         "promotion_status": e.promotion_status,
-    })
+    });
+    if !e.freight_artifacts.is_empty() {
+        v["freight_artifacts"] = e
+            .freight_artifacts
+            .iter()
+            .map(super::freight::artifact_json)
+            .collect();
+    }
+    v
 }
 
 /// Writes one entry in the chosen format.
@@ -224,6 +233,22 @@ mod tests {
         assert_eq!(v["bypass"], false);
         assert_eq!(v["time"], "2024-05-01T12:00:00.5Z");
         assert_eq!(v.as_object().map(|o| o.len()), Some(18));
+        assert!(v.get("freight_artifacts").is_none());
+    }
+
+    #[test]
+    fn a_watched_entry_says_what_to_deploy() {
+        let mut e = entry();
+        e.freight_artifacts = vec![pb::Artifact {
+            kind: pb::artifact::Kind::Image as i32,
+            name: "ghcr.io/acme/shop".into(),
+            version: "1.2.0".into(),
+            digest: "sha256:abc".into(),
+        }];
+        assert_eq!(
+            entry_json(&e)["freight_artifacts"][0]["ref"],
+            "ghcr.io/acme/shop:1.2.0@sha256:abc"
+        );
     }
 
     #[test]
