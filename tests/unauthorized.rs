@@ -476,4 +476,17 @@ fn every_rpc_refuses_the_unauthenticated_and_the_underprivileged() {
             assert_eq!(names, want, "{token}");
         }
     });
+    // The CLI without a token says each way of giving one.
+    let out = waybill()
+        .args(["status", "-p", "shop", "--server", &served.endpoint()])
+        .env_remove("WAYBILL_TOKEN")
+        .env_remove("WAYBILL_TOKEN_FILE")
+        .output()
+        .expect("status");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("--token-file") && said.contains("WAYBILL_TOKEN_FILE"),
+        "{said}"
+    );
 }

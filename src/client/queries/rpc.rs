@@ -67,7 +67,10 @@ pub fn refused(output: Output, status: &Status) -> ExitCode {
             )
         }
         (Code::Unauthenticated, message) if message.starts_with("no credentials") => {
-            format!("{message} (give --token, or set WAYBILL_TOKEN)")
+            format!(
+                "{message} (give --token or --token-file, or set WAYBILL_TOKEN or \
+                 WAYBILL_TOKEN_FILE)"
+            )
         }
         // A connection that failed under the call: the cause is below it.
         (_, message) => {
