@@ -4,10 +4,11 @@
 //!
 //! Warehouses and stages are matched by name; within one, every field that
 //! differs is named by its path as the pipeline file writes it
-//! (`policy.required_approvals`), with the old and the new value. A list
-//! (checks, gates, windows, freight requests) is shown whole, before and
-//! after. Fields left at their defaults are absent from the canonical form
-//! and shown as `(none)`.
+//! (`policy.required_approvals`), with the old and the new value. Freight
+//! requests are matched by their warehouse
+//! (`requested_freight[images].required_soak`); any other list (checks,
+//! gates, windows, freezes) is shown whole, before and after. Fields left at
+//! their defaults are absent from the canonical form and shown as `(none)`.
 
 use serde_json::Value;
 
@@ -149,6 +150,25 @@ fn fields_changed(path: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
                 }
             }
         }
+        (Value::Array(a), Value::Array(b)) if old != new => match (keyed(a), keyed(b)) {
+            (Some(a), Some(b)) => {
+                let mut keys: Vec<&str> = a.iter().chain(&b).map(|(k, _)| *k).collect();
+                keys.sort_unstable();
+                keys.dedup();
+                for key in keys {
+                    let at = format!("{path}[{key}]");
+                    match (item(&a, key), item(&b, key)) {
+                        (Some(x), Some(y)) => fields_changed(&at, x, y, out),
+                        (x, y) => out.push(format!("{at}: {} → {}", shown(x), shown(y))),
+                    }
+                }
+            }
+            _ => out.push(format!(
+                "{path}: {} → {}",
+                shown(Some(old)),
+                shown(Some(new))
+            )),
+        },
         _ if old != new => out.push(format!(
             "{path}: {} → {}",
             shown(Some(old)),
@@ -156,6 +176,25 @@ fn fields_changed(path: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
         )),
         _ => {}
     }
+}
+
+/// A list of freight requests by warehouse (`origin`), when every item is
+/// one and no warehouse comes twice; else `None`.
+fn keyed(list: &[Value]) -> Option<Vec<(&str, &Value)>> {
+    let mut out: Vec<(&str, &Value)> = Vec::with_capacity(list.len());
+    for item in list {
+        let key = item.get("origin")?.as_str()?;
+        if out.iter().any(|(k, _)| *k == key) {
+            return None;
+        }
+        out.push((key, item));
+    }
+    Some(out)
+}
+
+/// The item of `list` under `key`.
+fn item<'a>(list: &[(&str, &'a Value)], key: &str) -> Option<&'a Value> {
+    list.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
 }
 
 /// A value as the line shows it: strings in quotes, unescaped; anything
@@ -224,6 +263,7 @@ mod tests {
             .remove("ticket_pattern");
         v["stages"][1]["verification"] = serde_json::json!(["smoke"]);
         v["warehouses"][0]["source"] = "ghcr.io/acme/shop2".into();
+        v["stages"][1]["requested_freight"][0]["required_soak"] = "30m".into();
         let new = definition(v);
         assert_eq!(
             pipeline_changes(Some(&old), &new),
@@ -232,9 +272,42 @@ mod tests {
                 "warehouse images: source: \"ghcr.io/acme/shop\" → \"ghcr.io/acme/shop2\"",
                 "stage prod: policy.required_approvals: 2 → 3",
                 "stage prod: policy.ticket_pattern: \"CHG-\\d+\" → (none)",
+                "stage prod: requested_freight[images].required_soak: (none) → \"30m\"",
                 "stage prod: verification: (none) → [\"smoke\"]",
             ]
         );
+    }
+
+    #[test]
+    fn freight_requests_are_matched_by_warehouse() {
+        let old = definition(shop());
+        let mut v = shop();
+        v["warehouses"]
+            .as_array_mut()
+            .expect("warehouses")
+            .push(serde_json::json!({"name": "config", "kind": "git"}));
+        let old_with_config = definition(v.clone());
+        let requests = v["stages"][1]["requested_freight"]
+            .as_array_mut()
+            .expect("requests");
+        requests.insert(
+            0,
+            serde_json::json!({"origin": "config", "sources": {"direct": true}}),
+        );
+        requests[1]["sources"]["stages"] = serde_json::json!(["dev", "qa"]);
+        let new = definition(v);
+        let changes = pipeline_changes(Some(&old_with_config), &new);
+        assert_eq!(
+            changes,
+            [
+                "stage prod: requested_freight[config]: (none) → \
+                 {\"availability\":\"OneOf\",\"origin\":\"config\",\"sources\":{\"direct\":true}}",
+                "stage prod: requested_freight[images].sources.stages: [\"dev\"] → [\"dev\",\"qa\"]",
+            ]
+        );
+        assert!(pipeline_changes(Some(&old), &new)
+            .iter()
+            .any(|c| c.starts_with("warehouse config added")));
     }
 
     #[test]
