@@ -145,7 +145,8 @@ impl HistoryItem {
                 item.reason = r.reason.clone();
                 item.ticket = r.ticket.clone();
                 item.summary = format!(
-                    "promotion of {} into {} requested",
+                    "promotion {} of {} into {} requested",
+                    r.promotion_id,
                     named(&r.freight_id),
                     r.stage
                 );

@@ -34,7 +34,9 @@ pub(crate) async fn filters(mut q: Queries, applied: &pb::CommandReply, written:
         assert_eq!(e.policy_version, applied.position);
         // The summary names the freight by its alias, as the tables do.
         assert!(
-            e.summary.starts_with("promotion of v") && e.summary.ends_with(" into dev requested"),
+            e.summary
+                .starts_with(&format!("promotion {} of v", e.promotion))
+                && e.summary.ends_with(" into dev requested"),
             "{}",
             e.summary
         );
