@@ -226,7 +226,7 @@ pub struct VerifyArgs {
     #[arg(long, short = 'p')]
     pub project: Option<String>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = crate::client::Output::Text)]
+    #[arg(short, long, value_enum, default_value_t = crate::client::Output::Text)]
     pub output: crate::client::Output,
 }
 
@@ -351,9 +351,18 @@ mod tests {
                 "json",
             ],
             &["waybill", "status", "--output", "json", "--server", "h:1"],
+            &["waybill", "verify", "-o", "json"],
+            &["waybill", "copy", "--to-data-dir", "D", "-o", "json"],
+            &["waybill", "watch", "-o", "json"],
         ] {
             Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
         }
+    }
+
+    #[test]
+    fn the_definitions_are_consistent() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
     }
 
     #[test]

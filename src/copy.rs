@@ -64,7 +64,7 @@ pub struct CopyArgs {
     #[arg(long, requires = "to_nats")]
     pub to_subject_prefix: Option<String>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = crate::client::Output::Text)]
+    #[arg(short, long, value_enum, default_value_t = crate::client::Output::Text)]
     pub output: crate::client::Output,
 }
 

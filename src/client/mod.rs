@@ -40,7 +40,7 @@ pub struct ClientArgs {
     #[arg(long, env = "WAYBILL_TOKEN_FILE")]
     pub token_file: Option<std::path::PathBuf>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Output::Text)]
+    #[arg(short, long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
     /// PEM CA of the server's certificate (TLS; implied by an https:// server).
     #[arg(long, env = "WAYBILL_CA")]

@@ -38,7 +38,7 @@ pub struct VerifyExportArgs {
     #[arg(long)]
     pub pubkey: String,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = crate::client::Output::Text)]
+    #[arg(short, long, value_enum, default_value_t = crate::client::Output::Text)]
     pub output: crate::client::Output,
 }
 
