@@ -169,6 +169,7 @@ pub(crate) fn on_a_wednesday(
         "{json}"
     );
     at_says_who_put_it_there(&cli, &f1, &p1);
+    at_says_how_a_promotion_stood_then(&cli, &p1, &requested_at);
 
     // A newer freight reaches prod, then is rolled back.
     let f2 = cli.discover("1.1");
@@ -312,4 +313,25 @@ fn at_says_who_put_it_there(cli: &Cli, f1: &str, p1: &str) {
     let (code, json) = cli.run("alice", &["at", "-p", "shop", "1", "-s", "nostage"]);
     assert_eq!(code, 1, "{json}");
     assert_eq!(json["error"], "NotFound", "{json}");
+}
+
+/// `waybill at POSITION -s prod` at the request of `p1` (since succeeded):
+/// its last promotion as it stood then, requested with no approvals.
+fn at_says_how_a_promotion_stood_then(cli: &Cli, p1: &str, requested_at: &str) {
+    let text = cli.text("alice", &["at", "-p", "shop", requested_at, "-s", "prod"]);
+    assert!(
+        text.contains(&format!("last promotion: {p1} of ")) && text.contains(" Requested "),
+        "{text}"
+    );
+    let json = cli.ok("alice", &["at", "-p", "shop", requested_at, "-s", "prod"]);
+    let then = &json["standing_then"][0];
+    assert_eq!(then["id"], p1, "{json}");
+    assert_eq!(then["status"], "Requested", "{json}");
+    assert_eq!(
+        then["approvals"].as_array().map(Vec::len),
+        Some(0),
+        "{json}"
+    );
+    let today = cli.ok("alice", &["promotions", "-p", "shop", p1]);
+    assert_eq!(today["promotion"]["status"], "Succeeded", "{today}");
 }

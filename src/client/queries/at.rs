@@ -78,22 +78,43 @@ pub fn at_json(point: &AtPoint, reply: &pb::ListStagesReply) -> Value {
     doc
 }
 
+/// Promotion `now` (as it stands today) as it stood right after
+/// `entry`, its last history entry at or before the point asked for:
+/// that entry's status and time, the approvals given by then, and the
+/// executor's details only if it had ended as it ends today.
+pub fn as_it_stood(now: &pb::Promotion, entry: &pb::HistoryEntry) -> pb::Promotion {
+    let mut then = now.clone();
+    if entry.promotion_status.is_empty() {
+        return then;
+    }
+    then.status = entry.promotion_status.clone();
+    then.updated_at = entry.time.clone();
+    then.approvals
+        .retain(|a| super::format::parse_time(&a.at) <= super::format::parse_time(&entry.time));
+    if then.status != now.status {
+        then.details.clear();
+    }
+    then
+}
+
 /// One stage at a point, and the promotions that put its freight there
-/// (one per warehouse whose freight it ran, the latest last).
+/// (one per warehouse whose freight it ran, the latest last). `then`: the
+/// stage's last and queued promotions as they stood at the point.
 pub fn at_stage_text(
     point: &AtPoint,
     project: &str,
     stage: &pb::Stage,
     promotions: &[pb::Promotion],
+    then: &[pb::Promotion],
     position: u64,
     now: DateTime<Utc>,
 ) -> String {
     let mut out = format!("stage {} of {}\n", stage.name, point.header(project, now));
     match promotions {
-        [] => out.push_str(&stage_text(stage, &[], None, position, now)),
+        [] => out.push_str(&stage_text(stage, then, None, position, now)),
         // A promotion's detail ends with the position: once is enough.
         [.., last] => {
-            out.push_str(&stage_body(stage, &[], None, now));
+            out.push_str(&stage_body(stage, then, None, now));
             out.push_str(match promotions.len() {
                 1 => "the promotion that put it there:\n",
                 _ => "the promotions that put them there:\n",
@@ -162,12 +183,47 @@ pub async fn run(svc: &mut Queries, a: AtArgs, output: Output) -> Result<(), Sta
             .promotion;
         promotions.extend(found);
     }
+    // The stage's last promotion and its queue as they stood then: each
+    // one's last history entry up to the point says its status then.
+    let mut then = Vec::new();
+    let named = std::iter::once(&stage.last_promotion).chain(&stage.queue);
+    for id in named.filter(|id| !id.is_empty()) {
+        if then.iter().any(|p: &pb::Promotion| &p.id == id) {
+            continue;
+        }
+        let today = svc
+            .get_promotion(pb::GetPromotionRequest {
+                project: project.clone(),
+                promotion_id: id.clone(),
+                min_position: 0,
+            })
+            .await?
+            .into_inner()
+            .promotion;
+        let Some(today) = today else { continue };
+        let mut last = svc
+            .history(pb::HistoryRequest {
+                project: project.clone(),
+                promotion: id.clone(),
+                from_position: reply.position,
+                newest_first: true,
+                limit: 1,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        then.push(match last.message().await? {
+            Some(entry) => as_it_stood(&today, &entry),
+            None => today,
+        });
+    }
     match output {
         Output::Text => out.block(&at_stage_text(
             &a.at,
             &project,
             stage,
             &promotions,
+            &then,
             reply.position,
             Utc::now(),
         )),
@@ -178,6 +234,7 @@ pub async fn run(svc: &mut Queries, a: AtArgs, output: Output) -> Result<(), Sta
                 "stage": stage_json(stage),
                 "promotion": promotions.last().map(promotion_json),
                 "promotions": promotions.iter().map(promotion_json).collect::<Vec<_>>(),
+                "standing_then": then.iter().map(promotion_json).collect::<Vec<_>>(),
                 "position": reply.position,
             })
             .to_string(),
@@ -213,6 +270,47 @@ mod tests {
             AtPoint::Position(7).header("shop", now()),
             "project shop as of position 7"
         );
+    }
+
+    #[test]
+    fn a_promotion_as_it_stood_then() {
+        let today = pb::Promotion {
+            id: "prm-1".into(),
+            status: "Failed".into(),
+            details: "crashloop".into(),
+            updated_at: "2024-05-01T11:00:00Z".into(),
+            approvals: vec![
+                pb::Approval {
+                    by: "bob".into(),
+                    at: "2024-05-01T10:00:00Z".into(),
+                    comment: String::new(),
+                },
+                pb::Approval {
+                    by: "carol".into(),
+                    at: "2024-05-01T10:30:00Z".into(),
+                    comment: String::new(),
+                },
+            ],
+            ..Default::default()
+        };
+        let entry = pb::HistoryEntry {
+            promotion_status: "Requested".into(),
+            time: "2024-05-01T10:00:00Z".into(),
+            ..Default::default()
+        };
+        let then = as_it_stood(&today, &entry);
+        assert_eq!(then.status, "Requested");
+        assert_eq!(then.updated_at, "2024-05-01T10:00:00Z");
+        let by: Vec<&str> = then.approvals.iter().map(|a| a.by.as_str()).collect();
+        assert_eq!(by, ["bob"]);
+        assert_eq!(then.details, "", "the failure came later");
+        // Its last entry was the failure: as today.
+        let failed = pb::HistoryEntry {
+            promotion_status: "Failed".into(),
+            time: "2024-05-01T11:00:00Z".into(),
+            ..Default::default()
+        };
+        assert_eq!(as_it_stood(&today, &failed), today);
     }
 
     #[test]
