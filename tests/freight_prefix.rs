@@ -1,6 +1,7 @@
 //! Freight named by the start of its id, as the tables print it: the CLI and
 //! `GetFreight` take it when one id starts so, and refuse it, naming the ids,
-//! when several do; a refused reference appends nothing.
+//! when several do; a refused reference appends nothing. Promotions the
+//! same way (`prm-` and the start of the hex).
 
 mod common;
 
@@ -164,5 +165,139 @@ fn freight_is_found_by_the_start_of_its_id() {
     // store: found there the same way.
     let served = Served::insecure_dev(&data);
     check(&served);
+    assert!(served.terminate().success());
+}
+
+/// Two idempotency keys whose promotions' ids share their first six hex
+/// digits (`prm-63cc50`): a promotion id is the start of the SHA-256 of its
+/// request's command id, which is the idempotency key when one is given.
+const PROMOTION_KEYS: [&str; 2] = ["prefix-test-6600", "prefix-test-7036"];
+const SHARED_PROMOTION: &str = "prm-63cc50";
+
+#[test]
+fn promotions_are_found_by_the_start_of_their_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let served = Served::insecure_dev(&data);
+    served.apply_example();
+    // Two freight bypassed into prod (so no soak or freeze is in the way),
+    // and a promotion of each, waiting for approvals.
+    let mut ids = Vec::new();
+    for (tag, key) in ["1.0.1", "1.0.2"].into_iter().zip(PROMOTION_KEYS) {
+        let image = format!("ghcr.io/acme/shop:{tag}");
+        let out = cli(
+            &served,
+            &[
+                "discover", "-p", "shop", "-w", "images", "--image", &image, "--alias", tag,
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let bypass = [
+            "approve-freight",
+            "-p",
+            "shop",
+            "-s",
+            "prod",
+            "--freight",
+            tag,
+            "--reason",
+            "test",
+            "--ticket",
+            "CHG-1",
+        ];
+        assert!(cli(&served, &bypass).status.success());
+        let promote = [
+            "promote",
+            "-p",
+            "shop",
+            "-s",
+            "prod",
+            "--freight",
+            tag,
+            "--ticket",
+            "CHG-1",
+            "--idempotency-key",
+            key,
+        ];
+        let out = cli(&served, &promote);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let id = json(&out)["promotion_id"].as_str().expect("id").to_string();
+        assert!(id.starts_with(SHARED_PROMOTION), "{key}: {id}");
+        ids.push((id, json(&out)["position"].as_u64().expect("position")));
+    }
+    let at = ids[1].1;
+    let (first, second) = (ids[0].0.clone(), ids[1].0.clone());
+
+    // The shared start names two: refused by queries and commands, naming
+    // both, and nothing is appended.
+    let before = head(&served, at);
+    for args in [
+        &["promotions", "-p", "shop", SHARED_PROMOTION][..],
+        &["approve", "-p", "shop", "--promotion", SHARED_PROMOTION],
+        &[
+            "report",
+            "-p",
+            "shop",
+            "--promotion",
+            SHARED_PROMOTION,
+            "--started",
+        ],
+    ] {
+        let out = cli(&served, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stdout(&out));
+        let said = stdout(&out) + &stderr(&out);
+        assert!(
+            said.contains("more than one promotion id"),
+            "{args:?}: {said}"
+        );
+        assert!(
+            said.contains(&first) && said.contains(&second),
+            "{args:?}: {said}"
+        );
+    }
+    assert_eq!(head(&served, at), before, "a refused reference appended");
+
+    // A longer start names one, in queries and in commands, whose reply
+    // gives the whole id.
+    let start = &first[..12];
+    let out = query(&served, at, &["promotions", "-p", "shop", start]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json(&out)["promotion"]["id"], first.as_str());
+    let out = cli(
+        &served,
+        &["reject", "-p", "shop", "--promotion", start, "-m", "no"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json(&out)["promotion_id"], first.as_str());
+    let rejected_at = json(&out)["position"].as_u64().expect("position");
+    let out = query(&served, rejected_at, &["promotions", "-p", "shop", &first]);
+    assert_eq!(json(&out)["promotion"]["status"], "Rejected");
+    let out = query(&served, rejected_at, &["promotions", "-p", "shop", &second]);
+    assert_eq!(
+        json(&out)["promotion"]["status"],
+        "Requested",
+        "only the one named"
+    );
+    let out = query(
+        &served,
+        rejected_at,
+        &["history", "-p", "shop", "--promotion", &second[..12]],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let promotions: Vec<String> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("history json")["promotion"].to_string())
+        .collect();
+    assert_eq!(promotions, [format!("{second:?}")]);
+
+    // A start of no id, and one too short to be taken for a start.
+    let out = cli(
+        &served,
+        &["approve", "-p", "shop", "--promotion", "prm-000000"],
+    );
+    assert_eq!(json(&out)["error"], "NotFound", "{}", stdout(&out));
+    let out = query(&served, at, &["promotions", "-p", "shop", "prm-63cc"]);
+    assert_eq!(json(&out)["error"], "NotFound", "{}", stdout(&out));
+    assert!(stderr(&out).contains("6 hex digits") || stdout(&out).contains("6 hex digits"));
     assert!(served.terminate().success());
 }

@@ -156,6 +156,17 @@ impl Command {
             _ => None,
         }
     }
+
+    /// [`Command::promotion`], to change.
+    pub fn promotion_mut(&mut self) -> Option<&mut String> {
+        match self {
+            Command::ApprovePromotion { promotion, .. }
+            | Command::RejectPromotion { promotion, .. }
+            | Command::AbortPromotion { promotion, .. }
+            | Command::ReportPromotionResult { promotion, .. } => Some(promotion),
+            _ => None,
+        }
+    }
 }
 
 /// Who asks, when, and under which idempotency key.

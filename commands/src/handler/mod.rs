@@ -314,6 +314,10 @@ impl CommandHandler {
     ) -> Result<(Context, Decision), CommandError> {
         let now = self.clock.now();
         let cold = self.cold(project);
+        // A promotion named by the start of its id: the whole id, before
+        // the promotion is loaded and its stage decides the role needed.
+        let (command, ambiguous) = cold::whole_promotion_id(cold.as_ref(), state, command)?;
+        let command: &Command = &command;
         if let Some(cold) = &cold {
             let stored = key.given.then_some(key.id);
             cold::load_for_command(cold, state, command, stored, now)?;
@@ -330,6 +334,17 @@ impl CommandHandler {
                     self.authorizer
                         .has_role(principal, role, project.as_str(), Some(&s.name))
                 }) {
+                    if !ambiguous.is_empty() {
+                        return Err(Rejection::invalid(
+                            "promotion",
+                            format!(
+                                "{id:?} is the start of more than one promotion id in {project} \
+                                 ({}): give more of the id",
+                                ambiguous.join(", ")
+                            ),
+                        )
+                        .into());
+                    }
                     return Err(Rejection::NotFound {
                         what: "promotion",
                         id: id.to_string(),

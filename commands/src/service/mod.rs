@@ -184,7 +184,23 @@ fn reply(
         (_, Command::RequestPromotion { .. } | Command::Rollback { .. }) => {
             reply.promotion_id = promotion_id(command_id);
         }
-        _ => {}
+        // A decision or report on a promotion, which may be named by the
+        // start of its id: the whole id, as its event records it (a retry
+        // answered with the first outcome has no event here: the id the
+        // request gave, if whole).
+        (Some(payload), _) => {
+            if let Some(id) = waybill_ledger::domain::working_set::promotion_of(payload) {
+                reply.promotion_id = id.to_string();
+            }
+        }
+        (None, _) => {
+            if let Some(id) = command
+                .promotion()
+                .filter(|id| !waybill_ledger::domain::is_promotion_id_prefix(id))
+            {
+                reply.promotion_id = id.to_string();
+            }
+        }
     }
     reply
 }

@@ -10,6 +10,7 @@ pub use evolve::WouldAuthorize;
 mod freight_id;
 mod pipeline;
 mod pipeline_changes;
+mod promotion_id;
 mod state;
 pub mod window;
 pub mod working_set;
@@ -24,4 +25,7 @@ pub use freight_id::{
 };
 pub use pipeline::*;
 pub use pipeline_changes::pipeline_changes;
+pub use promotion_id::{
+    is_promotion_id_prefix, short_promotion_start_note, PROMOTION_ID_HEX, PROMOTION_ID_PREFIX,
+};
 pub use state::*;

@@ -246,26 +246,15 @@ impl QueryService for QueryGrpc {
         let r = request.get_ref();
         let position = self.ready(&request, &r.project, r.min_position).await?;
         self.state(&r.project)?;
-        let (projections, project, id) = (
-            self.projections.clone(),
-            r.project.clone(),
-            r.promotion_id.clone(),
-        );
+        // By its id or the start of it.
+        let p = self.named_promotion(&r.project, &r.promotion_id).await?;
+        let (projections, project) = (self.projections.clone(), r.project.clone());
         let promotion = blocking(move || {
-            let Some(p) = projections.promotion(&project, &id)? else {
-                return Ok(None);
-            };
             let f = projections.freight(&project, &p.freight)?;
             let need = projections.approvals_required(&project, &p);
-            Ok(Some(convert::promotion(&p, f.as_ref(), need)))
+            Ok(convert::promotion(&p, f.as_ref(), need))
         })
-        .await?
-        .ok_or_else(|| {
-            Status::not_found(format!(
-                "no promotion {:?} in {}",
-                r.promotion_id, r.project
-            ))
-        })?;
+        .await?;
         Ok(Response::new(pb::PromotionReply {
             promotion: Some(promotion),
             position,

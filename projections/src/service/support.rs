@@ -11,7 +11,7 @@ use waybill_ledger::domain::{Promotion, PromotionStatus};
 use waybill_ledger::{Position, ProjectName};
 
 use super::{QueryGrpc, MIN_POSITION_WAIT, PAGE};
-use crate::lookup::FreightLookup;
+use crate::lookup::{FreightLookup, Lookup, PromotionLookup};
 use crate::runner::{read, SharedState};
 use crate::ProjectionError;
 
@@ -116,9 +116,8 @@ impl QueryGrpc {
             project.to_string(),
             id.to_string(),
         );
-        blocking(move || projections.promotion(&p, &i))
-            .await?
-            .ok_or_else(|| Status::not_found(format!("no promotion {id:?} in {project}")))
+        let lookup = blocking(move || projections.find_promotion(&p, &i)).await?;
+        found_promotion(lookup, project, id).map(|p| *p)
     }
 }
 
@@ -158,14 +157,37 @@ pub(super) fn found(
     project: &str,
     reference: &str,
 ) -> Result<Box<waybill_ledger::domain::Freight>, Status> {
+    let note = waybill_ledger::domain::short_start_note(reference);
+    settled(lookup, "freight", &note, project, reference)
+}
+
+/// The promotion a [`PromotionLookup`] of `reference` found, or why none.
+pub(super) fn found_promotion(
+    lookup: PromotionLookup,
+    project: &str,
+    reference: &str,
+) -> Result<Box<Promotion>, Status> {
+    let note = waybill_ledger::domain::short_promotion_start_note(reference);
+    settled(lookup, "promotion", &note, project, reference)
+}
+
+/// What `lookup` found of `kind` for `reference`: NOT_FOUND (with `note`
+/// on a start too short), or INVALID_ARGUMENT naming the ids a start
+/// shares.
+fn settled<T>(
+    lookup: Lookup<T>,
+    kind: &str,
+    note: &str,
+    project: &str,
+    reference: &str,
+) -> Result<Box<T>, Status> {
     match lookup {
-        FreightLookup::Found(f) => Ok(f),
-        FreightLookup::Missing => Err(Status::not_found(format!(
-            "no freight {reference:?} in {project}{}",
-            waybill_ledger::domain::short_start_note(reference)
+        Lookup::Found(x) => Ok(x),
+        Lookup::Missing => Err(Status::not_found(format!(
+            "no {kind} {reference:?} in {project}{note}"
         ))),
-        FreightLookup::Ambiguous(ids) => Err(Status::invalid_argument(format!(
-            "{reference:?} is the start of more than one freight id in {project} ({}): give \
+        Lookup::Ambiguous(ids) => Err(Status::invalid_argument(format!(
+            "{reference:?} is the start of more than one {kind} id in {project} ({}): give \
              more of the id",
             ids.join(", ")
         ))),
@@ -229,5 +251,22 @@ mod tests {
         // An alias, or a start long enough that was looked up: no hint.
         assert_eq!(said("v1.4").message(), "no freight \"v1.4\" in shop");
         assert_eq!(said("19a310").message(), "no freight \"19a310\" in shop");
+        let promotion = found_promotion(Lookup::Missing, "shop", "prm-2c0c").expect_err("missing");
+        assert_eq!(
+            promotion.message(),
+            "no promotion \"prm-2c0c\" in shop (the start of a promotion id needs 6 hex digits \
+             or more after prm-)"
+        );
+        let several = found_promotion(
+            Lookup::Ambiguous(vec!["prm-2c0cc31".into(), "prm-2c0cc32".into()]),
+            "shop",
+            "prm-2c0cc3",
+        )
+        .expect_err("ambiguous");
+        assert_eq!(several.code(), tonic::Code::InvalidArgument);
+        assert!(
+            several.message().contains("(prm-2c0cc31, prm-2c0cc32)"),
+            "{several:?}"
+        );
     }
 }

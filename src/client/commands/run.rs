@@ -355,7 +355,12 @@ pub async fn run(client: &ClientArgs, mut command: ClientCommand) -> anyhow::Res
             }
             crate::client::outcome::print_reply(client.output, &what, &reply);
             let Some((project, timeout)) = waiting else {
-                let id = decided.unwrap_or_else(|| reply.promotion_id.clone());
+                // The reply's whole id, where the promotion was named by
+                // the start of its id.
+                let id = match reply.promotion_id.as_str() {
+                    "" => decided.unwrap_or_default(),
+                    whole => whole.to_string(),
+                };
                 if client.output != Output::Text || id.is_empty() {
                     // Nothing to say about a promotion: still wait (bounded)
                     // until the read models show the command, so that the

@@ -94,17 +94,11 @@ pub fn whole_freight_id<'c>(
         return Ok(Cow::Borrowed(command));
     }
     // Freight is in memory, kept in the store, or both (loaded back).
-    let mut ids: BTreeSet<String> = state
-        .freight
-        .range(start.to_string()..)
-        .take_while(|(id, _)| id.starts_with(start))
-        .take(SHOWN)
-        .map(|(id, _)| id.clone())
-        .collect();
-    if let Some(cold) = cold {
-        ids.extend(cold.freight_starting(start, SHOWN)?);
-    }
-    let mut ids: Vec<String> = ids.into_iter().collect();
+    let kept = match cold {
+        Some(cold) => cold.freight_starting(start, SHOWN)?,
+        None => Vec::new(),
+    };
+    let mut ids = ids_starting(&state.freight, start, kept);
     match ids.len() {
         0 => Ok(Cow::Borrowed(command)),
         1 => {
@@ -132,6 +126,62 @@ pub fn whole_freight_id<'c>(
             .into())
         }
     }
+}
+
+/// `command` with the promotion it names by the start of its id
+/// (`prm-2c0cc3`) named by the whole id instead, when one promotion of the
+/// project, in `state` or kept in `cold`, has an id that starts so;
+/// `command` itself otherwise, with the ids (some of them) when several
+/// start so. Which is not said here: the caller says it once the caller
+/// may know which promotions there are.
+pub fn whole_promotion_id<'c>(
+    cold: Option<&ProjectCold<'_>>,
+    state: &ProjectState,
+    command: &'c Command,
+) -> Result<(std::borrow::Cow<'c, Command>, Vec<String>), CommandError> {
+    use std::borrow::Cow;
+    let Some(start) = command.promotion() else {
+        return Ok((Cow::Borrowed(command), Vec::new()));
+    };
+    if !is_promotion_id_prefix(start) || state.promotions.contains_key(start) {
+        return Ok((Cow::Borrowed(command), Vec::new()));
+    }
+    let kept = match cold {
+        Some(cold) => cold.promotions_starting(start, SHOWN)?,
+        None => Vec::new(),
+    };
+    let mut ids = ids_starting(&state.promotions, start, kept);
+    match ids.len() {
+        0 => Ok((Cow::Borrowed(command), Vec::new())),
+        1 => {
+            let mut whole = command.clone();
+            if let Some(named) = whole.promotion_mut() {
+                *named = ids.remove(0);
+            }
+            Ok((Cow::Owned(whole), Vec::new()))
+        }
+        _ => {
+            ids.truncate(SHOWN);
+            Ok((Cow::Borrowed(command), ids))
+        }
+    }
+}
+
+/// The ids of `memory` that start with `start` and those `kept` in the
+/// store (each at most [`SHOWN`]), sorted, once each.
+fn ids_starting<V>(
+    memory: &std::collections::BTreeMap<String, V>,
+    start: &str,
+    kept: Vec<String>,
+) -> Vec<String> {
+    let mut ids: BTreeSet<String> = memory
+        .range(start.to_string()..)
+        .take_while(|(id, _)| id.starts_with(start))
+        .take(SHOWN)
+        .map(|(id, _)| id.clone())
+        .collect();
+    ids.extend(kept);
+    ids.into_iter().collect()
 }
 
 /// Loads the stage's succeeded promotions, latest first, with their freight,

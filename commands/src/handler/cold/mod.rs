@@ -40,8 +40,8 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use waybill_ledger::domain::working_set::{self, Cold};
 use waybill_ledger::domain::{
-    available_to, freight_id, is_id_prefix, CommandKey, CommandOutcome, Freight, ProjectState,
-    Promotion, PromotionStatus, StageDef,
+    available_to, freight_id, is_id_prefix, is_promotion_id_prefix, CommandKey, CommandOutcome,
+    Freight, ProjectState, Promotion, PromotionStatus, StageDef,
 };
 use waybill_ledger::{ChainHash, Position};
 
@@ -51,7 +51,7 @@ use crate::decide::rollback_warehouse;
 use crate::rejection::Rejection;
 
 use kv::{backwards, reopen_clean, store_error, Kv};
-pub use load::{load_auto_candidates, load_for_command, whole_freight_id};
+pub use load::{load_auto_candidates, load_for_command, whole_freight_id, whole_promotion_id};
 pub use project::{ProjectCold, Spill};
 use store::Moves;
 pub use store::{ColdStore, SaveTicket};

@@ -434,9 +434,29 @@ impl ProjectCold<'_> {
         start: &str,
         limit: usize,
     ) -> Result<Vec<String>, CommandError> {
-        let from = key(FREIGHT, self.project, start.as_bytes());
-        let to = key(FREIGHT, self.project, &[start.as_bytes(), &[0xff]].concat());
-        let scope = key(FREIGHT, self.project, &[]).len();
+        self.ids_starting(FREIGHT, start, limit)
+    }
+
+    /// Up to `limit` ids of promotions kept here that start with `start`.
+    pub(super) fn promotions_starting(
+        &self,
+        start: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, CommandError> {
+        self.ids_starting(PROMOTION, start, limit)
+    }
+
+    /// Up to `limit` ids of records of `kind` kept here that start with
+    /// `start`.
+    fn ids_starting(
+        &self,
+        kind: u8,
+        start: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, CommandError> {
+        let from = key(kind, self.project, start.as_bytes());
+        let to = key(kind, self.project, &[start.as_bytes(), &[0xff]].concat());
+        let scope = key(kind, self.project, &[]).len();
         Ok(self
             .store
             .kv
