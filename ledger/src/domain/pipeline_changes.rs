@@ -6,8 +6,10 @@
 //! differs is named by its path as the pipeline file writes it
 //! (`policy.required_approvals`), with the old and the new value. Freight
 //! requests are matched by their warehouse
-//! (`requested_freight[images].required_soak`); any other list (checks,
-//! gates, windows, freezes) is shown whole, before and after. Fields left at
+//! (`requested_freight[images].required_soak`); gates, windows and freezes
+//! by their place when there are as many as before
+//! (`policy.freezes[0].days`); any other list (checks, or a list that grew
+//! or shrank) is shown whole, before and after. Fields left at
 //! their defaults are absent from the canonical form and shown as `(none)`.
 
 use serde_json::Value;
@@ -163,6 +165,12 @@ fn fields_changed(path: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
                     }
                 }
             }
+            // Windows, freezes or gates edited in place: item by item.
+            _ if a.len() == b.len() && a.iter().chain(b).all(Value::is_object) => {
+                for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                    fields_changed(&format!("{path}[{i}]"), x, y, out);
+                }
+            }
             _ => out.push(format!(
                 "{path}: {} → {}",
                 shown(Some(old)),
@@ -275,6 +283,33 @@ mod tests {
                 "stage prod: requested_freight[images].required_soak: (none) → \"30m\"",
                 "stage prod: verification: (none) → [\"smoke\"]",
             ]
+        );
+    }
+
+    #[test]
+    fn windows_and_freezes_edited_in_place_are_shown_item_by_item() {
+        let mut v = shop();
+        v["stages"][1]["policy"]["freezes"] = serde_json::json!([
+            {"days": ["Sat", "Sun"], "reason": "weekend freeze"},
+            {"from": "2026-12-23T18:00:00", "to": "2027-01-04T08:00:00"},
+        ]);
+        let old = definition(v.clone());
+        v["stages"][1]["policy"]["freezes"][0]["days"] = serde_json::json!(["Sun"]);
+        let new = definition(v.clone());
+        assert_eq!(
+            pipeline_changes(Some(&old), &new),
+            ["stage prod: policy.freezes[0].days: [\"Sat\",\"Sun\"] → [\"Sun\"]"]
+        );
+        // One more: the list, before and after.
+        v["stages"][1]["policy"]["freezes"]
+            .as_array_mut()
+            .expect("freezes")
+            .push(serde_json::json!({"days": ["Mon"]}));
+        let grown = pipeline_changes(Some(&new), &definition(v));
+        assert_eq!(grown.len(), 1, "{grown:?}");
+        assert!(
+            grown[0].starts_with("stage prod: policy.freezes: [{"),
+            "{grown:?}"
         );
     }
 
