@@ -35,7 +35,7 @@ pub use roles::required_role;
 use std::sync::{Arc, Mutex};
 
 use uuid::Uuid;
-use waybill_ledger::domain::{CommandOutcome, ProjectState};
+use waybill_ledger::domain::{ambiguous_start, CommandOutcome, ProjectState};
 use waybill_ledger::{EventLog, LedgerError, NewEvent, Position, ProjectName};
 
 use crate::auth::{AuthError, Authorizer, Principal};
@@ -337,11 +337,7 @@ impl CommandHandler {
                     if !ambiguous.is_empty() {
                         return Err(Rejection::invalid(
                             "promotion",
-                            format!(
-                                "{id:?} is the start of more than one promotion id in {project} \
-                                 ({}): give more of the id",
-                                ambiguous.join(", ")
-                            ),
+                            ambiguous_start("promotion", id, project.as_str(), &ambiguous),
                         )
                         .into());
                     }

@@ -26,6 +26,7 @@ pub use freight_id::{
 pub use pipeline::*;
 pub use pipeline_changes::pipeline_changes;
 pub use promotion_id::{
-    is_promotion_id_prefix, short_promotion_start_note, PROMOTION_ID_HEX, PROMOTION_ID_PREFIX,
+    ambiguous_start, is_promotion_id_prefix, short_promotion_start_note, PROMOTION_ID_HEX,
+    PROMOTION_ID_PREFIX,
 };
 pub use state::*;

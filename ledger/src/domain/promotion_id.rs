@@ -1,5 +1,6 @@
 //! Promotion ids as people type them: `prm-` and 16 hex digits, or the
-//! start of one (`prm-2c0cc3`), as freight ids may be given by their start.
+//! start of one (`prm-2c0cc3`), as freight ids may be given by their start;
+//! and what a start that several ids share is told.
 
 use super::freight_id::{is_lower_hex, MIN_ID_PREFIX};
 
@@ -28,6 +29,16 @@ pub fn short_promotion_start_note(reference: &str) -> String {
         ),
         _ => String::new(),
     }
+}
+
+/// The refusal of `reference`, the start of more than one `kind` id in
+/// `project` (`ids`: some of them), for commands and queries alike.
+pub fn ambiguous_start(kind: &str, reference: &str, project: &str, ids: &[String]) -> String {
+    format!(
+        "{reference:?} is the start of more than one {kind} id in {project} ({}): give more of \
+         the id",
+        ids.join(", ")
+    )
 }
 
 #[cfg(test)]

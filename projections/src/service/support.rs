@@ -186,11 +186,9 @@ fn settled<T>(
         Lookup::Missing => Err(Status::not_found(format!(
             "no {kind} {reference:?} in {project}{note}"
         ))),
-        Lookup::Ambiguous(ids) => Err(Status::invalid_argument(format!(
-            "{reference:?} is the start of more than one {kind} id in {project} ({}): give \
-             more of the id",
-            ids.join(", ")
-        ))),
+        Lookup::Ambiguous(ids) => Err(Status::invalid_argument(
+            waybill_ledger::domain::ambiguous_start(kind, reference, project, &ids),
+        )),
     }
 }
 

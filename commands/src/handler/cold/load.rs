@@ -116,12 +116,7 @@ pub fn whole_freight_id<'c>(
             ids.truncate(SHOWN);
             Err(Rejection::invalid(
                 "freight",
-                format!(
-                    "{start:?} is the start of more than one freight id in {} ({}): give more \
-                     of the id",
-                    state.project,
-                    ids.join(", ")
-                ),
+                ambiguous_start("freight", start, state.project.as_str(), &ids),
             )
             .into())
         }

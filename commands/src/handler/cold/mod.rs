@@ -40,8 +40,8 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use waybill_ledger::domain::working_set::{self, Cold};
 use waybill_ledger::domain::{
-    available_to, freight_id, is_id_prefix, is_promotion_id_prefix, CommandKey, CommandOutcome,
-    Freight, ProjectState, Promotion, PromotionStatus, StageDef,
+    ambiguous_start, available_to, freight_id, is_id_prefix, is_promotion_id_prefix, CommandKey,
+    CommandOutcome, Freight, ProjectState, Promotion, PromotionStatus, StageDef,
 };
 use waybill_ledger::{ChainHash, Position};
 
