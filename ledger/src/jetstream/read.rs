@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, DeliverPolicy};
-use async_nats::jetstream::stream::LastRawMessageErrorKind;
+use async_nats::jetstream::context::RequestErrorKind;
+use async_nats::jetstream::stream::{ConsumerErrorKind, LastRawMessageErrorKind};
 use futures::stream::{self, StreamExt};
 use futures::FutureExt;
 
@@ -130,13 +131,28 @@ async fn fetch_next_event(
     }
 }
 
+/// Attempts at a read-only API request (stream info, creating a read's
+/// consumer) that goes unanswered within the request timeout. A server
+/// can answer late for a moment (a replicated stream just created, a
+/// busy or stalled process); asking again is harmless, and a server that
+/// stays silent fails the read after this many timeouts.
+const TIMED_OUT_ATTEMPTS: u32 = 3;
+
 pub(super) async fn stream_last_sequence(log: &JetStreamLog) -> Result<Position, LedgerError> {
-    let info = log
-        .inner
-        .stream
-        .get_info()
-        .await
-        .map_err(|e| unavailable("stream info", e))?;
+    let mut attempt = 1;
+    let info = loop {
+        match log.inner.stream.get_info().await {
+            Ok(info) => break info,
+            Err(e)
+                if matches!(e.kind(), RequestErrorKind::TimedOut)
+                    && attempt < TIMED_OUT_ATTEMPTS =>
+            {
+                attempt += 1;
+                tracing::warn!("stream info timed out; asking again");
+            }
+            Err(e) => return Err(unavailable("stream info", e)),
+        }
+    };
     Ok(Position(info.state.last_sequence))
 }
 
@@ -207,6 +223,7 @@ async fn ordered(log: &JetStreamLog, filter: &str, from: Position) -> Result<Rea
     };
     let started = tokio::time::Instant::now();
     let mut pause = Duration::from_millis(5);
+    let mut attempt = 1;
     let consumer = loop {
         match log.inner.stream.create_consumer(config.clone()).await {
             Ok(consumer) => break consumer,
@@ -219,6 +236,15 @@ async fn ordered(log: &JetStreamLog, filter: &str, from: Position) -> Result<Rea
                 }
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_millis(250));
+            }
+            // An ordered consumer that a late answer created anyway is
+            // reaped by its inactivity threshold.
+            Err(e)
+                if matches!(e.kind(), ConsumerErrorKind::TimedOut)
+                    && attempt < TIMED_OUT_ATTEMPTS =>
+            {
+                attempt += 1;
+                tracing::warn!(filter, "creating a consumer timed out; asking again");
             }
             Err(e) => return Err(unavailable("creating a consumer", e)),
         }

@@ -233,6 +233,33 @@ impl NatsServer {
         let _ = child.wait();
     }
 
+    /// Freezes the process (SIGSTOP): connections stay open, nothing is
+    /// answered until [`NatsServer::resume`]; a busy or stalled server.
+    pub fn pause(&mut self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused process run again (SIGCONT).
+    pub fn resume(&mut self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&mut self, signal: &str) {
+        let Some(child) = &self.child else {
+            return;
+        };
+        let sent = Command::new("kill")
+            .arg(signal)
+            .arg(child.id().to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        assert!(
+            matches!(sent, Ok(status) if status.success()),
+            "kill {signal} nats-server: {sent:?}"
+        );
+    }
+
     /// Starts the server again with the same config, ports and store, and waits until
     /// it is ready. A running server is killed first.
     ///

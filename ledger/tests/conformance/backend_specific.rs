@@ -486,3 +486,38 @@ async fn jetstream_finds_an_old_retry_among_many_missed_events() {
         "nothing written"
     );
 }
+
+/// A read whose requests the server does not answer in time (a stalled or
+/// busy server: here one paused with SIGSTOP for longer than the request
+/// timeout, shorter than three) asks again, and reads everything once the
+/// server answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_read_asks_again_when_the_server_answers_late() {
+    let mut server = NatsServer::start();
+    let mut opts = JetStreamOptions::new(server.url());
+    opts.request_timeout = Duration::from_millis(500);
+    let log = JetStreamLog::connect(opts).await.expect("connect");
+    let last = append_n(&log, "stalled", 5, "s").await;
+    server.pause();
+    let reading = {
+        let log = log.clone();
+        tokio::spawn(async move {
+            let mut events = log.read_all(Position(1)).await?;
+            let mut positions = Vec::new();
+            while let Some(e) = events.next().await {
+                positions.push(e?.position);
+            }
+            Ok::<_, LedgerError>(positions)
+        })
+    };
+    // More than one timeout's worth, less than three.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    server.resume();
+    let positions = tokio::time::timeout(Duration::from_secs(30), reading)
+        .await
+        .expect("the read ends")
+        .expect("the task")
+        .expect("the read succeeds once the server answers");
+    assert_eq!(positions.last(), Some(&last), "{positions:?}");
+    assert_eq!(positions.len(), 5, "{positions:?}");
+}
