@@ -4,8 +4,10 @@
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, DeliverPolicy};
-use async_nats::jetstream::context::RequestErrorKind;
-use async_nats::jetstream::stream::{ConsumerErrorKind, LastRawMessageErrorKind};
+use async_nats::jetstream::context::{RequestError, RequestErrorKind};
+use async_nats::jetstream::stream::{
+    ConsumerErrorKind, LastRawMessageError, LastRawMessageErrorKind,
+};
 use futures::stream::{self, StreamExt};
 use futures::FutureExt;
 
@@ -28,12 +30,10 @@ pub(super) async fn fetch_head(
     project: &str,
 ) -> Result<ChainHead, LedgerError> {
     let filter = log.project_filter(project);
-    match log
-        .inner
-        .stream
-        .get_last_raw_message_by_subject(&filter)
-        .await
-    {
+    let last = asking_again("reading the project head", raw_get_timed_out, || {
+        log.inner.stream.get_last_raw_message_by_subject(&filter)
+    });
+    match last.await {
         Ok(msg) => {
             let position = Position(msg.sequence);
             let stored = stored_event(position, msg.payload, None)?;
@@ -110,15 +110,15 @@ async fn fetch_next_event(
     filter: &str,
     from: Position,
 ) -> Result<Option<StoredEvent>, LedgerError> {
-    let result = log
-        .inner
-        .stream
-        .raw_message_builder()
-        .next_by_subject(filter.to_string())
-        .sequence(from.0.max(1))
-        .send()
-        .await;
-    match result {
+    let next = asking_again("reading an event", raw_get_timed_out, || {
+        log.inner
+            .stream
+            .raw_message_builder()
+            .next_by_subject(filter.to_string())
+            .sequence(from.0.max(1))
+            .send()
+    });
+    match next.await {
         Ok(msg) => {
             let stored_hash = msg
                 .headers
@@ -131,28 +131,54 @@ async fn fetch_next_event(
     }
 }
 
-/// Attempts at a read-only API request (stream info, creating a read's
-/// consumer) that goes unanswered within the request timeout. A server
-/// can answer late for a moment (a replicated stream just created, a
-/// busy or stalled process); asking again is harmless, and a server that
-/// stays silent fails the read after this many timeouts.
+/// Attempts at a read-only API request (stream info, the last or next
+/// message of a subject, creating a read's consumer) that goes unanswered
+/// within the request timeout. A server can answer late for a moment (a
+/// replicated stream just created, a busy or stalled process); asking again
+/// is harmless, and a server that stays silent fails the read after this
+/// many timeouts.
 const TIMED_OUT_ATTEMPTS: u32 = 3;
 
-pub(super) async fn stream_last_sequence(log: &JetStreamLog) -> Result<Position, LedgerError> {
+/// `request()`, asked again while it times out, up to
+/// [`TIMED_OUT_ATTEMPTS`] times in all.
+async fn asking_again<T, E, F, Fut>(
+    what: &str,
+    timed_out: impl Fn(&E) -> bool,
+    mut request: F,
+) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
     let mut attempt = 1;
-    let info = loop {
-        match log.inner.stream.get_info().await {
-            Ok(info) => break info,
-            Err(e)
-                if matches!(e.kind(), RequestErrorKind::TimedOut)
-                    && attempt < TIMED_OUT_ATTEMPTS =>
-            {
+    loop {
+        match request().await {
+            Err(e) if timed_out(&e) && attempt < TIMED_OUT_ATTEMPTS => {
                 attempt += 1;
-                tracing::warn!("stream info timed out; asking again");
+                tracing::warn!("{what} timed out; asking again");
             }
-            Err(e) => return Err(unavailable("stream info", e)),
+            answer => return answer,
         }
-    };
+    }
+}
+
+/// A message get (last or next by subject) that went unanswered: async-nats
+/// reports it as `Other`, with the request's timeout as its source.
+fn raw_get_timed_out(e: &LastRawMessageError) -> bool {
+    matches!(e.kind(), LastRawMessageErrorKind::Other)
+        && std::error::Error::source(e)
+            .and_then(|source| source.downcast_ref::<RequestError>())
+            .is_some_and(|request| matches!(request.kind(), RequestErrorKind::TimedOut))
+}
+
+pub(super) async fn stream_last_sequence(log: &JetStreamLog) -> Result<Position, LedgerError> {
+    let info = asking_again(
+        "stream info",
+        |e: &RequestError| matches!(e.kind(), RequestErrorKind::TimedOut),
+        || log.inner.stream.get_info(),
+    )
+    .await
+    .map_err(|e| unavailable("stream info", e))?;
     Ok(Position(info.state.last_sequence))
 }
 

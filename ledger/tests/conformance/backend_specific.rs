@@ -9,7 +9,8 @@ use waybill_ledger::jetstream::check_version;
 use waybill_ledger::testing::{mutable_jetstream, NatsServer};
 use waybill_ledger::verify::BreakKind;
 use waybill_ledger::{
-    verify_log, EventLog, JetStreamLog, JetStreamOptions, LedgerError, Position, SledLog,
+    verify_log, EventLog, EventStream, JetStreamLog, JetStreamOptions, LedgerError, Position,
+    SledLog,
 };
 
 use super::support::*;
@@ -487,10 +488,12 @@ async fn jetstream_finds_an_old_retry_among_many_missed_events() {
     );
 }
 
-/// A read whose requests the server does not answer in time (a stalled or
+/// Reads whose requests the server does not answer in time (a stalled or
 /// busy server: here one paused with SIGSTOP for longer than the request
-/// timeout, shorter than three) asks again, and reads everything once the
-/// server answers.
+/// timeout, shorter than three) ask again, and read everything once the
+/// server answers: the whole log (stream info, then a consumer), one
+/// project (its head first), a project's head and its next event (message
+/// gets).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jetstream_read_asks_again_when_the_server_answers_late() {
     let mut server = NatsServer::start();
@@ -498,26 +501,60 @@ async fn jetstream_read_asks_again_when_the_server_answers_late() {
     opts.request_timeout = Duration::from_millis(500);
     let log = JetStreamLog::connect(opts).await.expect("connect");
     let last = append_n(&log, "stalled", 5, "s").await;
+    let project = project("stalled");
+    // A fresh connection, so that no head or event is known before the pause.
+    let mut opts = JetStreamOptions::new(server.url());
+    opts.request_timeout = Duration::from_millis(500);
+    let log = JetStreamLog::connect(opts).await.expect("connect");
     server.pause();
-    let reading = {
+    let whole = {
         let log = log.clone();
-        tokio::spawn(async move {
-            let mut events = log.read_all(Position(1)).await?;
-            let mut positions = Vec::new();
-            while let Some(e) = events.next().await {
-                positions.push(e?.position);
-            }
-            Ok::<_, LedgerError>(positions)
-        })
+        tokio::spawn(async move { positions(log.read_all(Position(1)).await?).await })
+    };
+    let one_project = {
+        let (log, project) = (log.clone(), project.clone());
+        tokio::spawn(async move { positions(log.read_project(&project, Position(1)).await?).await })
+    };
+    let head = {
+        let (log, project) = (log.clone(), project.clone());
+        tokio::spawn(async move { log.project_head(&project).await })
+    };
+    let next = {
+        let (log, project) = (log.clone(), project.clone());
+        tokio::spawn(async move { log.next_event(&project, Position(2)).await })
     };
     // More than one timeout's worth, less than three.
     tokio::time::sleep(Duration::from_millis(700)).await;
     server.resume();
-    let positions = tokio::time::timeout(Duration::from_secs(30), reading)
+    let within = Duration::from_secs(30);
+    for (what, reading) in [("the whole log", whole), ("one project", one_project)] {
+        let positions = tokio::time::timeout(within, reading)
+            .await
+            .expect("the read ends")
+            .expect("the task")
+            .unwrap_or_else(|e| panic!("{what}: the read fails after the server answered: {e}"));
+        assert_eq!(positions.last(), Some(&last), "{what}: {positions:?}");
+        assert_eq!(positions.len(), 5, "{what}: {positions:?}");
+    }
+    let head = tokio::time::timeout(within, head)
         .await
-        .expect("the read ends")
+        .expect("the head read ends")
         .expect("the task")
-        .expect("the read succeeds once the server answers");
-    assert_eq!(positions.last(), Some(&last), "{positions:?}");
-    assert_eq!(positions.len(), 5, "{positions:?}");
+        .expect("the project head is read once the server answers");
+    assert_eq!((head.position, head.seq), (last, 5));
+    let next = tokio::time::timeout(within, next)
+        .await
+        .expect("the event read ends")
+        .expect("the task")
+        .expect("the next event is read once the server answers")
+        .expect("an event at or after position 2");
+    assert_eq!(next.position, Position(2));
+}
+
+async fn positions(mut events: EventStream) -> Result<Vec<Position>, LedgerError> {
+    let mut positions = Vec::new();
+    while let Some(e) = events.next().await {
+        positions.push(e?.position);
+    }
+    Ok(positions)
 }
