@@ -427,4 +427,60 @@ mod tests {
             .expect_err("a freight and a warehouse");
         assert!(e.to_string().contains("cannot be used with"), "{e}");
     }
+
+    /// A verb that needs one of two or more options names them together when
+    /// none is given (not only the first), and takes each alone.
+    #[test]
+    fn a_missing_choice_names_every_option() {
+        let parse = |line: &str| Cli::try_parse_from(line.split(' '));
+        for (line, names) in [
+            (
+                "waybill promote -p shop -s dev",
+                "<--freight <FREIGHT>|--newest>",
+            ),
+            (
+                "waybill approve -p shop",
+                "<--promotion <PROMOTION>|--stage <STAGE>>",
+            ),
+            (
+                "waybill abort -p shop -m late",
+                "<--promotion <PROMOTION>|--stage <STAGE>>",
+            ),
+            (
+                "waybill record-verification -p shop -s dev --freight v1 --check smoke",
+                "<--pass|--fail>",
+            ),
+            (
+                "waybill copy",
+                "<--to-data-dir <TO_DATA_DIR>|--to-nats <TO_NATS>>",
+            ),
+            (
+                "waybill prove --pubkey k",
+                "<--position <POSITION>|--since <SINCE>>",
+            ),
+        ] {
+            let e = parse(line).expect_err(line);
+            assert!(e.to_string().contains(names), "{line}: {e}");
+        }
+        for line in [
+            "waybill promote -p shop -s dev --newest",
+            "waybill promote -p shop -s dev --freight v1",
+            "waybill approve -p shop --promotion prm-123456",
+            "waybill approve -p shop -s prod --freight v1",
+            "waybill record-verification -p shop -s dev --freight v1 --check smoke --fail",
+            "waybill copy --to-nats nats://127.0.0.1:4222",
+            "waybill prove --pubkey k --since 3",
+            "waybill prove --pubkey k --position 7 --since 3",
+        ] {
+            parse(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        }
+        for line in [
+            "waybill promote -p shop -s dev --newest --freight v1",
+            "waybill approve -p shop --promotion prm-123456 -s prod --freight v1",
+            "waybill record-verification -p shop -s dev --freight v1 --check smoke --pass --fail",
+        ] {
+            let e = parse(line).expect_err(line);
+            assert!(e.to_string().contains("cannot be used with"), "{line}: {e}");
+        }
+    }
 }

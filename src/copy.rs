@@ -29,6 +29,7 @@ const REPORT_EVERY: Duration = Duration::from_secs(5);
 
 /// `waybill copy`.
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("destination").required(true).args(["to_data_dir", "to_nats"])))]
 pub struct CopyArgs {
     /// The log to copy (as `serve` opens it: `--data-dir` or `--nats`, the
     /// config file, the environment).
@@ -36,7 +37,7 @@ pub struct CopyArgs {
     pub from: LogArgs,
     /// Copy into this data directory (created if absent; an embedded log
     /// that is not in use).
-    #[arg(long, conflicts_with = "to_nats", required_unless_present = "to_nats")]
+    #[arg(long)]
     pub to_data_dir: Option<PathBuf>,
     /// Copy into JetStream on these NATS server(s) (the stream is created if absent).
     #[arg(long)]

@@ -31,12 +31,15 @@ pub struct CheckpointArgs {
 
 /// `waybill prove`.
 #[derive(Debug, clap::Args)]
+#[command(group(
+    clap::ArgGroup::new("what_to_prove").required(true).multiple(true).args(["position", "since"])
+))]
 pub struct ProveArgs {
     /// The public key you trust (`name+id+key`, or a file holding it).
     #[arg(long)]
     pub pubkey: String,
     /// Prove that the record at this position is in the log...
-    #[arg(long, required_unless_present = "since")]
+    #[arg(long)]
     pub position: Option<u64>,
     /// ...and/or that the tree of this older size is a prefix of the checkpoint's.
     #[arg(long)]

@@ -126,6 +126,7 @@ pub struct DiscoverArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("outcome").required(true).args(["pass", "fail"])))]
 pub struct VerificationArgs {
     #[command(flatten)]
     pub common: Common,
@@ -139,7 +140,7 @@ pub struct VerificationArgs {
     #[arg(long)]
     pub check: String,
     /// The check passed.
-    #[arg(long, conflicts_with = "fail", required_unless_present = "fail")]
+    #[arg(long)]
     pub pass: bool,
     /// The check failed.
     #[arg(long)]
@@ -158,6 +159,7 @@ pub struct VerificationArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("which_freight").required(true).args(["freight", "newest"])))]
 pub struct PromoteArgs {
     #[command(flatten)]
     pub common: Common,
@@ -165,7 +167,7 @@ pub struct PromoteArgs {
     #[arg(long, short = 's')]
     pub stage: String,
     /// Freight: its id, alias, or the start of its id (6+ hex digits).
-    #[arg(long, conflicts_with = "newest", required_unless_present = "newest")]
+    #[arg(long)]
     pub freight: Option<String>,
     /// The newest freight available to the stage.
     #[arg(long)]
@@ -201,13 +203,14 @@ pub struct RequestArgs {
 /// The promotion a decision or a report is about: its id, or the stage and
 /// the freight (the verb's help says which promotion that names).
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("which_promotion").required(true).args(["promotion", "stage"])))]
 pub struct PromotionRef {
     /// Promotion id [or name it by --stage and --freight].
-    #[arg(long, required_unless_present_all = ["stage", "freight"])]
+    #[arg(long)]
     pub promotion: Option<String>,
     /// The stage the promotion is into (with --freight, instead of
     /// --promotion).
-    #[arg(long, short = 's', conflicts_with = "promotion", requires = "freight")]
+    #[arg(long, short = 's', requires = "freight")]
     pub stage: Option<String>,
     /// The freight it promotes: its id, alias, or the start of its id (with
     /// --stage, instead of --promotion).
