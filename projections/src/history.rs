@@ -36,9 +36,27 @@ pub struct HistoryItem {
     /// For an event about a promotion: the promotion's status right after it.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub promotion_status: String,
+    /// For a pipeline applied: what it changed against the policy version
+    /// before it, a line per field ([`pipeline_changes`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pipeline_changes: Vec<String>,
 }
 
 impl HistoryItem {
+    /// A pipeline applied changed these fields (lines of
+    /// [`waybill_ledger::domain::pipeline_changes`]) against the policy
+    /// version before it (`first`: there was none); the summary counts them.
+    pub fn set_pipeline_changes(&mut self, changes: Vec<String>, first: bool) {
+        if !first {
+            self.summary.push_str(&match changes.len() {
+                0 => " (no change)".to_string(),
+                1 => " (1 change)".to_string(),
+                n => format!(" ({n} changes)"),
+            });
+        }
+        self.pipeline_changes = changes;
+    }
+
     /// The history item of `ev`, given the policy version, the promotion's
     /// stage and freight (for events that name only the promotion), and the
     /// alias of the freight it names (empty: none), which its summary names
@@ -70,6 +88,7 @@ impl HistoryItem {
             hash: ev.hash.to_hex(),
             summary: String::new(),
             promotion_status: String::new(),
+            pipeline_changes: Vec::new(),
         };
         let (stage, freight) = promotion_target.unwrap_or(("", ""));
         let named = |id: &str| match alias {

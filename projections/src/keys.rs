@@ -39,7 +39,7 @@ pub const FORMAT: &[u8] = b"V";
 
 /// The layout written by this version; a store written by an older one is
 /// rebuilt from the log.
-pub const FORMAT_VERSION: u64 = 11;
+pub const FORMAT_VERSION: u64 = 12;
 
 pub fn pos(p: Position) -> [u8; 8] {
     p.0.to_be_bytes()

@@ -59,6 +59,11 @@ pub(crate) async fn filters(mut q: Queries, applied: &pb::CommandReply, written:
         first.summary,
         format!("pipeline applied: policy version {}", applied.position)
     );
+    // What it brought: the project's first pipeline is one line.
+    assert_eq!(
+        first.pipeline_changes,
+        ["new project shop: warehouses images; stages dev, staging, prod"]
+    );
     // A type may be named as its subject token too; an unknown one is
     // refused with the list, not answered with nothing.
     let count = |event_type: &str| {

@@ -234,6 +234,39 @@ async fn freight_is_not_shown_in_a_stage_the_pipeline_left_out() {
     let position = apply(renamed).await;
     let now_in = in_stages(&mut q, position).await;
     assert!(!now_in.contains(&"dev".to_string()), "{now_in:?}");
+    // Its history entry says what it changed against the pipeline before.
+    let entry = q
+        .history(pb::HistoryRequest {
+            project: "shop".into(),
+            from_position: position,
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .expect("history")
+        .into_inner()
+        .message()
+        .await
+        .expect("ok")
+        .expect("an entry");
+    assert_eq!(entry.event_type, "PipelineConfigured");
+    assert_eq!(
+        entry.summary,
+        format!("pipeline applied: policy version {position} (3 changes)")
+    );
+    assert!(
+        entry.pipeline_changes[0]
+            .starts_with("stage develop added: auto; freight of images from the warehouse"),
+        "{:?}",
+        entry.pipeline_changes
+    );
+    assert_eq!(
+        entry.pipeline_changes[1..],
+        [
+            r#"stage staging: requested_freight[images].sources.stages: ["dev"] → ["develop"]"#,
+            "stage dev removed"
+        ]
+    );
 
     let position = apply(example).await;
     assert!(in_stages(&mut q, position)

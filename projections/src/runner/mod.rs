@@ -17,7 +17,7 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 use waybill_ledger::domain::ProjectState;
-use waybill_ledger::{EventLog, Position, StoredEvent};
+use waybill_ledger::{EventLog, EventPayload, Position, StoredEvent};
 
 use crate::error::ProjectionError;
 use crate::history::HistoryItem;
@@ -434,8 +434,17 @@ impl Projections {
                     .map(|p| (p.stage.clone(), p.freight.clone()))
             });
         let policy_version = state.policy_version();
+        // A pipeline applied is shown with what it changed.
+        let pipeline_before = matches!(ev.event.payload, EventPayload::PipelineConfigured(_))
+            .then(|| state.pipeline.as_ref().map(|p| p.definition.clone()));
         work.timeline.before(&state);
         state.apply(ev);
+        let pipeline_changes = pipeline_before.map(|before| {
+            let changes = state.pipeline.as_ref().map_or_else(Vec::new, |now| {
+                waybill_ledger::domain::pipeline_changes(before.as_ref(), &now.definition)
+            });
+            (changes, before.is_none())
+        });
         // Idempotency records are the command side's business.
         state.commands.clear();
         work.timeline.record(&state, ev, writes);
@@ -458,6 +467,9 @@ impl Projections {
             &alias,
         );
         item.promotion_status = status.unwrap_or_default().to_string();
+        if let Some((changes, first)) = pipeline_changes {
+            item.set_pipeline_changes(changes, first);
+        }
         writes.event(&item, latest)?;
         Ok(())
     }

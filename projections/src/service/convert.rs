@@ -520,6 +520,7 @@ pub fn entry(h: &HistoryItem) -> pb::HistoryEntry {
         promotion_status: h.promotion_status.clone(),
         // Watch adds them; a history item does not keep a copy.
         freight_artifacts: Vec::new(),
+        pipeline_changes: h.pipeline_changes.clone(),
     }
 }
 

@@ -17,7 +17,8 @@ const TYPE_WIDTH: usize = 20;
 
 /// One entry on one line: position, `BYPASS` when it was one (in a column of
 /// its own, near the start, so it stands out and lines up), time, the project
-/// (if asked), actor, event type, summary, then reason and ticket when given.
+/// (if asked), actor, event type, summary, then reason and ticket when given;
+/// under a pipeline applied, what it changed, a line each.
 pub fn entry_line(e: &pb::HistoryEntry, with_project: bool) -> String {
     let flag = if e.bypass { "BYPASS" } else { "" };
     let mut line = format!("{:>7} {flag:<6}  {}", e.position, clock(&e.time));
@@ -46,8 +47,15 @@ pub fn entry_line(e: &pb::HistoryEntry, with_project: bool) -> String {
     if !extras.is_empty() {
         line.push_str(&format!("  [{}]", extras.join("; ")));
     }
+    for change in &e.pipeline_changes {
+        line.push_str(&format!("\n{:CHANGE_INDENT$}{}", "", one_line(change)));
+    }
     line
 }
+
+/// How far the lines of a pipeline's changes are indented under its entry
+/// (past the position and the bypass column).
+const CHANGE_INDENT: usize = 16;
 
 /// The status a promotion event leaves its promotion in by itself (an
 /// approval may or may not authorize it: none).
@@ -86,6 +94,9 @@ pub fn entry_json(e: &pb::HistoryEntry) -> Value {
         "command_id": e.command_id,
         "promotion_status": e.promotion_status,
     });
+    if e.event_type == "PipelineConfigured" {
+        v["pipeline_changes"] = json!(e.pipeline_changes);
+    }
     if !e.freight_artifacts.is_empty() {
         v["freight_artifacts"] = e
             .freight_artifacts
@@ -223,6 +234,36 @@ mod tests {
             entry_line(&e, true),
             "    123 BYPASS  2024-05-01 12:00:00Z  shop  alice               FreightApproved       \
              freight v1.2 approved for prod  [reason: outage now; ticket: INC-9]"
+        );
+    }
+
+    #[test]
+    fn a_pipeline_applied_lists_its_changes_under_it() {
+        let mut e = entry();
+        e.event_type = "PipelineConfigured".into();
+        e.summary = "pipeline applied: policy version 123 (2 changes)".into();
+        e.pipeline_changes = vec![
+            "stage prod: policy.required_approvals: 2 → 3".into(),
+            "stage qa removed".into(),
+        ];
+        let text = entry_line(&e, false);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[0].ends_with("pipeline applied: policy version 123 (2 changes)"));
+        assert_eq!(
+            lines[1],
+            "                stage prod: policy.required_approvals: 2 → 3"
+        );
+        assert_eq!(
+            lines[1].find("stage"),
+            lines[0].find("2024"),
+            "under the time"
+        );
+        assert_eq!(lines[2].trim_start(), "stage qa removed");
+        assert_eq!(
+            entry_json(&e)["pipeline_changes"][1],
+            "stage qa removed",
+            "JSON too"
         );
     }
 
