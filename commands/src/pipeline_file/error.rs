@@ -35,8 +35,10 @@ impl std::error::Error for PipelineFileError {}
 
 /// Every error found in one pipeline file, in the order of the file; never empty.
 ///
-/// A file that is not readable YAML of the right shape yields one error (the
-/// first); a definition that breaks several rules yields one error per problem.
+/// A file that is not readable YAML yields one error; one of the wrong shape
+/// an error per part that does not read, as far as they can be told apart
+/// (see `recover`); a definition that breaks several rules one error per
+/// problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PipelineFileErrors(pub Vec<PipelineFileError>);
 

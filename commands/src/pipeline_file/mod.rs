@@ -12,6 +12,8 @@
 //! - `query`: the node a path names, and the path of the node at a position.
 //! - `path`: the `stages[1].policy.gates[0]` paths problems are reported under.
 //! - `yaml_error`: the deserializer's errors, pointed at a path.
+//! - `recover`: the shape errors after the first, found by blanking out
+//!   what was reported and reading again.
 //! - `digest`: [`source_digest`], the hash recorded with an applied file.
 //! - `render`: [`render_pipeline`], a definition written back as a file.
 //!
@@ -22,6 +24,7 @@ mod error;
 mod parse;
 mod path;
 mod query;
+mod recover;
 mod render;
 mod tree;
 mod yaml_error;

@@ -5,7 +5,7 @@ use waybill_ledger::domain::PipelineDefinition;
 use super::error::{PipelineFileError, PipelineFileErrors};
 use super::path::parse_path;
 use super::tree::{Pos, Tree};
-use super::yaml_error;
+use super::{recover, yaml_error};
 use crate::pipeline_check::check_definition;
 
 /// Largest pipeline file accepted: definitions are small, and a limit keeps a
@@ -16,10 +16,12 @@ pub const MAX_PIPELINE_FILE_BYTES: usize = 512 * 1024;
 ///
 /// On failure every error says where (`source_name`, line, column), what is
 /// wrong and, when it is about one value, that value's path. A file that is
-/// not one YAML document of the right shape (bad syntax, an unknown field, a
-/// wrong type, an unreadable duration or time) gets one error; a definition
-/// that reads but breaks the rules of [`check_definition`] gets one error per
-/// problem, in file order.
+/// not one YAML document gets one error (its syntax, a second document); one
+/// of the wrong shape (an unknown field, a wrong type, an unreadable duration
+/// or time) gets an error for each unknown field and for each warehouse or
+/// stage that does not read (see `recover`); a definition that reads but
+/// breaks the rules of [`check_definition`] gets one error per problem. In
+/// file order.
 pub fn parse_pipeline(
     source_name: &str,
     text: &str,
@@ -62,11 +64,19 @@ pub fn parse_pipeline(
                 .into(),
         ));
     }
-    let definition: PipelineDefinition = serde_saphyr::from_str_with_options(text, yaml_options())
-        .map_err(|e| {
-            let (at, path, message) = yaml_error::describe(&tree, &e);
-            one(at, path, message)
-        })?;
+    let read = |text: &str| serde_saphyr::from_str_with_options(text, yaml_options());
+    let definition: PipelineDefinition = read(text).map_err(|e| {
+        let first = yaml_error::describe(&tree, &e);
+        let mut errors: Vec<PipelineFileError> =
+            recover::shape_errors(text, &tree, first, |text| {
+                read(text).map(|_: PipelineDefinition| ())
+            })
+            .into_iter()
+            .map(|(at, path, message)| error(at, path, message))
+            .collect();
+        errors.sort_by_key(|e| (e.line, e.column));
+        PipelineFileErrors(errors)
+    })?;
     let mut errors: Vec<PipelineFileError> = check_definition(&definition)
         .into_iter()
         .map(|problem| {
@@ -163,6 +173,134 @@ stages:
         let e = first_error("project: shop\nwarehouses: [{name: images}\nstages: []\n");
         assert_eq!(e.path, None);
         assert_eq!(e.line, 3, "{e}");
+    }
+
+    /// Where each error of `text` is, and its path.
+    fn places(text: &str) -> Vec<(usize, usize, String)> {
+        let errors = parse_pipeline("p.yaml", text).expect_err("refused");
+        errors
+            .iter()
+            .map(|e| (e.line, e.column, e.path.clone().unwrap_or_default()))
+            .collect()
+    }
+
+    const TWO_STAGES: &str = "\
+project: shop
+warehouses:
+  - name: images
+    kind: imag
+stages:
+  - name: dev
+    recordonly: true
+    requested_freight:
+      - origin: images
+        sources:
+          direct: true
+    policy:
+      mode: auto
+      approvals: 2
+  - name: prod
+    requested_freight:
+      - origin: images
+        sources: {stages: [dev]}
+        required_soak: forever
+    policy: {mode: manual}
+";
+
+    #[test]
+    fn every_unknown_field_and_every_item_that_does_not_read_is_reported() {
+        assert_eq!(
+            places(TWO_STAGES),
+            [
+                (4, 11, "warehouses[0].kind".to_string()),
+                (7, 5, "stages[0].recordonly".to_string()),
+                (14, 7, "stages[0].policy.approvals".to_string()),
+                (
+                    19,
+                    24,
+                    "stages[1].requested_freight[0].required_soak".to_string()
+                ),
+            ]
+        );
+        let errors = parse_pipeline("p.yaml", TWO_STAGES).expect_err("refused");
+        assert!(
+            errors.0[1].message.contains("unknown field `recordonly`"),
+            "{errors}"
+        );
+        assert!(errors.0[3].message.contains("forever"), "{errors}");
+    }
+
+    #[test]
+    fn a_mapping_left_empty_is_not_reported_as_an_error() {
+        // Leaving out the unknown `dirct` would leave `sources` empty, which
+        // is no error of the file's: the search ends there.
+        let text = TWO_STAGES
+            .replace("kind: imag", "kind: image")
+            .replace("    recordonly: true\n", "")
+            .replace("      approvals: 2\n", "")
+            .replace("direct: true", "dirct: true");
+        assert_eq!(
+            places(&text),
+            [(
+                10,
+                11,
+                "stages[0].requested_freight[0].sources.dirct".to_string()
+            )]
+        );
+    }
+
+    #[test]
+    fn the_search_ends_at_flow_style_and_at_anchors() {
+        // The first stage is written in flow style: nothing is blanked.
+        let flow = "\
+project: shop
+warehouses: [{name: images}]
+stages:
+  - {name: dev, recordonly: true, requested_freight: [{origin: images, sources: {direct: true}}]}
+  - name: prod
+    recordonly: true
+";
+        assert_eq!(places(flow), [(4, 17, "stages[0].recordonly".to_string())]);
+        // A stage that defines an anchor another uses is not left out.
+        let anchored = "\
+project: shop
+warehouses: [{name: images}]
+stages:
+  - name: dev
+    requested_freight: [{origin: images, sources: {direct: true}}]
+    policy: &common
+      mode: sometimes
+  - name: prod
+    requested_freight: [{origin: images, sources: {stages: [dev]}}]
+    policy:
+      <<: *common
+      approvals: 2
+";
+        assert_eq!(
+            places(anchored),
+            [(7, 13, "stages[0].policy.mode".to_string())]
+        );
+    }
+
+    #[test]
+    fn a_stage_missing_a_field_is_reported_and_the_next_read() {
+        let text = "\
+project: shop
+warehouses: [{name: images}]
+stages:
+  - requested_freight: [{origin: images, sources: {direct: true}}]
+  - name: prod
+    requested_freight: [{origin: images, sources: {stages: [dev]}}]
+    policy: {mode: manul}
+";
+        let errors = parse_pipeline("p.yaml", text).expect_err("refused");
+        assert_eq!(errors.len(), 2, "{errors}");
+        assert!(
+            errors.0[0].message.contains("missing field `name`"),
+            "{errors}"
+        );
+        assert_eq!(errors.0[0].path.as_deref(), Some("stages[0]"));
+        assert_eq!(errors.0[1].path.as_deref(), Some("stages[1].policy.mode"));
     }
 
     #[test]

@@ -47,6 +47,30 @@ impl Tree {
         (at, true)
     }
 
+    /// Where the part `path` names starts, when every step of it is written
+    /// directly (no alias, nothing merged in through `<<`): a mapping entry's
+    /// key, or a list item's value.
+    pub(crate) fn written_at(&self, path: &[Segment]) -> Option<Pos> {
+        let mut node = self.documents.first()?.root?;
+        let mut at = None;
+        for segment in path {
+            let (child, child_at) = match (segment, &self.nodes[node].kind) {
+                (Segment::Key(key), Kind::Mapping(entries)) => {
+                    let &(k, v) = entries.iter().find(|(k, _)| self.scalar(*k) == Some(key))?;
+                    (v, self.nodes[k].at)
+                }
+                (Segment::Index(i), Kind::Sequence(items)) => {
+                    let &item = items.get(*i)?;
+                    (item, self.nodes[item].at)
+                }
+                _ => return None,
+            };
+            node = child;
+            at = Some(child_at);
+        }
+        at
+    }
+
     /// The entry `key` of mapping `node`, looking into `<<` merges when it is not
     /// written directly (as the deserializer does).
     fn entry(&self, node: usize, key: &str, depth: usize) -> Option<(usize, usize)> {
