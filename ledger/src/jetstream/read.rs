@@ -30,7 +30,7 @@ pub(super) async fn fetch_head(
     project: &str,
 ) -> Result<ChainHead, LedgerError> {
     let filter = log.project_filter(project);
-    let last = asking_again("reading the project head", raw_get_timed_out, || {
+    let last = asking_again(log, "reading the project head", raw_get_timed_out, || {
         log.inner.stream.get_last_raw_message_by_subject(&filter)
     });
     match last.await {
@@ -110,7 +110,7 @@ async fn fetch_next_event(
     filter: &str,
     from: Position,
 ) -> Result<Option<StoredEvent>, LedgerError> {
-    let next = asking_again("reading an event", raw_get_timed_out, || {
+    let next = asking_again(log, "reading an event", raw_get_timed_out, || {
         log.inner
             .stream
             .raw_message_builder()
@@ -133,15 +133,24 @@ async fn fetch_next_event(
 
 /// Attempts at a read-only API request (stream info, the last or next
 /// message of a subject, creating a read's consumer) that goes unanswered
-/// within the request timeout. A server can answer late for a moment (a
-/// replicated stream just created, a busy or stalled process); asking again
-/// is harmless, and a server that stays silent fails the read after this
-/// many timeouts.
+/// within the request timeout while the connection stays up. A server can
+/// answer late for a moment (a replicated stream just created, a busy or
+/// stalled process); asking again is harmless, and a server that stays
+/// silent fails the read after this many timeouts. A timeout while the
+/// connection is down is not asked again: NATS is gone, not slow, and the
+/// caller (a shutdown saving what it can, a command) should know at once.
 const TIMED_OUT_ATTEMPTS: u32 = 3;
 
-/// `request()`, asked again while it times out, up to
-/// [`TIMED_OUT_ATTEMPTS`] times in all.
+/// Whether a request that timed out is worth asking again: attempts left,
+/// and the connection to NATS up.
+fn ask_again(log: &JetStreamLog, attempt: u32) -> bool {
+    attempt < TIMED_OUT_ATTEMPTS
+        && log.inner.client.connection_state() == async_nats::connection::State::Connected
+}
+
+/// `request()`, asked again while it times out (see [`ask_again`]).
 async fn asking_again<T, E, F, Fut>(
+    log: &JetStreamLog,
     what: &str,
     timed_out: impl Fn(&E) -> bool,
     mut request: F,
@@ -153,7 +162,7 @@ where
     let mut attempt = 1;
     loop {
         match request().await {
-            Err(e) if timed_out(&e) && attempt < TIMED_OUT_ATTEMPTS => {
+            Err(e) if timed_out(&e) && ask_again(log, attempt) => {
                 attempt += 1;
                 tracing::warn!("{what} timed out; asking again");
             }
@@ -173,6 +182,7 @@ fn raw_get_timed_out(e: &LastRawMessageError) -> bool {
 
 pub(super) async fn stream_last_sequence(log: &JetStreamLog) -> Result<Position, LedgerError> {
     let info = asking_again(
+        log,
         "stream info",
         |e: &RequestError| matches!(e.kind(), RequestErrorKind::TimedOut),
         || log.inner.stream.get_info(),
@@ -266,8 +276,7 @@ async fn ordered(log: &JetStreamLog, filter: &str, from: Position) -> Result<Rea
             // An ordered consumer that a late answer created anyway is
             // reaped by its inactivity threshold.
             Err(e)
-                if matches!(e.kind(), ConsumerErrorKind::TimedOut)
-                    && attempt < TIMED_OUT_ATTEMPTS =>
+                if matches!(e.kind(), ConsumerErrorKind::TimedOut) && ask_again(log, attempt) =>
             {
                 attempt += 1;
                 tracing::warn!(filter, "creating a consumer timed out; asking again");
