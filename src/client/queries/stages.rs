@@ -23,14 +23,15 @@ pub fn stages_text(reply: &pb::ListStagesReply, now: DateTime<Utc>) -> String {
             None => mode(s),
         };
         // A stage that runs freight of several warehouses has a line for
-        // each (the stage's own columns on the first).
+        // each (the stage's own columns on the first), each freight named
+        // with its warehouse when the stage takes several.
         let views = views(s);
         for (i, v) in views.iter().enumerate() {
             let current = v.current.as_ref().filter(|c| !c.freight.is_empty());
             let first = i == 0;
-            let label = |c: &pb::CurrentFreight| match views.len() {
-                1 => freight_label(&c.freight, &c.alias),
-                _ => format!("{} ({})", freight_label(&c.freight, &c.alias), warehouse(v)),
+            let label = |c: &pb::CurrentFreight| match takes_several(s) {
+                false => freight_label(&c.freight, &c.alias),
+                true => format!("{} ({})", freight_label(&c.freight, &c.alias), warehouse(v)),
             };
             let freight = current.map_or_else(String::new, label);
             let since = current.map_or_else(String::new, |c| when(&c.since, now));
@@ -82,10 +83,11 @@ pub fn stages_text(reply: &pb::ListStagesReply, now: DateTime<Utc>) -> String {
 
 /// The stage as it runs each warehouse's freight: one copy of `s` per entry
 /// of `runs`, with that freight as `current` (its checks, whether it is
-/// verified, its hold); `s` itself when it runs freight of one warehouse
-/// or none (or the server does not say).
+/// verified, its hold) and its warehouse as the only one; `s` itself when
+/// it runs no freight, or takes and runs freight of one warehouse (or the
+/// server does not say).
 pub fn views(s: &pb::Stage) -> Vec<pb::Stage> {
-    if s.runs.len() <= 1 {
+    if s.runs.is_empty() || (s.runs.len() == 1 && !takes_several(s)) {
         return vec![s.clone()];
     }
     s.runs
@@ -103,6 +105,12 @@ pub fn views(s: &pb::Stage) -> Vec<pb::Stage> {
             ..s.clone()
         })
         .collect()
+}
+
+/// Whether stage `s` takes freight from several warehouses (so that its
+/// freight is named with its warehouse).
+fn takes_several(s: &pb::Stage) -> bool {
+    s.warehouses.len() > 1
 }
 
 /// The warehouse of a view of [`views`] (its only one).
@@ -214,7 +222,7 @@ pub fn stage_body(
     field("upstreams", s.upstreams.join(", "));
     field("warehouses", s.warehouses.join(", "));
     let views = views(s);
-    let several = views.len() > 1;
+    let several = takes_several(s);
     for v in &views {
         match v.current.as_ref().filter(|c| !c.freight.is_empty()) {
             Some(c) => {
@@ -638,6 +646,51 @@ pub(super) mod tests {
         assert_eq!(
             queue(&["prm-1".to_string(), "prm-2".to_string()]),
             "2 (next prm-1)"
+        );
+    }
+
+    /// A stage that takes freight from two warehouses names each freight's
+    /// warehouse, also while it has received freight of one only.
+    #[test]
+    fn freight_of_a_stage_of_several_warehouses_is_named_with_its_warehouse() {
+        let run = |warehouse: &str, alias: &str| pb::StageFreight {
+            warehouse: warehouse.into(),
+            current: Some(pb::CurrentFreight {
+                alias: alias.into(),
+                ..stage("x").current.expect("set")
+            }),
+            ..Default::default()
+        };
+        let mut prod = stage("prod");
+        prod.warehouses = vec!["images".into(), "config".into()];
+        prod.runs = vec![run("config", "c1")];
+        prod.current = prod.runs[0].current.clone();
+        let mut dev = prod.clone();
+        dev.name = "dev".into();
+        dev.runs.insert(0, run("images", "v1"));
+        let mut qa = stage("qa");
+        qa.warehouses = vec!["images".into()];
+        qa.runs = vec![run("images", "v1")];
+        qa.current = qa.runs[0].current.clone();
+        let reply = pb::ListStagesReply {
+            project: "shop".into(),
+            stages: vec![dev, prod, qa],
+            ..Default::default()
+        };
+        let text = stages_text(&reply, now());
+        let header = text.lines().next().expect("a header");
+        let column = header.find("FREIGHT").expect("FREIGHT")..header.find("SINCE").expect("SINCE");
+        let freight: Vec<&str> = text
+            .lines()
+            .skip(1)
+            .take_while(|l| !l.starts_with("project "))
+            .filter_map(|l| l.get(column.clone()))
+            .map(str::trim)
+            .collect();
+        assert_eq!(
+            freight,
+            ["v1 (images)", "c1 (config)", "c1 (config)", "v1"],
+            "{text}"
         );
     }
 
