@@ -41,14 +41,20 @@ pub(crate) fn shape_errors(
     first: Found,
     read: impl Fn(&str) -> Result<(), Error>,
 ) -> Vec<Found> {
-    let searches = MAX_ERRORS.min(MAX_TEXT_READ / (2 * text.len().max(1)));
+    // Rows are lines split at `\n`; a lone `\r`, which YAML also breaks
+    // lines at, would put them out of step with the parser's line numbers.
+    let lone_cr = text.replace("\r\n", "").contains('\r');
+    let searches = match lone_cr {
+        true => 0,
+        false => MAX_ERRORS.min(MAX_TEXT_READ / (2 * text.len().max(1))),
+    };
     let mut lines: Vec<Vec<char>> = text.split('\n').map(|l| l.chars().collect()).collect();
     let mut left_out = LeftOut::default();
     let mut found = vec![first.clone()];
     // The last error and the tree as the text now stands (list indices as
     // they are now).
     let (mut last, mut now_read): (Found, Option<Tree>) = (first, None);
-    while found.len() <= searches {
+    while found.len() < searches {
         let Some(path) = last.1.as_deref().and_then(parse_path) else {
             break;
         };
@@ -237,6 +243,19 @@ mod tests {
         let lines = chars("a:\n- x\n- y\nb: 1\n");
         let rows = block_entry(&lines, Pos { line: 1, column: 1 }).expect("block");
         assert_eq!(rows, [(0, 0..2), (1, 0..3), (2, 0..3)]);
+    }
+
+    #[test]
+    fn lines_broken_by_a_lone_carriage_return_are_not_searched() {
+        let text = "a: 1\rb: 2\r";
+        let first: Found = (
+            Pos { line: 2, column: 1 },
+            Some("b".into()),
+            "unknown field `b`".into(),
+        );
+        let tree = Tree::read(text).expect("yaml");
+        let read = |_: &str| -> Result<(), Error> { panic!("not read again") };
+        assert_eq!(shape_errors(text, &tree, first.clone(), read), [first]);
     }
 
     #[test]
