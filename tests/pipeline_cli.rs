@@ -147,6 +147,14 @@ fn the_pipeline_in_force_reads_back_and_a_dry_run_says_what_changes() {
     };
     let now = shown(&[]);
     assert!(now.contains("required_approvals: 3"), "{now}");
+    // With what it changed, as its history entry says.
+    assert!(
+        now.contains(
+            "# What it changed against the version before:\n\
+             #   stage prod: policy.required_approvals: 2 → 3\n"
+        ),
+        "{now}"
+    );
     let version = now
         .split("policy version ")
         .nth(1)
@@ -167,6 +175,10 @@ fn the_pipeline_in_force_reads_back_and_a_dry_run_says_what_changes() {
     let json: serde_json::Value =
         serde_json::from_str(&shown(&["--version", "1", "--output", "json"])).expect("json");
     assert_eq!(json["in_force"], false);
+    assert_eq!(
+        json["changes"],
+        serde_json::json!(["new project shop: warehouses images; stages dev, staging, prod"])
+    );
     assert_eq!(json["source_digest"].as_str().map(str::len), Some(64));
     let out = run(&[
         "pipeline",

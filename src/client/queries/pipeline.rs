@@ -125,9 +125,10 @@ pub async fn run(svc: &mut Queries, a: PipelineArgs, output: Output) -> Result<(
         .into_inner();
     let definition: PipelineDefinition = serde_json::from_str(&reply.definition_json)
         .map_err(|e| Status::internal(format!("the pipeline in force does not read: {e}")))?;
+    let changes = changes_made(svc, &definition.project, reply.policy_version).await;
     let mut out = Out::default();
     match output {
-        Output::Text => out.block(&text(&reply, &definition)),
+        Output::Text => out.block(&text(&reply, &definition, changes.as_deref())),
         Output::Json => out.line(
             &json!({
                 "definition": serde_json::from_str::<serde_json::Value>(&reply.definition_json)
@@ -139,6 +140,7 @@ pub async fn run(svc: &mut Queries, a: PipelineArgs, output: Output) -> Result<(
                 "source_digest": reply.source_digest,
                 "in_force": reply.in_force,
                 "position": reply.position,
+                "changes": changes,
             })
             .to_string(),
         ),
@@ -146,9 +148,34 @@ pub async fn run(svc: &mut Queries, a: PipelineArgs, output: Output) -> Result<(
     Ok(())
 }
 
-/// The definition as YAML, after comment lines saying which version it is
-/// and where it came from.
-fn text(reply: &pb::PipelineReply, definition: &PipelineDefinition) -> String {
+/// What policy `version` of `project` changed against the version before
+/// it, as its history entry says (a line per field; for a project's first
+/// pipeline, one naming what it brought); `None` when the history does not
+/// say (a server older than these entries, or no history to read).
+async fn changes_made(svc: &mut Queries, project: &str, version: u64) -> Option<Vec<String>> {
+    let mut entries = svc
+        .history(pb::HistoryRequest {
+            project: project.to_string(),
+            event_type: "PipelineConfigured".into(),
+            from_position: version,
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .ok()?
+        .into_inner();
+    let entry = entries.message().await.ok()??;
+    (entry.position == version && !entry.pipeline_changes.is_empty())
+        .then_some(entry.pipeline_changes)
+}
+
+/// The definition as YAML, after comment lines saying which version it is,
+/// where it came from and what it changed.
+fn text(
+    reply: &pb::PipelineReply,
+    definition: &PipelineDefinition,
+    changes: Option<&[String]>,
+) -> String {
     let mut from = String::new();
     if !reply.source_uri.is_empty() {
         from.push_str(&format!(" from {}", reply.source_uri));
@@ -160,8 +187,16 @@ fn text(reply: &pb::PipelineReply, definition: &PipelineDefinition) -> String {
         true => "in force",
         false => "no longer in force",
     };
+    let mut changed = String::new();
+    if let Some(changes) = changes {
+        changed.push_str("# What it changed against the version before:\n");
+        for line in changes {
+            changed.push_str(&format!("#   {}\n", super::format::one_line(line)));
+        }
+    }
     format!(
         "# The pipeline of project {} {which}: policy version {}, applied {}{from}.\n\
+         {changed}\
          # Fields at their defaults are written out; `waybill apply -f` reads this file\n\
          # as the same definition.\n{}",
         definition.project,
