@@ -213,7 +213,7 @@ async fn scenario(mut cmd: std::process::Command) {
     assert!(!refused.status.success());
     assert!(
         common::stderr(&refused)
-            .contains("stage dev runs freight of several warehouses (images, config)"),
+            .contains("stage dev runs freight of several warehouses (images, config): name the one whose freight to roll back (`waybill rollback --warehouse`)"),
         "{}",
         common::stderr(&refused)
     );

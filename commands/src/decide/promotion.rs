@@ -120,7 +120,8 @@ pub(crate) fn rollback_warehouse<'a>(
         ("", _) => Err(Rejection::invalid(
             "warehouse",
             format!(
-                "stage {} runs freight of several warehouses ({}): name the one whose freight to roll back",
+                "stage {} runs freight of several warehouses ({}): name the one whose freight to roll back \
+                 (`waybill rollback --warehouse`)",
                 stage.name,
                 takes.join(", ")
             ),
