@@ -12,7 +12,7 @@ use indicatif::ProgressBar;
 use sha2::{Digest, Sha256};
 use waybill_projections::audit::export::{
     promotions_file, Manifest, CHECKPOINT_FILE, EVENTS_FILE, MANIFEST_FILE, MANIFEST_SIG_FILE,
-    PROOF_FILE,
+    POLICIES_FILE, PROOF_FILE,
 };
 use waybill_proto::v1 as pb;
 use waybill_proto::v1::audit_service_client::AuditServiceClient;
@@ -103,6 +103,7 @@ pub async fn run(args: &ExportArgs) -> anyhow::Result<ExitCode> {
     crate::durable::sync_parent(&args.out)
         .with_context(|| format!("cannot sync the directory of {}", args.out.display()))?;
     let manifest: Manifest = serde_json::from_slice(&std::fs::read(args.out.join(MANIFEST_FILE))?)?;
+    let policies = manifest.policies.as_ref().map_or(0, |p| p.count);
     if client.output == crate::client::Output::Json {
         println!(
             "{}",
@@ -113,6 +114,7 @@ pub async fn run(args: &ExportArgs) -> anyhow::Result<ExitCode> {
                 "first_position": manifest.events.first_position,
                 "last_position": manifest.events.last_position,
                 "promotions": manifest.promotions.count,
+                "policies": policies,
                 "tree_size": manifest.checkpoint.size,
                 "root": manifest.checkpoint.root,
                 "public_key": manifest.public_key,
@@ -130,8 +132,9 @@ pub async fn run(args: &ExportArgs) -> anyhow::Result<ExitCode> {
     };
     let promotions = manifest.promotions.count;
     println!(
-        "exported {events} and {promotions} promotion{} of {} to {}",
+        "exported {events}, {promotions} promotion{} and {policies} polic{} of {} to {}",
         if promotions == 1 { "" } else { "s" },
+        if policies == 1 { "y" } else { "ies" },
         manifest.project,
         args.out.display()
     );
@@ -178,6 +181,7 @@ async fn receive(
         CHECKPOINT_FILE,
         MANIFEST_FILE,
         MANIFEST_SIG_FILE,
+        POLICIES_FILE,
         promotions_file(csv),
     ];
     let mut open: BTreeMap<String, Open> = BTreeMap::new();

@@ -84,7 +84,9 @@ pub(crate) fn ranged(s: &Setup, all_events: &[String], all_promotions: &[String]
         .expect("export");
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out).starts_with("exported no events (none in the range asked) and 0 promotions"),
+        stdout(&out).starts_with(
+            "exported no events (none in the range asked), 0 promotions and 0 policies"
+        ),
         "{}",
         stdout(&out)
     );
@@ -116,7 +118,7 @@ pub(crate) fn ranged(s: &Setup, all_events: &[String], all_promotions: &[String]
     assert!(out.status.success(), "{}", stderr(&out));
     let position = last["position"].as_u64().expect("position");
     assert!(
-        stdout(&out).starts_with(&format!("exported 1 event (position {position}) and ")),
+        stdout(&out).starts_with(&format!("exported 1 event (position {position}), ")),
         "{}",
         stdout(&out)
     );

@@ -1,7 +1,9 @@
 //! `waybill verify-export` refuses what it should: every kind of tampering
 //! (any byte of any file, a record dropped or reordered, a promotion
-//! dropped, a checkpoint forged or older, an untrusted key) is detected and
-//! named, in text and as JSON; no export or no key is a usage error.
+//! dropped, a policy edited, a checkpoint forged or older, an untrusted key)
+//! is detected and named, in text and as JSON; no export or no key is a
+//! usage error. An export of the format before the policies file still
+//! verifies.
 
 use std::path::Path;
 
@@ -40,6 +42,30 @@ fn write_lines(path: &Path, lines: &[String]) {
     std::fs::write(path, lines.join("\n") + "\n").expect("write");
 }
 
+/// SHA-256 (hex) and length of a file.
+fn file_digest(path: &Path) -> (String, u64) {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).expect("read");
+    (
+        hex::encode(sha2::Sha256::digest(&bytes)),
+        bytes.len() as u64,
+    )
+}
+
+/// Rewrites the manifest of `dir` with `change` and signs it again with
+/// `signer`, as a server holding the key could.
+fn resign(dir: &Path, signer: &SignerKey, change: impl FnOnce(&mut serde_json::Value)) {
+    let path = dir.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("manifest");
+    change(&mut manifest);
+    let mut bytes = serde_json::to_vec_pretty(&manifest).expect("json");
+    bytes.push(b'\n');
+    std::fs::write(&path, &bytes).expect("write");
+    let note = waybill_projections::audit::export::manifest_note(&file_digest(&path).0);
+    std::fs::write(dir.join("manifest.sig"), signer.sign(&note).expect("sign")).expect("write");
+}
+
 /// Every kind of tampering is detected, with a message saying what and where.
 pub(crate) fn tamper(base: &Path, export: &Path, older: &Path, pubkey: &str) {
     let case = |name: &str| {
@@ -52,6 +78,7 @@ pub(crate) fn tamper(base: &Path, export: &Path, older: &Path, pubkey: &str) {
         "events.jsonl",
         "proof.txt",
         "promotions.jsonl",
+        "policies.jsonl",
         "checkpoint.txt",
         "manifest.json",
         "manifest.sig",
@@ -107,6 +134,63 @@ pub(crate) fn tamper(base: &Path, export: &Path, older: &Path, pubkey: &str) {
         pubkey,
         &["promotions.jsonl: no record for promotion"],
         "dropped promotion",
+    );
+
+    // A policy record edited (what it changed), its digest and the
+    // manifest's signature fixed up with the server's own key: only the
+    // record itself can tell.
+    let signer =
+        SignerKey::parse(&std::fs::read_to_string(base.join("signing.key")).expect("signing key"))
+            .expect("key");
+    let dir = case("policy-edited");
+    let mut policies = lines(&dir.join("policies.jsonl"));
+    let mut record: serde_json::Value = serde_json::from_str(&policies[0]).expect("record");
+    record["changes"] = serde_json::json!(["stage prod: policy.required_approvals: 1 → 2"]);
+    policies[0] = record.to_string();
+    write_lines(&dir.join("policies.jsonl"), &policies);
+    resign(&dir, &signer, |manifest| {
+        let digest = file_digest(&dir.join("policies.jsonl"));
+        let files = manifest["files"].as_array_mut().expect("files");
+        let entry = files
+            .iter_mut()
+            .find(|f| f["name"] == "policies.jsonl")
+            .expect("listed");
+        entry["sha256"] = digest.0.into();
+        entry["bytes"] = digest.1.into();
+    });
+    assert_fails(
+        &dir,
+        pubkey,
+        &["policies.jsonl line 1: its changes field does not match the pipeline applied at position 1"],
+        "policy edited",
+    );
+
+    // An export of format 1 (before the policies file) verifies.
+    let dir = case("format-1");
+    std::fs::remove_file(dir.join("policies.jsonl")).expect("remove");
+    resign(&dir, &signer, |manifest| {
+        manifest["format"] = "waybill-export/1".into();
+        let m = manifest.as_object_mut().expect("object");
+        m.remove("policies");
+        let files = m["files"].as_array_mut().expect("files");
+        files.retain(|f| f["name"] != "policies.jsonl");
+    });
+    let (code, report) = verify(&dir, pubkey);
+    assert_eq!(code, 0, "format 1:\n{report}");
+    // A format-2 manifest without its policies file is not.
+    let dir = case("format-2-without-policies");
+    std::fs::remove_file(dir.join("policies.jsonl")).expect("remove");
+    resign(&dir, &signer, |manifest| {
+        let m = manifest.as_object_mut().expect("object");
+        m.remove("policies");
+        let files = m["files"].as_array_mut().expect("files");
+        files.retain(|f| f["name"] != "policies.jsonl");
+    });
+    assert_fails(
+        &dir,
+        pubkey,
+        &["states no policies file"],
+        "format 2 without policies",
     );
 
     // The checkpoint signed by another key (same tree).

@@ -65,6 +65,30 @@ fn walk(log_args: Vec<String>) {
         record["freight"]["artifacts"][0]["name"], "ghcr.io/acme/shop",
         "{record}"
     );
+    // The pipeline applied, with who applied it and what it brought, which
+    // the promotions' policy version names.
+    let policies = lines(&export.join("policies.jsonl"));
+    assert_eq!(policies.len(), 1, "{policies:?}");
+    let policy: serde_json::Value = serde_json::from_str(&policies[0]).expect("policy");
+    assert_eq!(
+        policy["policy_version"], record["policy_version"],
+        "{policy}"
+    );
+    assert_eq!(policy["applied_by"], "anonymous", "{policy}");
+    assert_eq!(
+        policy["changes"],
+        serde_json::json!(["new project shop: warehouses images; stages dev, staging, prod"]),
+        "{policy}"
+    );
+    assert_eq!(
+        policy["definition"]["stages"][2]["name"], "prod",
+        "{policy}"
+    );
+    assert_eq!(policy["source_digest"].as_str().map(str::len), Some(64));
+    assert!(
+        report.contains("policies    1 record, matching its PipelineConfigured record"),
+        "{report}"
+    );
     ranged(&s, &events, &promotions);
     let csv = s.export("csv", "csv");
     let (code, report) = verify(&csv, &s.pubkey);

@@ -3,8 +3,10 @@
 //! (docs/ledger-format.md §14): the manifest's signature, every file's
 //! digest, the signed checkpoint, each record's chain link and its agreement
 //! with the manifest, the inclusion of every record under the checkpoint,
-//! that no record is missing from the stated range, and the promotions.
+//! that no record is missing from the stated range, the promotions and the
+//! policies.
 
+mod policies;
 mod promotions;
 mod records;
 
@@ -18,8 +20,8 @@ use sha2::{Digest, Sha256};
 use waybill_ledger::audit::{multi_root, Checkpoint, Hash, SignedNote, VerifierKey};
 use waybill_ledger::ChainHash;
 use waybill_projections::audit::export::{
-    manifest_note, EventsSummary, Manifest, CHECKPOINT_FILE, EVENTS_FILE, FORMAT, MANIFEST_FILE,
-    MANIFEST_SIG_FILE, PROOF_FILE, PROOF_KIND,
+    manifest_note, EventsSummary, Manifest, CHECKPOINT_FILE, EVENTS_FILE, FORMAT, FORMAT_1,
+    MANIFEST_FILE, MANIFEST_SIG_FILE, PROOF_FILE, PROOF_KIND,
 };
 
 use crate::audit::keys::load_verifier;
@@ -98,9 +100,9 @@ pub fn verify(dir: &Path, key: &VerifierKey) -> anyhow::Result<Findings> {
             return Ok(f);
         }
     };
-    if manifest.format != FORMAT {
+    if manifest.format != FORMAT && manifest.format != FORMAT_1 {
         f.problem(format!(
-            "{MANIFEST_FILE}: format {:?}, this verifier reads {FORMAT:?}",
+            "{MANIFEST_FILE}: format {:?}, this verifier reads {FORMAT:?} and {FORMAT_1:?}",
             manifest.format
         ));
     }
@@ -167,6 +169,7 @@ pub fn verify(dir: &Path, key: &VerifierKey) -> anyhow::Result<Findings> {
     walk.finish_and_clear();
     let seen = std::mem::take(&mut records.seen);
     let promotions = records.promotions.take();
+    let applied = std::mem::take(&mut records.policies);
     drop(records);
     if let Some(p) = proof_problem {
         f.problem(p);
@@ -201,6 +204,8 @@ pub fn verify(dir: &Path, key: &VerifierKey) -> anyhow::Result<Findings> {
     if let Some(m) = promotions {
         m.finish(&manifest, &mut f);
     }
+    // 7. Policies, against the pipelines applied among the records.
+    policies::check(dir, &manifest, &applied, seen.first_seq == 1, &mut f);
     Ok(f)
 }
 
@@ -211,7 +216,8 @@ fn check_files(dir: &Path, manifest: &Manifest, f: &mut Findings) {
         CHECKPOINT_FILE,
         manifest.promotions.file.as_str(),
     ];
-    for name in required {
+    let policies = manifest.policies.as_ref().map(|p| p.file.as_str());
+    for name in required.into_iter().chain(policies) {
         if !manifest.files.iter().any(|e| e.name == name) {
             f.problem(format!("{MANIFEST_FILE} does not list {name}"));
         }

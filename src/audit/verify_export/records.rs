@@ -7,8 +7,8 @@ use base64::Engine;
 use chrono::{DateTime, SecondsFormat, Utc};
 use waybill_ledger::audit::{leaf_hash, Hash};
 use waybill_ledger::event::decode_record;
-use waybill_ledger::{ChainHash, EventPayload};
-use waybill_projections::audit::export::{EventLine, Manifest, EVENTS_FILE};
+use waybill_ledger::{ChainHash, EventPayload, Position};
+use waybill_projections::audit::export::{EventLine, Manifest, Policies, EVENTS_FILE};
 
 use super::promotions::Matcher;
 use super::Findings;
@@ -41,6 +41,9 @@ pub struct Records<'a, R: BufRead> {
     /// Told of every `PromotionRequested` met (when the promotions file can
     /// be read).
     pub promotions: Option<Matcher>,
+    /// The pipelines applied among the records, as the policies file must
+    /// state them.
+    pub policies: Policies,
     /// A line that cannot be read stops the walk.
     stopped: bool,
 }
@@ -69,6 +72,7 @@ impl<'a, R: BufRead> Records<'a, R> {
             seen: Seen::default(),
             findings,
             promotions,
+            policies: Policies::default(),
             stopped: false,
         }
     }
@@ -178,6 +182,7 @@ impl<'a, R: BufRead> Records<'a, R> {
         {
             m.requested(pos, &p.promotion_id, &p.stage);
         }
+        self.policies.saw(Position(pos), &event, true);
         let s = &mut self.seen;
         if s.count == 0 {
             s.first_position = pos;

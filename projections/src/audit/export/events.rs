@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use waybill_ledger::{ChainHash, EventLog, Position, StoredEvent};
 
 use super::out::{send, send_all, FileOut};
+use super::policies::Policies;
 use super::{
     time, EventLine, EventsSummary, ExportError, ExportItem, ExportSpec, FileEntry, EVENTS_FILE,
 };
@@ -44,7 +45,7 @@ pub(super) async fn write_events(
     head: &waybill_ledger::ChainHead,
     tx: &mpsc::Sender<ExportItem>,
     indices: &std::sync::mpsc::SyncSender<Vec<u64>>,
-) -> Result<(FileEntry, EventsSummary), ExportError> {
+) -> Result<(FileEntry, EventsSummary, Policies), ExportError> {
     let (batches, received) = mpsc::channel::<Vec<StoredEvent>>(LINE_BATCHES);
     let lines = {
         let (tx, indices) = (tx.clone(), indices.clone());
@@ -55,8 +56,8 @@ pub(super) async fn write_events(
     let out = lines
         .await
         .map_err(|e| ExportError::Internal(e.to_string()))?;
-    let (summary, out) = match (read, out) {
-        (Ok(summary), Ok(out)) => (summary, out),
+    let ((summary, policies), out) = match (read, out) {
+        (Ok(read), Ok(out)) => (read, out),
         // The line writer stops when the export is cancelled (or the proof
         // builder stops), and the reader then cannot hand it more records:
         // its error says why.
@@ -72,18 +73,20 @@ pub(super) async fn write_events(
     .await?;
     let (items, entry) = out.finish();
     send_all(tx, items).await?;
-    Ok((entry, summary))
+    Ok((entry, summary, policies))
 }
 
 /// Reads the records [`write_events`] exports and hands them to the line
-/// writer in batches; returns their summary.
+/// writer in batches; returns their summary and the pipelines applied
+/// among them.
 async fn read_events(
     log: &Arc<dyn EventLog>,
     spec: &ExportSpec,
     head: &waybill_ledger::ChainHead,
     tx: &mpsc::Sender<ExportItem>,
     batches: mpsc::Sender<Vec<StoredEvent>>,
-) -> Result<EventsSummary, ExportError> {
+) -> Result<(EventsSummary, Policies), ExportError> {
+    let mut policies = Policies::default();
     let mut summary = EventsSummary {
         count: 0,
         first_position: 0,
@@ -122,6 +125,7 @@ async fn read_events(
         let started = summary.count > 0;
         if !started && spec.from.is_some_and(|from| ev.event.time < from) {
             before = ev.hash;
+            policies.saw(ev.position, &ev.event, false);
             continue;
         }
         if spec.to.is_some_and(|to| ev.event.time >= to) {
@@ -136,6 +140,7 @@ async fn read_events(
         summary.last_position = ev.position.0;
         summary.last_seq = ev.event.project_seq;
         last = ev.hash;
+        policies.saw(ev.position, &ev.event, true);
         batch.push(ev);
         if batch.len() == LINE_BATCH {
             let full = std::mem::replace(&mut batch, Vec::with_capacity(LINE_BATCH));
@@ -150,7 +155,7 @@ async fn read_events(
         last = before;
     }
     summary.head_hash = last.to_hex();
-    Ok(summary)
+    Ok((summary, policies))
 }
 
 /// Formats, hashes and sends the lines of `events.jsonl`, and feeds the

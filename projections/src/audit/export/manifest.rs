@@ -2,8 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Format identifier written in every manifest.
-pub const FORMAT: &str = "waybill-export/1";
+/// Format identifier written in every manifest: 2 adds the policies file.
+pub const FORMAT: &str = "waybill-export/2";
+/// The format before the policies file, which verifiers still read.
+pub const FORMAT_1: &str = "waybill-export/1";
 /// The raw records, one JSON object per line, in position order.
 pub const EVENTS_FILE: &str = "events.jsonl";
 /// The multi-leaf inclusion proof of the records: one hex hash per line.
@@ -65,6 +67,9 @@ pub struct Manifest {
     pub public_key: String,
     pub events: EventsSummary,
     pub promotions: PromotionsSummary,
+    /// The policies file (format 2; absent in format 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<PoliciesSummary>,
     pub checkpoint: CheckpointSummary,
     pub proof: ProofSummary,
     pub files: Vec<FileEntry>,
@@ -102,6 +107,14 @@ pub struct PromotionsSummary {
     /// The position of the read model the records were taken from (their
     /// status may reflect events after `events.last_position`).
     pub as_of_position: u64,
+}
+
+/// The pipelines applied among the exported records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoliciesSummary {
+    pub count: u64,
+    pub file: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

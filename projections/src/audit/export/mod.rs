@@ -1,5 +1,5 @@
 //! Compliance exports: a project's raw records in a time range, one record
-//! per promotion, the signed checkpoint, a multi-leaf inclusion proof of
+//! per promotion, one per pipeline applied, the signed checkpoint, a multi-leaf inclusion proof of
 //! every record under it, and a signed manifest with every file's SHA-256.
 //!
 //! Everything streams: records are read from the log and sent as they come,
@@ -9,6 +9,7 @@
 mod events;
 mod manifest;
 mod out;
+mod policies;
 mod promotions;
 mod records;
 
@@ -23,6 +24,7 @@ use waybill_ledger::{EventLog, ProjectName};
 use events::write_events;
 pub use manifest::*;
 use out::{send_all, FileOut};
+pub use policies::{Policies, PolicyRecord, POLICIES_FILE};
 use promotions::spawn_promotions;
 pub use records::*;
 
@@ -205,7 +207,22 @@ pub async fn export(
         .await
         .map_err(|e| ExportError::Internal(e.to_string()))?
         .map_err(|e| ExportError::Internal(format!("building the inclusion proof: {e}")))?;
-    let (events_entry, events) = summary?;
+    let (events_entry, events, policies) = summary?;
+    let mut out = FileOut::new(POLICIES_FILE);
+    let mut chunks = Vec::new();
+    for record in &policies.records {
+        let chunk = out
+            .write_with(|buf| {
+                serde_json::to_writer(&mut *buf, record)?;
+                buf.push(b'\n');
+                Ok(())
+            })
+            .map_err(|e: serde_json::Error| ExportError::Internal(e.to_string()))?;
+        chunks.extend(chunk);
+    }
+    let (items, policies_entry) = out.finish();
+    chunks.extend(items);
+    send_all(&tx, chunks).await?;
 
     let promotions = match early {
         Some(written) => written,
@@ -241,6 +258,10 @@ pub async fn export(
             format: if spec.csv { "csv" } else { "jsonl" }.to_string(),
             as_of_position: projections.applied().0,
         },
+        policies: Some(PoliciesSummary {
+            count: policies.records.len() as u64,
+            file: POLICIES_FILE.to_string(),
+        }),
         checkpoint: CheckpointSummary {
             origin: signed.origin.clone(),
             size,
@@ -255,6 +276,7 @@ pub async fn export(
             events_entry,
             proof_entry,
             promotions_entry,
+            policies_entry,
             checkpoint_entry,
         ],
     };
