@@ -84,6 +84,7 @@ fn the_pipeline_in_force_reads_back_and_a_dry_run_says_what_changes() {
         "{}",
         stdout(&out)
     );
+    assert!(!stdout(&out).contains("changes:"), "{}", stdout(&out));
 
     // A change: each field by its path, and nothing appended.
     let example = std::fs::read_to_string(EXAMPLE_PIPELINE).expect("example");
@@ -138,6 +139,12 @@ fn the_pipeline_in_force_reads_back_and_a_dry_run_says_what_changes() {
     // by its policy version, as promotions and history name it.
     let out = run(&["apply", "-f", &changed, "--server", &server]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // It says what it changed, as its history entry does.
+    assert!(
+        stdout(&out).ends_with("changes:\n  stage prod: policy.required_approvals: 2 → 3\n"),
+        "{}",
+        stdout(&out)
+    );
     let shown = |args: &[&str]| {
         let mut all = vec!["pipeline", "-p", "shop", "--server", &server];
         all.extend(args);

@@ -90,6 +90,8 @@ pub async fn run(client: &ClientArgs, mut command: ClientCommand) -> anyhow::Res
     let mut pipeline_text = None;
     // With --dry-run, the definition, to say what it changes.
     let mut planned = None;
+    // Without it, say what the pipeline applied changed.
+    let applying = matches!(&command, ClientCommand::Apply(a) if !a.dry_run);
     if let ClientCommand::Apply(a) = &command {
         let text = std::fs::read_to_string(&a.file)
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", a.file.display()))?;
@@ -354,6 +356,21 @@ pub async fn run(client: &ClientArgs, mut command: ClientCommand) -> anyhow::Res
                 };
             }
             crate::client::outcome::print_reply(client.output, &what, &reply);
+            if applying && client.output == Output::Text && !reply.already_done {
+                let changed = crate::client::queries::pipeline::changes_made(
+                    &mut queries,
+                    &reply.project,
+                    reply.position,
+                )
+                .await;
+                if let Some(lines) = changed {
+                    println!("changes:");
+                    for line in lines {
+                        println!("  {line}");
+                    }
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let Some((project, timeout)) = waiting else {
                 // The reply's whole id, where the promotion was named by
                 // the start of its id.

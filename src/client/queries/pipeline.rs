@@ -152,13 +152,15 @@ pub async fn run(svc: &mut Queries, a: PipelineArgs, output: Output) -> Result<(
 /// it, as its history entry says (a line per field; for a project's first
 /// pipeline, one naming what it brought); `None` when the history does not
 /// say (a server older than these entries, or no history to read).
-async fn changes_made(svc: &mut Queries, project: &str, version: u64) -> Option<Vec<String>> {
+pub async fn changes_made(svc: &mut Queries, project: &str, version: u64) -> Option<Vec<String>> {
     let mut entries = svc
         .history(pb::HistoryRequest {
             project: project.to_string(),
             event_type: "PipelineConfigured".into(),
             from_position: version,
             limit: 1,
+            // Just applied: wait (bounded) for the read models to show it.
+            min_position: version,
             ..Default::default()
         })
         .await
