@@ -37,7 +37,8 @@ pub struct HistoryItem {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub promotion_status: String,
     /// For a pipeline applied: what it changed against the policy version
-    /// before it, a line per field ([`pipeline_changes`]).
+    /// before it, a line per field
+    /// ([`waybill_ledger::domain::pipeline_changes`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pipeline_changes: Vec<String>,
 }
