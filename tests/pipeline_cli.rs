@@ -290,4 +290,17 @@ fn the_pipeline_in_force_reads_back_and_a_dry_run_says_what_changes() {
     );
     assert!(stderr(&out).contains("STAGE_IN_USE"), "{}", stderr(&out));
     assert_eq!(events(&served), now, "a refused dry run appends nothing");
+
+    // Applied for a script: the reply and what it changed, as JSON.
+    let out = run(&[
+        "apply", "-f", &fewer, "--output", "json", "--server", &server,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let applied: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        applied["changes"],
+        serde_json::json!(["stage prod: policy.required_approvals: 3 → 0"]),
+        "{applied}"
+    );
+    assert!(applied["position"].as_u64() > Some(0), "{applied}");
 }

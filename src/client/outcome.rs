@@ -320,7 +320,7 @@ pub async fn plan(
 }
 
 /// The reply as JSON.
-fn reply_json(r: &pb::CommandReply) -> Value {
+pub fn reply_json(r: &pb::CommandReply) -> Value {
     json!({
         "project": r.project, "event_id": r.event_id, "position": r.position,
         "already_done": r.already_done, "freight_id": r.freight_id,

@@ -355,22 +355,34 @@ pub async fn run(client: &ClientArgs, mut command: ClientCommand) -> anyhow::Res
                     }
                 };
             }
-            crate::client::outcome::print_reply(client.output, &what, &reply);
-            if applying && client.output == Output::Text && !reply.already_done {
+            if applying && !reply.already_done {
+                // What the pipeline applied changed, as its history entry
+                // says (none when the read side cannot say).
                 let changed = crate::client::queries::pipeline::changes_made(
                     &mut queries,
                     &reply.project,
                     reply.position,
                 )
                 .await;
-                if let Some(lines) = changed {
-                    println!("changes:");
-                    for line in lines {
-                        println!("  {line}");
+                match client.output {
+                    Output::Json => {
+                        let mut v = crate::client::outcome::reply_json(&reply);
+                        v["changes"] = serde_json::json!(changed);
+                        println!("{v}");
+                    }
+                    Output::Text => {
+                        crate::client::outcome::print_reply(client.output, &what, &reply);
+                        if let Some(lines) = changed {
+                            println!("changes:");
+                            for line in lines {
+                                println!("  {line}");
+                            }
+                        }
                     }
                 }
                 return Ok(ExitCode::SUCCESS);
             }
+            crate::client::outcome::print_reply(client.output, &what, &reply);
             let Some((project, timeout)) = waiting else {
                 // The reply's whole id, where the promotion was named by
                 // the start of its id.
