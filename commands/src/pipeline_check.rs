@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use waybill_ledger::domain::{AutoSelection, PipelineDefinition, PolicyMode, StageDef};
-use waybill_ledger::name::name_problem;
+use waybill_ledger::name::{did_you_mean, name_problem};
 
 use crate::policy::compile_ticket_pattern;
 
@@ -102,7 +102,11 @@ fn check_stage(
         if !warehouses.contains(r.origin.as_str()) {
             problem(
                 format!("{rat}.origin"),
-                format!("no warehouse {:?}", r.origin),
+                format!(
+                    "no warehouse {:?}{}",
+                    r.origin,
+                    did_you_mean(&r.origin, warehouses.iter().copied())
+                ),
             );
         }
         if !origins.insert(r.origin.as_str()) {
@@ -122,7 +126,8 @@ fn check_stage(
             if up == &s.name {
                 problem(path, "a stage cannot be its own upstream".into());
             } else if !stages.contains(up.as_str()) {
-                problem(path, format!("no stage {up:?}"));
+                let like = did_you_mean(up, stages.iter().copied().filter(|n| *n != s.name));
+                problem(path, format!("no stage {up:?}{like}"));
             } else if def
                 .stage(up)
                 .is_some_and(|u| u.request_for(&r.origin).is_none())
@@ -234,7 +239,14 @@ fn check_policy(at: &str, s: &StageDef, problem: &mut impl FnMut(String, String)
     if p.timezone.parse::<chrono_tz::Tz>().is_err() {
         problem(
             format!("{pat}.timezone"),
-            format!("unknown time zone {:?}", p.timezone),
+            format!(
+                "unknown time zone {:?}{}",
+                p.timezone,
+                did_you_mean(
+                    &p.timezone,
+                    chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name())
+                )
+            ),
         );
     }
     for (w, win) in p.windows.iter().enumerate() {

@@ -193,7 +193,7 @@ fn an_unknown_origin_warehouse_points_at_the_origin() {
         8,
         17,
         Some("stages[0].requested_freight[0].origin"),
-        "no warehouse \"image\"",
+        "no warehouse \"image\" (did you mean \"images\"?)",
     );
 }
 

@@ -113,6 +113,41 @@ impl From<Name> for String {
     }
 }
 
+/// The name among `names` most like `given`, a misspelling of it
+/// (`dve` → `dev`, `recordonly` → `record_only`, `newest` →
+/// `NewestFreight`), if one is close. Case, `_` and `-` aside: a name within
+/// one edit (a letter added, dropped, changed or two swapped) per three
+/// letters of `given` is close, the fewest edits first; so is one with a
+/// Jaro-Winkler similarity of 0.8 or more (a shared beginning), the most
+/// similar first.
+pub fn closest_name<'a>(given: &str, names: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let plain = |name: &str| name.to_lowercase().replace(['_', '-'], "");
+    let given = plain(given);
+    let most_edits = (given.chars().count() / 3).max(1);
+    let mut best: Option<(usize, f64, &str)> = None;
+    for name in names {
+        let name_plain = plain(name);
+        let edits = strsim::damerau_levenshtein(&given, &name_plain);
+        let similarity = strsim::jaro_winkler(&given, &name_plain);
+        if edits > most_edits && similarity < 0.8 {
+            continue;
+        }
+        // Names within the edits rank before the others, by edits.
+        let rank = edits.min(most_edits + 1);
+        let better = best.is_none_or(|(r, s, _)| rank < r || (rank == r && similarity > s));
+        if better {
+            best = Some((rank, similarity, name));
+        }
+    }
+    best.map(|(_, _, name)| name)
+}
+
+/// ` (did you mean "dev"?)` when a name in `names` is like `given`, else
+/// nothing: for the end of a message about an unknown name.
+pub fn did_you_mean<'a>(given: &str, names: impl IntoIterator<Item = &'a str>) -> String {
+    closest_name(given, names).map_or_else(String::new, |n| format!(" (did you mean {n:?}?)"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,5 +177,24 @@ mod tests {
         ] {
             assert!(Name::project(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_misspelled_name_finds_the_one_meant() {
+        let stages = ["dev", "staging", "prod"];
+        assert_eq!(closest_name("dve", stages), Some("dev"));
+        assert_eq!(closest_name("stagign", stages), Some("staging"));
+        assert_eq!(closest_name("Prod", stages), Some("prod"));
+        assert_eq!(closest_name("qa", stages), None);
+        assert_eq!(closest_name("canary", stages), None);
+        // Fewer edits win over a shared beginning.
+        assert_eq!(
+            closest_name("record_onyl", ["record_only", "record"]),
+            Some("record_only")
+        );
+        assert_eq!(
+            closest_name("newest", ["NewestFreight", "MatchUpstream"]),
+            Some("NewestFreight")
+        );
     }
 }

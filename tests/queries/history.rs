@@ -100,6 +100,12 @@ pub(crate) async fn filters(mut q: Queries, applied: &pb::CommandReply, written:
             "nostage",
             "project shop has no stage \"nostage\", and never had",
         ),
+        // A misspelled stage is named with the one meant.
+        (
+            "shop",
+            "prdo",
+            "project shop has no stage \"prdo\", and never had (did you mean \"prod\"?)",
+        ),
     ] {
         let e = q
             .history(pb::HistoryRequest {
@@ -112,4 +118,17 @@ pub(crate) async fn filters(mut q: Queries, applied: &pb::CommandReply, written:
         assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
         assert!(e.message().contains(said), "{e:?}");
     }
+    let e = q
+        .get_stage(pb::GetStageRequest {
+            project: "shop".into(),
+            stage: "prdo".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("no such stage");
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+    assert_eq!(
+        e.message(),
+        "project shop has no stage \"prdo\" (did you mean \"prod\"?)"
+    );
 }

@@ -141,6 +141,12 @@ pub(crate) async fn paging_and_filters(
             tonic::Code::NotFound,
             "project shop has no stage \"nostage\"",
         ),
+        (
+            "stagign",
+            "",
+            tonic::Code::NotFound,
+            "project shop has no stage \"stagign\", and never had (did you mean \"staging\"?)",
+        ),
     ] {
         let e = q
             .list_promotions(pb::ListPromotionsRequest {

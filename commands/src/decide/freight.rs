@@ -7,6 +7,7 @@ use waybill_ledger::domain::{
 use waybill_ledger::event::{
     Artifact, ArtifactKind, FreightApproved, FreightDiscovered, VerificationRecorded,
 };
+use waybill_ledger::name::did_you_mean;
 use waybill_ledger::EventPayload;
 
 use super::{no_pipeline, stage, Decision};
@@ -27,7 +28,11 @@ pub(super) fn discover(state: &ProjectState, command: &Command) -> Result<Decisi
     let Some(warehouse_def) = def.warehouse(warehouse) else {
         return Err(Rejection::invalid(
             "warehouse",
-            format!("project {} has no warehouse {warehouse:?}", state.project),
+            format!(
+                "project {} has no warehouse {warehouse:?}{}",
+                state.project,
+                did_you_mean(warehouse, def.warehouses.iter().map(|w| w.name.as_str()))
+            ),
         ));
     };
     if artifacts.is_empty() {

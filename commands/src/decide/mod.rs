@@ -12,6 +12,7 @@ pub(crate) use promotion::rollback_warehouse;
 
 use sha2::{Digest, Sha256};
 use waybill_ledger::domain::{CommandOutcome, ProjectState, StageDef};
+use waybill_ledger::name::did_you_mean;
 use waybill_ledger::EventPayload;
 
 use crate::command::{Command, Context};
@@ -65,9 +66,10 @@ pub(crate) fn stage<'a>(state: &'a ProjectState, name: &str) -> Result<&'a Stage
         )
     })?;
     def.stage(name).ok_or_else(|| {
+        let like = did_you_mean(name, def.stages.iter().map(|s| s.name.as_str()));
         Rejection::invalid(
             "stage",
-            format!("project {} has no stage {name:?}", state.project),
+            format!("project {} has no stage {name:?}{like}", state.project),
         )
     })
 }

@@ -3,7 +3,7 @@
 use waybill_ledger::domain::PipelineDefinition;
 
 use super::error::{PipelineFileError, PipelineFileErrors};
-use super::path::parse_path;
+use super::path::{parse_path, Segment};
 use super::tree::{Pos, Tree};
 use super::{recover, yaml_error};
 use crate::pipeline_check::check_definition;
@@ -20,8 +20,11 @@ pub const MAX_PIPELINE_FILE_BYTES: usize = 512 * 1024;
 /// of the wrong shape (an unknown field, a wrong type, an unreadable duration
 /// or time) gets an error for each unknown field and for each warehouse or
 /// stage that does not read (see `recover`); a definition that reads but
-/// breaks the rules of [`check_definition`] gets one error per problem. In
-/// file order.
+/// breaks the rules of [`check_definition`] gets one error per problem. A
+/// file with shape errors also gets those of the rules the rest of it
+/// breaks, outside the warehouses and stages with shape errors, unless a
+/// whole warehouse or stage (or an item of one) does not read. In file
+/// order.
 pub fn parse_pipeline(
     source_name: &str,
     text: &str,
@@ -64,33 +67,51 @@ pub fn parse_pipeline(
                 .into(),
         ));
     }
-    let read = |text: &str| serde_saphyr::from_str_with_options(text, yaml_options());
-    let definition: PipelineDefinition = read(text).map_err(|e| {
-        let first = yaml_error::describe(&tree, &e);
-        let mut errors: Vec<PipelineFileError> =
-            recover::shape_errors(text, &tree, first, |text| {
-                read(text).map(|_: PipelineDefinition| ())
-            })
+    // The rules broken, each with its path, outside the items `skip` names.
+    let broken = |definition: &PipelineDefinition, skip: &[Vec<Segment>]| {
+        check_definition(definition)
             .into_iter()
-            .map(|(at, path, message)| error(at, path, message))
-            .collect();
-        errors.sort_by_key(|e| (e.line, e.column));
-        PipelineFileErrors(errors)
-    })?;
-    let mut errors: Vec<PipelineFileError> = check_definition(&definition)
-        .into_iter()
-        .map(|problem| {
-            let at = parse_path(&problem.path).map_or(Pos::START, |path| tree.locate(&path).0);
-            error(
-                at,
-                Some(problem.path),
-                yaml_error::one_line(&problem.message),
-            )
-        })
-        .collect();
-    if errors.is_empty() {
-        return Ok(definition);
-    }
+            .filter_map(|problem| {
+                let path = parse_path(&problem.path);
+                if let Some(path) = &path {
+                    if skip.iter().any(|item| path.starts_with(item)) {
+                        return None;
+                    }
+                }
+                let at = path.map_or(Pos::START, |path| tree.locate(&path).0);
+                Some(error(
+                    at,
+                    Some(problem.path),
+                    yaml_error::one_line(&problem.message),
+                ))
+            })
+            .collect::<Vec<_>>()
+    };
+    let read = |text: &str| serde_saphyr::from_str_with_options(text, yaml_options());
+    let mut errors = match read(text) {
+        Ok(definition) => {
+            let errors = broken(&definition, &[]);
+            if errors.is_empty() {
+                return Ok(definition);
+            }
+            errors
+        }
+        Err(e) => {
+            // Every shape error, then the rules the rest of the file breaks
+            // (blanking the errors out keeps every line and column).
+            let first = yaml_error::describe(&tree, &e);
+            let recovered = recover::shape_errors(text, &tree, first, read);
+            let mut errors: Vec<PipelineFileError> = recovered
+                .found
+                .into_iter()
+                .map(|(at, path, message)| error(at, path, message))
+                .collect();
+            if let Some((rest, items)) = recovered.rest {
+                errors.extend(broken(&rest, &items));
+            }
+            errors
+        }
+    };
     errors.sort_by_key(|e| (e.line, e.column));
     Err(PipelineFileErrors(errors))
 }
@@ -301,6 +322,71 @@ stages:
         );
         assert_eq!(errors.0[0].path.as_deref(), Some("stages[0]"));
         assert_eq!(errors.0[1].path.as_deref(), Some("stages[1].policy.mode"));
+    }
+
+    #[test]
+    fn the_rules_are_checked_on_the_rest_of_a_file_with_shape_errors() {
+        // `recordonly` does not read; the prod stage names an upstream that
+        // does not exist and the project name is not valid: three errors at
+        // once, in file order.
+        let text = "\
+project: Shop!
+warehouses:
+  - name: images
+stages:
+  - name: dev
+    recordonly: true
+    requested_freight:
+      - origin: images
+        sources:
+          direct: true
+    verification: [smoke, smoke]
+  - name: prod
+    requested_freight:
+      - origin: images
+        sources:
+          stages: [dve]
+";
+        assert_eq!(
+            places(text),
+            [
+                (1, 10, "project".to_string()),
+                (6, 5, "stages[0].recordonly".to_string()),
+                (
+                    16,
+                    20,
+                    "stages[1].requested_freight[0].sources.stages[0]".to_string()
+                ),
+            ]
+        );
+        let errors = parse_pipeline("p.yaml", text).expect_err("refused");
+        assert_eq!(
+            errors.0[2].message,
+            "no stage \"dve\" (did you mean \"dev\"?)"
+        );
+        assert!(
+            errors.0[1]
+                .message
+                .ends_with("(did you mean `record_only`?)"),
+            "{errors}"
+        );
+        // The rules of a stage with a shape error are left until it reads
+        // (the check listed twice in dev is not reported yet), and so are
+        // all of them once a list item is left out: prod names dev, which
+        // would no longer be there.
+        let fixed = text
+            .replace("Shop!", "shop")
+            .replace("    recordonly: true\n", "");
+        let errors = parse_pipeline("p.yaml", &fixed).expect_err("refused");
+        assert_eq!(errors.len(), 2, "{errors}");
+        assert!(errors.0[0].message.contains("listed twice"), "{errors}");
+        let item_left_out = fixed.replace("  - name: dev\n    requested", "  - requested");
+        let errors = parse_pipeline("p.yaml", &item_left_out).expect_err("refused");
+        assert_eq!(errors.len(), 1, "{errors}");
+        assert!(
+            errors.0[0].message.contains("missing field `name`"),
+            "{errors}"
+        );
     }
 
     #[test]

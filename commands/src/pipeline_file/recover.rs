@@ -13,6 +13,11 @@
 //! left empty, a list left without items): each error reported is one the
 //! file really has. Items of a list after one left out are reported under
 //! their index in the file.
+//!
+//! When the text reads once the errors are blanked out, and only mapping
+//! entries were (no list item), what it reads as is handed back with the
+//! warehouses and stages those entries were in, so that the rules can be
+//! checked on the rest of the file (see `Recovered::rest`).
 
 use std::ops::Range;
 
@@ -32,15 +37,28 @@ const MAX_TEXT_READ: usize = 4 << 20;
 /// A shape error: where, the path of the value, and what is wrong.
 pub(crate) type Found = (Pos, Option<String>, String);
 
+/// What a search found.
+pub(crate) struct Recovered<T> {
+    /// The first error, then every later one, in the order found.
+    pub found: Vec<Found>,
+    /// What the file reads as with every error blanked out, when it then
+    /// reads and only mapping entries were blanked, with the items
+    /// (`stages[1]`, `warehouses[0]`) whose entries were: a rule broken
+    /// outside those items is the file's own. A list item left out (a stage,
+    /// one of its requests) would change what other stages refer to, and so
+    /// leaves this `None`.
+    pub rest: Option<(T, Vec<Vec<Segment>>)>,
+}
+
 /// `first` (the error reading `text`, whose tree is `tree`, stopped at), then
 /// every later shape error that blanking out the parts already reported
-/// uncovers, in the order found. `read` deserializes a text as the file is.
-pub(crate) fn shape_errors(
+/// uncovers. `read` deserializes a text as the file is.
+pub(crate) fn shape_errors<T>(
     text: &str,
     tree: &Tree,
     first: Found,
-    read: impl Fn(&str) -> Result<(), Error>,
-) -> Vec<Found> {
+    read: impl Fn(&str) -> Result<T, Error>,
+) -> Recovered<T> {
     // Rows are lines split at `\n`; a lone `\r`, which YAML also breaks
     // lines at, would put them out of step with the parser's line numbers.
     let lone_cr = text.replace("\r\n", "").contains('\r');
@@ -51,6 +69,7 @@ pub(crate) fn shape_errors(
     let mut lines: Vec<Vec<char>> = text.split('\n').map(|l| l.chars().collect()).collect();
     let mut left_out = LeftOut::default();
     let mut found = vec![first.clone()];
+    let mut rest = None;
     // The last error and the tree as the text now stands (list indices as
     // they are now).
     let (mut last, mut now_read): (Found, Option<Tree>) = (first, None);
@@ -73,8 +92,15 @@ pub(crate) fn shape_errors(
         }
         left_out.record(&path);
         let now = joined(&lines);
-        let (Ok(now_tree), Err(e)) = (Tree::read(&now), read(&now)) else {
+        let Ok(now_tree) = Tree::read(&now) else {
             break;
+        };
+        let e = match read(&now) {
+            Ok(value) => {
+                rest = left_out.items_of_entries().map(|items| (value, items));
+                break;
+            }
+            Err(e) => e,
         };
         let next = yaml_error::describe(&now_tree, &e);
         let Some(at) = next.1.as_deref().and_then(parse_path) else {
@@ -96,7 +122,7 @@ pub(crate) fn shape_errors(
         found.push(reported);
         (last, now_read) = (next, Some(now_tree));
     }
-    found
+    Recovered { found, rest }
 }
 
 /// What was blanked out, by its paths in the file.
@@ -140,6 +166,22 @@ impl LeftOut {
     fn record(&mut self, now: &[Segment]) {
         let part = self.in_file(now);
         self.parts.push(part);
+    }
+
+    /// The top-level items (`stages[1]`) the entries left out were in, or
+    /// `None` when a list item was left out. An entry at the top (an
+    /// unknown field beside `stages`) is in none.
+    fn items_of_entries(&self) -> Option<Vec<Vec<Segment>>> {
+        let mut items = Vec::new();
+        for part in &self.parts {
+            if !matches!(part.last(), Some(Segment::Key(_))) {
+                return None;
+            }
+            if part.len() > 2 && !items.iter().any(|i: &Vec<Segment>| part.starts_with(i)) {
+                items.push(part[..2].to_vec());
+            }
+        }
+        Some(items)
     }
 }
 
@@ -255,7 +297,9 @@ mod tests {
         );
         let tree = Tree::read(text).expect("yaml");
         let read = |_: &str| -> Result<(), Error> { panic!("not read again") };
-        assert_eq!(shape_errors(text, &tree, first.clone(), read), [first]);
+        let recovered = shape_errors(text, &tree, first.clone(), read);
+        assert_eq!(recovered.found, [first]);
+        assert!(recovered.rest.is_none());
     }
 
     #[test]

@@ -5,6 +5,7 @@ use serde_saphyr::{Error, MessageFormatter, UserMessageFormatter};
 
 use super::path::Display as PathDisplay;
 use super::tree::{Pos, Tree};
+use waybill_ledger::name::closest_name;
 
 /// Longest value quoted back in a message.
 const MAX_QUOTED_CHARS: usize = 60;
@@ -37,8 +38,27 @@ pub(crate) fn describe(tree: &Tree, e: &Error) -> (Pos, Option<String>, String) 
     let path = (!path.is_empty()).then(|| PathDisplay(&path).to_string());
     if let Some(hint) = path.as_deref().and_then(|p| misplaced(p, &message)) {
         message = format!("{message} ({hint})");
+    } else if let Some(close) = closest_expected(&message) {
+        message = format!("{message} (did you mean `{close}`?)");
     }
     (at, path, message)
+}
+
+/// For an unknown field or variant, the expected name most like it
+/// (`recordonly` → `record_only`, `manul` → `manual`), if one is close.
+fn closest_expected(message: &str) -> Option<&str> {
+    let (_, rest) = message
+        .split_once("unknown field `")
+        .or_else(|| message.split_once("unknown variant `"))?;
+    let (given, rest) = rest.split_once('`')?;
+    let expected = rest.split_once("expected ")?.1;
+    let expected = expected.strip_prefix("one of ").unwrap_or(expected);
+    let names = expected
+        .split(", ")
+        .flat_map(|part| part.split(" or "))
+        .map(|name| name.trim().trim_matches('`'))
+        .filter(|name| !name.is_empty());
+    closest_name(given, names)
 }
 
 /// Where a field written one level too deep belongs: `availability` and
@@ -124,6 +144,23 @@ mod tests {
             "regex parse error: ^(?:[)$ error: unclosed character class"
         );
         assert_eq!(one_line("tab\there"), "tab\\there");
+    }
+
+    #[test]
+    fn a_misspelled_name_gets_the_closest_expected_one() {
+        let field = "unknown field `recordonly`, expected one of name, requested_freight, \
+                     verification, auto_selection, record_only, policy";
+        assert_eq!(closest_expected(field), Some("record_only"));
+        let variant = "unknown variant `newest`, expected one of NewestFreight, MatchUpstream";
+        assert_eq!(closest_expected(variant), Some("NewestFreight"));
+        let quoted = "unknown variant `manul`, expected one of `auto`, `gated`, `manual`";
+        assert_eq!(closest_expected(quoted), Some("manual"));
+        let two = "unknown field `drect`, expected `direct` or `stages`";
+        assert_eq!(closest_expected(two), Some("direct"));
+        // Nothing close, or not a name error: no guess.
+        let far = "unknown field `timeout`, expected one of name, kind, source";
+        assert_eq!(closest_expected(far), None);
+        assert_eq!(closest_expected("expected a whole number"), None);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use waybill_ledger::domain::{Promotion, PromotionStatus};
 use waybill_ledger::Position;
 use waybill_proto::v1 as pb;
 
-use super::support::{blocking, page_size};
+use super::support::{blocking, no_stage, page_size};
 use super::{convert, QueryGrpc};
 use crate::models;
 use crate::runner::{read, Projections};
@@ -30,9 +30,7 @@ impl QueryGrpc {
                         .definition()
                         .and_then(|d| d.stage(s))
                         .cloned()
-                        .ok_or_else(|| {
-                            Status::not_found(format!("project {} has no stage {s:?}", r.project))
-                        })?,
+                        .ok_or_else(|| no_stage(&r.project, state.definition(), s))?,
                 ),
             };
             (convert::configured_stages(&state), stage)

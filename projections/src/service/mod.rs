@@ -123,9 +123,7 @@ impl QueryService for QueryGrpc {
             let def = state
                 .definition()
                 .and_then(|d| d.stage(&r.stage))
-                .ok_or_else(|| {
-                    Status::not_found(format!("project {} has no stage {:?}", r.project, r.stage))
-                })?;
+                .ok_or_else(|| support::no_stage(&r.project, state.definition(), &r.stage))?;
             (
                 convert::stage(&state, def),
                 convert::policy(def, state.policy_version().0, now),

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use tonic::{Request, Status};
-use waybill_ledger::domain::{Promotion, PromotionStatus};
+use waybill_ledger::domain::{PipelineDefinition, Promotion, PromotionStatus};
+use waybill_ledger::name::did_you_mean;
 use waybill_ledger::{Position, ProjectName};
 
 use super::{QueryGrpc, MIN_POSITION_WAIT, PAGE};
@@ -67,19 +68,21 @@ impl QueryGrpc {
         project: &str,
         stage: &str,
     ) -> Result<(), Status> {
-        let in_pipeline = read(shared)
-            .definition()
-            .is_some_and(|d| d.stage(stage).is_some());
-        if in_pipeline {
-            return Ok(());
-        }
+        let like = {
+            let state = read(shared);
+            let def = state.definition();
+            if def.is_some_and(|d| d.stage(stage).is_some()) {
+                return Ok(());
+            }
+            like_a_stage(def, stage)
+        };
         let store = self.projections.store().clone();
         let (p, s) = (project.to_string(), stage.to_string());
         if blocking(move || store.has_stage_history(&p, &s)).await? {
             return Ok(());
         }
         Err(Status::not_found(format!(
-            "project {project} has no stage {stage:?}, and never had"
+            "project {project} has no stage {stage:?}, and never had{like}"
         )))
     }
 
@@ -134,6 +137,20 @@ pub(crate) fn parse_time(field: &str, value: &str) -> Result<Option<DateTime<Utc
 }
 
 /// Items per page: what was asked for, at most [`PAGE`] (0: [`PAGE`]).
+/// NOT_FOUND for a stage the pipeline in force (`def`) does not have.
+pub(super) fn no_stage(project: &str, def: Option<&PipelineDefinition>, stage: &str) -> Status {
+    let like = like_a_stage(def, stage);
+    Status::not_found(format!("project {project} has no stage {stage:?}{like}"))
+}
+
+/// ` (did you mean "prod"?)` when a stage of `def` is like `stage`.
+fn like_a_stage(def: Option<&PipelineDefinition>, stage: &str) -> String {
+    let names = def
+        .into_iter()
+        .flat_map(|d| d.stages.iter().map(|s| s.name.as_str()));
+    did_you_mean(stage, names)
+}
+
 pub(super) fn page_size(asked: u32) -> usize {
     match asked as usize {
         0 => PAGE,

@@ -138,6 +138,17 @@ fn unknown_stage_and_promotion_are_malformed_or_missing() {
     let mut s = Scenario::shop();
     let f = s.discover("1.0");
     s.invalid(alice(), promote("qa", &f, ""));
+    // A misspelled stage is named with the one meant.
+    match s.invalid(alice(), promote("stagign", &f, "")) {
+        Rejection::Invalid { field, message } => {
+            assert_eq!(field, "stage");
+            assert_eq!(
+                message,
+                "project shop has no stage \"stagign\" (did you mean \"staging\"?)"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
     match s.decide(alice(), approve("prm-nope")) {
         Err(Rejection::NotFound {
             what: "promotion", ..

@@ -37,6 +37,18 @@ fn invalid(s: &mut Scenario, cmd: Command) -> (String, String) {
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
 #[test]
+fn a_misspelled_warehouse_is_named_with_the_one_meant() {
+    let mut s = Scenario::shop();
+    let image = artifact(ArtifactKind::Image, "ghcr.io/acme/shop", "1.0", "");
+    let (field, message) = invalid(&mut s, discovery("imgaes", vec![image]));
+    assert_eq!(field, "warehouse");
+    assert_eq!(
+        message,
+        "project shop has no warehouse \"imgaes\" (did you mean \"images\"?)"
+    );
+}
+
+#[test]
 fn an_image_warehouse_takes_images_of_its_source_only() {
     let mut s = Scenario::shop();
     let (field, message) = invalid(
