@@ -16,7 +16,7 @@ use crate::serve::{serve, Services};
 pub(super) struct Server {
     pub(super) channel: Channel,
     stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<Option<String>>>,
 }
 
 impl Server {
@@ -63,6 +63,9 @@ impl Server {
 
     pub(super) async fn stop(self) -> anyhow::Result<()> {
         let _ = self.stop.send(());
-        self.task.await.context("server task")?
+        match self.task.await.context("server task")?? {
+            Some(why) => anyhow::bail!("{why}"),
+            None => Ok(()),
+        }
     }
 }

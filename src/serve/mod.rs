@@ -249,8 +249,15 @@ pub async fn run(mut args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         ),
         backup,
     };
-    serve(listener, services, shutdown).await?;
+    let failure = serve(listener, services, shutdown).await?;
     log.close().await;
+    if let Some(why) = failure {
+        anyhow::bail!(
+            "{why}; the server stopped (nothing recorded is lost: mend the cause, e.g. free \
+             disk space, and start it again, and the read models resume from their last \
+             batch)"
+        );
+    }
     tracing::info!("stopped");
     Ok(())
 }

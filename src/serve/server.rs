@@ -17,6 +17,7 @@ use waybill_commands::reactor::AutoPromoter;
 use waybill_commands::service::CommandGrpc;
 use waybill_projections::audit::AuditGrpc;
 use waybill_projections::service::{Access, MayApprove, MayView, QueryGrpc};
+use waybill_projections::ProjectionError;
 
 use super::health::{watch_health, Health, LIVENESS};
 use super::Services;
@@ -73,12 +74,18 @@ impl Access for ViewerAccess {
     }
 }
 
-/// Serves every gRPC service on `listener` until `shutdown` completes.
+/// Serves every gRPC service on `listener` until `shutdown` completes, or
+/// until the store of the read models and the Merkle tree fails (a full
+/// disk): then the server stops as it does at SIGTERM and this returns why,
+/// so that the process exits non-zero and its supervisor starts it again.
+/// Serving on would answer every query from read models that no longer
+/// move, and sled refuses every write after an I/O error until it is opened
+/// again; a restart resumes them from their last batch.
 pub async fn serve(
     listener: TcpListener,
     services: Services,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<String>> {
     let (reporter, health_service) = tonic_health::server::health_reporter();
     reporter
         .set_service_status(LIVENESS, ServingStatus::Serving)
@@ -130,6 +137,8 @@ pub async fn serve(
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    // Why the read side stopped, when it did: the server stops too.
+    let (failed_tx, mut failed_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(watch_health(
         services.log.clone(),
@@ -141,17 +150,35 @@ pub async fn serve(
         let projections = read_side.projections.clone();
         let log = services.log.log();
         let stop = stopped(stop_rx.clone());
+        let failed = failed_tx.clone();
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = projections.run(log, stop, |_| {}).await {
-                tracing::error!(error = %e, "projections stopped");
+            match projections.run(log, stop, |_| {}).await {
+                Ok(()) => {}
+                Err(e @ ProjectionError::Storage(_)) => {
+                    tracing::error!(error = %e, "the read models stopped: stopping the server");
+                    let _ = failed.send(format!("the read models stopped: {e}"));
+                }
+                // A record the runner cannot read stops it at every start
+                // alike (a restart mends nothing), and every replica too:
+                // the commands go on.
+                Err(e) => tracing::error!(error = %e, "the read models stopped"),
             }
         }));
         let transparency = read_side.transparency.clone();
         let log = services.log.log();
         let stop = stopped(stop_rx.clone());
+        let failed = failed_tx.clone();
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = transparency.run(log, stop).await {
-                tracing::error!(error = %e, "the Merkle tree and checkpoints stopped");
+            match transparency.run(log, stop).await {
+                Ok(()) => {}
+                Err(e @ ProjectionError::Storage(_)) => {
+                    tracing::error!(
+                        error = %e,
+                        "the Merkle tree and checkpoints stopped: stopping the server"
+                    );
+                    let _ = failed.send(format!("the Merkle tree and checkpoints stopped: {e}"));
+                }
+                Err(e) => tracing::error!(error = %e, "the Merkle tree and checkpoints stopped"),
             }
         }));
     }
@@ -199,8 +226,16 @@ pub async fn serve(
         }));
     // Stop accepting, and tell watches and reactors, at the same time;
     // in-flight requests then finish.
+    drop(failed_tx);
+    let failure = Arc::new(std::sync::Mutex::new(None::<String>));
+    let failed = failure.clone();
     let stopping = async move {
-        shutdown.await;
+        tokio::select! {
+            () = shutdown => {}
+            Some(why) = failed_rx.recv() => {
+                *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+            }
+        }
         let _ = stop_tx.send(true);
     };
     let result = match services.tls {
@@ -268,7 +303,9 @@ pub async fn serve(
             ),
         }
     }
-    result.context("gRPC server failed")
+    result.context("gRPC server failed")?;
+    let failure = failure.lock().unwrap_or_else(|p| p.into_inner()).take();
+    Ok(failure)
 }
 
 pub fn hostname() -> String {

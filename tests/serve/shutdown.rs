@@ -139,3 +139,105 @@ fn a_sigterm_right_after_start_stops_the_server_cleanly() {
         assert!(log.contains("shutdown requested"), "{log}");
     }
 }
+
+/// A server whose read models can no longer be written (here the kernel
+/// refuses to let its files grow past 4 MiB, as a full disk would) stops,
+/// with a non-zero status and a message saying why and what to do, rather
+/// than answer queries from read models that no longer move. Every
+/// discovery it acknowledged is in the log (on NATS, which has no such
+/// limit), and started again without the limit it catches up on all of
+/// them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_store_fails_stops_and_loses_nothing() {
+    use waybill_proto::v1::command_service_client::CommandServiceClient;
+
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // `trap '' XFSZ`: a write past the limit fails (EFBIG) instead of
+    // killing the process; both carry over the exec.
+    let mut limited = std::process::Command::new("sh");
+    limited
+        .env("WAYBILL_LOG", "warn")
+        .args(["-c", "trap '' XFSZ; ulimit -f 8192; exec \"$@\"", "sh"])
+        .arg(env!("CARGO_BIN_EXE_waybill"))
+        .args([
+            "serve",
+            "--insecure-dev",
+            "--no-reactors",
+            "--nats",
+            &nats.url(),
+            "--data-dir",
+        ])
+        .arg(dir.path());
+    for var in ["WAYBILL_DATA_DIR", "WAYBILL_NATS_URL", "WAYBILL_CONFIG"] {
+        limited.env_remove(var);
+    }
+    let mut served = Served::start(&mut limited);
+    served.apply_example();
+    let mut commands = CommandServiceClient::new(served.channel().await);
+    let mut acknowledged = 0u64;
+    let mut status = None;
+    for i in 0..20_000 {
+        match commands
+            .record_discovery(crate::common::discovery(&format!("1.{i}"), ""))
+            .await
+        {
+            Ok(_) => acknowledged += 1,
+            Err(_) => {
+                status = Some(served.child.wait().expect("wait"));
+                break;
+            }
+        }
+    }
+    let status = status.expect("the server stopped once its store could not grow");
+    let log = served.log_so_far();
+    assert_eq!(status.code(), Some(2), "{log}");
+    assert!(log.contains("File too large"), "{log}");
+    assert!(log.contains("stopping the server"), "{log}");
+    assert!(
+        log.contains("the server stopped (nothing recorded is lost"),
+        "{log}"
+    );
+    assert!(acknowledged > 0, "{log}");
+    drop(served);
+
+    // Without the limit: every acknowledged discovery is there.
+    let served = Served::start(
+        waybill()
+            .args([
+                "serve",
+                "--insecure-dev",
+                "--no-reactors",
+                "--nats",
+                &nats.url(),
+                "--data-dir",
+            ])
+            .arg(dir.path()),
+    );
+    crate::common::caught_up(served.endpoint(), None).await;
+    let mut queries =
+        waybill_proto::v1::query_service_client::QueryServiceClient::new(served.channel().await);
+    let mut found = 0u64;
+    let mut page_token = String::new();
+    loop {
+        let page = queries
+            .list_freight(waybill_proto::v1::ListFreightRequest {
+                project: "shop".into(),
+                page_token,
+                ..Default::default()
+            })
+            .await
+            .expect("list freight")
+            .into_inner();
+        found += page.freight.len() as u64;
+        page_token = page.next_page_token;
+        if page_token.is_empty() {
+            break;
+        }
+    }
+    // The call that failed may have been recorded before the server went.
+    assert!(
+        found == acknowledged || found == acknowledged + 1,
+        "{found} freight for {acknowledged} acknowledged discoveries"
+    );
+}
