@@ -119,6 +119,13 @@ async fn catch_up(
         tokio::task::spawn_blocking(move || Transparency::open(&db, CheckpointPolicy::read_only()))
             .await??
     };
+    waybill_projections::origin::check_built_from(
+        &*handle,
+        projections.applied(),
+        transparency.store(),
+        dir,
+    )
+    .await?;
     let start = projections.applied().min(Position(transparency.size()));
     let bar = crate::progress::terminal_bar(
         head.0,

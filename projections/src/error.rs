@@ -13,6 +13,10 @@ pub enum ProjectionError {
     /// A stored value does not decode.
     #[error("corrupt projection data: {0}")]
     Corrupt(String),
+    /// The store was built from another log than the one it is opened with
+    /// (see [`crate::origin`]); the message says what to do.
+    #[error("{0}")]
+    OtherLog(String),
 }
 
 impl From<sled::Error> for ProjectionError {

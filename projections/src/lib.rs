@@ -13,6 +13,7 @@
 //! - [`known`]: which freight the read models may hold (a Bloom filter), so
 //!   that a discovery seldom asks sled.
 //! - [`timeline`]: every version of every stage view, for `StateAt`.
+//! - [`origin`]: whether a store was built from the log it is opened with.
 //! - [`service`]: the query gRPC service (`min_position` read-your-writes).
 //! - [`audit`]: the Merkle tree of the log, signed checkpoints, proofs,
 //!   compliance exports and the audit gRPC service.
@@ -24,6 +25,7 @@ pub mod keys;
 pub mod known;
 pub mod lookup;
 pub mod models;
+pub mod origin;
 pub mod postings;
 pub mod runner;
 pub mod service;

@@ -202,6 +202,14 @@ pub async fn run(mut args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         let db = projections.store().db().clone();
         let transparency =
             tokio::task::spawn_blocking(move || Transparency::open(&db, policy)).await??;
+        let dir = crate::config::data_dir(&args.log, file).join("projections");
+        waybill_projections::origin::check_built_from(
+            &*log.log(),
+            projections.applied(),
+            transparency.store(),
+            &dir,
+        )
+        .await?;
         Some(ReadSide {
             projections,
             transparency,

@@ -13,6 +13,7 @@
 mod common;
 mod config;
 mod health;
+mod origin;
 mod refusals;
 mod roles;
 mod shutdown;
