@@ -172,6 +172,10 @@ impl ProjectionStore {
         let config = sled::Config::new().path(dir).cache_capacity(cache_bytes);
         let db = waybill_ledger::embedded::open_sled(&config).map_err(|e| match e {
             e if waybill_ledger::embedded::is_locked(&e) => ProjectionError::Storage(in_use(dir)),
+            e @ sled::Error::Corruption { .. } => ProjectionError::Corrupt(format!(
+                "the projection store in {} does not read: {e}",
+                dir.display()
+            )),
             other => ProjectionError::Storage(format!(
                 "cannot open projections in {}: {other}",
                 dir.display()

@@ -2,7 +2,8 @@
 //! (a stream deleted and created again, a restore from an older backup,
 //! another ledger) are refused at start, by `serve` and by `projections
 //! catch-up`, instead of showing a history the log does not have; `waybill
-//! projections rebuild` builds them from the log at hand.
+//! projections rebuild` builds them from the log at hand. A store that does
+//! not read is built again from the log by itself.
 
 use std::path::Path;
 
@@ -84,6 +85,33 @@ async fn read_models_of_another_log_are_refused_until_rebuilt() {
             .args(["serve", "--insecure-dev", "--no-reactors", "--data-dir"])
             .arg(&long),
     );
+    assert_eq!(tags_listed(&served), ["2.3", "2.2", "2.1", "2.0"]);
+    assert!(served.terminate().success());
+
+    // A store that does not read (a damaged disk) is built again from the
+    // log at the next start, with a warning, rather than refused.
+    let db = long.join("projections").join("db");
+    let mut bytes = std::fs::read(&db).expect("read");
+    let damaged = bytes.len().min(4096);
+    bytes[..damaged].fill(0xff);
+    std::fs::write(&db, bytes).expect("damage");
+    let served = Served::start(
+        waybill()
+            .args(["serve", "--insecure-dev", "--no-reactors", "--data-dir"])
+            .arg(&long),
+    );
+    crate::common::caught_up(served.endpoint(), None).await;
+    assert_eq!(tags_listed(&served), ["2.3", "2.2", "2.1", "2.0"]);
+    let (status, log) = served.terminate_and_log();
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains("the projection store is damaged; building it again from the log"),
+        "{log}"
+    );
+}
+
+/// The image tags of the freight `waybill freight -p shop` lists, newest first.
+fn tags_listed(served: &Served) -> Vec<String> {
     let out = run(&[
         "freight",
         "-p",
@@ -95,7 +123,7 @@ async fn read_models_of_another_log_are_refused_until_rebuilt() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    let tags: Vec<String> = listed["freight"]
+    listed["freight"]
         .as_array()
         .expect("freight")
         .iter()
@@ -105,6 +133,5 @@ async fn read_models_of_another_log_are_refused_until_rebuilt() {
                 .unwrap_or("")
                 .to_string()
         })
-        .collect();
-    assert_eq!(tags, ["2.3", "2.2", "2.1", "2.0"], "{listed}");
+        .collect()
 }

@@ -83,7 +83,34 @@ impl Projections {
     }
 
     /// [`Projections::open`] with a page cache of `cache_bytes`. Blocking.
+    ///
+    /// A store that does not read (a damaged disk) is removed and started
+    /// again, empty: everything in it is derived from the log (the Merkle
+    /// tree too, the signed checkpoints being in the log), and the runner
+    /// builds it again as it would a new one.
     pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Projections, ProjectionError> {
+        match Projections::open_once(dir, cache_bytes) {
+            Err(ProjectionError::Corrupt(why)) => {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    error = %why,
+                    "the projection store is damaged; building it again from the log"
+                );
+                std::fs::remove_dir_all(dir)
+                    .and_then(|()| std::fs::create_dir_all(dir))
+                    .map_err(|e| {
+                        ProjectionError::Storage(format!(
+                            "cannot empty the damaged projection store in {}: {e}",
+                            dir.display()
+                        ))
+                    })?;
+                Projections::open_once(dir, cache_bytes)
+            }
+            opened => opened,
+        }
+    }
+
+    fn open_once(dir: &Path, cache_bytes: u64) -> Result<Projections, ProjectionError> {
         let store = ProjectionStore::open_with_cache(dir, cache_bytes)?;
         let at = store.checkpoint()?;
         let states = models::load_all(store.views())?
