@@ -135,3 +135,29 @@ fn tags_listed(served: &Served) -> Vec<String> {
         })
         .collect()
 }
+
+/// An embedded log whose first 4 KiB are damaged, which sled reads as an
+/// empty log, is not served (new appends would take positions the ledger
+/// had given out already), nor verified as whole: it is shorter than it
+/// had reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_embedded_log_is_not_served() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    ledger(&data, &["1.0", "1.1", "1.2"]).await;
+    let db = data.join("db");
+    let mut bytes = std::fs::read(&db).expect("read");
+    let damaged = bytes.len().min(4096);
+    bytes[..damaged].fill(0xff);
+    std::fs::write(&db, bytes).expect("damage");
+    for args in [
+        &["serve", "--insecure-dev", "--listen", "127.0.0.1:0"][..],
+        &["verify"][..],
+    ] {
+        let said = refused(args, &data);
+        assert!(
+            said.contains("ends at position 0, but it had reached"),
+            "{said}"
+        );
+    }
+}

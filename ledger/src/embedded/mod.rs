@@ -63,6 +63,88 @@ fn no_log(dir: &Path, exists: bool) -> LedgerError {
     ))
 }
 
+/// The file beside the log that records a position the log had reached:
+/// sled reads a log damaged on disk as one that ends where the damage
+/// starts, without an error, and a log never gets shorter otherwise.
+const REACHED_FILE: &str = "reached";
+
+/// How often the writer records how far the log has reached (and once more
+/// when it stops).
+const MARK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Records that the log in `dir` reached `head` (durable already): a
+/// temporary file, synced, renamed over the last. A failure is logged: the
+/// record is a check on the log, not part of it.
+pub(crate) fn mark_reached(dir: &Path, head: Position) {
+    let tmp = dir.join(format!("{REACHED_FILE}.tmp"));
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, format!("{}\n", head.0).as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, dir.join(REACHED_FILE))
+    })();
+    if let Err(e) = written {
+        tracing::warn!(error = %e, dir = %dir.display(), "cannot record how far the log reached");
+    }
+}
+
+/// The position `<dir>/reached` records, if it reads.
+fn reached(dir: &Path) -> Option<Position> {
+    let text = std::fs::read_to_string(dir.join(REACHED_FILE)).ok()?;
+    match text.trim().parse() {
+        Ok(p) => Some(Position(p)),
+        Err(_) => {
+            tracing::warn!(dir = %dir.display(), "the record of how far the log reached does not read; ignored");
+            None
+        }
+    }
+}
+
+/// A log that reads shorter than it had reached.
+fn shorter_than_reached(dir: &Path, head: Position, reached: Position) -> LedgerError {
+    LedgerError::Misconfigured(format!(
+        "the embedded log in {} ends at position {head}, but it had reached position \
+         {reached} ({}): it is damaged (sled reads a damaged log as ending where the damage \
+         starts). Restore it from a backup into an empty data dir (`waybill copy --data-dir \
+         BACKUP --to-data-dir NEW`; see \"Restoring\" in docs/operations.md), and keep these \
+         files for inspection",
+        dir.display(),
+        dir.join(REACHED_FILE).display()
+    ))
+}
+
+/// Why the log in `dir` did not open, and what to do (`create`: a server
+/// opening it, rather than a command that reads it).
+fn open_error(e: sled::Error, dir: &Path, create: bool) -> LedgerError {
+    match e {
+        e if is_locked(&e) => {
+            // Only one process at a time can open an embedded log.
+            let what_to_do = if create {
+                "stop it or choose another --data-dir"
+            } else {
+                "stop it first (a running server's ledger is checked with `waybill \
+                         export` then `waybill verify-export`, and copied as it is written \
+                         with `waybill serve --backup-dir`)"
+            };
+            LedgerError::Misconfigured(format!(
+                "the data dir {} is in use by another Waybill process; {what_to_do}",
+                dir.display()
+            ))
+        }
+        sled::Error::Corruption { .. } => LedgerError::Misconfigured(format!(
+            "the embedded log in {} is damaged (its files do not read): restore it from a \
+                 backup into an empty data dir (`waybill copy --data-dir BACKUP --to-data-dir \
+                 NEW`; see \"Restoring\" in docs/operations.md), and keep these files for \
+                 inspection",
+            dir.display()
+        )),
+        other => LedgerError::Misconfigured(format!(
+            "cannot open the embedded log in {}: {other}",
+            dir.display()
+        )),
+    }
+}
+
 /// The sled-backed event log. Cheap to clone.
 #[derive(Clone)]
 pub struct SledLog {
@@ -70,6 +152,7 @@ pub struct SledLog {
 }
 
 struct Inner {
+    dir: std::path::PathBuf,
     db: sled::Db,
     tree: sled::Tree,
     tx: mpsc::Sender<writer::Request>,
@@ -121,28 +204,15 @@ impl SledLog {
     /// Opens sled in `dir` and the log tree, which is created only if `create`.
     fn open_in(dir: &Path, cache_bytes: u64, create: bool) -> Result<SledLog, LedgerError> {
         let config = sled::Config::new().path(dir).cache_capacity(cache_bytes);
-        let db = open_sled(&config).map_err(|e| match e {
-            e if is_locked(&e) => {
-                // Only one process at a time can open an embedded log.
-                let what_to_do = if create {
-                    "stop it or choose another --data-dir"
-                } else {
-                    "stop it first (a running server's ledger is checked with `waybill \
-                         export` then `waybill verify-export`, and copied as it is written \
-                         with `waybill serve --backup-dir`)"
-                };
-                LedgerError::Misconfigured(format!(
-                    "the data dir {} is in use by another Waybill process; {what_to_do}",
-                    dir.display()
-                ))
+        let db = open_sled(&config).map_err(|e| open_error(e, dir, create))?;
+        let has_log = db.tree_names().iter().any(|n| n == LOG_TREE);
+        if !has_log {
+            if let Some(reached) = reached(dir).filter(|r| *r > Position::ZERO) {
+                return Err(shorter_than_reached(dir, Position::ZERO, reached));
             }
-            other => LedgerError::Misconfigured(format!(
-                "cannot open the embedded log in {}: {other}",
-                dir.display()
-            )),
-        })?;
-        if !create && !db.tree_names().iter().any(|n| n == LOG_TREE) {
-            return Err(no_log(dir, true));
+            if !create {
+                return Err(no_log(dir, true));
+            }
         }
         let tree = db.open_tree(LOG_TREE)?;
         let head = match tree.get(keys::HEAD)? {
@@ -150,16 +220,21 @@ impl SledLog {
                 .ok_or_else(|| LedgerError::Storage("corrupt head key".into()))?,
             None => Position::ZERO,
         };
+        if let Some(reached) = reached(dir).filter(|r| head < *r) {
+            return Err(shorter_than_reached(dir, head, reached));
+        }
         let (head_tx, head_rx) = watch::channel(head);
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let writer_tree = tree.clone();
+        let writer_dir = dir.to_path_buf();
         let writer = std::thread::Builder::new()
             .name("waybill-sled-writer".into())
-            .spawn(move || writer::run(writer_tree, rx, head_tx))
+            .spawn(move || writer::run(writer_tree, rx, head_tx, &writer_dir))
             .map_err(|e| LedgerError::Storage(format!("cannot start writer thread: {e}")))?;
         tracing::info!(dir = %dir.display(), head = head.0, "opened embedded log");
         Ok(SledLog {
             inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
                 db,
                 tree,
                 tx,
@@ -170,13 +245,19 @@ impl SledLog {
     }
 
     /// Flushes the store to disk. Appends are already durable; this also
-    /// settles sled's own bookkeeping before a clean shutdown.
+    /// settles sled's own bookkeeping before a clean shutdown, and records
+    /// how far the log reached (`<dir>/reached`, checked when it is opened).
     pub async fn flush(&self) -> Result<(), LedgerError> {
-        let db = self.inner.db.clone();
-        tokio::task::spawn_blocking(move || db.flush().map(|_| ()))
-            .await
-            .map_err(|e| LedgerError::Storage(e.to_string()))?
-            .map_err(LedgerError::from)
+        let (db, dir) = (self.inner.db.clone(), self.inner.dir.clone());
+        let head = *self.inner.head_rx.borrow();
+        tokio::task::spawn_blocking(move || {
+            db.flush()?;
+            mark_reached(&dir, head);
+            Ok::<_, sled::Error>(())
+        })
+        .await
+        .map_err(|e| LedgerError::Storage(e.to_string()))?
+        .map_err(LedgerError::from)
     }
 
     /// The raw tree, for tests that tamper with the store behind Waybill's back.
@@ -295,5 +376,22 @@ impl EventLog for SledLog {
             from,
             self.inner.head_rx.clone(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_damaged_log_says_what_to_do() {
+        let dir = Path::new("/srv/waybill-data");
+        let damaged = sled::Error::Corruption { at: None, bt: () };
+        let said = open_error(damaged, dir, true).to_string();
+        assert!(
+            said.starts_with("the embedded log in /srv/waybill-data is damaged"),
+            "{said}"
+        );
+        assert!(said.contains("waybill copy --data-dir BACKUP"), "{said}");
     }
 }

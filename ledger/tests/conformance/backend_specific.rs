@@ -262,6 +262,33 @@ async fn sled_survives_reopen_and_refuses_a_second_opener() {
     ));
 }
 
+/// A sled log damaged on disk reads as one that ends where the damage
+/// starts, without an error from sled; the log records how far it had
+/// reached, so it is refused instead, by a server and by the commands that
+/// read it (`verify` said "ok: 0 events" of such a log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_sled_log_is_refused_not_read_as_shorter() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let log = SledLog::open(dir.path()).expect("open");
+        append_n(&log, "keep", 5, "k").await;
+        log.flush().await.expect("flush");
+    }
+    let db = dir.path().join("db");
+    let mut bytes = std::fs::read(&db).expect("read");
+    let damaged = bytes.len().min(4096);
+    bytes[..damaged].fill(0xff);
+    std::fs::write(&db, &bytes).expect("damage");
+    for err in [
+        SledLog::open(dir.path()).expect_err("damaged"),
+        SledLog::open_existing(dir.path(), 1 << 20).expect_err("damaged"),
+    ] {
+        let said = err.to_string();
+        assert!(said.contains("but it had reached position 5"), "{said}");
+        assert!(said.contains("waybill copy --data-dir BACKUP"), "{said}");
+    }
+}
+
 /// A real nats-server 2.10 (installed by scripts/test as NATS_SERVER_OLD_BIN)
 /// is refused before anything is created on it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
