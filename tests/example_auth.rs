@@ -201,6 +201,27 @@ fn example_roles_admit_and_refuse_as_documented() {
     };
     assert!(cli(&bob, &["status", "-p", "shop"]).contains("project shop: 3 stages"));
     assert!(cli(&bob, &["promotions", "-p", "shop"]).contains("0 promotions"));
+    // A misspelled project: Alice, who may view every project, is told the
+    // one she meant; Bob, who may view only shop, is told nothing of others.
+    let misspelled = |token: &str| {
+        let out = waybill()
+            .args(["status", "-p", "shp", "--server", &served.endpoint()])
+            .args(["--token", token])
+            .output()
+            .expect("status");
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let said = misspelled(&alice);
+    assert!(
+        said.contains("no project \"shp\" (did you mean \"shop\"?)"),
+        "{said}"
+    );
+    let said = misspelled(&bob);
+    assert!(
+        said.contains("PermissionDenied") && !said.contains("did you mean"),
+        "{said}"
+    );
     // A promotion the project does not have (mistyped, or its start only):
     // Bob, who approves in prod and may list the promotions, is told it
     // does not exist, not that he lacks the approver role for the project.

@@ -396,8 +396,36 @@ pub async fn run(client: &ClientArgs, command: QueryCommand) -> anyhow::Result<E
     };
     Ok(match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(status) => refused(output, &status),
+        Err(status) => refused(output, &project_meant(&mut svc, status).await),
     })
+}
+
+/// A refusal for a project that does not exist, with the one meant when a
+/// project the caller may view is named like it (`-p shp`: did you mean
+/// "shop"?); any other status as it is. The server does not suggest
+/// projects itself: it would name projects the caller may not view.
+async fn project_meant(svc: &mut super::rpc::Queries, status: tonic::Status) -> tonic::Status {
+    let given = match status.message().strip_prefix("no project ") {
+        Some(quoted) if status.code() == tonic::Code::NotFound => quoted.trim_matches('"'),
+        _ => return status,
+    };
+    let Ok(reply) = svc
+        .list_projects(waybill_proto::v1::ListProjectsRequest::default())
+        .await
+    else {
+        return status;
+    };
+    let names = reply.get_ref().projects.iter().map(|p| p.project.as_str());
+    let like = waybill_ledger::name::did_you_mean(given, names);
+    if like.is_empty() {
+        return status;
+    }
+    tonic::Status::with_details_and_metadata(
+        status.code(),
+        format!("{}{like}", status.message()),
+        status.details().to_vec().into(),
+        status.metadata().clone(),
+    )
 }
 
 #[cfg(test)]
