@@ -88,6 +88,24 @@ pub(crate) fn mark_reached(dir: &Path, head: Position) {
     }
 }
 
+/// Records, about once every [`MARK_EVERY`], how far the log in `dir`
+/// reached, as the writer publishes its head (after each batch is on disk),
+/// until the writer stops; then once more.
+fn mark_while_open(dir: &Path, mut head: watch::Receiver<Position>) {
+    loop {
+        std::thread::sleep(MARK_EVERY);
+        match head.has_changed() {
+            Ok(false) => {}
+            Ok(true) => mark_reached(dir, *head.borrow_and_update()),
+            Err(_) => {
+                // The writer stopped; its last batch is on disk.
+                mark_reached(dir, *head.borrow());
+                return;
+            }
+        }
+    }
+}
+
 /// The position `<dir>/reached` records, if it reads.
 fn reached(dir: &Path) -> Option<Position> {
     let text = std::fs::read_to_string(dir.join(REACHED_FILE)).ok()?;
@@ -226,11 +244,17 @@ impl SledLog {
         let (head_tx, head_rx) = watch::channel(head);
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let writer_tree = tree.clone();
-        let writer_dir = dir.to_path_buf();
         let writer = std::thread::Builder::new()
             .name("waybill-sled-writer".into())
-            .spawn(move || writer::run(writer_tree, rx, head_tx, &writer_dir))
+            .spawn(move || writer::run(writer_tree, rx, head_tx))
             .map_err(|e| LedgerError::Storage(format!("cannot start writer thread: {e}")))?;
+        // Off the writer's thread: a synced file write would hold up the
+        // appends behind it.
+        let (marker_dir, marker_rx) = (dir.to_path_buf(), head_rx.clone());
+        std::thread::Builder::new()
+            .name("waybill-sled-reached".into())
+            .spawn(move || mark_while_open(&marker_dir, marker_rx))
+            .map_err(|e| LedgerError::Storage(format!("cannot start a thread: {e}")))?;
         tracing::info!(dir = %dir.display(), head = head.0, "opened embedded log");
         Ok(SledLog {
             inner: Arc::new(Inner {

@@ -64,11 +64,8 @@ pub(crate) fn run(
     db: sled::Tree,
     mut rx: mpsc::Receiver<Request>,
     head_tx: watch::Sender<Position>,
-    dir: &std::path::Path,
 ) {
     let mut head = *head_tx.borrow();
-    // When the log last recorded how far it reached (see `mark_reached`).
-    let mut marked = (std::time::Instant::now(), head);
     while let Some(first) = rx.blocking_recv() {
         let mut requests = vec![first];
         while requests.len() < MAX_BATCH {
@@ -108,10 +105,6 @@ pub(crate) fn run(
                 head = pending.head;
                 if wrote {
                     head_tx.send_replace(head);
-                    if marked.0.elapsed() >= super::MARK_EVERY {
-                        super::mark_reached(dir, head);
-                        marked = (std::time::Instant::now(), head);
-                    }
                 }
                 for (req, outcome) in requests.into_iter().zip(outcomes) {
                     match (req, outcome) {
@@ -128,10 +121,6 @@ pub(crate) fn run(
                 }
             }
         }
-    }
-    // Every batch was flushed as it was committed.
-    if head != marked.1 {
-        super::mark_reached(dir, head);
     }
     tracing::debug!("embedded log writer stopped");
 }
