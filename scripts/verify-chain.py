@@ -11,8 +11,12 @@ Only the record bytes are trusted. For each record, in input order:
   prev_hash (field 5)   == chain hash of the project's previous record
   project_seq (field 4) == previous project_seq + 1
   `hash` of the line    == SHA-256(prev_hash || record), when present
-where the project is field 3 of the record. Exit 0: `ok: ...` and each
-project's head; exit 1: the first break; exit 2: usage or I/O error.
+where the project is field 3 of the record. A message of the stream whose
+`Waybill-Hash` header is missing or is not SHA-256(its field 5 || its bytes)
+was not written by Waybill (docs/ledger-format.md, section 2.4): it is in no
+chain, and is reported as FOREIGN and passed over. Exit 0: `ok: ...` and
+each project's head; exit 1: the first break, or foreign messages; exit 2:
+usage or I/O error.
 """
 
 import base64
@@ -80,8 +84,25 @@ def field(fs, number, wire, default):
     return fs[number][1]
 
 
+def not_waybills(record, claimed):
+    """Why a message of the stream is no Waybill record, or None if it is one:
+    its Waybill-Hash header must be SHA-256(prev_hash || bytes), prev_hash
+    being its field 5."""
+    if not claimed:
+        return "no Waybill-Hash header"
+    try:
+        prev = bytes(field(fields(record), 5, 2, b""))
+    except Undecodable:
+        prev = None
+    if prev is None or len(prev) != 32 or \
+            claimed[0].lower() != hashlib.sha256(prev + record).hexdigest():
+        return "its Waybill-Hash header does not match its bytes"
+    return None
+
+
 def parse_line(line):
-    """(position, record bytes, claimed hashes, claimed project, claimed seq)."""
+    """(position, record bytes, claimed hashes, claimed project, claimed seq,
+    whether it is a message of the stream)."""
     obj = json.loads(line)
     if "data" in obj and "seq" in obj:  # `nats stream get --json`
         headers = base64.b64decode(obj.get("hdrs", "")).decode("utf-8", "replace")
@@ -91,11 +112,11 @@ def parse_line(line):
             if name.strip().lower() == "waybill-hash":
                 claimed = value.strip()
         return (int(obj["seq"]), base64.b64decode(obj["data"]),
-                [] if claimed is None else [claimed], None, None)
+                [] if claimed is None else [claimed], None, None, True)
     # `hash` is what Waybill computed; `stored_hash` what was stored beside the record.
     claimed = [str(obj[k]) for k in ("hash", "stored_hash") if obj.get(k) is not None]
     return (int(obj["position"]), bytes.fromhex(obj["record"]), claimed,
-            obj.get("project"), obj.get("project_seq"))
+            obj.get("project"), obj.get("project_seq"), False)
 
 
 def main(argv):
@@ -113,6 +134,7 @@ def main(argv):
         return 2
     heads = {}  # project -> (seq, hash, position)
     events, last_pos = 0, 0
+    foreign = 0
 
     def broken(where, message):
         print("BROKEN at %s: %s" % (where, message))
@@ -124,12 +146,18 @@ def main(argv):
             if not line.strip():
                 continue
             try:
-                pos, record, claimed, dump_project, dump_seq = parse_line(line)
+                pos, record, claimed, dump_project, dump_seq, message = parse_line(line)
             except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as e:
                 return broken("line %d" % lineno, "not a dump line (%s)" % e)
             if pos <= last_pos:
                 return broken("position %d" % pos, "not after position %d" % last_pos)
             last_pos = pos
+            if message:
+                why = not_waybills(record, claimed)
+                if why:
+                    print("FOREIGN at position %d: not written by Waybill (%s)" % (pos, why))
+                    foreign += 1
+                    continue
             try:
                 fs = fields(record)
                 project = field(fs, 3, 2, b"").decode("utf-8")
@@ -153,11 +181,15 @@ def main(argv):
                               % (show(str(dump_project)), dump_seq, show(project), seq))
             heads[project] = (seq, digest, pos)
             events += 1
-    print("ok: %d events, %d projects" % (events, len(heads)))
+    print("%s: %d events, %d projects"
+          % ("chains intact" if foreign else "ok", events, len(heads)))
     for project in sorted(heads):
         seq, digest, pos = heads[project]
         print("  %s: %d events, head at position %d hash %s"
               % (show(project), seq, pos, digest.hex()))
+    if foreign:
+        print("  %d message(s) on the stream were not written by Waybill" % foreign)
+        return 1
     return 0
 
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use futures::StreamExt;
 use serde_json::json;
-use waybill_ledger::{EventLog, Position, StoredEvent};
+use waybill_ledger::{EventLog, LedgerError, Position, StoredEvent};
 
 use crate::cli::LogArgs;
 use crate::client::Output;
@@ -121,6 +121,18 @@ async fn event_at(log: &dyn EventLog, at: Position) -> anyhow::Result<Option<Sto
     Ok(events.next().await.transpose()?)
 }
 
+/// A record to copy; a message Waybill did not write stops the copy, which
+/// keeps every position and holds records only.
+fn copyable(item: Result<StoredEvent, LedgerError>) -> anyhow::Result<StoredEvent> {
+    item.map_err(|e| match e {
+        LedgerError::Foreign(_) => anyhow::anyhow!(
+            "{e}. A copy keeps every position and holds records only, so it stops here; \
+             see \"Who may publish to the stream\" in docs/operations.md"
+        ),
+        e => e.into(),
+    })
+}
+
 /// Copies the events from `start` to `head` of `from` into `to`, [`BATCH`]
 /// at a time, calling `progress` with the last position of each batch;
 /// returns how many it copied.
@@ -138,7 +150,7 @@ pub async fn copy_range(
     let mut batch: Vec<StoredEvent> = Vec::with_capacity(BATCH);
     let mut copied = 0u64;
     loop {
-        let next = events.next().await.transpose()?;
+        let next = events.next().await.map(copyable).transpose()?;
         let done = match next {
             Some(ev) if ev.position > head => true,
             Some(ev) => {
@@ -264,10 +276,10 @@ pub async fn follow(
             let start = resume_point(&*source, &*target).await?;
             let mut events = source.tail(start).await?;
             while let Some(first) = events.next().await {
-                let mut batch = vec![first?];
+                let mut batch = vec![copyable(first)?];
                 while batch.len() < BATCH {
                     match events.next().now_or_never() {
-                        Some(Some(event)) => batch.push(event?),
+                        Some(Some(event)) => batch.push(copyable(event)?),
                         _ => break,
                     }
                 }

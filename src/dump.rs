@@ -5,7 +5,7 @@ use std::io::Write;
 
 use futures::StreamExt;
 use serde::Serialize;
-use waybill_ledger::{Position, ProjectName};
+use waybill_ledger::{LedgerError, Position, ProjectName};
 
 use crate::cli::DumpArgs;
 use crate::config::FileConfig;
@@ -53,7 +53,15 @@ pub async fn run(args: DumpArgs, file: &FileConfig) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     while let Some(item) = events.next().await {
-        let ev = item?;
+        let ev = match item {
+            Ok(ev) => ev,
+            // In no chain, so not a line: said on stderr, beside the bar.
+            Err(e @ LedgerError::Foreign(_)) => {
+                bar.suspend(|| eprintln!("not dumped: {e} (`waybill verify` reports it)"));
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         bar.set_position(ev.position.0);
         let event_type = ev.event.payload.event_type().name();
         let line = DumpLine {

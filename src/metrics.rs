@@ -22,7 +22,7 @@ enum Kind {
 
 /// Every metric `waybill serve` exports: name, kind, and the HELP text a
 /// scrape shows (labels in brackets).
-const METRICS: [(&str, Kind, &str); 18] = [
+const METRICS: [(&str, Kind, &str); 19] = [
     ("waybill_commands_total", Kind::Counter,
      "Commands handled [command; outcome: accepted, already_done, rejected, invalid, not_found, denied, aborted, unavailable, internal; reason: the policy reason of a rejection]"),
     ("waybill_append_seconds", Kind::Histogram,
@@ -49,6 +49,8 @@ const METRICS: [(&str, Kind, &str); 18] = [
      "Promotions requested (waiting for approvals), authorized (waiting for their executor) or running [project; stage; status]"),
     ("waybill_promotions_under_way_since_seconds", Kind::Gauge,
      "When the longest-waiting of those promotions entered its status, seconds since the Unix epoch (the time of the update when none waits) [project; stage; status]"),
+    ("waybill_foreign_messages_total", Kind::Counter,
+     "Messages on the log that Waybill did not write, passed over by the read models (docs/operations.md, \"Who may publish to the stream\")"),
     ("waybill_merkle_tree_size", Kind::Gauge,
      "Records in the Merkle tree of the log"),
     ("waybill_checkpoints_signed_total", Kind::Counter,

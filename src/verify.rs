@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use serde_json::json;
+use waybill_ledger::verify::foreign_text;
 use waybill_ledger::{verify_log, ProjectName};
 
 use crate::cli::VerifyArgs;
@@ -46,9 +47,9 @@ pub async fn run(args: VerifyArgs, file: &FileConfig) -> anyhow::Result<ExitCode
         anyhow::bail!("project {p} has no events in this log: nothing to verify");
     }
     let elapsed = started.elapsed();
-    let code = match report.first_break {
-        None => ExitCode::SUCCESS,
-        Some(_) => ExitCode::from(BROKEN),
+    let code = match report.is_clean() {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::from(BROKEN),
     };
     // Written, not printed, so that a reader that goes away (`| head`)
     // ends it quietly instead of a panic.
@@ -74,20 +75,38 @@ pub async fn run(args: VerifyArgs, file: &FileConfig) -> anyhow::Result<ExitCode
                     "message": b.to_string(),
                 })
             });
+            let foreign: Vec<_> = report
+                .foreign
+                .iter()
+                .map(|f| {
+                    json!({
+                        "position": f.position.0,
+                        "subject": f.subject,
+                        "message": foreign_text(f),
+                    })
+                })
+                .collect();
             let line = json!({
-                "ok": report.first_break.is_none(),
+                "ok": report.is_clean(),
                 "events": report.events,
                 "seconds": elapsed.as_secs_f64(),
                 "projects": projects,
                 "first_break": first_break,
+                "foreign": foreign,
+                "foreign_count": report.foreign_count,
             });
             writeln!(out, "{line}")?;
         }
         Output::Text => match &report.first_break {
             None => {
+                let verdict = if report.is_clean() {
+                    "ok"
+                } else {
+                    "chains intact"
+                };
                 writeln!(
                     out,
-                    "ok: {} events in {} project(s) verified in {elapsed:.1?}",
+                    "{verdict}: {} events in {} project(s) verified in {elapsed:.1?}",
                     report.events,
                     report.heads.len(),
                 )?;
@@ -104,6 +123,23 @@ pub async fn run(args: VerifyArgs, file: &FileConfig) -> anyhow::Result<ExitCode
                 writeln!(out, "  {} events verified before the break", report.events)?;
             }
         },
+    }
+    if output == Output::Text && report.foreign_count > 0 {
+        for f in &report.foreign {
+            writeln!(out, "FOREIGN: {}", foreign_text(f))?;
+        }
+        let unnamed = report.foreign_count - report.foreign.len() as u64;
+        if unnamed > 0 {
+            writeln!(out, "  and {unnamed} more such messages")?;
+        }
+        writeln!(
+            out,
+            "  {} message(s) on the log were published by something other than Waybill. \
+             They are in no chain and Waybill skips them, but whatever published them \
+             may publish to Waybill's subjects: allow only Waybill's NATS user to publish \
+             to them (docs/operations.md, \"Who may publish to the stream\").",
+            report.foreign_count
+        )?;
     }
     out.flush()?;
     Ok(code)

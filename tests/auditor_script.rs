@@ -238,3 +238,112 @@ fn python_verifier_agrees_with_waybill_and_catches_tampering() {
         "swapped positions {pos} and {next_pos}: {stdout}"
     );
 }
+
+/// The stream's messages as `nats stream get WAYBILL SEQ --json | jq -c .`
+/// prints them: `seq`, `subject`, `data` and `hdrs` (the header block),
+/// base64.
+async fn stream_get_lines(url: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let client = async_nats::connect(url).await.expect("connect");
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js.get_stream("WAYBILL").await.expect("stream");
+    let last = stream.info().await.expect("info").state.last_sequence;
+    let mut lines = Vec::new();
+    for seq in 1..=last {
+        let m = stream.get_raw_message(seq).await.expect("get");
+        let mut block = String::from("NATS/1.0\r\n");
+        for (name, values) in m.headers.iter() {
+            for v in values {
+                block.push_str(&format!("{name}: {}\r\n", v.as_str()));
+            }
+        }
+        block.push_str("\r\n");
+        let mut line = serde_json::json!({
+            "seq": seq,
+            "subject": m.subject.to_string(),
+            "data": b64.encode(&m.payload),
+        });
+        if !m.headers.is_empty() {
+            line["hdrs"] = b64.encode(block).into();
+        }
+        lines.push(line.to_string());
+    }
+    lines
+}
+
+/// Read straight from the stream (`nats stream get`), messages published by
+/// something else than Waybill are reported as such and passed over, as
+/// `waybill verify` does: the chains around them verify to the same heads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_verifier_passes_over_foreign_messages_as_waybill_does() {
+    let nats = waybill_ledger::testing::NatsServer::start();
+    let url = nats.url();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let burst = |tag: &str| {
+        let out = waybill(&[
+            "debug",
+            "append-burst",
+            "--nats",
+            &url,
+            "--count",
+            "4",
+            "--writers",
+            "2",
+            "--tag",
+            tag,
+        ]);
+        assert!(out.status.success(), "append-burst failed");
+    };
+    burst("a");
+    // A stray message, then a record's bytes under a chain hash not its own.
+    let client = async_nats::connect(url.as_str()).await.expect("connect");
+    let js = async_nats::jetstream::new(client);
+    js.publish("waybill.burst-0.FreightDiscovered", "hello".into())
+        .await
+        .expect("publish")
+        .await
+        .expect("ack");
+    let stream = js.get_stream("WAYBILL").await.expect("stream");
+    let copied = stream.get_raw_message(2).await.expect("get");
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Waybill-Hash", "cd".repeat(32).as_str());
+    js.publish_with_headers(copied.subject.clone(), headers, copied.payload.clone())
+        .await
+        .expect("publish")
+        .await
+        .expect("ack");
+    burst("b");
+
+    let lines = stream_get_lines(&url).await;
+    assert_eq!(lines.len(), 18);
+    let texts: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let (code, stdout) = verify_chain(&write(tmp.path(), "stream.jsonl", &texts));
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("FOREIGN at position 9: not written by Waybill (no Waybill-Hash header)")
+            && stdout.contains(
+                "FOREIGN at position 10: not written by Waybill (its Waybill-Hash header does \
+                 not match its bytes)"
+            ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("chains intact: 16 events, 2 projects"),
+        "{stdout}"
+    );
+
+    let verified = waybill(&["verify", "--nats", &url]);
+    assert_eq!(verified.status.code(), Some(1));
+    let verified = String::from_utf8_lossy(&verified.stdout);
+    assert!(
+        verified.starts_with("chains intact: 16 events in 2 project(s)"),
+        "{verified}"
+    );
+    assert_eq!(
+        heads(&stdout),
+        heads(&verified),
+        "script:\n{stdout}\nwaybill:\n{verified}"
+    );
+    assert_eq!(heads(&stdout).len(), 2);
+}

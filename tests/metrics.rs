@@ -47,6 +47,8 @@ fn serve_exposes_prometheus_metrics() {
         "waybill_log_head_position ",
         "waybill_log_up 1",
         "waybill_merkle_tree_size ",
+        // At 0 from the start, so that an alert on its increase sees the first.
+        "waybill_foreign_messages_total 0",
         "waybill_checkpoints_signed_total ",
         "waybill_command_state_records ",
         // Every metric is described.

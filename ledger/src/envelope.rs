@@ -97,6 +97,26 @@ pub struct StoredEvent {
     pub event: Event,
 }
 
+/// A message on the log that Waybill did not write: published to the
+/// stream's subjects by something else (a stray `nats pub`, a script),
+/// without the chain hash header a Waybill record carries, or with one its
+/// bytes do not match. It is no event and extends no chain: readers skip it
+/// (the Merkle tree, which covers every message of the stream, takes it as
+/// a leaf) and `waybill verify` reports it. Only a JetStream log can hold
+/// one; a message written by a newer Waybill is not foreign (its hash
+/// checks out) and stops a reader that cannot decode it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForeignRecord {
+    /// Global position (the JetStream stream sequence).
+    pub position: Position,
+    /// The subject it was published to.
+    pub subject: String,
+    /// The message's bytes, as stored.
+    pub bytes: Bytes,
+    /// Why it is not a Waybill record.
+    pub reason: String,
+}
+
 /// The outcome of a successful append.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Appended {

@@ -40,6 +40,13 @@ pub enum LedgerError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A message Waybill did not write; readers skip it (see
+    /// [`crate::envelope::ForeignRecord`]).
+    #[error(
+        "position {} holds a message Waybill did not write (subject {}, {} bytes): {}",
+        .0.position, .0.subject, .0.bytes.len(), .0.reason
+    )]
+    Foreign(Box<crate::envelope::ForeignRecord>),
     /// The embedded store failed.
     #[error("embedded store error: {0}")]
     Storage(String),

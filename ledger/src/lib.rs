@@ -33,7 +33,7 @@ pub mod verify;
 
 pub use chain::{ChainHash, ChainHead};
 pub use embedded::SledLog;
-pub use envelope::{Actor, Appended, Event, NewEvent, StoredEvent};
+pub use envelope::{Actor, Appended, Event, ForeignRecord, NewEvent, StoredEvent};
 pub use error::LedgerError;
 pub use event::{EventPayload, EventType};
 pub use jetstream::{JetStreamLog, JetStreamOptions};

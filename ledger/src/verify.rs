@@ -6,7 +6,7 @@ use std::fmt;
 use futures::StreamExt;
 
 use crate::chain::{ChainHash, ChainHead};
-use crate::envelope::StoredEvent;
+use crate::envelope::{ForeignRecord, StoredEvent};
 use crate::error::LedgerError;
 use crate::log::{EventLog, Position};
 use crate::name::ProjectName;
@@ -140,6 +140,40 @@ pub struct VerifyReport {
     pub heads: BTreeMap<String, ChainHead>,
     /// The first broken link, if any.
     pub first_break: Option<ChainBreak>,
+    /// Messages on the log that Waybill did not write (the first
+    /// [`FOREIGN_KEPT`] of them, without their bytes), in log order. They are
+    /// in no chain, so the walk goes on past them; they still fail a
+    /// verification: something published to Waybill's subjects.
+    pub foreign: Vec<ForeignRecord>,
+    /// How many there were in all.
+    pub foreign_count: u64,
+}
+
+/// Foreign messages a [`VerifyReport`] names; the rest are counted.
+pub const FOREIGN_KEPT: usize = 20;
+
+impl VerifyReport {
+    /// Whether every chain checked out and nothing else was on the log.
+    pub fn is_clean(&self) -> bool {
+        self.first_break.is_none() && self.foreign_count == 0
+    }
+
+    /// The problem to name first, with its position: the broken link, else
+    /// the first foreign message.
+    pub fn first_problem(&self) -> Option<(Position, String)> {
+        if let Some(b) = &self.first_break {
+            return Some((b.position, b.to_string()));
+        }
+        self.foreign.first().map(|f| (f.position, foreign_text(f)))
+    }
+}
+
+/// What `waybill verify` says of a foreign message.
+pub fn foreign_text(f: &ForeignRecord) -> String {
+    format!(
+        "message at position {} (subject {}) was not written by Waybill: {}",
+        f.position, f.subject, f.reason
+    )
 }
 
 /// Walks the whole log (or one project) and checks every chain, stopping at
@@ -155,12 +189,24 @@ pub async fn verify_log(
     };
     let mut verifier = ChainVerifier::new();
     let mut first_break = None;
+    let (mut foreign, mut foreign_count) = (Vec::new(), 0u64);
     while let Some(item) = events.next().await {
         let mut verified = None;
         let result = match item {
             Ok(ev) => {
                 verified = Some(ev.position);
                 verifier.push(&ev)
+            }
+            Err(LedgerError::Foreign(f)) => {
+                foreign_count += 1;
+                if foreign.len() < FOREIGN_KEPT {
+                    foreign.push(ForeignRecord {
+                        bytes: bytes::Bytes::new(),
+                        ..*f
+                    });
+                }
+                verified = Some(f.position);
+                Ok(())
             }
             Err(LedgerError::Corrupt { position, reason }) => Err(ChainBreak {
                 position,
@@ -181,5 +227,7 @@ pub async fn verify_log(
         events: verifier.events(),
         heads: verifier.heads().clone(),
         first_break,
+        foreign,
+        foreign_count,
     })
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use futures::StreamExt;
 use waybill_ledger::audit::{leaf_hash, Nodes};
-use waybill_ledger::{EventLog, Position};
+use waybill_ledger::{EventLog, LedgerError, Position};
 
 use crate::audit::MerkleStore;
 use crate::error::ProjectionError;
@@ -58,8 +58,14 @@ pub async fn check_built_from(
     }
     if let Some(leaf) = leaf {
         let at = Position(size);
-        let record = log.read_all(at).await?.next().await.transpose()?;
-        let same = record.is_some_and(|r| r.position == at && leaf_hash(&r.bytes) == leaf);
+        // A message Waybill did not write is a leaf too.
+        let record = match log.read_all(at).await?.next().await {
+            Some(Ok(r)) => Some((r.position, r.bytes)),
+            Some(Err(LedgerError::Foreign(f))) => Some((f.position, f.bytes)),
+            Some(Err(e)) => return Err(e.into()),
+            None => None,
+        };
+        let same = record.is_some_and(|(p, bytes)| p == at && leaf_hash(&bytes) == leaf);
         if !same {
             return Err(ProjectionError::OtherLog(format!(
                 "the log's record at position {at} is not the one the read models in {} \

@@ -138,6 +138,12 @@ impl Writes {
         Ok(())
     }
 
+    /// Moves the checkpoint past `p`, a message that is no event (see
+    /// [`waybill_ledger::ForeignRecord`]): nothing else is written for it.
+    pub fn pass(&mut self, p: Position) {
+        self.checkpoint = Some(p);
+    }
+
     /// Writes `value` under `key` in the views, with the rest of the batch.
     pub fn raw(&mut self, key: Vec<u8>, value: &[u8]) {
         self.batch.insert(key, value);

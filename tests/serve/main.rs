@@ -12,6 +12,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod config;
+mod foreign;
 mod health;
 mod origin;
 mod refusals;

@@ -4,7 +4,7 @@
 
 use futures::StreamExt;
 use waybill_ledger::domain::{working_set, ProjectState};
-use waybill_ledger::{Position, ProjectName};
+use waybill_ledger::{LedgerError, Position, ProjectName};
 
 use super::cache::SPILL_EVERY;
 use super::{CommandError, CommandHandler};
@@ -46,9 +46,11 @@ impl CommandHandler {
                 if state.position >= target {
                     return Ok(());
                 }
-                match self.log.next_event(project, state.position.next()).await? {
-                    Some(ev) => self.apply(project, state, &ev)?,
-                    None => return Ok(()),
+                match self.log.next_event(project, state.position.next()).await {
+                    Ok(Some(ev)) => self.apply(project, state, &ev)?,
+                    Ok(None) => return Ok(()),
+                    Err(LedgerError::Foreign(f)) => state.pass(f.position),
+                    Err(e) => return Err(e.into()),
                 }
             }
             if state.position >= target {
@@ -87,7 +89,15 @@ impl CommandHandler {
         };
         let mut applied = 0u64;
         while let Some(ev) = events.next().await {
-            let ev = ev?;
+            let ev = match ev {
+                Ok(ev) => ev,
+                // No event: see `ProjectState::pass`.
+                Err(LedgerError::Foreign(f)) => {
+                    state.pass(f.position);
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             self.apply(project, state, &ev)?;
             applied += 1;
             if let Some(cold) = &cold {

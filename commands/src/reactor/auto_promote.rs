@@ -126,6 +126,12 @@ impl AutoPromoter {
                             caught_up = true;
                         }
                     }
+                    // No event: nothing to promote, but the log's head may be one.
+                    Some(Err(waybill_ledger::LedgerError::Foreign(f))) => {
+                        if f.position >= start_head {
+                            caught_up = true;
+                        }
+                    }
                     Some(Err(e)) => tracing::warn!(error = %e, "auto-promoter: tail error"),
                     None => {
                         tracing::info!("auto-promoter stopped: the log's tail ended");

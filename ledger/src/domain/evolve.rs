@@ -14,6 +14,14 @@ use crate::event::EventPayload;
 use crate::Position;
 
 impl ProjectState {
+    /// Moves the state's position past a message of the project's subjects
+    /// that is no event ([`crate::ForeignRecord`]): the next append expects
+    /// it as the subject's last; the chain and everything else stay as
+    /// they are.
+    pub fn pass(&mut self, position: Position) {
+        self.position = self.position.max(position);
+    }
+
     /// Applies `ev`; events at or before the state's position are ignored, so
     /// re-applying is a no-op.
     pub fn apply(&mut self, ev: &StoredEvent) {

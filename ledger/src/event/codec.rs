@@ -50,6 +50,14 @@ pub fn decode_record(bytes: &[u8]) -> Result<Event, LedgerError> {
     Ok(event)
 }
 
+/// The `prev_hash` of a record's envelope, read without the rest of it
+/// (whose payload may be one this build does not know): what tells a record
+/// that a newer Waybill wrote from a message that no Waybill did.
+pub(crate) fn record_prev_hash(bytes: &[u8]) -> Option<ChainHash> {
+    let record = pb::EventRecord::decode(bytes).ok()?;
+    ChainHash::from_slice(&record.prev_hash)
+}
+
 impl TryFrom<pb::EventRecord> for Event {
     type Error = LedgerError;
 

@@ -7,6 +7,7 @@ mod payload;
 mod upcast;
 mod validate;
 
+pub(crate) use codec::record_prev_hash;
 pub use codec::{decode_record, encode_record};
 pub use kind::EventType;
 pub use payload::*;

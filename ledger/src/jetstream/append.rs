@@ -368,6 +368,8 @@ async fn conflict_or_duplicate(
                 None => next = ev.position.next(),
             },
             Ok(None) => return conflict,
+            // No event: nobody's command.
+            Err(LedgerError::Foreign(f)) => next = f.position.next(),
             Err(e) => return e,
         }
     }
@@ -387,6 +389,7 @@ async fn conflict_or_duplicate(
                     return found;
                 }
             }
+            Err(LedgerError::Foreign(_)) => {}
             Err(e) => return e,
         }
         examined += 1;

@@ -13,8 +13,9 @@ use futures::FutureExt;
 
 use super::{JetStreamLog, HASH_HEADER};
 use crate::chain::{ChainHash, ChainHead};
-use crate::envelope::StoredEvent;
+use crate::envelope::{ForeignRecord, StoredEvent};
 use crate::error::LedgerError;
+use crate::event::record_prev_hash;
 use crate::log::{stored_event, EventStream, Position};
 
 /// A bounded read gives up waiting for the next message after this long.
@@ -36,18 +37,61 @@ pub(super) async fn fetch_head(
     match last.await {
         Ok(msg) => {
             let position = Position(msg.sequence);
-            let stored = stored_event(position, msg.payload, None)?;
-            Ok(ChainHead {
-                position,
-                hash: stored.hash,
-                seq: stored.event.project_seq,
-            })
+            let header = msg.headers.get(HASH_HEADER).map(|v| v.as_str());
+            match record(position, &msg.subject, msg.payload, header) {
+                Ok(stored) => Ok(ChainHead {
+                    position,
+                    hash: stored.hash,
+                    seq: stored.event.project_seq,
+                }),
+                // The chain ends at the last record Waybill wrote; an append
+                // still expects the foreign message's sequence, the
+                // subject's last.
+                Err(LedgerError::Foreign(foreign)) => {
+                    tracing::warn!(
+                        project,
+                        position = position.0,
+                        reason = %foreign.reason,
+                        "the project's last message is not a Waybill record; reading back to its last record"
+                    );
+                    let mut head = last_record(log, &filter, position).await?;
+                    head.position = position;
+                    Ok(head)
+                }
+                Err(e) => Err(e),
+            }
         }
         Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => {
             Ok(ChainHead::EMPTY)
         }
         Err(e) => Err(unavailable("reading the project head", e)),
     }
+}
+
+/// The chain head of the last Waybill record matching `filter` at or
+/// before `end` (`EMPTY` when there is none), read from the start: only
+/// when the subject's last message is foreign, which is rare.
+async fn last_record(
+    log: &JetStreamLog,
+    filter: &str,
+    end: Position,
+) -> Result<ChainHead, LedgerError> {
+    let mut records = bounded(log, filter.to_string(), Position(1), end).await?;
+    let mut head = ChainHead::EMPTY;
+    while let Some(item) = records.next().await {
+        match item {
+            Ok(ev) => {
+                head = ChainHead {
+                    position: ev.position,
+                    hash: ev.hash,
+                    seq: ev.event.project_seq,
+                }
+            }
+            Err(LedgerError::Foreign(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(head)
 }
 
 /// Answers of recent [`next_event`] calls: "the first event matching this
@@ -120,11 +164,8 @@ async fn fetch_next_event(
     });
     match next.await {
         Ok(msg) => {
-            let stored_hash = msg
-                .headers
-                .get(HASH_HEADER)
-                .and_then(|v| ChainHash::from_hex(v.as_str()));
-            stored_event(Position(msg.sequence), msg.payload, stored_hash).map(Some)
+            let header = msg.headers.get(HASH_HEADER).map(|v| v.as_str());
+            record(Position(msg.sequence), &msg.subject, msg.payload, header).map(Some)
         }
         Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => Ok(None),
         Err(e) => Err(unavailable("reading an event", e)),
@@ -197,12 +238,49 @@ fn to_stored(msg: &async_nats::jetstream::Message) -> Result<StoredEvent, Ledger
         .info()
         .map_err(|e| LedgerError::Unavailable(format!("malformed delivery: {e}")))?;
     let position = Position(info.stream_sequence);
-    let stored_hash = msg
+    let header = msg
         .headers
         .as_ref()
         .and_then(|h| h.get(HASH_HEADER))
-        .and_then(|v| ChainHash::from_hex(v.as_str()));
-    stored_event(position, msg.payload.clone(), stored_hash)
+        .map(|v| v.as_str());
+    record(position, &msg.subject, msg.payload.clone(), header)
+}
+
+/// The Waybill record a message holds, or `Foreign` when Waybill did not
+/// write it: every record Waybill writes carries its chain hash,
+/// `SHA-256(prev_hash ‖ bytes)`, in the `Waybill-Hash` header. A message
+/// whose hash checks out but that this build cannot decode (written by a
+/// newer Waybill) is `Corrupt`, and stops the reader.
+fn record(
+    position: Position,
+    subject: &str,
+    payload: bytes::Bytes,
+    hash_header: Option<&str>,
+) -> Result<StoredEvent, LedgerError> {
+    let foreign = |payload: bytes::Bytes, reason: String| {
+        LedgerError::Foreign(Box::new(ForeignRecord {
+            position,
+            subject: subject.to_string(),
+            bytes: payload,
+            reason,
+        }))
+    };
+    let Some(stored) = hash_header.and_then(ChainHash::from_hex) else {
+        let reason = match hash_header {
+            None => format!("it has no {HASH_HEADER} header"),
+            Some(_) => format!("its {HASH_HEADER} header is not a SHA-256 hash"),
+        };
+        return Err(foreign(payload, reason));
+    };
+    let mismatch = || format!("its {HASH_HEADER} header does not match its bytes");
+    match stored_event(position, payload.clone(), Some(stored)) {
+        Ok(ev) if ev.hash == stored => Ok(ev),
+        Ok(_) => Err(foreign(payload, mismatch())),
+        Err(unreadable) => match record_prev_hash(&payload) {
+            Some(prev) if prev.next(&payload) == stored => Err(unreadable),
+            _ => Err(foreign(payload, mismatch())),
+        },
+    }
 }
 
 /// An ordered consumer's messages; the consumer is deleted on the server
@@ -321,7 +399,12 @@ pub(super) async fn bounded(
         match received {
             Ok(Some(Ok(msg))) => {
                 let item = to_stored(&msg);
-                let pos = item.as_ref().map(|s| s.position).unwrap_or(end);
+                let pos = match &item {
+                    Ok(ev) => ev.position,
+                    // A reader skips it and goes on.
+                    Err(LedgerError::Foreign(f)) => f.position,
+                    Err(_) => end,
+                };
                 // Stop at `end` only: a consumer placed on a replica that is
                 // still catching up can report nothing pending before `end`
                 // (its copy is behind); the rest arrives as it catches up.
@@ -371,6 +454,8 @@ pub(super) fn tail(log: JetStreamLog, filter: String, from: Position) -> EventSt
                         Ok(ev) if ev.position < next => continue,
                         Ok(ev) => next = ev.position.next(),
                         Err(LedgerError::Corrupt { position, .. }) => next = position.next(),
+                        Err(LedgerError::Foreign(f)) if f.position < next => continue,
+                        Err(LedgerError::Foreign(f)) => next = f.position.next(),
                         Err(_) => {}
                     }
                     return Some((item, (log, filter, messages, next, failures)));

@@ -164,11 +164,15 @@ async fn jetstream_republished_message_breaks_the_chain() {
     let server = NatsServer::start();
     let log = mutable_jetstream(&server.url()).await;
     append_n(&log, "audit", 5, "x").await;
-    // Copy event 2 and publish it again, bypassing Waybill.
+    // Copy event 2 and publish it again, bypassing Waybill, with its chain
+    // hash (without it, it is no Waybill record at all: see below).
     let s = log.context().get_stream("WAYBILL").await.expect("stream");
     let original = s.get_raw_message(2).await.expect("get");
+    let mut headers = async_nats::HeaderMap::new();
+    let hash = original.headers.get("Waybill-Hash").expect("hash header");
+    headers.insert("Waybill-Hash", hash.as_str());
     log.context()
-        .publish(original.subject.clone(), original.payload.clone())
+        .publish_with_headers(original.subject.clone(), headers, original.payload.clone())
         .await
         .expect("publish")
         .await
@@ -178,6 +182,129 @@ async fn jetstream_republished_message_breaks_the_chain() {
     let broken = report.first_break.expect("re-publication must be detected");
     assert_eq!(broken.position, Position(6), "{broken}");
     assert!(broken.to_string().contains("expected"), "{broken}");
+}
+
+/// A message published to Waybill's subjects by something else is no
+/// event: readers pass over it (it would otherwise stop every reader for
+/// ever, as the stream denies deletes), appends go on after it, and
+/// `verify` names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_foreign_messages_are_passed_over() {
+    let server = NatsServer::start();
+    let log = JetStreamLog::connect(JetStreamOptions::new(server.url()))
+        .await
+        .expect("connect");
+    let p = project("shop");
+    append_n(&log, "shop", 3, "a").await;
+    let js = log.context();
+    // A stray publish, without headers (position 4).
+    js.publish("waybill.shop.FreightDiscovered", "hello".into())
+        .await
+        .expect("publish")
+        .await
+        .expect("ack");
+    // A record copied with a chain hash that is not its own (5).
+    let stream = js.get_stream("WAYBILL").await.expect("stream");
+    let original = stream.get_raw_message(2).await.expect("get");
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Waybill-Hash", "ab".repeat(32).as_str());
+    js.publish_with_headers(original.subject.clone(), headers, original.payload.clone())
+        .await
+        .expect("publish")
+        .await
+        .expect("ack");
+
+    // An append expects the subject's last message, and the chain goes on
+    // from the last record.
+    assert_eq!(log.last_position(&p).await.expect("last"), Position(5));
+    let appended = log
+        .append(&p, Position(5), approval("b-0"))
+        .await
+        .expect("append after foreign messages");
+    assert_eq!((appended.position, appended.project_seq), (Position(6), 4));
+
+    let kinds = |items: Vec<Result<waybill_ledger::StoredEvent, LedgerError>>| {
+        items
+            .into_iter()
+            .map(|item| match item {
+                Ok(ev) => (ev.position.0, String::new()),
+                Err(LedgerError::Foreign(f)) => (f.position.0, f.reason),
+                Err(e) => panic!("unexpected: {e}"),
+            })
+            .collect::<Vec<_>>()
+    };
+    let all = kinds(
+        log.read_all(Position(1))
+            .await
+            .expect("read")
+            .collect()
+            .await,
+    );
+    let in_project = kinds(
+        log.read_project(&p, Position(1))
+            .await
+            .expect("read")
+            .collect()
+            .await,
+    );
+    let mut tail = log.tail(Position(1)).await.expect("tail");
+    let mut tailed = Vec::new();
+    while tailed.len() < 6 {
+        let item = tokio::time::timeout(Duration::from_secs(30), tail.next())
+            .await
+            .expect("tail stalled")
+            .expect("tail ended");
+        tailed.push(item);
+    }
+    for items in [all, in_project, kinds(tailed)] {
+        let positions: Vec<u64> = items.iter().map(|(p, _)| *p).collect();
+        assert_eq!(positions, [1, 2, 3, 4, 5, 6], "{items:?}");
+        assert!(items[3].1.contains("no Waybill-Hash header"), "{items:?}");
+        assert!(items[4].1.contains("does not match"), "{items:?}");
+        assert!(items.iter().filter(|(_, why)| !why.is_empty()).count() == 2);
+    }
+    assert!(matches!(
+        log.next_event(&p, Position(4)).await,
+        Err(LedgerError::Foreign(f)) if f.position == Position(4)
+    ));
+
+    let report = verify_log(&log, None, |_| {}).await.expect("verify");
+    assert!(report.first_break.is_none(), "{:?}", report.first_break);
+    assert_eq!((report.events, report.foreign_count), (4, 2));
+    let named: Vec<u64> = report.foreign.iter().map(|f| f.position.0).collect();
+    assert_eq!(named, [4, 5]);
+    assert!(!report.is_clean());
+    let (at, text) = report.first_problem().expect("a problem");
+    assert_eq!(at, Position(4));
+    assert!(text.contains("not written by Waybill"), "{text}");
+
+    // A record whose chain hash checks out but that this build cannot read
+    // (a newer Waybill wrote it) is not passed over: it stops readers.
+    use prost::Message as _;
+    let head = log.project_head(&p).await.expect("head");
+    let record = waybill_proto::v1::EventRecord {
+        format_version: waybill_ledger::event::CURRENT_FORMAT_VERSION + 1,
+        project: "shop".into(),
+        project_seq: head.seq + 1,
+        prev_hash: head.hash.0.to_vec(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Waybill-Hash", head.hash.next(&record).to_hex().as_str());
+    js.publish_with_headers("waybill.shop.PromotionApproved", headers, record.into())
+        .await
+        .expect("publish")
+        .await
+        .expect("ack");
+    let newer = log.read_all(Position(7)).await.expect("read").next().await;
+    match newer {
+        Some(Err(LedgerError::Corrupt { position, reason })) => {
+            assert_eq!(position, Position(7));
+            assert!(reason.contains("newer"), "{reason}");
+        }
+        other => panic!("expected the newer record to stop the reader, got {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

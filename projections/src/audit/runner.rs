@@ -16,7 +16,9 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use waybill_ledger::audit::{leaf_hash, Checkpoint, NoteSignature, SignedNote, SignerKey};
 use waybill_ledger::name::Name;
-use waybill_ledger::{Actor, EventLog, EventPayload, LedgerError, NewEvent, Position, StoredEvent};
+use waybill_ledger::{
+    Actor, EventLog, EventPayload, ForeignRecord, LedgerError, NewEvent, Position, StoredEvent,
+};
 
 use super::store::{MerkleStore, MerkleWriter, StoredCheckpoint};
 use crate::error::ProjectionError;
@@ -255,28 +257,32 @@ impl Transparency {
                     continue;
                 }
                 item = tail.next() => match item {
-                    Some(item) => item?,
+                    Some(item) => Leaf::of(item)?,
                     None => break,
                 },
             };
             let mut events = vec![first];
             while events.len() < MAX_BATCH {
                 match tail.next().now_or_never() {
-                    Some(Some(item)) => events.push(item?),
+                    Some(Some(item)) => events.push(Leaf::of(item)?),
                     _ => break,
                 }
             }
-            for ev in &events {
+            for leaf in &events {
                 let expected = writer.size() + 1;
-                if ev.position.0 != expected {
+                if leaf.position().0 != expected {
                     return Err(ProjectionError::Corrupt(format!(
                         "the log skips from position {} to {}: a record is missing \
                          (run `waybill verify`)",
                         expected - 1,
-                        ev.position
+                        leaf.position()
                     )));
                 }
-                writer.push(leaf_hash(&ev.bytes));
+                writer.push(leaf_hash(leaf.bytes()));
+                let Leaf::Event(ev) = leaf else {
+                    fresh = true;
+                    continue;
+                };
                 if let Some(c) = checkpoint_of(ev) {
                     warn_of_others(&c);
                     writer.checkpoint(&c)?;
@@ -408,6 +414,40 @@ fn checkpoint_of(ev: &StoredEvent) -> Option<StoredCheckpoint> {
             position: ev.position.0,
         }),
         _ => None,
+    }
+}
+
+/// A message of the log as the tree takes it: every message of the stream
+/// is a leaf, a foreign one too (its bytes as stored), so that leaf `i`
+/// stays the message at position `i + 1`.
+// Nearly every one is an event: boxing it would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
+enum Leaf {
+    Event(StoredEvent),
+    Foreign(Box<ForeignRecord>),
+}
+
+impl Leaf {
+    fn of(item: Result<StoredEvent, LedgerError>) -> Result<Leaf, ProjectionError> {
+        match item {
+            Ok(ev) => Ok(Leaf::Event(ev)),
+            Err(LedgerError::Foreign(f)) => Ok(Leaf::Foreign(f)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn position(&self) -> Position {
+        match self {
+            Leaf::Event(ev) => ev.position,
+            Leaf::Foreign(f) => f.position,
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Leaf::Event(ev) => &ev.bytes,
+            Leaf::Foreign(f) => &f.bytes,
+        }
     }
 }
 

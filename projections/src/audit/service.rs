@@ -255,27 +255,20 @@ impl AuditService for AuditGrpc {
                 other => internal(other),
             })?;
         let head = report.heads.get(project.as_str()).cloned();
-        if report.events == 0 && report.first_break.is_none() {
+        if report.events == 0 && report.is_clean() {
             return Err(Status::not_found(format!(
                 "no project {:?}",
                 project.as_str()
             )));
         }
+        let problem = report.first_problem();
         Ok(Response::new(pb::VerifyChainReply {
-            ok: report.first_break.is_none(),
+            ok: report.is_clean(),
             events: report.events,
             head_position: head.as_ref().map(|h| h.position.0).unwrap_or(0),
             head_hash: head.map(|h| h.hash.to_hex()).unwrap_or_default(),
-            broken_at: report
-                .first_break
-                .as_ref()
-                .map(|b| b.position.0)
-                .unwrap_or(0),
-            problem: report
-                .first_break
-                .as_ref()
-                .map(|b| b.to_string())
-                .unwrap_or_default(),
+            broken_at: problem.as_ref().map(|(p, _)| p.0).unwrap_or(0),
+            problem: problem.map(|(_, text)| text).unwrap_or_default(),
         }))
     }
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 use waybill_ledger::domain::ProjectState;
-use waybill_ledger::{EventLog, EventPayload, Position, StoredEvent};
+use waybill_ledger::{EventLog, EventPayload, LedgerError, Position, StoredEvent};
 
 use crate::error::ProjectionError;
 use crate::history::HistoryItem;
@@ -199,6 +199,9 @@ impl Projections {
         // is catching up: every batch is filled to MAX_BATCH (the events are
         // there), so each read model is written once per large batch.
         let mut catching_up_to = log.head().await?;
+        // Exported at 0 from the start, so that an alert on its increase
+        // sees the first one.
+        metrics::counter!("waybill_foreign_messages_total").increment(0);
         let mut tail = log.tail(start.next()).await?;
         // Projects whose batch may still be in flight.
         let mut last_touched: HashSet<String> = HashSet::new();
@@ -227,7 +230,7 @@ impl Projections {
                 .ok_or_else(|| ProjectionError::Storage("a batch failed before this one".into()))?;
             let mut batch = Batch::new(taken);
             let opened = tokio::time::Instant::now();
-            let mut chunk = vec![first?];
+            let mut chunk = vec![entry(first)?];
             // The batch grows while the one before it is being written (up
             // to MAX_BATCH): a runner catching up writes few large batches,
             // each read model once per batch; an idle one commits within
@@ -235,7 +238,7 @@ impl Projections {
             loop {
                 while batch.count + chunk.len() < MAX_BATCH {
                     match tail.next().now_or_never() {
-                        Some(Some(item)) => chunk.push(item?),
+                        Some(Some(item)) => chunk.push(entry(item)?),
                         _ => break,
                     }
                 }
@@ -246,7 +249,7 @@ impl Projections {
                 if batch.last < catching_up_to {
                     match tokio::time::timeout(CATCH_UP_IDLE, tail.next()).await {
                         Ok(Some(item)) => {
-                            chunk.push(item?);
+                            chunk.push(entry(item)?);
                             continue;
                         }
                         Ok(None) => break,
@@ -265,7 +268,7 @@ impl Projections {
                         item = tokio::time::timeout_at(opened + COALESCE, tail.next()) => {
                             match item {
                                 Ok(Some(item)) => {
-                                    chunk.push(item?);
+                                    chunk.push(entry(item)?);
                                     continue;
                                 }
                                 _ => break,
@@ -277,7 +280,7 @@ impl Projections {
                     biased;
                     _ = landed => break,
                     item = tail.next() => match item {
-                        Some(item) => chunk.push(item?),
+                        Some(item) => chunk.push(entry(item)?),
                         None => break,
                     },
                 }
@@ -359,6 +362,44 @@ type InFlight = (Commit, Position, tokio::sync::oneshot::Receiver<()>);
 
 /// A batch being applied: the runner's work, what the batch writes, the
 /// projects it touched, how many events it holds and the last one's position.
+/// What the runner read at a position: an event, or a message Waybill did
+/// not write, which it passes over.
+// Nearly every one is an event: boxing it would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
+enum Entry {
+    Event(StoredEvent),
+    Foreign(Position),
+}
+
+impl Entry {
+    fn position(&self) -> Position {
+        match self {
+            Entry::Event(ev) => ev.position,
+            Entry::Foreign(p) => *p,
+        }
+    }
+}
+
+/// An item of the log's tail as the runner takes it: a foreign message is
+/// passed over (logged: `waybill verify` names them all), anything else
+/// that is no event stops the runner.
+fn entry(item: Result<StoredEvent, LedgerError>) -> Result<Entry, ProjectionError> {
+    match item {
+        Ok(ev) => Ok(Entry::Event(ev)),
+        Err(LedgerError::Foreign(f)) => {
+            tracing::warn!(
+                position = f.position.0,
+                subject = %f.subject,
+                reason = %f.reason,
+                "passing over a message Waybill did not write"
+            );
+            metrics::counter!("waybill_foreign_messages_total").increment(1);
+            Ok(Entry::Foreign(f.position))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 struct Batch {
     work: Work,
     writes: Writes,
@@ -405,15 +446,20 @@ impl Projections {
     async fn apply_chunk(
         &self,
         mut batch: Batch,
-        events: Vec<StoredEvent>,
+        events: Vec<Entry>,
     ) -> Result<Batch, ProjectionError> {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
-            for ev in &events {
-                this.apply(&mut batch.work, &mut batch.touched, &mut batch.writes, ev)?;
+            for entry in &events {
+                match entry {
+                    Entry::Event(ev) => {
+                        this.apply(&mut batch.work, &mut batch.touched, &mut batch.writes, ev)?
+                    }
+                    Entry::Foreign(p) => batch.writes.pass(*p),
+                }
             }
-            if let Some(ev) = events.last() {
-                batch.last = ev.position;
+            if let Some(entry) = events.last() {
+                batch.last = entry.position();
             }
             batch.count += events.len();
             Ok(batch)

@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::Utc;
 use futures::Stream;
 use tonic::{Request, Response, Status};
-use waybill_ledger::{EventLog, EventPayload, Position, ProjectName};
+use waybill_ledger::{EventLog, EventPayload, LedgerError, Position, ProjectName};
 use waybill_proto::v1 as pb;
 use waybill_proto::v1::query_service_server::QueryService;
 
@@ -174,7 +174,11 @@ impl QueryService for QueryGrpc {
             .log
             .next_event(&project, Position(version))
             .await
-            .map_err(|e| Status::unavailable(e.to_string()))?
+            .or_else(|e| match e {
+                // Not an event at all.
+                LedgerError::Foreign(_) => Ok(None),
+                e => Err(Status::unavailable(e.to_string())),
+            })?
             .filter(|e| e.position.0 == version)
             .ok_or_else(not_a_version)?;
         let EventPayload::PipelineConfigured(p) = &event.event.payload else {

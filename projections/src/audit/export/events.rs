@@ -6,7 +6,7 @@ use std::sync::Arc;
 use base64::Engine;
 use futures::StreamExt;
 use tokio::sync::mpsc;
-use waybill_ledger::{ChainHash, EventLog, Position, StoredEvent};
+use waybill_ledger::{ChainHash, EventLog, LedgerError, Position, StoredEvent};
 
 use super::out::{send, send_all, FileOut};
 use super::policies::Policies;
@@ -107,7 +107,11 @@ async fn read_events(
     // A closed channel: the line writer stopped, and says why.
     let stopped = || ExportError::Internal("the line writer stopped".into());
     while let Some(ev) = records.next().await {
-        let ev = ev?;
+        let ev = match ev {
+            // In no chain: `waybill verify` reports it.
+            Err(LedgerError::Foreign(_)) => continue,
+            ev => ev?,
+        };
         if ev.position > head.position {
             break;
         }
