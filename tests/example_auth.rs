@@ -222,6 +222,19 @@ fn example_roles_admit_and_refuse_as_documented() {
         said.contains("PermissionDenied") && !said.contains("did you mean"),
         "{said}"
     );
+    // The same for a command verb, which the server refuses as a project
+    // without a pipeline.
+    let promote = waybill()
+        .args(["promote", "-p", "shp", "-s", "dev", "--newest"])
+        .args(["--server", &served.endpoint(), "--token", &alice])
+        .output()
+        .expect("promote");
+    let said = String::from_utf8_lossy(&promote.stderr);
+    assert_eq!(promote.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("project \"shp\" has no pipeline; apply one first (did you mean \"shop\"?)"),
+        "{said}"
+    );
     // A promotion the project does not have (mistyped, or its start only):
     // Bob, who approves in prod and may list the promotions, is told it
     // does not exist, not that he lacks the approver role for the project.

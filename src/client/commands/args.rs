@@ -53,6 +53,22 @@ impl ClientCommand {
         }
     }
 
+    /// The project the verb names (`apply` takes it from its file).
+    pub fn project(&self) -> Option<&str> {
+        match self {
+            ClientCommand::Apply(_) => None,
+            ClientCommand::Discover(a) => Some(&a.common.project),
+            ClientCommand::RecordVerification(a) => Some(&a.common.project),
+            ClientCommand::Promote(a) => Some(&a.common.project),
+            ClientCommand::Approve(a) | ClientCommand::Reject(a) | ClientCommand::Abort(a) => {
+                Some(&a.common.project)
+            }
+            ClientCommand::ApproveFreight(a) => Some(&a.common.project),
+            ClientCommand::Rollback(a) => Some(&a.common.project),
+            ClientCommand::Report(a) => Some(&a.common.project),
+        }
+    }
+
     /// How to reach the server and who is asking.
     pub fn client(&self) -> &ClientArgs {
         match self {

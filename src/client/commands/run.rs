@@ -14,6 +14,7 @@ use super::args::{
     ClientCommand, DecisionArgs, DiscoverArgs, PromoteArgs, ReportArgs, RollbackArgs,
 };
 use crate::client::queries::rpc::{refused, UNREACHABLE};
+use crate::client::queries::with_project_hint;
 use crate::client::wait;
 use crate::client::{channel, ClientArgs, Output};
 
@@ -136,6 +137,7 @@ pub async fn run(client: &ClientArgs, mut command: ClientCommand) -> anyhow::Res
             .then(|| (common.project.clone(), request.wait.timeout)),
         _ => None,
     };
+    let project = command.project().map(str::to_string);
     let (channel, bearer) = channel(client).await?;
     let mut svc = CommandServiceClient::with_interceptor(channel.clone(), bearer.clone());
     let mut queries = match &client.query_server {
@@ -441,6 +443,17 @@ pub async fn run(client: &ClientArgs, mut command: ClientCommand) -> anyhow::Res
             }
         }
         Err(status) => {
+            // A project without a pipeline: most likely a misspelled one.
+            let status = match &project {
+                Some(p)
+                    if status
+                        .message()
+                        .contains(&format!("project {p:?} has no pipeline")) =>
+                {
+                    with_project_hint(&mut queries, status, p).await
+                }
+                _ => status,
+            };
             let code = refused(client.output, &status);
             if let (Some(key), Output::Text) = (&made_up_key, client.output) {
                 if outcome_unknown(&status) {

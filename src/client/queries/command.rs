@@ -409,6 +409,18 @@ async fn project_meant(svc: &mut super::rpc::Queries, status: tonic::Status) -> 
         Some(quoted) if status.code() == tonic::Code::NotFound => quoted.trim_matches('"'),
         _ => return status,
     };
+    let given = given.to_string();
+    with_project_hint(svc, status, &given).await
+}
+
+/// `status` with "(did you mean ...?)" added: the project closest to
+/// `given` among those the caller may view (`ListProjects` keeps to them),
+/// when there is one; else `status` as it is.
+pub async fn with_project_hint(
+    svc: &mut super::rpc::Queries,
+    status: tonic::Status,
+    given: &str,
+) -> tonic::Status {
     let Ok(reply) = svc
         .list_projects(waybill_proto::v1::ListProjectsRequest::default())
         .await

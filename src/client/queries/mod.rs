@@ -26,4 +26,4 @@ mod watch;
 
 pub use format::time_arg;
 
-pub use command::{run, QueryCommand};
+pub use command::{run, with_project_hint, QueryCommand};
