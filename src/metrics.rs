@@ -22,7 +22,7 @@ enum Kind {
 
 /// Every metric `waybill serve` exports: name, kind, and the HELP text a
 /// scrape shows (labels in brackets).
-const METRICS: [(&str, Kind, &str); 19] = [
+const METRICS: [(&str, Kind, &str); 20] = [
     ("waybill_commands_total", Kind::Counter,
      "Commands handled [command; outcome: accepted, already_done, rejected, invalid, not_found, denied, aborted, unavailable, internal; reason: the policy reason of a rejection]"),
     ("waybill_append_seconds", Kind::Histogram,
@@ -39,6 +39,8 @@ const METRICS: [(&str, Kind, &str); 19] = [
      "Project states the command service took back from its store (saved at a clean shutdown or when dropped from the cache) instead of folding their log"),
     ("waybill_log_up", Kind::Gauge,
      "1 while the event log answers, else 0"),
+    ("waybill_log_safe", Kind::Gauge,
+     "0 while the log's configuration, as last read, would discard events (a JetStream stream changed to have a limit): appends are refused meanwhile; else 1"),
     ("waybill_log_head_position", Kind::Gauge,
      "The event log's last position"),
     ("waybill_projection_applied_position", Kind::Gauge,

@@ -46,6 +46,7 @@ fn serve_exposes_prometheus_metrics() {
         "waybill_projection_lag ",
         "waybill_log_head_position ",
         "waybill_log_up 1",
+        "waybill_log_safe 1",
         "waybill_merkle_tree_size ",
         // At 0 from the start, so that an alert on its increase sees the first.
         "waybill_foreign_messages_total 0",

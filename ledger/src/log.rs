@@ -94,6 +94,15 @@ pub trait EventLog: Send + Sync + fmt::Debug {
         Ok(self.project_head(project).await?.position)
     }
 
+    /// Why the log, as last seen, is no longer safe to append to (a
+    /// JetStream stream whose configuration was changed since the start so
+    /// that the server would discard events), if it is not: appends are
+    /// refused (`Misconfigured`) meanwhile. Seen by `head`, which the
+    /// server's health check calls every few seconds.
+    fn unsafe_config(&self) -> Option<String> {
+        None
+    }
+
     /// The project's first event at or after `from`, if any, without
     /// starting a read of the rest (on JetStream, a direct get rather than
     /// a consumer).

@@ -81,6 +81,9 @@ pub(super) async fn watch_health(
     let log = log.log();
     let mut under_way = super::under_way::UnderWayGauges::default();
     let mut log_up = true;
+    let mut was_reachable = true;
+    // Why the log takes no appends, when it was last seen so.
+    let mut refusing: Option<String> = None;
     let mut caught_up = projections.is_none();
     let mut catch_up_to = None;
     // When the catch-up last said how far it was, and where it was then.
@@ -94,8 +97,22 @@ pub(super) async fn watch_health(
     tokio::pin!(stopped);
     loop {
         let head = tokio::time::timeout(HEALTH_INTERVAL, log.head()).await;
-        let ok = matches!(head, Ok(Ok(_)));
-        metrics::gauge!("waybill_log_up").set(if ok { 1.0 } else { 0.0 });
+        let reachable = matches!(head, Ok(Ok(_)));
+        metrics::gauge!("waybill_log_up").set(if reachable { 1.0 } else { 0.0 });
+        // Seen by the `head` above.
+        let problem = log.unsafe_config();
+        metrics::gauge!("waybill_log_safe").set(if problem.is_some() { 0.0 } else { 1.0 });
+        match (&refusing, &problem) {
+            (None, Some(problem)) => {
+                tracing::error!("{problem}: health is NOT_SERVING");
+            }
+            (Some(_), None) => {
+                tracing::info!("the log is safe for an immutable ledger again: appending");
+            }
+            _ => {}
+        }
+        refusing = problem;
+        let ok = reachable && refusing.is_none();
         let was = (log_up, caught_up);
         if let Ok(Ok(head)) = head {
             metrics::gauge!("waybill_log_head_position").set(head.0 as f64);
@@ -127,14 +144,15 @@ pub(super) async fn watch_health(
                 }
             }
         }
-        if ok != log_up {
-            log_up = ok;
-            if ok {
+        if reachable != was_reachable {
+            was_reachable = reachable;
+            if reachable {
                 tracing::info!("event log reachable again");
             } else {
                 tracing::warn!("event log unreachable: health is NOT_SERVING");
             }
         }
+        log_up = ok;
         if (log_up, caught_up) != was {
             health.report(log_up, caught_up).await;
         }

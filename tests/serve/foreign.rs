@@ -4,7 +4,8 @@
 //! Commands, read models, the Merkle tree and auto-promotion pass over it;
 //! `waybill verify` names it and fails.
 
-use crate::common::{caught_up, run, stdout, waybill, Served};
+use crate::common::{caught_up, run, stdout, Served};
+use crate::insecure_dev_on;
 use waybill_ledger::testing::NatsServer;
 
 fn status(served: &Served) -> String {
@@ -39,26 +40,11 @@ async fn dev_moves_on(served: &Served, before: &str) -> String {
     panic!("dev never moved on from {before}: {}", status(served));
 }
 
-/// `waybill serve --insecure-dev` (auto-promotion on) on `nats`.
-fn serve(nats: &NatsServer, data: &std::path::Path) -> Served {
-    Served::start(
-        waybill()
-            .args([
-                "serve",
-                "--insecure-dev",
-                "--nats",
-                &nats.url(),
-                "--data-dir",
-            ])
-            .arg(data),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stray_message_on_the_stream_stops_nothing() {
     let nats = NatsServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let served = serve(&nats, dir.path());
+    let served = insecure_dev_on(&nats, dir.path());
     served.apply_example();
     let out = served.discover_cli("1.4.2");
     assert!(out.status.success(), "{}", crate::common::stderr(&out));
@@ -111,7 +97,7 @@ async fn a_stray_message_on_the_stream_stops_nothing() {
 
     // A restart reads the same log the same way: the read models it kept
     // are its own (the Merkle tree took the stray message as a leaf).
-    let served = serve(&nats, dir.path());
+    let served = insecure_dev_on(&nats, dir.path());
     let out = served.discover_cli("1.4.4");
     assert!(out.status.success(), "{}", crate::common::stderr(&out));
     dev_moves_on(&served, &second).await;

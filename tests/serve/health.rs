@@ -14,7 +14,7 @@ use tonic_reflection::pb::v1::ServerReflectionRequest;
 use waybill_ledger::testing::NatsServer;
 
 use crate::common::{waybill, Served};
-use crate::{discover, service_health, wait_for_health};
+use crate::{discover, insecure_dev_on, service_health, wait_for_health};
 
 async fn reflection_services(endpoint: &str) -> Vec<String> {
     let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
@@ -87,6 +87,59 @@ async fn jetstream_health_follows_the_server() {
     wait_for_health(&endpoint, ServingStatus::NotServing).await;
     nats.restart();
     wait_for_health(&endpoint, ServingStatus::Serving).await;
+    assert!(served.terminate().success());
+}
+
+/// The stream changed under a running server so that NATS would discard
+/// events (an age limit: NATS allows it on a stream that denies deletes):
+/// health goes NOT_SERVING, every append is refused UNAVAILABLE with what
+/// is wrong, and both come back once the limit is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_changed_to_discard_events_stops_appends_until_changed_back() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let served = insecure_dev_on(&nats, dir.path());
+    let endpoint = served.endpoint();
+    served.apply_example();
+    wait_for_health(&endpoint, ServingStatus::Serving).await;
+
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js.get_stream("WAYBILL").await.expect("stream");
+    let mut config = stream.info().await.expect("info").config.clone();
+    config.max_messages = 1_000;
+    js.update_stream(config.clone()).await.expect("add a limit");
+    wait_for_health(&endpoint, ServingStatus::NotServing).await;
+    assert_eq!(
+        service_health(&endpoint, "waybill.v1.CommandService").await,
+        Some(ServingStatus::NotServing)
+    );
+    let head = stream.info().await.expect("info").state.last_sequence;
+    let out = served.discover_cli("1.0");
+    let said = crate::common::stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("Unavailable")
+            && said.contains("age, size or count limit")
+            && said.contains("nothing was written"),
+        "{said}"
+    );
+    // Known not written: no advice on trying again safely.
+    assert!(!said.contains("--idempotency-key"), "{said}");
+    assert_eq!(stream.info().await.expect("info").state.last_sequence, head);
+    assert!(
+        served
+            .log_so_far()
+            .contains("no longer safe for an immutable ledger"),
+        "{}",
+        served.log_so_far()
+    );
+
+    config.max_messages = -1;
+    js.update_stream(config).await.expect("limit removed");
+    wait_for_health(&endpoint, ServingStatus::Serving).await;
+    let out = served.discover_cli("1.0");
+    assert!(out.status.success(), "{}", crate::common::stderr(&out));
     assert!(served.terminate().success());
 }
 

@@ -41,6 +41,24 @@ async fn wait_for_health(endpoint: &str, want: ServingStatus) {
     panic!("health never became {want:?}");
 }
 
+/// `waybill serve --insecure-dev` (auto-promotion on) on `nats`.
+pub(crate) fn insecure_dev_on(
+    nats: &waybill_ledger::testing::NatsServer,
+    data: &std::path::Path,
+) -> Served {
+    Served::start(
+        common::waybill()
+            .args([
+                "serve",
+                "--insecure-dev",
+                "--nats",
+                &nats.url(),
+                "--data-dir",
+            ])
+            .arg(data),
+    )
+}
+
 /// The health status of one service (`None`: no answer).
 async fn service_health(endpoint: &str, service: &str) -> Option<ServingStatus> {
     let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())

@@ -72,7 +72,10 @@ pub enum CommandError {
 impl From<LedgerError> for CommandError {
     fn from(e: LedgerError) -> Self {
         match e {
-            LedgerError::Unavailable(m) => CommandError::Unavailable(m),
+            // Nothing was written, and a retry once the log is fixed works.
+            LedgerError::Unavailable(m) | LedgerError::Misconfigured(m) => {
+                CommandError::Unavailable(m)
+            }
             LedgerError::Invalid { field, reason } => CommandError::Rejected(Rejection::Invalid {
                 field,
                 message: reason,

@@ -50,6 +50,9 @@ struct Inner {
     heads: Mutex<HashMap<String, ChainHead>>,
     /// Answers of recent single-event reads (see [`read::next_event`]).
     recent: Mutex<read::Recent>,
+    /// Why the stream's configuration, as last read, would discard events
+    /// (see [`EventLog::unsafe_config`]); appends are refused meanwhile.
+    unsafe_config: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for JetStreamLog {
@@ -77,6 +80,7 @@ impl JetStreamLog {
                 opts,
                 heads: Mutex::new(HashMap::new()),
                 recent: Mutex::default(),
+                unsafe_config: Mutex::default(),
             }),
         })
     }
@@ -123,6 +127,36 @@ impl JetStreamLog {
         }
     }
 
+    /// Takes note of the stream's configuration as the server reported it:
+    /// changed since the start so that it would discard events, appends
+    /// stop until it is changed back.
+    fn note_config(&self, config: &stream::Config) {
+        let problems = setup::problems(config, &self.inner.opts);
+        let now = (!problems.is_empty()).then(|| {
+            format!(
+                "the configuration of stream {} was changed and is no longer safe for an \
+                 immutable ledger: {}. Waybill appends nothing to it until it is changed \
+                 back (no age, size or count limit, deny_delete and deny_purge, no rollups); \
+                 what the server discards meanwhile is lost",
+                self.inner.opts.stream,
+                problems.join("; ")
+            )
+        });
+        if let Ok(mut kept) = self.inner.unsafe_config.lock() {
+            *kept = now;
+        }
+    }
+
+    /// Refuses an append while the stream's configuration is unsafe.
+    fn check_config(&self) -> Result<(), LedgerError> {
+        match self.unsafe_config() {
+            Some(problem) => Err(LedgerError::Misconfigured(format!(
+                "{problem}; nothing was written"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     fn forget_head(&self, project: &str) {
         if let Ok(mut heads) = self.inner.heads.lock() {
             heads.remove(project);
@@ -138,11 +172,21 @@ impl EventLog for JetStreamLog {
         expected: Position,
         event: NewEvent,
     ) -> Result<Appended, LedgerError> {
+        self.check_config()?;
         append::append(self, project, expected, event).await
     }
 
     async fn append_copies(&self, records: &[crate::StoredEvent]) -> Result<Position, LedgerError> {
+        self.check_config()?;
         append::append_copies(self, records).await
+    }
+
+    fn unsafe_config(&self) -> Option<String> {
+        self.inner
+            .unsafe_config
+            .lock()
+            .map(|kept| kept.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
     }
 
     async fn project_head(&self, project: &ProjectName) -> Result<ChainHead, LedgerError> {

@@ -230,6 +230,7 @@ pub(super) async fn stream_last_sequence(log: &JetStreamLog) -> Result<Position,
     )
     .await
     .map_err(|e| unavailable("stream info", e))?;
+    log.note_config(&info.config);
     Ok(Position(info.state.last_sequence))
 }
 

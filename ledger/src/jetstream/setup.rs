@@ -243,7 +243,21 @@ pub(crate) fn validate(
     config: &stream::Config,
     opts: &JetStreamOptions,
 ) -> Result<(), LedgerError> {
-    let name = &opts.stream;
+    let problems = problems(config, opts);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(LedgerError::Misconfigured(format!(
+        "the existing stream {} is not safe for an immutable ledger: {}. \
+         Create it anew with deny_delete, deny_purge, file storage and no limits \
+         (Waybill creates it that way when it is absent), or point --stream at a new name",
+        opts.stream,
+        problems.join("; ")
+    )))
+}
+
+/// What makes a stream's configuration unsafe for the ledger (nothing: safe).
+pub(crate) fn problems(config: &stream::Config, opts: &JetStreamOptions) -> Vec<String> {
     let mut problems = Vec::new();
     let wanted = format!("{}.>", opts.subject_prefix);
     if !config.subjects.contains(&wanted) {
@@ -275,13 +289,5 @@ pub(crate) fn validate(
     if config.max_messages_per_subject > 0 {
         problems.push("it keeps only a few messages per subject".to_string());
     }
-    if problems.is_empty() {
-        return Ok(());
-    }
-    Err(LedgerError::Misconfigured(format!(
-        "the existing stream {name} is not safe for an immutable ledger: {}. \
-         Create it anew with deny_delete, deny_purge, file storage and no limits \
-         (Waybill creates it that way when it is absent), or point --stream at a new name",
-        problems.join("; ")
-    )))
+    problems
 }

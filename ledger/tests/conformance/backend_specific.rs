@@ -307,6 +307,58 @@ async fn jetstream_foreign_messages_are_passed_over() {
     }
 }
 
+/// A stream whose configuration is changed under a running Waybill so that
+/// the server would discard events (NATS allows adding limits to a stream
+/// that denies deletes) takes no appends until it is changed back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_a_stream_changed_to_discard_events_takes_no_appends() {
+    let server = NatsServer::start();
+    let log = JetStreamLog::connect(JetStreamOptions::new(server.url()))
+        .await
+        .expect("connect");
+    let p = project("limits");
+    let last = append_n(&log, "limits", 3, "a").await;
+    assert_eq!(log.unsafe_config(), None);
+    let js = log.context();
+    let mut config = js
+        .get_stream("WAYBILL")
+        .await
+        .expect("stream")
+        .info()
+        .await
+        .expect("info")
+        .config
+        .clone();
+    config.max_age = Duration::from_secs(3600);
+    js.update_stream(config.clone()).await.expect("add a limit");
+
+    // Seen at the next look at the log's head (the server's health check).
+    assert_eq!(log.head().await.expect("head"), last);
+    let problem = log.unsafe_config().expect("unsafe");
+    assert!(problem.contains("age, size or count limit"), "{problem}");
+    let refused = log
+        .append(&p, last, approval("b-0"))
+        .await
+        .expect_err("no append while the stream would discard events");
+    assert!(
+        matches!(refused, LedgerError::Misconfigured(_)),
+        "{refused}"
+    );
+    assert!(
+        refused.to_string().contains("nothing was written"),
+        "{refused}"
+    );
+    assert_eq!(log.head().await.expect("head"), last, "nothing was written");
+
+    config.max_age = Duration::ZERO;
+    js.update_stream(config).await.expect("limit removed");
+    log.head().await.expect("head");
+    assert_eq!(log.unsafe_config(), None);
+    log.append(&p, last, approval("b-0"))
+        .await
+        .expect("appends again");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sled_tampering_is_detected() {
     let dir = tempfile::tempdir().expect("tempdir");

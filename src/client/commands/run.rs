@@ -476,7 +476,7 @@ fn outcome_unknown(status: &tonic::Status) -> bool {
     matches!(
         status.code(),
         Code::Unavailable | Code::Unknown | Code::DeadlineExceeded | Code::Cancelled
-    )
+    ) && !status.message().contains("nothing was written")
 }
 
 fn decision(a: &DecisionArgs) -> pb::PromotionDecisionRequest {
