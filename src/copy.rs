@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use futures::StreamExt;
 use serde_json::json;
+use waybill_ledger::audit::leaf_hash;
 use waybill_ledger::{EventLog, LedgerError, Position, StoredEvent};
 
 use crate::cli::LogArgs;
@@ -103,10 +104,10 @@ pub async fn resume_point(
     );
     if target_head > Position::ZERO {
         let (ours, theirs) = (
-            event_at(source, target_head).await?,
-            event_at(target, target_head).await?,
+            message_at(source, target_head).await?,
+            message_at(target, target_head).await?,
         );
-        let same = matches!((&ours, &theirs), (Some(a), Some(b)) if a.position == b.position && a.hash == b.hash);
+        let same = matches!((&ours, &theirs), (Some(a), Some(b)) if a == b);
         anyhow::ensure!(
             same,
             "the target's event at position {target_head} is not the source's: it is another \
@@ -116,21 +117,86 @@ pub async fn resume_point(
     Ok(target_head.next())
 }
 
-async fn event_at(log: &dyn EventLog, at: Position) -> anyhow::Result<Option<StoredEvent>> {
+/// The position and hash of the message at `at` (its chain hash, or for a
+/// message Waybill did not write, the leaf hash of its bytes).
+async fn message_at(
+    log: &dyn EventLog,
+    at: Position,
+) -> anyhow::Result<Option<(Position, [u8; 32])>> {
     let mut events = log.read_all(at).await?;
-    Ok(events.next().await.transpose()?)
+    Ok(match events.next().await {
+        None => None,
+        Some(Ok(ev)) => Some((ev.position, ev.hash.0)),
+        Some(Err(LedgerError::Foreign(f))) => Some((f.position, leaf_hash(&f.bytes))),
+        Some(Err(e)) => return Err(e.into()),
+    })
 }
 
-/// A record to copy; a message Waybill did not write stops the copy, which
-/// keeps every position and holds records only.
-fn copyable(item: Result<StoredEvent, LedgerError>) -> anyhow::Result<StoredEvent> {
-    item.map_err(|e| match e {
-        LedgerError::Foreign(_) => anyhow::anyhow!(
-            "{e}. A copy keeps every position and holds records only, so it stops here; \
-             see \"Who may publish to the stream\" in docs/operations.md"
-        ),
-        e => e.into(),
-    })
+/// What a copy writes, in order: runs of records, and the messages Waybill
+/// did not write between them (each at its position, so that positions,
+/// and with them the Merkle tree and its signed checkpoints, stay the
+/// source's).
+struct Copier<'a> {
+    to: &'a dyn EventLog,
+    batch: Vec<StoredEvent>,
+    copied: u64,
+}
+
+impl<'a> Copier<'a> {
+    fn new(to: &'a dyn EventLog) -> Copier<'a> {
+        Copier {
+            to,
+            batch: Vec::with_capacity(BATCH),
+            copied: 0,
+        }
+    }
+
+    /// Takes the next item of the source; returns the position written
+    /// last when it wrote.
+    async fn take(
+        &mut self,
+        item: Result<StoredEvent, LedgerError>,
+    ) -> anyhow::Result<Option<Position>> {
+        match item {
+            Ok(ev) => {
+                self.batch.push(ev);
+                if self.batch.len() < BATCH {
+                    return Ok(None);
+                }
+                self.flush().await
+            }
+            Err(LedgerError::Foreign(f)) => {
+                self.flush().await?;
+                let last = self.to.append_foreign_copy(&f).await.with_context(|| {
+                    format!(
+                        "copying position {} (a message Waybill did not write); what was \
+                         copied before stays, and a copy resumes after it",
+                        f.position
+                    )
+                })?;
+                self.copied += 1;
+                Ok(Some(last))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Writes the records taken and not written yet.
+    async fn flush(&mut self) -> anyhow::Result<Option<Position>> {
+        let (Some(first), Some(last)) = (self.batch.first(), self.batch.last()) else {
+            return Ok(None);
+        };
+        let (first, last) = (first.position, last.position);
+        let written = self.to.append_copies(&self.batch).await.with_context(|| {
+            format!(
+                "copying positions {first} to {last}; what was copied before stays, and a \
+                 copy resumes after it"
+            )
+        })?;
+        self.copied += self.batch.len() as u64;
+        self.batch.clear();
+        Ok(Some(written))
+    }
 }
 
 /// Copies the events from `start` to `head` of `from` into `to`, [`BATCH`]
@@ -147,35 +213,24 @@ pub async fn copy_range(
         return Ok(0);
     }
     let mut events = from.read_all(start).await?;
-    let mut batch: Vec<StoredEvent> = Vec::with_capacity(BATCH);
-    let mut copied = 0u64;
-    loop {
-        let next = events.next().await.map(copyable).transpose()?;
-        let done = match next {
-            Some(ev) if ev.position > head => true,
-            Some(ev) => {
-                batch.push(ev);
-                false
-            }
-            None => true,
+    let mut copier = Copier::new(to);
+    while let Some(item) = events.next().await {
+        let at = match &item {
+            Ok(ev) => ev.position,
+            Err(LedgerError::Foreign(f)) => f.position,
+            Err(_) => Position::ZERO,
         };
-        if batch.len() == BATCH || (done && !batch.is_empty()) {
-            let last = to.append_copies(&batch).await.with_context(|| {
-                format!(
-                    "copying positions {} to {}; what was copied before stays, and a copy \
-                     resumes after it",
-                    batch[0].position,
-                    batch[batch.len() - 1].position
-                )
-            })?;
-            copied += batch.len() as u64;
-            progress(last);
-            batch.clear();
+        if at > head {
+            break;
         }
-        if done {
-            return Ok(copied);
+        if let Some(last) = copier.take(item).await? {
+            progress(last);
         }
     }
+    if let Some(last) = copier.flush().await? {
+        progress(last);
+    }
+    Ok(copier.copied)
 }
 
 /// Brings `target` up to `source`'s head (at a clean stop of `serve
@@ -275,17 +330,17 @@ pub async fn follow(
         let run = async {
             let start = resume_point(&*source, &*target).await?;
             let mut events = source.tail(start).await?;
+            let mut copier = Copier::new(&*target);
             while let Some(first) = events.next().await {
-                let mut batch = vec![copyable(first)?];
-                while batch.len() < BATCH {
-                    match events.next().now_or_never() {
-                        Some(Some(event)) => batch.push(copyable(event)?),
-                        _ => break,
-                    }
+                let mut wrote = copier.take(first).await?;
+                while let Some(Some(item)) = events.next().now_or_never() {
+                    wrote = copier.take(item).await?.or(wrote);
                 }
-                let last = target.append_copies(&batch).await?;
-                metrics::gauge!("waybill_backup_position").set(last.0 as f64);
-                progressed = true;
+                wrote = copier.flush().await?.or(wrote);
+                if let Some(last) = wrote {
+                    metrics::gauge!("waybill_backup_position").set(last.0 as f64);
+                    progressed = true;
+                }
             }
             anyhow::Ok(())
         };

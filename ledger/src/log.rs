@@ -89,6 +89,16 @@ pub trait EventLog: Send + Sync + fmt::Debug {
     /// copy resumes.
     async fn append_copies(&self, records: &[StoredEvent]) -> Result<Position, LedgerError>;
 
+    /// Writes a message another log holds that Waybill did not write (see
+    /// [`crate::ForeignRecord`]) at its position, as `append_copies` writes
+    /// records: at the next position of this log, or not at all
+    /// (`Conflict`). Reads of this log yield it as `Foreign`, so that a copy
+    /// keeps every position, and the Merkle tree its leaves.
+    async fn append_foreign_copy(
+        &self,
+        record: &crate::ForeignRecord,
+    ) -> Result<Position, LedgerError>;
+
     /// The project's last position.
     async fn last_position(&self, project: &ProjectName) -> Result<Position, LedgerError> {
         Ok(self.project_head(project).await?.position)

@@ -4,7 +4,7 @@
 //! Commands, read models, the Merkle tree and auto-promotion pass over it;
 //! `waybill verify` names it and fails.
 
-use crate::common::{caught_up, run, stdout, Served};
+use crate::common::{caught_up, run, stdout, waybill, Served};
 use crate::insecure_dev_on;
 use waybill_ledger::testing::NatsServer;
 
@@ -84,21 +84,48 @@ async fn a_stray_message_on_the_stream_stops_nothing() {
         "{text}"
     );
 
-    // A copy keeps every position and holds records only: it stops there.
+    // A copy (a backup into a data directory) keeps every position: the
+    // stray message too, named by `verify` as on the stream.
     let copy = dir.path().join("copy");
     let copy = copy.to_str().expect("UTF-8 temp path");
     let out = run(&["copy", "--nats", &nats.url(), "--to-data-dir", copy]);
-    let said = crate::common::stderr(&out);
-    assert_eq!(out.status.code(), Some(2), "{said}");
-    assert!(
-        said.contains("holds a message Waybill did not write") && said.contains("stops here"),
-        "{said}"
-    );
+    assert!(out.status.success(), "{}", crate::common::stderr(&out));
+    let out = run(&["verify", "--data-dir", copy]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let foreign = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("FOREIGN"))
+            .map(|l| {
+                l.split(" was not written")
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    };
+    assert_eq!(foreign(&stdout(&out)), foreign(&text), "{}", stdout(&out));
+    assert_eq!(foreign(&text).len(), 1, "{text}");
 
     // A restart reads the same log the same way: the read models it kept
-    // are its own (the Merkle tree took the stray message as a leaf).
-    let served = insecure_dev_on(&nats, dir.path());
+    // are its own (the Merkle tree took the stray message as a leaf). Its
+    // live backup copies the stray message too.
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let backup = elsewhere.path().join("backup");
+    let served = Served::start(
+        waybill()
+            .args(["serve", "--insecure-dev", "--nats", &nats.url()])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg("--backup-dir")
+            .arg(&backup),
+    );
     let out = served.discover_cli("1.4.4");
     assert!(out.status.success(), "{}", crate::common::stderr(&out));
     dev_moves_on(&served, &second).await;
+    let (exit, _) = served.terminate_and_log();
+    assert!(exit.success(), "{exit:?}");
+    let out = run(&["verify", "--data-dir", backup.to_str().expect("UTF-8")]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert_eq!(foreign(&stdout(&out)), foreign(&text), "{}", stdout(&out));
+    assert!(stdout(&out).contains("shop: 7 events, head at position 8"), "{}", stdout(&out));
 }

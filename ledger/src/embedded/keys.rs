@@ -4,6 +4,7 @@
 //! | key                              | value                              |
 //! |----------------------------------|------------------------------------|
 //! | `e` pos(8)                       | hash(32) ‖ record bytes            |
+//! | `e` pos(8), a foreign message    | 0xff(32) ‖ subject length(2) ‖ subject ‖ its bytes |
 //! | `i` project 0x00 pos(8)          | empty (per-project index)          |
 //! | `p` project                      | pos(8) ‖ hash(32) ‖ seq(8) (head)  |
 //! | `d` command id                   | pos(8) (idempotency)               |
@@ -15,6 +16,32 @@ use crate::chain::{ChainHash, ChainHead};
 use crate::log::Position;
 
 pub(crate) const HEAD: &[u8] = b"h";
+
+/// What an `e` value starts with in place of a hash when it holds a message
+/// Waybill did not write, copied from a JetStream log (no SHA-256 is this).
+pub(crate) const FOREIGN: [u8; 32] = [0xff; 32];
+
+/// The `e` value of a foreign message.
+pub(crate) fn encode_foreign(subject: &str, bytes: &[u8]) -> Vec<u8> {
+    let subject = &subject.as_bytes()[..subject.len().min(u16::MAX as usize)];
+    let mut value = Vec::with_capacity(34 + subject.len() + bytes.len());
+    value.extend_from_slice(&FOREIGN);
+    value.extend_from_slice(&(subject.len() as u16).to_be_bytes());
+    value.extend_from_slice(subject);
+    value.extend_from_slice(bytes);
+    value
+}
+
+/// The subject and bytes of a foreign message's `e` value (`None`: not one).
+pub(crate) fn decode_foreign(value: &[u8]) -> Option<(String, &[u8])> {
+    let rest = value.strip_prefix(&FOREIGN[..])?;
+    let len = u16::from_be_bytes(rest.get(..2)?.try_into().ok()?) as usize;
+    let subject = rest.get(2..2 + len)?;
+    Some((
+        String::from_utf8_lossy(subject).into_owned(),
+        &rest[2 + len..],
+    ))
+}
 
 pub(crate) fn event(pos: Position) -> [u8; 9] {
     let mut key = [0u8; 9];

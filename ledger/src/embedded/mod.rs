@@ -355,6 +355,18 @@ impl EventLog for SledLog {
         self.request(request, rx).await
     }
 
+    async fn append_foreign_copy(
+        &self,
+        record: &crate::ForeignRecord,
+    ) -> Result<Position, LedgerError> {
+        let (reply, rx) = oneshot::channel();
+        let request = writer::Request::Foreign(Box::new(writer::ForeignCopyRequest {
+            record: record.clone(),
+            reply,
+        }));
+        self.request(request, rx).await
+    }
+
     async fn project_head(&self, project: &ProjectName) -> Result<ChainHead, LedgerError> {
         match self.inner.tree.get(keys::project(project.as_str()))? {
             Some(v) => keys::decode_head(&v)

@@ -5,7 +5,7 @@ use tokio::sync::watch;
 
 use super::keys;
 use crate::chain::ChainHash;
-use crate::envelope::StoredEvent;
+use crate::envelope::{ForeignRecord, StoredEvent};
 use crate::error::LedgerError;
 use crate::log::{stored_event, EventStream, Position};
 
@@ -20,6 +20,14 @@ fn decode(pos: Position, value: &[u8]) -> Result<StoredEvent, LedgerError> {
             position: pos,
             reason: "stored value shorter than its hash".into(),
         });
+    }
+    if let Some((subject, bytes)) = keys::decode_foreign(value) {
+        return Err(LedgerError::Foreign(Box::new(ForeignRecord {
+            position: pos,
+            subject,
+            bytes: bytes::Bytes::copy_from_slice(bytes),
+            reason: "copied from a log where Waybill did not write it".into(),
+        })));
     }
     let stored_hash = ChainHash::from_slice(&value[..32]);
     stored_event(

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::keys;
 use crate::chain::ChainHead;
-use crate::envelope::{Appended, NewEvent, StoredEvent};
+use crate::envelope::{Appended, ForeignRecord, NewEvent, StoredEvent};
 use crate::error::LedgerError;
 use crate::log::{check_copy, seal, Position};
 use crate::name::ProjectName;
@@ -33,9 +33,17 @@ pub(crate) struct CopyRequest {
     pub reply: oneshot::Sender<Result<Position, LedgerError>>,
 }
 
+/// A message Waybill did not write, copied from another log
+/// (`append_foreign_copy`).
+pub(crate) struct ForeignCopyRequest {
+    pub record: ForeignRecord,
+    pub reply: oneshot::Sender<Result<Position, LedgerError>>,
+}
+
 pub(crate) enum Request {
     Append(Box<AppendRequest>),
     Copy(CopyRequest),
+    Foreign(Box<ForeignCopyRequest>),
 }
 
 impl Request {
@@ -43,6 +51,7 @@ impl Request {
         match self {
             Request::Append(r) => drop(r.reply.send(Err(err))),
             Request::Copy(r) => drop(r.reply.send(Err(err))),
+            Request::Foreign(r) => drop(r.reply.send(Err(err))),
         }
     }
 }
@@ -89,6 +98,9 @@ pub(crate) fn run(
                 Request::Copy(req) => {
                     Outcome::Copy(copy(&db, &mut pending, &mut batch, &req.records))
                 }
+                Request::Foreign(req) => {
+                    Outcome::Copy(copy_foreign(&mut pending, &mut batch, &req.record))
+                }
             });
         }
         let wrote = pending.head != head;
@@ -110,6 +122,7 @@ pub(crate) fn run(
                     match (req, outcome) {
                         (Request::Append(r), Outcome::Append(o)) => drop(r.reply.send(*o)),
                         (Request::Copy(r), Outcome::Copy(o)) => drop(r.reply.send(o)),
+                        (Request::Foreign(r), Outcome::Copy(o)) => drop(r.reply.send(o)),
                         _ => unreachable!("outcomes follow their requests"),
                     }
                 }
@@ -223,5 +236,23 @@ fn copy(
         }
         write(pending, batch, project, command_id, &record.bytes, new_head);
     }
+    Ok(pending.head)
+}
+
+/// A foreign message at the next position: in no project (no index entry,
+/// no head, no command id), read back as foreign.
+fn copy_foreign(
+    pending: &mut Pending,
+    batch: &mut sled::Batch,
+    record: &ForeignRecord,
+) -> Result<Position, LedgerError> {
+    if record.position != pending.head.next() {
+        return Err(LedgerError::Conflict {
+            actual: pending.head,
+        });
+    }
+    let value = keys::encode_foreign(&record.subject, &record.bytes);
+    batch.insert(&keys::event(record.position)[..], value);
+    pending.head = record.position;
     Ok(pending.head)
 }

@@ -227,6 +227,57 @@ pub(super) async fn append_copies(
     }
 }
 
+/// A message Waybill did not write, copied from another log: published as
+/// it was (its bytes, without headers, so that it reads back as foreign) to
+/// its subject under this stream's prefix, with `Nats-Expected-Last-Sequence`
+/// = its position - 1, so that it lands exactly at its position or not at all.
+pub(super) async fn append_foreign_copy(
+    log: &JetStreamLog,
+    record: &crate::ForeignRecord,
+) -> Result<Position, LedgerError> {
+    let prefix = &log.inner.opts.subject_prefix;
+    let subject = match record.subject.split_once('.') {
+        Some((_, rest)) => format!("{prefix}.{rest}"),
+        None => format!("{prefix}.{}", record.subject),
+    };
+    let message = PublishMessage::build().payload(record.bytes.clone());
+    let message = match record.position.0.checked_sub(1) {
+        None => {
+            return Err(LedgerError::invalid(
+                "copied message",
+                "positions start at 1",
+            ))
+        }
+        Some(0) => message.expected_last_subject_sequence(0).header(
+            "Nats-Expected-Last-Subject-Sequence-Subject",
+            format!("{prefix}.>").as_str(),
+        ),
+        Some(previous) => message.expected_last_sequence(previous),
+    };
+    let copying = |err: &dyn std::fmt::Display| {
+        LedgerError::Unavailable(format!("copying position {}: {err}", record.position))
+    };
+    let ack = log
+        .inner
+        .js
+        .send_publish(subject, message)
+        .await
+        .map_err(|e| copying(&e))?;
+    match ack.await {
+        Ok(ack) if ack.sequence == record.position.0 => Ok(record.position),
+        Ok(ack) => Err(LedgerError::Storage(format!(
+            "the copy of position {} landed at {}",
+            record.position, ack.sequence
+        ))),
+        Err(err) => match classify(&err) {
+            Failure::Conflict(_) => Err(LedgerError::Conflict {
+                actual: read::stream_last_sequence(log).await?,
+            }),
+            _ => Err(copying(&err)),
+        },
+    }
+}
+
 /// Why a batch of copies was not all stored.
 enum CopyFailure {
     /// No stream answered its first record: nothing was stored.

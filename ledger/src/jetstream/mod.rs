@@ -181,6 +181,14 @@ impl EventLog for JetStreamLog {
         append::append_copies(self, records).await
     }
 
+    async fn append_foreign_copy(
+        &self,
+        record: &crate::ForeignRecord,
+    ) -> Result<Position, LedgerError> {
+        self.check_config()?;
+        append::append_foreign_copy(self, record).await
+    }
+
     fn unsafe_config(&self) -> Option<String> {
         self.inner
             .unsafe_config

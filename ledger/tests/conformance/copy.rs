@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use futures::StreamExt;
+
 use waybill_ledger::{verify_log, EventLog, LedgerError, Position, StoredEvent};
 
 use super::support::*;
@@ -170,4 +172,97 @@ async fn a_copy_that_does_not_follow_the_target_writes_nothing() {
             "{name}"
         );
     }
+}
+
+/// Every message of `source` after `target`'s head into `target`, one at a
+/// time: records with `append_copies`, foreign messages with
+/// `append_foreign_copy` (as `waybill copy` does).
+async fn copy_all(source: &dyn EventLog, target: &dyn EventLog) {
+    let from = target.head().await.expect("head").next();
+    let mut items = source.read_all(from).await.expect("read");
+    while let Some(item) = items.next().await {
+        let written = match item {
+            Ok(ev) => target.append_copies(std::slice::from_ref(&ev)).await,
+            Err(LedgerError::Foreign(f)) => target.append_foreign_copy(&f).await,
+            Err(e) => panic!("reading the source: {e}"),
+        };
+        written.expect("copy");
+    }
+}
+
+/// Each message as (position, bytes, whether it is foreign).
+async fn messages(log: &dyn EventLog) -> Vec<(u64, Vec<u8>, bool)> {
+    let mut out = Vec::new();
+    let mut items = log.read_all(Position(1)).await.expect("read");
+    while let Some(item) = items.next().await {
+        out.push(match item {
+            Ok(ev) => (ev.position.0, ev.bytes.to_vec(), false),
+            Err(LedgerError::Foreign(f)) => (f.position.0, f.bytes.to_vec(), true),
+            Err(e) => panic!("{e}"),
+        });
+    }
+    out
+}
+
+/// A message Waybill did not write, on a JetStream stream, is copied at its
+/// position into the embedded store and back onto JetStream, and reads back
+/// as foreign each time: the copy keeps every position (and so the Merkle
+/// tree), the chains verify around it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_messages_are_copied_at_their_positions() {
+    let jet = jetstream().await;
+    fill(&*jet.log, "f").await;
+    let url = jet.server.as_ref().expect("server").url();
+    let client = async_nats::connect(url).await.expect("connect");
+    client
+        .publish("waybill.alpha.FreightDiscovered", "stray".into())
+        .await
+        .expect("publish");
+    client.flush().await.expect("flush");
+    let alpha = project("alpha");
+    let last = jet.log.last_position(&alpha).await.expect("last");
+    assert_eq!(last, Position(41), "the stray message is alpha's last");
+    jet.log
+        .append(&alpha, last, approval("after"))
+        .await
+        .expect("append after it");
+
+    let original = messages(&*jet.log).await;
+    assert_eq!(original.len(), 42);
+    assert_eq!(original[40], (41, b"stray".to_vec(), true));
+    let back = sled();
+    copy_all(&*jet.log, &*back.log).await;
+    let again = jetstream().await;
+    copy_all(&*back.log, &*again.log).await;
+    for (name, log) in [("sled", &back.log), ("jetstream", &again.log)] {
+        assert_eq!(messages(&**log).await, original, "{name}");
+        let report = verify_log(&**log, None, |_| {}).await.expect("verify");
+        assert!(report.first_break.is_none(), "{name}");
+        assert_eq!((report.events, report.foreign_count), (41, 1), "{name}");
+    }
+
+    // Not at the next position: refused, nothing written.
+    let empty = sled();
+    let foreign = match back
+        .log
+        .read_all(Position(41))
+        .await
+        .expect("read")
+        .next()
+        .await
+    {
+        Some(Err(LedgerError::Foreign(f))) => f,
+        other => panic!("expected the foreign message, got {other:?}"),
+    };
+    let refused = empty.log.append_foreign_copy(&foreign).await;
+    assert!(
+        matches!(
+            refused,
+            Err(LedgerError::Conflict {
+                actual: Position(0)
+            })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(empty.log.head().await.expect("head"), Position(0));
 }
