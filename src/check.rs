@@ -96,9 +96,9 @@ pub fn run(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
             .or(file.metrics_listen)
             .map_or("off".to_string(), |a| a.to_string()),
     ));
-    println!("configuration OK");
+    outln!("configuration OK");
     for (what, value) in lines {
-        println!("  {:<16}{value}", format!("{what}:"));
+        outln!("  {:<16}{value}", format!("{what}:"));
     }
     Ok(())
 }

@@ -1,6 +1,15 @@
 //! The `waybill` binary: parse the command line, start tracing, dispatch.
 //! Everything else lives in the library crates and the modules below.
 
+/// `println!` for what a verb prints on standard output: a reader that
+/// went away (`waybill apply -f p.yaml | head -1`) ends the process quietly,
+/// as it would a Unix tool, instead of a panic (std ignores SIGPIPE).
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::write_line(format_args!($($arg)*))
+    };
+}
+
 mod audit;
 mod bench;
 mod check;
@@ -124,6 +133,26 @@ fn main() -> ExitCode {
                 eprintln!("error: {e:#}");
             }
             ExitCode::from(2)
+        }
+    }
+}
+
+/// Writes one line to standard output (see `outln!`). What the verb did
+/// is done by the time it prints; a reader that is gone ends the process
+/// with status 0, another failure with status 2.
+pub(crate) fn write_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_fmt(line)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    match written {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => {
+            eprintln!("error: cannot write to standard output: {e}");
+            std::process::exit(2)
         }
     }
 }

@@ -304,3 +304,30 @@ fn the_pipeline_in_force_reads_back_and_a_dry_run_says_what_changes() {
     );
     assert!(applied["position"].as_u64() > Some(0), "{applied}");
 }
+
+/// A command verb whose reader has gone (`waybill apply -f ... | head -0`)
+/// still does its work and ends quietly, without a panic.
+#[test]
+fn a_command_whose_reader_goes_away_ends_quietly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let served = Served::insecure_dev(&dir.path().join("data"));
+    let mut child = common::waybill()
+        .args([
+            "apply",
+            "-f",
+            common::EXAMPLE_PIPELINE,
+            "--server",
+            &served.endpoint(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // The read end closes before anything is written.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let said = common::stderr(&out);
+    assert!(out.status.success(), "{:?}: {said}", out.status);
+    assert!(!said.contains("panicked"), "{said}");
+    assert_eq!(events(&served), 1, "the pipeline was applied");
+}

@@ -105,7 +105,7 @@ pub async fn run(args: &ExportArgs) -> anyhow::Result<ExitCode> {
     let manifest: Manifest = serde_json::from_slice(&std::fs::read(args.out.join(MANIFEST_FILE))?)?;
     let policies = manifest.policies.as_ref().map_or(0, |p| p.count);
     if client.output == crate::client::Output::Json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "dir": args.out.display().to_string(),
@@ -131,18 +131,20 @@ pub async fn run(args: &ExportArgs) -> anyhow::Result<ExitCode> {
         ),
     };
     let promotions = manifest.promotions.count;
-    println!(
+    outln!(
         "exported {events}, {promotions} promotion{} and {policies} polic{} of {} to {}",
         if promotions == 1 { "" } else { "s" },
         if policies == 1 { "y" } else { "ies" },
         manifest.project,
         args.out.display()
     );
-    println!(
+    outln!(
         "checkpoint: tree size {} root {}, signed by {}",
-        manifest.checkpoint.size, manifest.checkpoint.root, manifest.public_key
+        manifest.checkpoint.size,
+        manifest.checkpoint.root,
+        manifest.public_key
     );
-    println!(
+    outln!(
         "verify it with: waybill verify-export {} --pubkey '{}'",
         args.out.display(),
         manifest.public_key

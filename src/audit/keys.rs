@@ -44,7 +44,7 @@ pub fn keygen(args: &KeygenArgs) -> anyhow::Result<()> {
         args.out.display(),
         public.display()
     );
-    println!("{}", key.verifier().encode());
+    outln!("{}", key.verifier().encode());
     Ok(())
 }
 

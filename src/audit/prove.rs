@@ -88,7 +88,7 @@ pub async fn checkpoint(a: &CheckpointArgs) -> anyhow::Result<ExitCode> {
         Some(k) => Some(Checkpoint::open(&reply.note, &load_verifier(k)?)),
     };
     match args.output {
-        Output::Json => println!(
+        Output::Json => outln!(
             "{}",
             json!({
                 "size": reply.size,
@@ -103,7 +103,7 @@ pub async fn checkpoint(a: &CheckpointArgs) -> anyhow::Result<ExitCode> {
         ),
         Output::Text => {
             print!("{}", reply.note);
-            println!(
+            outln!(
                 "tree size {} root {} (recorded at position {}); the server's tree has {} leaves",
                 reply.size,
                 hex::encode(&reply.root_hash),
@@ -253,7 +253,7 @@ pub async fn prove(a: &ProveArgs) -> anyhow::Result<ExitCode> {
 /// Prints `text` line by line, or `verdict` as one JSON object.
 fn report(output: Output, text: &[String], verdict: serde_json::Value) {
     match output {
-        Output::Json => println!("{verdict}"),
-        Output::Text => text.iter().for_each(|line| println!("{line}")),
+        Output::Json => outln!("{verdict}"),
+        Output::Text => text.iter().for_each(|line| outln!("{line}")),
     }
 }

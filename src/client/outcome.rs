@@ -118,7 +118,7 @@ pub async fn verification(
             doc["verification"] = s.map_or(Value::Null, |s| {
                 verification_json(&view_of(&s, freight), freight, check)
             });
-            println!("{doc}");
+            outln!("{doc}");
         }
         Output::Text => {
             print_reply(output, what, reply);
@@ -127,7 +127,7 @@ pub async fn verification(
                 .unwrap_or_default()
             {
                 match line {
-                    Said::Out(l) => println!("{l}"),
+                    Said::Out(l) => outln!("{l}"),
                     Said::Note(l) => eprintln!("note: {l}"),
                 }
             }
@@ -243,11 +243,13 @@ fn name(c: &pb::CurrentFreight) -> &str {
 /// The reply to a command: what it did, the event and its position.
 pub fn print_reply(output: Output, what: &str, r: &pb::CommandReply) {
     match output {
-        Output::Json => println!("{}", reply_json(r)),
-        Output::Text if r.validated_only => println!(
+        Output::Json => outln!("{}", reply_json(r)),
+        Output::Text if r.validated_only => outln!(
             "dry run: would be accepted: project {}, freight {} (decided as the log stood at \
              position {}; nothing appended)",
-            r.project, r.freight_id, r.position
+            r.project,
+            r.freight_id,
+            r.position
         ),
         Output::Text => {
             let mut line = format!("{what}: project {}", r.project);
@@ -265,7 +267,7 @@ pub fn print_reply(output: Output, what: &str, r: &pb::CommandReply) {
                 line.push_str(", already recorded: nothing new appended");
             }
             line.push(')');
-            println!("{line}");
+            outln!("{line}");
         }
     }
 }
@@ -285,10 +287,11 @@ pub async fn plan(
             true => "no change: it is the pipeline in force",
             false => "would be accepted",
         };
-        println!(
+        outln!(
             "dry run: {verdict}: project {} (decided as the log stood at position {}; \
              nothing appended)",
-            reply.project, reply.position
+            reply.project,
+            reply.position
         );
     }
     let changes = aside(super::queries::pipeline::Changes::against_in_force(
@@ -304,14 +307,14 @@ pub async fn plan(
             doc["in_force_version"] = json!(changes.version);
             doc["changes"] = json!(changes.lines);
             doc["effects"] = json!(reply.effects);
-            println!("{doc}");
+            outln!("{doc}");
         }
         Output::Text => {
             print!("{}", changes.text());
             if !reply.effects.is_empty() {
-                println!("promotions under way it would move on:");
+                outln!("promotions under way it would move on:");
                 for e in &reply.effects {
-                    println!("  {e}");
+                    outln!("  {e}");
                 }
             }
         }

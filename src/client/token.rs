@@ -75,7 +75,7 @@ pub fn create(args: &TokenArgs) -> anyhow::Result<()> {
             eprint!("{}", entry(&args.name, &args.groups, &token));
         }
     }
-    println!("{token}");
+    outln!("{token}");
     Ok(())
 }
 

@@ -145,14 +145,14 @@ pub fn report(output: Output, id: &str, ended: Option<&pb::Promotion>, timeout: 
         None => TIMED_OUT,
     };
     match (output, ended) {
-        (Output::Json, Some(p)) => println!(
+        (Output::Json, Some(p)) => outln!(
             "{}",
             json!({
                 "promotion_id": p.id, "stage": p.stage, "freight": p.freight,
                 "status": p.status, "details": p.details, "ended": true,
             })
         ),
-        (Output::Json, None) => println!(
+        (Output::Json, None) => outln!(
             "{}",
             json!({ "promotion_id": id, "ended": false, "timeout_seconds": timeout.as_secs() })
         ),
@@ -161,7 +161,7 @@ pub fn report(output: Output, id: &str, ended: Option<&pb::Promotion>, timeout: 
                 "" => String::new(),
                 d => format!(": {d}"),
             };
-            println!("promotion {} into {}: {}{details}", p.id, p.stage, p.status);
+            outln!("promotion {} into {}: {}{details}", p.id, p.stage, p.status);
         }
         (Output::Text, None) => eprintln!(
             "promotion {id} had not ended after {} (--timeout); it goes on without us",

@@ -149,7 +149,11 @@ pub(super) async fn watch_health(
             if reachable {
                 tracing::info!("event log reachable again");
             } else {
-                tracing::warn!("event log unreachable: health is NOT_SERVING");
+                let error = match &head {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => format!("no answer within {HEALTH_INTERVAL:?}"),
+                };
+                tracing::warn!(%error, "event log unreachable: health is NOT_SERVING");
             }
         }
         log_up = ok;

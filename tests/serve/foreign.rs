@@ -127,5 +127,9 @@ async fn a_stray_message_on_the_stream_stops_nothing() {
     let out = run(&["verify", "--data-dir", backup.to_str().expect("UTF-8")]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert_eq!(foreign(&stdout(&out)), foreign(&text), "{}", stdout(&out));
-    assert!(stdout(&out).contains("shop: 7 events, head at position 8"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("shop: 7 events, head at position 8"),
+        "{}",
+        stdout(&out)
+    );
 }

@@ -143,6 +143,25 @@ async fn a_stream_changed_to_discard_events_stops_appends_until_changed_back() {
     assert!(served.terminate().success());
 }
 
+/// The stream deleted under a running server: health NOT_SERVING, and the
+/// log says what happened and what to do, not only "unreachable".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_stream_is_reported_as_such() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let served = insecure_dev_on(&nats, dir.path());
+    let endpoint = served.endpoint();
+    wait_for_health(&endpoint, ServingStatus::Serving).await;
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    async_nats::jetstream::new(client)
+        .delete_stream("WAYBILL")
+        .await
+        .expect("delete the stream");
+    wait_for_health(&endpoint, ServingStatus::NotServing).await;
+    served.wait_for_log("is not on the NATS server (deleted?)");
+    assert!(served.terminate().success());
+}
+
 /// A process whose read models are behind the log (a new replica, a pod on
 /// a fresh volume) is alive but not ready: overall health and the query and
 /// audit services stay NOT_SERVING until the read models reach the log's

@@ -229,7 +229,21 @@ pub(super) async fn stream_last_sequence(log: &JetStreamLog) -> Result<Position,
         || log.inner.stream.get_info(),
     )
     .await
-    .map_err(|e| unavailable("stream info", e))?;
+    .map_err(|e| {
+        match std::error::Error::source(&e)
+            .and_then(|s| s.downcast_ref::<async_nats::jetstream::Error>())
+        {
+            Some(js) if js.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND => {
+                LedgerError::Unavailable(format!(
+                    "the stream {} is not on the NATS server (deleted?): nothing can be read or \
+                 appended until it is restored (docs/operations.md, \"Restoring\"); a \
+                 restart would create it anew, empty",
+                    log.inner.opts.stream
+                ))
+            }
+            _ => unavailable("stream info", e),
+        }
+    })?;
     log.note_config(&info.config);
     Ok(Position(info.state.last_sequence))
 }

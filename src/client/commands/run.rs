@@ -370,14 +370,14 @@ pub async fn run(client: &ClientArgs, mut command: ClientCommand) -> anyhow::Res
                     Output::Json => {
                         let mut v = crate::client::outcome::reply_json(&reply);
                         v["changes"] = serde_json::json!(changed);
-                        println!("{v}");
+                        outln!("{v}");
                     }
                     Output::Text => {
                         crate::client::outcome::print_reply(client.output, &what, &reply);
                         if let Some(lines) = changed {
-                            println!("changes:");
+                            outln!("changes:");
                             for line in lines {
-                                println!("  {line}");
+                                outln!("  {line}");
                             }
                         }
                     }
@@ -410,7 +410,7 @@ pub async fn run(client: &ClientArgs, mut command: ClientCommand) -> anyhow::Res
                     )
                     .await
                     {
-                        Ok(Some(line)) => println!("{line}"),
+                        Ok(Some(line)) => outln!("{line}"),
                         // Asked for by name, and down or hung: say why the
                         // line is missing.
                         Err(status)
