@@ -143,6 +143,35 @@ async fn a_stream_changed_to_discard_events_stops_appends_until_changed_back() {
     assert!(served.terminate().success());
 }
 
+/// An existing stream with fewer replicas than `--replicas` asks for is
+/// used as it is (Waybill does not change it), with a warning that says how
+/// to raise them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fewer_replicas_than_asked_for_are_warned_of() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let served = insecure_dev_on(&nats, dir.path());
+    assert!(served.terminate().success());
+    let served = Served::start(
+        waybill()
+            .args([
+                "serve",
+                "--nats",
+                &nats.url(),
+                "--replicas",
+                "3",
+                "--data-dir",
+            ])
+            .arg(dir.path()),
+    );
+    served.wait_for_log("the stream has fewer replicas than --replicas asks for");
+    assert!(served
+        .log_so_far()
+        .contains("nats stream edit WAYBILL --replicas 3"));
+    wait_for_health(&served.endpoint(), ServingStatus::Serving).await;
+    assert!(served.terminate().success());
+}
+
 /// The stream deleted under a running server: health NOT_SERVING, and the
 /// log says what happened and what to do, not only "unreachable".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

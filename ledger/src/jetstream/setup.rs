@@ -158,6 +158,18 @@ async fn get_or_create(
                 .await
                 .map_err(|e| LedgerError::Unavailable(format!("stream info: {e}")))?;
             validate(&info.config, opts)?;
+            if info.config.num_replicas < opts.replicas {
+                tracing::warn!(
+                    stream = %opts.stream,
+                    replicas = info.config.num_replicas,
+                    wanted = opts.replicas,
+                    "the stream has fewer replicas than --replicas asks for; Waybill does not \
+                     change an existing stream: raise them with `nats stream edit {} --replicas \
+                     {}`, or an acknowledged event is on fewer servers than you expect",
+                    opts.stream,
+                    opts.replicas
+                );
+            }
             Ok(s)
         }
         Err(e) => match e.kind() {
