@@ -380,6 +380,9 @@ impl Entry {
     }
 }
 
+/// Foreign messages the runner names in its log one by one.
+const FOREIGN_NAMED: u64 = 10;
+
 /// An item of the log's tail as the runner takes it: a foreign message is
 /// passed over (logged: `waybill verify` names them all), anything else
 /// that is no event stops the runner.
@@ -387,12 +390,20 @@ fn entry(item: Result<StoredEvent, LedgerError>) -> Result<Entry, ProjectionErro
     match item {
         Ok(ev) => Ok(Entry::Event(ev)),
         Err(LedgerError::Foreign(f)) => {
-            tracing::warn!(
-                position = f.position.0,
-                subject = %f.subject,
-                reason = %f.reason,
-                "passing over a message Waybill did not write"
-            );
+            // Each of the first few, then one line in a thousand: a flood of
+            // them (whoever may publish there may publish many) does not
+            // flood the log too.
+            static SEEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let seen = SEEN.fetch_add(1, Ordering::Relaxed) + 1;
+            if seen <= FOREIGN_NAMED || seen.is_multiple_of(1_000) {
+                tracing::warn!(
+                    position = f.position.0,
+                    subject = %f.subject,
+                    reason = %f.reason,
+                    passed_over = seen,
+                    "passing over a message Waybill did not write (`waybill verify` names them all)"
+                );
+            }
             metrics::counter!("waybill_foreign_messages_total").increment(1);
             Ok(Entry::Foreign(f.position))
         }
