@@ -90,7 +90,10 @@ impl CommandHandler {
                     batch.extend(store.project(&name).snapshot(&state, &ev.hash)?);
                     saved += 1;
                 }
-                Ok(_) => {}
+                // The project's last message is no record (see
+                // `ProjectState::pass`): nothing to check a saved state
+                // against; it is folded next time.
+                Ok(_) | Err(LedgerError::Foreign(_)) => {}
                 Err(e @ LedgerError::Unavailable(_)) => {
                     // The others would wait as long: save what was read.
                     tracing::warn!(error = %e, "cannot read the log to save the command state; the projects not saved yet are folded next time");
