@@ -63,10 +63,12 @@ async fn options_reach_the_config_and_stop_is_graceful() -> anyhow::Result<()> {
         sync_always: true,
         extra_config: "max_payload: 4096".to_owned(),
         binary: None,
+        max_file_store: Some("64MB".into()),
     };
     let mut server = block_in_place(|| NatsServer::start_with(options));
     let config = std::fs::read_to_string(server.config_path())?;
     assert!(config.contains("sync_interval: always"), "{config}");
+    assert!(config.contains("max_file_store: 64MB"), "{config}");
 
     let client = async_nats::connect(server.url()).await?;
     assert_eq!(client.server_info().max_payload, 4096);

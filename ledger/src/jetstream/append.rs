@@ -16,6 +16,9 @@ use crate::name::ProjectName;
 
 /// A concurrent in-flight write on a replicated stream (retried like a conflict).
 const ERR_IN_FLIGHT: u64 = 10164;
+/// JetStream error code of a publish refused for want of storage
+/// ("insufficient resources").
+const ERR_NO_ROOM: u64 = 10023;
 /// Attempts at a publish that keeps meeting 10164.
 const IN_FLIGHT_RETRIES: u32 = 8;
 /// Retries of a publish that no stream answered (nothing was stored): a
@@ -142,6 +145,13 @@ pub(super) async fn append(
                     return Err(LedgerError::Unavailable(format!(
                         "no stream took the append to {subject}: {err}{}; nothing was written",
                         source_text(&err)
+                    )));
+                }
+                Failure::Refused(why) => {
+                    log.forget_head(name);
+                    return Err(LedgerError::Unavailable(format!(
+                        "the NATS server refused the append to {subject}: {why}; nothing was \
+                         written"
                     )));
                 }
                 // The message may have been stored and its acknowledgement
@@ -458,6 +468,8 @@ const DEDUP_ONE_BY_ONE: usize = 8;
 enum Failure {
     Conflict(Option<u64>),
     InFlight,
+    /// The stream answered with an error: nothing was stored.
+    Refused(String),
     /// No stream answered: nothing was stored.
     NoResponders,
     TooLarge,
@@ -494,7 +506,13 @@ fn classify(err: &PublishError) -> Failure {
         PublishErrorKind::StreamNotFound => Failure::NoResponders,
         PublishErrorKind::Other => match jetstream_error(err) {
             Some(e) if e.error_code().0 == ERR_IN_FLIGHT => Failure::InFlight,
-            _ => Failure::Unavailable,
+            // The stream answered, and stored nothing.
+            Some(e) if e.error_code().0 == ERR_NO_ROOM => Failure::Refused(format!(
+                "{e}: its JetStream storage is full (the server's max_file_store, or \
+                 the disk of its store_dir)"
+            )),
+            Some(e) => Failure::Refused(e.to_string()),
+            None => Failure::Unavailable,
         },
         _ => Failure::Unavailable,
     }

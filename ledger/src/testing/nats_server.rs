@@ -59,6 +59,9 @@ pub fn nats_server_bin() -> PathBuf {
 pub struct ServerOptions {
     /// Fsync every JetStream write (`jetstream { sync_interval: always }`).
     pub sync_always: bool,
+    /// JetStream's storage limit (`jetstream { max_file_store: ... }`,
+    /// e.g. "1MB"): a server whose storage fills up.
+    pub max_file_store: Option<String>,
     /// Text appended verbatim to the generated config file.
     pub extra_config: String,
     /// Another nats-server binary than [`nats_server_bin`] (e.g. an old release).
@@ -393,7 +396,7 @@ fn render_config(spec: &NodeSpec<'_>, store_dir: &Path) -> String {
         "server_name: {name}\n\
          listen: 127.0.0.1:{port}\n\
          http: 127.0.0.1:{http_port}\n\
-         jetstream {{\n  store_dir: {store_dir:?}\n{sync}}}\n",
+         jetstream {{\n  store_dir: {store_dir:?}\n{sync}{limit}}}\n",
         name = spec.name,
         port = spec.port,
         http_port = spec.http_port,
@@ -402,6 +405,10 @@ fn render_config(spec: &NodeSpec<'_>, store_dir: &Path) -> String {
             "  sync_interval: always\n"
         } else {
             ""
+        },
+        limit = match &spec.options.max_file_store {
+            Some(limit) => format!("  max_file_store: {limit}\n"),
+            None => String::new(),
         },
     );
     if let Some(cluster) = &spec.cluster {

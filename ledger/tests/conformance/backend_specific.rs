@@ -359,6 +359,41 @@ async fn jetstream_a_stream_changed_to_discard_events_takes_no_appends() {
         .expect("appends again");
 }
 
+/// A server whose JetStream storage is full refuses appends; Waybill says
+/// so, and that nothing was written (not "it may have been written").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_storage_full_is_said_and_nothing_is_written() {
+    use waybill_ledger::testing::ServerOptions;
+    let server = NatsServer::start_with(ServerOptions {
+        max_file_store: Some("256KB".into()),
+        ..ServerOptions::default()
+    });
+    let log = JetStreamLog::connect(JetStreamOptions::new(server.url()))
+        .await
+        .expect("connect");
+    let p = project("full");
+    let mut last = Position::ZERO;
+    let refused = loop {
+        match log
+            .append(&p, last, approval(&format!("f-{}", last.0)))
+            .await
+        {
+            Ok(a) => last = a.position,
+            Err(e) => break e,
+        }
+        assert!(last.0 < 100_000, "the storage limit never took effect");
+    };
+    let text = refused.to_string();
+    assert!(matches!(refused, LedgerError::Unavailable(_)), "{text}");
+    assert!(
+        text.contains("refused")
+            && text.contains("storage is full")
+            && text.contains("nothing was written"),
+        "{text}"
+    );
+    assert_eq!(log.head().await.expect("head"), last, "nothing was written");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sled_tampering_is_detected() {
     let dir = tempfile::tempdir().expect("tempdir");
