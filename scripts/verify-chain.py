@@ -12,9 +12,10 @@ Only the record bytes are trusted. For each record, in input order:
   project_seq (field 4) == previous project_seq + 1
   `hash` of the line    == SHA-256(prev_hash || record), when present
 where the project is field 3 of the record. A message of the stream whose
-`Waybill-Hash` header is missing or is not SHA-256(its field 5 || its bytes)
-was not written by Waybill (docs/ledger-format.md, section 2.4): it is in no
-chain, and is reported as FOREIGN and passed over. Exit 0: `ok: ...` and
+`Waybill-Hash` header is missing or is not SHA-256(its field 5 || its bytes),
+or that is not on its record's own subject (<prefix>.<project>.<type as
+kebab-case>), was not written there by Waybill (docs/ledger-format.md,
+section 2.4): it is in no chain, and is reported as FOREIGN and passed over. Exit 0: `ok: ...` and
 each project's head; exit 1: the first break, or foreign messages; exit 2:
 usage or I/O error.
 """
@@ -84,25 +85,40 @@ def field(fs, number, wire, default):
     return fs[number][1]
 
 
-def not_waybills(record, claimed):
+def kebab(name):
+    """`PipelineConfigured` -> `pipeline-configured` (a subject's type token)."""
+    return "".join("-" + c.lower() if c.isupper() and i else c.lower()
+                   for i, c in enumerate(name))
+
+
+def not_waybills(record, claimed, subject):
     """Why a message of the stream is no Waybill record, or None if it is one:
     its Waybill-Hash header must be SHA-256(prev_hash || bytes), prev_hash
-    being its field 5."""
+    being its field 5, and its subject <prefix>.<project>.<type token>."""
     if not claimed:
         return "no Waybill-Hash header"
     try:
-        prev = bytes(field(fields(record), 5, 2, b""))
+        fs = fields(record)
+        prev = bytes(field(fs, 5, 2, b""))
     except Undecodable:
-        prev = None
+        fs, prev = None, None
     if prev is None or len(prev) != 32 or \
             claimed[0].lower() != hashlib.sha256(prev + record).hexdigest():
         return "its Waybill-Hash header does not match its bytes"
+    try:
+        project = field(fs, 3, 2, b"").decode("utf-8")
+        kind = field(fs, 6, 2, b"").decode("utf-8").rsplit(".", 1)[-1]
+    except (Undecodable, UnicodeDecodeError):
+        return None  # a record this script cannot read further: the chain checks say
+    if subject is not None and subject.split(".")[1:] != [project, kebab(kind)]:
+        return "a record of project %s on another subject than its own" % show(project)
     return None
 
 
 def parse_line(line):
     """(position, record bytes, claimed hashes, claimed project, claimed seq,
-    whether it is a message of the stream)."""
+    False for a dump line, else the stream message's subject, or None if the
+    line does not give it)."""
     obj = json.loads(line)
     if "data" in obj and "seq" in obj:  # `nats stream get --json`
         headers = base64.b64decode(obj.get("hdrs", "")).decode("utf-8", "replace")
@@ -112,7 +128,7 @@ def parse_line(line):
             if name.strip().lower() == "waybill-hash":
                 claimed = value.strip()
         return (int(obj["seq"]), base64.b64decode(obj["data"]),
-                [] if claimed is None else [claimed], None, None, True)
+                [] if claimed is None else [claimed], None, None, obj.get("subject"))
     # `hash` is what Waybill computed; `stored_hash` what was stored beside the record.
     claimed = [str(obj[k]) for k in ("hash", "stored_hash") if obj.get(k) is not None]
     return (int(obj["position"]), bytes.fromhex(obj["record"]), claimed,
@@ -152,8 +168,8 @@ def main(argv):
             if pos <= last_pos:
                 return broken("position %d" % pos, "not after position %d" % last_pos)
             last_pos = pos
-            if message:
-                why = not_waybills(record, claimed)
+            if message is not False:
+                why = not_waybills(record, claimed, message)
                 if why:
                     print("FOREIGN at position %d: not written by Waybill (%s)" % (pos, why))
                     foreign += 1

@@ -313,10 +313,23 @@ async fn python_verifier_passes_over_foreign_messages_as_waybill_does() {
         .expect("publish")
         .await
         .expect("ack");
+    // A record, with its own chain hash, on another project's subject.
+    let mut headers = async_nats::HeaderMap::new();
+    let hash = copied.headers.get("Waybill-Hash").expect("hash header");
+    headers.insert("Waybill-Hash", hash.as_str());
+    js.publish_with_headers(
+        "waybill.elsewhere.promotion-approved",
+        headers,
+        copied.payload.clone(),
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("ack");
     burst("b");
 
     let lines = stream_get_lines(&url).await;
-    assert_eq!(lines.len(), 18);
+    assert_eq!(lines.len(), 19);
     let texts: Vec<&str> = lines.iter().map(String::as_str).collect();
     let (code, stdout) = verify_chain(&write(tmp.path(), "stream.jsonl", &texts));
     assert_eq!(code, 1, "{stdout}");
@@ -325,6 +338,9 @@ async fn python_verifier_passes_over_foreign_messages_as_waybill_does() {
             && stdout.contains(
                 "FOREIGN at position 10: not written by Waybill (its Waybill-Hash header does \
                  not match its bytes)"
+            )
+            && stdout.contains(
+                "FOREIGN at position 11: not written by Waybill (a record of project burst-"
             ),
         "{stdout}"
     );

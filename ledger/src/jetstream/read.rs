@@ -38,7 +38,7 @@ pub(super) async fn fetch_head(
         Ok(msg) => {
             let position = Position(msg.sequence);
             let header = msg.headers.get(HASH_HEADER).map(|v| v.as_str());
-            match record(position, &msg.subject, msg.payload, header) {
+            match record(log, position, &msg.subject, msg.payload, header) {
                 Ok(stored) => Ok(ChainHead {
                     position,
                     hash: stored.hash,
@@ -165,7 +165,14 @@ async fn fetch_next_event(
     match next.await {
         Ok(msg) => {
             let header = msg.headers.get(HASH_HEADER).map(|v| v.as_str());
-            record(Position(msg.sequence), &msg.subject, msg.payload, header).map(Some)
+            record(
+                log,
+                Position(msg.sequence),
+                &msg.subject,
+                msg.payload,
+                header,
+            )
+            .map(Some)
         }
         Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => Ok(None),
         Err(e) => Err(unavailable("reading an event", e)),
@@ -248,7 +255,10 @@ pub(super) async fn stream_last_sequence(log: &JetStreamLog) -> Result<Position,
     Ok(Position(info.state.last_sequence))
 }
 
-fn to_stored(msg: &async_nats::jetstream::Message) -> Result<StoredEvent, LedgerError> {
+fn to_stored(
+    log: &JetStreamLog,
+    msg: &async_nats::jetstream::Message,
+) -> Result<StoredEvent, LedgerError> {
     let info = msg
         .info()
         .map_err(|e| LedgerError::Unavailable(format!("malformed delivery: {e}")))?;
@@ -258,15 +268,18 @@ fn to_stored(msg: &async_nats::jetstream::Message) -> Result<StoredEvent, Ledger
         .as_ref()
         .and_then(|h| h.get(HASH_HEADER))
         .map(|v| v.as_str());
-    record(position, &msg.subject, msg.payload.clone(), header)
+    record(log, position, &msg.subject, msg.payload.clone(), header)
 }
 
 /// The Waybill record a message holds, or `Foreign` when Waybill did not
 /// write it: every record Waybill writes carries its chain hash,
 /// `SHA-256(prev_hash ‖ bytes)`, in the `Waybill-Hash` header. A message
 /// whose hash checks out but that this build cannot decode (written by a
-/// newer Waybill) is `Corrupt`, and stops the reader.
+/// newer Waybill) is `Corrupt`, and stops the reader. A record published to
+/// another subject than its own (`<prefix>.<project>.<type>`: a copy put
+/// where it does not belong) is foreign too.
 fn record(
+    log: &JetStreamLog,
     position: Position,
     subject: &str,
     payload: bytes::Bytes,
@@ -289,7 +302,24 @@ fn record(
     };
     let mismatch = || format!("its {HASH_HEADER} header does not match its bytes");
     match stored_event(position, payload.clone(), Some(stored)) {
-        Ok(ev) if ev.hash == stored => Ok(ev),
+        Ok(ev) if ev.hash == stored => {
+            let prefix = &log.inner.opts.subject_prefix;
+            let own = subject
+                .strip_prefix(prefix.as_str())
+                .and_then(|s| s.strip_prefix('.'))
+                .and_then(|s| s.strip_prefix(ev.event.project.as_str()))
+                .and_then(|s| s.strip_prefix('.'))
+                == Some(ev.event.payload.event_type().subject_token());
+            if own {
+                return Ok(ev);
+            }
+            let reason = format!(
+                "a record of project {} ({}) on another subject than its own",
+                ev.event.project,
+                ev.event.payload.event_type().name()
+            );
+            Err(foreign(payload, reason))
+        }
         Ok(_) => Err(foreign(payload, mismatch())),
         Err(unreadable) => match record_prev_hash(&payload) {
             Some(prev) if prev.next(&payload) == stored => Err(unreadable),
@@ -400,43 +430,47 @@ pub(super) async fn bounded(
         return Ok(stream::empty().boxed());
     }
     let messages = ordered(log, &filter, from).await?;
-    let state = (Some(messages), from);
-    Ok(stream::unfold(state, move |(messages, next)| async move {
-        let mut messages = messages?;
-        if next > end {
-            return None;
-        }
-        // A buffered message needs no timer.
-        let received = match messages.messages.next().now_or_never() {
-            Some(received) => Ok(received),
-            None => tokio::time::timeout(BOUNDED_IDLE, messages.messages.next()).await,
-        };
-        match received {
-            Ok(Some(Ok(msg))) => {
-                let item = to_stored(&msg);
-                let pos = match &item {
-                    Ok(ev) => ev.position,
-                    // A reader skips it and goes on.
-                    Err(LedgerError::Foreign(f)) => f.position,
-                    Err(_) => end,
-                };
-                // Stop at `end` only: a consumer placed on a replica that is
-                // still catching up can report nothing pending before `end`
-                // (its copy is behind); the rest arrives as it catches up.
-                let next = pos.next();
-                Some((item, (Some(messages), next)))
+    let state = (Some(messages), from, log.clone());
+    Ok(
+        stream::unfold(state, move |(messages, next, log)| async move {
+            let mut messages = messages?;
+            if next > end {
+                return None;
             }
-            Ok(Some(Err(e))) => Some((Err(unavailable("reading the log", e)), (None, next))),
-            Ok(None) => None,
-            Err(_) => Some((
-                Err(LedgerError::Unavailable(format!(
-                    "no message at position {next} within {BOUNDED_IDLE:?}"
-                ))),
-                (None, next),
-            )),
-        }
-    })
-    .boxed())
+            // A buffered message needs no timer.
+            let received = match messages.messages.next().now_or_never() {
+                Some(received) => Ok(received),
+                None => tokio::time::timeout(BOUNDED_IDLE, messages.messages.next()).await,
+            };
+            match received {
+                Ok(Some(Ok(msg))) => {
+                    let item = to_stored(&log, &msg);
+                    let pos = match &item {
+                        Ok(ev) => ev.position,
+                        // A reader skips it and goes on.
+                        Err(LedgerError::Foreign(f)) => f.position,
+                        Err(_) => end,
+                    };
+                    // Stop at `end` only: a consumer placed on a replica that is
+                    // still catching up can report nothing pending before `end`
+                    // (its copy is behind); the rest arrives as it catches up.
+                    let next = pos.next();
+                    Some((item, (Some(messages), next, log)))
+                }
+                Ok(Some(Err(e))) => {
+                    Some((Err(unavailable("reading the log", e)), (None, next, log)))
+                }
+                Ok(None) => None,
+                Err(_) => Some((
+                    Err(LedgerError::Unavailable(format!(
+                        "no message at position {next} within {BOUNDED_IDLE:?}"
+                    ))),
+                    (None, next, log),
+                )),
+            }
+        })
+        .boxed(),
+    )
 }
 
 /// Every event matching `filter` from `from`, forever. Survives server
@@ -464,7 +498,7 @@ pub(super) fn tail(log: JetStreamLog, filter: String, from: Position) -> EventSt
             };
             match current.messages.next().await {
                 Some(Ok(msg)) => {
-                    let item = to_stored(&msg);
+                    let item = to_stored(&log, &msg);
                     match &item {
                         Ok(ev) if ev.position < next => continue,
                         Ok(ev) => next = ev.position.next(),

@@ -307,6 +307,51 @@ async fn jetstream_foreign_messages_are_passed_over() {
     }
 }
 
+/// A record copied, with its chain hash, onto another project's subject is
+/// no record of that project: its chain would otherwise continue from the
+/// other project's (the subject names a project's last message).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_a_record_on_another_subject_is_foreign() {
+    let server = NatsServer::start();
+    let log = JetStreamLog::connect(JetStreamOptions::new(server.url()))
+        .await
+        .expect("connect");
+    append_n(&log, "shop", 2, "a").await;
+    let js = log.context();
+    let stream = js.get_stream("WAYBILL").await.expect("stream");
+    let original = stream.get_raw_message(2).await.expect("get");
+    let mut headers = async_nats::HeaderMap::new();
+    let hash = original.headers.get("Waybill-Hash").expect("hash header");
+    headers.insert("Waybill-Hash", hash.as_str());
+    js.publish_with_headers(
+        "waybill.other.promotion-approved",
+        headers,
+        original.payload.clone(),
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("ack");
+    match log.read_all(Position(3)).await.expect("read").next().await {
+        Some(Err(LedgerError::Foreign(f))) => {
+            assert_eq!(f.position, Position(3));
+            assert!(f.reason.contains("another subject"), "{}", f.reason);
+        }
+        other => panic!("expected a foreign message, got {other:?}"),
+    }
+    // The other project starts its own chain after it.
+    let other = project("other");
+    assert_eq!(log.last_position(&other).await.expect("last"), Position(3));
+    let first = log
+        .append(&other, Position(3), approval("o-0"))
+        .await
+        .expect("append");
+    assert_eq!(first.project_seq, 1);
+    let report = verify_log(&log, None, |_| {}).await.expect("verify");
+    assert!(report.first_break.is_none(), "{:?}", report.first_break);
+    assert_eq!((report.events, report.foreign_count), (3, 1));
+}
+
 /// A stream whose configuration is changed under a running Waybill so that
 /// the server would discard events (NATS allows adding limits to a stream
 /// that denies deletes) takes no appends until it is changed back.
