@@ -237,22 +237,26 @@ pub(super) async fn stream_last_sequence(log: &JetStreamLog) -> Result<Position,
     )
     .await
     .map_err(|e| {
-        match std::error::Error::source(&e)
-            .and_then(|s| s.downcast_ref::<async_nats::jetstream::Error>())
-        {
-            Some(js) if js.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND => {
-                LedgerError::Unavailable(format!(
-                    "the stream {} is not on the NATS server (deleted?): nothing can be read or \
+        if stream_missing(&e) {
+            LedgerError::Unavailable(format!(
+                "the stream {} is not on the NATS server (deleted?): nothing can be read or \
                  appended until it is restored (docs/operations.md, \"Restoring\"); a \
                  restart would create it anew, empty",
-                    log.inner.opts.stream
-                ))
-            }
-            _ => unavailable("stream info", e),
+                log.inner.opts.stream
+            ))
+        } else {
+            unavailable("stream info", e)
         }
     })?;
     log.note_config(&info.config);
     Ok(Position(info.state.last_sequence))
+}
+
+/// Whether a request failed because the stream is not on the server.
+fn stream_missing(e: &RequestError) -> bool {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<async_nats::jetstream::Error>())
+        .is_some_and(|js| js.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND)
 }
 
 fn to_stored(
