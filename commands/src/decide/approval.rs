@@ -9,6 +9,7 @@ use crate::command::{Command, Context};
 use crate::rejection::{Reason, Rejection};
 
 pub(crate) fn find<'a>(state: &'a ProjectState, id: &str) -> Result<&'a Promotion, Rejection> {
+    super::pipeline(state)?;
     state
         .promotions
         .get(id)

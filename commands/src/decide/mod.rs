@@ -11,7 +11,7 @@ mod promotion;
 pub(crate) use promotion::rollback_warehouse;
 
 use sha2::{Digest, Sha256};
-use waybill_ledger::domain::{CommandOutcome, ProjectState, StageDef};
+use waybill_ledger::domain::{CommandOutcome, PipelineDefinition, ProjectState, StageDef};
 use waybill_ledger::name::did_you_mean;
 use waybill_ledger::EventPayload;
 
@@ -54,9 +54,10 @@ pub fn decide(
     }
 }
 
-/// The project's stage `name`, or `INVALID_ARGUMENT`.
-pub(crate) fn stage<'a>(state: &'a ProjectState, name: &str) -> Result<&'a StageDef, Rejection> {
-    let def = state.definition().ok_or_else(|| {
+/// The project's pipeline, or `INVALID_ARGUMENT`: a project without one
+/// is unknown (most likely a misspelled name).
+pub(crate) fn pipeline(state: &ProjectState) -> Result<&PipelineDefinition, Rejection> {
+    state.definition().ok_or_else(|| {
         Rejection::invalid(
             "project",
             format!(
@@ -64,7 +65,12 @@ pub(crate) fn stage<'a>(state: &'a ProjectState, name: &str) -> Result<&'a Stage
                 state.project
             ),
         )
-    })?;
+    })
+}
+
+/// The project's stage `name`, or `INVALID_ARGUMENT`.
+pub(crate) fn stage<'a>(state: &'a ProjectState, name: &str) -> Result<&'a StageDef, Rejection> {
+    let def = pipeline(state)?;
     def.stage(name).ok_or_else(|| {
         let like = did_you_mean(name, def.stages.iter().map(|s| s.name.as_str()));
         Rejection::invalid(

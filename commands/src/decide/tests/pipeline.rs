@@ -174,4 +174,10 @@ fn commands_before_any_pipeline_are_refused() {
     let mut s = Scenario::empty();
     s.refused(robot(), discover("1.0"), Reason::NoPipeline);
     s.invalid(alice(), promote("dev", "x", ""));
+    // A promotion named in a project without a pipeline: the project is
+    // what is unknown, not the promotion.
+    let refused = s.invalid(alice(), approve("prm-0123"));
+    assert!(refused.to_string().contains("has no pipeline"), "{refused}");
+    let refused = s.invalid(robot(), report("prm-0123", PromotionResult::Succeeded));
+    assert!(refused.to_string().contains("has no pipeline"), "{refused}");
 }
