@@ -53,6 +53,9 @@ struct Inner {
     /// Why the stream's configuration, as last read, would discard events
     /// (see [`EventLog::unsafe_config`]); appends are refused meanwhile.
     unsafe_config: Mutex<Option<String>>,
+    /// Whether `unsafe_config` holds a reason: what an append looks at,
+    /// without the lock.
+    unsafe_now: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for JetStreamLog {
@@ -81,6 +84,7 @@ impl JetStreamLog {
                 heads: Mutex::new(HashMap::new()),
                 recent: Mutex::default(),
                 unsafe_config: Mutex::default(),
+                unsafe_now: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -142,13 +146,20 @@ impl JetStreamLog {
                 problems.join("; ")
             )
         });
+        let unsafe_now = now.is_some();
         if let Ok(mut kept) = self.inner.unsafe_config.lock() {
             *kept = now;
         }
+        self.inner
+            .unsafe_now
+            .store(unsafe_now, std::sync::atomic::Ordering::Release);
     }
 
     /// Refuses an append while the stream's configuration is unsafe.
     fn check_config(&self) -> Result<(), LedgerError> {
+        if !self.inner.unsafe_now.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(());
+        }
         match self.unsafe_config() {
             Some(problem) => Err(LedgerError::Misconfigured(format!(
                 "{problem}; nothing was written"
