@@ -157,7 +157,11 @@ impl JetStreamLog {
 
     /// Refuses an append while the stream's configuration is unsafe.
     fn check_config(&self) -> Result<(), LedgerError> {
-        if !self.inner.unsafe_now.load(std::sync::atomic::Ordering::Acquire) {
+        if !self
+            .inner
+            .unsafe_now
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
             return Ok(());
         }
         match self.unsafe_config() {
