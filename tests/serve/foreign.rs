@@ -4,8 +4,8 @@
 //! Commands, read models, the Merkle tree and auto-promotion pass over it;
 //! `waybill verify` names it and fails.
 
-use crate::common::{caught_up, run, stdout, waybill, Served};
-use crate::insecure_dev_on;
+use crate::common::{caught_up, run, stdout, Served};
+use crate::{insecure_dev_cmd, insecure_dev_on};
 use waybill_ledger::testing::NatsServer;
 
 fn status(served: &Served) -> String {
@@ -130,10 +130,7 @@ async fn a_stray_message_on_the_stream_stops_nothing() {
     let elsewhere = tempfile::tempdir().expect("tempdir");
     let backup = elsewhere.path().join("backup");
     let served = Served::start(
-        waybill()
-            .args(["serve", "--insecure-dev", "--nats", &nats.url()])
-            .arg("--data-dir")
-            .arg(dir.path())
+        insecure_dev_cmd(&nats, dir.path())
             .arg("--backup-dir")
             .arg(&backup),
     );

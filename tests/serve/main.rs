@@ -41,22 +41,30 @@ async fn wait_for_health(endpoint: &str, want: ServingStatus) {
     panic!("health never became {want:?}");
 }
 
+/// `waybill serve --insecure-dev --nats URL --data-dir DATA`, for more
+/// flags or settings before it starts.
+pub(crate) fn insecure_dev_cmd(
+    nats: &waybill_ledger::testing::NatsServer,
+    data: &std::path::Path,
+) -> std::process::Command {
+    let mut cmd = common::waybill();
+    cmd.args([
+        "serve",
+        "--insecure-dev",
+        "--nats",
+        &nats.url(),
+        "--data-dir",
+    ])
+    .arg(data);
+    cmd
+}
+
 /// `waybill serve --insecure-dev` (auto-promotion on) on `nats`.
 pub(crate) fn insecure_dev_on(
     nats: &waybill_ledger::testing::NatsServer,
     data: &std::path::Path,
 ) -> Served {
-    Served::start(
-        common::waybill()
-            .args([
-                "serve",
-                "--insecure-dev",
-                "--nats",
-                &nats.url(),
-                "--data-dir",
-            ])
-            .arg(data),
-    )
+    Served::start(&mut insecure_dev_cmd(nats, data))
 }
 
 /// The health status of one service (`None`: no answer).

@@ -9,7 +9,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use waybill_ledger::testing::NatsServer;
 
 use crate::common::{self, run, stderr, waybill, Served};
-use crate::service_health;
+use crate::{insecure_dev_cmd, service_health};
 
 /// A commands-only and a queries-only process on one JetStream stream: each
 /// serves its own services only (the others are UNIMPLEMENTED and unknown to
@@ -28,18 +28,8 @@ async fn roles_split_commands_and_queries_across_processes() {
             .args(["--nats", &nats.url(), "--data-dir"])
             .arg(cdir.path()),
     );
-    let queries = Served::start(
-        waybill()
-            .args([
-                "serve",
-                "--insecure-dev",
-                "--nats",
-                &nats.url(),
-                "--data-dir",
-            ])
-            .arg(qdir.path())
-            .env("WAYBILL_ROLES", "queries"),
-    );
+    let queries =
+        Served::start(insecure_dev_cmd(&nats, qdir.path()).env("WAYBILL_ROLES", "queries"));
     let (c, q) = (commands.endpoint(), queries.endpoint());
     // `None`: health does not know the service (NOT_FOUND).
     let serving = Some(ServingStatus::Serving);

@@ -8,7 +8,7 @@ use tonic_health::pb::HealthCheckRequest;
 use waybill_ledger::testing::NatsServer;
 
 use crate::common::{waybill, Served};
-use crate::discover;
+use crate::{discover, insecure_dev_cmd};
 
 #[test]
 fn a_client_that_never_closes_does_not_hold_the_shutdown() {
@@ -96,17 +96,9 @@ async fn a_server_whose_nats_is_gone_still_stops_and_saves_what_it_can() {
     let mut nats = NatsServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let served = Served::start(
-        waybill()
+        insecure_dev_cmd(&nats, dir.path())
             .env("WAYBILL_LOG", "info")
-            .args([
-                "serve",
-                "--insecure-dev",
-                "--no-reactors",
-                "--nats",
-                &nats.url(),
-                "--data-dir",
-            ])
-            .arg(dir.path()),
+            .arg("--no-reactors"),
     );
     served.apply_example();
     nats.kill();
@@ -202,18 +194,7 @@ async fn a_server_whose_store_fails_stops_and_loses_nothing() {
     drop(served);
 
     // Without the limit: every acknowledged discovery is there.
-    let served = Served::start(
-        waybill()
-            .args([
-                "serve",
-                "--insecure-dev",
-                "--no-reactors",
-                "--nats",
-                &nats.url(),
-                "--data-dir",
-            ])
-            .arg(dir.path()),
-    );
+    let served = Served::start(insecure_dev_cmd(&nats, dir.path()).arg("--no-reactors"));
     crate::common::caught_up(served.endpoint(), None).await;
     let mut queries =
         waybill_proto::v1::query_service_client::QueryServiceClient::new(served.channel().await);
