@@ -39,7 +39,6 @@ pub enum Reason {
     BypassNotAllowed,
     AlreadyInFlight,
     AlreadyCurrent,
-    NoPipeline,
     StageInUse,
 }
 
@@ -61,7 +60,6 @@ impl Reason {
             Reason::BypassNotAllowed => "BYPASS_NOT_ALLOWED",
             Reason::AlreadyInFlight => "ALREADY_IN_FLIGHT",
             Reason::AlreadyCurrent => "ALREADY_CURRENT",
-            Reason::NoPipeline => "NO_PIPELINE",
             Reason::StageInUse => "STAGE_IN_USE",
         }
     }
@@ -110,7 +108,7 @@ mod tests {
     use super::*;
 
     /// Every reason (a new one belongs here too).
-    const ALL: [Reason; 16] = [
+    const ALL: [Reason; 15] = [
         Reason::FreightNotAvailable,
         Reason::ApprovalsMissing,
         Reason::SeparationOfDuties,
@@ -125,7 +123,6 @@ mod tests {
         Reason::BypassNotAllowed,
         Reason::AlreadyInFlight,
         Reason::AlreadyCurrent,
-        Reason::NoPipeline,
         Reason::StageInUse,
     ];
 

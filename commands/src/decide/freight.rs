@@ -10,7 +10,7 @@ use waybill_ledger::event::{
 use waybill_ledger::name::did_you_mean;
 use waybill_ledger::EventPayload;
 
-use super::{no_pipeline, stage, Decision};
+use super::{pipeline, stage, Decision};
 use crate::command::{Command, Context};
 use crate::policy::check_ticket;
 use crate::rejection::{Reason, Rejection};
@@ -24,7 +24,7 @@ pub(super) fn discover(state: &ProjectState, command: &Command) -> Result<Decisi
     else {
         unreachable!("dispatched by decide")
     };
-    let def = state.definition().ok_or_else(|| no_pipeline(state))?;
+    let def = pipeline(state)?;
     let Some(warehouse_def) = def.warehouse(warehouse) else {
         return Err(Rejection::invalid(
             "warehouse",

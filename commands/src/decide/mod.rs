@@ -16,7 +16,7 @@ use waybill_ledger::name::did_you_mean;
 use waybill_ledger::EventPayload;
 
 use crate::command::{Command, Context};
-use crate::rejection::{Reason, Rejection};
+use crate::rejection::Rejection;
 
 /// What a command comes to.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,14 +84,6 @@ pub(crate) fn stage<'a>(state: &'a ProjectState, name: &str) -> Result<&'a Stage
 pub fn promotion_id(command_id: &str) -> String {
     let digest = Sha256::digest(command_id.as_bytes());
     format!("prm-{}", &hex::encode(digest)[..16])
-}
-
-fn no_pipeline(state: &ProjectState) -> Rejection {
-    Rejection::policy(
-        Reason::NoPipeline,
-        format!("project {:?} has no pipeline", state.project),
-        [],
-    )
 }
 
 #[cfg(test)]

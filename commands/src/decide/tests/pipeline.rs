@@ -172,7 +172,13 @@ fn rediscovery_is_idempotent_and_aliases_are_unique() {
 #[test]
 fn commands_before_any_pipeline_are_refused() {
     let mut s = Scenario::empty();
-    s.refused(robot(), discover("1.0"), Reason::NoPipeline);
+    let refused = s.invalid(robot(), discover("1.0"));
+    assert!(
+        refused
+            .to_string()
+            .contains("has no pipeline; apply one first"),
+        "{refused}"
+    );
     s.invalid(alice(), promote("dev", "x", ""));
     // A promotion named in a project without a pipeline: the project is
     // what is unknown, not the promotion.
