@@ -238,7 +238,7 @@ pub struct DumpArgs {
     #[arg(long, short = 'p')]
     pub project: Option<String>,
     /// First position to write.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = crate::client::position_arg)]
     pub from: u64,
 }
 

@@ -39,7 +39,7 @@ pub struct ProveArgs {
     #[arg(long)]
     pub pubkey: String,
     /// Prove that the record at this position is in the log...
-    #[arg(long)]
+    #[arg(long, value_parser = crate::client::position_arg)]
     pub position: Option<u64>,
     /// ...and/or that the tree of this older size is a prefix of the checkpoint's.
     #[arg(long)]

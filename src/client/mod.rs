@@ -8,7 +8,7 @@ mod wait;
 
 pub use commands::{run, ClientCommand};
 pub use queries::rpc::refused;
-pub use queries::{run as run_query, time_arg, QueryCommand};
+pub use queries::{position_arg, run as run_query, time_arg, QueryCommand};
 pub use token::TokenArgs;
 
 use clap::{Args, ValueEnum};

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use super::at::AtPoint;
-use super::format::time_arg;
+use super::format::{position_arg, time_arg};
 use super::rpc::{connect, refused};
 use super::{freight, history, projects, promotions, stages, watch};
 use crate::client::ClientArgs;
@@ -65,14 +65,14 @@ pub struct ReadArgs {
     )]
     pub project: String,
     /// Wait (bounded) until the server reflects this position: read your own writes.
-    #[arg(long, value_name = "POSITION", default_value_t = 0)]
+    #[arg(long, value_name = "POSITION", default_value_t = 0, value_parser = position_arg)]
     pub min_position: u64,
 }
 
 #[derive(Debug, Args)]
 pub struct ProjectsArgs {
     /// Wait (bounded) until the server reflects this position.
-    #[arg(long, value_name = "POSITION", default_value_t = 0)]
+    #[arg(long, value_name = "POSITION", default_value_t = 0, value_parser = position_arg)]
     pub min_position: u64,
     #[command(flatten)]
     pub client: ClientArgs,
@@ -102,7 +102,7 @@ pub struct PendingArgs {
     #[arg(long, short = 'p', env = "WAYBILL_PROJECT")]
     pub project: Option<String>,
     /// Wait (bounded) until the server reflects this position.
-    #[arg(long, value_name = "POSITION", default_value_t = 0)]
+    #[arg(long, value_name = "POSITION", default_value_t = 0, value_parser = position_arg)]
     pub min_position: u64,
     #[command(flatten)]
     pub client: ClientArgs,
@@ -161,7 +161,7 @@ pub struct HistoryArgs {
     #[arg(long, value_parser = time_arg)]
     pub until: Option<String>,
     /// From this position on.
-    #[arg(long, value_name = "POSITION", default_value_t = 0)]
+    #[arg(long, value_name = "POSITION", default_value_t = 0, value_parser = position_arg)]
     pub from: u64,
     /// At most this many entries (0: the server's maximum).
     #[arg(long, default_value_t = 50)]
@@ -258,7 +258,7 @@ pub struct WatchArgs {
     pub project: String,
     /// From this position on; 1 for the whole history [default: what
     /// happens from now on].
-    #[arg(long, value_name = "POSITION")]
+    #[arg(long, value_name = "POSITION", value_parser = position_arg)]
     pub from: Option<u64>,
     /// Only events about this stage (with --project).
     #[arg(long, short = 's')]
@@ -274,7 +274,7 @@ pub struct WatchArgs {
     #[arg(long, value_name = "STATUS", value_parser = promotions::status_arg)]
     pub status: Option<String>,
     /// Wait (bounded) until the server reflects this position before watching.
-    #[arg(long, value_name = "POSITION", default_value_t = 0)]
+    #[arg(long, value_name = "POSITION", default_value_t = 0, value_parser = position_arg)]
     pub min_position: u64,
     #[command(flatten)]
     pub client: ClientArgs,

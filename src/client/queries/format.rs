@@ -46,6 +46,21 @@ pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
 pub const TIME_FORMS: &str =
     "an RFC 3339 time (2024-05-01T12:00:00+02:00), a UTC date and time (2024-05-01 12:00, 2024-05-01T12:00:00, 2024-05-01), a UTC time of day (03:12, the last one), or a time ago (90m, 2h, \"1d 6h ago\", now)";
 
+/// Reads a position given on the command line: a whole number. A time
+/// given instead is answered with where times are taken.
+pub fn position_arg(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    s.parse().map_err(|_| {
+        let hint = if time_arg(s).is_ok() {
+            "; that is a time: `waybill history` takes times with --since and --until, \
+             `waybill at` a position or a time"
+        } else {
+            ""
+        };
+        format!("{s:?} is not a position (a whole number, e.g. 42){hint}")
+    })
+}
+
 /// Reads a time given on the command line: RFC 3339; a date with an
 /// optional time of day (to the minute, second or below) without an offset,
 /// taken as UTC (the tables print UTC); a time of day alone, the last time
@@ -293,6 +308,19 @@ mod tests {
         );
         assert_eq!(when("", now), "-");
         assert_eq!(when("yesterday", now), "yesterday");
+    }
+
+    #[test]
+    fn positions_are_whole_numbers_and_a_time_is_pointed_elsewhere() {
+        assert_eq!(position_arg("42"), Ok(42));
+        assert_eq!(position_arg(" 7 "), Ok(7));
+        let not = position_arg("-1").expect_err("negative");
+        assert_eq!(not, "\"-1\" is not a position (a whole number, e.g. 42)");
+        let time = position_arg("2026-12-03").expect_err("a date");
+        assert!(
+            time.contains("that is a time: `waybill history` takes times with --since"),
+            "{time}"
+        );
     }
 
     #[test]

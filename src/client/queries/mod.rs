@@ -24,6 +24,6 @@ pub(crate) mod stages;
 mod testing;
 mod watch;
 
-pub use format::time_arg;
+pub use format::{position_arg, time_arg};
 
 pub use command::{run, with_project_hint, QueryCommand};
