@@ -246,6 +246,11 @@ pub struct DumpArgs {
 pub enum TokenCommand {
     /// Create a token: prints it once, and the hashed entry for the tokens file.
     Create(crate::client::TokenArgs),
+    /// Revoke a token: takes its entry out of the tokens file (it stops
+    /// working when the server reloads the file).
+    Revoke(crate::client::token::RevokeArgs),
+    /// Who has a token in the tokens file, and their groups.
+    List(crate::client::token::ListArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -105,6 +105,12 @@ fn main() -> ExitCode {
             Command::Token(cli::TokenCommand::Create(args)) => {
                 client::token::create(&args).map(|()| ExitCode::SUCCESS)
             }
+            Command::Token(cli::TokenCommand::Revoke(args)) => {
+                client::token::revoke(&args).map(|()| ExitCode::SUCCESS)
+            }
+            Command::Token(cli::TokenCommand::List(args)) => {
+                client::token::list(&args).map(|()| ExitCode::SUCCESS)
+            }
             Command::Bench(args) => bench::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Completions { shell } => {
                 // Into memory first: `generate` panics on a write error,

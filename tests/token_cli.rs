@@ -1,7 +1,7 @@
-//! `waybill token create --append-to`: every file it leaves is one the
-//! server loads; a name used twice or reserved is refused with the file left
-//! as it was, and `--replace` rotates a token in place, keeping the rest of
-//! the file as written.
+//! `waybill token create --append-to`, `revoke` and `list`: every file they
+//! leave is one the server loads; a name used twice or reserved is refused
+//! with the file left as it was, `--replace` rotates a token in place and
+//! `revoke` takes one out, keeping the rest of the file as written.
 
 mod common;
 
@@ -17,6 +17,13 @@ fn create(file: &Path, args: &[&str]) -> std::process::Output {
         "--append-to",
         file.to_str().expect("utf8"),
     ];
+    all.extend(args);
+    run(&all)
+}
+
+/// `waybill token ARGS`.
+fn token(args: &[&str]) -> std::process::Output {
+    let mut all = vec!["token"];
     all.extend(args);
     run(&all)
 }
@@ -93,6 +100,70 @@ fn tokens_files_stay_loadable() {
     assert!(new.contains(r#"groups = ["release", "ops"]"#), "{new}");
     assert!(server_accepts(dir.path(), &file));
 
+    // `list` shows names and groups, never a hash.
+    let listed = token(&["list", "--file", file.to_str().expect("utf8")]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let lines: Vec<String> = stdout(&listed).lines().map(str::to_string).collect();
+    assert_eq!(
+        lines,
+        ["NAME   GROUPS", "alice  release, ops", "bob    ops"]
+    );
+    let json = token(&["list", "--file", file.to_str().expect("utf8"), "-o", "json"]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&json)).expect("json");
+    assert_eq!(json["tokens"][1]["name"], "bob");
+    assert_eq!(json["tokens"][0]["groups"][1], "ops");
+    assert!(!stdout(&listed).contains(&hash(&stdout(&bob))));
+
+    // `revoke`: a misspelled name is refused (the file stays) with a hint;
+    // the first entry out, the comment and the other entry stay.
+    let misspelt = token(&[
+        "revoke",
+        "--name",
+        "alcie",
+        "--file",
+        file.to_str().expect("utf8"),
+    ]);
+    assert_eq!(misspelt.status.code(), Some(2));
+    assert!(
+        stderr(&misspelt).contains("has no token named \"alcie\" (did you mean \"alice\"?)"),
+        "{}",
+        stderr(&misspelt)
+    );
+    assert_eq!(std::fs::read_to_string(&file).expect("read"), new);
+    let revoked = token(&[
+        "revoke",
+        "--name",
+        "alice",
+        "--file",
+        file.to_str().expect("utf8"),
+    ]);
+    assert!(revoked.status.success(), "{}", stderr(&revoked));
+    assert!(stderr(&revoked).contains("stops working when the server reloads"));
+    let left = std::fs::read_to_string(&file).expect("read");
+    assert!(
+        left.starts_with("# tokens of the shop team\n[[token]]\nname = \"bob\""),
+        "{left}"
+    );
+    assert!(
+        !left.contains("alice") && !left.contains(&hash(&stdout(&rotated))),
+        "{left}"
+    );
+    assert!(left.contains(&hash(&stdout(&bob))), "{left}");
+    assert!(server_accepts(dir.path(), &file));
+    let revoked = token(&[
+        "revoke",
+        "--name",
+        "bob",
+        "--file",
+        file.to_str().expect("utf8"),
+    ]);
+    assert!(revoked.status.success(), "{}", stderr(&revoked));
+    assert!(server_accepts(dir.path(), &file));
+    let left = std::fs::read_to_string(&file).expect("read");
+    assert_eq!(left.trim(), "# tokens of the shop team", "{left}");
+    let listed = token(&["list", "--file", file.to_str().expect("utf8")]);
+    assert_eq!(stdout(&listed), "(no tokens)\n");
+
     // A file the server would refuse is not made worse, and says why.
     let broken = dir.path().join("broken.toml");
     let bad = "[[token]]\nname = \"x\"\nsha256 = \"not hex\"\n";
@@ -105,6 +176,20 @@ fn tokens_files_stay_loadable() {
         stderr(&out)
     );
     assert_eq!(std::fs::read_to_string(&broken).expect("read"), bad);
+    for args in [
+        &["revoke", "--name", "x", "--file"][..],
+        &["list", "--file"][..],
+    ] {
+        let mut args = args.to_vec();
+        args.push(broken.to_str().expect("utf8"));
+        let out = token(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr(&out).contains("sha256 must be 64 hex digits"),
+            "{args:?}"
+        );
+        assert_eq!(std::fs::read_to_string(&broken).expect("read"), bad);
+    }
 
     // Nothing is left beside the files.
     let mut names: Vec<String> = std::fs::read_dir(dir.path())

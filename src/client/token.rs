@@ -1,5 +1,7 @@
-//! `waybill token create`: a new bearer token and its hashed entry for the
-//! tokens file. The token is printed once; only its SHA-256 is stored.
+//! `waybill token`: bearer tokens in the tokens file. `create` makes a new
+//! token and its hashed entry (the token is printed once; only its SHA-256
+//! is stored), `revoke` takes an entry out, `list` shows who has one. Every
+//! file these leave is one the server loads.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -25,6 +27,28 @@ pub struct TokenArgs {
     /// (rotation); its groups stay unless --groups is given.
     #[arg(long, requires = "append_to")]
     pub replace: bool,
+}
+
+/// Revoke a bearer token.
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// Name of the principal whose token is revoked.
+    #[arg(long)]
+    pub name: String,
+    /// The tokens file.
+    #[arg(long)]
+    pub file: PathBuf,
+}
+
+/// List the tokens of a tokens file.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// The tokens file.
+    #[arg(long)]
+    pub file: PathBuf,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value = "text")]
+    pub output: super::Output,
 }
 
 /// The tokens-file entry for `token`.
@@ -128,13 +152,22 @@ fn write_entry(path: &Path, args: &TokenArgs, token: &str) -> anyhow::Result<boo
             false
         }
     };
+    replace_file(path, &text, exists)?;
+    Ok(replaced)
+}
+
+/// Puts `text` in place as the tokens file `path`: written beside it,
+/// checked as the server reads it, then renamed over it. A text the server
+/// would refuse leaves the file as it was.
+fn replace_file(path: &Path, text: &str, exists: bool) -> anyhow::Result<()> {
+    let shown = path.display();
     let file_name = path
         .file_name()
-        .ok_or_else(|| anyhow::anyhow!("--append-to {shown}: not a file name"))?;
+        .ok_or_else(|| anyhow::anyhow!("{shown}: not a file name"))?;
     let mut temporary = file_name.to_os_string();
     temporary.push(format!(".new-{}", std::process::id()));
     let temporary = path.with_file_name(temporary);
-    let written = write_checked(&temporary, path, &text, exists);
+    let written = write_checked(&temporary, path, text, exists);
     if let Err(e) = written {
         let _ = std::fs::remove_file(&temporary);
         return Err(e);
@@ -143,7 +176,143 @@ fn write_entry(path: &Path, args: &TokenArgs, token: &str) -> anyhow::Result<boo
         .map_err(|e| anyhow::anyhow!("cannot replace {shown}: {e}"))?;
     crate::durable::sync_parent(path)
         .map_err(|e| anyhow::anyhow!("cannot sync the directory of {shown}: {e}"))?;
-    Ok(replaced)
+    Ok(())
+}
+
+/// The tokens file at `path`, as the server would load it, and as a
+/// document to edit.
+fn read_tokens_file(path: &Path) -> anyhow::Result<(String, toml_edit::DocumentMut)> {
+    let shown = path.display();
+    check_tokens_file(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {shown}: {e}"))?;
+    let doc = text
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{shown} is not a TOML tokens file: {e}"))?;
+    Ok((text, doc))
+}
+
+/// The entries of a tokens file: name and groups, in the file's order.
+fn entries(doc: &toml_edit::DocumentMut) -> Vec<(String, Vec<String>)> {
+    let Some(tokens) = doc
+        .get("token")
+        .and_then(toml_edit::Item::as_array_of_tables)
+    else {
+        return Vec::new();
+    };
+    tokens
+        .iter()
+        .map(|t| {
+            let name = t.get("name").and_then(toml_edit::Item::as_str);
+            let groups = t
+                .get("groups")
+                .and_then(toml_edit::Item::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|g| g.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (name.unwrap_or_default().to_string(), groups)
+        })
+        .collect()
+}
+
+/// `waybill token revoke`: takes the entry of `--name` out of the tokens
+/// file, keeping the rest as written. The token stops working when the
+/// server reloads the file.
+pub fn revoke(args: &RevokeArgs) -> anyhow::Result<()> {
+    let path = &args.file;
+    let shown = path.display();
+    let (_, mut doc) = read_tokens_file(path)?;
+    let names: Vec<String> = entries(&doc).into_iter().map(|(name, _)| name).collect();
+    let Some(index) = names.iter().position(|n| *n == args.name) else {
+        let like = waybill_ledger::name::did_you_mean(&args.name, names.iter().map(String::as_str));
+        anyhow::bail!("{shown} has no token named {:?}{like}", args.name);
+    };
+    remove_entry(&mut doc, index);
+    // The entry after a removed first one would leave its blank line first.
+    let text = doc.to_string();
+    replace_file(path, text.trim_start_matches('\n'), true)?;
+    eprintln!(
+        "revoked the token of {} in {shown} (it stops working when the server reloads: SIGHUP, \
+         or within --reload-check-secs)",
+        args.name
+    );
+    Ok(())
+}
+
+/// Takes entry `index` out of `doc`. Comments above it stay (they go
+/// above the next entry, or to the end): revoking a token loses no note
+/// that someone wrote.
+fn remove_entry(doc: &mut toml_edit::DocumentMut, index: usize) {
+    let prefix = |t: &toml_edit::Table| {
+        let prefix = t.decor().prefix().and_then(|p| p.as_str());
+        prefix.unwrap_or_default().to_string()
+    };
+    let Some(tokens) = doc
+        .get_mut("token")
+        .and_then(toml_edit::Item::as_array_of_tables_mut)
+    else {
+        return;
+    };
+    let Some(comments) = tokens.get(index).map(prefix) else {
+        return;
+    };
+    tokens.remove(index);
+    if !comments.contains('#') {
+        return;
+    }
+    match tokens.get_mut(index) {
+        Some(next) => {
+            let own = prefix(next);
+            let own = if own.trim().is_empty() {
+                ""
+            } else {
+                own.as_str()
+            };
+            next.decor_mut().set_prefix(format!("{comments}{own}"));
+        }
+        None => {
+            let trailing = doc.trailing().as_str().unwrap_or_default().to_string();
+            doc.set_trailing(format!("{comments}{trailing}"));
+        }
+    }
+}
+
+/// `waybill token list`: who has a token in the file, with their groups
+/// (never a hash).
+pub fn list(args: &ListArgs) -> anyhow::Result<()> {
+    let (_, doc) = read_tokens_file(&args.file)?;
+    let entries = entries(&doc);
+    match args.output {
+        super::Output::Json => {
+            let list: Vec<_> = entries
+                .iter()
+                .map(|(name, groups)| serde_json::json!({ "name": name, "groups": groups }))
+                .collect();
+            outln!("{}", serde_json::json!({ "tokens": list }));
+        }
+        super::Output::Text if entries.is_empty() => outln!("(no tokens)"),
+        super::Output::Text => {
+            let width = entries
+                .iter()
+                .map(|(n, _)| n.len())
+                .max()
+                .unwrap_or(0)
+                .max(4);
+            outln!("{:width$}  GROUPS", "NAME");
+            for (name, groups) in &entries {
+                let groups = if groups.is_empty() {
+                    "-".to_string()
+                } else {
+                    groups.join(", ")
+                };
+                outln!("{name:width$}  {groups}");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Writes `text` to `temporary`, the next version of `path` (durably, with
