@@ -1,6 +1,7 @@
 //! The JetStream backend on a 3-node cluster with an R3 stream: racing writers
 //! stay linearizable per project, and killing the stream leader loses no
-//! acknowledged append; brought back, the node catches up.
+//! acknowledged append; brought back, the node catches up. A tail goes on
+//! when the node of its consumer is killed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -48,23 +49,45 @@ async fn append_until_acked(log: &dyn EventLog, p: &ProjectName, cmd: &str) -> P
     panic!("{cmd}: never acknowledged");
 }
 
-/// The last sequence of `stream` in the replica on the node whose
-/// monitoring port is `http` (from `/jsz`).
-fn replica_last_seq(http: u16, stream: &str) -> Option<u64> {
+/// What the node whose monitoring port is `http` says of its streams and
+/// consumers (`/jsz`): `account_details[].stream_detail[]`.
+fn stream_details(http: u16) -> Option<Vec<serde_json::Value>> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", http)).ok()?;
-    s.write_all(b"GET /jsz?streams=true HTTP/1.0\r\nHost: localhost\r\n\r\n")
+    s.write_all(b"GET /jsz?streams=true&consumers=true HTTP/1.0\r\nHost: localhost\r\n\r\n")
         .ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let body = &text[text.find("\r\n\r\n")? + 4..];
     let jsz: serde_json::Value = serde_json::from_str(body).ok()?;
-    jsz["account_details"]
-        .as_array()?
-        .iter()
-        .flat_map(|a| a["stream_detail"].as_array().cloned().unwrap_or_default())
+    Some(
+        jsz["account_details"]
+            .as_array()?
+            .iter()
+            .flat_map(|a| a["stream_detail"].as_array().cloned().unwrap_or_default())
+            .collect(),
+    )
+}
+
+/// The last sequence of `stream` in the replica on the node whose
+/// monitoring port is `http`.
+fn replica_last_seq(http: u16, stream: &str) -> Option<u64> {
+    stream_details(http)?
+        .into_iter()
         .find(|d| d["name"] == stream)
         .and_then(|d| d["state"]["last_seq"].as_u64())
+}
+
+/// The nodes that lead a consumer of `stream`, as the node whose
+/// monitoring port is `http` knows them.
+fn consumer_leaders(http: u16, stream: &str) -> Vec<String> {
+    let details = stream_details(http).unwrap_or_default();
+    details
+        .iter()
+        .filter(|d| d["name"] == stream)
+        .flat_map(|d| d["consumer_detail"].as_array().cloned().unwrap_or_default())
+        .filter_map(|c| c["cluster"]["leader"].as_str().map(str::to_string))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,4 +226,68 @@ async fn a_copy_into_a_new_r3_stream_lands_whole() {
         target.project_head(&p).await.expect("head"),
         source.project_head(&p).await.expect("head")
     );
+}
+
+/// A tail whose consumer's node is killed, with the connection it reads
+/// through, goes on from where it was once a new consumer is made.
+/// (async-nats 0.51's ordered consumer, waited on alone, noticed only one of
+/// the two missed heartbeats it needs while its client reconnected, and
+/// stayed put for about 45 s: long past the bound below, which is there to
+/// fail rather than hang.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tail_goes_on_when_the_node_of_its_consumer_is_killed() {
+    let mut cluster = NatsCluster::start(3);
+    // Connected to node 0 (the client learns the others from it).
+    let mut opts = JetStreamOptions::new(cluster.node(0).url());
+    opts.replicas = 3;
+    let log = JetStreamLog::connect(opts).await.expect("connect");
+    let p = ProjectName::project("tailed").expect("name");
+    append_until_acked(&log, &p, "before").await;
+    let consumers = |cluster: &NatsCluster| -> Vec<String> {
+        (0..cluster.len())
+            .flat_map(|i| consumer_leaders(cluster.node(i).http_port(), "WAYBILL"))
+            .collect()
+    };
+
+    // A tail whose consumer (R1, placed on one of the three nodes) is on
+    // node 0 too: tails are opened until one is.
+    let mut found = None;
+    for _ in 0..30 {
+        let mut tail = log.tail(Position(1)).await.expect("tail");
+        let first = tail.next().await.expect("an event").expect("a record");
+        assert_eq!(first.event.command_id, "before");
+        let mut leaders = consumers(&cluster);
+        for _ in 0..50 {
+            if !leaders.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            leaders = consumers(&cluster);
+        }
+        assert_eq!(leaders.len(), 1, "the tail's consumer alone: {leaders:?}");
+        if leaders[0] == cluster.node(0).name() {
+            found = Some((tail, first));
+            break;
+        }
+        // Closed, the tail deletes its consumer.
+        drop(tail);
+        for _ in 0..50 {
+            if consumers(&cluster).is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let (mut tail, first) = found.expect("a tail's consumer on node 0 in 30 tries");
+    cluster.kill(0);
+
+    append_until_acked(&log, &p, "after").await;
+    let next = tokio::time::timeout(Duration::from_secs(30), tail.next())
+        .await
+        .expect("the tail is stuck on the consumer of the killed node")
+        .expect("an event")
+        .expect("a record");
+    assert_eq!(next.event.command_id, "after");
+    assert_eq!(next.position, first.position.next());
+    cluster.restart(0);
 }

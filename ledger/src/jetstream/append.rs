@@ -24,8 +24,10 @@ const IN_FLIGHT_RETRIES: u32 = 8;
 /// Retries of a publish that no stream answered (nothing was stored): a
 /// replicated stream just created, or electing a new leader, has no
 /// responder for a moment. Backing off 40 ms, 80 ms, ... up to 320 ms, the
-/// retries span about 2.5 s.
-const NO_RESPONDER_RETRIES: u32 = 10;
+/// retries span about 10 s: a stream leader killed on a 3-node cluster was
+/// replaced after 6.2 and 6.3 s (nats-server 2.15.1), which the 2.5 s
+/// these retries spanned before did not ride out.
+const NO_RESPONDER_RETRIES: u32 = 33;
 
 pub(super) async fn append(
     log: &JetStreamLog,

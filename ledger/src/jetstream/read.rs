@@ -21,6 +21,23 @@ use crate::log::{stored_event, EventStream, Position};
 /// A bounded read gives up waiting for the next message after this long.
 const BOUNDED_IDLE: Duration = Duration::from_secs(10);
 
+/// The longest a consumer's pull request waits on the server. The ordered
+/// consumer asks for heartbeats every half of it and makes a new consumer
+/// after two missed ones (each noticed 2 heartbeats late), so with
+/// [`REPOLL`] this bounds how long a tail stays on a consumer that went
+/// away with its server (a node of a cluster killed) to about 5 s. An idle
+/// tail sends a pull request every 2 s.
+const PULL_EXPIRES: Duration = Duration::from_secs(2);
+
+/// How often a tail waiting for its next message polls its consumer again.
+/// async-nats 0.51's ordered consumer arms its heartbeat timer only while
+/// polled, and after the first missed heartbeat it returns without arming
+/// it again: waiting on it alone, a tail whose consumer's server was killed
+/// stayed put until the client's reconnection check gave up, about 45 s
+/// (walked on a 3-node cluster). Polling again arms the timer, so the
+/// second missed heartbeat makes a new consumer.
+const REPOLL: Duration = Duration::from_secs(1);
+
 fn unavailable(what: &str, e: impl std::fmt::Display) -> LedgerError {
     LedgerError::Unavailable(format!("{what}: {e}"))
 }
@@ -382,6 +399,7 @@ async fn ordered(log: &JetStreamLog, filter: &str, from: Position) -> Result<Rea
         deliver_policy: DeliverPolicy::ByStartSequence {
             start_sequence: from.0.max(1),
         },
+        max_expires: PULL_EXPIRES,
         ..Default::default()
     };
     let started = tokio::time::Instant::now();
@@ -500,7 +518,18 @@ pub(super) fn tail(log: JetStreamLog, filter: String, from: Position) -> EventSt
                     }
                 },
             };
-            match current.messages.next().await {
+            // A buffered message needs no timer.
+            let received = match current.messages.next().now_or_never() {
+                Some(received) => received,
+                None => loop {
+                    if let Ok(received) =
+                        tokio::time::timeout(REPOLL, current.messages.next()).await
+                    {
+                        break received;
+                    }
+                },
+            };
+            match received {
                 Some(Ok(msg)) => {
                     let item = to_stored(&log, &msg);
                     match &item {
